@@ -1,0 +1,122 @@
+// swift-tools-version:6.1
+// Quorum: an etcd-compatible, Raft-replicated key-value store with self-managed TLS.
+//
+// Targets depend downward only:
+//   Raft (pure consensus) · Storage (WAL, snapshots, SQLite) · EtcdProto (wire messages)
+//   MVCC (revisioned key space, watches, leases) · Node (the replicated state machine; no I/O framework)
+//   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
+// Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
+import PackageDescription
+
+let package = Package(
+    name: "Quorum",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "quorum", targets: ["quorum"]),
+        .executable(name: "quorumctl", targets: ["quorumctl"]),
+        .executable(name: "quorum-sim", targets: ["quorum-sim"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .target(name: "Raft"),
+        .target(name: "Storage", dependencies: ["CSQLite"]),
+        .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(
+            name: "MVCC",
+            dependencies: ["Storage", "EtcdProto", .product(name: "Collections", package: "swift-collections")]
+        ),
+        .target(
+            name: "Node",
+            dependencies: [
+                "Raft", "Storage", "MVCC", "EtcdProto", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        .target(
+            name: "PKI",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "EtcdAPI",
+            dependencies: [
+                "EtcdProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]
+        ),
+        .target(
+            name: "Server",
+            dependencies: [
+                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(name: "Simulation", dependencies: ["Raft"]),
+        .executableTarget(
+            name: "quorum",
+            dependencies: [
+                "Server", "Node",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "quorumctl",
+            dependencies: [
+                "Server", "PKI", "EtcdAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "quorum-sim",
+            dependencies: ["Simulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
+        .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
+        .testTarget(name: "PKITests", dependencies: ["PKI"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Server", "PKI"]),
+    ]
+)

@@ -1,0 +1,162 @@
+import Foundation
+import Storage
+import Synchronization
+
+/// The durable, indexed store under the key space, leases, alarms and membership: one SQLite database.
+///
+/// One writer connection, used only by the apply loop, groups every entry of an apply batch into one SQLite
+/// transaction; readers use a pool of connections and see the last committed batch (WAL journal mode).
+/// SQLite runs with `synchronous=NORMAL`: a power loss may roll back the newest batches but never corrupts the
+/// file, and those batches are replayed from Quorum's own write-ahead log, which the `consistent_index` meta
+/// row says where to resume. Before the log is truncated behind a snapshot, `makeDurable()` checkpoints.
+public final class Backend: @unchecked Sendable {
+    public let path: String
+    /// The apply loop's connection. Not to be used from any other thread.
+    public let writer: SQLiteConnection
+    private let readers = Mutex<[SQLiteConnection]>([])
+    private let maxIdleReaders: Int
+
+    public init(path: String, maxIdleReaders: Int = 8) throws {
+        self.path = path
+        self.maxIdleReaders = maxIdleReaders
+        writer = try SQLiteConnection(path: path)
+        try writer.execute(
+            """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=NORMAL;
+            PRAGMA cache_size=-8192;
+            PRAGMA temp_store=MEMORY;
+            PRAGMA wal_autocheckpoint=4096;
+            """)
+        try writer.execute(Backend.schema)
+    }
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0, data BLOB)
+            WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS kv(
+            key BLOB NOT NULL, rev INTEGER NOT NULL, sub INTEGER NOT NULL, create_rev INTEGER NOT NULL,
+            version INTEGER NOT NULL, lease INTEGER NOT NULL, value BLOB NOT NULL,
+            PRIMARY KEY(key, rev)) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS kv_by_rev ON kv(rev, sub);
+        CREATE TABLE IF NOT EXISTS live(
+            key BLOB PRIMARY KEY, create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL,
+            version INTEGER NOT NULL, lease INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS leases(id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, remaining_ttl INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS alarms(member_id INTEGER NOT NULL, alarm INTEGER NOT NULL,
+            PRIMARY KEY(member_id, alarm)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS members(id INTEGER PRIMARY KEY, name TEXT NOT NULL, peer_urls TEXT NOT NULL,
+            client_urls TEXT NOT NULL, is_learner INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS removed_members(id INTEGER PRIMARY KEY);
+        """
+
+    // MARK: Batches (apply loop only)
+
+    /// Opens the transaction that the following writes join.
+    public func beginBatch() throws {
+        if !writer.isInTransaction { try writer.execute("BEGIN IMMEDIATE") }
+    }
+
+    /// Commits the batch; readers see it from now on.
+    public func commitBatch() throws {
+        if writer.isInTransaction { try writer.execute("COMMIT") }
+    }
+
+    public func rollbackBatch() {
+        if writer.isInTransaction { try? writer.execute("ROLLBACK") }
+    }
+
+    /// Makes every committed batch durable (a full checkpoint with fsync), before the WAL is released behind it.
+    public func makeDurable() throws {
+        try commitBatch()
+        try writer.execute("PRAGMA wal_checkpoint(FULL)")
+    }
+
+    // MARK: Meta rows
+
+    public func metaInt(_ name: String, on connection: SQLiteConnection? = nil) throws -> Int64? {
+        let s = try (connection ?? writer).statement("SELECT value FROM meta WHERE name = ?1")
+        s.bind(1, name)
+        defer { s.reset() }
+        return try s.step() ? s.int64(0) : nil
+    }
+
+    public func setMetaInt(_ name: String, _ value: Int64) throws {
+        let s = try writer.statement(
+            "INSERT INTO meta(name, value) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value")
+        s.bind(1, name).bind(2, value)
+        try s.run()
+    }
+
+    public func metaData(_ name: String, on connection: SQLiteConnection? = nil) throws -> Data? {
+        let s = try (connection ?? writer).statement("SELECT data FROM meta WHERE name = ?1")
+        s.bind(1, name)
+        defer { s.reset() }
+        return try s.step() ? s.data(0) : nil
+    }
+
+    public func setMetaData(_ name: String, _ value: Data) throws {
+        let s = try writer.statement(
+            "INSERT INTO meta(name, data) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET data = excluded.data")
+        s.bind(1, name).bind(2, value)
+        try s.run()
+    }
+
+    // MARK: Readers
+
+    /// Runs `body` inside a read transaction on a pooled connection: it sees one committed state throughout.
+    public func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        let connection = try takeReader()
+        defer { returnReader(connection) }
+        try connection.execute("BEGIN")
+        defer { try? connection.execute("COMMIT") }
+        return try body(connection)
+    }
+
+    private func takeReader() throws -> SQLiteConnection {
+        if let pooled = readers.withLock({ $0.popLast() }) { return pooled }
+        let connection = try SQLiteConnection(path: path)
+        try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-2048;")
+        return connection
+    }
+
+    private func returnReader(_ connection: SQLiteConnection) {
+        readers.withLock { pool in
+            if pool.count < maxIdleReaders { pool.append(connection) }
+        }
+    }
+
+    /// Drops idle readers (before a defragment or a restore replaces the file).
+    public func closeReaders() {
+        readers.withLock { $0.removeAll() }
+    }
+
+    // MARK: Size and maintenance
+
+    /// Bytes allocated by the database file, and bytes in use by live pages (the rest is free pages).
+    public func size() throws -> (total: Int64, inUse: Int64) {
+        try read { c in
+            let pageSize = try c.scalar("PRAGMA page_size") ?? 4096
+            let pages = try c.scalar("PRAGMA page_count") ?? 0
+            let free = try c.scalar("PRAGMA freelist_count") ?? 0
+            let walBytes = Int64(FileSystem.fileSize(path + "-wal") ?? 0)
+            return (pages * pageSize + walBytes, (pages - free) * pageSize)
+        }
+    }
+
+    /// Rewrites the file without free pages (etcd's defragment). Blocks writers while it runs.
+    public func defragment() throws {
+        try commitBatch()
+        closeReaders()
+        try writer.execute("VACUUM")
+        try writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
+    /// Writes a consistent copy of the committed state to `destination` (for Snapshot and for peers).
+    public func copy(to destination: String) throws {
+        try? FileSystem.remove(destination)
+        let source = try takeReader()
+        defer { returnReader(source) }
+        try SQLiteBackup.copy(from: source, to: destination)
+    }
+}

@@ -1,0 +1,307 @@
+import EtcdProto
+import Foundation
+import Synchronization
+
+/// What a client asked to watch.
+public struct WatchRequestSpec: Sendable {
+    public var range: KeyRange
+    /// 0 = from the next revision on.
+    public var startRevision: Int64
+    public var prevKV: Bool
+    public var filterPut: Bool
+    public var filterDelete: Bool
+    public var progressNotify: Bool
+    public var requestedID: Int64
+
+    public init(
+        range: KeyRange, startRevision: Int64 = 0, prevKV: Bool = false, filterPut: Bool = false,
+        filterDelete: Bool = false, progressNotify: Bool = false, requestedID: Int64 = 0
+    ) {
+        self.range = range
+        self.startRevision = startRevision
+        self.prevKV = prevKV
+        self.filterPut = filterPut
+        self.filterDelete = filterDelete
+        self.progressNotify = progressNotify
+        self.requestedID = requestedID
+    }
+}
+
+/// Routes committed events to watchers, in revision order, none lost and none repeated.
+///
+/// A watcher is *synced* (receives events as batches commit) or *unsynced* (behind: it started in the past, or
+/// its stream was full). Unsynced watchers are caught up from the store's history by `catchUp`, driven by a
+/// background loop, and become synced again once they reach the newest revision. `nextRevision` is the first
+/// revision a watcher has not been sent; `publish` skips anything below it, which makes the hand-over between
+/// catch-up and live delivery exact even when they race.
+public final class WatchHub: Sendable {
+    public typealias HeaderProvider = @Sendable (_ revision: Int64) -> Etcdserverpb_ResponseHeader
+
+    final class Watcher: @unchecked Sendable {
+        // Mutated only under the hub's lock.
+        let key: UInt64
+        let watchID: Int64
+        let stream: WatchStream
+        let spec: WatchRequestSpec
+        var nextRevision: Int64
+        var synced: Bool
+
+        init(key: UInt64, watchID: Int64, stream: WatchStream, spec: WatchRequestSpec, next: Int64, synced: Bool) {
+            self.key = key
+            self.watchID = watchID
+            self.stream = stream
+            self.spec = spec
+            self.nextRevision = next
+            self.synced = synced
+        }
+
+        func matches(_ event: Mvccpb_Event) -> Bool {
+            if event.type == .put && spec.filterPut { return false }
+            if event.type == .delete && spec.filterDelete { return false }
+            return spec.range.contains(event.kv.key)
+        }
+    }
+
+    struct State {
+        var watchers: [UInt64: Watcher] = [:]
+        var byKey: [Data: Set<UInt64>] = [:]
+        var ranged: Set<UInt64> = []
+        var unsynced: Set<UInt64> = []
+        var nextKey: UInt64 = 1
+        var currentRevision: Int64
+        var streams: [ObjectIdentifier: Set<UInt64>] = [:]
+    }
+
+    let state: Mutex<State>
+    let store: KVStore
+    let header: HeaderProvider
+    /// Called (outside any lock) when a watcher falls behind, so the catch-up loop can wake at once.
+    let onBehind: @Sendable () -> Void
+
+    public init(
+        store: KVStore, currentRevision: Int64, header: @escaping HeaderProvider,
+        onBehind: @escaping @Sendable () -> Void = {}
+    ) {
+        self.store = store
+        self.header = header
+        self.onBehind = onBehind
+        state = Mutex(State(currentRevision: currentRevision))
+    }
+
+    public var watcherCount: Int { state.withLock { $0.watchers.count } }
+    public var unsyncedCount: Int { state.withLock { $0.unsynced.count } }
+
+    /// Creates a watcher on `stream`. Sends the `created` response (or etcd's error response) itself.
+    @discardableResult
+    public func watch(_ spec: WatchRequestSpec, on stream: WatchStream) -> Int64? {
+        guard let id = stream.allocateID(requested: spec.requestedID) else {
+            var response = Etcdserverpb_WatchResponse()
+            response.header = header(state.withLock { $0.currentRevision })
+            response.watchID = spec.requestedID
+            response.created = true
+            response.canceled = true
+            response.cancelReason = "mvcc: duplicate watch ID provided on the WatchStream"
+            stream.send(response)
+            return nil
+        }
+        let behind = state.withLock { s -> Bool in
+            let key = s.nextKey
+            s.nextKey += 1
+            let current = s.currentRevision
+            let start = spec.startRevision
+            let synced = start == 0 || start > current
+            let watcher = Watcher(
+                key: key, watchID: id, stream: stream, spec: spec, next: start == 0 ? current + 1 : start,
+                synced: synced)
+            s.watchers[key] = watcher
+            if case .single(let k) = spec.range {
+                s.byKey[k, default: []].insert(key)
+            } else {
+                s.ranged.insert(key)
+            }
+            if !synced { s.unsynced.insert(key) }
+            s.streams[ObjectIdentifier(stream), default: []].insert(key)
+            var response = Etcdserverpb_WatchResponse()
+            response.header = header(current)
+            response.watchID = id
+            response.created = true
+            // Sent under the lock so no event for this watcher can overtake its `created` response.
+            stream.send(response)
+            return !synced
+        }
+        if behind { onBehind() }
+        return id
+    }
+
+    /// Cancels a watcher by its stream-local id; false if there was none.
+    @discardableResult
+    public func cancel(watchID: Int64, on stream: WatchStream) -> Bool {
+        let removed = state.withLock { s -> Bool in
+            guard let keys = s.streams[ObjectIdentifier(stream)],
+                let key = keys.first(where: { s.watchers[$0]?.watchID == watchID })
+            else { return false }
+            remove(key, from: &s)
+            return true
+        }
+        if removed { stream.releaseID(watchID) }
+        return removed
+    }
+
+    /// Drops every watcher of a stream that ended.
+    public func closeStream(_ stream: WatchStream) {
+        state.withLock { s in
+            for key in s.streams[ObjectIdentifier(stream)] ?? [] { remove(key, from: &s) }
+            s.streams[ObjectIdentifier(stream)] = nil
+        }
+        stream.close()
+    }
+
+    private func remove(_ key: UInt64, from s: inout State) {
+        guard let watcher = s.watchers.removeValue(forKey: key) else { return }
+        if case .single(let k) = watcher.spec.range {
+            s.byKey[k]?.remove(key)
+            if s.byKey[k]?.isEmpty == true { s.byKey[k] = nil }
+        } else {
+            s.ranged.remove(key)
+        }
+        s.unsynced.remove(key)
+        s.streams[ObjectIdentifier(watcher.stream)]?.remove(key)
+    }
+
+    /// Delivers the events of a committed batch (all revisions up to `revision`) to synced watchers.
+    /// Never blocks: a full stream turns its watcher unsynced.
+    public func publish(_ events: [Mvccpb_Event], revision: Int64) {
+        let fellBehind = state.withLock { s -> Bool in
+            s.currentRevision = max(s.currentRevision, revision)
+            guard !events.isEmpty, !s.watchers.isEmpty else { return false }
+            var fellBehind = false
+            var perWatcher: [UInt64: [Mvccpb_Event]] = [:]
+            for event in events {
+                if let keys = s.byKey[event.kv.key] {
+                    for key in keys { collect(event, for: key, in: s, into: &perWatcher) }
+                }
+                for key in s.ranged { collect(event, for: key, in: s, into: &perWatcher) }
+            }
+            for (key, matched) in perWatcher {
+                guard let watcher = s.watchers[key] else { continue }
+                let first = matched[0].kv.modRevision
+                if deliver(matched, to: watcher, revision: revision) {
+                    watcher.nextRevision = revision + 1
+                } else {
+                    watcher.synced = false
+                    watcher.nextRevision = first
+                    s.unsynced.insert(key)
+                    fellBehind = true
+                }
+            }
+            return fellBehind
+        }
+        if fellBehind { onBehind() }
+    }
+
+    private func collect(
+        _ event: Mvccpb_Event, for key: UInt64, in s: State, into perWatcher: inout [UInt64: [Mvccpb_Event]]
+    ) {
+        guard let watcher = s.watchers[key], watcher.synced, event.kv.modRevision >= watcher.nextRevision,
+            watcher.matches(event)
+        else { return }
+        var event = event
+        if !watcher.spec.prevKV { event.clearPrevKv() }
+        perWatcher[key, default: []].append(event)
+    }
+
+    private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, revision: Int64) -> Bool {
+        var response = Etcdserverpb_WatchResponse()
+        response.header = header(revision)
+        response.watchID = watcher.watchID
+        response.events = events
+        return watcher.stream.offer(response)
+    }
+
+    /// Moves unsynced watchers forward from history, at most `limit` events per call. Returns whether work remains.
+    @discardableResult
+    public func catchUp(limit: Int = 1000) throws -> Bool {
+        let pending: [(Watcher, Int64)] = state.withLock { s in
+            s.unsynced.compactMap { key in s.watchers[key].map { ($0, $0.nextRevision) } }
+        }
+        guard let from = pending.map(\.1).min() else { return false }
+        let needPrev = pending.contains { $0.0.spec.prevKV }
+        let batch: (events: [Mvccpb_Event], covered: Int64, revisions: RevisionState)
+        do {
+            batch = try store.events(from: from, through: Int64.max, limit: limit, prevKV: needPrev)
+        } catch MVCCError.compacted {
+            batch = ([], from - 1, try store.read { $0.revisions })
+        }
+        let compacted = batch.revisions.compacted
+        return state.withLock { s in
+            for (watcher, next) in pending {
+                // Skip watchers that were removed or moved on since the snapshot above.
+                guard s.watchers[watcher.key] === watcher, !watcher.synced, watcher.nextRevision == next else {
+                    continue
+                }
+                if next < compacted {
+                    var response = Etcdserverpb_WatchResponse()
+                    response.header = header(s.currentRevision)
+                    response.watchID = watcher.watchID
+                    response.compactRevision = compacted
+                    response.canceled = true
+                    watcher.stream.send(response)
+                    remove(watcher.key, from: &s)
+                    watcher.stream.releaseID(watcher.watchID)
+                    continue
+                }
+                var matched: [Mvccpb_Event] = []
+                for event in batch.events where event.kv.modRevision >= next && watcher.matches(event) {
+                    var event = event
+                    if !watcher.spec.prevKV { event.clearPrevKv() }
+                    matched.append(event)
+                }
+                if !matched.isEmpty {
+                    guard deliver(matched, to: watcher, revision: batch.covered) else { continue }
+                }
+                watcher.nextRevision = max(watcher.nextRevision, batch.covered + 1)
+                if watcher.nextRevision > s.currentRevision {
+                    watcher.synced = true
+                    s.unsynced.remove(watcher.key)
+                    sendProgressIfRequested(watcher.stream, in: s)
+                }
+            }
+            return !s.unsynced.isEmpty
+        }
+    }
+
+    /// A client's progress request: answered with the newest revision once all of the stream's watchers have
+    /// caught up, since the revision promises that every earlier event was sent.
+    public func requestProgress(on stream: WatchStream) {
+        state.withLock { s in
+            stream.state.withLock { $0.progressRequested = true }
+            sendProgressIfRequested(stream, in: s)
+        }
+    }
+
+    private func sendProgressIfRequested(_ stream: WatchStream, in s: State) {
+        let keys = s.streams[ObjectIdentifier(stream)] ?? []
+        guard keys.allSatisfy({ s.watchers[$0]?.synced ?? true }) else { return }
+        let requested = stream.state.withLock { st -> Bool in
+            defer { st.progressRequested = false }
+            return st.progressRequested
+        }
+        guard requested else { return }
+        var response = Etcdserverpb_WatchResponse()
+        response.header = header(s.currentRevision)
+        response.watchID = -1
+        stream.send(response)
+    }
+
+    /// Periodic progress notification for synced watchers that asked for it (`progress_notify`).
+    public func notifyProgress() {
+        state.withLock { s in
+            for watcher in s.watchers.values where watcher.synced && watcher.spec.progressNotify {
+                var response = Etcdserverpb_WatchResponse()
+                response.header = header(s.currentRevision)
+                response.watchID = watcher.watchID
+                _ = watcher.stream.offer(response)
+            }
+        }
+    }
+}

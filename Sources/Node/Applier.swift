@@ -1,0 +1,221 @@
+import EtcdProto
+import Foundation
+import MVCC
+
+/// Applies committed requests to the state machine: key space, leases, alarms, membership.
+///
+/// Runs only on the apply loop, inside the backend batch transaction the loop opened. Every check that can fail
+/// happens before the first write of a request, so a failed request changes nothing; what it does is a pure
+/// function of the log, so every member reaches the same state.
+final class Applier {
+    let store: KVStore
+    let leases: Leases
+    let alarms: AlarmSet
+    let members: ClusterMembers
+    /// Events of the current batch, in revision order, for the watch hub.
+    private(set) var events: [Mvccpb_Event] = []
+
+    init(store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers) {
+        self.store = store
+        self.leases = leases
+        self.alarms = alarms
+        self.members = members
+    }
+
+    var backend: Backend { store.backend }
+
+    func takeEvents() -> [Mvccpb_Event] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    func apply(_ request: Quorumpb_RaftRequest) throws -> ApplyResult {
+        switch request.request {
+        case .put(let r):
+            if alarms.contains(.nospace) { return .failure(.noSpace) }
+            return try write { txn in .put(try put(r, txn)) }
+        case .deleteRange(let r):
+            return try write { txn in .deleteRange(try deleteRange(r, txn)) }
+        case .txn(let r):
+            if alarms.contains(.nospace) && TxnRules.hasPut(r) { return .failure(.noSpace) }
+            return try write { txn in .txn(try self.txn(r, txn)) }
+        case .compaction(let r):
+            do {
+                try store.scheduleCompaction(r.revision)
+            } catch let error as MVCCError {
+                return .failure(error == .compacted ? .compacted : .futureRevision)
+            }
+            var response = Etcdserverpb_CompactionResponse()
+            response.header.revision = store.revisions.current
+            return .success(.compaction(response))
+        case .leaseGrant(let r):
+            if alarms.contains(.nospace) { return .failure(.noSpace) }
+            return try leaseGrant(r)
+        case .leaseRevoke(let r):
+            return try leaseRevoke(r.id)
+        case .alarm(let r):
+            return try alarm(r)
+        case .publish(let attributes):
+            if var member = members.member(attributes.memberID) {
+                member.name = attributes.name
+                member.clientURLs = attributes.clientUrls
+                try members.upsert(member, backend: backend)
+            }
+            return .success(.none)
+        case .leaseCheckpoint, .clusterVersion, .none:
+            return .success(.none)
+        default:
+            // Auth requests arrive with the auth feature; until then nobody proposes them.
+            return .failure(.notCapable)
+        }
+    }
+
+    // MARK: Key space
+
+    /// Runs `body` as one revision; an `EtcdError` thrown before the first write leaves the store untouched.
+    private func write(_ body: (KVWriteTxn) throws -> ApplyResponse) throws -> ApplyResult {
+        let txn = store.beginWrite()
+        do {
+            let response = try body(txn)
+            try store.end(txn)
+            events.append(contentsOf: txn.events)
+            return .success(response)
+        } catch let error as EtcdError {
+            precondition(txn.changeCount == 0, "a request failed after it had written: \(error)")
+            return .failure(error)
+        }
+    }
+
+    private func put(_ r: Etcdserverpb_PutRequest, _ txn: KVWriteTxn) throws -> Etcdserverpb_PutResponse {
+        try TxnRules.checkPut(r, txn: txn, leases: leases)
+        var value = r.value
+        var lease = r.lease
+        let prev: Mvccpb_KeyValue?
+        if r.ignoreValue || r.ignoreLease {
+            guard let existing = try txn.get(r.key) else { throw EtcdError.keyNotFound }
+            if r.ignoreValue { value = existing.value }
+            if r.ignoreLease { lease = existing.lease }
+        }
+        prev = try txn.put(key: r.key, value: value, lease: lease)
+        if let old = prev?.lease, old != 0, old != lease {
+            leases.lessor.withLock { $0.detach(r.key, from: old) }
+        }
+        if lease != 0 { leases.lessor.withLock { $0.attach(r.key, to: lease) } }
+        var response = Etcdserverpb_PutResponse()
+        response.header.revision = txn.revision
+        if r.prevKv, let prev { response.prevKv = prev }
+        return response
+    }
+
+    private func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, _ txn: KVWriteTxn) throws
+        -> Etcdserverpb_DeleteRangeResponse
+    {
+        let deleted = try txn.deleteRange(KeyRange(key: r.key, rangeEnd: r.rangeEnd))
+        detachLeases(deleted)
+        var response = Etcdserverpb_DeleteRangeResponse()
+        response.header.revision = txn.revision
+        response.deleted = Int64(deleted.count)
+        if r.prevKv { response.prevKvs = deleted }
+        return response
+    }
+
+    private func detachLeases(_ kvs: [Mvccpb_KeyValue]) {
+        let leased = kvs.filter { $0.lease != 0 }
+        guard !leased.isEmpty else { return }
+        leases.lessor.withLock { l in
+            for kv in leased { l.detach(kv.key, from: kv.lease) }
+        }
+    }
+
+    func range(_ r: Etcdserverpb_RangeRequest, _ txn: KVWriteTxn) throws -> Etcdserverpb_RangeResponse {
+        try RangeExecution.execute(r) { range, options in try txn.range(range, options: options) }
+    }
+
+    private func txn(_ r: Etcdserverpb_TxnRequest, _ txn: KVWriteTxn) throws -> Etcdserverpb_TxnResponse {
+        // Like etcd, the branch of every nested txn is decided up front, against the state before any write.
+        let path = try TxnRules.decidePath(r) { range in try txn.range(range, options: RangeOptions()).kvs }
+        var cursor = path[...]
+        try TxnRules.check(r, path: &cursor, txn: txn, leases: leases)
+        cursor = path[...]
+        var response = try execute(r, path: &cursor, txn)
+        response.header.revision = txn.revision
+        return response
+    }
+
+    private func execute(_ r: Etcdserverpb_TxnRequest, path: inout ArraySlice<Bool>, _ txn: KVWriteTxn) throws
+        -> Etcdserverpb_TxnResponse
+    {
+        let succeeded = path.popFirst()!
+        var response = Etcdserverpb_TxnResponse()
+        response.succeeded = succeeded
+        for op in succeeded ? r.success : r.failure {
+            var result = Etcdserverpb_ResponseOp()
+            switch op.request {
+            case .requestRange(let range):
+                result.responseRange = try self.range(range, txn)
+            case .requestPut(let put):
+                result.responsePut = try self.put(put, txn)
+            case .requestDeleteRange(let delete):
+                result.responseDeleteRange = try deleteRange(delete, txn)
+            case .requestTxn(let nested):
+                var inner = try execute(nested, path: &path, txn)
+                inner.header.revision = txn.revision
+                result.responseTxn = inner
+            case .none:
+                break
+            }
+            response.responses.append(result)
+        }
+        return response
+    }
+
+    // MARK: Leases
+
+    private func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest) throws -> ApplyResult {
+        if r.ttl > Lessor.maxTTL { return .failure(.leaseTTLTooLarge) }
+        if leases.contains(r.id) { return .failure(.leaseExists) }
+        let t = leases.now()
+        let lease = leases.lessor.withLock { $0.grant(id: r.id, ttl: r.ttl, now: t) }
+        let s = try backend.writer.statement("INSERT OR REPLACE INTO leases(id, ttl, remaining_ttl) VALUES(?1, ?2, 0)")
+        s.bind(1, lease.id).bind(2, lease.ttl)
+        try s.run()
+        var response = Etcdserverpb_LeaseGrantResponse()
+        response.header.revision = store.revisions.current
+        response.id = lease.id
+        response.ttl = lease.ttl
+        return .success(.leaseGrant(response))
+    }
+
+    private func leaseRevoke(_ id: Int64) throws -> ApplyResult {
+        guard let keys = leases.lessor.withLock({ $0.revoke(id: id) }) else { return .failure(.leaseNotFound) }
+        let s = try backend.writer.statement("DELETE FROM leases WHERE id = ?1")
+        s.bind(1, id)
+        try s.run()
+        let result = try write { txn in
+            for key in keys { try txn.deleteRange(.single(key)) }
+            var response = Etcdserverpb_LeaseRevokeResponse()
+            response.header.revision = txn.revision
+            return .leaseRevoke(response)
+        }
+        return result
+    }
+
+    // MARK: Alarms
+
+    private func alarm(_ r: Etcdserverpb_AlarmRequest) throws -> ApplyResult {
+        var response = Etcdserverpb_AlarmResponse()
+        response.header.revision = store.revisions.current
+        let alarm = AlarmSet.Alarm(member: r.memberID, type: r.alarm)
+        switch r.action {
+        case .activate:
+            if r.alarm != .none, let raised = try alarms.activate(alarm, backend: backend) {
+                response.alarms = [raised.proto]
+            }
+        case .deactivate:
+            if let cleared = try alarms.deactivate(alarm, backend: backend) { response.alarms = [cleared.proto] }
+        default:
+            response.alarms = alarms.all.filter { r.alarm == .none || $0.type == r.alarm }.map(\.proto)
+        }
+        return .success(.alarm(response))
+    }
+}

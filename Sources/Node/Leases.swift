@@ -1,0 +1,67 @@
+import Foundation
+import MVCC
+import Synchronization
+
+/// The lessor shared between the apply loop (grants, revocations, key attachment), the Raft loop (expiry,
+/// leadership changes) and keep-alive streams (renewals). Every operation is short, so one lock suffices.
+public final class Leases: Sendable {
+    let lessor: Mutex<Lessor>
+    /// Monotonic nanoseconds; injected so tests control expiry.
+    let now: @Sendable () -> Int64
+
+    init(backend: Backend, minTTL: Int64, now: @escaping @Sendable () -> Int64) throws {
+        var lessor = Lessor(minTTL: minTTL)
+        let s = try backend.writer.statement("SELECT id, ttl FROM leases")
+        while try s.step() { lessor.restore(id: s.int64(0), ttl: s.int64(1)) }
+        s.reset()
+        let k = try backend.writer.statement("SELECT key, lease FROM live WHERE lease != 0")
+        while try k.step() { lessor.attach(k.data(0), to: k.int64(1)) }
+        k.reset()
+        self.lessor = Mutex(lessor)
+        self.now = now
+    }
+
+    public func contains(_ id: Int64) -> Bool { lessor.withLock { $0.contains(id) } }
+
+    public var ids: [Int64] { lessor.withLock { $0.leases.keys.sorted() } }
+
+    public var minTTL: Int64 { lessor.withLock { $0.minTTL } }
+
+    /// A keep-alive from a client: the new TTL, 0 if the lease is gone (etcd's answer), or nil when this member
+    /// is not the leader and the renewal must go to it.
+    public func renew(_ id: Int64) -> Int64? {
+        let t = now()
+        switch lessor.withLock({ $0.renew(id: id, now: t) }) {
+        case .success(let ttl): return ttl
+        case .failure(.notFound): return 0
+        case .failure(.notPrimary): return nil
+        }
+    }
+
+    /// (remaining, granted, keys) or nil when there is no such lease.
+    public func timeToLive(_ id: Int64) -> (remaining: Int64, granted: Int64, keys: [Data])? {
+        let t = now()
+        return lessor.withLock { l in
+            guard let lease = l.leases[id], let remaining = l.remaining(id: id, now: t) else { return nil }
+            return (remaining, lease.ttl, lease.keys.sorted { KeyRange.less($0, $1) })
+        }
+    }
+
+    func promote() {
+        let t = now()
+        lessor.withLock { $0.promote(now: t) }
+    }
+
+    func demote() { lessor.withLock { $0.demote() } }
+
+    /// Expired leases to revoke now; each is postponed so one lease is not proposed twice while its revocation
+    /// is in flight (if that proposal is lost, the lease comes round again after the delay).
+    func takeExpired(retryAfterNanoseconds: Int64) -> [Int64] {
+        let t = now()
+        return lessor.withLock { l in
+            let ids = l.expired(now: t)
+            for id in ids { l.postpone(id: id, until: t + retryAfterNanoseconds) }
+            return ids
+        }
+    }
+}

@@ -1,0 +1,716 @@
+import EtcdProto
+import Foundation
+import Logging
+import MVCC
+import Raft
+import Storage
+import Synchronization
+
+/// One Quorum member: the Raft core wired to the write-ahead log, the state machine and the peers.
+///
+/// A dedicated thread runs the loop of etcd-raft's model: drain requests → `ready()` → send → persist (one
+/// write, one fsync: every proposal that arrived meanwhile shares it) → send what needed persisting → apply →
+/// `advance()`. Clients wait on continuations resumed by the loop once their entry is applied; nothing on the
+/// request path hops through an actor. No NIO or gRPC here: the Server target adapts RPCs to these calls.
+public final class MemberNode: @unchecked Sendable {
+    public let config: NodeConfig
+    public let memberID: UInt64
+    public let clusterID: UInt64
+    public let backend: Backend
+    public let store: KVStore
+    public let leases: Leases
+    public let alarms: AlarmSet
+    public let members: ClusterMembers
+    public private(set) var hub: WatchHub!
+    public let walStats = Mutex(WriteAheadLog.Stats())
+    /// Monotonic nanoseconds, injected for tests.
+    public let now: @Sendable () -> Int64
+
+    let logger: Logger
+    private let lock: DirectoryLock
+    private let transport: any RaftTransport
+    private let ids: RequestIDGenerator
+    private let waiters = Waiters()
+    private let inbox = Inbox()
+    private let published = Mutex(NodeStatus())
+    private let dbSize = Atomic<Int64>(0)
+    private let catchUpSignal = NSCondition()
+    private let onFatal: @Sendable (String) -> Void
+    private let observer: any NodeObserver
+
+    // Owned by the loop thread.
+    private var raft: RaftNode
+    private let wal: WriteAheadLog
+    private let applier: Applier
+    private var pendingReads: [ReadWaiter] = []
+    private var readsInFlight: [[UInt8]: [ReadWaiter]] = [:]
+    private var confirmedReads: [(index: UInt64, waiters: [ReadWaiter])] = []
+    private var readSequence: UInt64 = 0
+    private var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
+    private var appliedSinceSnapshot: UInt64 = 0
+    private var lastLeaseCheck: Int64 = 0
+    private var loopThread: Thread?
+    private var catchUpThread: Thread?
+    private let stopped = Atomic<Bool>(false)
+
+    struct ReadWaiter {
+        var continuation: CheckedContinuation<EtcdError?, Never>
+        var deadline: Int64
+    }
+
+    // MARK: Opening
+
+    /// Opens the member's data directory, creating and bootstrapping it on first start.
+    public static func open(
+        config: NodeConfig, transport: any RaftTransport = NoPeers(), logger: Logger,
+        observer: any NodeObserver = NoObserver(),
+        now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
+        onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) }
+    ) throws -> MemberNode {
+        try FileSystem.makeDirectory(config.dataDir + "/member/snap")
+        let lock = try DirectoryLock(directory: config.dataDir)
+        return try MemberNode(
+            config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
+            onFatal: onFatal)
+    }
+
+    private init(
+        config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
+        observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
+        onFatal: @escaping @Sendable (String) -> Void
+    ) throws {
+        self.config = config
+        self.observer = observer
+        self.lock = lock
+        self.transport = transport
+        self.logger = logger
+        self.now = now
+        self.onFatal = onFatal
+        var walOptions = WriteAheadLog.Options()
+        walOptions.fsync = config.fsync
+
+        let backend = try Backend(path: config.backendPath)
+        self.backend = backend
+        let raftState: PersistentState
+        let isNew = !WriteAheadLog.exists(in: config.walDirectory)
+        var bootstrapPeers: [UInt64] = []
+        if isNew {
+            guard config.initialClusterState == .new else {
+                throw EtcdError(.failedPrecondition, "joining an existing cluster is not supported yet")
+            }
+            let initial = config.initialCluster.map { member in
+                MemberInfo(
+                    id: Identity.memberID(peerURLs: member.peerURLs, token: config.initialClusterToken),
+                    name: "", peerURLs: member.peerURLs, clientURLs: [], isLearner: false)
+            }
+            guard let me = config.initialCluster.first(where: { $0.name == config.name }) else {
+                throw EtcdError(
+                    .invalidArgument,
+                    "couldn't find local name \"\(config.name)\" in the initial cluster configuration")
+            }
+            let myID = Identity.memberID(peerURLs: me.peerURLs, token: config.initialClusterToken)
+            let clusterID = Identity.clusterID(memberIDs: initial.map(\.id))
+            var metadata = Quorumpb_NodeMetadata()
+            metadata.memberID = myID
+            metadata.clusterID = clusterID
+            metadata.name = config.name
+            // The database learns the founding members before the log exists, so a crash between the two
+            // leaves a database that the next start simply rewrites.
+            let members = try ClusterMembers(backend: backend)
+            try backend.beginBatch()
+            for m in initial { try members.upsert(m, backend: backend) }
+            try backend.setMetaInt("consistent_index", 0)
+            try backend.makeDurable()
+            wal = try WriteAheadLog.create(
+                in: config.walDirectory, metadata: try metadata.serializedBytes(), options: walOptions)
+            memberID = myID
+            self.clusterID = clusterID
+            raftState = PersistentState()
+            bootstrapPeers = initial.map(\.id)
+            logger.info(
+                "bootstrapping a new cluster",
+                metadata: [
+                    "local-member-id": "\(Identity.hex(myID))", "cluster-id": "\(Identity.hex(clusterID))",
+                    "initial-cluster-size": "\(initial.count)",
+                ])
+        } else {
+            let (log, recovery) = try WriteAheadLog.open(in: config.walDirectory, options: walOptions)
+            wal = log
+            if let repaired = recovery.repairedTail {
+                logger.warning("repaired torn write-ahead log tail", metadata: ["position": "\(repaired)"])
+            }
+            let metadata = try Quorumpb_NodeMetadata(serializedBytes: recovery.metadata)
+            memberID = metadata.memberID
+            clusterID = metadata.clusterID
+            let applied = UInt64(try backend.metaInt("consistent_index") ?? 0)
+            var snapshot: Snapshot? = nil
+            if let marker = recovery.snapshot {
+                snapshot = Snapshot(
+                    metadata: SnapshotMetadata(
+                        index: marker.index, term: marker.term,
+                        confState: ConfStateCodec.decode(marker.confState) ?? ConfState()))
+            }
+            let entries = recovery.entries.map {
+                Entry(term: $0.term, index: $0.index, kind: EntryKind(rawValue: $0.kind) ?? .normal, data: $0.data)
+            }
+            if let last = entries.last?.index ?? snapshot?.metadata.index, applied > last {
+                throw WALCorruption(
+                    file: config.walDirectory, offset: 0,
+                    reason: "database applied index \(applied) is beyond the end of the log (\(last))")
+            }
+            raftState = PersistentState(
+                hardState: HardState(
+                    term: recovery.hardState.term, vote: recovery.hardState.vote, commit: recovery.hardState.commit),
+                snapshot: snapshot, entries: entries, applied: applied)
+            logger.info(
+                "restarting member",
+                metadata: [
+                    "local-member-id": "\(Identity.hex(memberID))", "cluster-id": "\(Identity.hex(clusterID))",
+                    "commit-index": "\(recovery.hardState.commit)", "applied-index": "\(applied)",
+                    "wal-entries": "\(entries.count)",
+                ])
+        }
+        ids = RequestIDGenerator(memberID: memberID)
+        store = try KVStore(backend: backend)
+        alarms = try AlarmSet(backend: backend)
+        members = try ClusterMembers(backend: backend)
+        // etcd's minimum lease TTL: one and a half election timeouts, rounded up to whole seconds.
+        let minTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
+        leases = try Leases(backend: backend, minTTL: max(1, minTTL), now: now)
+        applier = Applier(store: store, leases: leases, alarms: alarms, members: members)
+
+        var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
+        raftConfig.heartbeatTick = 1
+        raftConfig.electionTick = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
+        raftConfig.preVote = true
+        raftConfig.checkQuorum = true
+        raftConfig.maxUncommittedEntriesSize = 1 << 30
+        raft = isNew ? RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers) : RaftNode(config: raftConfig, state: raftState)
+        dbSize.store(try backend.size().total, ordering: .relaxed)
+
+        hub = WatchHub(
+            store: store, currentRevision: store.revisions.current,
+            header: { [weak self] revision in
+                self?.header(revision: revision) ?? Etcdserverpb_ResponseHeader()
+            },
+            onBehind: { [catchUpSignal] in
+                catchUpSignal.lock()
+                catchUpSignal.signal()
+                catchUpSignal.unlock()
+            })
+    }
+
+    // MARK: Lifecycle
+
+    /// Starts the Raft loop and the watch catch-up loop.
+    public func start() {
+        let loop = Thread { [self] in runLoop() }
+        loop.name = "quorum-raft"
+        loop.stackSize = 8 << 20
+        loopThread = loop
+        loop.start()
+        let catchUp = Thread { [self] in runCatchUp() }
+        catchUp.name = "quorum-watch"
+        catchUpThread = catchUp
+        catchUp.start()
+        // A single voter elects itself at once instead of waiting out an election timeout.
+        if members.all.filter({ !$0.isLearner }).count == 1 {
+            perform { node in try? node.raft.campaign() }
+        }
+    }
+
+    /// Stops the loops; pending requests fail with etcd's "server stopped".
+    public func stop() {
+        guard !stopped.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        inbox.stop()
+        catchUpSignal.lock()
+        catchUpSignal.broadcast()
+        catchUpSignal.unlock()
+        while inbox.loopRunning { usleep(1000) }
+        waiters.failAll(with: .stopped)
+    }
+
+    public var status: NodeStatus { published.withLock { $0 } }
+
+    /// Database size as of the last applied batch.
+    public var backendSize: Int64 { dbSize.load(ordering: .relaxed) }
+
+    /// A response header as etcd fills it for this member.
+    public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
+        var h = Etcdserverpb_ResponseHeader()
+        h.clusterID = clusterID
+        h.memberID = memberID
+        h.revision = revision
+        h.raftTerm = status.term
+        return h
+    }
+
+    // MARK: Requests
+
+    /// Replicates `request` and waits until it is applied here.
+    public func propose(_ request: Quorumpb_RaftRequest) async -> ApplyResult {
+        if let failure = status.failure { return .failure(.internal(failure)) }
+        var request = request
+        let id = ids.next()
+        request.id = id
+        request.proposer = memberID
+        let data: [UInt8]
+        do { data = try request.serializedBytes() } catch { return .failure(.internal("encode: \(error)")) }
+        // etcd's limit applies to the replicated entry, so a request just under the gRPC limit can still be refused.
+        if data.count > config.maxRequestBytes { return .failure(.requestTooLarge) }
+        let deadline = now() + config.effectiveRequestTimeout
+        return await withCheckedContinuation { continuation in
+            waiters.register(id, deadline: deadline, continuation)
+            inbox.propose(id: id, data: data)
+        }
+    }
+
+    /// Waits until this member has applied everything committed when the call started (Raft's ReadIndex):
+    /// a read served afterwards is linearizable.
+    public func readBarrier() async throws(EtcdError) {
+        let deadline = now() + config.effectiveRequestTimeout
+        let error = await withCheckedContinuation { continuation in
+            inbox.read(ReadWaiter(continuation: continuation, deadline: deadline))
+        }
+        if let error { throw error }
+    }
+
+    /// Proposes a lease grant; chooses the id if the client did not (as etcd, before replication).
+    public func grantLease(ttl: Int64, id: Int64) async -> ApplyResult {
+        var request = Quorumpb_RaftRequest()
+        var grant = Etcdserverpb_LeaseGrantRequest()
+        grant.ttl = ttl
+        grant.id = id
+        while grant.id == 0 { grant.id = Int64(bitPattern: ids.next() & ((1 << 63) - 1)) }
+        request.leaseGrant = grant
+        return await propose(request)
+    }
+
+    /// Announces this member's name and client URLs to the cluster.
+    public func publishAttributes() async -> ApplyResult {
+        var attributes = Quorumpb_MemberAttributes()
+        attributes.memberID = memberID
+        attributes.name = config.name
+        attributes.clientUrls = config.advertiseClientURLs
+        var request = Quorumpb_RaftRequest()
+        request.publish = attributes
+        let result = await propose(request)
+        if case .success = result { published.withLock { $0.published = true } }
+        return result
+    }
+
+    /// Rewrites the database without free pages, on the apply loop (writes wait meanwhile, as with etcd).
+    public func defragment() async throws(EtcdError) {
+        let error: EtcdError? = await withCheckedContinuation { continuation in
+            perform { node in
+                do {
+                    try node.backend.defragment()
+                    if let size = try? node.backend.size().total { node.dbSize.store(size, ordering: .relaxed) }
+                    continuation.resume(returning: nil)
+                } catch {
+                    continuation.resume(returning: .internal("defragment: \(error)"))
+                }
+            }
+        }
+        if let error { throw error }
+    }
+
+    /// Hands leadership to `target` and waits until it has taken over (etcd's MoveLeader).
+    public func moveLeader(to target: UInt64) async throws(EtcdError) {
+        guard let member = members.member(target), !member.isLearner else { throw .badLeaderTransferee }
+        guard status.isLeader else { throw .notLeader }
+        if target == memberID { return }
+        perform { node in node.raft.transferLeadership(to: target) }
+        let deadline = now() + config.effectiveRequestTimeout
+        while now() < deadline {
+            if status.leader == target { return }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        throw .timeoutDueToLeaderFail
+    }
+
+    /// Steps a message received from a peer.
+    public func receive(_ message: Message) {
+        inbox.receive(message)
+    }
+
+    /// Runs `body` on the loop thread (for rare operations such as leader transfer).
+    func perform(_ body: @escaping @Sendable (MemberNode) -> Void) {
+        inbox.perform(body)
+    }
+
+    // MARK: The loop
+
+    private func runLoop() {
+        inbox.setRunning(true)
+        defer { inbox.setRunning(false) }
+        let tickInterval = Int64(config.heartbeatMilliseconds) * 1_000_000
+        var nextTick = now() + tickInterval
+        publishStatus()
+        while true {
+            let work = inbox.take(waitingUntil: nextTick, now: now)
+            if work.stop { break }
+            do {
+                for (id, data) in work.proposals {
+                    do {
+                        try raft.propose(data)
+                    } catch {
+                        observer.proposalFailed()
+                        waiters.resume(id, with: .failure(status.hasLeader ? .leaderChanged : .noLeader))
+                    }
+                }
+                for message in work.messages { try? raft.step(message) }
+                for action in work.actions { action(self) }
+                pendingReads += work.reads
+                if now() >= nextTick {
+                    nextTick += tickInterval
+                    if nextTick < now() { nextTick = now() + tickInterval }
+                    raft.tick()
+                    try onTick()
+                }
+                requestReadIndexIfNeeded()
+                try drainReadies()
+            } catch {
+                fail("raft loop stopped: \(error)")
+                return
+            }
+        }
+    }
+
+    private func onTick() throws {
+        let t = now()
+        waiters.expire(now: t, with: .timeout)
+        expireReads(now: t)
+        if store.compactionPending { try compactStep() }
+        if t - lastLeaseCheck >= 500_000_000 {
+            lastLeaseCheck = t
+            if raft.status.role == .leader { proposeExpiredLeaseRevocations() }
+        }
+    }
+
+    private func drainReadies() throws {
+        while raft.hasReady() {
+            let rd = raft.ready()
+            if let soft = rd.softState { onSoftState(soft) }
+            if !rd.messages.isEmpty { transport.send(rd.messages) }
+            try persist(rd)
+            if !rd.messagesAfterPersist.isEmpty { transport.send(rd.messagesAfterPersist) }
+            if !rd.committedEntries.isEmpty { try apply(rd.committedEntries) }
+            for state in rd.readStates {
+                if let waiting = readsInFlight.removeValue(forKey: state.context) {
+                    confirmedReads.append((state.index, waiting))
+                }
+            }
+            for context in rd.droppedReadIndexes {
+                if let waiting = readsInFlight.removeValue(forKey: context) { pendingReads += waiting }
+            }
+            raft.advance(rd)
+            completeReads()
+            if appliedSinceSnapshot >= config.snapshotCount { try takeSnapshot() }
+            publishStatus()
+        }
+    }
+
+    private func persist(_ rd: Ready) throws {
+        guard !rd.entries.isEmpty || rd.hardState != nil else { return }
+        try wal.append(sync: rd.mustSync) { encoder in
+            for e in rd.entries {
+                encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
+            }
+            if let hs = rd.hardState {
+                encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
+            }
+        }
+        if rd.mustSync {
+            let stats = wal.stats
+            walStats.withLock { $0 = stats }
+            observer.walSynced(nanoseconds: stats.lastSyncNanoseconds, entries: rd.entries.count)
+        }
+    }
+
+    private func apply(_ entries: [Entry]) throws {
+        var results: [(UInt64, ApplyResult)] = []
+        try backend.beginBatch()
+        do {
+            for entry in entries {
+                switch entry.kind {
+                case .confChange:
+                    try applyConfChange(entry)
+                case .normal:
+                    guard !entry.data.isEmpty else { continue }
+                    let request: Quorumpb_RaftRequest
+                    do {
+                        request = try Quorumpb_RaftRequest(serializedBytes: entry.data)
+                    } catch {
+                        // Only a corrupted log could hold undecodable bytes; skipping keeps members in step.
+                        logger.error("skipping undecodable log entry", metadata: ["index": "\(entry.index)"])
+                        continue
+                    }
+                    let result = try applier.apply(request)
+                    observer.applied(Self.kind(of: request))
+                    if case .compaction = request.request, request.compaction.physical,
+                        request.proposer == memberID
+                    {
+                        physicalCompactions.append((request.compaction.revision, request.id, result))
+                    } else if request.proposer == memberID && request.id != 0 {
+                        results.append((request.id, result))
+                    }
+                }
+            }
+            let last = entries[entries.count - 1]
+            try backend.setMetaInt("consistent_index", Int64(last.index))
+            try backend.setMetaInt("consistent_term", Int64(last.term))
+            let commitStart = monotonicNanoseconds()
+            try backend.commitBatch()
+            observer.backendCommitted(nanoseconds: monotonicNanoseconds() - commitStart)
+        } catch {
+            backend.rollbackBatch()
+            throw error
+        }
+        appliedSinceSnapshot += UInt64(entries.count)
+        hub.publish(applier.takeEvents(), revision: store.revisions.current)
+        if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
+        published.withLock { $0.appliedIndex = entries[entries.count - 1].index }
+        for (id, result) in results { waiters.resume(id, with: result) }
+        if !physicalCompactions.isEmpty { try compactStep() }
+    }
+
+    private static func kind(of request: Quorumpb_RaftRequest) -> AppliedKind {
+        switch request.request {
+        case .put: return .put
+        case .deleteRange: return .deleteRange
+        case .txn: return .txn
+        case .compaction: return .compaction
+        case .leaseGrant: return .leaseGrant
+        case .leaseRevoke: return .leaseRevoke
+        default: return .other
+        }
+    }
+
+    private func applyConfChange(_ entry: Entry) throws {
+        guard let change = try? ConfChange(serialized: entry.data) else { return }
+        _ = raft.applyConfChange(change)
+        guard !change.context.isEmpty,
+            let context = try? Quorumpb_ConfChangeContext(serializedBytes: change.context)
+        else { return }
+        switch change.kind {
+        case .removeNode:
+            try members.remove(change.node, backend: backend)
+        default:
+            try members.upsert(MemberInfo(context.member), backend: backend)
+        }
+    }
+
+    private func compactStep() throws {
+        try backend.beginBatch()
+        try store.compactStep(budget: 1000)
+        try backend.commitBatch()
+        let finished = store.revisions.compactionFinished
+        physicalCompactions.removeAll { pending in
+            guard pending.revision <= finished || !store.compactionPending else { return false }
+            waiters.resume(pending.id, with: pending.result)
+            return true
+        }
+    }
+
+    private func takeSnapshot() throws {
+        let start = monotonicNanoseconds()
+        defer { observer.snapshotSaved(nanoseconds: monotonicNanoseconds() - start) }
+        let applied = raft.appliedIndex
+        guard let term = raft.term(at: applied) else { return }
+        try backend.makeDurable()
+        let conf = raft.confState(at: applied)
+        try wal.saveSnapshot(WALSnapshot(index: applied, term: term, confState: ConfStateCodec.encode(conf)))
+        raft.compact(through: applied, snapshotData: [])
+        try wal.releaseSegments(through: applied)
+        appliedSinceSnapshot = 0
+        logger.info("saved snapshot", metadata: ["snapshot-index": "\(applied)"])
+    }
+
+    private func onSoftState(_ soft: SoftState) {
+        let previous = status.leader
+        if soft.role == .leader {
+            leases.promote()
+        } else {
+            leases.demote()
+        }
+        published.withLock { s in
+            if soft.leader != previous && soft.leader != 0 { s.leaderChanges += 1 }
+            s.leader = soft.leader
+            s.isLeader = soft.role == .leader
+        }
+        if soft.leader != previous {
+            logger.info(
+                soft.leader == 0 ? "raft lost leader" : "raft elected leader",
+                metadata: ["leader": "\(Identity.hex(soft.leader))", "term": "\(raft.currentTerm)"])
+        }
+    }
+
+    private func publishStatus() {
+        let s = raft.status
+        published.withLock { p in
+            p.term = s.term
+            p.commitIndex = s.commit
+            p.appliedIndex = s.applied
+            p.isLearner = s.isLearner
+        }
+    }
+
+    private func proposeExpiredLeaseRevocations() {
+        for id in leases.takeExpired(retryAfterNanoseconds: 3_000_000_000) {
+            var request = Quorumpb_RaftRequest()
+            request.proposer = memberID
+            var revoke = Etcdserverpb_LeaseRevokeRequest()
+            revoke.id = id
+            request.leaseRevoke = revoke
+            if let data = try? request.serializedBytes() as [UInt8] { try? raft.propose(data) }
+        }
+    }
+
+    // MARK: Linearizable reads
+
+    private func requestReadIndexIfNeeded() {
+        guard !pendingReads.isEmpty else { return }
+        if status.leader == 0 && raft.status.role != .leader { return }
+        readSequence += 1
+        var context: [UInt8] = []
+        for i in 0..<8 { context.append(UInt8(truncatingIfNeeded: readSequence >> (8 * UInt64(i)))) }
+        readsInFlight[context] = pendingReads
+        pendingReads = []
+        raft.readIndex(context: context)
+    }
+
+    private func completeReads() {
+        guard !confirmedReads.isEmpty else { return }
+        let applied = raft.appliedIndex
+        confirmedReads.removeAll { confirmed in
+            guard confirmed.index <= applied else { return false }
+            for waiter in confirmed.waiters { waiter.continuation.resume(returning: nil) }
+            return true
+        }
+    }
+
+    private func expireReads(now t: Int64) {
+        func split(_ list: [ReadWaiter]) -> [ReadWaiter] {
+            var keep: [ReadWaiter] = []
+            for w in list {
+                if w.deadline <= t {
+                    w.continuation.resume(returning: status.hasLeader ? .timeout : .noLeader)
+                } else {
+                    keep.append(w)
+                }
+            }
+            return keep
+        }
+        pendingReads = split(pendingReads)
+        for (key, list) in readsInFlight { readsInFlight[key] = split(list) }
+        confirmedReads = confirmedReads.map { ($0.index, split($0.waiters)) }
+    }
+
+    // MARK: Watch catch-up
+
+    private func runCatchUp() {
+        var lastProgress = now()
+        while !stopped.load(ordering: .relaxed) {
+            var more = false
+            do { more = try hub.catchUp() } catch { logger.warning("watch catch-up failed: \(error)") }
+            if now() - lastProgress > 600_000_000_000 {
+                lastProgress = now()
+                hub.notifyProgress()
+            }
+            if !more {
+                catchUpSignal.lock()
+                _ = catchUpSignal.wait(until: Date().addingTimeInterval(0.1))
+                catchUpSignal.unlock()
+            }
+        }
+    }
+
+    // MARK: Failure
+
+    private func fail(_ message: String) {
+        logger.critical("\(message)")
+        published.withLock { $0.failure = message }
+        waiters.failAll(with: .internal(message))
+        onFatal(message)
+    }
+}
+
+/// Requests queued for the loop thread.
+final class Inbox: @unchecked Sendable {
+    struct Work {
+        var proposals: [(UInt64, [UInt8])] = []
+        var messages: [Message] = []
+        var reads: [MemberNode.ReadWaiter] = []
+        var actions: [@Sendable (MemberNode) -> Void] = []
+        var stop = false
+    }
+
+    private let condition = NSCondition()
+    private var work = Work()
+    private var running = false
+
+    func propose(id: UInt64, data: [UInt8]) {
+        condition.lock()
+        work.proposals.append((id, data))
+        condition.signal()
+        condition.unlock()
+    }
+
+    func receive(_ message: Message) {
+        condition.lock()
+        work.messages.append(message)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func read(_ waiter: MemberNode.ReadWaiter) {
+        condition.lock()
+        work.reads.append(waiter)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func perform(_ action: @escaping @Sendable (MemberNode) -> Void) {
+        condition.lock()
+        work.actions.append(action)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func stop() {
+        condition.lock()
+        work.stop = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    func setRunning(_ value: Bool) {
+        condition.lock()
+        running = value
+        condition.unlock()
+    }
+
+    var loopRunning: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return running
+    }
+
+    /// Waits for work or until `deadline` (monotonic ns), then takes everything queued.
+    func take(waitingUntil deadline: Int64, now: () -> Int64) -> Work {
+        condition.lock()
+        defer { condition.unlock() }
+        while work.proposals.isEmpty && work.messages.isEmpty && work.reads.isEmpty && work.actions.isEmpty
+            && !work.stop
+        {
+            let remaining = deadline - now()
+            if remaining <= 0 { break }
+            _ = condition.wait(until: Date().addingTimeInterval(Double(remaining) / 1e9))
+        }
+        var taken = Work()
+        swap(&taken, &work)
+        work.stop = taken.stop
+        return taken
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// How a member is configured: etcd's flags, after parsing and defaulting (the executable does the parsing).
+public struct NodeConfig: Sendable {
+    public enum ClusterState: String, Sendable { case new, existing }
+
+    public var name = "default"
+    public var dataDir = "default.quorum"
+    /// name → peer URLs, from `--initial-cluster`.
+    public var initialCluster: [(name: String, peerURLs: [String])] = [("default", ["http://127.0.0.1:2380"])]
+    public var initialClusterState: ClusterState = .new
+    public var initialClusterToken = "etcd-cluster"
+    public var advertisePeerURLs = ["http://127.0.0.1:2380"]
+    public var advertiseClientURLs = ["http://127.0.0.1:2379"]
+    public var heartbeatMilliseconds = 100
+    public var electionMilliseconds = 1000
+    /// Applied entries between two snapshots (log truncations).
+    public var snapshotCount: UInt64 = 100_000
+    /// Database size beyond which writes are refused and NOSPACE is raised (etcd's default: 2 GiB).
+    public var quotaBackendBytes: Int64 = 2 << 30
+    public var maxRequestBytes = 1_572_864
+    public var maxTxnOps = 128
+    /// Fsync the write-ahead log (always, except in tests of the no-disk path).
+    public var fsync = true
+    /// A proposal not applied within this time fails with etcd's timeout error.
+    public var requestTimeoutMilliseconds = 0
+
+    public init() {}
+
+    /// etcd's request timeout: 5 s plus two election timeouts.
+    public var effectiveRequestTimeout: Int64 {
+        Int64(requestTimeoutMilliseconds > 0 ? requestTimeoutMilliseconds : 5000 + 2 * electionMilliseconds)
+            * 1_000_000
+    }
+
+    public var walDirectory: String { dataDir + "/member/wal" }
+    public var backendPath: String { dataDir + "/member/snap/db" }
+}

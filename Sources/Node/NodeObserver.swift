@@ -1,0 +1,22 @@
+/// Hooks through which the member reports what metrics count. The Server target implements it with
+/// Prometheus; the default does nothing, so the node code has no metrics dependency on its hot path.
+public protocol NodeObserver: Sendable {
+    func walSynced(nanoseconds: UInt64, entries: Int)
+    func backendCommitted(nanoseconds: UInt64)
+    func applied(_ kind: AppliedKind)
+    func proposalFailed()
+    func snapshotSaved(nanoseconds: UInt64)
+}
+
+public enum AppliedKind: Sendable {
+    case put, deleteRange, txn, compaction, leaseGrant, leaseRevoke, other
+}
+
+public struct NoObserver: NodeObserver {
+    public init() {}
+    public func walSynced(nanoseconds: UInt64, entries: Int) {}
+    public func backendCommitted(nanoseconds: UInt64) {}
+    public func applied(_ kind: AppliedKind) {}
+    public func proposalFailed() {}
+    public func snapshotSaved(nanoseconds: UInt64) {}
+}

@@ -1,0 +1,17 @@
+import Foundation
+
+/// Time-left formatting as kubeadm's `certs check-expiration` prints it ("364d", "23h", "59m", "9y"), so the table
+/// reads the same as the one Kubernetes operators already know.
+public enum ResidualTime {
+    public static func format(_ interval: TimeInterval) -> String {
+        let seconds = Int(interval.rounded(.down))
+        if seconds < 0 { return "expired" }
+        if seconds < 60 { return "\(seconds)s" }
+        let minutes = seconds / 60
+        if minutes < 60 { return "\(minutes)m" }
+        let hours = Int((interval / 3_600).rounded())
+        if hours < 24 { return "\(hours)h" }
+        if hours < 24 * 365 { return "\(hours / 24)d" }
+        return "\(Int(interval / 3_600 / 24 / 365))y"
+    }
+}

@@ -1,0 +1,279 @@
+import EtcdProto
+import Foundation
+import MVCC
+import Node
+
+/// The etcd v3 API over a member, independent of transport: the gRPC services and the JSON gateway both call
+/// it, so the two can never disagree. Every method returns a fully stamped response or throws `EtcdError`.
+public final class EtcdHandler: Sendable {
+    public let node: MemberNode
+
+    public init(node: MemberNode) {
+        self.node = node
+    }
+
+    var config: NodeConfig { node.config }
+
+    // MARK: KV
+
+    public func range(_ r: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
+        try TxnRules.validate(r)
+        if !r.serializable { try await node.readBarrier() }
+        var response = try execute {
+            try RangeExecutorFacade.range(r, store: node.store)
+        }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
+        try TxnRules.validate(r)
+        try checkQuota(cost: r.key.count + r.value.count)
+        var request = Quorumpb_RaftRequest()
+        request.put = r
+        guard case .put(var response) = try await propose(request) else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError)
+        -> Etcdserverpb_DeleteRangeResponse
+    {
+        try TxnRules.validate(r)
+        var request = Quorumpb_RaftRequest()
+        request.deleteRange = r
+        guard case .deleteRange(var response) = try await propose(request) else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
+        try TxnRules.validate(r, maxOps: config.maxTxnOps)
+        if TxnRules.hasPut(r) { try checkQuota(cost: 256) }
+        var request = Quorumpb_RaftRequest()
+        request.txn = r
+        guard case .txn(var response) = try await propose(request) else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse
+    {
+        var request = Quorumpb_RaftRequest()
+        request.compaction = r
+        guard case .compaction(var response) = try await propose(request) else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    // MARK: Leases
+
+    public func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest) async throws(EtcdError)
+        -> Etcdserverpb_LeaseGrantResponse
+    {
+        if r.ttl > Lessor.maxTTL { throw .leaseTTLTooLarge }
+        try checkQuota(cost: 64)
+        let result = await node.grantLease(ttl: r.ttl, id: r.id)
+        guard case .leaseGrant(var response) = try result.get() else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest) async throws(EtcdError)
+        -> Etcdserverpb_LeaseRevokeResponse
+    {
+        var request = Quorumpb_RaftRequest()
+        request.leaseRevoke = r
+        guard case .leaseRevoke(var response) = try await propose(request) else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    /// One keep-alive: the renewed TTL, or 0 when the lease no longer exists (etcd's answer).
+    public func leaseKeepAlive(_ id: Int64) async throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
+        guard let ttl = node.leases.renew(id) else { throw .notLeader }
+        var response = Etcdserverpb_LeaseKeepAliveResponse()
+        response.id = id
+        response.ttl = ttl
+        response.header = node.header(revision: node.store.revisions.current)
+        return response
+    }
+
+    public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError)
+        -> Etcdserverpb_LeaseTimeToLiveResponse
+    {
+        try await node.readBarrier()
+        var response = Etcdserverpb_LeaseTimeToLiveResponse()
+        response.id = r.id
+        if let info = node.leases.timeToLive(r.id) {
+            response.ttl = info.remaining
+            response.grantedTtl = info.granted
+            if r.keys { response.keys = info.keys }
+            response.header = node.header(revision: node.store.revisions.current)
+        } else {
+            // etcd answers a missing lease with TTL -1 and an empty header, not an error.
+            response.ttl = -1
+        }
+        return response
+    }
+
+    public func leaseLeases() async throws(EtcdError) -> Etcdserverpb_LeaseLeasesResponse {
+        try await node.readBarrier()
+        var response = Etcdserverpb_LeaseLeasesResponse()
+        response.leases = node.leases.ids.map { id in
+            var status = Etcdserverpb_LeaseStatus()
+            status.id = id
+            return status
+        }
+        response.header = node.header(revision: node.store.revisions.current)
+        return response
+    }
+
+    // MARK: Maintenance
+
+    public func alarm(_ r: Etcdserverpb_AlarmRequest) async throws(EtcdError) -> Etcdserverpb_AlarmResponse {
+        if r.action == .get {
+            var response = Etcdserverpb_AlarmResponse()
+            response.alarms = node.alarms.all.filter { r.alarm == .none || $0.type == r.alarm }.map(\.proto)
+            response.header = node.header(revision: node.store.revisions.current)
+            return response
+        }
+        var request = Quorumpb_RaftRequest()
+        request.alarm = r
+        guard case .alarm(var response) = try await propose(request) else { throw unexpected() }
+        response.header = node.header(revision: response.header.revision)
+        return response
+    }
+
+    public func status() throws(EtcdError) -> Etcdserverpb_StatusResponse {
+        let s = node.status
+        var response = Etcdserverpb_StatusResponse()
+        response.header = node.header(revision: node.store.revisions.current)
+        response.version = Version.etcdServer
+        let size = (try? node.backend.size()) ?? (total: 0, inUse: 0)
+        response.dbSize = size.total
+        response.dbSizeInUse = size.inUse
+        response.leader = s.leader
+        response.raftIndex = s.commitIndex
+        response.raftTerm = s.term
+        response.raftAppliedIndex = s.appliedIndex
+        response.isLearner = s.isLearner
+        response.dbSizeQuota = config.quotaBackendBytes
+        response.storageVersion = Version.storage
+        response.errors = node.alarms.all.map { "memberID:\($0.member) alarm:\($0.type)" }
+        return response
+    }
+
+    public func hashKV(_ r: Etcdserverpb_HashKVRequest) throws(EtcdError) -> Etcdserverpb_HashKVResponse {
+        let result = try execute { try node.store.hashKV(revision: r.revision) }
+        var response = Etcdserverpb_HashKVResponse()
+        response.header = node.header(revision: node.store.revisions.current)
+        response.hash = result.hash
+        response.compactRevision = result.compactRevision
+        response.hashRevision = result.revision
+        return response
+    }
+
+    public func hash() throws(EtcdError) -> Etcdserverpb_HashResponse {
+        let result = try execute { try node.store.hashKV(revision: 0) }
+        var response = Etcdserverpb_HashResponse()
+        response.header = node.header(revision: node.store.revisions.current)
+        response.hash = result.hash
+        return response
+    }
+
+    public func memberList() -> Etcdserverpb_MemberListResponse {
+        var response = Etcdserverpb_MemberListResponse()
+        response.header = node.header(revision: 0)
+        response.members = node.members.all.map(\.proto)
+        return response
+    }
+
+    // MARK: Helpers
+
+    func propose(_ request: Quorumpb_RaftRequest) async throws(EtcdError) -> ApplyResponse {
+        try await node.propose(request).get()
+    }
+
+    /// etcd's quota: a write that would grow the database past the quota raises NOSPACE and is refused.
+    func checkQuota(cost: Int) throws(EtcdError) {
+        if node.alarms.contains(.nospace) { throw .noSpace }
+        guard config.quotaBackendBytes > 0 else { return }
+        if node.backendSize + Int64(cost) > config.quotaBackendBytes {
+            let node = self.node
+            Task {
+                var request = Quorumpb_RaftRequest()
+                var alarm = Etcdserverpb_AlarmRequest()
+                alarm.action = .activate
+                alarm.memberID = node.memberID
+                alarm.alarm = .nospace
+                request.alarm = alarm
+                _ = await node.propose(request)
+            }
+            throw .noSpace
+        }
+    }
+
+    func execute<T>(_ body: () throws -> T) throws(EtcdError) -> T {
+        do {
+            return try body()
+        } catch let error as EtcdError {
+            throw error
+        } catch let error as MVCCError {
+            switch error {
+            case .compacted: throw .compacted
+            case .futureRevision: throw .futureRevision
+            default: throw .internal(error.description)
+            }
+        } catch {
+            throw .internal("\(error)")
+        }
+    }
+
+    func unexpected() -> EtcdError { .internal("unexpected apply result") }
+}
+
+/// Serves a Range against committed state (outside the apply loop).
+enum RangeExecutorFacade {
+    static func range(_ r: Etcdserverpb_RangeRequest, store: KVStore) throws -> Etcdserverpb_RangeResponse {
+        try store.read { view in
+            try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
+        }
+    }
+}
+
+// MARK: Membership
+
+extension EtcdHandler {
+    /// Membership changes need the peer transport of a multi-member cluster; a single member refuses them with
+    /// the error etcd gives when a change would leave too few started members.
+    public func memberAdd(_ r: Etcdserverpb_MemberAddRequest) async throws(EtcdError) -> Etcdserverpb_MemberAddResponse
+    {
+        if r.peerUrls.isEmpty || r.peerUrls.contains(where: { URL(string: $0)?.host == nil }) { throw .memberBadURLs }
+        let existing = Set(node.members.all.flatMap(\.peerURLs))
+        if r.peerUrls.contains(where: existing.contains) { throw .peerURLExists }
+        throw .memberNotEnoughStarted
+    }
+
+    public func memberRemove(_ r: Etcdserverpb_MemberRemoveRequest) async throws(EtcdError)
+        -> Etcdserverpb_MemberRemoveResponse
+    {
+        guard node.members.member(r.id) != nil else { throw .memberNotFound }
+        throw .memberNotEnoughStarted
+    }
+
+    public func memberUpdate(_ r: Etcdserverpb_MemberUpdateRequest) async throws(EtcdError)
+        -> Etcdserverpb_MemberUpdateResponse
+    {
+        guard node.members.member(r.id) != nil else { throw .memberNotFound }
+        throw .memberNotEnoughStarted
+    }
+
+    public func memberPromote(_ r: Etcdserverpb_MemberPromoteRequest) async throws(EtcdError)
+        -> Etcdserverpb_MemberPromoteResponse
+    {
+        guard let member = node.members.member(r.id) else { throw .memberNotFound }
+        if !member.isLearner { throw .memberNotLearner }
+        throw .learnerNotReady
+    }
+}

@@ -1,0 +1,292 @@
+import Foundation
+import Logging
+import Node
+import Yams
+
+/// etcd's configuration surface: every flag, its `ETCD_*` environment variable and its config-file key, with
+/// etcd's precedence — with `--config-file` the file alone decides; otherwise a flag wins over its environment
+/// variable, which wins over the default.
+public struct EtcdFlags: Sendable {
+    /// Flag names (without dashes) this member understands, with a one-line description each (for `--help`).
+    public static let known: [(name: String, help: String)] = [
+        ("name", "Human-readable name for this member."),
+        ("data-dir", "Path to the data directory (default: ${name}.quorum)."),
+        ("wal-dir", "Path to a dedicated write-ahead-log directory (default: inside data-dir)."),
+        ("listen-client-urls", "List of URLs to listen on for client traffic."),
+        ("advertise-client-urls", "List of this member's client URLs to advertise to the rest of the cluster."),
+        ("listen-peer-urls", "List of URLs to listen on for peer traffic."),
+        ("initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster."),
+        ("listen-metrics-urls", "List of URLs to serve /metrics and /health on (besides the client URLs)."),
+        ("initial-cluster", "Initial cluster configuration for bootstrapping (name=peerURL,...)."),
+        ("initial-cluster-state", "Initial cluster state ('new' or 'existing')."),
+        ("initial-cluster-token", "Initial cluster token for the cluster during bootstrap."),
+        ("snapshot-count", "Number of committed transactions to trigger a snapshot to disk."),
+        ("heartbeat-interval", "Time (in milliseconds) of a heartbeat interval."),
+        ("election-timeout", "Time (in milliseconds) for an election to timeout."),
+        ("quota-backend-bytes", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
+        ("max-request-bytes", "Maximum client request size in bytes the server will accept."),
+        ("max-txn-ops", "Maximum number of operations permitted in a transaction."),
+        ("auto-compaction-mode", "Interpret 'auto-compaction-retention' as 'periodic' (duration) or 'revision'."),
+        ("auto-compaction-retention", "Auto compaction retention (0 disables)."),
+        ("log-level", "Log level: debug, info, warn, error, panic or fatal."),
+        ("logger", "Logger: 'zap' (structured JSON) is the only one."),
+        ("log-outputs", "Where to write logs: 'stderr', 'stdout', or file paths (comma-separated)."),
+        ("config-file", "Path to the server configuration file (YAML); other flags and variables are then ignored."),
+        ("strict-reconfig-check", "Reject reconfiguration requests that would cause quorum loss."),
+        ("enable-pprof", "Accepted for compatibility; Quorum has no pprof endpoint."),
+        ("cert-file", "Path to the client server TLS cert file."),
+        ("key-file", "Path to the client server TLS key file."),
+        ("trusted-ca-file", "Path to the client server TLS trusted CA cert file."),
+        ("client-cert-auth", "Enable client cert authentication."),
+        ("client-crl-file", "Path to the client certificate revocation list file."),
+        ("client-cert-allowed-hostname", "Allowed TLS hostname for client cert authentication."),
+        ("auto-tls", "Client TLS using generated certificates."),
+        ("peer-cert-file", "Path to the peer server TLS cert file."),
+        ("peer-key-file", "Path to the peer server TLS key file."),
+        ("peer-trusted-ca-file", "Path to the peer server TLS trusted CA file."),
+        ("peer-client-cert-auth", "Enable peer client cert authentication."),
+        ("peer-crl-file", "Path to the peer certificate revocation list file."),
+        ("peer-cert-allowed-cn", "Allowed CN for inter peer authentication."),
+        ("peer-cert-allowed-hostname", "Allowed TLS hostname for inter peer authentication."),
+        ("peer-auto-tls", "Peer TLS using generated certificates."),
+        ("self-signed-cert-validity", "Validity period of auto-generated certificates, in years."),
+        ("cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
+        ("tls-min-version", "Minimum TLS version supported: TLS1.2 or TLS1.3."),
+        ("tls-max-version", "Maximum TLS version supported: TLS1.2 or TLS1.3 (empty: no maximum)."),
+        ("managed-pki", "Issue and renew member certificates from the data directory's CA (Quorum)."),
+        ("pki-leaf-validity", "Lifetime of managed leaf certificates, e.g. 8760h, 30d, 90s (Quorum)."),
+        ("pki-key-algorithm", "Key algorithm of managed certificates: ecdsa-p256 or rsa-2048 (Quorum)."),
+    ]
+
+    /// Boolean flags may be given without a value.
+    public static let booleans: Set<String> = [
+        "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "strict-reconfig-check",
+        "enable-pprof", "managed-pki",
+    ]
+
+    /// Values as given, by flag name.
+    public var values: [String: String] = [:]
+
+    public init(values: [String: String] = [:]) {
+        self.values = values
+    }
+
+    /// Parses command-line arguments Go-style: `--flag value`, `--flag=value`, `-flag value`, `-flag=value`,
+    /// and bare boolean flags. Unknown flags and missing values throw `ConfigError`.
+    public static func parse(arguments: [String]) throws -> (EtcdFlags, wantsHelp: Bool, wantsVersion: Bool) {
+        var flags = EtcdFlags()
+        let names = Set(known.map(\.name))
+        var i = 0
+        var help = false
+        var version = false
+        while i < arguments.count {
+            let argument = arguments[i]
+            i += 1
+            guard argument.hasPrefix("-"), argument.count > 1 else {
+                throw ConfigError("'\(argument)' is not a valid flag")
+            }
+            var body = argument.drop { $0 == "-" }
+            var value: String? = nil
+            if let eq = body.firstIndex(of: "=") {
+                value = String(body[body.index(after: eq)...])
+                body = body[..<eq]
+            }
+            let name = String(body)
+            if name == "help" || name == "h" {
+                help = true
+                continue
+            }
+            if name == "version" {
+                version = true
+                continue
+            }
+            guard names.contains(name) else { throw ConfigError("flag provided but not defined: -\(name)") }
+            if value == nil {
+                if booleans.contains(name) {
+                    value = "true"
+                } else {
+                    guard i < arguments.count else { throw ConfigError("flag needs an argument: -\(name)") }
+                    value = arguments[i]
+                    i += 1
+                }
+            }
+            flags.values[name] = value
+        }
+        return (flags, help, version)
+    }
+
+    /// Fills flags not given from `ETCD_*` variables (`ETCD_DATA_DIR` for `--data-dir`).
+    public mutating func applyEnvironment(_ environment: [String: String]) throws {
+        let names = Set(Self.known.map(\.name))
+        for (key, value) in environment where key.hasPrefix("ETCD_") {
+            let name = key.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: "-")
+            if ["version", "help"].contains(name) { continue }
+            guard names.contains(name) else { continue }
+            if values[name] == nil { values[name] = value }
+        }
+    }
+
+    /// Loads etcd's YAML configuration file (etcd's keys, nested `client-transport-security` and
+    /// `peer-transport-security` sections); the file replaces flags and environment entirely.
+    public static func load(configFile path: String) throws -> EtcdFlags {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError("cannot read config file \(path)")
+        }
+        guard let document = try Yams.load(yaml: text) as? [String: Any] else {
+            throw ConfigError("config file \(path) is not a YAML mapping")
+        }
+        var flags = EtcdFlags()
+        let names = Set(known.map(\.name))
+        func put(_ key: String, _ raw: Any) throws {
+            guard names.contains(key) else { return }
+            switch raw {
+            case let list as [Any]: flags.values[key] = list.map { "\($0)" }.joined(separator: ",")
+            case let b as Bool: flags.values[key] = b ? "true" : "false"
+            default: flags.values[key] = "\(raw)"
+            }
+        }
+        for (key, raw) in document {
+            if key == "client-transport-security" || key == "peer-transport-security", let section = raw as? [String: Any] {
+                let prefix = key.hasPrefix("peer") ? "peer-" : ""
+                for (sub, value) in section {
+                    let mapped = (sub == "auto-tls" || sub == "cert-file" || sub == "key-file" || sub == "trusted-ca-file"
+                        || sub == "client-cert-auth" || sub == "crl-file" || sub == "allowed-cn"
+                        || sub == "allowed-hostname")
+                    guard mapped else { continue }
+                    var name = prefix + sub
+                    if name == "crl-file" { name = "client-crl-file" }
+                    if name == "peer-allowed-cn" { name = "peer-cert-allowed-cn" }
+                    if name == "peer-allowed-hostname" { name = "peer-cert-allowed-hostname" }
+                    if name == "allowed-hostname" { name = "client-cert-allowed-hostname" }
+                    try put(name, value)
+                }
+                continue
+            }
+            if raw is NSNull { continue }
+            try put(key, raw)
+        }
+        return flags
+    }
+
+    // MARK: Resolution
+
+    func string(_ name: String) -> String? {
+        guard let v = values[name], !v.isEmpty else { return nil }
+        return v
+    }
+
+    func bool(_ name: String) throws -> Bool {
+        guard let v = values[name] else { return false }
+        switch v.lowercased() {
+        case "", "true", "1", "t", "yes": return true
+        case "false", "0", "f", "no": return false
+        default: throw ConfigError("invalid boolean value \"\(v)\" for flag -\(name)")
+        }
+    }
+
+    func integer(_ name: String, default value: Int64) throws -> Int64 {
+        guard let v = string(name) else { return value }
+        guard let n = Int64(v) else { throw ConfigError("invalid value \"\(v)\" for flag -\(name): parse error") }
+        return n
+    }
+
+    func urls(_ name: String, default value: String) throws -> [String] {
+        (string(name) ?? value).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+    }
+
+    /// Builds the server configuration, validating as etcd does.
+    public func resolve() throws -> ServerConfig {
+        var config = ServerConfig()
+        var node = NodeConfig()
+        node.name = string("name") ?? "default"
+        node.dataDir = string("data-dir") ?? "\(node.name).quorum"
+        let listenClient = try urls("listen-client-urls", default: "http://127.0.0.1:2379")
+        let listenPeer = try urls("listen-peer-urls", default: "http://127.0.0.1:2380")
+        config.listenClientURLs = try listenClient.map(ListenURL.init)
+        config.listenPeerURLs = try listenPeer.map(ListenURL.init)
+        config.listenMetricsURLs = try urls("listen-metrics-urls", default: "").map(ListenURL.init)
+        node.advertiseClientURLs = try urls("advertise-client-urls", default: listenClient.joined(separator: ","))
+        node.advertisePeerURLs = try urls("initial-advertise-peer-urls", default: "http://127.0.0.1:2380")
+        for url in node.advertiseClientURLs + node.advertisePeerURLs { _ = try ListenURL(url) }
+        let defaultCluster = node.advertisePeerURLs.map { "\(node.name)=\($0)" }.joined(separator: ",")
+        node.initialCluster = try Self.parseInitialCluster(string("initial-cluster") ?? defaultCluster)
+        switch string("initial-cluster-state") ?? "new" {
+        case "new": node.initialClusterState = .new
+        case "existing": node.initialClusterState = .existing
+        case let other:
+            throw ConfigError("invalid value \"\(other)\" for flag -initial-cluster-state: valid values are \"new\", \"existing\"")
+        }
+        node.initialClusterToken = string("initial-cluster-token") ?? "etcd-cluster"
+        node.snapshotCount = UInt64(max(1, try integer("snapshot-count", default: 100_000)))
+        node.heartbeatMilliseconds = Int(try integer("heartbeat-interval", default: 100))
+        node.electionMilliseconds = Int(try integer("election-timeout", default: 1000))
+        if node.heartbeatMilliseconds <= 0 { throw ConfigError("--heartbeat-interval must be positive") }
+        if 5 * node.heartbeatMilliseconds > node.electionMilliseconds {
+            throw ConfigError(
+                "--election-timeout[\(node.electionMilliseconds)ms] should be at least as 5 times as --heartbeat-interval[\(node.heartbeatMilliseconds)ms]"
+            )
+        }
+        if node.electionMilliseconds > 50_000 {
+            throw ConfigError("--election-timeout[\(node.electionMilliseconds)ms] is too long, and should be set less than 50000ms")
+        }
+        let quota = try integer("quota-backend-bytes", default: 0)
+        if quota < 0 { throw ConfigError("--quota-backend-bytes must not be negative") }
+        node.quotaBackendBytes = quota == 0 ? 2 << 30 : quota
+        node.maxRequestBytes = Int(try integer("max-request-bytes", default: 1_572_864))
+        node.maxTxnOps = Int(try integer("max-txn-ops", default: 128))
+        if node.maxRequestBytes <= 0 || node.maxTxnOps <= 0 {
+            throw ConfigError("--max-request-bytes and --max-txn-ops must be positive")
+        }
+        config.autoCompactionMode = string("auto-compaction-mode") ?? "periodic"
+        guard ["periodic", "revision"].contains(config.autoCompactionMode) else {
+            throw ConfigError("unknown auto-compaction-mode \"\(config.autoCompactionMode)\"")
+        }
+        config.autoCompactionRetention = string("auto-compaction-retention") ?? "0"
+        if config.autoCompactionMode == "revision" {
+            guard Int64(config.autoCompactionRetention) != nil else {
+                throw ConfigError("invalid auto-compaction-retention \"\(config.autoCompactionRetention)\" for revision mode")
+            }
+        } else if Double(config.autoCompactionRetention) == nil && GoDuration.parse(config.autoCompactionRetention) == nil {
+            throw ConfigError("invalid auto-compaction-retention \"\(config.autoCompactionRetention)\"")
+        }
+        if let logger = string("logger"), logger != "zap" {
+            throw ConfigError("unknown logger option \"\(logger)\" (Quorum logs structured JSON: use --logger=zap)")
+        }
+        _ = try logLevel()
+        _ = try bool("strict-reconfig-check")
+        config.node = node
+        return config
+    }
+
+    public func logLevel() throws -> Logger.Level {
+        switch (string("log-level") ?? "info").lowercased() {
+        case "debug": return .debug
+        case "info": return .info
+        case "warn", "warning": return .warning
+        case "error": return .error
+        case "dpanic", "panic", "fatal": return .critical
+        case let other: throw ConfigError("unknown log level \"\(other)\"")
+        }
+    }
+
+    public var logOutputs: [String] {
+        (string("log-outputs") ?? "stderr").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+
+    static func parseInitialCluster(_ text: String) throws -> [(name: String, peerURLs: [String])] {
+        var order: [String] = []
+        var urls: [String: [String]] = [:]
+        for item in text.split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ConfigError("invalid --initial-cluster entry \"\(item)\": expected name=peerURL")
+            }
+            _ = try ListenURL(parts[1])
+            if urls[parts[0]] == nil { order.append(parts[0]) }
+            urls[parts[0], default: []].append(parts[1])
+        }
+        if order.isEmpty { throw ConfigError("--initial-cluster must not be empty") }
+        return order.map { ($0, urls[$0]!) }
+    }
+}

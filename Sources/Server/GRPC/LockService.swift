@@ -1,0 +1,44 @@
+import EtcdAPI
+import EtcdProto
+import Foundation
+import GRPCCore
+import Node
+
+/// v3lockpb.Lock: distributed mutexes on keys owned by leases.
+struct LockService: V3lockpb_Lock.SimpleServiceProtocol {
+    let handler: EtcdHandler
+
+    func lock(request: V3lockpb_LockRequest, context: ServerContext) async throws -> V3lockpb_LockResponse {
+        try await rpc { () async throws(EtcdError) in
+            let recipes = Recipes(handler: handler)
+            let prefix = request.name + Data("/".utf8)
+            let key = Recipes.ownKey(prefix: prefix, lease: request.lease)
+            let queued = try await recipes.enqueue(key: key, prefix: prefix, value: Data(), lease: request.lease)
+            var header = queued.header
+            if let owner = queued.owner, owner != queued.myRevision {
+                header = try await recipes.waitDeletes(prefix: prefix, maxCreate: queued.myRevision - 1)
+                // The lease may have expired while waiting: then the lock was never acquired.
+                var check = Etcdserverpb_RangeRequest()
+                check.key = key
+                if try await handler.range(check).kvs.isEmpty {
+                    throw EtcdError(.unknown, "mutex: session is expired")
+                }
+            }
+            var response = V3lockpb_LockResponse()
+            response.header = header
+            response.key = key
+            return response
+        }
+    }
+
+    func unlock(request: V3lockpb_UnlockRequest, context: ServerContext) async throws -> V3lockpb_UnlockResponse {
+        try await rpc { () async throws(EtcdError) in
+            var delete = Etcdserverpb_DeleteRangeRequest()
+            delete.key = request.key
+            let deleted = try await handler.deleteRange(delete)
+            var response = V3lockpb_UnlockResponse()
+            response.header = deleted.header
+            return response
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Crypto
+import EtcdAPI
+import EtcdProto
+import Foundation
+import GRPCCore
+import Node
+import Storage
+
+/// etcdserverpb.Maintenance over gRPC.
+struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
+    let handler: EtcdHandler
+
+    func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse
+    {
+        try await rpc { () async throws(EtcdError) in try await handler.alarm(request) }
+    }
+
+    func status(request: Etcdserverpb_StatusRequest, context: ServerContext) async throws
+        -> Etcdserverpb_StatusResponse
+    {
+        try await rpc { () async throws(EtcdError) in try handler.status() }
+    }
+
+    func defragment(request: Etcdserverpb_DefragmentRequest, context: ServerContext) async throws
+        -> Etcdserverpb_DefragmentResponse
+    {
+        try await rpc { () async throws(EtcdError) in
+            try await handler.node.defragment()
+            var response = Etcdserverpb_DefragmentResponse()
+            response.header = handler.node.header(revision: handler.node.store.revisions.current)
+            return response
+        }
+    }
+
+    func hash(request: Etcdserverpb_HashRequest, context: ServerContext) async throws -> Etcdserverpb_HashResponse {
+        try await rpc { () async throws(EtcdError) in try handler.hash() }
+    }
+
+    func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws
+        -> Etcdserverpb_HashKVResponse
+    {
+        try await rpc { () async throws(EtcdError) in try handler.hashKV(request) }
+    }
+
+    /// Streams a consistent copy of the database, then its SHA-256 as a last 32-byte chunk (as etcd does, so
+    /// a restore can verify it).
+    func snapshot(
+        request: Etcdserverpb_SnapshotRequest, response: RPCWriter<Etcdserverpb_SnapshotResponse>,
+        context: ServerContext
+    ) async throws {
+        let node = handler.node
+        let path = node.config.dataDir + "/member/snap/snapshot-\(UInt64.random(in: 0...UInt64.max)).tmp"
+        defer { try? FileSystem.remove(path) }
+        let revision = node.store.revisions.current
+        do {
+            try node.backend.copy(to: path)
+        } catch {
+            throw RPCError(code: .internalError, message: "snapshot: \(error)")
+        }
+        let file = try File(path: path, writable: false)
+        let total = try file.size
+        var sent = 0
+        var digest = SHA256()
+        let chunk = 32 * 1024
+        var first = true
+        while sent < total {
+            let bytes = try file.read(count: min(chunk, total - sent), at: sent)
+            if bytes.isEmpty { break }
+            sent += bytes.count
+            digest.update(data: bytes)
+            var message = Etcdserverpb_SnapshotResponse()
+            if first {
+                message.header = node.header(revision: revision)
+                message.version = Version.etcdServer
+                first = false
+            }
+            message.remainingBytes = UInt64(total - sent)
+            message.blob = Data(bytes)
+            try await response.write(message)
+        }
+        var last = Etcdserverpb_SnapshotResponse()
+        last.blob = Data(digest.finalize())
+        try await response.write(last)
+    }
+
+    func moveLeader(request: Etcdserverpb_MoveLeaderRequest, context: ServerContext) async throws
+        -> Etcdserverpb_MoveLeaderResponse
+    {
+        try await rpc { () async throws(EtcdError) in
+            try await handler.node.moveLeader(to: request.targetID)
+            var response = Etcdserverpb_MoveLeaderResponse()
+            response.header = handler.node.header(revision: handler.node.store.revisions.current)
+            return response
+        }
+    }
+
+    func downgrade(request: Etcdserverpb_DowngradeRequest, context: ServerContext) async throws
+        -> Etcdserverpb_DowngradeResponse
+    {
+        throw RPCError(code: .unimplemented, message: "downgrade is not supported by Quorum")
+    }
+}

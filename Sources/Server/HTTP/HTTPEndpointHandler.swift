@@ -1,0 +1,105 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A complete HTTP/1.1 response.
+struct HTTPReply: Sendable {
+    var status: HTTPResponseStatus
+    var contentType: String
+    var body: [UInt8]
+
+    static func json(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
+        HTTPReply(status: status, contentType: "application/json", body: Array(text.utf8))
+    }
+
+    static func text(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
+        HTTPReply(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
+    }
+}
+
+/// A request as the router sees it.
+struct HTTPRequestInfo: Sendable {
+    var method: HTTPMethod
+    var path: String
+    var query: [String: [String]]
+    var body: [UInt8]
+}
+
+protocol HTTPRouting: Sendable {
+    func handle(_ request: HTTPRequestInfo) async -> HTTPReply
+}
+
+/// Collects one request at a time and answers it through the router (off the event loop).
+final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let router: any HTTPRouting
+    private let maxBody: Int
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(router: any HTTPRouting, maxBody: Int) {
+        self.router = router
+        self.maxBody = maxBody
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body.removeAll()
+        case .body(var chunk):
+            if body.count + chunk.readableBytes > maxBody {
+                respond(context: context, keepAlive: false, .json(#"{"error":"request body too large"}"#, status: .payloadTooLarge))
+                head = nil
+                return
+            }
+            body += chunk.readBytes(length: chunk.readableBytes) ?? []
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            let (path, query) = Self.split(head.uri)
+            let request = HTTPRequestInfo(method: head.method, path: path, query: query, body: body)
+            let keepAlive = head.isKeepAlive
+            let router = self.router
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            Task {
+                let reply = await router.handle(request)
+                eventLoop.execute {
+                    let (handler, context) = bound.value
+                    handler.respond(context: context, keepAlive: keepAlive, reply)
+                }
+            }
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, keepAlive: Bool, _ reply: HTTPReply) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: reply.contentType)
+        headers.add(name: "Content-Length", value: "\(reply.body.count)")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: reply.body.count)
+        buffer.writeBytes(reply.body)
+        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        let done = context.writeAndFlushPromise()
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
+        if !keepAlive { done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+    }
+
+    static func split(_ uri: String) -> (String, [String: [String]]) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
+        var query: [String: [String]] = [:]
+        for pair in uri[uri.index(after: mark)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            query[parts[0], default: []].append(parts.count > 1 ? parts[1] : "")
+        }
+        return (String(uri[..<mark]), query)
+    }
+}
+
+extension ChannelHandlerContext {
+    fileprivate func writeAndFlushPromise() -> EventLoopPromise<Void> { eventLoop.makePromise() }
+}

@@ -1,0 +1,207 @@
+import CSQLite
+import Foundation
+
+/// An error reported by SQLite, with the statement or operation it came from.
+public struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var message: String
+    public var context: String
+
+    public var description: String { "sqlite: \(message) (code \(code)) in \(context)" }
+}
+
+/// SQLITE_TRANSIENT: tells SQLite to copy bound bytes, since Swift arrays may move.
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One SQLite connection.
+///
+/// The key space lives in SQLite because it gives a durable, indexed, crash-safe B-tree that may exceed
+/// memory, with concurrent readers (WAL journal mode) beside one writer. A connection is used by one thread at a
+/// time; the owner (the apply loop, or a reader pool) serialises access, which is why this is `@unchecked Sendable`.
+public final class SQLiteConnection: @unchecked Sendable {
+    public let path: String
+    let handle: OpaquePointer
+    private var statements: [String: SQLiteStatement] = [:]
+
+    public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+        var db: OpaquePointer?
+        let flags =
+            (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            if let db { sqlite3_close_v2(db) }
+            throw SQLiteError(code: rc, message: message, context: "open \(path)")
+        }
+        self.path = path
+        self.handle = db
+        sqlite3_busy_timeout(db, 10_000)
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit {
+        statements.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    /// Runs one or more statements without results.
+    public func execute(_ sql: String) throws(SQLiteError) {
+        var error: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(handle, sql, nil, nil, &error)
+        if rc != SQLITE_OK {
+            let message = error.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
+            sqlite3_free(error)
+            throw SQLiteError(code: rc, message: message, context: sql)
+        }
+    }
+
+    /// A prepared statement, cached per connection: the hot paths never re-parse SQL.
+    public func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        if let cached = statements[sql] {
+            cached.reset()
+            return cached
+        }
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else { throw error(rc, sql) }
+        let statement = SQLiteStatement(connection: self, handle: stmt, sql: sql)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Runs `body` in a transaction; rolls back if it throws.
+    public func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
+        try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    public var isInTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
+    func error(_ rc: Int32, _ context: String) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), context: context)
+    }
+
+    /// Single integer result of a query (e.g. a PRAGMA), or nil.
+    public func scalar(_ sql: String) throws(SQLiteError) -> Int64? {
+        let s = try statement(sql)
+        defer { s.reset() }
+        return try s.step() ? s.int64(0) : nil
+    }
+}
+
+/// A prepared statement. Bind parameters (1-based), `step()` through rows, read columns (0-based).
+public final class SQLiteStatement {
+    unowned let connection: SQLiteConnection
+    let handle: OpaquePointer
+    let sql: String
+
+    init(connection: SQLiteConnection, handle: OpaquePointer, sql: String) {
+        self.connection = connection
+        self.handle = handle
+        self.sql = sql
+    }
+
+    deinit { sqlite3_finalize(handle) }
+
+    public func reset() {
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: Int64) -> SQLiteStatement {
+        sqlite3_bind_int64(handle, index, value)
+        return self
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: [UInt8]) -> SQLiteStatement {
+        value.withUnsafeBytes { raw in
+            // A zero-length blob must still bind as a blob, not NULL: empty values are legal in etcd.
+            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
+        }
+        return self
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: Data) -> SQLiteStatement {
+        value.withUnsafeBytes { raw in
+            _ = sqlite3_bind_blob(
+                handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
+        }
+        return self
+    }
+
+    @discardableResult
+    public func bind(_ index: Int32, _ value: String) -> SQLiteStatement {
+        sqlite3_bind_text(handle, index, value, -1, transient)
+        return self
+    }
+
+    @discardableResult
+    public func bindNull(_ index: Int32) -> SQLiteStatement {
+        sqlite3_bind_null(handle, index)
+        return self
+    }
+
+    /// Advances to the next row; false when done.
+    public func step() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_step(handle)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw connection.error(rc, sql)
+        }
+    }
+
+    /// Runs a statement that returns no rows.
+    public func run() throws(SQLiteError) {
+        defer { sqlite3_reset(handle) }
+        while try step() {}
+    }
+
+    public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+
+    public func bytes(_ column: Int32) -> [UInt8] {
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+    }
+
+    public func data(_ column: Int32) -> Data {
+        let count = Int(sqlite3_column_bytes(handle, column))
+        guard count > 0, let pointer = sqlite3_column_blob(handle, column) else { return Data() }
+        return Data(bytes: pointer, count: count)
+    }
+
+    public func byteCount(_ column: Int32) -> Int { Int(sqlite3_column_bytes(handle, column)) }
+
+    public func string(_ column: Int32) -> String {
+        guard let pointer = sqlite3_column_text(handle, column) else { return "" }
+        return String(cString: pointer)
+    }
+}
+
+/// Copies a live database into a new file with SQLite's online backup, giving a consistent image while writes go on.
+public enum SQLiteBackup {
+    public static func copy(from source: SQLiteConnection, to path: String) throws(SQLiteError) {
+        let destination = try SQLiteConnection(path: path)
+        guard let backup = sqlite3_backup_init(destination.handle, "main", source.handle, "main") else {
+            throw destination.error(sqlite3_errcode(destination.handle), "backup init")
+        }
+        let rc = sqlite3_backup_step(backup, -1)
+        sqlite3_backup_finish(backup)
+        guard rc == SQLITE_DONE else { throw destination.error(rc, "backup step") }
+    }
+}

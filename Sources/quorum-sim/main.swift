@@ -1,0 +1,172 @@
+import ArgumentParser
+import Raft
+import Simulation
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The seed being simulated, readable from a signal handler: when a Raft precondition traps, the process
+/// dies, and the handler prints this seed first so the failure can be replayed.
+nonisolated(unsafe) var currentSeed: UInt64 = 0
+
+func installCrashReporter() {
+    let handler: @convention(c) (Int32) -> Void = { sig in
+        var buf = [UInt8]("\nquorum-sim: crashed (signal) while simulating seed ".utf8)
+        var digits: [UInt8] = []
+        var v = currentSeed
+        repeat {
+            digits.append(UInt8(48 + v % 10))
+            v /= 10
+        } while v > 0
+        buf += digits.reversed()
+        buf += [UInt8]("; replay with --seed <that> --trace\n".utf8)
+        _ = buf.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        signal(sig, SIG_DFL)
+        raise(sig)
+    }
+    for sig in [SIGILL, SIGTRAP, SIGSEGV, SIGABRT, SIGBUS] { signal(sig, handler) }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+extension SafetyMutation: ExpressibleByArgument {}
+
+@main
+struct QuorumSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quorum-sim",
+        abstract: "Deterministic simulation of Quorum's Raft core.",
+        subcommands: [Run.self, Bench.self, Mutants.self],
+        defaultSubcommand: Run.self)
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run seeds (stops at the first failure and prints its seed), or replay one seed with a trace.")
+
+    @Option(help: "Number of seeds to run.") var seeds: UInt64 = 100
+    @Option(help: "First seed of the sweep.") var startSeed: UInt64 = 1
+    @Option(help: "Run exactly this seed.") var seed: UInt64?
+    @Flag(help: "Print a readable trace of every event (use with --seed).") var trace = false
+    @Option(help: "Force the number of initial members (3 or 5); random per seed by default.") var nodes: Int?
+    @Option(help: "Chaos phase length in simulated milliseconds.") var chaosMs: Int64 = 3000
+    @Option(help: "TEST-ONLY: disable one safety rule (\(SafetyMutation.allCases.map(\.rawValue).joined(separator: ", "))).")
+    var mutation: SafetyMutation?
+    @Flag(help: "Print one line per seed.") var verbose = false
+
+    func options(_ s: UInt64) -> SimulationOptions {
+        var o = SimulationOptions.randomized(seed: s)
+        if let nodes { o.nodes = nodes }
+        o.chaosDuration = .ms(chaosMs)
+        o.mutation = mutation
+        o.trace = trace
+        return o
+    }
+
+    func run() throws {
+        installCrashReporter()
+        if let seed {
+            currentSeed = seed
+            let result = runSimulation(options(seed))
+            if trace { for line in result.trace { print(line) } }
+            report(result)
+            if !result.passed { throw ExitCode(1) }
+            return
+        }
+        let start = monotonicSeconds()
+        var events = 0
+        for s in startSeed..<(startSeed + seeds) {
+            currentSeed = s
+            let result = runSimulation(options(s))
+            events += result.stats.events
+            if verbose { report(result) }
+            if !result.passed {
+                print("FAILED seed \(s): \(result.failure!)")
+                print("replay: quorum-sim --seed \(s) --trace\(nodes.map { " --nodes \($0)" } ?? "")"
+                    + "\(mutation.map { " --mutation \($0.rawValue)" } ?? "")")
+                throw ExitCode(1)
+            }
+        }
+        let elapsed = monotonicSeconds() - start
+        let perMinute = Double(seeds) / elapsed * 60
+        print(
+            "\(seeds) seeds passed (\(startSeed)..<\(startSeed + seeds)) in \(String(format1(elapsed)))s: "
+                + "\(Int(perMinute)) seeds/minute, \(events) events")
+    }
+
+    func report(_ r: SimulationResult) {
+        let s = r.stats
+        print(
+            "seed \(r.seed): \(r.passed ? "ok" : "FAILED: \(r.failure!)") — \(s.events) events, "
+                + "\(s.leadersElected) leaders, commit \(s.maxCommit), \(s.crashes) crashes, "
+                + "\(s.confChangesApplied) removals, \(s.transfers) transfers, \(s.snapshotsInstalled) snapshots, "
+                + "ops ok \(s.operationsOK) unknown \(s.operationsUnknown) rejected \(s.operationsRejected), "
+                + "\(s.simulatedTime / 1000)ms simulated")
+    }
+}
+
+func format1(_ v: Double) -> String {
+    let tenths = Int((v * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10)"
+}
+
+struct Mutants: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Mutation check: for each safety mutation, run seeds until the simulator catches it.")
+
+    @Option(help: "Maximum seeds per mutation.") var maxSeeds: UInt64 = 2000
+    @Option(help: "Run only this mutation.") var only: SafetyMutation?
+
+    func run() throws {
+        installCrashReporter()
+        var missed = 0
+        for m in SafetyMutation.allCases where only == nil || only == m {
+            var caught: (UInt64, String)?
+            for s in 1...maxSeeds {
+                currentSeed = s
+                var o = SimulationOptions.randomized(seed: s)
+                o.mutation = m
+                let r = runSimulation(o)
+                if let f = r.failure {
+                    caught = (s, f)
+                    break
+                }
+            }
+            if let (s, f) = caught {
+                print("\(m.rawValue): CAUGHT at seed \(s): \(f.split(separator: "\n").first ?? "")")
+            } else {
+                print("\(m.rawValue): not caught in \(maxSeeds) seeds")
+                missed += 1
+            }
+        }
+        if missed > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Proposals committed per second through a 3-member in-process cluster (no I/O).")
+
+    @Option(help: "Total proposals.") var proposals: Int = 1_000_000
+    @Option(help: "Proposals per batch (proposed before each ready()).") var batch: Int = 256
+    @Option(help: "Payload bytes per proposal.") var size: Int = 128
+    @Flag(help: "Encode and decode every message, as a real transport would.") var codec = false
+
+    func run() throws {
+        let start = monotonicSeconds()
+        let result = runBenchmark(proposals: proposals, batch: batch, payloadSize: size, encodeMessages: codec)
+        let elapsed = monotonicSeconds() - start
+        let rate = Double(result.committed) / elapsed
+        print(
+            "committed \(result.committed) proposals of \(size) B in batches of \(batch) in \(format1(elapsed)) s: "
+                + "\(Int(rate)) proposals/s, \(result.messages) messages, \(result.readies) Ready cycles"
+                + (codec ? " (with codec)" : ""))
+    }
+}

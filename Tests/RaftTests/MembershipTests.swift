@@ -1,0 +1,304 @@
+import Raft
+import Testing
+
+@Suite("Membership")
+struct MembershipTests {
+    @Test func learnerCatchesUpThenIsPromoted() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            propose 1 before
+            stabilize
+            add-blank 4
+            propose-conf 1 add-learner 4
+            expect 1 learners=4                 # in effect as soon as appended
+            stabilize
+            expect * voters=1,2,3 learners=4 commit=6
+            expect 4 data=before role=follower
+            expect-error campaign 4             # learners never campaign
+            propose-conf 1 promote 4
+            stabilize
+            expect * voters=1,2,3,4 learners= commit=7
+            propose 1 after
+            stabilize
+            expect 4 data=before,after
+            """)
+    }
+
+    @Test func onlyOneChangeAtATime() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            expect-error propose-conf 1 add-voter 4   # no leader
+            campaign 1
+            process 1
+            expect-error propose-conf 1 add-learner 4   # the leader's first entry is not committed yet
+            stabilize
+            cut 1->2
+            cut 1->3
+            propose-conf 1 add-learner 4
+            expect-error propose-conf 1 add-learner 5   # the previous change is not committed yet
+            heal
+            tick 1
+            stabilize
+            propose-conf 1 add-learner 5
+            stabilize
+            expect * learners=4,5
+            """)
+    }
+
+    @Test func removingTheLeaderHandsOverLeadership() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            propose-conf 1 remove 1
+            expect 1 role=leader voters=2,3     # still leads (without counting itself) until committed
+            stabilize
+            expect 1 role=follower voters=2,3
+            expect 2 role=leader term=3 voters=2,3   # TimeoutNow: no election timeout needed
+            propose 2 after-removal
+            stabilize
+            expect 2 data=after-removal
+            expect 3 data=after-removal
+            """)
+    }
+
+    @Test func leaderRemovedWhileChangeUncommittedThenCrashes() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 prevote=false checkquorum=false
+            campaign 1
+            stabilize
+            isolate 1
+            propose-conf 1 remove 1
+            stabilize
+            crash 1                              # the removal never left the old leader
+            heal
+            campaign 2
+            stabilize
+            expect 2 role=leader voters=1,2,3
+            restart 1
+            tick 2
+            stabilize
+            expect 1 voters=1,2,3 role=follower lead=2   # its uncommitted removal was overwritten: rolled back
+            """)
+    }
+
+    @Test func replaceAMember() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            add-blank 4
+            propose-conf 1 add-learner 4
+            stabilize
+            propose-conf 1 promote 4
+            stabilize
+            propose-conf 1 remove 3
+            stabilize
+            crash 3
+            expect * voters=1,2,4
+            crash 2                             # 1 and 4 are a majority of {1, 2, 4}
+            propose 1 still-available
+            stabilize
+            expect 4 data=still-available
+            """)
+    }
+}
+
+@Suite("Snapshots")
+struct SnapshotTests {
+    @Test func snapshotReplacesAConflictingLog() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 prevote=false checkquorum=false catchup=0
+            campaign 3
+            stabilize
+            isolate 3
+            propose 3 stale1
+            propose 3 stale2
+            stabilize
+            expect 3 logterms=1,1,1,2,2,2
+            campaign 1
+            stabilize
+            propose 1 a
+            propose 1 b
+            propose 1 c
+            stabilize
+            expect 1 commit=8 term=3
+            compact 1 8
+            expect 1 first=9
+            heal
+            tick 1
+            stabilize
+            expect 3 snapshot=8 commit=8 logterms= term=3 lead=1
+            propose 1 d
+            stabilize
+            expect 3 logterms=3 data=d commit=9
+            crash 3
+            restart 3
+            expect 3 commit=9 applied=9 first=9 last=9
+            """)
+    }
+
+    @Test func compactionKeepsATrailingMargin() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 catchup=2
+            campaign 1
+            stabilize
+            propose 1 a
+            propose 1 b
+            propose 1 c
+            stabilize
+            compact 1 5
+            expect 1 first=4 last=5
+            """)
+    }
+}
+
+@Suite("Leader transfer")
+struct TransferTests {
+    @Test func transferToUpToDateFollower() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            transfer 1 2
+            stabilize
+            expect 2 role=leader term=3
+            expect 1 role=follower lead=2
+            """)
+    }
+
+    @Test func transferToLaggingFollowerCatchesItUpFirst() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            cut 1->3
+            propose 1 x
+            stabilize
+            transfer 1 3
+            expect 1 transferee=3
+            expect-error propose 1 y            # proposals are refused during a transfer
+            heal
+            tick 1
+            stabilize
+            expect 3 role=leader data=x
+            """)
+    }
+
+    @Test func transferAbortsAfterElectionTimeout() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 checkquorum=false
+            campaign 1
+            stabilize
+            isolate 3
+            transfer 1 3
+            tick 1 x10
+            expect 1 role=leader transferee=0
+            propose 1 ok-again
+            """)
+    }
+
+    @Test func followerForwardsTransferRequest() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            transfer 3 2
+            stabilize
+            expect 2 role=leader
+            """)
+    }
+}
+
+@Suite("Reads")
+struct ReadTests {
+    @Test func readIndexNeedsAHeartbeatRound() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            campaign 1
+            stabilize
+            read 1 r1
+            process 1
+            expect 1 reads=
+            stabilize
+            expect 1 reads=r1@4
+            read 2 r2
+            stabilize
+            expect 2 reads=r2@4
+            isolate 1
+            read 1 r3
+            stabilize
+            expect 1 reads=r1@4
+            tick 1 x20
+            process 1
+            expect 1 role=follower dropped=r3
+            """)
+    }
+
+    @Test func readWithoutLeaderIsDropped() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3
+            read 2 nobody
+            process 2
+            expect 2 dropped=nobody
+            """)
+    }
+
+    @Test func readWaitsForTheLeadersFirstCommit() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 prevote=false
+            campaign 1
+            process 1
+            deliver 1->2
+            deliver 1->3
+            process 2
+            process 3
+            deliver 2->1
+            deliver 3->1
+            expect 1 role=leader commit=3
+            read 1 early
+            stabilize
+            expect 1 reads=early@4
+            """)
+    }
+
+    @Test func leaseReadsSkipTheRoundTripOnceTheLeaseIsEstablished() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 lease
+            tick-all x10                # with leases, a (re)started member first honours any earlier promise
+            campaign 1
+            stabilize
+            expect 1 role=leader
+            read 1 slow                 # no acknowledged heartbeat yet: falls back to a ReadIndex round
+            process 1
+            expect 1 reads=
+            stabilize
+            expect 1 reads=slow@4
+            read 1 fast                 # a quorum acknowledged a heartbeat within the lease
+            process 1
+            expect 1 reads=slow@4,fast@4
+            isolate 1
+            tick 1 x9                   # heartbeats go unanswered: the lease runs out before followers' promises
+            read 1 late
+            process 1
+            expect 1 reads=slow@4,fast@4
+            """)
+    }
+}
