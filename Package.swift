@@ -116,7 +116,30 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
-        .testTarget(name: "PKITests", dependencies: ["PKI"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Server", "PKI"]),
+        .testTarget(
+            name: "PKITests",
+            dependencies: [
+                "PKI", .product(name: "X509", package: "swift-certificates"), .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "EtcdAPI", "EtcdProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]
+        ),
+        .testTarget(
+            name: "TLSTests",
+            dependencies: [
+                "Server", "PKI",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
     ]
 )

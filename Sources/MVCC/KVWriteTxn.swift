@@ -44,7 +44,9 @@ public final class KVWriteTxn {
         return kv
     }
 
-    /// Writes a new version of `key`; returns the previous one.
+    /// Writes a new version of `key`; returns the previous one. The API refuses a txn that writes one key twice,
+    /// but the history table still tolerates it (the last change of a revision wins) so that applying any
+    /// committed entry can never fail halfway.
     @discardableResult
     public func put(key: Data, value: Data, lease: Int64) throws -> Mvccpb_KeyValue? {
         let prev = try get(key)
@@ -58,7 +60,7 @@ public final class KVWriteTxn {
         kv.version = (prev?.version ?? 0) + 1
 
         let history = try writer.statement(
-            "INSERT INTO kv(key, rev, sub, create_rev, version, lease, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            "INSERT OR REPLACE INTO kv(key, rev, sub, create_rev, version, lease, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
         history.bind(1, key).bind(2, rev).bind(3, changeCount).bind(4, kv.createRevision).bind(5, kv.version)
             .bind(6, lease).bind(7, value)
         try history.run()
@@ -88,7 +90,7 @@ public final class KVWriteTxn {
         guard !existing.isEmpty else { return [] }
         let rev = baseRevision + 1
         let tombstone = try writer.statement(
-            "INSERT INTO kv(key, rev, sub, create_rev, version, lease, value) VALUES(?1, ?2, ?3, 0, 0, 0, x'')")
+            "INSERT OR REPLACE INTO kv(key, rev, sub, create_rev, version, lease, value) VALUES(?1, ?2, ?3, 0, 0, 0, x'')")
         let remove = try writer.statement("DELETE FROM live WHERE key = ?1")
         for prev in existing {
             tombstone.bind(1, prev.key).bind(2, rev).bind(3, changeCount)

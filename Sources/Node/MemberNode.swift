@@ -27,7 +27,8 @@ public final class MemberNode: @unchecked Sendable {
     public let now: @Sendable () -> Int64
 
     let logger: Logger
-    private let lock: DirectoryLock
+    private var lock: DirectoryLock?
+    private let catchUpRunning = Atomic<Bool>(false)
     private let transport: any RaftTransport
     private let ids: RequestIDGenerator
     private let waiters = Waiters()
@@ -208,8 +209,13 @@ public final class MemberNode: @unchecked Sendable {
         loop.name = "quorum-raft"
         loop.stackSize = 8 << 20
         loopThread = loop
+        inbox.setRunning(true)
         loop.start()
-        let catchUp = Thread { [self] in runCatchUp() }
+        catchUpRunning.store(true, ordering: .sequentiallyConsistent)
+        let catchUp = Thread { [self] in
+            runCatchUp()
+            catchUpRunning.store(false, ordering: .sequentiallyConsistent)
+        }
         catchUp.name = "quorum-watch"
         catchUpThread = catchUp
         catchUp.start()
@@ -226,8 +232,11 @@ public final class MemberNode: @unchecked Sendable {
         catchUpSignal.lock()
         catchUpSignal.broadcast()
         catchUpSignal.unlock()
-        while inbox.loopRunning { usleep(1000) }
+        while inbox.loopRunning || catchUpRunning.load(ordering: .sequentiallyConsistent) { usleep(1000) }
         waiters.failAll(with: .stopped)
+        backend.closeReaders()
+        // Release the data directory: the same process may open it again (tests restart members in place).
+        lock = nil
     }
 
     public var status: NodeStatus { published.withLock { $0 } }
@@ -342,7 +351,6 @@ public final class MemberNode: @unchecked Sendable {
     // MARK: The loop
 
     private func runLoop() {
-        inbox.setRunning(true)
         defer { inbox.setRunning(false) }
         let tickInterval = Int64(config.heartbeatMilliseconds) * 1_000_000
         var nextTick = now() + tickInterval
@@ -384,7 +392,7 @@ public final class MemberNode: @unchecked Sendable {
         if store.compactionPending { try compactStep() }
         if t - lastLeaseCheck >= 500_000_000 {
             lastLeaseCheck = t
-            if raft.status.role == .leader { proposeExpiredLeaseRevocations() }
+            if raft.role == .leader { proposeExpiredLeaseRevocations() }
         }
     }
 
@@ -547,12 +555,16 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func publishStatus() {
-        let s = raft.status
+        // Cheap accessors only: `raft.status` builds per-peer progress, too much for every iteration.
+        let term = raft.currentTerm
+        let commit = raft.commitIndex
+        let applied = raft.appliedIndex
+        let isLearner = raft.configuration.learners.contains(memberID)
         published.withLock { p in
-            p.term = s.term
-            p.commitIndex = s.commit
-            p.appliedIndex = s.applied
-            p.isLearner = s.isLearner
+            p.term = term
+            p.commitIndex = commit
+            p.appliedIndex = applied
+            p.isLearner = isLearner
         }
     }
 
@@ -571,7 +583,7 @@ public final class MemberNode: @unchecked Sendable {
 
     private func requestReadIndexIfNeeded() {
         guard !pendingReads.isEmpty else { return }
-        if status.leader == 0 && raft.status.role != .leader { return }
+        if raft.leaderID == 0 && raft.role != .leader { return }
         readSequence += 1
         var context: [UInt8] = []
         for i in 0..<8 { context.append(UInt8(truncatingIfNeeded: readSequence >> (8 * UInt64(i)))) }

@@ -516,8 +516,10 @@ public struct RaftNode: Sendable {
     /// below it. The application may likewise drop its stored entries through `firstIndex - 1` afterwards.
     public mutating func compact(through index: UInt64, snapshotData: [UInt8]) {
         precondition(index <= log.applied, "cannot snapshot beyond the applied index")
-        precondition(index >= log.baseIndex, "index already compacted")
+        // A snapshot received from the leader while the application was applying may already cover `index`:
+        // then there is nothing left to compact (a benign race, not an error).
         if let s = snapshot, s.metadata.index >= index { return }
+        if index < log.baseIndex { return }
         guard let t = log.term(at: index) else { preconditionFailure("no term for index \(index)") }
         snapshot = Snapshot(
             metadata: SnapshotMetadata(index: index, term: t, confState: confState(at: index)), data: snapshotData)

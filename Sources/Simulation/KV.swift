@@ -124,7 +124,9 @@ struct KVStore: Equatable {
     /// Snapshot image (sorted, so equal stores produce equal bytes).
     func encoded() -> [UInt8] {
         var out: [UInt8] = []
-        func u64(_ v: UInt64) { for s in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(s))) } }
+        func u64(_ v: UInt64) {
+            for s in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(s))) }
+        }
         u64(applied)
         u64(UInt64(values.count))
         for k in values.keys.sorted() {

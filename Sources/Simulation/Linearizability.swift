@@ -105,7 +105,9 @@ public struct LinearizabilityChecker: Sendable {
         var retNode = [Int](repeating: 0, count: n)
         for (k, e) in events.enumerated() {
             let idx = k + 1
-            list.append(Node(isCall: e.isCall, op: e.op, prev: idx - 1, next: idx + 1 <= events.count ? idx + 1 : -1, match: -1))
+            list.append(
+                Node(isCall: e.isCall, op: e.op, prev: idx - 1, next: idx + 1 <= events.count ? idx + 1 : -1, match: -1)
+            )
             if e.isCall { callNode[e.op] = idx } else { retNode[e.op] = idx }
         }
         list[list.count - 1].next = -1

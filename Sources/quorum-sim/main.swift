@@ -57,7 +57,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Print a readable trace of every event (use with --seed).") var trace = false
     @Option(help: "Force the number of initial members (3 or 5); random per seed by default.") var nodes: Int?
     @Option(help: "Chaos phase length in simulated milliseconds.") var chaosMs: Int64 = 3000
-    @Option(help: "TEST-ONLY: disable one safety rule (\(SafetyMutation.allCases.map(\.rawValue).joined(separator: ", "))).")
+    @Option(
+        help: "TEST-ONLY: disable one safety rule (\(SafetyMutation.allCases.map(\.rawValue).joined(separator: ", ")))."
+    )
     var mutation: SafetyMutation?
     @Flag(help: "Print one line per seed.") var verbose = false
 
@@ -67,6 +69,7 @@ struct Run: ParsableCommand {
         o.chaosDuration = .ms(chaosMs)
         o.mutation = mutation
         o.trace = trace
+        o.streamTrace = trace
         return o
     }
 
@@ -75,7 +78,6 @@ struct Run: ParsableCommand {
         if let seed {
             currentSeed = seed
             let result = runSimulation(options(seed))
-            if trace { for line in result.trace { print(line) } }
             report(result)
             if !result.passed { throw ExitCode(1) }
             return
@@ -89,8 +91,9 @@ struct Run: ParsableCommand {
             if verbose { report(result) }
             if !result.passed {
                 print("FAILED seed \(s): \(result.failure!)")
-                print("replay: quorum-sim --seed \(s) --trace\(nodes.map { " --nodes \($0)" } ?? "")"
-                    + "\(mutation.map { " --mutation \($0.rawValue)" } ?? "")")
+                print(
+                    "replay: quorum-sim --seed \(s) --trace\(nodes.map { " --nodes \($0)" } ?? "")"
+                        + "\(mutation.map { " --mutation \($0.rawValue)" } ?? "")")
                 throw ExitCode(1)
             }
         }

@@ -25,7 +25,8 @@ struct CodecTests {
             commit: g.big(), reject: g.next() % 2 == 0, rejectHint: g.big(), context: g.bytes(8))
         for _ in 0..<(g.next() % 4) {
             m.entries.append(
-                Entry(term: g.big(), index: g.big(), kind: g.next() % 2 == 0 ? .normal : .confChange, data: g.bytes(20)))
+                Entry(term: g.big(), index: g.big(), kind: g.next() % 2 == 0 ? .normal : .confChange, data: g.bytes(20))
+            )
         }
         if g.next() % 3 == 0 {
             m.snapshot = Snapshot(

@@ -49,7 +49,8 @@ struct ScriptHarness {
         var h = ScriptHarness()
         for raw in script.split(separator: "\n", omittingEmptySubsequences: false) {
             h.lineNumber += 1
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first
+            let line =
+                raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first
                 .map(String.init)?.trimmingSpaces ?? ""
             if line.isEmpty { continue }
             do {
@@ -71,6 +72,7 @@ struct ScriptHarness {
         if let s = options["maxsize"], let v = Int(s) { c.maxSizePerMessage = v }
         if let s = options["inflight"], let v = Int(s) { c.maxInflightMessages = v }
         if let s = options["catchup"], let v = UInt64(s) { c.snapshotCatchUpEntries = v }
+        if let s = options["mutation"] { c.testingMutation = SafetyMutation(rawValue: s) }
         return c
     }
 

@@ -29,7 +29,7 @@ struct SeedSweepTests {
         let a = runSimulation(options)
         let b = runSimulation(options)
         #expect(a.trace == b.trace)
-        #expect(a.trace.count > 1000)
+        #expect(a.trace.count > 500)
         #expect(a.stats.events == b.stats.events)
     }
 

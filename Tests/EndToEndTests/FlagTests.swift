@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+
+/// etcd's command line: flags, ETCD_* variables, the YAML config file, and exit status 2 on bad flags.
+@Suite struct FlagTests {
+    @Test func unknownAndMalformedFlagsExitWithStatus2() throws {
+        let unknown = try run(Paths.quorum, ["--no-such-flag"])
+        #expect(unknown.status == 2 && unknown.stderr.contains("flag provided but not defined: -no-such-flag"))
+        let malformed = try run(Paths.quorum, ["--snapshot-count", "lots"])
+        #expect(malformed.status == 2 && malformed.stderr.contains("invalid value \"lots\" for flag -snapshot-count"))
+        let missing = try run(Paths.quorum, ["--name"])
+        #expect(missing.status == 2 && missing.stderr.contains("flag needs an argument: -name"))
+        let badURL = try run(Paths.quorum, ["--listen-client-urls", "tcp://nowhere"])
+        #expect(badURL.status == 2 && badURL.stderr.contains("invalid URL"))
+        let timing = try run(Paths.quorum, ["--heartbeat-interval", "500", "--election-timeout", "1000"])
+        #expect(timing.status == 2 && timing.stderr.contains("should be at least as 5 times as --heartbeat-interval"))
+    }
+
+    @Test func versionAndHelp() throws {
+        let version = try run(Paths.quorum, ["--version"])
+        #expect(version.ok && version.stdout.contains("quorum Version:") && version.stdout.contains("3.5.0"))
+        let help = try run(Paths.quorum, ["--help"])
+        #expect(help.ok && help.stdout.contains("--initial-cluster-token"))
+    }
+
+    @Test func environmentVariablesConfigureTheMember() async throws {
+        let scratch = Scratch()
+        let port = freePort()
+        let peer = freePort()
+        let log = scratch.path + "/log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let process = try BackgroundCommand(
+            Paths.quorum, [],
+            environment: [
+                "ETCD_NAME": "from-env", "ETCD_DATA_DIR": scratch.path + "/env.data",
+                "ETCD_LISTEN_CLIENT_URLS": "http://127.0.0.1:\(port)",
+                "ETCD_ADVERTISE_CLIENT_URLS": "http://127.0.0.1:\(port)",
+                "ETCD_LISTEN_PEER_URLS": "http://127.0.0.1:\(peer)",
+                "ETCD_INITIAL_ADVERTISE_PEER_URLS": "http://127.0.0.1:\(peer)",
+                "ETCD_INITIAL_CLUSTER": "from-env=http://127.0.0.1:\(peer)",
+            ])
+        defer { process.stop() }
+        try process.waitFor(timeout: 60) { $0.contains("ready to serve client requests") }
+        let members = try etcdctl("http://127.0.0.1:\(port)", ["member", "list"])
+        #expect(members.stdout.contains("from-env"))
+        #expect(FileManager.default.fileExists(atPath: scratch.path + "/env.data/member/wal"))
+    }
+
+    @Test func configFileReplacesFlags() throws {
+        let scratch = Scratch()
+        let port = freePort()
+        let peer = freePort()
+        let config = """
+            name: from-file
+            data-dir: \(scratch.path)/file.data
+            listen-client-urls: http://127.0.0.1:\(port)
+            advertise-client-urls: http://127.0.0.1:\(port)
+            listen-peer-urls: http://127.0.0.1:\(peer)
+            initial-advertise-peer-urls: http://127.0.0.1:\(peer)
+            initial-cluster: from-file=http://127.0.0.1:\(peer)
+            initial-cluster-token: file-token
+            snapshot-count: 5000
+            heartbeat-interval: 100
+            election-timeout: 1000
+            quota-backend-bytes: 0
+            auto-compaction-retention: "1"
+            log-level: info
+            """
+        let path = scratch.path + "/quorum.yaml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let process = try BackgroundCommand(Paths.quorum, ["--config-file", path, "--name", "ignored"])
+        defer { process.stop() }
+        try process.waitFor(timeout: 60) { $0.contains("ready to serve client requests") }
+        #expect(try etcdctl("http://127.0.0.1:\(port)", ["member", "list"]).stdout.contains("from-file"))
+        #expect(process.output.contains(#""msg":"published local member to cluster through raft""#))
+    }
+
+    @Test func milestonesAreStructuredJSONInEtcdsOrder() throws {
+        let scratch = Scratch()
+        let member = QuorumProcess(in: scratch)
+        try member.start()
+        defer { member.stop() }
+        let lines = member.log.split(separator: "\n")
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] != nil && object?["ts"] != nil && object?["msg"] != nil, "not etcd-style JSON: \(line)")
+        }
+        let messages = lines.compactMap { line in
+            (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["msg"] as? String
+        }
+        let published = try #require(messages.firstIndex(of: "published local member to cluster through raft"))
+        let ready = try #require(messages.firstIndex(of: "ready to serve client requests"))
+        let capabilities = try #require(messages.firstIndex(of: "enabled capabilities for version"))
+        #expect(published < ready && ready < capabilities)
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Testing
+
+/// Maintenance through etcdctl and etcd's HTTP endpoints.
+@Suite(.serialized) final class MaintenanceTests {
+    let scratch = Scratch()
+    let member: QuorumProcess
+
+    init() throws {
+        member = QuorumProcess(in: scratch)
+        try member.start()
+    }
+
+    deinit { member.stop() }
+
+    func ctl(_ args: String...) throws -> CommandResult { try etcdctl(member.endpoint, args) }
+
+    @Test func endpointHealthAndStatus() throws {
+        let health = try ctl("endpoint", "health")
+        #expect(health.ok && health.stdout.contains("\(member.endpoint) is healthy: successfully committed proposal"))
+        let status = try ctl("endpoint", "status", "-w", "json").stdout
+        let list = try #require(try JSONSerialization.jsonObject(with: Data(status.utf8)) as? [[String: Any]])
+        let s = try #require(list.first?["Status"] as? [String: Any])
+        let header = try #require(s["header"] as? [String: Any])
+        #expect(s["leader"] as? UInt64 == header["member_id"] as? UInt64)
+        #expect((s["raftIndex"] as? Int ?? 0) >= 1 && (s["raftTerm"] as? Int ?? 0) >= 1)
+        #expect((s["dbSize"] as? Int ?? 0) > 0 && s["version"] as? String == "3.5.0")
+        let members = try ctl("member", "list").stdout
+        #expect(members.contains(", started, m1, http://127.0.0.1:\(member.peerPort), \(member.endpoint), false"))
+    }
+
+    @Test func snapshotSaveWritesAConsistentCopyWithChecksum() throws {
+        for i in 0..<50 { #expect(try ctl("put", "snap/\(i)", String(repeating: "v", count: 100)).ok) }
+        let path = scratch.path + "/backup.db"
+        let saved = try ctl("snapshot", "save", path)
+        #expect(saved.ok && saved.stdout.contains("Snapshot saved at \(path)"))
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        // A SQLite database image, then etcd's trailing SHA-256 of it.
+        #expect(bytes.prefix(16) == Data("SQLite format 3\0".utf8))
+        #expect(bytes.count % 512 == 32)
+        let check = try run("/usr/bin/env", ["python3", "-c", """
+            import hashlib,sys
+            b=open(sys.argv[1],'rb').read()
+            print(hashlib.sha256(b[:-32]).digest()==b[-32:])
+            """, path])
+        #expect(check.stdout == "True\n")
+    }
+
+    @Test func defragmentShrinksAfterDeletes() throws {
+        let value = String(repeating: "x", count: 4000)
+        for i in 0..<100 { #expect(try ctl("put", "defrag/\(i)", value).ok) }
+        #expect(try ctl("del", "defrag/", "--prefix").ok)
+        let revision = try revisionNow()
+        #expect(try ctl("compact", "\(revision)", "--physical").ok)
+        let before = try dbSize()
+        let out = try ctl("defrag")
+        #expect(out.stdout == "Finished defragmenting etcd member[\(member.endpoint)]\n")
+        #expect(try dbSize() < before)
+        #expect(try ctl("put", "after-defrag", "ok").ok)
+    }
+
+    @Test func httpEndpointsSpeakEtcdsJSON() async throws {
+        let health = try await http(member.endpoint + "/health")
+        #expect(health.status == 200 && health.body == #"{"health":"true","reason":""}"#)
+        let serializable = try await http(member.endpoint + "/health?serializable=true")
+        #expect(serializable.status == 200)
+        let version = try await http(member.endpoint + "/version")
+        #expect(version.body == #"{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}"#)
+        let ready = try await http(member.endpoint + "/readyz?verbose")
+        #expect(ready.status == 200 && ready.body.contains("[+]linearizable_read ok"))
+        #expect(try await http(member.endpoint + "/livez").body == "ok\n")
+        let put = try await http("POST", member.endpoint + "/v3/kv/put", body: #"{"key":"Z3c=","value":"dmFs"}"#)
+        #expect(put.status == 200 && put.body.contains(#""revision":""#))
+        let range = try await http("POST", member.endpoint + "/v3/kv/range", body: #"{"key":"Z3c="}"#)
+        #expect(range.body.contains(#""kvs":[{"key":"Z3c=","create_revision":""#) && range.body.contains(#""value":"dmFs""#))
+        let bad = try await http("POST", member.endpoint + "/v3/kv/put", body: #"{"key":""}"#)
+        #expect(bad.status == 400 && bad.body.contains("etcdserver: key is not provided"))
+        let metrics = try await http(member.endpoint + "/metrics")
+        for name in [
+            "etcd_server_has_leader 1", "etcd_server_version{server_version=\"3.5.0\"} 1", "etcd_mvcc_put_total",
+            "etcd_debugging_mvcc_keys_total", "etcd_mvcc_db_total_size_in_bytes",
+            "etcd_disk_wal_fsync_duration_seconds_bucket", "grpc_server_handled_total{grpc_code=\"OK\"",
+        ] {
+            #expect(metrics.body.contains(name), "missing \(name)")
+        }
+    }
+
+    func revisionNow() throws -> Int {
+        let out = try ctl("get", "anything", "-w", "json").stdout
+        let object = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any]
+        return (object["header"] as! [String: Any])["revision"] as! Int
+    }
+
+    func dbSize() throws -> Int {
+        let out = try ctl("endpoint", "status", "-w", "json").stdout
+        let list = try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [[String: Any]]
+        return (list[0]["Status"] as! [String: Any])["dbSize"] as! Int
+    }
+}
+
+/// NOSPACE: a tiny quota raises the alarm, writes are refused with etcd's error until space is freed and the
+/// alarm disarmed.
+@Suite struct QuotaAlarmTests {
+    @Test func noSpaceAlarmRefusesWritesUntilDisarmed() throws {
+        let scratch = Scratch()
+        let member = QuorumProcess(in: scratch, extraArguments: ["--quota-backend-bytes", "300000"])
+        try member.start()
+        defer { member.stop() }
+        func ctl(_ args: String...) throws -> CommandResult { try etcdctl(member.endpoint, args) }
+        let value = String(repeating: "q", count: 10_000)
+        var refused: CommandResult?
+        for i in 0..<200 {
+            let put = try ctl("put", "quota/\(i)", value)
+            if !put.ok {
+                refused = put
+                break
+            }
+        }
+        let error = try #require(refused, "a 300 kB quota must fill up")
+        #expect(error.stderr.contains("etcdserver: mvcc: database space exceeded"))
+        let alarms = try ctl("alarm", "list")
+        #expect(alarms.stdout.contains("alarm:NOSPACE"))
+        let health = try ctl("endpoint", "health")
+        #expect(!health.ok || health.stderr.contains("NOSPACE") || health.stdout.contains("NOSPACE"))
+        // Reads and deletes still work.
+        #expect(try ctl("get", "quota/0", "--keys-only").stdout == "quota/0\n\n")
+        #expect(try ctl("del", "quota/", "--prefix").ok)
+        #expect(!(try ctl("put", "still", "refused")).ok)
+        let out = try ctl("get", "x", "-w", "json").stdout
+        let revision = ((try JSONSerialization.jsonObject(with: Data(out.utf8)) as! [String: Any])["header"]
+            as! [String: Any])["revision"] as! Int
+        #expect(try ctl("compact", "\(revision)", "--physical").ok)
+        #expect(try ctl("defrag").ok)
+        #expect(try ctl("alarm", "disarm").stdout.contains("alarm:NOSPACE"))
+        #expect(try ctl("alarm", "list").stdout == "")
+        #expect(try ctl("put", "after", "disarm").ok)
+    }
+}

@@ -1,0 +1,222 @@
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the package lives, so tests find the binaries `swift build` produced.
+enum Paths {
+    static let packageRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<4 { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    static var quorum: String { packageRoot + "/.build/debug/quorum" }
+
+    /// An executable on PATH (etcdctl, etcd, openssl), or nil.
+    static func tool(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+}
+
+/// A loopback port nobody listens on right now.
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A scratch directory removed at the end of the test.
+final class Scratch: @unchecked Sendable {
+    let path: String
+
+    init(_ name: String = #function) {
+        let safe = name.filter { $0.isLetter || $0.isNumber }.prefix(40)
+        path = NSTemporaryDirectory() + "quorum-e2e-\(safe)-\(UUID().uuidString.prefix(8))"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// The result of running a command to completion.
+struct CommandResult: Sendable {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var ok: Bool { status == 0 }
+}
+
+/// Runs a command with a time limit; output goes through files so large outputs never block on a pipe.
+func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:],
+    timeout: Double = 30) throws -> CommandResult
+{
+    let scratch = Scratch("cmd")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let outPath = scratch.path + "/out"
+    let errPath = scratch.path + "/err"
+    FileManager.default.createFile(atPath: outPath, contents: nil)
+    FileManager.default.createFile(atPath: errPath, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+    if let input {
+        let inPath = scratch.path + "/in"
+        FileManager.default.createFile(atPath: inPath, contents: Data(input.utf8))
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
+    try process.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(5000) }
+    if process.isRunning {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)s")
+    }
+    process.waitUntilExit()
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+        stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// A `quorum` member started by a test, stopped by pid when the test ends.
+final class QuorumProcess: @unchecked Sendable {
+    let name: String
+    let dataDir: String
+    let clientPort: Int
+    let peerPort: Int
+    let logPath: String
+    private(set) var process: Process?
+    let extraArguments: [String]
+
+    var endpoint: String { "http://127.0.0.1:\(clientPort)" }
+
+    init(in scratch: Scratch, name: String = "m1", extraArguments: [String] = []) {
+        self.name = name
+        dataDir = scratch.path + "/\(name).quorum"
+        clientPort = freePort()
+        peerPort = freePort()
+        logPath = scratch.path + "/\(name).log"
+        self.extraArguments = extraArguments
+    }
+
+    var arguments: [String] {
+        [
+            "--name", name, "--data-dir", dataDir,
+            "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+            "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+            "--initial-cluster", "\(name)=http://127.0.0.1:\(peerPort)",
+        ] + extraArguments
+    }
+
+    /// Starts the member and waits for etcd's "ready to serve client requests" milestone.
+    func start(timeout: Double = 60) throws {
+        precondition(process == nil, "already running")
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Paths.quorum)
+        p.arguments = arguments
+        p.standardOutput = log
+        p.standardError = log
+        p.standardInput = FileHandle.nullDevice
+        let offset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
+        try p.run()
+        process = p
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if !p.isRunning {
+                throw TestFailure("quorum exited with \(p.terminationStatus) during start-up:\n\(logTail())")
+            }
+            if let text = try? String(contentsOfFile: logPath, encoding: .utf8),
+                text.utf8.count > offset, String(text.utf8.dropFirst(offset))?.contains("ready to serve client requests") == true
+            {
+                return
+            }
+            usleep(20_000)
+        }
+        throw TestFailure("quorum did not become ready within \(timeout)s:\n\(logTail())")
+    }
+
+    /// Stops it with a signal (SIGTERM: graceful; SIGKILL: a crash) and waits for the exit.
+    @discardableResult
+    func stop(signal: Int32 = SIGTERM, timeout: Double = 20) -> Int32 {
+        guard let p = process else { return 0 }
+        kill(p.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(5000) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        process = nil
+        return p.terminationStatus
+    }
+
+    var isRunning: Bool { process?.isRunning ?? false }
+
+    func logTail(_ lines: Int = 30) -> String {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    deinit {
+        if let p = process, p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+    }
+}
+
+/// Runs the real etcdctl (v3 API) against endpoints.
+func etcdctl(_ endpoint: String, _ arguments: [String], input: String? = nil, timeout: Double = 30) throws -> CommandResult
+{
+    guard let path = Paths.tool("etcdctl") else {
+        throw TestFailure("etcdctl is not installed: run scripts/test.sh, which installs Debian's etcd-client")
+    }
+    return try run(path, ["--endpoints=\(endpoint)", "--command-timeout=15s"] + arguments, input: input,
+        environment: ["ETCDCTL_API": "3"], timeout: timeout)
+}
+
+/// A plain HTTP request (for /health, /version, /metrics and the JSON gateway).
+func http(_ method: String = "GET", _ url: String, body: String? = nil) async throws -> (status: Int, body: String) {
+    var request = URLRequest(url: URL(string: url)!)
+    request.httpMethod = method
+    if let body { request.httpBody = Data(body.utf8) }
+    let (data, response) = try await URLSession.shared.data(for: request)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}

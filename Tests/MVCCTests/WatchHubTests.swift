@@ -1,0 +1,204 @@
+import EtcdProto
+import Foundation
+import Testing
+
+@testable import MVCC
+
+/// Drives a hub the way the member does: every committed write is published; catch-up runs when asked.
+final class WatchFixture {
+    let f: StoreFixture
+    let hub: WatchHub
+
+    init() throws {
+        f = try StoreFixture()
+        let store = f.store
+        hub = WatchHub(store: store, currentRevision: store.revisions.current) { revision in
+            var header = Etcdserverpb_ResponseHeader()
+            header.revision = revision
+            return header
+        }
+    }
+
+    func put(_ key: String, _ value: String) throws {
+        let (revision, events) = try f.write { _ = try $0.put(key: k(key), value: k(value), lease: 0) }
+        hub.publish(events, revision: revision)
+    }
+
+    func delete(_ key: String) throws {
+        let (revision, events) = try f.write { _ = try $0.deleteRange(.single(k(key))) }
+        hub.publish(events, revision: revision)
+    }
+
+    func catchUpFully() throws {
+        var rounds = 0
+        while try hub.catchUp(limit: 3) {
+            rounds += 1
+            if rounds > 1000 { Issue.record("catch-up does not converge"); return }
+        }
+    }
+}
+
+/// Reads everything queued on a stream without waiting.
+func drain(_ stream: WatchStream) -> [Etcdserverpb_WatchResponse] {
+    stream.state.withLock { s in
+        defer { s.queue.removeAll() }
+        return Array(s.queue)
+    }
+}
+
+func events(_ responses: [Etcdserverpb_WatchResponse], id: Int64) -> [Mvccpb_Event] {
+    responses.filter { $0.watchID == id }.flatMap(\.events)
+}
+
+@Suite struct WatchHubTests {
+    @Test func liveEventsArriveInOrderAfterTheCreatedResponse() throws {
+        let w = try WatchFixture()
+        let stream = WatchStream()
+        let id = try #require(w.hub.watch(WatchRequestSpec(range: .single(k("a"))), on: stream))
+        #expect(id == 0)  // etcd numbers a stream's watchers from 0
+        try w.put("a", "1")
+        try w.put("b", "x")
+        try w.delete("a")
+        let responses = drain(stream)
+        #expect(responses.first?.created == true)
+        let seen = events(responses, id: id)
+        #expect(seen.map(\.type) == [.put, .delete])
+        #expect(seen.map(\.kv.modRevision) == [2, 4])
+        #expect(!seen[1].hasPrevKv)  // prev_kv only when asked for
+    }
+
+    @Test func historicalWatchReplaysThenContinuesLiveWithoutGapsOrDuplicates() throws {
+        let w = try WatchFixture()
+        for i in 1...10 { try w.put("p/\(i % 3)", "\(i)") }  // revisions 2...11
+        try w.put("q", "other")  // 12
+        let stream = WatchStream()
+        let prefix = KeyRange(key: k("p/"), rangeEnd: KeyRange.prefixEnd(k("p/")))
+        let id = try #require(w.hub.watch(WatchRequestSpec(range: prefix, startRevision: 4, prevKV: true), on: stream))
+        try w.put("p/new", "live")  // 13, published while the watcher is still behind
+        try w.catchUpFully()
+        try w.put("p/after", "live")  // 14
+        let seen = events(drain(stream), id: id)
+        #expect(seen.map(\.kv.modRevision) == [4, 5, 6, 7, 8, 9, 10, 11, 13, 14])
+        #expect(!seen[0].hasPrevKv)  // revision 4 created p/0
+        #expect(seen[1].prevKv.value == k("1"))  // revision 5 overwrote p/1, first written with value 1
+    }
+
+    @Test func slowStreamFallsBehindAndCatchesUpWithoutLoss() throws {
+        let w = try WatchFixture()
+        let stream = WatchStream(capacity: 2)
+        let id = try #require(w.hub.watch(WatchRequestSpec(range: .from(k("a"))), on: stream))
+        var received: [Mvccpb_Event] = []
+        for i in 0..<50 {
+            try w.put("k\(i)", "v")
+            if i % 7 == 0 {
+                received += events(drain(stream), id: id)
+                try w.hub.catchUp(limit: 5)
+            }
+        }
+        // The writer never blocked; now let the client read everything.
+        for _ in 0..<100 {
+            received += events(drain(stream), id: id)
+            if try !w.hub.catchUp(limit: 5) { break }
+        }
+        received += events(drain(stream), id: id)
+        #expect(received.map(\.kv.modRevision) == Array(2...51))
+        #expect(w.hub.unsyncedCount == 0)
+    }
+
+    @Test func compactedStartRevisionCancelsWithTheCompactRevision() throws {
+        let w = try WatchFixture()
+        for i in 1...5 { try w.put("a", "\(i)") }
+        try w.f.backend.beginBatch()
+        try w.f.store.scheduleCompaction(5)
+        try w.f.backend.commitBatch()
+        let stream = WatchStream()
+        let id = try #require(w.hub.watch(WatchRequestSpec(range: .single(k("a")), startRevision: 2), on: stream))
+        try w.catchUpFully()
+        let responses = drain(stream).filter { $0.watchID == id }
+        let cancel = try #require(responses.last)
+        #expect(cancel.canceled && cancel.compactRevision == 5)
+        #expect(w.hub.watcherCount == 0)
+    }
+
+    @Test func filtersAndCancellation() throws {
+        let w = try WatchFixture()
+        let stream = WatchStream()
+        let noPut = try #require(w.hub.watch(WatchRequestSpec(range: .single(k("a")), filterPut: true), on: stream))
+        let noDelete = try #require(
+            w.hub.watch(WatchRequestSpec(range: .single(k("a")), filterDelete: true), on: stream))
+        #expect(noPut != noDelete)
+        try w.put("a", "1")
+        try w.delete("a")
+        let responses = drain(stream)
+        #expect(events(responses, id: noPut).map(\.type) == [.delete])
+        #expect(events(responses, id: noDelete).map(\.type) == [.put])
+        #expect(w.hub.cancel(watchID: noPut, on: stream))
+        #expect(!w.hub.cancel(watchID: noPut, on: stream))
+        try w.put("a", "2")
+        #expect(events(drain(stream), id: noPut).isEmpty)
+    }
+
+    @Test func duplicateClientChosenIDIsRefused() throws {
+        let w = try WatchFixture()
+        let stream = WatchStream()
+        #expect(w.hub.watch(WatchRequestSpec(range: .single(k("a")), requestedID: 7), on: stream) == 7)
+        #expect(w.hub.watch(WatchRequestSpec(range: .single(k("a")), requestedID: 7), on: stream) == nil)
+        let refusal = drain(stream).last!
+        #expect(refusal.canceled && refusal.cancelReason.contains("duplicate watch ID"))
+    }
+
+    @Test func progressRequestWaitsUntilTheStreamIsCaughtUp() throws {
+        let w = try WatchFixture()
+        for i in 1...5 { try w.put("a", "\(i)") }
+        let stream = WatchStream()
+        w.hub.watch(WatchRequestSpec(range: .single(k("a")), startRevision: 2), on: stream)
+        w.hub.requestProgress(on: stream)
+        #expect(!drain(stream).contains { $0.watchID == -1 })
+        try w.catchUpFully()
+        let progress = drain(stream).filter { $0.watchID == -1 }
+        #expect(progress.count == 1 && progress[0].header.revision == 6 && progress[0].events.isEmpty)
+    }
+}
+
+@Suite struct LessorTests {
+    let second: Int64 = 1_000_000_000
+
+    @Test func onlyThePrimaryExpiresAndPromotionRestartsDeadlines() {
+        var lessor = Lessor(minTTL: 2)
+        _ = lessor.grant(id: 1, ttl: 5, now: 0)
+        #expect(lessor.expired(now: 100 * second).isEmpty)  // followers never expire leases
+        lessor.promote(now: 10 * second)
+        #expect(lessor.expired(now: 14 * second).isEmpty)
+        #expect(lessor.expired(now: 15 * second) == [1])
+        // A new leader extends: the deadline restarts at promotion.
+        lessor.demote()
+        lessor.promote(now: 20 * second)
+        #expect(lessor.expired(now: 24 * second).isEmpty)
+        #expect(lessor.remaining(id: 1, now: 22 * second) == 3)
+    }
+
+    @Test func renewalAndMinimumTTL() {
+        var lessor = Lessor(minTTL: 2)
+        lessor.promote(now: 0)
+        let lease = lessor.grant(id: 9, ttl: 1, now: 0)
+        #expect(lease.ttl == 2)  // raised to the minimum
+        #expect(lessor.renew(id: 9, now: 1 * second) == .success(2))
+        #expect(lessor.expired(now: 2 * second + 1).isEmpty)
+        #expect(lessor.expired(now: 3 * second) == [9])
+        #expect(lessor.renew(id: 9, now: 4 * second) == .failure(.notFound))  // past its deadline
+        #expect(lessor.renew(id: 10, now: 0) == .failure(.notFound))
+        lessor.demote()
+        #expect(lessor.renew(id: 9, now: 0) == .failure(.notPrimary))
+    }
+
+    @Test func revokeReturnsAttachedKeysSorted() {
+        var lessor = Lessor(minTTL: 1)
+        _ = lessor.grant(id: 3, ttl: 10, now: 0)
+        lessor.attach(k("b"), to: 3)
+        lessor.attach(k("a"), to: 3)
+        lessor.detach(k("b"), from: 3)
+        lessor.attach(k("c"), to: 3)
+        #expect(lessor.revoke(id: 3) == [k("a"), k("c")])
+        #expect(lessor.revoke(id: 3) == nil)
+    }
+}

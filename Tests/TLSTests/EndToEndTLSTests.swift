@@ -1,0 +1,361 @@
+import Foundation
+import PKI
+import Server
+import Testing
+import X509
+
+/// The real `quorum` binary driven by the real `etcdctl` 3.4, `openssl` and `curl` over loopback TLS.
+@Suite("TLS end to end", .serialized)
+struct EndToEndTLSTests {
+    static let etcdctlPath = "/usr/bin/etcdctl"
+
+    /// A client certificate of its own for the load: the member's admin certificate is renewed every few seconds
+    /// too, and reading a pair while it is being replaced is not what these tests are about.
+    struct Client {
+        let cacert: URL
+        let cert: URL
+        let key: URL
+        let serial: String
+
+        static func issue(_ user: String, data: URL, out: URL, validity: String = "1h", now: Date = Date()) throws
+            -> Client
+        {
+            let result = try ClientCertificateIssuer.issue(
+                user: user, validity: try LeafLifetime(parsing: validity), dataDirectory: data, outputDirectory: out,
+                now: now)
+            return Client(
+                cacert: result.trustBundlePath, cert: result.certificatePath, key: result.keyPath,
+                serial: result.issued.certificate.serialNumber.hexString)
+        }
+
+        func with(cacert: URL) -> Client { Client(cacert: cacert, cert: cert, key: key, serial: serial) }
+        var identity: TLSFileSet { TLSFileSet(certificate: cert, key: key) }
+    }
+
+    static func ctl(_ member: QuorumMember, _ client: Client?, _ command: [String]) throws -> CommandResult {
+        try runCommand(
+            etcdctlPath, etcdctl(member, cacert: client?.cacert, cert: client?.cert, key: client?.key, command),
+            timeout: 15)
+    }
+
+    static func servedSerial(_ member: QuorumMember, _ client: Client?) async -> String? {
+        let observation = try? await TLSEndpointProbe.observe(
+            host: "127.0.0.1", port: member.clientPort, clientIdentity: client?.identity)
+        return observation?.chain.first?.serialNumber.hexString
+    }
+
+    static func curl(_ member: QuorumMember, _ client: Client, _ path: String) throws -> CommandResult {
+        try runCommand(
+            "curl",
+            [
+                "-sS", "--http1.1", "--max-time", "5", "--cacert", client.cacert.path, "--cert", client.cert.path,
+                "--key", client.key.path, "\(member.endpoint)\(path)",
+            ])
+    }
+
+    /// The keys an `etcdctl watch` process printed, in order (it prints PUT, key, value per event).
+    static func watchedKeys(_ log: String) -> [String] {
+        let lines = log.split(separator: "\n").map(String.init)
+        var keys: [String] = []
+        var index = 0
+        while index + 1 < lines.count {
+            if lines[index] == "PUT" {
+                keys.append(lines[index + 1])
+                index += 3
+            } else {
+                index += 1
+            }
+        }
+        return keys
+    }
+
+    @Test("leaves living 4 s are renewed repeatedly under continuous puts and a watch: nothing fails")
+    func renewalUnderLoad() async throws {
+        let dir = try TemporaryDirectory("renew")
+        let data = dir.path("data")
+        let member = try QuorumMember(
+            dataDir: data, extra: ["--client-cert-auth", "--pki-leaf-validity", "4s"])
+        defer { member.stop() }
+        let client = try Client.issue("root", data: data, out: dir.path("client"))
+
+        let watch = try ChildProcess(
+            URL(fileURLWithPath: Self.etcdctlPath),
+            etcdctl(member, cacert: client.cacert, cert: client.cert, key: client.key, ["watch", "--prefix", "/load/"]),
+            log: dir.path("watch.log"))
+        defer { watch.stop() }
+        #expect(try Self.ctl(member, client, ["put", "/load/-1", "warmup"]).status == 0)
+        #expect(await eventually { Self.watchedKeys(watch.log).contains("/load/-1") }, "watch is established")
+
+        var serials: [String] = []
+        var failures: [String] = []
+        var written = 0
+        let deadline = Date() + 14
+        while Date() < deadline && written < 400 {
+            let result = try Self.ctl(member, client, ["put", "/load/\(written)", "v\(written)"])
+            if result.status != 0 { failures.append("put \(written): \(result.output)") }
+            written += 1
+            if let serial = await Self.servedSerial(member, client), serial != serials.last { serials.append(serial) }
+        }
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+        #expect(written >= 20)
+        #expect(serials.count >= 3, "served serials over 14 s: \(serials)")
+        #expect(Set(serials).count == serials.count, "each renewal serves a new serial")
+
+        let expected = ["/load/-1"] + (0..<written).map { "/load/\($0)" }
+        #expect(await eventually { Self.watchedKeys(watch.log).count >= expected.count })
+        #expect(Self.watchedKeys(watch.log) == expected, "the watch saw every put, in order, without a gap")
+        #expect(watch.isRunning, "the watch connection outlived every renewal")
+
+        let metrics = try Self.curl(member, client, "/metrics").stdout
+        let renewals = metrics.split(separator: "\n").first { $0.hasPrefix("quorum_pki_renewals_total{usage=\"client-server\"}") }
+        #expect(Double(renewals?.split(separator: " ").last ?? "0") ?? 0 >= Double(serials.count - 1))
+        #expect(metrics.contains("quorum_pki_certificate_expiry_timestamp_seconds{usage=\"client-server\""))
+        #expect(try Self.curl(member, client, "/health").stdout.contains(#""health":"true""#))
+        #expect(member.log.contains("reloaded client TLS material"))
+    }
+
+    @Test("a member whose leaves expired renews them before serving")
+    func startupWithExpiredLeaves() async throws {
+        let dir = try TemporaryDirectory("expired")
+        let data = dir.path("data")
+        // A PKI issued two hours ago with one-hour leaves: every leaf expired an hour ago.
+        let pki = ManagedPKI(
+            configuration: ManagedPKIConfiguration(
+                dataDirectory: data, memberName: "m1", advertiseClientURLs: ["https://127.0.0.1:2379"],
+                advertisePeerURLs: ["http://127.0.0.1:2380"], leafLifetime: try LeafLifetime(parsing: "1h")),
+            jitter: .none)
+        _ = try pki.ensure(now: Date() - 7_200)
+        let layout = PKILayout(dataDirectory: data)
+        let stale = try PEMCodec.certificate(at: layout.serverCertificate)
+        #expect(stale.notValidAfter < Date())
+
+        let member = try QuorumMember(dataDir: data, extra: ["--pki-leaf-validity", "1h"])
+        defer { member.stop() }
+        let cacert = layout.trustBundle(.clients)
+        let put = try runCommand(Self.etcdctlPath, etcdctl(member, cacert: cacert, ["put", "k", "v"]))
+        #expect(put.status == 0, "\(put.output)")
+        let served = await Self.servedSerial(member, nil)
+        #expect(served != nil && served != stale.serialNumber.hexString)
+        #expect(member.log.contains("certificate expired at"), "the renewal reason is logged")
+    }
+
+    @Test("externally managed files: expired at start, replaced on disk while serving, picked up without restart")
+    func externalFilesReload() async throws {
+        let dir = try TemporaryDirectory("files")
+        let ca = try TestPKI.ca()
+        try TestPKI.writeCA([ca], to: dir.path("ca.crt"))
+        let expired = try TestPKI.leaf(ca, cn: "m1", validity: 60, now: Date() - 600)
+        let (cert, key) = try TestPKI.write(expired, dir.url, "server")
+        let (clientCert, clientKey) = try TestPKI.write(try TestPKI.leaf(ca, cn: "root", profile: .client), dir.url, "client")
+        let client = Client(cacert: dir.path("ca.crt"), cert: clientCert, key: clientKey, serial: "")
+        let member = try QuorumMember(
+            dataDir: dir.path("data"),
+            extra: [
+                "--cert-file", cert.path, "--key-file", key.path, "--trusted-ca-file", dir.path("ca.crt").path,
+                "--client-cert-auth",
+            ])
+        defer { member.stop() }
+        #expect(member.log.contains("expired at"), "serving an expired external certificate is logged loudly")
+        let refused = try Self.ctl(member, client, ["put", "k", "v"])
+        #expect(refused.status != 0)
+        let health = try runCommand(
+            "curl",
+            ["-sk", "--http1.1", "--cert", clientCert.path, "--key", clientKey.path, "\(member.endpoint)/health"])
+        #expect(health.stdout.contains(#""health":"false""#) && health.stdout.contains("expired"), "\(health.output)")
+
+        // cert-manager renews: new files are renamed into place. No restart.
+        let fresh = try TestPKI.leaf(ca, cn: "m1")
+        try TestPKI.write(fresh, dir.url, "server")
+        #expect(await eventually(timeout: .seconds(5)) { (try? Self.ctl(member, client, ["put", "k", "v1"]))?.status == 0 })
+
+        let watch = try ChildProcess(
+            URL(fileURLWithPath: Self.etcdctlPath),
+            etcdctl(member, cacert: client.cacert, cert: client.cert, key: client.key, ["watch", "w"]),
+            log: dir.path("watch.log"))
+        defer { watch.stop() }
+        #expect(try Self.ctl(member, client, ["put", "w", "1"]).status == 0)
+        #expect(await eventually { Self.watchedKeys(watch.log).count == 1 })
+        let next = try TestPKI.leaf(ca, cn: "m1")
+        try TestPKI.write(next, dir.url, "server")
+        let nextSerial = next.certificate.serialNumber.hexString
+        #expect(await eventually(timeout: .seconds(5)) { await Self.servedSerial(member, client) == nextSerial })
+        #expect(try Self.ctl(member, client, ["put", "w", "2"]).status == 0)
+        #expect(await eventually { Self.watchedKeys(watch.log).count == 2 }, "the open watch kept streaming")
+        #expect(watch.isRunning)
+
+        // The CA bundle reloads too: a client of a new CA is accepted once the bundle lists it.
+        let newCA = try TestPKI.ca()
+        let (otherCert, otherKey) = try TestPKI.write(try TestPKI.leaf(newCA, cn: "svc", profile: .client), dir.url, "other")
+        let other = Client(cacert: dir.path("ca.crt"), cert: otherCert, key: otherKey, serial: "")
+        #expect(try Self.ctl(member, other, ["put", "o", "1"]).status != 0)
+        try TestPKI.writeCA([ca, newCA], to: dir.path("ca.crt"))
+        #expect(await eventually(timeout: .seconds(5)) { (try? Self.ctl(member, other, ["put", "o", "2"]))?.status == 0 })
+    }
+
+    @Test("rejections with etcdctl and openssl are logged with their reason")
+    func negativeMatrix() async throws {
+        let dir = try TemporaryDirectory("neg")
+        let data = dir.path("data")
+        let member = try QuorumMember(
+            dataDir: data, extra: ["--client-cert-auth", "--tls-min-version", "TLS1.3"])
+        defer { member.stop() }
+        let alice = try Client.issue("alice", data: data, out: dir.path("alice"))
+        #expect(try Self.ctl(member, alice, ["put", "a", "1"]).status == 0)
+
+        func refusedAndLogged(_ client: Client?, _ fragment: String, endpoint: String? = nil) async throws -> Bool {
+            var arguments = etcdctl(member, cacert: client?.cacert, cert: client?.cert, key: client?.key, ["put", "x", "1"])
+            if let endpoint { arguments[1] = endpoint }
+            let result = try runCommand(Self.etcdctlPath, arguments, timeout: 15)
+            let logged = await eventually(timeout: .seconds(5)) { member.log.contains(fragment) }
+            return result.status != 0 && logged
+        }
+
+        var bare = try runCommand(
+            Self.etcdctlPath, etcdctl(member, cacert: alice.cacert, ["put", "x", "1"]), timeout: 15)
+        #expect(bare.status != 0)
+        #expect(await eventually(timeout: .seconds(5)) { member.log.contains("presented no certificate") })
+
+        let foreignCA = try TestPKI.ca()
+        let (fc, fk) = try TestPKI.write(try TestPKI.leaf(foreignCA, cn: "mallory", profile: .client), dir.url, "mallory")
+        let mallory = Client(cacert: alice.cacert, cert: fc, key: fk, serial: "")
+        #expect(try await refusedAndLogged(mallory, "signed by an unknown authority"))
+
+        let old = try Client.issue("old", data: data, out: dir.path("old"), validity: "60s", now: Date() - 250)
+        #expect(try await refusedAndLogged(old, "expired at"))
+
+        let bob = try Client.issue("bob", data: data, out: dir.path("bob"))
+        #expect(try Self.ctl(member, bob, ["put", "b", "1"]).status == 0)
+        let revoke = try runCommand(builtProduct("quorumctl").path, ["certs", "revoke", bob.serial, "--data-dir", data.path])
+        #expect(revoke.status == 0, "\(revoke.output)")
+        #expect(
+            await eventually(timeout: .seconds(5)) { (try? Self.ctl(member, bob, ["put", "b", "2"]))?.status != 0 },
+            "the CRL is reloaded without restart")
+        #expect(await eventually(timeout: .seconds(5)) { member.log.contains("serial \(bob.serial) is revoked") })
+
+        #expect(
+            try await refusedAndLogged(alice, "plaintext to a TLS port", endpoint: "http://127.0.0.1:\(member.clientPort)"))
+
+        bare = try runCommand(
+            "openssl",
+            ["s_client", "-connect", "127.0.0.1:\(member.clientPort)", "-tls1_2", "-CAfile", alice.cacert.path],
+            timeout: 10)
+        #expect(!bare.output.contains("Verify return code: 0 (ok)") || bare.output.contains("alert"))
+        #expect(await eventually(timeout: .seconds(5)) { member.log.contains("below the minimum TLS1.3") })
+
+        let tls13 = try runCommand(
+            "openssl",
+            [
+                "s_client", "-connect", "127.0.0.1:\(member.clientPort)", "-tls1_3", "-CAfile", alice.cacert.path,
+                "-cert", alice.cert.path, "-key", alice.key.path, "-alpn", "h2",
+            ], timeout: 10)
+        #expect(tls13.output.contains("Verify return code: 0 (ok)"), "openssl s_client verifies the member: \(tls13.output.suffix(600))")
+        #expect(tls13.output.contains("ALPN protocol: h2"))
+
+        let metrics = try Self.curl(member, alice, "/metrics").stdout
+        for reason in ["no_certificate", "unknown_authority", "expired", "revoked", "plaintext", "protocol_version"] {
+            #expect(metrics.contains("quorum_tls_handshake_failures_total{reason=\"\(reason)\"}"), "\(reason)")
+        }
+        #expect(try Self.ctl(member, alice, ["get", "a"]).stdout.contains("1"), "good clients are unaffected")
+    }
+
+    @Test("CA rotation while serving, with clients on the old and the new bundle")
+    func caRotationWhileServing() async throws {
+        let dir = try TemporaryDirectory("rotate")
+        let data = dir.path("data")
+        let member = try QuorumMember(dataDir: data, extra: ["--client-cert-auth"])
+        defer { member.stop() }
+        let layout = PKILayout(dataDirectory: data)
+        let quorumctl = builtProduct("quorumctl").path
+        let oldBundle = dir.path("old-ca.crt")
+        try FileManager.default.copyItem(at: layout.trustBundle(.clients), to: oldBundle)
+        let alice = try Client.issue("alice", data: data, out: dir.path("alice")).with(cacert: oldBundle)
+
+        let watch = try ChildProcess(
+            URL(fileURLWithPath: Self.etcdctlPath),
+            etcdctl(member, cacert: alice.cacert, cert: alice.cert, key: alice.key, ["watch", "--prefix", "/r/"]),
+            log: dir.path("watch.log"))
+        defer { watch.stop() }
+        #expect(try Self.ctl(member, alice, ["put", "/r/0", "before"]).status == 0)
+        #expect(await eventually { Self.watchedKeys(watch.log).count == 1 })
+
+        // Phase 1: stage the new CA into the bundle. Old-bundle clients are unaffected.
+        let start = try runCommand(quorumctl, ["certs", "rotate-ca", "--kind", "clients", "--data-dir", data.path])
+        #expect(start.status == 0, "\(start.output)")
+        #expect(start.stdout.contains("stagedNewCA"))
+        let newBundle = dir.path("new-ca.crt")
+        try FileManager.default.copyItem(at: layout.trustBundle(.clients), to: newBundle)
+        #expect(try TrustBundle.load(from: newBundle).certificates.count == 2)
+        #expect(await eventually { member.log.contains("\"trusted-cas\":\"2\"") })
+        #expect(try Self.ctl(member, alice, ["put", "/r/1", "staged"]).status == 0)
+        #expect(try Self.ctl(member, alice.with(cacert: newBundle), ["put", "/r/2", "staged"]).status == 0)
+
+        // Phase 2: leaves re-issued from the new CA; both CAs still trusted for client certificates.
+        let servedBefore = await Self.servedSerial(member, alice.with(cacert: newBundle))
+        let reissue = try runCommand(quorumctl, ["certs", "rotate-ca", "--kind", "clients", "--data-dir", data.path])
+        #expect(reissue.status == 0, "\(reissue.output)")
+        #expect(
+            await eventually(timeout: .seconds(5)) {
+                await Self.servedSerial(member, alice.with(cacert: newBundle)) != servedBefore
+            })
+        #expect(try Self.ctl(member, alice.with(cacert: newBundle), ["put", "/r/3", "reissued"]).status == 0)
+        let carol = try Client.issue("carol", data: data, out: dir.path("carol")).with(cacert: newBundle)
+        #expect(try Self.ctl(member, carol, ["put", "/r/4", "new-ca-client"]).status == 0)
+        let stale = try Self.ctl(member, alice, ["put", "/r/x", "old-bundle"])
+        #expect(stale.status != 0, "a client that never received the new bundle cannot verify the new server cert")
+
+        // Phase 3: retire the old CA. Old-CA client certificates are refused from now on.
+        let retire = try runCommand(quorumctl, ["certs", "rotate-ca", "--kind", "clients", "--data-dir", data.path])
+        #expect(retire.status == 0, "\(retire.output)")
+        #expect(try TrustBundle.load(from: layout.trustBundle(.clients)).certificates.count == 1)
+        #expect(
+            await eventually(timeout: .seconds(5)) {
+                (try? Self.ctl(member, alice.with(cacert: newBundle), ["put", "/r/y", "1"]))?.status != 0
+            })
+        #expect(await eventually(timeout: .seconds(5)) { member.log.contains("signed by an unknown authority") })
+        #expect(try Self.ctl(member, carol.with(cacert: layout.trustBundle(.clients)), ["put", "/r/5", "done"]).status == 0)
+
+        #expect(
+            await eventually { Self.watchedKeys(watch.log) == ["/r/0", "/r/1", "/r/2", "/r/3", "/r/4", "/r/5"] },
+            "the watch opened before the rotation saw every write: \(Self.watchedKeys(watch.log))")
+        #expect(watch.isRunning)
+    }
+
+    @Test("an expired CA stops start-up with the file, the date and the fix; doctor and check-expiration agree")
+    func expiredCA() async throws {
+        let dir = try TemporaryDirectory("ca")
+        let data = dir.path("data")
+        var configuration = ManagedPKIConfiguration(
+            dataDirectory: data, memberName: "m1", advertiseClientURLs: ["https://127.0.0.1:2379"],
+            advertisePeerURLs: ["http://127.0.0.1:2380"], leafLifetime: try LeafLifetime(parsing: "10m"))
+        configuration.caValidity = 3_600
+        _ = try ManagedPKI(configuration: configuration, jitter: .none).ensure(now: Date() - 7_200)
+
+        let member = try QuorumMember(dataDir: data, extra: [], waitReady: false)
+        let status = member.child.waitForExit(timeout: 30)
+        #expect(status != nil && status != 0)
+        let log = member.log
+        #expect(log.contains("clients-ca.crt") && log.contains("expired at"), "\(log.suffix(800))")
+        #expect(log.contains("quorumctl certs rotate-ca --data-dir"))
+
+        let quorumctl = builtProduct("quorumctl").path
+        let doctor = try runCommand(quorumctl, ["certs", "doctor", "--data-dir", data.path])
+        #expect(doctor.status == 1)
+        #expect(doctor.stdout.contains("ca-expired") && doctor.stdout.contains("fix: quorumctl certs rotate-ca"))
+        let table = try runCommand(quorumctl, ["certs", "check-expiration", "--data-dir", data.path])
+        #expect(table.status == 1)
+        #expect(table.stdout.contains("RESIDUAL TIME") && table.stdout.contains("expired"))
+
+        // The fix the message names works: rotate, and the member starts.
+        let fix = try runCommand(quorumctl, ["certs", "rotate-ca", "--complete", "--data-dir", data.path])
+        #expect(fix.status == 0, "\(fix.output)")
+        let restarted = try QuorumMember(dataDir: data, extra: [])
+        defer { restarted.stop() }
+        let put = try runCommand(
+            Self.etcdctlPath,
+            etcdctl(restarted, cacert: PKILayout(dataDirectory: data).trustBundle(.clients), ["put", "k", "v"]))
+        #expect(put.status == 0, "\(put.output)")
+        let live = try runCommand(
+            quorumctl, ["certs", "check-expiration", "--endpoints", restarted.endpoint, "-o", "json"])
+        #expect(live.stdout.contains(restarted.endpoint) && live.stdout.contains("\"status\" : \"ok\""), "\(live.output)")
+    }
+}
