@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "quorum", targets: ["quorum"]),
         .executable(name: "quorumctl", targets: ["quorumctl"]),
         .executable(name: "quorum-sim", targets: ["quorum-sim"]),
+        .executable(name: "quorum-bench", targets: ["quorum-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -35,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
@@ -110,6 +112,17 @@ let package = Package(
         .executableTarget(
             name: "quorum-sim",
             dependencies: ["Simulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "quorum-bench",
+            dependencies: [
+                "EtcdAPI", "EtcdProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
         ),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),

@@ -12,8 +12,8 @@ swift build --product protoc-gen-grpc-swift-2 >/dev/null
 bin=$(swift build --show-bin-path)
 
 messages=(mvccpb/kv.proto authpb/auth.proto etcdserverpb/rpc.proto v3electionpb/v3election.proto
-          v3lockpb/v3lock.proto quorumpb/internal.proto)
-services=(etcdserverpb/rpc.proto v3electionpb/v3election.proto v3lockpb/v3lock.proto)
+          v3lockpb/v3lock.proto quorumpb/internal.proto quorumpb/peer.proto)
+services=(etcdserverpb/rpc.proto v3electionpb/v3election.proto v3lockpb/v3lock.proto quorumpb/peer.proto)
 
 rm -f Sources/EtcdProto/*.pb.swift Sources/EtcdAPI/*.grpc.swift
 protoc -I Protos --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \

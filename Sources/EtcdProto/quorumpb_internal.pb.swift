@@ -117,6 +117,14 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
     set {request = .clusterVersion(newValue)}
   }
 
+  public var memberUpdate: Etcdserverpb_MemberUpdateRequest {
+    get {
+      if case .memberUpdate(let v)? = request {return v}
+      return Etcdserverpb_MemberUpdateRequest()
+    }
+    set {request = .memberUpdate(newValue)}
+  }
+
   public var authEnable: Etcdserverpb_AuthEnableRequest {
     get {
       if case .authEnable(let v)? = request {return v}
@@ -218,6 +226,7 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
     case alarm(Etcdserverpb_AlarmRequest)
     case publish(Quorumpb_MemberAttributes)
     case clusterVersion(Quorumpb_ClusterVersion)
+    case memberUpdate(Etcdserverpb_MemberUpdateRequest)
     case authEnable(Etcdserverpb_AuthEnableRequest)
     case authDisable(Etcdserverpb_AuthDisableRequest)
     case authUserAdd(Etcdserverpb_AuthUserAddRequest)
@@ -279,8 +288,10 @@ public nonisolated struct Quorumpb_ConfChangeContext: Sendable {
   /// Clears the value of `member`. Subsequent reads from it will return its default value.
   public mutating func clearMember() {self._member = nil}
 
-  /// Set when the change only updates peer URLs (no voting change).
-  public var updateOnly: Bool = false
+  /// Request id of the proposer's waiter, which wakes when the change is applied.
+  public var requestID: UInt64 = 0
+
+  public var proposer: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -312,7 +323,7 @@ fileprivate nonisolated let _protobuf_package = "quorumpb"
 
 nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}proposer\0\u{2}\u{8}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoint\0\u{1}alarm\0\u{1}publish\0\u{3}cluster_version\0\u{4}\u{b}auth_enable\0\u{3}auth_disable\0\u{3}auth_user_add\0\u{3}auth_user_delete\0\u{3}auth_user_change_password\0\u{3}auth_user_grant_role\0\u{3}auth_user_revoke_role\0\u{3}auth_role_add\0\u{3}auth_role_delete\0\u{3}auth_role_grant_permission\0\u{3}auth_role_revoke_permission\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}proposer\0\u{2}\u{8}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoint\0\u{1}alarm\0\u{1}publish\0\u{3}cluster_version\0\u{3}member_update\0\u{4}\u{a}auth_enable\0\u{3}auth_disable\0\u{3}auth_user_add\0\u{3}auth_user_delete\0\u{3}auth_user_change_password\0\u{3}auth_user_grant_role\0\u{3}auth_user_revoke_role\0\u{3}auth_role_add\0\u{3}auth_role_delete\0\u{3}auth_role_grant_permission\0\u{3}auth_role_revoke_permission\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -450,6 +461,19 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.request = .clusterVersion(v)
+        }
+      }()
+      case 20: try {
+        var v: Etcdserverpb_MemberUpdateRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .memberUpdate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .memberUpdate(v)
         }
       }()
       case 30: try {
@@ -652,6 +676,10 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
       guard case .clusterVersion(let v)? = self.request else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
     }()
+    case .memberUpdate?: try {
+      guard case .memberUpdate(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
     case .authEnable?: try {
       guard case .authEnable(let v)? = self.request else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
@@ -782,7 +810,7 @@ nonisolated extension Quorumpb_ClusterVersion: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Quorumpb_ConfChangeContext: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfChangeContext"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{3}update_only\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{4}\u{2}request_id\0\u{1}proposer\0\u{c}\u{2}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -791,7 +819,8 @@ nonisolated extension Quorumpb_ConfChangeContext: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._member) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self.updateOnly) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.requestID) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.proposer) }()
       default: break
       }
     }
@@ -805,15 +834,19 @@ nonisolated extension Quorumpb_ConfChangeContext: SwiftProtobuf.Message, SwiftPr
     try { if let v = self._member {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
-    if self.updateOnly != false {
-      try visitor.visitSingularBoolField(value: self.updateOnly, fieldNumber: 2)
+    if self.requestID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requestID, fieldNumber: 3)
+    }
+    if self.proposer != 0 {
+      try visitor.visitSingularUInt64Field(value: self.proposer, fieldNumber: 4)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Quorumpb_ConfChangeContext, rhs: Quorumpb_ConfChangeContext) -> Bool {
     if lhs._member != rhs._member {return false}
-    if lhs.updateOnly != rhs.updateOnly {return false}
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.proposer != rhs.proposer {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

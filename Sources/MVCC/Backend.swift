@@ -12,14 +12,18 @@ import Synchronization
 public final class Backend: @unchecked Sendable {
     public let path: String
     /// The apply loop's connection. Not to be used from any other thread.
-    public let writer: SQLiteConnection
+    public private(set) var writer: SQLiteConnection
     private let readers = Mutex<[SQLiteConnection]>([])
     private let maxIdleReaders: Int
 
     public init(path: String, maxIdleReaders: Int = 8) throws {
         self.path = path
         self.maxIdleReaders = maxIdleReaders
-        writer = try SQLiteConnection(path: path)
+        writer = try Backend.openWriter(path: path)
+    }
+
+    private static func openWriter(path: String) throws -> SQLiteConnection {
+        let writer = try SQLiteConnection(path: path)
         try writer.execute(
             """
             PRAGMA journal_mode=WAL;
@@ -29,6 +33,35 @@ public final class Backend: @unchecked Sendable {
             PRAGMA wal_autocheckpoint=4096;
             """)
         try writer.execute(Backend.schema)
+        return writer
+    }
+
+    /// Replaces the whole database with the image at `image` (a snapshot received from the leader), durably:
+    /// the image is synced and renamed over the database, and the old WAL journal files are removed so SQLite
+    /// cannot replay them onto the new image. Apply loop only, between batches.
+    public func replace(with image: String) throws {
+        rollbackBatch()
+        closeReaders()
+        let file = try File(path: image, writable: true)
+        try file.sync(dataOnly: false)
+        // Closing the writer checkpoints and deletes its journal; then the image takes the database's place.
+        writer = try SQLiteConnection(path: ":memory:")
+        try? FileSystem.remove(path + "-wal")
+        try? FileSystem.remove(path + "-shm")
+        try FileSystem.rename(image, to: path)
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
+        writer = try Backend.openWriter(path: path)
+    }
+
+    /// Writes a compact, consistent image of the committed database to `destination` (what a leader sends a
+    /// follower that needs a snapshot). Apply loop only, so the image matches the applied index exactly.
+    public func writeImage(to destination: String) throws {
+        try commitBatch()
+        try? FileSystem.remove(destination)
+        let s = try writer.statement("VACUUM INTO ?1")
+        s.bind(1, destination)
+        try s.run()
     }
 
     static let schema = """

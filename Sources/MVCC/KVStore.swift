@@ -48,10 +48,19 @@ public final class KVStore: @unchecked Sendable {
 
     public init(backend: Backend) throws {
         self.backend = backend
-        revisions = RevisionState(
+        revisions = try KVStore.loadRevisions(backend)
+    }
+
+    private static func loadRevisions(_ backend: Backend) throws -> RevisionState {
+        RevisionState(
             current: try backend.metaInt("current_rev") ?? 1,
             compacted: try backend.metaInt("compact_rev") ?? 0,
             compactionFinished: try backend.metaInt("compact_finished_rev") ?? 0)
+    }
+
+    /// Re-reads the revision bookkeeping after the backend was replaced by a snapshot.
+    public func reload() throws {
+        revisions = try KVStore.loadRevisions(backend)
     }
 
     // MARK: Reads (any thread)

@@ -168,6 +168,22 @@ public final class WatchHub: Sendable {
         s.streams[ObjectIdentifier(watcher.stream)]?.remove(key)
     }
 
+    /// After the store was replaced wholesale (a snapshot from the leader), live delivery has a gap: every
+    /// watcher goes back to catching up from history, which cancels it with the compact revision if the
+    /// history it needs is gone.
+    public func resync(revision: Int64) {
+        state.withLock { s in
+            for (key, watcher) in s.watchers where watcher.synced {
+                // Synced means: sent everything up to the old current revision.
+                watcher.nextRevision = max(watcher.nextRevision, s.currentRevision + 1)
+                watcher.synced = false
+                s.unsynced.insert(key)
+            }
+            s.currentRevision = revision
+        }
+        onBehind()
+    }
+
     /// Delivers the events of a committed batch (all revisions up to `revision`) to synced watchers.
     /// Never blocks: a full stream turns its watcher unsynced.
     public func publish(_ events: [Mvccpb_Event], revision: Int64) {

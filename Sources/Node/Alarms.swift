@@ -12,6 +12,16 @@ public final class AlarmSet: Sendable {
     private let active: Mutex<Set<Alarm>>
 
     init(backend: Backend) throws {
+        active = Mutex(try AlarmSet.load(backend))
+    }
+
+    /// Re-reads the alarms after a snapshot replaced the backend.
+    func reload(backend: Backend) throws {
+        let loaded = try AlarmSet.load(backend)
+        active.withLock { $0 = loaded }
+    }
+
+    private static func load(_ backend: Backend) throws -> Set<Alarm> {
         var loaded: Set<Alarm> = []
         let s = try backend.writer.statement("SELECT member_id, alarm FROM alarms")
         while try s.step() {
@@ -19,7 +29,7 @@ public final class AlarmSet: Sendable {
                 Alarm(member: UInt64(bitPattern: s.int64(0)), type: Etcdserverpb_AlarmType(rawValue: Int(s.int64(1))) ?? .none))
         }
         s.reset()
-        active = Mutex(loaded)
+        return loaded
     }
 
     public var all: [Alarm] {

@@ -62,6 +62,12 @@ final class Applier {
                 try members.upsert(member, backend: backend)
             }
             return .success(.none)
+        case .memberUpdate(let update):
+            if var member = members.member(update.id) {
+                member.peerURLs = update.peerUrls
+                try members.upsert(member, backend: backend)
+            }
+            return .success(.none)
         case .leaseCheckpoint, .clusterVersion, .none:
             return .success(.none)
         default:

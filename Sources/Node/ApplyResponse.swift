@@ -9,7 +9,7 @@ public enum ApplyResponse: Sendable {
     case leaseGrant(Etcdserverpb_LeaseGrantResponse)
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     case alarm(Etcdserverpb_AlarmResponse)
-    case members([Etcdserverpb_Member])
+    case members([MemberInfo])
     case none
 }
 

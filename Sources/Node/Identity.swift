@@ -5,9 +5,11 @@ import Synchronization
 /// Member and cluster ids, derived as etcd derives them, so the same flags give the same ids.
 public enum Identity {
     /// SHA-1 of the sorted peer URLs joined, then the cluster token; the first 8 bytes, big-endian.
-    public static func memberID(peerURLs: [String], token: String) -> UInt64 {
+    /// Members added at run time also hash the time (Unix seconds), so a re-added member gets a new id.
+    public static func memberID(peerURLs: [String], token: String, time: Date? = nil) -> UInt64 {
         var bytes = Array(peerURLs.sorted().joined().utf8)
         bytes += Array(token.utf8)
+        if let time { bytes += Array(String(Int64(time.timeIntervalSince1970)).utf8) }
         return firstEightBytes(Insecure.SHA1.hash(data: bytes))
     }
 

@@ -10,6 +10,11 @@ public final class Leases: Sendable {
     let now: @Sendable () -> Int64
 
     init(backend: Backend, minTTL: Int64, now: @escaping @Sendable () -> Int64) throws {
+        self.lessor = Mutex(try Leases.load(backend: backend, minTTL: minTTL))
+        self.now = now
+    }
+
+    private static func load(backend: Backend, minTTL: Int64) throws -> Lessor {
         var lessor = Lessor(minTTL: minTTL)
         let s = try backend.writer.statement("SELECT id, ttl FROM leases")
         while try s.step() { lessor.restore(id: s.int64(0), ttl: s.int64(1)) }
@@ -17,8 +22,18 @@ public final class Leases: Sendable {
         let k = try backend.writer.statement("SELECT key, lease FROM live WHERE lease != 0")
         while try k.step() { lessor.attach(k.data(0), to: k.int64(1)) }
         k.reset()
-        self.lessor = Mutex(lessor)
-        self.now = now
+        return lessor
+    }
+
+    /// Rebuilds from the backend after a snapshot replaced it; a primary stays primary with fresh deadlines.
+    func reload(backend: Backend) throws {
+        let minTTL = self.minTTL
+        var fresh = try Leases.load(backend: backend, minTTL: minTTL)
+        let t = now()
+        lessor.withLock { current in
+            if current.isPrimary { fresh.promote(now: t) }
+            current = fresh
+        }
     }
 
     public func contains(_ id: Int64) -> Bool { lessor.withLock { $0.contains(id) } }

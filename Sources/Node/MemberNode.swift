@@ -49,6 +49,10 @@ public final class MemberNode: @unchecked Sendable {
     private var readSequence: UInt64 = 0
     private var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
     private var appliedSinceSnapshot: UInt64 = 0
+    /// Database images received from the leader, by snapshot index, until Raft hands the snapshot out.
+    private var pendingSnapshotImages: [UInt64: String] = [:]
+    private var removedFromCluster = false
+    private let onRemoved: @Sendable () -> Void
     private var lastLeaseCheck: Int64 = 0
     private var loopThread: Thread?
     private var catchUpThread: Thread?
@@ -66,21 +70,23 @@ public final class MemberNode: @unchecked Sendable {
         config: NodeConfig, transport: any RaftTransport = NoPeers(), logger: Logger,
         observer: any NodeObserver = NoObserver(),
         now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
-        onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) }
+        onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) },
+        onRemoved: @escaping @Sendable () -> Void = {}
     ) throws -> MemberNode {
         try FileSystem.makeDirectory(config.dataDir + "/member/snap")
         let lock = try DirectoryLock(directory: config.dataDir)
         return try MemberNode(
             config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
-            onFatal: onFatal)
+            onFatal: onFatal, onRemoved: onRemoved)
     }
 
     private init(
         config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
-        onFatal: @escaping @Sendable (String) -> Void
+        onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void
     ) throws {
         self.config = config
+        self.onRemoved = onRemoved
         self.observer = observer
         self.lock = lock
         self.transport = transport
@@ -95,9 +101,33 @@ public final class MemberNode: @unchecked Sendable {
         let raftState: PersistentState
         let isNew = !WriteAheadLog.exists(in: config.walDirectory)
         var bootstrapPeers: [UInt64] = []
-        if isNew {
+        if isNew, let join = config.join {
+            // Joining a running cluster: the members told us who we are; the leader sends the state.
+            var metadata = Quorumpb_NodeMetadata()
+            metadata.memberID = join.memberID
+            metadata.clusterID = join.clusterID
+            metadata.name = config.name
+            let members = try ClusterMembers(backend: backend)
+            try backend.beginBatch()
+            for m in join.members { try members.upsert(m, backend: backend) }
+            try backend.setMetaInt("consistent_index", 0)
+            try backend.makeDurable()
+            wal = try WriteAheadLog.create(
+                in: config.walDirectory, metadata: try metadata.serializedBytes(), options: walOptions)
+            memberID = join.memberID
+            clusterID = join.clusterID
+            raftState = PersistentState()
+            logger.info(
+                "joining an existing cluster",
+                metadata: [
+                    "local-member-id": "\(Identity.hex(memberID))", "cluster-id": "\(Identity.hex(clusterID))",
+                    "members": "\(join.members.count)",
+                ])
+        } else if isNew {
             guard config.initialClusterState == .new else {
-                throw EtcdError(.failedPrecondition, "joining an existing cluster is not supported yet")
+                throw EtcdError(
+                    .failedPrecondition,
+                    "a member with --initial-cluster-state=existing must learn the cluster from its peers first")
             }
             let initial = config.initialCluster.map { member in
                 MemberInfo(
@@ -151,13 +181,24 @@ public final class MemberNode: @unchecked Sendable {
                         index: marker.index, term: marker.term,
                         confState: ConfStateCodec.decode(marker.confState) ?? ConfState()))
             }
-            let entries = recovery.entries.map {
+            var entries = recovery.entries.map {
                 Entry(term: $0.term, index: $0.index, kind: EntryKind(rawValue: $0.kind) ?? .normal, data: $0.data)
             }
-            if let last = entries.last?.index ?? snapshot?.metadata.index, applied > last {
-                throw WALCorruption(
-                    file: config.walDirectory, offset: 0,
-                    reason: "database applied index \(applied) is beyond the end of the log (\(last))")
+            let last = entries.last?.index ?? snapshot?.metadata.index ?? 0
+            if applied > last {
+                // A snapshot from the leader was installed into the database, and the member stopped before
+                // the log recorded it: the database itself is the snapshot.
+                guard let term = try backend.metaInt("consistent_term"),
+                    let conf = try backend.metaData("conf_state").flatMap({ ConfStateCodec.decode(Array($0)) })
+                else {
+                    throw WALCorruption(
+                        file: config.walDirectory, offset: 0,
+                        reason: "database applied index \(applied) is beyond the end of the log (\(last))")
+                }
+                let marker = WALSnapshot(index: applied, term: UInt64(term), confState: ConfStateCodec.encode(conf))
+                try wal.saveSnapshot(marker)
+                snapshot = Snapshot(metadata: SnapshotMetadata(index: applied, term: UInt64(term), confState: conf))
+                entries = []
             }
             raftState = PersistentState(
                 hardState: HardState(
@@ -170,6 +211,9 @@ public final class MemberNode: @unchecked Sendable {
                     "commit-index": "\(recovery.hardState.commit)", "applied-index": "\(applied)",
                     "wal-entries": "\(entries.count)",
                 ])
+        }
+        for name in (try? FileSystem.list(config.dataDir + "/member/snap")) ?? [] where name.hasPrefix("incoming-") {
+            try? FileSystem.remove(config.dataDir + "/member/snap/" + name)
         }
         ids = RequestIDGenerator(memberID: memberID)
         store = try KVStore(backend: backend)
@@ -186,7 +230,10 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.preVote = true
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
-        raft = isNew ? RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers) : RaftNode(config: raftConfig, state: raftState)
+        raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
+        raft =
+            bootstrapPeers.isEmpty
+            ? RaftNode(config: raftConfig, state: raftState) : RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers)
         dbSize.store(try backend.size().total, ordering: .relaxed)
 
         hub = WatchHub(
@@ -338,9 +385,163 @@ public final class MemberNode: @unchecked Sendable {
         throw .timeoutDueToLeaderFail
     }
 
+    /// A snapshot message from the leader, whose database image the transport already wrote to `imagePath`.
+    public func receiveSnapshot(_ message: Message, imagePath: String) {
+        perform { node in
+            guard let index = message.snapshot?.metadata.index else { return }
+            node.pendingSnapshotImages[index] = imagePath
+            try? node.raft.step(message)
+        }
+    }
+
+    /// The outcome of sending a snapshot (Raft keeps the follower waiting until it hears).
+    public func reportSnapshot(to peer: UInt64, succeeded: Bool) {
+        perform { node in node.raft.reportSnapshot(peer, succeeded: succeeded) }
+    }
+
+    public func reportUnreachable(_ peer: UInt64) {
+        perform { node in node.raft.reportUnreachable(peer) }
+    }
+
+    // MARK: Membership
+
+    /// Proposes a membership change and waits until it is applied here; returns the members afterwards.
+    func proposeMembershipChange(kind: ConfChangeKind, member: MemberInfo) async -> Result<[MemberInfo], EtcdError> {
+        let id = ids.next()
+        var context = Quorumpb_ConfChangeContext()
+        context.member = member.proto
+        context.requestID = id
+        context.proposer = memberID
+        let change: ConfChange
+        do {
+            change = ConfChange(kind: kind, node: member.id, context: try context.serializedBytes())
+        } catch {
+            return .failure(.internal("encode: \(error)"))
+        }
+        let deadline = now() + config.effectiveRequestTimeout
+        let result = await withCheckedContinuation { continuation in
+            waiters.register(id, deadline: deadline, continuation)
+            perform { node in
+                do {
+                    try node.raft.proposeConfChange(change)
+                } catch {
+                    // etcd lets such a change time out; saying why is kinder.
+                    let reason: EtcdError =
+                        node.raft.leaderID == 0 ? .noLeader : EtcdError(.unavailable, "etcdserver: \(error)")
+                    node.waiters.resume(id, with: .failure(reason))
+                }
+            }
+        }
+        return result.flatMap { response in
+            if case .members(let list) = response { return .success(list) }
+            return .failure(.internal("unexpected apply result"))
+        }
+    }
+
+    /// etcd's MemberAdd: a new id from the peer URLs, the token and the time; refused if it would break quorum.
+    public func addMember(peerURLs: [String], isLearner: Bool) async -> Result<(MemberInfo, [MemberInfo]), EtcdError> {
+        let existing = members.all
+        if existing.contains(where: { !Set($0.peerURLs).isDisjoint(with: peerURLs) }) { return .failure(.peerURLExists) }
+        if !isLearner && config.strictReconfigCheck && !readyToAddVoter(existing) {
+            return .failure(.memberNotEnoughStarted)
+        }
+        var id = Identity.memberID(peerURLs: peerURLs, token: config.initialClusterToken, time: Date())
+        while members.member(id) != nil || members.isRemoved(id) { id &+= 1 }
+        let member = MemberInfo(id: id, name: "", peerURLs: peerURLs, clientURLs: [], isLearner: isLearner)
+        return await proposeMembershipChange(kind: isLearner ? .addLearner : .addVoter, member: member).map {
+            (member, $0)
+        }
+    }
+
+    public func removeMember(_ id: UInt64) async -> Result<[MemberInfo], EtcdError> {
+        guard let member = members.member(id) else { return .failure(.memberNotFound) }
+        if !member.isLearner && config.strictReconfigCheck && !readyToRemoveVoter(id) {
+            return .failure(.memberNotEnoughStarted)
+        }
+        return await proposeMembershipChange(kind: .removeNode, member: member)
+    }
+
+    /// Promotes a learner once it has caught up (leader only: only the leader knows how far it got).
+    public func promoteMember(_ id: UInt64) async -> Result<[MemberInfo], EtcdError> {
+        guard let member = members.member(id) else { return .failure(.memberNotFound) }
+        guard member.isLearner else { return .failure(.memberNotLearner) }
+        guard status.isLeader else { return .failure(.notLeader) }
+        let ready: Bool = await withCheckedContinuation { continuation in
+            perform { node in
+                let progress = node.raft.status.progress
+                let leaderMatch = progress[node.memberID]?.match ?? node.raft.lastIndex
+                let learnerMatch = progress[id]?.match ?? 0
+                // etcd's rule: a learner is ready once it holds 90% of what the leader holds.
+                continuation.resume(returning: leaderMatch > 0 && Double(learnerMatch) >= 0.9 * Double(leaderMatch))
+            }
+        }
+        guard ready else { return .failure(.learnerNotReady) }
+        return await proposeMembershipChange(kind: .promoteLearner, member: member)
+    }
+
+    /// Changes a member's peer URLs (a normal replicated request: the voting configuration is unchanged).
+    public func updateMember(_ id: UInt64, peerURLs: [String]) async -> Result<[MemberInfo], EtcdError> {
+        guard members.member(id) != nil else { return .failure(.memberNotFound) }
+        if members.all.contains(where: { $0.id != id && !Set($0.peerURLs).isDisjoint(with: peerURLs) }) {
+            return .failure(.peerURLExists)
+        }
+        var request = Quorumpb_RaftRequest()
+        request.memberUpdate.id = id
+        request.memberUpdate.peerUrls = peerURLs
+        return await propose(request).map { _ in self.members.all }
+    }
+
+    /// A started member has published its name (etcd's notion of "started").
+    private func readyToAddVoter(_ all: [MemberInfo]) -> Bool {
+        let voters = all.filter { !$0.isLearner }
+        let started = voters.filter { !$0.name.isEmpty }.count
+        let after = voters.count + 1
+        if started == 1 && after == 2 { return true }  // growing a one-member cluster, as etcd allows
+        return started >= after / 2 + 1
+    }
+
+    private func readyToRemoveVoter(_ id: UInt64) -> Bool {
+        let voters = members.all.filter { !$0.isLearner && $0.id != id }
+        let started = voters.filter { !$0.name.isEmpty }.count
+        return started >= voters.count / 2 + 1
+    }
+
+    /// Before a graceful stop, a leader hands over to the most up-to-date voter so the cluster does not wait
+    /// out an election timeout (etcd does the same).
+    public func transferLeadershipBeforeStopping() async {
+        guard status.isLeader else { return }
+        let target: UInt64? = await withCheckedContinuation { continuation in
+            perform { node in
+                let voters = node.raft.configuration.voters.filter { $0 != node.memberID }
+                let progress = node.raft.status.progress
+                let best = voters.max { (progress[$0]?.match ?? 0) < (progress[$1]?.match ?? 0) }
+                continuation.resume(returning: best)
+            }
+        }
+        guard let target else { return }
+        logger.info("transferring leadership before stopping", metadata: ["transferee": "\(Identity.hex(target))"])
+        perform { node in node.raft.transferLeadership(to: target) }
+        let deadline = now() + Int64(config.electionMilliseconds) * 2_000_000
+        while now() < deadline && status.leader == memberID {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Raft's view of each member's replication (leader only; empty elsewhere).
+    public func replicationProgress() async -> [UInt64: ProgressStatus] {
+        await withCheckedContinuation { continuation in
+            perform { node in continuation.resume(returning: node.raft.status.progress) }
+        }
+    }
+
     /// Steps a message received from a peer.
     public func receive(_ message: Message) {
-        inbox.receive(message)
+        inbox.receive([message])
+    }
+
+    /// Steps a batch of messages received from a peer (one wake-up of the loop for all of them).
+    public func receive(_ messages: [Message]) {
+        inbox.receive(messages)
     }
 
     /// Runs `body` on the loop thread (for rare operations such as leader transfer).
@@ -400,7 +601,10 @@ public final class MemberNode: @unchecked Sendable {
         while raft.hasReady() {
             let rd = raft.ready()
             if let soft = rd.softState { onSoftState(soft) }
-            if !rd.messages.isEmpty { transport.send(rd.messages) }
+            var outgoing = rd.messages
+            if outgoing.contains(where: { $0.kind == .snapshot }) { outgoing = try sendSnapshots(outgoing) }
+            if !outgoing.isEmpty { transport.send(outgoing) }
+            if let snapshot = rd.snapshot { try installSnapshot(snapshot) }
             try persist(rd)
             if !rd.messagesAfterPersist.isEmpty { transport.send(rd.messagesAfterPersist) }
             if !rd.committedEntries.isEmpty { try apply(rd.committedEntries) }
@@ -416,7 +620,13 @@ public final class MemberNode: @unchecked Sendable {
             completeReads()
             if appliedSinceSnapshot >= config.snapshotCount { try takeSnapshot() }
             publishStatus()
+            if removedFromCluster {
+                removedFromCluster = false
+                logger.warning("the member has been permanently removed from the cluster")
+                onRemoved()
+            }
         }
+        discardStaleSnapshotImages()
     }
 
     private func persist(_ rd: Ready) throws {
@@ -443,7 +653,7 @@ public final class MemberNode: @unchecked Sendable {
             for entry in entries {
                 switch entry.kind {
                 case .confChange:
-                    try applyConfChange(entry)
+                    try applyConfChange(entry, results: &results)
                 case .normal:
                     guard !entry.data.isEmpty else { continue }
                     let request: Quorumpb_RaftRequest
@@ -495,17 +705,104 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    private func applyConfChange(_ entry: Entry) throws {
+    /// Applies a committed membership change to the member table (Raft already uses it since it was appended).
+    private func applyConfChange(_ entry: Entry, results: inout [(UInt64, ApplyResult)]) throws {
         guard let change = try? ConfChange(serialized: entry.data) else { return }
-        _ = raft.applyConfChange(change)
-        guard !change.context.isEmpty,
-            let context = try? Quorumpb_ConfChangeContext(serializedBytes: change.context)
-        else { return }
+        let conf = raft.applyConfChange(change)
+        try backend.setMetaData("conf_state", Data(ConfStateCodec.encode(conf)))
+        let context = change.context.isEmpty ? nil : try? Quorumpb_ConfChangeContext(serializedBytes: change.context)
         switch change.kind {
+        case .addVoter, .addLearner:
+            if var member = members.member(change.node) ?? context.map({ MemberInfo($0.member) }) {
+                member.isLearner = change.kind == .addLearner
+                try members.upsert(member, backend: backend)
+            }
+        case .promoteLearner:
+            if var member = members.member(change.node) {
+                member.isLearner = false
+                try members.upsert(member, backend: backend)
+            }
         case .removeNode:
             try members.remove(change.node, backend: backend)
-        default:
-            try members.upsert(MemberInfo(context.member), backend: backend)
+            if change.node == memberID { removedFromCluster = true }
+        }
+        logger.info(
+            "applied a membership change",
+            metadata: [
+                "change": "\(change.kind)", "member-id": "\(Identity.hex(change.node))",
+                "voters": "\(conf.voters.map(Identity.hex))", "learners": "\(conf.learners.map(Identity.hex))",
+            ])
+        if let context, context.proposer == memberID, context.requestID != 0 {
+            results.append((context.requestID, .success(.members(members.all))))
+        }
+    }
+
+    // MARK: Snapshots between members
+
+    /// A follower needs a snapshot: write the database as it stands at the applied index (this thread is the
+    /// only writer, so the image matches it exactly) and send it with the snapshot metadata rewritten to that
+    /// index, as etcd merges its snapshot with the live backend.
+    private func sendSnapshots(_ messages: [Message]) throws -> [Message] {
+        var rest: [Message] = []
+        for var message in messages {
+            guard message.kind == .snapshot else {
+                rest.append(message)
+                continue
+            }
+            let applied = raft.appliedIndex
+            guard let term = raft.term(at: applied) else {
+                raft.reportSnapshot(message.to, succeeded: false)
+                continue
+            }
+            let path = config.dataDir + "/member/snap/outgoing-\(Identity.hex(message.to))-\(applied).db"
+            try backend.writeImage(to: path)
+            let size = FileSystem.fileSize(path) ?? 0
+            message.snapshot = Snapshot(
+                metadata: SnapshotMetadata(index: applied, term: term, confState: raft.confState(at: applied)))
+            logger.info(
+                "sending database snapshot",
+                metadata: ["to": "\(Identity.hex(message.to))", "index": "\(applied)", "bytes": "\(size)"])
+            transport.sendSnapshot(message, image: SnapshotImage(path: path, size: size))
+        }
+        return rest
+    }
+
+    /// Replaces the state machine with a snapshot received from the leader. The database goes first, then
+    /// the log's marker: a crash in between leaves a database ahead of the log, which the next start detects
+    /// and treats as the snapshot.
+    private func installSnapshot(_ snapshot: Snapshot) throws {
+        let meta = snapshot.metadata
+        guard let image = pendingSnapshotImages.removeValue(forKey: meta.index) else {
+            throw EtcdError.internal("snapshot at index \(meta.index) arrived without its database image")
+        }
+        try backend.replace(with: image)
+        try backend.beginBatch()
+        try backend.setMetaInt("consistent_index", Int64(meta.index))
+        try backend.setMetaInt("consistent_term", Int64(meta.term))
+        try backend.setMetaData("conf_state", Data(ConfStateCodec.encode(meta.confState)))
+        try backend.makeDurable()
+        try store.reload()
+        try leases.reload(backend: backend)
+        try alarms.reload(backend: backend)
+        try members.reload(backend: backend)
+        try wal.saveSnapshot(
+            WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)))
+        try wal.releaseSegments(through: meta.index)
+        appliedSinceSnapshot = 0
+        hub.resync(revision: store.revisions.current)
+        if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
+        published.withLock { $0.appliedIndex = meta.index }
+        logger.info(
+            "installed database snapshot from the leader",
+            metadata: ["index": "\(meta.index)", "revision": "\(store.revisions.current)"])
+    }
+
+    private func discardStaleSnapshotImages() {
+        guard !pendingSnapshotImages.isEmpty else { return }
+        let applied = raft.appliedIndex
+        for (index, path) in pendingSnapshotImages where index <= applied {
+            try? FileSystem.remove(path)
+            pendingSnapshotImages[index] = nil
         }
     }
 
@@ -669,9 +966,9 @@ final class Inbox: @unchecked Sendable {
         condition.unlock()
     }
 
-    func receive(_ message: Message) {
+    func receive(_ messages: [Message]) {
         condition.lock()
-        work.messages.append(message)
+        work.messages.append(contentsOf: messages)
         condition.signal()
         condition.unlock()
     }

@@ -24,6 +24,12 @@ public struct NodeConfig: Sendable {
     public var fsync = true
     /// A proposal not applied within this time fails with etcd's timeout error.
     public var requestTimeoutMilliseconds = 0
+    /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up without one.
+    public var snapshotCatchUpEntries: UInt64 = 5000
+    /// Refuse membership changes that would leave too few started members for a quorum (etcd's default).
+    public var strictReconfigCheck = true
+    /// How a member started with `--initial-cluster-state=existing` joins: learned from the running members.
+    public var join: JoinInfo?
 
     public init() {}
 
@@ -31,6 +37,19 @@ public struct NodeConfig: Sendable {
     public var effectiveRequestTimeout: Int64 {
         Int64(requestTimeoutMilliseconds > 0 ? requestTimeoutMilliseconds : 5000 + 2 * electionMilliseconds)
             * 1_000_000
+    }
+
+    /// What a joining member learns from the cluster before it starts: who it is and who the others are.
+    public struct JoinInfo: Sendable {
+        public var clusterID: UInt64
+        public var memberID: UInt64
+        public var members: [MemberInfo]
+
+        public init(clusterID: UInt64, memberID: UInt64, members: [MemberInfo]) {
+            self.clusterID = clusterID
+            self.memberID = memberID
+            self.members = members
+        }
     }
 
     public var walDirectory: String { dataDir + "/member/wal" }

@@ -8,12 +8,17 @@ import NIOCore
 import NIOPosix
 import Node
 import ServiceLifecycle
+import Storage
+import Synchronization
 
 /// A running Quorum member: the node plus its client listeners, as one swift-service-lifecycle `Service`.
 public final class QuorumServer: Service, @unchecked Sendable {
     public let config: ServerConfig
     public let metrics: ServerMetrics
     let logger: Logger
+    /// Certificates, verification and reload for the client and peer sides; set once `run` has prepared them (the
+    /// peer transport takes `tlsRuntime.peer` from here).
+    public private(set) var tlsRuntime: TLSRuntime?
 
     public init(config: ServerConfig, logger: Logger, metrics: ServerMetrics = ServerMetrics()) {
         self.config = config
@@ -22,24 +27,43 @@ public final class QuorumServer: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
+        let peers = PeerTransport(logger: logger, metrics: metrics)
+        var nodeConfig = config.node
+        if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
+            nodeConfig.join = try await ClusterJoin.discover(config: nodeConfig, security: peers.security, logger: logger)
+        }
+        let (removed, removedSignal) = AsyncStream<Void>.makeStream()
         let node = try MemberNode.open(
-            config: config.node, logger: logger, observer: metrics,
+            config: nodeConfig, transport: peers, logger: logger, observer: metrics,
             onFatal: { message in
                 // A member that cannot write its log must not keep answering: exit like etcd's fatal log.
                 FileHandle.standardError.write(Data("quorum: fatal: \(message)\n".utf8))
                 exit(1)
-            })
+            },
+            onRemoved: { removedSignal.yield() })
+        peers.attach(node)
         node.start()
-        defer { node.stop() }
-        let handler = EtcdHandler(node: node)
+        defer {
+            peers.stop()
+            node.stop()
+        }
+        let handler = EtcdHandler(node: node, peers: peers)
         let services: [any RegistrableRPCService] = [
             KVService(handler: handler), WatchService(handler: handler), LeaseService(handler: handler),
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let metrics = self.metrics
+        // TLS before any listener: expired or stale leaves are renewed here, so the first handshake already sees a
+        // valid certificate; an expired CA stops start-up with the file, the date and the fix.
+        let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
+        tlsRuntime = tls
         let router = EtcdHTTPRouter(
-            handler: handler, metrics: { metrics.render(node: node) }, extraChecks: { [] })
+            handler: handler, metrics: { metrics.render(node: node) },
+            extraChecks: {
+                let failures = tls.healthFailures()
+                return [("tls_certificates", failures.isEmpty ? nil : failures.joined(separator: "; "))]
+            }, healthWarnings: { tls.healthWarnings() })
         let maxBody = config.node.maxRequestBytes + 512 * 1024
 
         var transportConfig = HTTP2ServerTransport.Custom<ClientListenerFactory>.Config.defaults
@@ -47,42 +71,114 @@ public final class QuorumServer: Service, @unchecked Sendable {
         transportConfig.connection.keepalive.clientBehavior = .init(
             minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true)
         transportConfig.http2.maxConcurrentStreams = Int(Int32.max)
+        // HTTP/2 requests that are not gRPC (Go clients negotiate h2 over TLS for /health) go to the HTTP router.
+        transportConfig.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(
+                    HTTP2StreamRouter(makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) }),
+                    position: .first)
+            }
+        }
 
         var servers: [GRPCServer<HTTP2ServerTransport.Custom<ClientListenerFactory>>] = []
         var transports: [HTTP2ServerTransport.Custom<ClientListenerFactory>] = []
         for url in config.listenClientURLs {
-            if url.isTLS {
-                throw ConfigError("https client URL \(url) needs TLS, which arrives with the certificate feature")
-            }
             let factory = ClientListenerFactory(
-                host: url.host, port: url.port, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, tls: nil,
+                host: url.host, port: url.port, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                tls: url.isTLS ? tls.client : nil,
                 makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) })
             let transport = HTTP2ServerTransport.Custom(listenerFactory: factory, config: transportConfig)
             transports.append(transport)
             servers.append(GRPCServer(transport: transport, services: services, interceptors: [RPCMetricsInterceptor(metrics: metrics)]))
         }
 
-        let grpcServers = servers
+        let peerServers = PeerServers(
+            urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger),
+            tls: tls.peer, makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) })
+        let grpcServers = servers + peerServers.servers
         try await withGracefulShutdownHandler {
+            let stopping = ManagedAtomic()
+            let finished = ManagedAtomic()
             try await withThrowingDiscardingTaskGroup { group in
-                for server in grpcServers { group.addTask { try await server.serve() } }
+                for server in grpcServers {
+                    group.addTask {
+                        do {
+                            try await server.serve()
+                        } catch where stopping.isSet {
+                            // Cut off while stopping (long-lived watch and peer streams): expected.
+                        }
+                        finished.increment()
+                    }
+                }
                 var bound: [String] = []
-                for (url, transport) in zip(config.listenClientURLs, transports) {
+                for (url, transport) in Array(zip(config.listenClientURLs, transports)) + Array(zip(config.listenPeerURLs, peerServers.transports)) {
                     guard let address = await transport.listeningAddress else {
                         throw ConfigError("listen tcp \(url.host):\(url.port): could not bind (address in use?)")
                     }
                     bound.append("\(url) (\(address))")
                 }
-                try await announce(node: node, urls: config.listenClientURLs)
-                group.addTask { [self] in try await runAutoCompaction(handler: handler) }
-                try await gracefulShutdown()
+                if config.initialCorruptCheck {
+                    try await initialCorruptionCheck(CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger))
+                }
+                // A member that never gets a leader (a minority, a wrong token) keeps trying to publish itself
+                // until it is stopped.
+                let announced: Void? = try? await cancelWhenGracefulShutdown { [self] in
+                    try await announce(node: node, urls: config.listenClientURLs)
+                }
+                // Background duties stop with the member; the listeners end through graceful shutdown.
+                let corruption = CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger)
+                let duties: [Task<Void, Never>] = [
+                    Task { [self] in try? await runAutoCompaction(handler: handler) },
+                    Task { await tls.run() },
+                    Task { [config] in await corruption.runPeriodically(every: config.corruptCheckInterval) },
+                ]
+                defer { for duty in duties { duty.cancel() } }
+                // Serve until asked to stop, or until the cluster removes this member.
+                if announced != nil {
+                    await withTaskGroup(of: Void.self) { race in
+                        race.addTask { try? await gracefulShutdown() }
+                        race.addTask {
+                            var signals = removed.makeAsyncIterator()
+                            _ = await signals.next()
+                        }
+                        await race.next()
+                        race.cancelAll()
+                    }
+                }
+                await node.transferLeadershipBeforeStopping()
+                stopping.set()
+                peers.stop()
                 for server in grpcServers { server.beginGracefulShutdown() }
+                // Unary requests finish quickly; watches, keep-alives and peer streams never end on their own,
+                // so after a short grace period the listeners are cut, as etcd closes its connections.
+                for _ in 0..<20 where finished.value < grpcServers.count {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
                 group.cancelAll()
             }
         } onGracefulShutdown: {
             for server in grpcServers { server.beginGracefulShutdown() }
         }
         logger.info("stopped serving", metadata: ["name": "\(config.node.name)"])
+    }
+
+    /// A counter and a flag shared between the serving tasks and the shutdown sequence.
+    final class ManagedAtomic: Sendable {
+        private let storage = Atomic<Int>(0)
+        var value: Int { storage.load(ordering: .sequentiallyConsistent) }
+        var isSet: Bool { value != 0 }
+        func set() { storage.store(1, ordering: .sequentiallyConsistent) }
+        func increment() { storage.add(1, ordering: .sequentiallyConsistent) }
+    }
+
+    /// etcd's --experimental-initial-corrupt-check: a member whose data differs from its peers' must not serve.
+    private func initialCorruptionCheck(_ check: CorruptionCheck) async throws {
+        for case .diverged(let member, let local, let remote, let revision) in await check.compare() {
+            throw ConfigError(
+                "found data inconsistency with peer \(Identity.hex(member)) at revision \(revision) "
+                    + "(local hash \(local), peer hash \(remote)): refusing to serve")
+        }
+        logger.info("initial corruption checking passed; no corruption", metadata: ["local-member-id": "\(Identity.hex(check.node.memberID))"])
     }
 
     /// Publishes the member through the log, then prints etcd's milestone lines, in etcd's order, only once

@@ -37,6 +37,12 @@ public struct ServerConfig: Sendable {
     /// "periodic" or "revision"; empty retention or "0" disables auto compaction.
     public var autoCompactionMode = "periodic"
     public var autoCompactionRetention = "0"
+    /// Compare hashes with the other members before serving (etcd's --experimental-initial-corrupt-check).
+    public var initialCorruptCheck = false
+    /// How often the leader compares key-space hashes with the members; zero disables.
+    public var corruptCheckInterval: Duration = .zero
+    /// Certificates, verification and the managed PKI for the client and peer listeners.
+    public var tls = TLSSettings()
 
     public init() {}
 }

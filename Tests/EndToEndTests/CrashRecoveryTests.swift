@@ -17,7 +17,7 @@ import Glibc
         let scratch = Scratch()
         let member = QuorumProcess(in: scratch)
         var generator = SystemRandomNumberGenerator()
-        let acknowledged = Mutex<[String: String]>([:])
+        let acknowledged = Acknowledged()
         for round in 0..<Self.rounds {
             try member.start()
             let port = member.clientPort
@@ -30,7 +30,7 @@ import Glibc
                             while sequence < 100_000 {
                                 let key = "crash/r\(round)/w\(writer)/\(sequence)"
                                 _ = try await client.put(key, "v\(sequence)")
-                                acknowledged.withLock { $0[key] = "v\(sequence)" }
+                                acknowledged.record(key, "v\(sequence)")
                                 sequence += 1
                             }
                         }
@@ -45,7 +45,7 @@ import Glibc
         }
         try member.start()
         defer { member.stop() }
-        let expected = acknowledged.withLock { $0 }
+        let expected = acknowledged.all
         #expect(expected.count > Self.rounds * 4, "the writers barely wrote anything")
         let stored = try await EtcdClient.with(port: member.clientPort) { client in
             try await client.range("crash/", prefix: true)
@@ -64,4 +64,11 @@ import Glibc
         }
         #expect(events.map(\.kv.modRevision) == revisions)
     }
+}
+
+/// Writes the server acknowledged, shared by the writer tasks.
+final class Acknowledged: Sendable {
+    private let writes = Mutex<[String: String]>([:])
+    func record(_ key: String, _ value: String) { writes.withLock { $0[key] = value } }
+    var all: [String: String] { writes.withLock { $0 } }
 }

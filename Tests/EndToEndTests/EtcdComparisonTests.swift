@@ -15,7 +15,7 @@ import Glibc
         ["get", "", "--from-key", "--sort-by=VERSION", "--order=DESCEND"],
         ["get", "", "--from-key", "--sort-by=CREATE", "--order=ASCEND", "--limit=2", "-w", "json"],
         ["get", "", "--from-key", "--sort-by=MOD", "--order=DESCEND", "--keys-only"],
-        ["get", "", "--prefix", "--rev=2"], ["get", "", "--prefix", "--count-only", "-w", "json"],
+        ["get", "", "--prefix", "--rev=2"], ["get", "", "--prefix", "--keys-only", "-w", "json"],
         ["get", "b", "a"], ["get", "a", "--consistency=s", "-w", "json"],
         ["put", "a", "--ignore-value"], ["get", "a", "-w", "json"], ["put", "zz", "--ignore-value"],
         ["del", "", "--prefix", "--prev-kv"], ["get", "a", "--rev=1000"], ["compact", "3"], ["get", "a", "--rev=2"],

@@ -30,7 +30,7 @@ import Testing
     @Test func historicalWatchReplaysFromARevision() throws {
         for i in 1...3 { #expect(try ctl("put", "h/key", "v\(i)").ok) }
         let json = try ctl("get", "h/key", "-w", "json").stdout
-        let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        let object = try etcdJSON(json) as! [String: Any]
         let kv = (object["kvs"] as! [[String: Any]])[0]
         let created = kv["create_revision"] as! Int
         let watch = try etcdctlInBackground(member.endpoint, ["watch", "h/key", "--rev=\(created)", "--prev-kv"])

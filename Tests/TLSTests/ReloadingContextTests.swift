@@ -15,6 +15,7 @@ struct ReloadingContextTests {
         let files: TLSFileSet
         let logs = LogCapture()
         let metrics = ServerMetrics()
+        let identities = ClientIdentityRegistry()
 
         init(crl: Bool = false) throws {
             dir = try TemporaryDirectory("ctx")
@@ -27,7 +28,8 @@ struct ReloadingContextTests {
 
         func context(_ options: TLSContextOptions) throws -> ReloadingTLSContext {
             try ReloadingTLSContext(
-                files: files, options: options, sink: TLSEventSink(logger: logs.logger(), metrics: metrics))
+                files: files, options: options,
+                sink: TLSEventSink(logger: logs.logger(), metrics: metrics, identities: identities))
         }
 
         func failures(_ reason: String) -> Int {
@@ -58,8 +60,7 @@ struct ReloadingContextTests {
         try await open.channel.executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
             try await outbound.write(ByteBuffer(string: "before"))
-            var reply = try await iterator.next()
-            #expect(reply?.readString(length: reply?.readableBytes ?? 0) == "before")
+            #expect(try await iterator.next().map { String(buffer: $0) } == "before")
 
             let renewed = try TestPKI.leaf(fixture.ca, cn: "m1")
             try TestPKI.write(renewed, fixture.dir.url, "server")
@@ -70,8 +71,7 @@ struct ReloadingContextTests {
 
             // The connection opened before the swap still works on its original session.
             try await outbound.write(ByteBuffer(string: "after"))
-            reply = try await iterator.next()
-            #expect(reply?.readString(length: reply?.readableBytes ?? 0) == "after")
+            #expect(try await iterator.next().map { String(buffer: $0) } == "after")
         }
         #expect(fixture.logs.contains("reloaded client TLS material"))
         await server.close()
@@ -157,6 +157,26 @@ struct ReloadingContextTests {
         await server.close()
     }
 
+    @Test("the verified common name is kept per open connection (the etcd user) and forgotten on close")
+    func identities() async throws {
+        let fixture = try Fixture()
+        let context = try fixture.context(TLSContextOptions(side: "client", clientCertAuth: true))
+        let server = try await EchoServer(tls: context)
+        let alice = try TestPKI.leaf(fixture.ca, cn: "alice", profile: .client)
+        let client = try await EchoClient.connect(port: server.port, identity: alice, trusting: fixture.ca)
+        let local = try #require(client.channel.channel.localAddress?.port)
+        try await client.channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "hi"))
+            _ = try await iterator.next()
+            // The form gRPC's ServerContext.remotePeer uses.
+            #expect(fixture.identities.commonName(forRemote: "ipv4:127.0.0.1:\(local)") == "alice")
+            #expect(fixture.identities.count == 1)
+        }
+        #expect(await eventually { fixture.identities.count == 0 })
+        await server.close()
+    }
+
     @Test("a TLS version below the minimum is refused with that reason")
     func minimumVersion() async throws {
         let fixture = try Fixture()
@@ -189,7 +209,8 @@ struct ReloadingContextTests {
         let sink = TLSEventSink(logger: logs.logger(), metrics: metrics)
         let serverSide = try ReloadingTLSContext(
             files: try peerFiles("m1", hosts: ["127.0.0.1", "m1.cluster"]),
-            options: TLSContextOptions(side: "peer", clientCertAuth: true, allowedCN: "m2", applicationProtocols: ["h2"]),
+            options: TLSContextOptions(
+                side: "peer", clientCertAuth: true, allowedCN: "m2", applicationProtocols: ["h2"]),
             sink: sink)
         let server = try await EchoServer(tls: serverSide)
 

@@ -11,7 +11,8 @@ public enum ResidualTime {
         if minutes < 60 { return "\(minutes)m" }
         let hours = Int((interval / 3_600).rounded())
         if hours < 24 { return "\(hours)h" }
-        if hours < 24 * 365 { return "\(hours / 24)d" }
+        // Days are truncated like kubeadm's ("364d" for a one-year certificate issued a moment ago), never "0y".
+        if interval < 365 * 86_400 { return "\(max(1, Int(interval / 86_400)))d" }
         return "\(Int(interval / 3_600 / 24 / 365))y"
     }
 }

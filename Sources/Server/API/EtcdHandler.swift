@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import GRPCCore
 import MVCC
 import Node
 
@@ -7,9 +8,12 @@ import Node
 /// it, so the two can never disagree. Every method returns a fully stamped response or throws `EtcdError`.
 public final class EtcdHandler: Sendable {
     public let node: MemberNode
+    /// Reaches the leader for what only it can answer (lease keep-alives, promotions); nil on a lone member.
+    let peers: PeerTransport?
 
-    public init(node: MemberNode) {
+    public init(node: MemberNode, peers: PeerTransport? = nil) {
         self.node = node
+        self.peers = peers
     }
 
     var config: NodeConfig { node.config }
@@ -89,17 +93,49 @@ public final class EtcdHandler: Sendable {
         return response
     }
 
-    /// One keep-alive: the renewed TTL, or 0 when the lease no longer exists (etcd's answer).
+    /// One keep-alive: the renewed TTL, or 0 when the lease no longer exists (etcd's answer). Only the leader
+    /// tracks deadlines, so a follower forwards the renewal to it.
     public func leaseKeepAlive(_ id: Int64) async throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
-        guard let ttl = node.leases.renew(id) else { throw .notLeader }
+        var ttl = node.leases.renew(id)
+        var attempts = 0
+        while ttl == nil {
+            attempts += 1
+            let leader = node.status.leader
+            if leader != 0, leader != node.memberID, let client = peers?.client(for: leader) {
+                var request = Quorumpb_LeaseRenewRequest()
+                request.clusterID = node.clusterID
+                request.id = id
+                if let answer = try? await client.leaseRenew(request, options: .peerRequest), !answer.notLeader {
+                    ttl = answer.ttl
+                    break
+                }
+            }
+            if attempts > 50 { throw node.status.hasLeader ? .timeout : .noLeader }
+            try? await Task.sleep(for: .milliseconds(100))
+            ttl = node.leases.renew(id)
+        }
         var response = Etcdserverpb_LeaseKeepAliveResponse()
         response.id = id
-        response.ttl = ttl
+        response.ttl = ttl ?? 0
         response.header = node.header(revision: node.store.revisions.current)
         return response
     }
 
+    /// The remaining TTL is the leader's to tell: followers keep no deadlines, so they ask it.
     public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError)
+        -> Etcdserverpb_LeaseTimeToLiveResponse
+    {
+        let leader = node.status.leader
+        if leader != 0, leader != node.memberID, let client = peers?.client(for: leader),
+            var forwarded = try? await client.leaseTimeToLive(r, options: .peerRequest)
+        {
+            if forwarded.ttl != -1 { forwarded.header = node.header(revision: node.store.revisions.current) }
+            return forwarded
+        }
+        return try await localLeaseTimeToLive(r)
+    }
+
+    func localLeaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError)
         -> Etcdserverpb_LeaseTimeToLiveResponse
     {
         try await node.readBarrier()
@@ -245,35 +281,64 @@ enum RangeExecutorFacade {
 // MARK: Membership
 
 extension EtcdHandler {
-    /// Membership changes need the peer transport of a multi-member cluster; a single member refuses them with
-    /// the error etcd gives when a change would leave too few started members.
     public func memberAdd(_ r: Etcdserverpb_MemberAddRequest) async throws(EtcdError) -> Etcdserverpb_MemberAddResponse
     {
-        if r.peerUrls.isEmpty || r.peerUrls.contains(where: { URL(string: $0)?.host == nil }) { throw .memberBadURLs }
-        let existing = Set(node.members.all.flatMap(\.peerURLs))
-        if r.peerUrls.contains(where: existing.contains) { throw .peerURLExists }
-        throw .memberNotEnoughStarted
+        if r.peerUrls.isEmpty || r.peerUrls.contains(where: { (try? ListenURL($0)) == nil }) { throw .memberBadURLs }
+        let (member, all) = try await node.addMember(peerURLs: r.peerUrls, isLearner: r.isLearner).get()
+        var response = Etcdserverpb_MemberAddResponse()
+        response.header = node.header(revision: 0)
+        response.member = member.proto
+        response.members = all.map(\.proto)
+        return response
     }
 
     public func memberRemove(_ r: Etcdserverpb_MemberRemoveRequest) async throws(EtcdError)
         -> Etcdserverpb_MemberRemoveResponse
     {
-        guard node.members.member(r.id) != nil else { throw .memberNotFound }
-        throw .memberNotEnoughStarted
+        let all = try await node.removeMember(r.id).get()
+        var response = Etcdserverpb_MemberRemoveResponse()
+        response.header = node.header(revision: 0)
+        response.members = all.map(\.proto)
+        return response
     }
 
     public func memberUpdate(_ r: Etcdserverpb_MemberUpdateRequest) async throws(EtcdError)
         -> Etcdserverpb_MemberUpdateResponse
     {
-        guard node.members.member(r.id) != nil else { throw .memberNotFound }
-        throw .memberNotEnoughStarted
+        if r.peerUrls.isEmpty || r.peerUrls.contains(where: { (try? ListenURL($0)) == nil }) { throw .memberBadURLs }
+        let all = try await node.updateMember(r.id, peerURLs: r.peerUrls).get()
+        var response = Etcdserverpb_MemberUpdateResponse()
+        response.header = node.header(revision: 0)
+        response.members = all.map(\.proto)
+        return response
     }
 
+    /// Only the leader can tell whether a learner has caught up, so followers forward promotions to it.
     public func memberPromote(_ r: Etcdserverpb_MemberPromoteRequest) async throws(EtcdError)
         -> Etcdserverpb_MemberPromoteResponse
     {
-        guard let member = node.members.member(r.id) else { throw .memberNotFound }
-        if !member.isLearner { throw .memberNotLearner }
-        throw .learnerNotReady
+        let leader = node.status.leader
+        if leader != 0, leader != node.memberID, let client = peers?.client(for: leader) {
+            do {
+                return try await client.memberPromote(r, options: .peerRequest)
+            } catch let error as RPCError {
+                throw EtcdError(StatusCode(rawValue: error.code.rawValue) ?? .unknown, error.message)
+            } catch {
+                throw .unhealthy
+            }
+        }
+        let all = try await node.promoteMember(r.id).get()
+        var response = Etcdserverpb_MemberPromoteResponse()
+        response.header = node.header(revision: 0)
+        response.members = all.map(\.proto)
+        return response
+    }
+}
+
+extension CallOptions {
+    static var peerRequest: CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = .seconds(5)
+        return options
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Node
+import PKI
 import Yams
 
 /// etcd's configuration surface: every flag, its `ETCD_*` environment variable and its config-file key, with
@@ -33,6 +34,9 @@ public struct EtcdFlags: Sendable {
         ("log-outputs", "Where to write logs: 'stderr', 'stdout', or file paths (comma-separated)."),
         ("config-file", "Path to the server configuration file (YAML); other flags and variables are then ignored."),
         ("strict-reconfig-check", "Reject reconfiguration requests that would cause quorum loss."),
+        ("experimental-snapshot-catchup-entries", "Entries kept behind a snapshot for slow followers to catch up."),
+        ("experimental-initial-corrupt-check", "Compare the key-space hash with the other members before serving."),
+        ("experimental-corrupt-check-time", "How often the leader compares hashes with the members (0 disables)."),
         ("enable-pprof", "Accepted for compatibility; Quorum has no pprof endpoint."),
         ("cert-file", "Path to the client server TLS cert file."),
         ("key-file", "Path to the client server TLS key file."),
@@ -56,12 +60,14 @@ public struct EtcdFlags: Sendable {
         ("managed-pki", "Issue and renew member certificates from the data directory's CA (Quorum)."),
         ("pki-leaf-validity", "Lifetime of managed leaf certificates, e.g. 8760h, 30d, 90s (Quorum)."),
         ("pki-key-algorithm", "Key algorithm of managed certificates: ecdsa-p256 or rsa-2048 (Quorum)."),
+        ("pki-renewal-fraction", "Renew a managed leaf when less than this fraction of its lifetime remains (Quorum)."),
+        ("pki-ca-dir", "Directory with the cluster CAs from 'quorumctl pki init', imported on first start (Quorum)."),
     ]
 
     /// Boolean flags may be given without a value.
     public static let booleans: Set<String> = [
         "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "strict-reconfig-check",
-        "enable-pprof", "managed-pki",
+        "enable-pprof", "managed-pki", "experimental-initial-corrupt-check",
     ]
 
     /// Values as given, by flag name.
@@ -254,9 +260,107 @@ public struct EtcdFlags: Sendable {
             throw ConfigError("unknown logger option \"\(logger)\" (Quorum logs structured JSON: use --logger=zap)")
         }
         _ = try logLevel()
-        _ = try bool("strict-reconfig-check")
+        node.strictReconfigCheck = values["strict-reconfig-check"] == nil ? true : try bool("strict-reconfig-check")
+        node.snapshotCatchUpEntries = UInt64(max(1, try integer("experimental-snapshot-catchup-entries", default: 5000)))
+        config.initialCorruptCheck = try bool("experimental-initial-corrupt-check")
+        if let text = string("experimental-corrupt-check-time") {
+            guard let interval = GoDuration.parse(text) else {
+                throw ConfigError("invalid value \"\(text)\" for flag -experimental-corrupt-check-time")
+            }
+            config.corruptCheckInterval = interval
+        }
         config.node = node
+        config.tls = try resolveTLS(config: config)
         return config
+    }
+
+    /// The TLS flags, validated as etcd validates them (a certificate needs its key, versions must be ordered,
+    /// cipher suites must be known), plus Quorum's managed-PKI flags.
+    func resolveTLS(config: ServerConfig) throws -> TLSSettings {
+        var tls = TLSSettings()
+        func side(_ prefix: String, cert: String, key: String, ca: String, auth: String, crl: String) throws
+            -> TLSSideSettings
+        {
+            var side = TLSSideSettings()
+            side.certFile = string(cert)
+            side.keyFile = string(key)
+            side.trustedCAFile = string(ca)
+            side.clientCertAuth = try bool(auth)
+            side.crlFile = string(crl)
+            side.autoTLS = try bool(prefix + "auto-tls")
+            if (side.certFile == nil) != (side.keyFile == nil) {
+                throw ConfigError("--\(cert) and --\(key) must be given together")
+            }
+            for path in [side.certFile, side.keyFile, side.trustedCAFile, side.crlFile].compactMap({ $0 }) {
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw ConfigError("open \(path): no such file or directory")
+                }
+            }
+            return side
+        }
+        tls.client = try side(
+            "", cert: "cert-file", key: "key-file", ca: "trusted-ca-file", auth: "client-cert-auth",
+            crl: "client-crl-file")
+        tls.client.allowedHostname = string("client-cert-allowed-hostname")
+        tls.peer = try side(
+            "peer-", cert: "peer-cert-file", key: "peer-key-file", ca: "peer-trusted-ca-file",
+            auth: "peer-client-cert-auth", crl: "peer-crl-file")
+        tls.peer.allowedCN = string("peer-cert-allowed-cn")
+        tls.peer.allowedHostname = string("peer-cert-allowed-hostname")
+        if tls.peer.allowedCN != nil && tls.peer.allowedHostname != nil {
+            throw ConfigError("--peer-cert-allowed-cn and --peer-cert-allowed-hostname are mutually exclusive")
+        }
+        tls.managedPKI = try bool("managed-pki")
+        if let text = string("pki-leaf-validity") {
+            do {
+                tls.leafValidity = try LeafLifetime(parsing: text)
+            } catch {
+                throw ConfigError("invalid value \"\(text)\" for flag -pki-leaf-validity: \(error)")
+            }
+        }
+        if let text = string("pki-key-algorithm") {
+            guard let algorithm = KeyAlgorithm(flagValue: text) else {
+                throw ConfigError("invalid value \"\(text)\" for flag -pki-key-algorithm: use ecdsa-p256 or rsa-2048")
+            }
+            tls.keyAlgorithm = algorithm
+        }
+        if let text = string("pki-renewal-fraction") {
+            guard let fraction = Double(text), fraction > 0, fraction < 1 else {
+                throw ConfigError("invalid value \"\(text)\" for flag -pki-renewal-fraction: expected 0 < f < 1")
+            }
+            tls.renewalFraction = fraction
+        }
+        if let dir = string("pki-ca-dir") {
+            guard FileManager.default.fileExists(atPath: dir) else {
+                throw ConfigError("--pki-ca-dir \(dir): no such directory (create it with quorumctl pki init --out)")
+            }
+            tls.caSourceDirectory = dir
+        }
+        let years = try integer("self-signed-cert-validity", default: 1)
+        guard years >= 1 else {
+            throw ConfigError("--self-signed-cert-validity must be at least 1 year, got \(years)")
+        }
+        tls.selfSignedCertValidityYears = Int(years)
+        if let text = string("cipher-suites") { tls.cipherSuites = try TLSFlagParsing.cipherSuites(text) }
+        if let text = string("tls-min-version") {
+            tls.minimumVersion = try TLSFlagParsing.version(text, flag: "tls-min-version")
+        }
+        if let text = string("tls-max-version") {
+            tls.maximumVersion = try TLSFlagParsing.version(text, flag: "tls-max-version")
+        }
+        if let maximum = tls.maximumVersion, TLSFlagParsing.rank(maximum) < TLSFlagParsing.rank(tls.minimumVersion) {
+            throw ConfigError("--tls-min-version must be less than or equal to --tls-max-version")
+        }
+        if !tls.cipherSuites.isEmpty && tls.minimumVersion == .tlsv13 {
+            throw ConfigError("cipher suites cannot be configured when only TLS1.3 is enabled")
+        }
+        let httpsClient = config.listenClientURLs.contains(where: \.isTLS)
+        if tls.client.clientCertAuth && tls.client.trustedCAFile == nil
+            && tls.clientMode(httpsURLs: httpsClient) == .files
+        {
+            throw ConfigError("--client-cert-auth needs --trusted-ca-file to verify client certificates against")
+        }
+        return tls
     }
 
     public func logLevel() throws -> Logger.Level {

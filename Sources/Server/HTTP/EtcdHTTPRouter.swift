@@ -12,6 +12,10 @@ struct EtcdHTTPRouter: HTTPRouting {
     let metrics: @Sendable () -> [UInt8]
     /// Extra readiness checks (certificates, from the PKI layer): name → failure reason or nil.
     let extraChecks: @Sendable () -> [(String, String?)]
+    /// Conditions worth an operator's attention that do not (yet) make the member unhealthy, e.g. a certificate
+    /// that will expire soon and cannot be renewed: reported in `/health`'s `reason` while `health` stays "true",
+    /// and in `/readyz?verbose`.
+    var healthWarnings: @Sendable () -> [String] = { [] }
 
     func handle(_ request: HTTPRequestInfo) async -> HTTPReply {
         switch request.path {
@@ -50,7 +54,8 @@ struct EtcdHTTPRouter: HTTPRouting {
         for (_, failure) in extraChecks() {
             if let failure { return .json(#"{"health":"false","reason":"\#(escape(failure))"}"#, status: .serviceUnavailable) }
         }
-        return .json(#"{"health":"true","reason":""}"#)
+        let warnings = healthWarnings()
+        return .json(#"{"health":"true","reason":"\#(escape(warnings.joined(separator: "; ")))"}"#)
     }
 
     private func healthFailure(excludedAlarms: Set<String>, serializable: Bool) async -> String? {
@@ -92,6 +97,9 @@ struct EtcdHTTPRouter: HTTPRouting {
             }
         }
         let verbose = request.query["verbose"] != nil
+        if verbose && checks.contains("linearizable_read") {
+            lines += healthWarnings().map { "[!]warning: \($0)" }
+        }
         if failed {
             return .text(lines.joined(separator: "\n") + "\n\(request.path.hasPrefix("/livez") ? "livez" : "readyz") check failed\n",
                 status: .serviceUnavailable)

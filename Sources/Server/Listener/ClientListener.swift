@@ -11,6 +11,14 @@ public protocol TLSContextSource: Sendable {
     func currentContext() -> NIOSSLContext?
     /// Builds the server-side TLS handler for one accepted connection (lets the source add verification hooks).
     func makeHandler(context: NIOSSLContext) -> NIOSSLServerHandler
+    /// Adds the TLS handler, and whatever observes its handshake, to one accepted connection.
+    func configureConnection(channel: any Channel, context: NIOSSLContext) throws
+}
+
+extension TLSContextSource {
+    public func configureConnection(channel: any Channel, context: NIOSSLContext) throws {
+        try channel.pipeline.syncOperations.addHandler(makeHandler(context: context))
+    }
 }
 
 /// The listener of one `--listen-client-urls` address: gRPC and HTTP/1.1 on one port, optionally over TLS.
@@ -35,7 +43,7 @@ struct ClientListenerFactory: HTTP2ServerTransport.ListenerFactory {
                 channel.eventLoop.makeCompletedFuture {
                     var secured = false
                     if let tls, let context = tls.currentContext() {
-                        try channel.pipeline.syncOperations.addHandler(tls.makeHandler(context: context))
+                        try tls.configureConnection(channel: channel, context: context)
                         secured = true
                     }
                     try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(makeHTTPHandler: makeHTTPHandler))

@@ -23,6 +23,10 @@ public final class ServerMetrics: NodeObserver, Sendable {
     private let proposalsFailed: Counter
     private let startTime: Double
     let rpcCounters = Mutex<[String: Counter]>([:])
+    /// TLS and PKI counters by name and label values (created on first use).
+    let tlsCounters = Mutex<[String: Counter]>([:])
+    /// Certificate expiry gauges by "usage|subject|serial"; replaced certificates' gauges are unregistered.
+    let expiryGauges = Mutex<[String: Gauge]>([:])
 
     public init() {
         let diskBuckets = (0..<14).map { 0.001 * pow(2, Double($0)) }
@@ -71,6 +75,75 @@ public final class ServerMetrics: NodeObserver, Sendable {
             return c
         }
         counter.increment()
+    }
+
+    // MARK: TLS and PKI
+
+    /// `quorum_tls_handshake_failures_total{reason}`: every refused handshake, by the reason logged with it.
+    public func tlsHandshakeFailed(reason: String) {
+        tlsCounter(
+            "quorum_tls_handshake_failures_total", "TLS handshakes refused, by reason.", [("reason", reason)]
+        ).increment()
+    }
+
+    /// `quorum_pki_renewals_total{usage}`: certificates (re-)issued by the managed PKI.
+    public func pkiRenewed(usage: String) {
+        tlsCounter(
+            "quorum_pki_renewals_total", "Certificates issued or renewed by the managed PKI.", [("usage", usage)]
+        ).increment()
+    }
+
+    /// `quorum_pki_renewal_failures_total{usage}`: renewals that failed or were impossible (no CA key).
+    public func pkiRenewalFailed(usage: String) {
+        tlsCounter(
+            "quorum_pki_renewal_failures_total", "Certificate renewals that failed.", [("usage", usage)]
+        ).increment()
+    }
+
+    /// `quorum_tls_reloads_total{side}`: TLS contexts swapped without a restart.
+    public func tlsReloaded(side: String) {
+        tlsCounter("quorum_tls_reloads_total", "TLS material reloads without restart.", [("side", side)]).increment()
+    }
+
+    /// Replaces the set of `quorum_pki_certificate_expiry_timestamp_seconds{usage,subject,serial}` gauges (notAfter
+    /// as Unix seconds) with `certificates`; gauges of certificates no longer in use are removed so that an alert on
+    /// `expiry - time() < …` never fires for a certificate that was already renewed.
+    public func setCertificateExpiries(
+        _ certificates: [(usage: String, subject: String, serial: String, notAfter: Double)]
+    ) {
+        expiryGauges.withLock { gauges in
+            var keep: Set<String> = []
+            for certificate in certificates {
+                let key = "\(certificate.usage)|\(certificate.subject)|\(certificate.serial)"
+                keep.insert(key)
+                let gauge =
+                    gauges[key]
+                    ?? registry.makeGauge(
+                        descriptor: Self.d(
+                            "quorum_pki_certificate_expiry_timestamp_seconds",
+                            "Expiry (notAfter) of each certificate in use, as Unix time."),
+                        labels: [
+                            ("usage", certificate.usage), ("subject", certificate.subject),
+                            ("serial", certificate.serial),
+                        ])
+                gauges[key] = gauge
+                gauge.set(certificate.notAfter)
+            }
+            for (key, gauge) in gauges where !keep.contains(key) {
+                registry.unregisterGauge(gauge)
+                gauges.removeValue(forKey: key)
+            }
+        }
+    }
+
+    private func tlsCounter(_ name: String, _ help: String, _ labels: [(String, String)]) -> Counter {
+        let key = name + labels.map { "|\($0.0)=\($0.1)" }.joined()
+        return tlsCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(descriptor: Self.d(name, help), labels: labels)
+            counters[key] = counter
+            return counter
+        }
     }
 
     // MARK: Scrape

@@ -117,15 +117,22 @@ final class QuorumProcess: @unchecked Sendable {
     let peerPort: Int
     let logPath: String
     private(set) var process: Process?
-    let extraArguments: [String]
+    var extraArguments: [String]
+    /// `--initial-cluster`; defaults to this member alone.
+    var initialCluster: String?
+    var clusterState = "new"
 
     var endpoint: String { "http://127.0.0.1:\(clientPort)" }
+    var peerURL: String { "http://127.0.0.1:\(peerPort)" }
 
-    init(in scratch: Scratch, name: String = "m1", extraArguments: [String] = []) {
+    init(
+        in scratch: Scratch, name: String = "m1", extraArguments: [String] = [], clientPort: Int? = nil,
+        peerPort: Int? = nil
+    ) {
         self.name = name
         dataDir = scratch.path + "/\(name).quorum"
-        clientPort = freePort()
-        peerPort = freePort()
+        self.clientPort = clientPort ?? freePort()
+        self.peerPort = peerPort ?? freePort()
         logPath = scratch.path + "/\(name).log"
         self.extraArguments = extraArguments
     }
@@ -134,14 +141,13 @@ final class QuorumProcess: @unchecked Sendable {
         [
             "--name", name, "--data-dir", dataDir,
             "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-            "--listen-peer-urls", "http://127.0.0.1:\(peerPort)",
-            "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
-            "--initial-cluster", "\(name)=http://127.0.0.1:\(peerPort)",
+            "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+            "--initial-cluster", initialCluster ?? "\(name)=\(peerURL)", "--initial-cluster-state", clusterState,
         ] + extraArguments
     }
 
     /// Starts the member and waits for etcd's "ready to serve client requests" milestone.
-    func start(timeout: Double = 60) throws {
+    func start(timeout: Double = 60, waitReady: Bool = true) throws {
         precondition(process == nil, "already running")
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
@@ -155,6 +161,13 @@ final class QuorumProcess: @unchecked Sendable {
         let offset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
         try p.run()
         process = p
+        if !waitReady { return }
+        try waitUntilReady(since: offset, timeout: timeout)
+    }
+
+    /// Waits for "ready to serve client requests" written after byte `offset` of the log.
+    func waitUntilReady(since offset: Int = 0, timeout: Double = 60) throws {
+        guard let p = process else { throw TestFailure("not started") }
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if !p.isRunning {
@@ -213,10 +226,18 @@ func etcdctl(_ endpoint: String, _ arguments: [String], input: String? = nil, ti
 }
 
 /// A plain HTTP request (for /health, /version, /metrics and the JSON gateway).
-func http(_ method: String = "GET", _ url: String, body: String? = nil) async throws -> (status: Int, body: String) {
+func http(_ url: String, method: String = "GET", body: String? = nil) async throws -> (status: Int, body: String) {
     var request = URLRequest(url: URL(string: url)!)
     request.httpMethod = method
     if let body { request.httpBody = Data(body.utf8) }
     let (data, response) = try await URLSession.shared.data(for: request)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+/// Parses etcdctl's JSON. Member and cluster ids are 64-bit unsigned and may not fit the parser's integers,
+/// so they are turned into strings first.
+func etcdJSON(_ text: String) throws -> Any {
+    let quoted = text.replacingOccurrences(
+        of: #""(cluster_id|member_id|leader|ID)":([0-9]+)"#, with: #""$1":"$2""#, options: .regularExpression)
+    return try JSONSerialization.jsonObject(with: Data(quoted.utf8))
 }

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The package root, found from this file's path.
@@ -32,7 +32,9 @@ struct CommandResult {
 
 /// Runs a command to completion (killed after `timeout`), output captured through files so nothing can block on a
 /// full pipe.
-func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterval = 20, environment: [String: String] = [:])
+func runCommand(
+    _ executable: String, _ arguments: [String], timeout: TimeInterval = 20, environment: [String: String] = [:]
+)
     throws -> CommandResult
 {
     let process = Process()
@@ -44,8 +46,8 @@ func runCommand(_ executable: String, _ arguments: [String], timeout: TimeInterv
     process.environment = env
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString).out")
     let err = FileManager.default.temporaryDirectory.appendingPathComponent("cmd-\(UUID().uuidString).err")
-    FileManager.default.createFile(atPath: out.path, contents: nil)
-    FileManager.default.createFile(atPath: err.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
     defer {
         try? FileManager.default.removeItem(at: out)
         try? FileManager.default.removeItem(at: err)
@@ -78,7 +80,7 @@ final class ChildProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["ETCDCTL_API"] = "3"
         process.environment = env
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle

@@ -7,7 +7,7 @@ import Synchronization
 import X509
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A temporary directory removed when the value goes away.
@@ -84,12 +84,10 @@ final class LogCapture: Sendable {
             set { metadata[key] = newValue }
         }
 
-        func log(
-            level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
-            function: String, line: UInt
-        ) {
-            let merged = self.metadata.merging(metadata ?? [:]) { $1 }
-            capture.append("\(level) \(message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })")
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.append(
+                "\(event.level) \(event.message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })")
         }
     }
 }
@@ -104,7 +102,9 @@ func freePort() throws -> Int {
 }
 
 /// Polls `condition` every `interval` until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(10), interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool)
+func eventually(
+    timeout: Duration = .seconds(10), interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool
+)
     async rethrows -> Bool
 {
     let deadline = ContinuousClock.now + timeout

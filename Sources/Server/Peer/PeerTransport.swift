@@ -1,0 +1,292 @@
+import Collections
+import Crypto
+import EtcdAPI
+import EtcdProto
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import NIOCore
+import NIOPosix
+import Node
+import Raft
+import Storage
+import Synchronization
+
+/// How peer connections are secured (the TLS layer supplies the TLS variant).
+public protocol PeerClientSecurity: Sendable {
+    func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity
+}
+
+public struct PlaintextPeers: PeerClientSecurity {
+    public init() {}
+    public func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity { .plaintext }
+}
+
+/// Raft messages to the other members over gRPC (the `quorumpb.Peer` service on their peer URLs).
+///
+/// Each peer gets a sender with a bounded queue and one long-lived client-streaming RPC; when the stream
+/// breaks it reconnects with backoff and tells Raft the peer was unreachable, so the leader probes again.
+/// Messages that do not fit the queue are dropped: Raft retransmits. Snapshots go on a separate RPC so a large
+/// image never holds up heartbeats.
+public final class PeerTransport: RaftTransport, Sendable {
+    let memberID: Mutex<UInt64>
+    let clusterID: Mutex<UInt64>
+    let logger: Logger
+    let security: any PeerClientSecurity
+    private let nodeBox = Mutex<MemberNode?>(nil)
+    private let senders = Mutex<[UInt64: PeerSender]>([:])
+    let metrics: ServerMetrics?
+
+    public init(logger: Logger, security: any PeerClientSecurity = PlaintextPeers(), metrics: ServerMetrics? = nil) {
+        self.logger = logger
+        self.security = security
+        self.metrics = metrics
+        memberID = Mutex(0)
+        clusterID = Mutex(0)
+    }
+
+    /// Completes the wiring once the member exists (the member needs the transport to open).
+    func attach(_ node: MemberNode) {
+        nodeBox.withLock { $0 = node }
+        memberID.withLock { $0 = node.memberID }
+        clusterID.withLock { $0 = node.clusterID }
+    }
+
+    var node: MemberNode? { nodeBox.withLock { $0 } }
+
+    public func send(_ messages: [Message]) {
+        var byPeer: [UInt64: [[UInt8]]] = [:]
+        for message in messages { byPeer[message.to, default: []].append(message.serialized()) }
+        for (peer, batch) in byPeer { sender(for: peer)?.enqueue(batch) }
+    }
+
+    public func sendSnapshot(_ message: Message, image: SnapshotImage) {
+        guard let node, peerURL(message.to) != nil else {
+            try? FileSystem.remove(image.path)
+            self.node?.reportSnapshot(to: message.to, succeeded: false)
+            return
+        }
+        let logger = self.logger
+        let client = sender(for: message.to)
+        let clusterID = self.clusterID.withLock { $0 }
+        let memberID = self.memberID.withLock { $0 }
+        Task.detached {
+            defer { try? FileSystem.remove(image.path) }
+            var ok = false
+            do {
+                guard let peer = client?.peerClient else { throw RPCError(code: .unavailable, message: "no connection") }
+                let ack = try await peer.snapshot(
+                    request: StreamingClientRequest { writer in
+                        let file = try File(path: image.path, writable: false)
+                        let total = try file.size
+                        var offset = 0
+                        var digest = SHA256()
+                        var first = true
+                        repeat {
+                            var chunk = Quorumpb_SnapshotChunk()
+                            chunk.clusterID = clusterID
+                            chunk.from = memberID
+                            chunk.to = message.to
+                            if first {
+                                chunk.message = Data(message.serialized())
+                                chunk.totalSize = UInt64(total)
+                                first = false
+                            }
+                            let bytes = try file.read(count: min(256 * 1024, total - offset), at: offset)
+                            offset += bytes.count
+                            digest.update(data: bytes)
+                            chunk.data = Data(bytes)
+                            if offset >= total { chunk.sha256 = Data(digest.finalize()) }
+                            try await writer.write(chunk)
+                        } while offset < total
+                    }, options: .peerSnapshot)
+                ok = ack.ok
+                if !ok { logger.warning("peer refused snapshot", metadata: ["error": "\(ack.error)"]) }
+            } catch {
+                logger.warning(
+                    "sending snapshot failed", metadata: ["to": "\(Identity.hex(message.to))", "error": "\(error)"])
+            }
+            node.reportSnapshot(to: message.to, succeeded: ok)
+            if ok {
+                logger.info("sent database snapshot", metadata: ["to": "\(Identity.hex(message.to))", "bytes": "\(image.size)"])
+            }
+        }
+    }
+
+    /// The peer URL to dial for a member, from the replicated member table.
+    func peerURL(_ id: UInt64) -> ListenURL? {
+        guard let member = node?.members.member(id) else { return nil }
+        return member.peerURLs.lazy.compactMap { try? ListenURL($0) }.first
+    }
+
+    /// The sender for a member, created on first use; nil for unknown or removed members.
+    func sender(for id: UInt64) -> PeerSender? {
+        guard id != 0, id != memberID.withLock({ $0 }), let url = peerURL(id) else { return nil }
+        return senders.withLock { senders in
+            if let existing = senders[id], existing.url == url { return existing }
+            senders[id]?.stop()
+            let sender = PeerSender(peer: id, url: url, transport: self)
+            senders[id] = sender
+            sender.start()
+            return sender
+        }
+    }
+
+    /// A client for a member's peer service (lease forwarding, promotions, hashes).
+    public func client(for id: UInt64) -> Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>? {
+        sender(for: id)?.peerClient
+    }
+
+    /// Drops senders of members no longer in the cluster.
+    func prune() {
+        guard let node else { return }
+        let stale = senders.withLock { senders -> [PeerSender] in
+            let gone = senders.keys.filter { node.members.member($0) == nil }
+            return gone.compactMap { senders.removeValue(forKey: $0) }
+        }
+        for sender in stale { sender.stop() }
+    }
+
+    public func stop() {
+        let all = senders.withLock { senders -> [PeerSender] in
+            defer { senders.removeAll() }
+            return Array(senders.values)
+        }
+        for sender in all { sender.stop() }
+    }
+}
+
+extension CallOptions {
+    static var peerSnapshot: CallOptions {
+        var options = CallOptions.defaults
+        options.timeout = .seconds(600)
+        options.maxRequestMessageBytes = 8 << 20
+        return options
+    }
+}
+
+/// The outbound half of one peer connection.
+final class PeerSender: Sendable {
+    let peer: UInt64
+    let url: ListenURL
+    private unowned(unsafe) let transport: PeerTransport
+    let grpc: GRPCClient<HTTP2ClientTransport.Posix>?
+    let peerClient: Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>?
+
+    private struct Queue {
+        var batches: Deque<[[UInt8]]> = []
+        var messages = 0
+        var waiter: CheckedContinuation<[[UInt8]]?, Never>?
+        var stopped = false
+    }
+
+    private let queue = Mutex(Queue())
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// Enough for bursts; beyond it the newest messages are dropped and Raft resends.
+    private static let maxQueuedMessages = 8192
+
+    init(peer: UInt64, url: ListenURL, transport: PeerTransport) {
+        self.peer = peer
+        self.url = url
+        self.transport = transport
+        let target: any ResolvableTarget
+        if url.host.contains(":") {
+            target = .ipv6(address: url.host, port: url.port)
+        } else if url.host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            target = .ipv4(address: url.host, port: url.port)
+        } else {
+            target = .dns(host: url.host, port: url.port)
+        }
+        var config = HTTP2ClientTransport.Posix.Config.defaults
+        config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+        config.connection.maxIdleTime = nil
+        let client = try? GRPCClient(
+            transport: .http2NIOPosix(
+                target: target, transportSecurity: transport.security.transportSecurity(for: url), config: config))
+        grpc = client
+        peerClient = client.map { Quorumpb_Peer.Client(wrapping: $0) }
+    }
+
+    func start() {
+        guard let grpc else { return }
+        let connections = Task { _ = try? await grpc.runConnections() }
+        let stream = Task { [self] in await runStream() }
+        tasks.withLock { $0 = [connections, stream] }
+    }
+
+    func stop() {
+        let waiter = queue.withLock { q -> CheckedContinuation<[[UInt8]]?, Never>? in
+            q.stopped = true
+            defer { q.waiter = nil }
+            return q.waiter
+        }
+        waiter?.resume(returning: nil)
+        grpc?.beginGracefulShutdown()
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+    }
+
+    func enqueue(_ batch: [[UInt8]]) {
+        let waiter = queue.withLock { q -> CheckedContinuation<[[UInt8]]?, Never>? in
+            if q.stopped { return nil }
+            if let waiter = q.waiter {
+                q.waiter = nil
+                return waiter
+            }
+            if q.messages + batch.count > Self.maxQueuedMessages { return nil }
+            q.batches.append(batch)
+            q.messages += batch.count
+            return nil
+        }
+        waiter?.resume(returning: batch)
+    }
+
+    /// Everything queued, or waits for the next batch; nil once stopped.
+    private func next() async -> [[UInt8]]? {
+        await withCheckedContinuation { continuation in
+            let ready: [[UInt8]]?? = queue.withLock { q in
+                if q.stopped { return .some(nil) }
+                if !q.batches.isEmpty {
+                    var all: [[UInt8]] = []
+                    while let b = q.batches.popFirst() { all += b }
+                    q.messages = 0
+                    return .some(all)
+                }
+                q.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    private func runStream() async {
+        guard let peerClient else { return }
+        var backoff = Duration.milliseconds(50)
+        while !Task.isCancelled && !queue.withLock({ $0.stopped }) {
+            let clusterID = transport.clusterID.withLock { $0 }
+            let memberID = transport.memberID.withLock { $0 }
+            let peer = self.peer
+            do {
+                _ = try await peerClient.raft(
+                    request: StreamingClientRequest { [self] writer in
+                        while let messages = await next() {
+                            var batch = Quorumpb_RaftBatch()
+                            batch.clusterID = clusterID
+                            batch.from = memberID
+                            batch.to = peer
+                            batch.messages = messages.map { Data($0) }
+                            try await writer.write(batch)
+                        }
+                    })
+                backoff = .milliseconds(50)
+            } catch {
+                if Task.isCancelled { return }
+                transport.node?.reportUnreachable(peer)
+                transport.logger.debug(
+                    "peer stream broke", metadata: ["peer": "\(Identity.hex(peer))", "error": "\(error)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(1))
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Three and four real members on loopback, driven with the real etcdctl.
+@Suite(.serialized) struct ClusterTests {
+    func memberID(_ cluster: QuorumCluster, peerURL: String) throws -> String {
+        let list = try etcdctl(cluster.endpoints, ["member", "list"]).stdout
+        let line = try #require(list.split(separator: "\n").first { $0.contains(peerURL) })
+        return String(line.split(separator: ",")[0])
+    }
+
+    @Test func threeMembersServeReadsAndWritesThroughEveryMember() throws {
+        let cluster = QuorumCluster(size: 3)
+        try cluster.start()
+        let list = try etcdctl(cluster.endpoints, ["member", "list"]).stdout
+        #expect(list.split(separator: "\n").count == 3 && !list.contains("unstarted"))
+        for (i, m) in cluster.members.enumerated() {
+            #expect(try etcdctl(m.endpoint, ["put", "via/\(i)", "v\(i)"]).ok)
+        }
+        for m in cluster.members {
+            #expect(try etcdctl(m.endpoint, ["get", "via/", "--prefix", "--print-value-only"]).stdout == "v0\nv1\nv2\n")
+            try eventually("serializable read on \(m.name)") {
+                try etcdctl(m.endpoint, ["get", "via/2", "--consistency=s", "--print-value-only"]).stdout == "v2\n"
+            }
+        }
+        let status = try etcdctl(cluster.members[0].endpoint, ["endpoint", "status", "--cluster", "-w", "json"]).stdout
+        let statuses = try #require(try etcdJSON(status) as? [[String: Any]])
+        #expect(statuses.count == 3)
+        let leaders = Set(statuses.compactMap { ($0["Status"] as? [String: Any])?["leader"] as? String })
+        #expect(leaders.count == 1)
+
+        // A lease granted on one member is kept alive through another and expires through the leader.
+        let grant = try etcdctl(cluster.members[1].endpoint, ["lease", "grant", "30"]).stdout
+        let lease = String(grant.split(separator: " ")[1])
+        let keep = try etcdctl(cluster.members[2].endpoint, ["lease", "keep-alive", "--once", lease])
+        #expect(keep.stdout.contains("keepalived with TTL(30)"))
+        #expect(try etcdctl(cluster.members[0].endpoint, ["lease", "timetolive", lease]).stdout.contains("granted with TTL(30s)"))
+
+        // move-leader hands leadership to the chosen member.
+        let leader = try cluster.waitForLeader()
+        let target = try #require(cluster.members.first { $0 !== leader })
+        let targetID = try memberID(cluster, peerURL: target.peerURL)
+        let moved = try etcdctl(leader.endpoint, ["move-leader", targetID])
+        #expect(moved.stdout.contains("Leadership transferred"))
+        #expect(try cluster.waitForLeader() === target)
+        #expect(try etcdctl(cluster.endpoints, ["put", "after-move", "ok"]).ok)
+    }
+
+    @Test func learnerCatchesUpBySnapshotAndIsPromoted() throws {
+        let cluster = QuorumCluster(
+            size: 3, extraArguments: ["--snapshot-count", "40", "--experimental-snapshot-catchup-entries", "5"])
+        try cluster.start()
+        for i in 0..<120 { #expect(try etcdctl(cluster.endpoints, ["put", "bulk/\(i)", "value-\(i)"]).ok) }
+        let learner = QuorumProcess(
+            in: cluster.scratch, name: "m4",
+            extraArguments: ["--snapshot-count", "40", "--experimental-snapshot-catchup-entries", "5"])
+        let added = try etcdctl(cluster.endpoints, ["member", "add", "m4", "--peer-urls=\(learner.peerURL)", "--learner"])
+        #expect(added.ok && added.stdout.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""))
+        learner.initialCluster = cluster.initialCluster + ",m4=\(learner.peerURL)"
+        learner.clusterState = "existing"
+        try learner.start()
+        defer { learner.stop() }
+        try eventually("learner has the data") {
+            try etcdctl(learner.endpoint, ["get", "bulk/119", "--consistency=s", "--print-value-only"]).stdout
+                == "value-119\n"
+        }
+        #expect(learner.log.contains("installed database snapshot from the leader"))
+        let id = try memberID(cluster, peerURL: learner.peerURL)
+        // Promotion goes through any member (followers forward it to the leader).
+        try eventually("promotion") {
+            try etcdctl(cluster.members[0].endpoint, ["member", "promote", id]).stdout.contains("promoted")
+        }
+        let list = try etcdctl(cluster.endpoints, ["member", "list"]).stdout
+        #expect(list.contains("\(learner.peerURL), \(learner.endpoint), false"))
+        #expect(try etcdctl(learner.endpoint, ["put", "from-m4", "ok"]).ok)
+        let promoteAgain = try etcdctl(cluster.endpoints, ["member", "promote", id])
+        #expect(promoteAgain.stderr.contains("etcdserver: can only promote a learner member"))
+    }
+
+    @Test func removedLeaderStopsAndAFreshMemberRejoins() throws {
+        let cluster = QuorumCluster(size: 3)
+        try cluster.start()
+        #expect(try etcdctl(cluster.endpoints, ["put", "before", "removal"]).ok)
+        let leader = try cluster.waitForLeader()
+        let id = try memberID(cluster, peerURL: leader.peerURL)
+        let others = cluster.members.filter { $0 !== leader }
+        let removed = try etcdctl(others[0].endpoint, ["member", "remove", id])
+        #expect(removed.stdout.contains("Member \(id) removed from cluster"))
+        try eventually("removed member exits") { !leader.isRunning }
+        #expect(leader.log.contains("the member has been permanently removed from the cluster"))
+        let survivors = others.map(\.endpoint).joined(separator: ",")
+        try eventually("new leader") { try etcdctl(survivors, ["put", "after", "removal"]).ok }
+        #expect(try etcdctl(survivors, ["member", "list"]).stdout.split(separator: "\n").count == 2)
+        let missing = try etcdctl(survivors, ["member", "remove", id])
+        #expect(missing.stderr.contains("etcdserver: member not found"))
+
+        // The same address comes back as a new member with an empty data directory.
+        let fresh = QuorumProcess(in: cluster.scratch, name: "m-new", clientPort: leader.clientPort, peerPort: leader.peerPort)
+        #expect(try etcdctl(survivors, ["member", "add", "m-new", "--peer-urls=\(fresh.peerURL)"]).ok)
+        fresh.initialCluster = others.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",") + ",m-new=\(fresh.peerURL)"
+        fresh.clusterState = "existing"
+        try fresh.start()
+        defer { fresh.stop() }
+        try eventually("rejoined member has the data") {
+            try etcdctl(fresh.endpoint, ["get", "before", "--consistency=s", "--print-value-only"]).stdout == "removal\n"
+        }
+        let list = try etcdctl(survivors, ["member", "list"]).stdout
+        #expect(list.split(separator: "\n").count == 3 && !list.contains(id))
+    }
+
+    @Test func gracefulStopOfTheLeaderTransfersLeadership() throws {
+        let cluster = QuorumCluster(size: 3)
+        try cluster.start()
+        let leader = try cluster.waitForLeader()
+        leader.stop(signal: SIGTERM)
+        #expect(leader.log.contains("transferring leadership before stopping"))
+        let next = try cluster.waitForLeader(timeout: 5)
+        #expect(next !== leader)
+        #expect(try etcdctl(cluster.endpoints, ["put", "k", "v"]).ok)
+    }
+
+    @Test func memberWithAnotherClusterTokenIsRefused() throws {
+        let cluster = QuorumCluster(size: 3)
+        let stranger = cluster.members[2]
+        stranger.extraArguments += ["--initial-cluster-token", "another-cluster"]
+        for m in cluster.members { try m.start(waitReady: false) }
+        try cluster.members[0].waitUntilReady()
+        try eventually("mismatch reported") {
+            (cluster.members[0].log + cluster.members[1].log).contains("cluster ID mismatch")
+        }
+        #expect(!stranger.log.contains("ready to serve client requests"))
+    }
+
+    @Test func divergedMemberRaisesTheCorruptAlarm() throws {
+        let cluster = QuorumCluster(size: 3, extraArguments: ["--experimental-corrupt-check-time", "1s"])
+        try cluster.start()
+        for i in 0..<10 { #expect(try etcdctl(cluster.endpoints, ["put", "c/\(i)", "v\(i)"]).ok) }
+        let leader = try cluster.waitForLeader()
+        let victim = try #require(cluster.members.first { $0 !== leader })
+        try eventually("victim caught up") {
+            try etcdctl(victim.endpoint, ["get", "c/9", "--consistency=s", "--print-value-only"]).stdout == "v9\n"
+        }
+        victim.stop()
+        // Flip a stored value behind Quorum's back: the member's history no longer matches the others'.
+        let tamper = try run(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE kv SET value=x'00' WHERE key=CAST('c/3' AS BLOB)\"); c.commit()",
+                victim.dataDir + "/member/snap/db",
+            ])
+        #expect(tamper.ok, "\(tamper.stderr)")
+        try victim.start()
+        try eventually(timeout: 30, "CORRUPT alarm") {
+            try etcdctl(cluster.endpoints, ["alarm", "list"]).stdout.contains("alarm:CORRUPT")
+        }
+    }
+}
