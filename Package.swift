@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "quorumctl", targets: ["quorumctl"]),
         .executable(name: "quorum-sim", targets: ["quorum-sim"]),
         .executable(name: "quorum-bench", targets: ["quorum-bench"]),
+        .executable(name: "quorum-chaos", targets: ["quorum-chaos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -124,6 +125,20 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
+        .target(
+            name: "Chaos",
+            dependencies: [
+                "EtcdAPI", "EtcdProto", "Simulation",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "quorum-chaos",
+            dependencies: ["Chaos", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),

@@ -18,11 +18,15 @@ public final class EtcdHandler: Sendable {
 
     var config: NodeConfig { node.config }
 
+    /// TEST ONLY: serve linearizable reads locally, skipping ReadIndex. It exists so the fault harness can show
+    /// that it catches the stale reads this produces (a mutation check); never set it on a real cluster.
+    static let unsafeLocalReads = ProcessInfo.processInfo.environment["QUORUM_TESTING_UNSAFE_LOCAL_READS"] == "1"
+
     // MARK: KV
 
     public func range(_ r: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(r)
-        if !r.serializable { try await node.readBarrier() }
+        if !r.serializable && !Self.unsafeLocalReads { try await node.readBarrier() }
         var response = try execute {
             try RangeExecutorFacade.range(r, store: node.store)
         }
