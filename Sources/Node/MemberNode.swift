@@ -252,6 +252,9 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Starts the Raft loop and the watch catch-up loop.
     public func start() {
+        // A single voter elects itself at once instead of waiting out an election timeout; done before the loop
+        // runs so that no request can arrive to a member that has not yet led.
+        if raft.configuration.voters == [memberID] { try? raft.campaign() }
         let loop = Thread { [self] in runLoop() }
         loop.name = "quorum-raft"
         loop.stackSize = 8 << 20
@@ -266,10 +269,7 @@ public final class MemberNode: @unchecked Sendable {
         catchUp.name = "quorum-watch"
         catchUpThread = catchUp
         catchUp.start()
-        // A single voter elects itself at once instead of waiting out an election timeout.
-        if members.all.filter({ !$0.isLearner }).count == 1 {
-            perform { node in try? node.raft.campaign() }
-        }
+
     }
 
     /// Stops the loops; pending requests fail with etcd's "server stopped".
@@ -556,6 +556,13 @@ public final class MemberNode: @unchecked Sendable {
         let tickInterval = Int64(config.heartbeatMilliseconds) * 1_000_000
         var nextTick = now() + tickInterval
         publishStatus()
+        do {
+            // Whatever happened before the loop started (a single member's election) is handled at once.
+            try drainReadies()
+        } catch {
+            fail("raft loop stopped: \(error)")
+            return
+        }
         while true {
             let work = inbox.take(waitingUntil: nextTick, now: now)
             if work.stop { break }
