@@ -190,18 +190,39 @@ public final class WatchHub: Sendable {
         let fellBehind = state.withLock { s -> Bool in
             s.currentRevision = max(s.currentRevision, revision)
             guard !events.isEmpty, !s.watchers.isEmpty else { return false }
+            // Fan-out is the hot part of a watched write: one header for every response of the batch (building
+            // one takes the member's status lock), and each event's copy without its previous value made once,
+            // not once per watcher.
+            let header = header(revision)
+            var withoutPrev = [Mvccpb_Event?](repeating: nil, count: events.count)
             var fellBehind = false
             var perWatcher: [UInt64: [Mvccpb_Event]] = [:]
-            for event in events {
-                if let keys = s.byKey[event.kv.key] {
-                    for key in keys { collect(event, for: key, in: s, into: &perWatcher) }
+            func collect(_ index: Int, for key: UInt64) {
+                let event = events[index]
+                guard let watcher = s.watchers[key], watcher.synced, event.kv.modRevision >= watcher.nextRevision,
+                    watcher.matches(event)
+                else { return }
+                if watcher.spec.prevKV || !event.hasPrevKv {
+                    perWatcher[key, default: []].append(event)
+                } else {
+                    if withoutPrev[index] == nil {
+                        var stripped = event
+                        stripped.clearPrevKv()
+                        withoutPrev[index] = stripped
+                    }
+                    perWatcher[key, default: []].append(withoutPrev[index]!)
                 }
-                for key in s.ranged { collect(event, for: key, in: s, into: &perWatcher) }
+            }
+            for index in events.indices {
+                if let keys = s.byKey[events[index].kv.key] {
+                    for key in keys { collect(index, for: key) }
+                }
+                for key in s.ranged { collect(index, for: key) }
             }
             for (key, matched) in perWatcher {
                 guard let watcher = s.watchers[key] else { continue }
                 let first = matched[0].kv.modRevision
-                if deliver(matched, to: watcher, revision: revision) {
+                if deliver(matched, to: watcher, header: header) {
                     watcher.nextRevision = revision + 1
                 } else {
                     watcher.synced = false
@@ -215,15 +236,12 @@ public final class WatchHub: Sendable {
         if fellBehind { onBehind() }
     }
 
-    private func collect(
-        _ event: Mvccpb_Event, for key: UInt64, in s: State, into perWatcher: inout [UInt64: [Mvccpb_Event]]
-    ) {
-        guard let watcher = s.watchers[key], watcher.synced, event.kv.modRevision >= watcher.nextRevision,
-            watcher.matches(event)
-        else { return }
-        var event = event
-        if !watcher.spec.prevKV { event.clearPrevKv() }
-        perWatcher[key, default: []].append(event)
+    private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, header: Etcdserverpb_ResponseHeader) -> Bool {
+        var response = Etcdserverpb_WatchResponse()
+        response.header = header
+        response.watchID = watcher.watchID
+        response.events = events
+        return watcher.stream.offer(response)
     }
 
     private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, revision: Int64) -> Bool {

@@ -68,6 +68,33 @@ public final class WatchStream: Sendable {
         }
     }
 
+    /// Every response queued so far (at most `limit`), or the next one to arrive; nil once the stream is closed.
+    ///
+    /// A write fanned out to many watchers of one stream queues one response per watcher at once; taking them
+    /// together lets the writer hand them to gRPC in one write and one flush, and a non-empty queue is served
+    /// without suspending the writer task at all.
+    public func nextBatch(limit: Int = 64) async -> [Response]? {
+        enum Ready {
+            case batch([Response])
+            case closed
+            case empty
+        }
+        let ready: Ready = state.withLock { s in
+            if !s.queue.isEmpty {
+                let count = min(limit, s.queue.count)
+                let batch = Array(s.queue.prefix(count))
+                s.queue.removeFirst(count)
+                return .batch(batch)
+            }
+            return s.closed ? .closed : .empty
+        }
+        switch ready {
+        case .batch(let batch): return batch
+        case .closed: return nil
+        case .empty: return await next().map { [$0] }
+        }
+    }
+
     /// Ends the stream; a pending `next()` returns nil.
     public func close() {
         let waiter = state.withLock { s -> CheckedContinuation<Response?, Never>? in

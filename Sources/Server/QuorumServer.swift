@@ -27,7 +27,12 @@ public final class QuorumServer: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
-        let peers = PeerTransport(logger: logger, metrics: metrics)
+        // TLS before the peer transport and any listener: expired or stale leaves are renewed here, so the first
+        // handshake (accepted or dialled) already sees a valid certificate; an expired CA stops start-up with the
+        // file, the date and the fix.
+        let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
+        tlsRuntime = tls
+        let peers = PeerTransport(logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics)
         var nodeConfig = config.node
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
             nodeConfig.join = try await ClusterJoin.discover(config: nodeConfig, security: peers.security, logger: logger)
@@ -54,10 +59,6 @@ public final class QuorumServer: Service, @unchecked Sendable {
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let metrics = self.metrics
-        // TLS before any listener: expired or stale leaves are renewed here, so the first handshake already sees a
-        // valid certificate; an expired CA stops start-up with the file, the date and the fix.
-        let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
-        tlsRuntime = tls
         let router = EtcdHTTPRouter(
             handler: handler, metrics: { metrics.render(node: node) },
             extraChecks: {
@@ -93,17 +94,20 @@ public final class QuorumServer: Service, @unchecked Sendable {
         }
 
         let peerServers = PeerServers(
-            urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger),
+            urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger, metrics: peers.metrics),
             tls: tls.peer, makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) })
         let grpcServers = servers + peerServers.servers
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()
             let finished = ManagedAtomic()
+            // Handlers inherit this preference: they run on the event loop that read their request (see
+            // EventLoopTaskExecutor for the measured reason).
+            let handlerExecutor = EventLoopTaskExecutor(group: .singleton)
             try await withThrowingDiscardingTaskGroup { group in
                 for server in grpcServers {
                     group.addTask {
                         do {
-                            try await server.serve()
+                            try await withTaskExecutorPreference(handlerExecutor) { try await server.serve() }
                         } catch where stopping.isSet {
                             // Cut off while stopping (long-lived watch and peer streams): expected.
                         }

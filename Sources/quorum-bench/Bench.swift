@@ -55,8 +55,8 @@ enum Bench {
     static func runAndReport(_ settings: BenchSettings, options: CommonOptions) async throws {
         let showProgress = !options.noProgress && isatty(STDERR_FILENO) != 0
         let report = try await run(settings, showProgress: showProgress)
-        print(options.json ? report.jsonLine() : report.table())
-        fflush(stdout)
+        // One write, so the line is complete on stdout even when stdout is a file or a pipe.
+        FileHandle.standardOutput.write(Data(((options.json ? report.jsonLine() : report.table()) + "\n").utf8))
         if report.latencies.count == 0 && report.errors > 0 { throw ExitCode(2) }
     }
 

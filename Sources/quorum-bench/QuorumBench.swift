@@ -1,7 +1,15 @@
+// quorum-bench: a load generator for etcd-compatible servers (Quorum, etcd) on the etcd v3 gRPC API.
+//
+// Modelled on etcd's tools/benchmark and on ../shared/bench/etcdload, with the same workloads, flags and JSON
+// fields, so its numbers can be put beside those of etcd's own Go client: if the two clients disagree about a
+// server, the difference is the client's, not the server's.
 import ArgumentParser
 import Foundation
 
 /// The command line: one subcommand per workload, sharing the connection and key-space options.
+/// `@main` rather than a top-level `main()` call: only the attribute reaches `AsyncParsableCommand`'s async entry
+/// point (the synchronous one prints the help of async subcommands instead of running them).
+@main
 struct QuorumBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quorum-bench",

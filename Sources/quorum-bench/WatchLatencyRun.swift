@@ -36,7 +36,7 @@ enum WatchLatencyRun {
         let key = Data("quorum-bench-watch-\(nowNanos())".utf8)
         let n = s.total
         let shared = Shared(count: n)
-        let perStream = (0..<watchers.count).map { j in stride(from: j, to: s.clients, by: watchers.count).count }
+        let perStream = (0..<watchers.count).map { j in (s.clients - j + watchers.count - 1) / watchers.count }
         let states = perStream.map { _ in StreamState() }
         let cpuBefore = processCPUSeconds()
 

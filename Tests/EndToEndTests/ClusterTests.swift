@@ -40,6 +40,29 @@ import Glibc
         #expect(keep.stdout.contains("keepalived with TTL(30)"))
         #expect(try etcdctl(cluster.members[0].endpoint, ["lease", "timetolive", lease]).stdout.contains("granted with TTL(30s)"))
 
+        // Cluster metrics under etcd's names.
+        let metrics = try awaitGet(cluster.members[0].endpoint + "/metrics")
+        for name in [
+            "etcd_server_has_leader 1", "etcd_server_leader_changes_seen_total", "etcd_network_peer_sent_bytes_total",
+            "etcd_network_peer_received_bytes_total", "etcd_network_active_peers",
+        ] {
+            #expect(metrics.contains(name), "missing \(name)")
+        }
+        try eventually("round-trip probes") {
+            try awaitGet(cluster.members[0].endpoint + "/metrics").contains("etcd_network_peer_round_trip_time_seconds_bucket")
+        }
+
+        // member update changes a member's peer URLs everywhere.
+        let third = cluster.members[2]
+        let thirdID = try memberID(cluster, peerURL: third.peerURL)
+        let extra = "http://localhost:\(third.peerPort)"
+        #expect(try etcdctl(cluster.endpoints, ["member", "update", thirdID, "--peer-urls=\(third.peerURL),\(extra)"]).ok)
+        try eventually("update visible on every member") {
+            try cluster.members.allSatisfy {
+                try etcdctl($0.endpoint, ["member", "list"]).stdout.contains("\(third.peerURL),\(extra)")
+            }
+        }
+
         // move-leader hands leadership to the chosen member.
         let leader = try cluster.waitForLeader()
         let target = try #require(cluster.members.first { $0 !== leader })

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 
 /// Maintenance through etcdctl and etcd's HTTP endpoints.
@@ -141,14 +144,29 @@ import Testing
 
 /// A synchronous GET for tests that are not async (the HTTP client itself is async).
 func awaitHealth(_ endpoint: String) throws -> (status: Int, body: String) {
+    try awaitRequest(endpoint + "/health")
+}
+
+func awaitGet(_ url: String) throws -> String { try awaitRequest(url).body }
+
+/// A blocking GET for synchronous tests. The request runs on URLSession's own queue (a completion handler, not a
+/// Task): blocking a test thread on a Task would wait on the cooperative pool the test itself occupies, which on a
+/// 2-core machine deadlocks as soon as two such tests run at once.
+func awaitRequest(_ url: String, timeout: TimeInterval = 30) throws -> (status: Int, body: String) {
     let box = ResultBox()
     let semaphore = DispatchSemaphore(value: 0)
-    Task {
-        box.set(try? await http(endpoint + "/health"))
+    var request = URLRequest(url: URL(string: url)!)
+    request.timeoutInterval = timeout
+    URLSession.shared.dataTask(with: request) { data, response, _ in
+        if let data, let response = response as? HTTPURLResponse {
+            box.set((response.statusCode, String(decoding: data, as: UTF8.self)))
+        }
         semaphore.signal()
+    }.resume()
+    guard semaphore.wait(timeout: .now() + timeout + 5) == .success, let result = box.get() else {
+        throw TestFailure("GET \(url) failed")
     }
-    semaphore.wait()
-    return box.get() ?? (0, "")
+    return result
 }
 
 final class ResultBox: @unchecked Sendable {

@@ -93,7 +93,8 @@ struct EndToEndTLSTests {
         let dir = try TemporaryDirectory("renew")
         let data = dir.path("data")
         let member = try QuorumMember(
-            dataDir: data, extra: ["--client-cert-auth", "--pki-leaf-validity", "4s"])
+            // Renewing at half the lifetime leaves 2 s of margin, enough for a loaded 2-core CI machine.
+            dataDir: data, extra: ["--client-cert-auth", "--pki-leaf-validity", "4s", "--pki-renewal-fraction", "0.5"])
         defer { member.stop() }
         let client = try Client.issue("root", data: data, out: dir.path("client"))
 
@@ -119,7 +120,7 @@ struct EndToEndTLSTests {
             if let serial = await Self.servedSerial(member, client), serial != serials.last { serials.append(serial) }
         }
         #expect(failures.isEmpty, "\(failures.prefix(3))")
-        #expect(written >= 20)
+        #expect(written >= 5, "enough puts to span several renewals (each is a new etcdctl process and handshake)")
         #expect(serials.count >= 3, "served serials over 14 s: \(serials)")
         #expect(Set(serials).count == serials.count, "each renewal serves a new serial")
 
@@ -135,7 +136,8 @@ struct EndToEndTLSTests {
         }
         #expect(Double(renewals?.split(separator: " ").last ?? "0") ?? 0 >= Double(serials.count - 1))
         #expect(metrics.contains("quorum_pki_certificate_expiry_timestamp_seconds{usage=\"client-server\""))
-        #expect(await Self.get(member, client, "/health").contains(#""health":"true""#))
+        let health = await Self.get(member, client, "/health")
+        #expect(health.contains(#""health":"true""#), "\(health)\n\(member.log.suffix(6000))")
         // Go clients negotiate h2 over TLS and ask for /health with a plain GET: it must reach the HTTP router.
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") {
             let h2 = try runCommand(

@@ -21,8 +21,9 @@ struct WatchService: Etcdserverpb_Watch.SimpleServiceProtocol {
         defer { hub.closeStream(stream) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                while let next = await stream.next() {
-                    try await response.write(next)
+                // Batches: the responses a fanned-out write queued together go out in one write and one flush.
+                while let batch = await stream.nextBatch() {
+                    try await response.write(contentsOf: batch)
                 }
             }
             group.addTask {

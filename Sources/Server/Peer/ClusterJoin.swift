@@ -22,13 +22,14 @@ enum ClusterJoin {
         }
         let deadline = ContinuousClock.now + timeout
         var lastError = "no answer"
+        var nextReport = ContinuousClock.now
         while ContinuousClock.now < deadline {
             for text in others {
                 guard let url = try? ListenURL(text) else { continue }
                 do {
                     let response = try await withGRPCClient(
                         transport: .http2NIOPosix(
-                            target: .dns(host: url.host, port: url.port),
+                            target: url.peerTarget,
                             transportSecurity: security.transportSecurity(for: url))
                     ) { client in
                         try await Quorumpb_Peer.Client(wrapping: client).members(
@@ -53,6 +54,12 @@ enum ClusterJoin {
                 } catch {
                     lastError = "\(text): \(error)"
                 }
+            }
+            // Say why joining is taking long (a refused certificate, an unreachable member) every few seconds
+            // rather than only at the final timeout.
+            if ContinuousClock.now >= nextReport {
+                logger.warning("cannot reach an existing member yet", metadata: ["error": "\(lastError)"])
+                nextReport = ContinuousClock.now + .seconds(5)
             }
             try await Task.sleep(for: .milliseconds(500))
         }

@@ -15,6 +15,7 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
     let node: MemberNode
     let handler: EtcdHandler
     let logger: Logger
+    let metrics: PeerMetrics?
 
     private func check(clusterID: UInt64, from: UInt64) throws {
         if clusterID != node.clusterID {
@@ -51,6 +52,7 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
                 messages.append(message)
             }
             node.receive(messages)
+            metrics?.received(bytes: batch.messages.reduce(0) { $0 + $1.count }, from: batch.from)
         }
         return Quorumpb_PeerAck()
     }

@@ -36,12 +36,12 @@ public final class PeerTransport: RaftTransport, Sendable {
     let security: any PeerClientSecurity
     private let nodeBox = Mutex<MemberNode?>(nil)
     private let senders = Mutex<[UInt64: PeerSender]>([:])
-    let metrics: ServerMetrics?
+    let metrics: PeerMetrics?
 
     public init(logger: Logger, security: any PeerClientSecurity = PlaintextPeers(), metrics: ServerMetrics? = nil) {
         self.logger = logger
         self.security = security
-        self.metrics = metrics
+        self.metrics = metrics.map { PeerMetrics(registry: $0.registry) }
         memberID = Mutex(0)
         clusterID = Mutex(0)
     }
@@ -108,6 +108,7 @@ public final class PeerTransport: RaftTransport, Sendable {
                     "sending snapshot failed", metadata: ["to": "\(Identity.hex(message.to))", "error": "\(error)"])
             }
             node.reportSnapshot(to: message.to, succeeded: ok)
+            self.metrics?.snapshotSent(to: message.to, succeeded: ok)
             if ok {
                 logger.info("sent database snapshot", metadata: ["to": "\(Identity.hex(message.to))", "bytes": "\(image.size)"])
             }
@@ -136,6 +137,11 @@ public final class PeerTransport: RaftTransport, Sendable {
     /// A client for a member's peer service (lease forwarding, promotions, hashes).
     public func client(for id: UInt64) -> Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>? {
         sender(for: id)?.peerClient
+    }
+
+    func reportActivePeers() {
+        let active = senders.withLock { $0.values.filter { $0.reachable.load(ordering: .relaxed) }.count }
+        metrics?.activePeers(active, local: memberID.withLock { $0 })
     }
 
     /// Drops senders of members no longer in the cluster.
@@ -190,20 +196,12 @@ final class PeerSender: Sendable {
         self.peer = peer
         self.url = url
         self.transport = transport
-        let target: any ResolvableTarget
-        if url.host.contains(":") {
-            target = .ipv6(address: url.host, port: url.port)
-        } else if url.host.allSatisfy({ $0.isNumber || $0 == "." }) {
-            target = .ipv4(address: url.host, port: url.port)
-        } else {
-            target = .dns(host: url.host, port: url.port)
-        }
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
         config.connection.maxIdleTime = nil
         let client = try? GRPCClient(
             transport: .http2NIOPosix(
-                target: target, transportSecurity: transport.security.transportSecurity(for: url), config: config))
+                target: url.peerTarget, transportSecurity: transport.security.transportSecurity(for: url), config: config))
         grpc = client
         peerClient = client.map { Quorumpb_Peer.Client(wrapping: $0) }
     }
@@ -212,7 +210,30 @@ final class PeerSender: Sendable {
         guard let grpc else { return }
         let connections = Task { _ = try? await grpc.runConnections() }
         let stream = Task { [self] in await runStream() }
-        tasks.withLock { $0 = [connections, stream] }
+        let probe = Task { [self] in await runProbe() }
+        tasks.withLock { $0 = [connections, stream, probe] }
+    }
+
+    /// Whether the last probe got an answer (etcd's "active peer").
+    let reachable = Atomic<Bool>(false)
+
+    /// Measures the round trip every two seconds, as etcd's prober does, for the RTT metric.
+    private func runProbe() async {
+        guard let peerClient else { return }
+        while !Task.isCancelled {
+            let start = ContinuousClock.now
+            var options = CallOptions.defaults
+            options.timeout = .seconds(2)
+            let answered = (try? await peerClient.members(Quorumpb_MembersRequest(), options: options)) != nil
+            reachable.store(answered, ordering: .relaxed)
+            if answered {
+                let rtt = ContinuousClock.now - start
+                transport.metrics?.roundTrip(
+                    seconds: Double(rtt.components.seconds) + Double(rtt.components.attoseconds) / 1e18, to: peer)
+            }
+            transport.reportActivePeers()
+            try? await Task.sleep(for: .seconds(2))
+        }
     }
 
     func stop() {
@@ -276,17 +297,29 @@ final class PeerSender: Sendable {
                             batch.to = peer
                             batch.messages = messages.map { Data($0) }
                             try await writer.write(batch)
+                            transport.metrics?.sent(bytes: messages.reduce(0) { $0 + $1.count }, to: peer)
                         }
                     })
                 backoff = .milliseconds(50)
             } catch {
                 if Task.isCancelled { return }
                 transport.node?.reportUnreachable(peer)
+                transport.metrics?.sendFailed(to: peer)
                 transport.logger.debug(
                     "peer stream broke", metadata: ["peer": "\(Identity.hex(peer))", "error": "\(error)"])
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(1))
             }
         }
+    }
+}
+
+extension ListenURL {
+    /// The gRPC target for dialling this URL. Literal addresses are not resolved, and, as important, not sent as
+    /// TLS server names: SNI may only carry a host name, and NIOSSL refuses to dial an IP address given as one.
+    var peerTarget: any ResolvableTarget {
+        if host.contains(":") { return .ipv6(address: host, port: port) }
+        if host.allSatisfy({ $0.isNumber || $0 == "." }) { return .ipv4(address: host, port: port) }
+        return .dns(host: host, port: port)
     }
 }

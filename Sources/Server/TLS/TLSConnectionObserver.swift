@@ -60,13 +60,14 @@ public final class TLSEventSink: Sendable {
     }
 
     func handshakeFailed(_ rejection: TLSRejection, side: String, remote: SocketAddress?) {
-        metrics?.tlsHandshakeFailed(reason: rejection.reason)
         logger.warning(
             "rejected TLS connection: \(rejection.message)",
             metadata: [
                 "side": "\(side)", "remote-addr": "\(remote.flatMap(ClientIdentityRegistry.key) ?? "unknown")",
                 "reason": "\(rejection.reason)",
             ])
+        // Counted after logging, so whoever waits for the counter also finds the log line.
+        metrics?.tlsHandshakeFailed(reason: rejection.reason)
     }
 }
 

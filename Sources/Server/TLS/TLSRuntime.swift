@@ -204,6 +204,9 @@ public final class TLSRuntime: Sendable {
             }
             for context in contexts where context.reloadIfChanged() {
                 metrics?.tlsReloaded(side: context.options.side)
+                // Files changed under the managed PKI (quorumctl certs renew / rotate-ca / revoke): re-check now so
+                // that metrics and health describe what is served, not what the last scheduled check saw.
+                if pki != nil { pkiState.withLock { $0.nextCheck = Date() } }
                 refreshExpiryMetrics()
             }
             let untilDue = pkiState.withLock { $0.nextCheck }.timeIntervalSince(Date())
@@ -317,7 +320,9 @@ public final class TLSRuntime: Sendable {
     public func healthFailures(now: Date = Date()) -> [String] {
         var failures: [String] = []
         // A CA that is merely listed in a bundle breaks nothing by expiring; only what is served or signs counts.
-        for status in certificatesInUse() where !(status.usage.isCertificateAuthority && !status.managed) {
+        // The admin certificate is not served: its expiry breaks local etcdctl, not the member.
+        for status in certificatesInUse()
+        where status.usage != .clientAdmin && !(status.usage.isCertificateAuthority && !status.managed) {
             if now > status.notAfter {
                 failures.append(
                     "\(status.usage.rawValue) certificate \(status.path) (serial \(status.serialHex)) expired at "

@@ -1,0 +1,81 @@
+import Foundation
+import Node
+import Prometheus
+import Synchronization
+
+/// etcd's peer-network metrics, labelled with the peer's id in hex as etcd labels them (`To`, `From`).
+final class PeerMetrics: Sendable {
+    private let registry: PrometheusCollectorRegistry
+    private let counters = Mutex<[String: Counter]>([:])
+    private let histograms = Mutex<[String: ValueHistogram]>([:])
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+    }
+
+    private func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    private func counter(_ name: String, _ help: String, _ label: (String, String)) -> Counter {
+        counters.withLock { all in
+            let key = name + "|" + label.1
+            if let c = all[key] { return c }
+            let c = registry.makeCounter(descriptor: descriptor(name, help), labels: [label])
+            all[key] = c
+            return c
+        }
+    }
+
+    func sent(bytes: Int, to peer: UInt64) {
+        counter("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", ("To", Identity.hex(peer)))
+            .increment(by: Int64(bytes))
+    }
+
+    func received(bytes: Int, from peer: UInt64) {
+        counter(
+            "etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.",
+            ("From", Identity.hex(peer))
+        ).increment(by: Int64(bytes))
+    }
+
+    func sendFailed(to peer: UInt64) {
+        counter(
+            "etcd_network_peer_sent_failures_total", "The total number of send failures from peers.",
+            ("To", Identity.hex(peer))
+        ).increment()
+    }
+
+    func snapshotSent(to peer: UInt64, succeeded: Bool) {
+        let name = succeeded ? "etcd_network_snapshot_send_success" : "etcd_network_snapshot_send_failures"
+        counter(name, "Total number of snapshot sends.", ("To", Identity.hex(peer))).increment()
+    }
+
+    func roundTrip(seconds: Double, to peer: UInt64) {
+        let key = Identity.hex(peer)
+        let histogram = histograms.withLock { all in
+            if let h = all[key] { return h }
+            let buckets = (0..<16).map { 0.0001 * pow(2, Double($0)) }
+            let h = registry.makeValueHistogram(
+                descriptor: descriptor(
+                    "etcd_network_peer_round_trip_time_seconds", "Round-Trip-Time histogram between peers"),
+                labels: [("To", key)], buckets: buckets)
+            all[key] = h
+            return h
+        }
+        histogram.record(seconds)
+    }
+
+    func activePeers(_ count: Int, local: UInt64) {
+        let gauge = gauges.withLock { all in
+            if let g = all["active"] { return g }
+            let g = registry.makeGauge(
+                descriptor: descriptor("etcd_network_active_peers", "The current number of active peer connections."),
+                labels: [("Local", Identity.hex(local))])
+            all["active"] = g
+            return g
+        }
+        gauge.set(Double(count))
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import PKI
+import Server
+import Testing
+import X509
+
+/// Three real members whose peer links are mutually authenticated TLS from CAs created once with
+/// `quorumctl pki init` and handed to every member, as docs/TLS.md describes for a cluster.
+@Suite("peer TLS in a cluster", .serialized)
+struct PeerTLSClusterTests {
+    struct Member {
+        let name: String
+        let clientPort: Int
+        let peerPort: Int
+        let dataDir: URL
+        var endpoint: String { "http://127.0.0.1:\(clientPort)" }
+        var peerURL: String { "https://127.0.0.1:\(peerPort)" }
+
+        func arguments(initialCluster: String, state: String, extra: [String]) -> [String] {
+            [
+                "--name", name, "--data-dir", dataDir.path,
+                "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
+                "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+                "--initial-cluster", initialCluster, "--initial-cluster-state", state,
+                "--heartbeat-interval", "50", "--election-timeout", "500",
+            ] + extra
+        }
+    }
+
+    static func ctl(_ endpoints: String, _ command: [String]) throws -> CommandResult {
+        try runCommand(
+            "/usr/bin/etcdctl", ["--endpoints", endpoints, "--dial-timeout", "3s", "--command-timeout", "8s"] + command,
+            timeout: 20)
+    }
+
+    @Test("members replicate over mutual peer TLS from shared CAs; a member with CAs of its own cannot join")
+    func sharedCAsAuthenticatePeers() async throws {
+        let scratch = try TemporaryDirectory()
+        let caDir = scratch.path("ca")
+        let initCA = try runCommand(builtProduct("quorumctl").path, ["pki", "init", "--out", caDir.path])
+        #expect(initCA.status == 0, "\(initCA.output)")
+
+        let members = try (1...3).map { i in
+            Member(name: "m\(i)", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m\(i)"))
+        }
+        let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
+        let children = try members.map { m in
+            try ChildProcess(
+                builtProduct("quorum"),
+                m.arguments(initialCluster: initial, state: "new", extra: ["--pki-ca-dir", caDir.path]),
+                log: scratch.path("\(m.name).log"))
+        }
+        defer { for child in children { child.stop() } }
+        let ready = await eventually(timeout: .seconds(40)) {
+            children.allSatisfy { $0.log.contains("ready to serve client requests") }
+        }
+        try #require(ready, "members did not become ready:\n\(children.map { String($0.log.suffix(2000)) })")
+
+        // A write through one member is read, locally, on another: the log travelled over the TLS links.
+        let endpoints = members.map(\.endpoint).joined(separator: ",")
+        #expect(try Self.ctl(members[0].endpoint, ["put", "over/tls", "yes"]).status == 0)
+        let replicated = await eventually(timeout: .seconds(10)) {
+            (try? Self.ctl(members[2].endpoint, ["get", "over/tls", "--consistency=s", "--print-value-only"]))?
+                .stdout == "yes\n"
+        }
+        #expect(replicated)
+        let list = try Self.ctl(endpoints, ["member", "list"]).stdout
+        #expect(list.split(separator: "\n").count == 3 && !list.contains("unstarted"), "\(list)")
+
+        // Each peer listener serves its member's own peer certificate, issued by the shared peers CA.
+        let peersCA = try Certificate(pemEncoded: String(contentsOf: caDir.appendingPathComponent("peers-ca.crt"), encoding: .utf8))
+        for m in members {
+            let observation = try await TLSEndpointProbe.observe(host: "127.0.0.1", port: m.peerPort)
+            let leaf = try #require(observation.chain.first)
+            #expect(leaf.issuer == peersCA.subject)
+            #expect(leaf.subject.description.contains(m.name))
+        }
+
+        // A fourth member added to the cluster but started without the shared CAs makes CAs of its own: the
+        // members refuse its certificate, it never joins, and the cluster keeps serving.
+        let foreign = Member(name: "m4", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m4"))
+        let added = try Self.ctl(endpoints, ["member", "add", foreign.name, "--peer-urls=\(foreign.peerURL)"])
+        #expect(added.status == 0, "\(added.output)")
+        let outsider = try ChildProcess(
+            builtProduct("quorum"),
+            foreign.arguments(initialCluster: initial + ",m4=\(foreign.peerURL)", state: "existing", extra: []),
+            log: scratch.path("m4.log"))
+        defer { outsider.stop() }
+        let refused = await eventually(timeout: .seconds(20)) {
+            outsider.log.contains("rejected TLS connection") && outsider.log.contains("unknown_authority")
+        }
+        #expect(refused, "the outsider did not log the refusal:\n\(outsider.log.suffix(3000))")
+        #expect(!outsider.log.contains("ready to serve client requests"))
+        #expect(try Self.ctl(endpoints, ["put", "still", "serving"]).status == 0)
+        #expect(try Self.ctl(endpoints, ["member", "list"]).stdout.contains("unstarted"))
+    }
+
+    @Test("HTTP responses carry a Date header in IMF-fixdate form (doctor measures clock skew with it)")
+    func httpDateFormat() throws {
+        #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(1_795_000_000).hasSuffix(" GMT"))
+    }
+}
