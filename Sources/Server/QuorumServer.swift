@@ -100,14 +100,11 @@ public final class QuorumServer: Service, @unchecked Sendable {
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()
             let finished = ManagedAtomic()
-            // Handlers inherit this preference: they run on the event loop that read their request (see
-            // EventLoopTaskExecutor for the measured reason).
-            let handlerExecutor = EventLoopTaskExecutor(group: .singleton)
             try await withThrowingDiscardingTaskGroup { group in
                 for server in grpcServers {
                     group.addTask {
                         do {
-                            try await withTaskExecutorPreference(handlerExecutor) { try await server.serve() }
+                            try await server.serve()
                         } catch where stopping.isSet {
                             // Cut off while stopping (long-lived watch and peer streams): expected.
                         }
