@@ -72,6 +72,10 @@ public final class QuorumServer: Service, @unchecked Sendable {
         transportConfig.connection.keepalive.clientBehavior = .init(
             minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true)
         transportConfig.http2.maxConcurrentStreams = Int(Int32.max)
+        // Every response is flushed at once. Coalescing (grpc-swift's default) holds each flush up to 100 µs behind
+        // a timer: measured on the release build, a single client's put went from 696 to 614/s (medians of 6
+        // interleaved runs) with it, and 64 clients gained nothing beyond noise (2,598 vs 2,710/s).
+        transportConfig.connection.flushCoalescing = nil
         // HTTP/2 requests that are not gRPC (Go clients negotiate h2 over TLS for /health) go to the HTTP router.
         transportConfig.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
             stream.eventLoop.makeCompletedFuture {

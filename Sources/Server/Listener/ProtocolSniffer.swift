@@ -50,6 +50,13 @@ final class ProtocolSniffer: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func becomeHTTP2(context: ChannelHandlerContext) {
         state = .passThrough
+        // Go clients' bandwidth-probing PINGs are answered before NIO's HTTP/2 flood protection sees them.
+        do {
+            try context.pipeline.syncOperations.addHandler(HTTP2PingResponder(), position: .after(self))
+        } catch {
+            context.close(promise: nil)
+            return
+        }
         for (data, promise) in heldWrites { context.write(data, promise: promise) }
         heldWrites.removeAll()
         if heldFlush { context.flush() }
