@@ -128,7 +128,7 @@ let package = Package(
         .target(
             name: "Chaos",
             dependencies: [
-                "EtcdAPI", "EtcdProto", "Simulation",
+                "EtcdAPI", "EtcdProto", "Raft", "Simulation",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -3,6 +3,7 @@ import EtcdProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Raft
 import Simulation
 
 /// One chaos run: real members on hosts of their own, clients recording a history, and a nemesis injecting
@@ -76,7 +77,7 @@ public enum Chaos {
             try await waitForLeader(members, timeout: .seconds(30))
             let workload = Workload(members: members, keys: options.keys)
             let deadline = ContinuousClock.now + options.duration
-            var rng = SplitMix(seed: options.seed)
+            var rng = SplitMix64(seed: options.seed)
             await withTaskGroup(of: Void.self) { group in
                 for c in 1...options.clients {
                     group.addTask { await workload.runClient(UInt64(c), seed: options.seed, until: deadline) }
@@ -110,7 +111,7 @@ public enum Chaos {
     /// Faults, one at a time, each healed before the next: crashes, pauses, isolation (of the leader too),
     /// one-way cuts, partitions between groups, slow and lossy links.
     static func nemesis(
-        members: ChaosMembers, network: ChaosNetwork, rng: inout SplitMix, until deadline: ContinuousClock.Instant
+        members: ChaosMembers, network: ChaosNetwork, rng: inout SplitMix64, until deadline: ContinuousClock.Instant
     ) async -> [String] {
         var log: [String] = []
         let n = members.count

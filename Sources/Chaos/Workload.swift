@@ -3,6 +3,7 @@ import EtcdProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Raft
 import Simulation
 import Synchronization
 
@@ -48,7 +49,7 @@ final class Workload: Sendable {
 
     /// One client: `deadline` bounds the loop.
     func runClient(_ id: UInt64, seed: UInt64, until deadline: ContinuousClock.Instant) async {
-        var rng = SplitMix(seed: seed ^ (id &* 0x9E37_79B9_7F4A_7C15))
+        var rng = SplitMix64(seed: seed ^ (id &* 0x9E37_79B9_7F4A_7C15))
         var sequence: Int64 = 0
         while ContinuousClock.now < deadline {
             let host = Int(rng.next() % UInt64(members.count))
@@ -74,7 +75,7 @@ final class Workload: Sendable {
 
     private func operation(
         _ kv: Etcdserverpb_KV.Client<HTTP2ClientTransport.Posix>, client: UInt64, sequence: Int64,
-        rng: inout SplitMix
+        rng: inout SplitMix64
     ) async throws {
         let key = rng.next() % UInt64(keys)
         let value = Int64(client) * 10_000_000 + sequence
@@ -172,15 +173,3 @@ extension HTTP2ClientTransport.Posix.Config {
     }
 }
 
-/// A small seeded generator (SplitMix64): the run's choices replay from its seed.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -86,12 +86,12 @@ public struct RaftConfig: Sendable {
 
 /// Small, fast, deterministic generator. Raft has no randomness of its own: everything it draws comes from
 /// here, seeded by the configuration, so a run is a pure function of (config, inputs).
-struct SplitMix64: Sendable {
+public struct SplitMix64: Sendable {
     var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -28,7 +28,7 @@ import Testing
         let port = freePort()
         let peer = freePort()
         let log = scratch.path + "/log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = try BackgroundCommand(
             Paths.quorum, [],
             environment: [

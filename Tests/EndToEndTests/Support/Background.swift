@@ -12,7 +12,7 @@ final class BackgroundCommand: @unchecked Sendable {
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         outputPath = scratch.path + "/out"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

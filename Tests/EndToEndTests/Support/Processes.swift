@@ -78,13 +78,13 @@ func run(_ executable: String, _ arguments: [String], input: String? = nil, envi
     process.environment = env
     let outPath = scratch.path + "/out"
     let errPath = scratch.path + "/err"
-    FileManager.default.createFile(atPath: outPath, contents: nil)
-    FileManager.default.createFile(atPath: errPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
     process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
     process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
     if let input {
         let inPath = scratch.path + "/in"
-        FileManager.default.createFile(atPath: inPath, contents: Data(input.utf8))
+        _ = FileManager.default.createFile(atPath: inPath, contents: Data(input.utf8))
         process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
     } else {
         process.standardInput = FileHandle.nullDevice
@@ -149,7 +149,7 @@ final class QuorumProcess: @unchecked Sendable {
     /// Starts the member and waits for etcd's "ready to serve client requests" milestone.
     func start(timeout: Double = 60, waitReady: Bool = true) throws {
         precondition(process == nil, "already running")
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         let p = Process()
