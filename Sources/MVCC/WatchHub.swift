@@ -245,11 +245,7 @@ public final class WatchHub: Sendable {
     }
 
     private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, revision: Int64) -> Bool {
-        var response = Etcdserverpb_WatchResponse()
-        response.header = header(revision)
-        response.watchID = watcher.watchID
-        response.events = events
-        return watcher.stream.offer(response)
+        deliver(events, to: watcher, header: header(revision))
     }
 
     /// Moves unsynced watchers forward from history, at most `limit` events per call. Returns whether work remains.
