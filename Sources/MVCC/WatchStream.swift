@@ -17,6 +17,9 @@ public final class WatchStream: Sendable {
         var usedIDs: Set<Int64> = []
         /// A progress request waits until every watcher of the stream has caught up.
         var progressRequested = false
+        /// Callback delivery (`onReady`): told when responses wait and the consumer is not already draining.
+        var readyHandler: (@Sendable () -> Void)?
+        var readySignalled = false
     }
 
     public let capacity: Int
@@ -37,18 +40,46 @@ public final class WatchStream: Sendable {
     }
 
     private func enqueue(_ response: Response, force: Bool) -> Bool {
-        let (accepted, waiter): (Bool, CheckedContinuation<Response?, Never>?) = state.withLock { s in
-            if s.closed { return (true, nil) }
-            if let waiter = s.waiter {
-                s.waiter = nil
-                return (true, waiter)
+        let (accepted, waiter, ready): (Bool, CheckedContinuation<Response?, Never>?, (@Sendable () -> Void)?) =
+            state.withLock { s in
+                if s.closed { return (true, nil, nil) }
+                if let waiter = s.waiter {
+                    s.waiter = nil
+                    return (true, waiter, nil)
+                }
+                if !force && s.queue.count >= capacity { return (false, nil, nil) }
+                s.queue.append(response)
+                guard let handler = s.readyHandler, !s.readySignalled else { return (true, nil, nil) }
+                s.readySignalled = true
+                return (true, nil, handler)
             }
-            if !force && s.queue.count >= capacity { return (false, nil) }
-            s.queue.append(response)
-            return (true, nil)
-        }
         waiter?.resume(returning: response)
+        ready?()
         return accepted
+    }
+
+    /// Switches the stream to callback delivery, for a consumer that cannot suspend (an event loop): `handler`
+    /// is called, outside any lock, when responses are queued and the consumer emptied the queue since the last
+    /// call. The consumer then takes them with `take(limit:)`.
+    public func onReady(_ handler: @escaping @Sendable () -> Void) {
+        let signal = state.withLock { s -> Bool in
+            s.readyHandler = handler
+            s.readySignalled = !s.queue.isEmpty
+            return s.readySignalled
+        }
+        if signal { handler() }
+    }
+
+    /// Up to `limit` queued responses, without waiting. Once it has emptied the queue, the next response queued
+    /// calls the ready handler again; a consumer that stops early (its client is slow) must come back by itself.
+    public func take(limit: Int) -> [Response] {
+        state.withLock { s in
+            let count = min(limit, s.queue.count)
+            let batch = Array(s.queue.prefix(count))
+            s.queue.removeFirst(count)
+            if s.queue.isEmpty { s.readySignalled = false }
+            return batch
+        }
     }
 
     /// The next response to write, or nil once the stream is closed.
@@ -68,38 +99,12 @@ public final class WatchStream: Sendable {
         }
     }
 
-    /// Every response queued so far (at most `limit`), or the next one to arrive; nil once the stream is closed.
-    ///
-    /// A write fanned out to many watchers of one stream queues one response per watcher at once; taking them
-    /// together lets the writer hand them to gRPC in one write and one flush, and a non-empty queue is served
-    /// without suspending the writer task at all.
-    public func nextBatch(limit: Int = 64) async -> [Response]? {
-        enum Ready {
-            case batch([Response])
-            case closed
-            case empty
-        }
-        let ready: Ready = state.withLock { s in
-            if !s.queue.isEmpty {
-                let count = min(limit, s.queue.count)
-                let batch = Array(s.queue.prefix(count))
-                s.queue.removeFirst(count)
-                return .batch(batch)
-            }
-            return s.closed ? .closed : .empty
-        }
-        switch ready {
-        case .batch(let batch): return batch
-        case .closed: return nil
-        case .empty: return await next().map { [$0] }
-        }
-    }
-
     /// Ends the stream; a pending `next()` returns nil.
     public func close() {
         let waiter = state.withLock { s -> CheckedContinuation<Response?, Never>? in
             s.closed = true
             s.queue.removeAll()
+            s.readyHandler = nil
             defer { s.waiter = nil }
             return s.waiter
         }

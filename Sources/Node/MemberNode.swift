@@ -10,7 +10,7 @@ import Synchronization
 ///
 /// A dedicated thread runs the loop of etcd-raft's model: drain requests → `ready()` → send → persist (one
 /// write, one fsync: every proposal that arrived meanwhile shares it) → send what needed persisting → apply →
-/// `advance()`. Clients wait on continuations resumed by the loop once their entry is applied; nothing on the
+/// `advance()`. Clients wait on completions the loop calls once their entry is applied; nothing on the
 /// request path hops through an actor. No NIO or gRPC here: the Server target adapts RPCs to these calls.
 public final class MemberNode: @unchecked Sendable {
     public let config: NodeConfig
@@ -59,7 +59,8 @@ public final class MemberNode: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
 
     struct ReadWaiter {
-        var continuation: CheckedContinuation<EtcdError?, Never>
+        /// Called on the loop thread: nil once the read may proceed, or why it may not.
+        var completion: @Sendable (EtcdError?) -> Void
         var deadline: Int64
     }
 
@@ -305,41 +306,51 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Replicates `request` and waits until it is applied here.
     public func propose(_ request: Quorumpb_RaftRequest) async -> ApplyResult {
-        if let failure = status.failure { return .failure(.internal(failure)) }
+        await withCheckedContinuation { continuation in
+            propose(request) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// Replicates `request`; `completion` runs once it is applied here (on the Raft loop's thread: keep it
+    /// short), or with the reason it failed.
+    public func propose(_ request: Quorumpb_RaftRequest, completion: @escaping @Sendable (ApplyResult) -> Void) {
+        if let failure = status.failure { return completion(.failure(.internal(failure))) }
         var request = request
         let id = ids.next()
         request.id = id
         request.proposer = memberID
         let data: [UInt8]
-        do { data = try request.serializedBytes() } catch { return .failure(.internal("encode: \(error)")) }
+        do { data = try request.serializedBytes() } catch { return completion(.failure(.internal("encode: \(error)"))) }
         // etcd's limit applies to the replicated entry, so a request just under the gRPC limit can still be refused.
-        if data.count > config.maxRequestBytes { return .failure(.requestTooLarge) }
-        let deadline = now() + config.effectiveRequestTimeout
-        return await withCheckedContinuation { continuation in
-            waiters.register(id, deadline: deadline, continuation)
-            inbox.propose(id: id, data: data)
-        }
+        if data.count > config.maxRequestBytes { return completion(.failure(.requestTooLarge)) }
+        waiters.register(id, deadline: now() + config.effectiveRequestTimeout, completion)
+        inbox.propose(id: id, data: data)
     }
 
     /// Waits until this member has applied everything committed when the call started (Raft's ReadIndex):
     /// a read served afterwards is linearizable.
     public func readBarrier() async throws(EtcdError) {
-        let deadline = now() + config.effectiveRequestTimeout
         let error = await withCheckedContinuation { continuation in
-            inbox.read(ReadWaiter(continuation: continuation, deadline: deadline))
+            readBarrier { continuation.resume(returning: $0) }
         }
         if let error { throw error }
     }
 
-    /// Proposes a lease grant; chooses the id if the client did not (as etcd, before replication).
-    public func grantLease(ttl: Int64, id: Int64) async -> ApplyResult {
+    /// `readBarrier()` for callers that cannot suspend: `completion` runs on the Raft loop's thread with nil
+    /// once a read may proceed, or with the reason it may not.
+    public func readBarrier(completion: @escaping @Sendable (EtcdError?) -> Void) {
+        inbox.read(ReadWaiter(completion: completion, deadline: now() + config.effectiveRequestTimeout))
+    }
+
+    /// A lease grant request; chooses the id if the client did not (as etcd, before replication).
+    public func leaseGrantRequest(ttl: Int64, id: Int64) -> Quorumpb_RaftRequest {
         var request = Quorumpb_RaftRequest()
         var grant = Etcdserverpb_LeaseGrantRequest()
         grant.ttl = ttl
         grant.id = id
         while grant.id == 0 { grant.id = Int64(bitPattern: ids.next() & ((1 << 63) - 1)) }
         request.leaseGrant = grant
-        return await propose(request)
+        return request
     }
 
     /// Announces this member's name and client URLs to the cluster.
@@ -420,7 +431,7 @@ public final class MemberNode: @unchecked Sendable {
         }
         let deadline = now() + config.effectiveRequestTimeout
         let result = await withCheckedContinuation { continuation in
-            waiters.register(id, deadline: deadline, continuation)
+            waiters.register(id, deadline: deadline) { continuation.resume(returning: $0) }
             perform { node in
                 do {
                     try node.raft.proposeConfChange(change)
@@ -696,7 +707,7 @@ public final class MemberNode: @unchecked Sendable {
         hub.publish(applier.takeEvents(), revision: store.revisions.current)
         if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
         published.withLock { $0.appliedIndex = entries[entries.count - 1].index }
-        for (id, result) in results { waiters.resume(id, with: result) }
+        waiters.resume(results)
         if !physicalCompactions.isEmpty { try compactStep() }
     }
 
@@ -901,7 +912,7 @@ public final class MemberNode: @unchecked Sendable {
         let applied = raft.appliedIndex
         confirmedReads.removeAll { confirmed in
             guard confirmed.index <= applied else { return false }
-            for waiter in confirmed.waiters { waiter.continuation.resume(returning: nil) }
+            for waiter in confirmed.waiters { waiter.completion(nil) }
             return true
         }
     }
@@ -911,7 +922,7 @@ public final class MemberNode: @unchecked Sendable {
             var keep: [ReadWaiter] = []
             for w in list {
                 if w.deadline <= t {
-                    w.continuation.resume(returning: status.hasLeader ? .timeout : .noLeader)
+                    w.completion(status.hasLeader ? .timeout : .noLeader)
                 } else {
                     keep.append(w)
                 }

@@ -2,7 +2,6 @@ import EtcdAPI
 import EtcdProto
 import Foundation
 import GRPCCore
-import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
 import NIOPosix
@@ -35,7 +34,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let peers = PeerTransport(logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics)
         var nodeConfig = config.node
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
-            nodeConfig.join = try await ClusterJoin.discover(config: nodeConfig, security: peers.security, logger: logger)
+            nodeConfig.join = try await ClusterJoin.discover(
+                config: nodeConfig, security: peers.security, logger: logger)
         }
         let (removed, removedSignal) = AsyncStream<Void>.makeStream()
         let node = try MemberNode.open(
@@ -53,8 +53,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
             node.stop()
         }
         let handler = EtcdHandler(node: node, peers: peers)
+        // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
-            KVService(handler: handler), WatchService(handler: handler), LeaseService(handler: handler),
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
             ElectionService(handler: handler), LockService(handler: handler),
         ]
@@ -65,41 +65,27 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 let failures = tls.healthFailures()
                 return [("tls_certificates", failures.isEmpty ? nil : failures.joined(separator: "; "))]
             }, healthWarnings: { tls.healthWarnings() })
+        // etcd accepts gRPC messages up to its request limit plus room for the envelope.
         let maxBody = config.node.maxRequestBytes + 512 * 1024
+        let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
 
-        var transportConfig = HTTP2ServerTransport.Custom<ClientListenerFactory>.Config.defaults
-        transportConfig.rpc.maxRequestPayloadSize = maxBody
-        transportConfig.connection.keepalive.clientBehavior = .init(
-            minPingIntervalWithoutCalls: .seconds(5), allowWithoutCalls: true)
-        transportConfig.http2.maxConcurrentStreams = Int(Int32.max)
-        // Every response is flushed at once. Coalescing (grpc-swift's default) holds each flush up to 100 µs behind
-        // a timer: measured on the release build, a single client's put went from 696 to 614/s (medians of 6
-        // interleaved runs) with it, and 64 clients gained nothing beyond noise (2,598 vs 2,710/s).
-        transportConfig.connection.flushCoalescing = nil
-        // HTTP/2 requests that are not gRPC (Go clients negotiate h2 over TLS for /health) go to the HTTP router.
-        transportConfig.channelDebuggingCallbacks.onAcceptHTTP2Stream = { stream in
-            stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(
-                    HTTP2StreamRouter(makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) }),
-                    position: .first)
-            }
-        }
-
-        var servers: [GRPCServer<HTTP2ServerTransport.Custom<ClientListenerFactory>>] = []
-        var transports: [HTTP2ServerTransport.Custom<ClientListenerFactory>] = []
+        var servers: [GRPCServer<RPCServerTransport>] = []
+        var transports: [RPCServerTransport] = []
         for url in config.listenClientURLs {
-            let factory = ClientListenerFactory(
-                host: url.host, port: url.port, eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
-                tls: url.isTLS ? tls.client : nil,
-                makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) })
-            let transport = HTTP2ServerTransport.Custom(listenerFactory: factory, config: transportConfig)
+            let transport = RPCServerTransport(
+                options: .init(
+                    host: url.host, port: url.port, tls: url.isTLS ? tls.client : nil, maxMessageBytes: maxBody,
+                    fastRoutes: fastRoutes, http: router))
             transports.append(transport)
-            servers.append(GRPCServer(transport: transport, services: services, interceptors: [RPCMetricsInterceptor(metrics: metrics)]))
+            servers.append(
+                GRPCServer(
+                    transport: transport, services: services, interceptors: [RPCMetricsInterceptor(metrics: metrics)]))
         }
 
         let peerServers = PeerServers(
-            urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger, metrics: peers.metrics),
-            tls: tls.peer, makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxBody) })
+            urls: config.listenPeerURLs,
+            service: PeerService(node: node, handler: handler, logger: logger, metrics: peers.metrics),
+            tls: tls.peer, http: router)
         let grpcServers = servers + peerServers.servers
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()
@@ -109,21 +95,24 @@ public final class QuorumServer: Service, @unchecked Sendable {
                     group.addTask {
                         do {
                             try await server.serve()
-                        } catch where stopping.isSet {
+                        } catch  where stopping.isSet {
                             // Cut off while stopping (long-lived watch and peer streams): expected.
                         }
                         finished.increment()
                     }
                 }
                 var bound: [String] = []
-                for (url, transport) in Array(zip(config.listenClientURLs, transports)) + Array(zip(config.listenPeerURLs, peerServers.transports)) {
+                for (url, transport) in Array(zip(config.listenClientURLs, transports))
+                    + Array(zip(config.listenPeerURLs, peerServers.transports))
+                {
                     guard let address = await transport.listeningAddress else {
                         throw ConfigError("listen tcp \(url.host):\(url.port): could not bind (address in use?)")
                     }
                     bound.append("\(url) (\(address))")
                 }
                 if config.initialCorruptCheck {
-                    try await initialCorruptionCheck(CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger))
+                    try await initialCorruptionCheck(
+                        CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger))
                 }
                 // A member that never gets a leader (a minority, a wrong token) keeps trying to publish itself
                 // until it is stopped.
@@ -183,7 +172,9 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 "found data inconsistency with peer \(Identity.hex(member)) at revision \(revision) "
                     + "(local hash \(local), peer hash \(remote)): refusing to serve")
         }
-        logger.info("initial corruption checking passed; no corruption", metadata: ["local-member-id": "\(Identity.hex(check.node.memberID))"])
+        logger.info(
+            "initial corruption checking passed; no corruption",
+            metadata: ["local-member-id": "\(Identity.hex(check.node.memberID))"])
     }
 
     /// Publishes the member through the log, then prints etcd's milestone lines, in etcd's order, only once

@@ -207,7 +207,7 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
     @Test func expiredLeasesDeleteTheirKeysAtomically() async throws {
         let f = try NodeFixture()
         try await f.waitUntil { f.node.status.isLeader }
-        guard case .leaseGrant(let grant) = try await f.node.grantLease(ttl: 5, id: 0).get() else {
+        guard case .leaseGrant(let grant) = try await f.node.propose(f.node.leaseGrantRequest(ttl: 5, id: 0)).get() else {
             Issue.record("no grant")
             return
         }
@@ -231,7 +231,7 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
     @Test func leasesSurviveRestartWithAFreshTTL() async throws {
         let f = try NodeFixture()
         try await f.waitUntil { f.node.status.isLeader }
-        guard case .leaseGrant(let grant) = try await f.node.grantLease(ttl: 10, id: 777).get() else {
+        guard case .leaseGrant(let grant) = try await f.node.propose(f.node.leaseGrantRequest(ttl: 10, id: 777)).get() else {
             Issue.record("no grant")
             return
         }
@@ -243,7 +243,7 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
         // etcd's rule: a restarted leader extends every lease to its full TTL.
         #expect(f.node.leases.timeToLive(777)?.remaining == 10)
         #expect(f.node.leases.timeToLive(777)?.keys == [Data("held".utf8)])
-        guard case .failure(let error) = await f.node.grantLease(ttl: 10, id: 777) else {
+        guard case .failure(let error) = await f.node.propose(f.node.leaseGrantRequest(ttl: 10, id: 777)) else {
             Issue.record("a second grant of an existing id must fail")
             return
         }

@@ -24,9 +24,24 @@ public final class EtcdHandler: Sendable {
 
     // MARK: KV
 
+    /// Every call comes in two forms: one taking a completion, which the client transport uses to answer from
+    /// the event loop without a task per call (the completion runs on the Raft loop's thread or the caller's), and
+    /// an async one built on it, for everything else.
+    public typealias Completion<Response> = @Sendable (Result<Response, EtcdError>) -> Void
+
     public func range(_ r: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
         try TxnRules.validate(r)
-        if !r.serializable && !Self.unsafeLocalReads { try await node.readBarrier() }
+        if needsReadBarrier(r) { try await node.readBarrier() }
+        return try rangeNow(r)
+    }
+
+    /// Whether a Range must wait for ReadIndex first (it is linearizable).
+    public func needsReadBarrier(_ r: Etcdserverpb_RangeRequest) -> Bool {
+        !r.serializable && !Self.unsafeLocalReads
+    }
+
+    /// Serves a validated Range against the state applied so far.
+    public func rangeNow(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
         var response = try execute {
             try RangeExecutorFacade.range(r, store: node.store)
         }
@@ -35,43 +50,79 @@ public final class EtcdHandler: Sendable {
     }
 
     public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
-        try TxnRules.validate(r)
-        try checkQuota(cost: r.key.count + r.value.count)
+        try await awaiting { put(r, completion: $0) }
+    }
+
+    public func put(_ r: Etcdserverpb_PutRequest, completion: @escaping Completion<Etcdserverpb_PutResponse>) {
+        do throws(EtcdError) {
+            try TxnRules.validate(r)
+            try checkQuota(cost: r.key.count + r.value.count)
+        } catch {
+            return completion(.failure(error))
+        }
         var request = Quorumpb_RaftRequest()
         request.put = r
-        guard case .put(var response) = try await propose(request) else { throw unexpected() }
-        response.header = node.header(revision: response.header.revision)
-        return response
+        propose(request, completion) { applied in
+            guard case .put(var response) = applied else { return nil }
+            response.header = self.node.header(revision: response.header.revision)
+            return response
+        }
     }
 
     public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError)
         -> Etcdserverpb_DeleteRangeResponse
     {
-        try TxnRules.validate(r)
+        try await awaiting { deleteRange(r, completion: $0) }
+    }
+
+    public func deleteRange(
+        _ r: Etcdserverpb_DeleteRangeRequest, completion: @escaping Completion<Etcdserverpb_DeleteRangeResponse>
+    ) {
+        do throws(EtcdError) { try TxnRules.validate(r) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.deleteRange = r
-        guard case .deleteRange(var response) = try await propose(request) else { throw unexpected() }
-        response.header = node.header(revision: response.header.revision)
-        return response
+        propose(request, completion) { applied in
+            guard case .deleteRange(var response) = applied else { return nil }
+            response.header = self.node.header(revision: response.header.revision)
+            return response
+        }
     }
 
     public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
-        try TxnRules.validate(r, maxOps: config.maxTxnOps)
-        if TxnRules.hasPut(r) { try checkQuota(cost: 256) }
+        try await awaiting { txn(r, completion: $0) }
+    }
+
+    public func txn(_ r: Etcdserverpb_TxnRequest, completion: @escaping Completion<Etcdserverpb_TxnResponse>) {
+        do throws(EtcdError) {
+            try TxnRules.validate(r, maxOps: config.maxTxnOps)
+            if TxnRules.hasPut(r) { try checkQuota(cost: 256) }
+        } catch {
+            return completion(.failure(error))
+        }
         var request = Quorumpb_RaftRequest()
         request.txn = r
-        guard case .txn(var response) = try await propose(request) else { throw unexpected() }
-        response.header = node.header(revision: response.header.revision)
-        return response
+        propose(request, completion) { applied in
+            guard case .txn(var response) = applied else { return nil }
+            response.header = self.node.header(revision: response.header.revision)
+            return response
+        }
     }
 
     public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse
     {
+        try await awaiting { compact(r, completion: $0) }
+    }
+
+    public func compact(
+        _ r: Etcdserverpb_CompactionRequest, completion: @escaping Completion<Etcdserverpb_CompactionResponse>
+    ) {
         var request = Quorumpb_RaftRequest()
         request.compaction = r
-        guard case .compaction(var response) = try await propose(request) else { throw unexpected() }
-        response.header = node.header(revision: response.header.revision)
-        return response
+        propose(request, completion) { applied in
+            guard case .compaction(var response) = applied else { return nil }
+            response.header = self.node.header(revision: response.header.revision)
+            return response
+        }
     }
 
     // MARK: Leases
@@ -79,21 +130,58 @@ public final class EtcdHandler: Sendable {
     public func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest) async throws(EtcdError)
         -> Etcdserverpb_LeaseGrantResponse
     {
-        if r.ttl > Lessor.maxTTL { throw .leaseTTLTooLarge }
-        try checkQuota(cost: 64)
-        let result = await node.grantLease(ttl: r.ttl, id: r.id)
-        guard case .leaseGrant(var response) = try result.get() else { throw unexpected() }
-        response.header = node.header(revision: response.header.revision)
-        return response
+        try await awaiting { leaseGrant(r, completion: $0) }
+    }
+
+    public func leaseGrant(
+        _ r: Etcdserverpb_LeaseGrantRequest, completion: @escaping Completion<Etcdserverpb_LeaseGrantResponse>
+    ) {
+        do throws(EtcdError) {
+            if r.ttl > Lessor.maxTTL { throw .leaseTTLTooLarge }
+            try checkQuota(cost: 64)
+        } catch {
+            return completion(.failure(error))
+        }
+        node.propose(node.leaseGrantRequest(ttl: r.ttl, id: r.id)) { result in
+            completion(
+                result.flatMap { applied in
+                    guard case .leaseGrant(var response) = applied else { return .failure(self.unexpected()) }
+                    response.header = self.node.header(revision: response.header.revision)
+                    return .success(response)
+                })
+        }
     }
 
     public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest) async throws(EtcdError)
         -> Etcdserverpb_LeaseRevokeResponse
     {
+        try await awaiting { leaseRevoke(r, completion: $0) }
+    }
+
+    public func leaseRevoke(
+        _ r: Etcdserverpb_LeaseRevokeRequest, completion: @escaping Completion<Etcdserverpb_LeaseRevokeResponse>
+    ) {
         var request = Quorumpb_RaftRequest()
         request.leaseRevoke = r
-        guard case .leaseRevoke(var response) = try await propose(request) else { throw unexpected() }
-        response.header = node.header(revision: response.header.revision)
+        propose(request, completion) { applied in
+            guard case .leaseRevoke(var response) = applied else { return nil }
+            response.header = self.node.header(revision: response.header.revision)
+            return response
+        }
+    }
+
+    /// A keep-alive the member can answer at once (it leads and knows the lease), or nil when it must ask the
+    /// leader (`leaseKeepAlive(_:)`).
+    public func leaseKeepAliveNow(_ id: Int64) -> Etcdserverpb_LeaseKeepAliveResponse? {
+        guard let ttl = node.leases.renew(id) else { return nil }
+        return keepAliveResponse(id: id, ttl: ttl)
+    }
+
+    private func keepAliveResponse(id: Int64, ttl: Int64) -> Etcdserverpb_LeaseKeepAliveResponse {
+        var response = Etcdserverpb_LeaseKeepAliveResponse()
+        response.id = id
+        response.ttl = ttl
+        response.header = node.header(revision: node.store.revisions.current)
         return response
     }
 
@@ -118,11 +206,7 @@ public final class EtcdHandler: Sendable {
             try? await Task.sleep(for: .milliseconds(100))
             ttl = node.leases.renew(id)
         }
-        var response = Etcdserverpb_LeaseKeepAliveResponse()
-        response.id = id
-        response.ttl = ttl ?? 0
-        response.header = node.header(revision: node.store.revisions.current)
-        return response
+        return keepAliveResponse(id: id, ttl: ttl ?? 0)
     }
 
     /// The remaining TTL is the leader's to tell: followers keep no deadlines, so they ask it.
@@ -233,6 +317,24 @@ public final class EtcdHandler: Sendable {
 
     func propose(_ request: Quorumpb_RaftRequest) async throws(EtcdError) -> ApplyResponse {
         try await node.propose(request).get()
+    }
+
+    /// Proposes `request` and hands `completion` the response `extract` makes of the applied result.
+    private func propose<Response>(
+        _ request: Quorumpb_RaftRequest, _ completion: @escaping Completion<Response>,
+        extract: @escaping @Sendable (ApplyResponse) -> Response?
+    ) {
+        node.propose(request) { result in
+            completion(
+                result.flatMap { applied in extract(applied).map { .success($0) } ?? .failure(self.unexpected()) })
+        }
+    }
+
+    /// The async form of a completion-taking call.
+    private func awaiting<Response: Sendable>(_ start: (@escaping Completion<Response>) -> Void) async throws(EtcdError)
+        -> Response
+    {
+        try await withCheckedContinuation { continuation in start { continuation.resume(returning: $0) } }.get()
     }
 
     /// etcd's quota: a write that would grow the database past the quota raises NOSPACE and is refused.

@@ -57,6 +57,10 @@ struct RPCMetricsInterceptor: ServerInterceptor {
         return response
     }
 
+    static func name(code: Int) -> String {
+        Status.Code(rawValue: code).flatMap(RPCError.Code.init).map(name) ?? "Unknown"
+    }
+
     static func name(_ code: RPCError.Code) -> String {
         switch code {
         case .cancelled: return "Canceled"

@@ -63,8 +63,13 @@ public final class ServerMetrics: NodeObserver, Sendable {
 
     /// grpc_server_handled_total, as go-grpc-prometheus labels it.
     func rpcHandled(service: String, method: String, type: String, code: String) {
+        rpcCounter(service: service, method: method, type: type, code: code).increment()
+    }
+
+    /// The grpc_server_handled_total counter of one method and code (made on first use).
+    func rpcCounter(service: String, method: String, type: String, code: String) -> Counter {
         let key = "\(service)/\(method)/\(code)"
-        let counter = rpcCounters.withLock { counters in
+        return rpcCounters.withLock { counters in
             if let c = counters[key] { return c }
             let c = registry.makeCounter(
                 descriptor: Self.d(
@@ -74,7 +79,6 @@ public final class ServerMetrics: NodeObserver, Sendable {
             counters[key] = c
             return c
         }
-        counter.increment()
     }
 
     // MARK: TLS and PKI

@@ -1,0 +1,333 @@
+import EtcdProto
+import GRPCCore
+import MVCC
+import NIOCore
+import NIOHPACK
+import Node
+import Prometheus
+import SwiftProtobuf
+
+/// The etcd methods the client port serves in place, on the connection's event loop (`RPCConnectionHandler`):
+/// the key-value calls, leases and watches that carry nearly all of a cluster's traffic. The other services
+/// (Cluster, Maintenance, Auth, Election, Lock) run on grpc-swift through the bridge.
+enum EtcdFastRoutes {
+    static func make(handler: EtcdHandler, metrics: ServerMetrics) -> [String: FastRoute] {
+        var routes: [String: FastRoute] = [:]
+        func unary<Request: SwiftProtobuf.Message>(
+            _ service: String, _ method: String, _ request: Request.Type,
+            _ body: @escaping @Sendable (Request, UnaryResponder) -> Void
+        ) {
+            let counters = metrics.rpcCounters(service: service, method: method, type: "unary")
+            routes["/\(service)/\(method)"] = FastRoute { UnaryCall<Request>(counters: counters, body: body) }
+        }
+        let kv = "etcdserverpb.KV"
+        unary(kv, "Range", Etcdserverpb_RangeRequest.self) { r, responder in
+            do throws(EtcdError) { try TxnRules.validate(r) } catch {
+                return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error))
+            }
+            guard handler.needsReadBarrier(r) else {
+                return responder.respond(Result { () throws(EtcdError) in try handler.rangeNow(r) })
+            }
+            handler.node.readBarrier { error in
+                if let error { return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error)) }
+                // The read itself runs back on the event loop, never on the Raft loop that completed the barrier.
+                responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r) } })
+            }
+        }
+        unary(kv, "Put", Etcdserverpb_PutRequest.self) { r, responder in handler.put(r, completion: responder.respond) }
+        unary(kv, "DeleteRange", Etcdserverpb_DeleteRangeRequest.self) { r, responder in
+            handler.deleteRange(r, completion: responder.respond)
+        }
+        unary(kv, "Txn", Etcdserverpb_TxnRequest.self) { r, responder in handler.txn(r, completion: responder.respond) }
+        unary(kv, "Compact", Etcdserverpb_CompactionRequest.self) { r, responder in
+            handler.compact(r, completion: responder.respond)
+        }
+
+        let lease = "etcdserverpb.Lease"
+        unary(lease, "LeaseGrant", Etcdserverpb_LeaseGrantRequest.self) { r, responder in
+            handler.leaseGrant(r, completion: responder.respond)
+        }
+        unary(lease, "LeaseRevoke", Etcdserverpb_LeaseRevokeRequest.self) { r, responder in
+            handler.leaseRevoke(r, completion: responder.respond)
+        }
+        unary(lease, "LeaseTimeToLive", Etcdserverpb_LeaseTimeToLiveRequest.self) { r, responder in
+            responder.respondAsync { () async throws(EtcdError) in try await handler.leaseTimeToLive(r) }
+        }
+        unary(lease, "LeaseLeases", Etcdserverpb_LeaseLeasesRequest.self) { _, responder in
+            responder.respondAsync { () async throws(EtcdError) in try await handler.leaseLeases() }
+        }
+        let keepAlives = metrics.rpcCounters(service: lease, method: "LeaseKeepAlive", type: "bidi_stream")
+        routes["/\(lease)/LeaseKeepAlive"] = FastRoute { LeaseKeepAliveCall(handler: handler, counters: keepAlives) }
+        let watches = metrics.rpcCounters(service: "etcdserverpb.Watch", method: "Watch", type: "bidi_stream")
+        routes["/etcdserverpb.Watch/Watch"] = FastRoute { WatchCall(handler: handler, counters: watches) }
+        return routes
+    }
+}
+
+/// A unary call: one request message, one response or status, answered from wherever the result is known.
+final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
+    private let counters: RPCMethodCounters
+    private let body: @Sendable (Request, UnaryResponder) -> Void
+    private var request: ByteBuffer?
+    private var extraMessage = false
+
+    init(counters: RPCMethodCounters, body: @escaping @Sendable (Request, UnaryResponder) -> Void) {
+        self.counters = counters
+        self.body = body
+    }
+
+    func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        if request == nil { request = message } else { extraMessage = true }
+    }
+
+    func receivedEnd(stream: RPCStreamHandle) {
+        let responder = UnaryResponder(remote: stream.remote, counters: counters)
+        guard let bytes = request, !extraMessage else {
+            return responder.fail(
+                code: .internalError,
+                message: extraMessage
+                    ? "grpc: unary call sent more than one message" : "grpc: unary call sent no message")
+        }
+        request = nil
+        let decoded: Request
+        do {
+            decoded = try Request(serializedBytes: bytes.readableBytesSpan)
+        } catch {
+            return responder.fail(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
+        }
+        body(decoded, responder)
+    }
+
+    func cancelled() {}
+}
+
+/// Answers one unary call from any thread: the response is serialized and written on the connection's event
+/// loop (at once when already there, otherwise with the loop's next batch of completions).
+struct UnaryResponder: Sendable {
+    let remote: RemoteRPCStream
+    let counters: RPCMethodCounters
+
+    func respond<Response: SwiftProtobuf.Message>(_ result: Result<Response, EtcdError>) {
+        remote.run { handle in
+            guard let handle else { return }
+            switch result {
+            case .success(let response):
+                handle.send(response)
+                handle.finish()
+                counters.succeeded()
+            case .failure(let error):
+                handle.finish(error)
+                counters.failed(code: error.code.rawValue)
+            }
+        }
+    }
+
+    /// Computes the result on the event loop, then answers.
+    func respond<Response: SwiftProtobuf.Message>(
+        computing result: @escaping @Sendable () -> Result<Response, EtcdError>
+    ) {
+        remote.run { _ in respond(result()) }
+    }
+
+    /// Runs an async handler in a task of its own (the calls that are not on the hot path).
+    func respondAsync<Response: SwiftProtobuf.Message>(
+        _ body: @escaping @Sendable () async throws(EtcdError) -> Response
+    ) {
+        Task {
+            do throws(EtcdError) {
+                respond(Result<Response, EtcdError>.success(try await body()))
+            } catch {
+                respond(Result<Response, EtcdError>.failure(error))
+            }
+        }
+    }
+
+    func fail(code: RPCError.Code, message: String) {
+        let number = code.rawValue
+        remote.run { handle in handle?.finish(code: number, message: message) }
+        counters.failed(code: number)
+    }
+}
+
+/// LeaseKeepAlive: renewals the member can answer (it leads) are answered in place, in order; a follower asks
+/// the leader in a task.
+final class LeaseKeepAliveCall: RPCCall {
+    private let handler: EtcdHandler
+    private let counters: RPCMethodCounters
+
+    init(handler: EtcdHandler, counters: RPCMethodCounters) {
+        self.handler = handler
+        self.counters = counters
+    }
+
+    func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        let request: Etcdserverpb_LeaseKeepAliveRequest
+        do {
+            request = try Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: message.readableBytesSpan)
+        } catch {
+            stream.finish(
+                code: RPCError.Code.internalError.rawValue, message: "grpc: error unmarshalling request: \(error)")
+            return
+        }
+        if let response = handler.leaseKeepAliveNow(request.id) {
+            stream.send(response)
+            return
+        }
+        let remote = stream.remote
+        let handler = self.handler
+        Task {
+            do throws(EtcdError) {
+                let response = try await handler.leaseKeepAlive(request.id)
+                remote.post { $0?.send(response) }
+            } catch {
+                remote.post { $0?.finish(error) }
+            }
+        }
+    }
+
+    func receivedEnd(stream: RPCStreamHandle) {
+        stream.finish()
+        counters.succeeded()
+    }
+
+    func cancelled() {
+        counters.failed(code: RPCError.Code.cancelled.rawValue)
+    }
+}
+
+/// Watch: one bidirectional stream carrying many watchers. The hub queues responses on the stream's bounded
+/// `WatchStream`; this call drains it onto the connection while at most `highWater` bytes are unwritten, so a
+/// client that stops reading only fills its own queue (the hub then moves its watchers to catch-up).
+final class WatchCall: RPCCall {
+    static let highWater = 1 << 20
+    static let batchLimit = 64
+
+    private let handler: EtcdHandler
+    private let counters: RPCMethodCounters
+    private let watchStream = WatchStream()
+    private var unwritten = 0
+
+    init(handler: EtcdHandler, counters: RPCMethodCounters) {
+        self.handler = handler
+        self.counters = counters
+    }
+
+    func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        // clientv3's WithRequireLeader: a member without a leader refuses the watch instead of going silent.
+        if headers.first(name: "hasleader") == "true" && !handler.node.status.hasLeader {
+            stream.finish(.noLeader)
+            return
+        }
+        let remote = stream.remote
+        watchStream.onReady {
+            remote.post { handle in
+                guard let handle, let call = handle.stream.call as? WatchCall else { return }
+                call.drain(handle)
+            }
+        }
+    }
+
+    func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        let request: Etcdserverpb_WatchRequest
+        do {
+            request = try Etcdserverpb_WatchRequest(serializedBytes: message.readableBytesSpan)
+        } catch {
+            stream.finish(
+                code: RPCError.Code.internalError.rawValue, message: "grpc: error unmarshalling request: \(error)")
+            return
+        }
+        let hub = handler.node.hub!
+        switch request.requestUnion {
+        case .createRequest(let create):
+            let spec = WatchRequestSpec(
+                range: KeyRange(key: create.key, rangeEnd: create.rangeEnd),
+                startRevision: create.startRevision,
+                prevKV: create.prevKv,
+                filterPut: create.filters.contains(.noput),
+                filterDelete: create.filters.contains(.nodelete),
+                progressNotify: create.progressNotify,
+                requestedID: create.watchID)
+            hub.watch(spec, on: watchStream)
+        case .cancelRequest(let cancel):
+            if hub.cancel(watchID: cancel.watchID, on: watchStream) {
+                var response = Etcdserverpb_WatchResponse()
+                response.header = handler.node.header(revision: handler.node.store.revisions.current)
+                response.watchID = cancel.watchID
+                response.canceled = true
+                watchStream.send(response)
+            }
+        case .progressRequest:
+            hub.requestProgress(on: watchStream)
+        case .none:
+            break
+        }
+    }
+
+    /// A client that half-closes keeps its watchers (as with etcd); only a reset ends the stream.
+    func receivedEnd(stream: RPCStreamHandle) {}
+
+    func cancelled() {
+        handler.node.hub.closeStream(watchStream)
+        counters.succeeded()
+    }
+
+    func writable(stream: RPCStreamHandle) {
+        drain(stream)
+    }
+
+    /// Writes queued responses until the stream has `highWater` bytes on their way; the write that brings it
+    /// back under resumes draining.
+    private func drain(_ stream: RPCStreamHandle) {
+        while !stream.isFinished && unwritten < Self.highWater && stream.connection.isWritable {
+            let batch = watchStream.take(limit: Self.batchLimit)
+            if batch.isEmpty { return }
+            let framed = batch.compactMap { try? GRPCWire.frame($0) }
+            guard let last = framed.last else { continue }
+            let bytes = framed.reduce(0) { $0 + $1.readableBytes }
+            unwritten += bytes
+            for buffer in framed.dropLast() { stream.sendFramed(buffer) }
+            // One promise per batch, on its last message: its completion accounts for the whole batch.
+            let written = stream.eventLoop.makePromise(of: Void.self)
+            stream.sendFramed(last, promise: written)
+            written.futureResult.assumeIsolated().whenComplete { [self] _ in
+                let wasFull = unwritten >= Self.highWater
+                unwritten -= bytes
+                if wasFull && unwritten < Self.highWater {
+                    drain(stream)
+                    stream.connection.flushIfNeeded()
+                }
+            }
+        }
+    }
+}
+
+/// `grpc_server_handled_total` for one method: the success counter is made once, so the hot path pays a single
+/// atomic increment.
+final class RPCMethodCounters: Sendable {
+    let service: String
+    let method: String
+    let type: String
+    private let ok: Counter
+    private let metrics: ServerMetrics
+
+    init(metrics: ServerMetrics, service: String, method: String, type: String) {
+        self.metrics = metrics
+        self.service = service
+        self.method = method
+        self.type = type
+        ok = metrics.rpcCounter(service: service, method: method, type: type, code: "OK")
+    }
+
+    func succeeded() { ok.increment() }
+
+    func failed(code: Int) {
+        metrics.rpcCounter(service: service, method: method, type: type, code: RPCMetricsInterceptor.name(code: code))
+            .increment()
+    }
+}
+
+extension ServerMetrics {
+    func rpcCounters(service: String, method: String, type: String) -> RPCMethodCounters {
+        RPCMethodCounters(metrics: self, service: service, method: method, type: type)
+    }
+}

@@ -1,0 +1,178 @@
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import Node
+import SwiftProtobuf
+
+/// gRPC's HTTP/2 wire format, as far as the client port needs it: length-prefixed messages, the response
+/// header blocks, statuses in trailers, request deadlines.
+enum GRPCWire {
+    /// A message's five-byte prefix: a compression flag and a big-endian length.
+    static let prefixLength = 5
+
+    static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+    static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
+
+    /// Trailers carrying `code` and `message` (percent-encoded, as gRPC requires for grpc-message).
+    static func trailers(code: Int, message: String, trailersOnly: Bool) -> HPACKHeaders {
+        var headers = trailersOnly ? responseHeaders : HPACKHeaders()
+        headers.add(name: "grpc-status", value: String(code))
+        if !message.isEmpty { headers.add(name: "grpc-message", value: percentEncode(message)) }
+        return headers
+    }
+
+    /// gRPC's percent-encoding of grpc-message: printable ASCII except '%' is kept, everything else is %XX.
+    static func percentEncode(_ message: String) -> String {
+        let utf8 = message.utf8
+        if utf8.allSatisfy({ $0 >= 0x20 && $0 <= 0x7E && $0 != 0x25 }) { return message }
+        var out = ""
+        out.reserveCapacity(utf8.count * 2)
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in utf8 {
+            if byte >= 0x20 && byte <= 0x7E && byte != 0x25 {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out.unicodeScalars.append(Unicode.Scalar(0x25))
+                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
+                out.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0xF)]))
+            }
+        }
+        return out
+    }
+
+    /// Serializes `message` straight into a buffer after its five-byte prefix: one allocation, no copy.
+    static func frame(_ message: some SwiftProtobuf.Message) throws -> ByteBuffer {
+        let framed: FramedMessage = try message.serializedBytes()
+        return framed.buffer
+    }
+
+    /// Frames already-serialized bytes.
+    static func frame(bytes: some Collection<UInt8>, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: prefixLength + bytes.count)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt32(bytes.count))
+        buffer.writeBytes(bytes)
+        return buffer
+    }
+
+    /// The request's deadline from its `grpc-timeout` header ("100m", "5S", ...), as a duration.
+    static func timeout(_ value: Substring) -> Duration? {
+        guard let unit = value.last, value.count >= 2, value.count <= 9, let amount = Int64(value.dropLast()),
+            amount >= 0
+        else { return nil }
+        switch unit {
+        case "H": return .seconds(amount * 3600)
+        case "M": return .seconds(amount * 60)
+        case "S": return .seconds(amount)
+        case "m": return .milliseconds(amount)
+        case "u": return .microseconds(amount)
+        case "n": return .nanoseconds(amount)
+        default: return nil
+        }
+    }
+}
+
+/// A serialized protobuf message preceded by gRPC's five-byte prefix, in one `ByteBuffer`.
+///
+/// swift-protobuf asks the bytes type for a zeroed buffer of the exact encoded size and writes into it; this type
+/// answers with a buffer that already holds the prefix, so the encoded message never needs a second copy.
+struct FramedMessage: SwiftProtobufContiguousBytes {
+    private(set) var buffer: ByteBuffer
+
+    init(repeating byte: UInt8, count: Int) {
+        buffer = ByteBufferAllocator().buffer(capacity: GRPCWire.prefixLength + count)
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt32(truncatingIfNeeded: count))
+        buffer.writeRepeatingByte(byte, count: count)
+    }
+
+    init<S: Sequence>(_ sequence: S) where S.Element == UInt8 {
+        let bytes = Array(sequence)
+        buffer = GRPCWire.frame(bytes: bytes, allocator: ByteBufferAllocator())
+    }
+
+    var count: Int { buffer.readableBytes - GRPCWire.prefixLength }
+
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try buffer.withUnsafeReadableBytes {
+            try body(UnsafeRawBufferPointer(rebasing: $0.dropFirst(GRPCWire.prefixLength)))
+        }
+    }
+
+    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try buffer.withUnsafeMutableReadableBytes {
+            try body(UnsafeMutableRawBufferPointer(rebasing: $0.dropFirst(GRPCWire.prefixLength)))
+        }
+    }
+}
+
+/// Splits a stream's DATA bytes into gRPC messages.
+struct GRPCMessageReader {
+    enum Failure: Error {
+        case tooLarge(Int, limit: Int)
+        case compressed
+    }
+
+    let maxMessageBytes: Int
+    private var pending: ByteBuffer?
+
+    init(maxMessageBytes: Int) {
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Whether bytes of an incomplete message are waiting (a stream that ends now is truncated).
+    var hasPartialMessage: Bool { (pending?.readableBytes ?? 0) > 0 }
+
+    /// Appends `bytes` and calls `onMessage` with each complete message, in order.
+    mutating func append(_ bytes: ByteBuffer, onMessage: (ByteBuffer) throws -> Void) throws {
+        var input: ByteBuffer
+        if var held = pending {
+            pending = nil
+            var more = bytes
+            held.writeBuffer(&more)
+            input = held
+        } else {
+            input = bytes
+        }
+        while input.readableBytes >= GRPCWire.prefixLength {
+            let index = input.readerIndex
+            let flag = input.getInteger(at: index, as: UInt8.self)!
+            let length = Int(input.getInteger(at: index + 1, as: UInt32.self)!)
+            if flag != 0 { throw Failure.compressed }
+            if length > maxMessageBytes { throw Failure.tooLarge(length, limit: maxMessageBytes) }
+            guard input.readableBytes >= GRPCWire.prefixLength + length else { break }
+            input.moveReaderIndex(forwardBy: GRPCWire.prefixLength)
+            let message = input.readSlice(length: length)!
+            try onMessage(message)
+        }
+        if input.readableBytes > 0 { pending = input }
+    }
+
+    /// The status a client gets for a framing failure, with grpc-go's wording for the size limit.
+    static func status(for failure: Failure) -> (code: RPCError.Code, message: String) {
+        switch failure {
+        case .tooLarge(let size, let limit):
+            return (.resourceExhausted, "grpc: received message larger than max (\(size) vs. \(limit))")
+        case .compressed:
+            return (.unimplemented, "grpc: compressed messages are not supported by this server")
+        }
+    }
+}
+
+extension EtcdError {
+    /// The gRPC status etcd sends for this error.
+    var rpcError: RPCError {
+        let code = Status.Code(rawValue: code.rawValue).flatMap(RPCError.Code.init) ?? .unknown
+        return RPCError(code: code, message: message)
+    }
+}
+
+/// Runs a handler body, turning `EtcdError` into the matching gRPC status.
+@inline(__always)
+func rpc<T>(_ body: () async throws(EtcdError) -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch {
+        throw error.rpcError
+    }
+}

@@ -1,0 +1,532 @@
+import GRPCCore
+import NIOCore
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+import Node
+import SwiftProtobuf
+import Synchronization
+
+/// Serves gRPC calls on one HTTP/2 connection, frame by frame, on the connection's event loop.
+///
+/// Why not one child channel and one task per call, as grpc-swift's transport does: the etcd API's hot calls
+/// (Range, Put, Txn, lease keep-alives, watches) are small, and their cost was dominated by the per-call machinery
+/// (a stream channel with its pipeline, an async sequence and writer, a task, three thread hops), measured at two
+/// thirds of the server's CPU per put. Here a call is a dictionary entry: its messages are decoded where the bytes
+/// arrive, *fast routes* answer on the event loop or from the Raft loop's completion, and only the remaining,
+/// rarer methods go to grpc-swift's `GRPCServer` as an `RPCStream` (`BridgedCall`).
+///
+/// Flow control: NIO's HTTP/2 handler enforces windows and buffers what the peer cannot take yet; this handler
+/// gives credit back (WINDOW_UPDATE) as it consumes DATA, for the connection and for each open stream.
+final class RPCConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    /// Window sizes this side advertises and replenishes.
+    static let streamWindow = 1 << 20
+    static let connectionWindow = 8 << 20
+
+    let shared: RPCListenerShared
+    private var context: ChannelHandlerContext!
+    private var streams: [HTTP2StreamID: RPCStreamState] = [:]
+    private var connectionUnacked = 0
+    private var needsFlush = false
+    private var inReadLoop = false
+    private var goingAway = false
+    private var lastStreamID = HTTP2StreamID.rootStream
+    private(set) var mailbox: RPCConnectionMailbox!
+    private(set) var remotePeer = "unknown"
+    private(set) var localPeer = "unknown"
+
+    init(shared: RPCListenerShared) {
+        self.shared = shared
+    }
+
+    // MARK: Lifecycle
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        mailbox = RPCConnectionMailbox(eventLoop: context.eventLoop, handler: self)
+        remotePeer = Self.describe(context.channel.remoteAddress)
+        localPeer = Self.describe(context.channel.localAddress)
+        shared.connections.add(self)
+        if context.channel.isActive { openConnectionWindow() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        remotePeer = Self.describe(context.channel.remoteAddress)
+        localPeer = Self.describe(context.channel.localAddress)
+        openConnectionWindow()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let open = streams
+        streams.removeAll()
+        for (_, stream) in open { stream.call.cancelled() }
+        mailbox.close()
+        shared.connections.remove(self)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream error has already reset its stream (a StreamClosedEvent follows); anything else ends the
+        // connection, as there is no way to resynchronise an HTTP/2 session.
+        if error is NIOHTTP2Errors.StreamError { return }
+        context.close(promise: nil)
+    }
+
+    private var connectionWindowOpened = false
+
+    /// The connection window starts at HTTP/2's 64 KiB; widen it once so that large puts and many parallel
+    /// calls do not wait for credit round trips.
+    private func openConnectionWindow() {
+        guard !connectionWindowOpened else { return }
+        connectionWindowOpened = true
+        let increment = Self.connectionWindow - 65_535
+        context.write(
+            wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))),
+            promise: nil)
+        context.flush()
+    }
+
+    static func describe(_ address: SocketAddress?) -> String {
+        guard let address, let ip = address.ipAddress, let port = address.port else { return "unknown" }
+        switch address {
+        case .v6: return "ipv6:[\(ip)]:\(port)"
+        default: return "ipv4:\(ip):\(port)"
+        }
+    }
+
+    // MARK: Inbound frames
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadLoop = true
+        let frame = unwrapInboundIn(data)
+        switch frame.payload {
+        case .headers(let headers):
+            receivedHeaders(frame.streamID, headers)
+        case .data(let payload):
+            receivedData(frame.streamID, payload)
+        default:
+            // PING, SETTINGS, WINDOW_UPDATE, GOAWAY and RST_STREAM are the HTTP/2 handler's business; a reset
+            // stream is cleaned up on its StreamClosedEvent.
+            break
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadLoop = false
+        flushIfNeeded()
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let closed = event as? StreamClosedEvent {
+            if let stream = streams.removeValue(forKey: closed.streamID), !stream.finished {
+                stream.finished = true
+                stream.call.cancelled()
+            }
+            closeIfDrained()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func receivedHeaders(_ id: HTTP2StreamID, _ payload: HTTP2Frame.FramePayload.Headers) {
+        if let stream = streams[id] {
+            // Trailers from a client (gRPC clients send none): only their end-of-stream matters.
+            if payload.endStream { receivedEnd(stream) }
+            return
+        }
+        if goingAway {
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.refusedStream))), promise: nil)
+            needsFlush = true
+            return
+        }
+        if id > lastStreamID { lastStreamID = id }
+        var path = ""
+        var isGRPC = false
+        var method = ""
+        for (name, value, _) in payload.headers {
+            switch name {
+            case ":path": path = value
+            case ":method": method = value
+            case "content-type": isGRPC = value.utf8.starts(with: "application/grpc".utf8)
+            default: break
+            }
+        }
+        let stream = RPCStreamState(id: id, maxMessageBytes: shared.maxMessageBytes)
+        streams[id] = stream
+        let handle = RPCStreamHandle(connection: self, stream: stream)
+        if !isGRPC {
+            stream.call = HTTPOverHTTP2Call(
+                method: method, uri: path, router: shared.http, maxBody: shared.maxMessageBytes)
+        } else if let route = shared.fastRoutes[path] {
+            stream.call = route.makeCall()
+        } else if let bridge = shared.bridge, let descriptor = bridge.descriptor(forPath: path) {
+            stream.call = BridgedCall(descriptor: descriptor, headers: payload.headers, handle: handle, bridge: bridge)
+        } else {
+            finish(stream, code: RPCError.Code.unimplemented.rawValue, message: "unknown method \(path)")
+            return
+        }
+        stream.call.started(headers: payload.headers, stream: handle)
+        if payload.endStream { receivedEnd(stream) }
+    }
+
+    private func receivedData(_ id: HTTP2StreamID, _ payload: HTTP2Frame.FramePayload.Data) {
+        guard case .byteBuffer(let bytes) = payload.data else { return }
+        let flowControlled = bytes.readableBytes + (payload.paddingBytes ?? 0)
+        creditConnection(flowControlled)
+        guard let stream = streams[id], !stream.inboundEnded else { return }
+        if !payload.endStream {
+            stream.unacked += flowControlled
+            if stream.unacked >= Self.streamWindow / 2 {
+                context.write(
+                    wrapOutboundOut(
+                        HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.unacked))),
+                    promise: nil)
+                stream.unacked = 0
+                needsFlush = true
+            }
+        }
+        if stream.call.wantsRawBytes {
+            stream.call.receivedRaw(bytes, stream: RPCStreamHandle(connection: self, stream: stream))
+        } else {
+            do {
+                try stream.reader.append(bytes) { message in
+                    guard !stream.finished else { return }
+                    stream.call.received(message, stream: RPCStreamHandle(connection: self, stream: stream))
+                }
+            } catch let failure as GRPCMessageReader.Failure {
+                let status = GRPCMessageReader.status(for: failure)
+                finish(stream, code: status.code.rawValue, message: status.message)
+                return
+            } catch {
+                finish(stream, code: RPCError.Code.internalError.rawValue, message: "\(error)")
+                return
+            }
+        }
+        if payload.endStream { receivedEnd(stream) }
+    }
+
+    private func receivedEnd(_ stream: RPCStreamState) {
+        guard !stream.inboundEnded else { return }
+        stream.inboundEnded = true
+        guard !stream.finished else { return }
+        if stream.reader.hasPartialMessage {
+            finish(
+                stream, code: RPCError.Code.internalError.rawValue,
+                message: "grpc: request stream ended inside a message")
+            return
+        }
+        stream.call.receivedEnd(stream: RPCStreamHandle(connection: self, stream: stream))
+    }
+
+    private func creditConnection(_ bytes: Int) {
+        connectionUnacked += bytes
+        if connectionUnacked >= Self.connectionWindow / 2 {
+            context.write(
+                wrapOutboundOut(
+                    HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: connectionUnacked))),
+                promise: nil)
+            connectionUnacked = 0
+            needsFlush = true
+        }
+    }
+
+    // MARK: Outbound
+
+    /// Sends one framed message on `stream` (response headers first if none went out yet). `promise` completes
+    /// once the bytes were handed to the socket: streaming calls use it for back-pressure.
+    func send(_ framed: ByteBuffer, on stream: RPCStreamState, promise: EventLoopPromise<Void>? = nil) {
+        guard !stream.finished else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        sendHeadersIfNeeded(stream)
+        let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(framed), endStream: false)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(data))), promise: promise)
+        needsFlush = true
+    }
+
+    func sendHeadersIfNeeded(_ stream: RPCStreamState, _ headers: HPACKHeaders = GRPCWire.responseHeaders) {
+        guard !stream.headersSent else { return }
+        stream.headersSent = true
+        context.write(
+            wrapOutboundOut(
+                HTTP2Frame(streamID: stream.id, payload: .headers(.init(headers: headers, endStream: false)))),
+            promise: nil)
+        needsFlush = true
+    }
+
+    /// Ends `stream` with a gRPC status (trailers-only when nothing was sent yet).
+    func finish(_ stream: RPCStreamState, code: Int, message: String, trailers extra: HPACKHeaders = [:]) {
+        guard !stream.finished else { return }
+        stream.finished = true
+        var trailers: HPACKHeaders
+        if code == 0 && stream.headersSent && extra.isEmpty {
+            trailers = GRPCWire.okTrailers
+        } else {
+            trailers = GRPCWire.trailers(code: code, message: message, trailersOnly: !stream.headersSent)
+            trailers.add(contentsOf: extra)
+        }
+        stream.headersSent = true
+        context.write(
+            wrapOutboundOut(
+                HTTP2Frame(streamID: stream.id, payload: .headers(.init(headers: trailers, endStream: true)))),
+            promise: nil)
+        if !stream.inboundEnded {
+            // The client may still be sending: tell it to stop, as gRPC servers do after an early status.
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .rstStream(.noError))), promise: nil)
+        }
+        needsFlush = true
+    }
+
+    /// Ends a non-gRPC HTTP/2 request (health checks and metrics over h2) with a complete response.
+    func finishHTTP(_ stream: RPCStreamState, head: HPACKHeaders, body: ByteBuffer) {
+        guard !stream.finished else { return }
+        stream.finished = true
+        stream.headersSent = true
+        context.write(
+            wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .headers(.init(headers: head, endStream: false)))),
+            promise: nil)
+        context.write(
+            wrapOutboundOut(
+                HTTP2Frame(streamID: stream.id, payload: .data(.init(data: .byteBuffer(body), endStream: true)))),
+            promise: nil)
+        needsFlush = true
+    }
+
+    /// Resets `stream` (the call gave up without a status, e.g. its handler was cancelled).
+    func reset(_ stream: RPCStreamState, code: HTTP2ErrorCode = .cancel) {
+        guard !stream.finished else { return }
+        stream.finished = true
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .rstStream(code))), promise: nil)
+        needsFlush = true
+    }
+
+    /// Writes are gathered and flushed once per read burst or per batch of completions.
+    func flushIfNeeded() {
+        guard needsFlush, !inReadLoop else { return }
+        needsFlush = false
+        context.flush()
+    }
+
+    var allocator: ByteBufferAllocator { context.channel.allocator }
+    var eventLoop: any EventLoop { context.eventLoop }
+    var isWritable: Bool { context.channel.isWritable }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            for stream in streams.values {
+                stream.call.writable(stream: RPCStreamHandle(connection: self, stream: stream))
+            }
+            flushIfNeeded()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    // MARK: Shutdown
+
+    /// Stops taking new calls (GOAWAY) and closes the connection once the open ones have finished.
+    func beginGracefulShutdown() {
+        guard !goingAway else { return }
+        goingAway = true
+        context.write(
+            wrapOutboundOut(
+                HTTP2Frame(
+                    streamID: .rootStream,
+                    payload: .goAway(lastStreamID: lastStreamID, errorCode: .noError, opaqueData: nil))),
+            promise: nil)
+        context.flush()
+        closeIfDrained()
+    }
+
+    private func closeIfDrained() {
+        if goingAway && streams.isEmpty { context.close(promise: nil) }
+    }
+
+    func close() {
+        context.close(promise: nil)
+    }
+}
+
+/// One open stream of a connection (event loop only).
+final class RPCStreamState {
+    let id: HTTP2StreamID
+    var reader: GRPCMessageReader
+    var call: any RPCCall = NoCall()
+    /// DATA bytes consumed since the stream's last WINDOW_UPDATE.
+    var unacked = 0
+    var headersSent = false
+    var inboundEnded = false
+    /// A status (or reset) went out: nothing more may be sent.
+    var finished = false
+
+    init(id: HTTP2StreamID, maxMessageBytes: Int) {
+        self.id = id
+        reader = GRPCMessageReader(maxMessageBytes: maxMessageBytes)
+    }
+}
+
+/// What serves one stream. Every method runs on the connection's event loop.
+protocol RPCCall: AnyObject {
+    /// The request headers (HEADERS frame) arrived.
+    func started(headers: HPACKHeaders, stream: RPCStreamHandle)
+    /// One complete request message.
+    func received(_ message: ByteBuffer, stream: RPCStreamHandle)
+    /// DATA bytes as they arrive, for calls that are not gRPC (`wantsRawBytes`).
+    func receivedRaw(_ bytes: ByteBuffer, stream: RPCStreamHandle)
+    /// The client will send nothing more.
+    func receivedEnd(stream: RPCStreamHandle)
+    /// The stream was reset or the connection closed: nothing more can be sent.
+    func cancelled()
+    /// The connection can take writes again after being full.
+    func writable(stream: RPCStreamHandle)
+    var wantsRawBytes: Bool { get }
+}
+
+extension RPCCall {
+    func started(headers: HPACKHeaders, stream: RPCStreamHandle) {}
+    func receivedRaw(_ bytes: ByteBuffer, stream: RPCStreamHandle) {}
+    func writable(stream: RPCStreamHandle) {}
+    var wantsRawBytes: Bool { false }
+}
+
+final class NoCall: RPCCall {
+    func received(_ message: ByteBuffer, stream: RPCStreamHandle) {}
+    func receivedEnd(stream: RPCStreamHandle) {}
+    func cancelled() {}
+}
+
+/// A stream as its call sees it on the event loop.
+struct RPCStreamHandle {
+    let connection: RPCConnectionHandler
+    let stream: RPCStreamState
+
+    var isFinished: Bool { stream.finished }
+
+    /// Serializes and sends one response message.
+    func send(_ message: some SwiftProtobuf.Message, promise: EventLoopPromise<Void>? = nil) {
+        do {
+            connection.send(try GRPCWire.frame(message), on: stream, promise: promise)
+        } catch {
+            promise?.fail(error)
+            finish(code: RPCError.Code.internalError.rawValue, message: "grpc: error while marshaling: \(error)")
+        }
+    }
+
+    func sendFramed(_ framed: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+        connection.send(framed, on: stream, promise: promise)
+    }
+
+    func finish(code: Int = 0, message: String = "", trailers: HPACKHeaders = [:]) {
+        connection.finish(stream, code: code, message: message, trailers: trailers)
+    }
+
+    func finish(_ error: EtcdError) {
+        connection.finish(stream, code: error.code.rawValue, message: error.message)
+    }
+
+    /// A handle for other threads: what they post runs on the event loop, gathered per loop tick.
+    var remote: RemoteRPCStream { RemoteRPCStream(mailbox: connection.mailbox, stream: stream) }
+
+    var eventLoop: any EventLoop { connection.eventLoop }
+    var allocator: ByteBufferAllocator { connection.allocator }
+}
+
+/// A stream handle that may cross threads (a Raft completion, a task): work posted through it runs on the
+/// connection's event loop; if the connection is gone by then, the work gets nil (to fail what waits on it).
+struct RemoteRPCStream: Sendable {
+    let mailbox: RPCConnectionMailbox
+    let stream: NIOLoopBound<RPCStreamState>
+
+    init(mailbox: RPCConnectionMailbox, stream: RPCStreamState) {
+        self.mailbox = mailbox
+        self.stream = NIOLoopBound(stream, eventLoop: mailbox.eventLoop)
+    }
+
+    var eventLoop: any EventLoop { mailbox.eventLoop }
+
+    func post(_ body: @escaping @Sendable (RPCStreamHandle?) -> Void) {
+        let stream = self.stream
+        mailbox.post { connection in body(connection.map { RPCStreamHandle(connection: $0, stream: stream.value) }) }
+    }
+
+    /// Runs `body` at once when called on the connection's event loop (inside a read or a batch of completions,
+    /// whose end flushes), otherwise like `post`.
+    func run(_ body: @escaping @Sendable (RPCStreamHandle?) -> Void) {
+        if mailbox.eventLoop.inEventLoop {
+            body(mailbox.connectionOnLoop.map { RPCStreamHandle(connection: $0, stream: stream.value) })
+        } else {
+            post(body)
+        }
+    }
+}
+
+/// Work for a connection from other threads, run on its event loop in batches: a Raft apply that completes a
+/// hundred calls costs one wake-up and one flush, not a hundred.
+final class RPCConnectionMailbox: Sendable {
+    typealias Job = @Sendable (RPCConnectionHandler?) -> Void
+    let eventLoop: any EventLoop
+    private let handler: NIOLoopBoundBox<RPCConnectionHandler?>
+    private let jobs = Mutex<(pending: [Job], scheduled: Bool)>(([], false))
+
+    init(eventLoop: any EventLoop, handler: RPCConnectionHandler) {
+        self.eventLoop = eventLoop
+        self.handler = NIOLoopBoundBox(handler, eventLoop: eventLoop)
+    }
+
+    func post(_ job: @escaping Job) {
+        let schedule = jobs.withLock { state -> Bool in
+            state.pending.append(job)
+            if state.scheduled { return false }
+            state.scheduled = true
+            return true
+        }
+        if schedule { eventLoop.execute { self.run() } }
+    }
+
+    private func run() {
+        let batch = jobs.withLock { state -> [Job] in
+            state.scheduled = false
+            defer { state.pending.removeAll(keepingCapacity: true) }
+            return state.pending
+        }
+        let connection = handler.value
+        for job in batch { job(connection) }
+        connection?.flushIfNeeded()
+    }
+
+    /// The connection, when called on its event loop (nil once it closed).
+    var connectionOnLoop: RPCConnectionHandler? { handler.value }
+
+    /// The connection closed: later jobs run without it.
+    func close() {
+        handler.value = nil
+    }
+}
+
+/// The open connections of a listener (for graceful shutdown).
+final class RPCConnectionRegistry: Sendable {
+    private let open = Mutex<[ObjectIdentifier: (any EventLoop, NIOLoopBound<RPCConnectionHandler>)]>([:])
+
+    func add(_ connection: RPCConnectionHandler) {
+        let bound = NIOLoopBound(connection, eventLoop: connection.eventLoop)
+        open.withLock { $0[ObjectIdentifier(connection)] = (connection.eventLoop, bound) }
+    }
+
+    func remove(_ connection: RPCConnectionHandler) {
+        _ = open.withLock { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+
+    var count: Int { open.withLock { $0.count } }
+
+    /// Runs `body` on every open connection, on its event loop.
+    func forEach(_ body: @escaping @Sendable (RPCConnectionHandler) -> Void) {
+        for (eventLoop, bound) in open.withLock({ Array($0.values) }) {
+            eventLoop.execute { body(bound.value) }
+        }
+    }
+}
