@@ -4,8 +4,8 @@ import Synchronization
 
 /// The durable, indexed store under the key space, leases, alarms and membership: one SQLite database.
 ///
-/// One writer connection, used only by the apply loop, groups every entry of an apply batch into one SQLite
-/// transaction; readers use a pool of connections and see the last committed batch (WAL journal mode).
+/// One writer connection, used only by the apply loop, groups many apply batches into one SQLite transaction;
+/// readers use a pool of connections and see the last committed transaction (WAL journal mode).
 /// SQLite runs with `synchronous=NORMAL`: a power loss may roll back the newest batches but never corrupts the
 /// file, and those batches are replayed from Quorum's own write-ahead log, which the `consistent_index` meta
 /// row says where to resume. Before the log is truncated behind a snapshot, `makeDurable()` checkpoints.
@@ -15,6 +15,9 @@ public final class Backend: @unchecked Sendable {
     public private(set) var writer: SQLiteConnection
     private let readers = Mutex<[SQLiteConnection]>([])
     private let maxIdleReaders: Int
+    /// Called after every successful COMMIT (the key space learns that SQLite caught up with it). Set once,
+    /// before the backend is shared.
+    public var onCommit: (@Sendable () -> Void)?
 
     public init(path: String, maxIdleReaders: Int = 8) throws {
         self.path = path
@@ -29,11 +32,30 @@ public final class Backend: @unchecked Sendable {
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
             PRAGMA cache_size=-8192;
+            PRAGMA mmap_size=17179869184;
             PRAGMA temp_store=MEMORY;
             PRAGMA wal_autocheckpoint=4096;
             """)
         try writer.execute(Backend.schema)
+        try migrate(writer)
         return writer
+    }
+
+    /// Databases written before the history table was keyed by revision had one table per key (`kv`, with
+    /// `live` beside it): their rows move over once, in order.
+    private static func migrate(_ writer: SQLiteConnection) throws {
+        guard try writer.scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'kv'") == 1 else {
+            return
+        }
+        try writer.execute(
+            """
+            BEGIN IMMEDIATE;
+            INSERT OR REPLACE INTO revs(rev, sub, key, create_rev, version, lease, value)
+                SELECT rev, sub, key, create_rev, version, lease, value FROM kv ORDER BY rev, sub;
+            DROP TABLE kv;
+            DROP TABLE IF EXISTS live;
+            COMMIT;
+            """)
     }
 
     /// Replaces the whole database with the image at `image` (a snapshot received from the leader), durably:
@@ -67,14 +89,10 @@ public final class Backend: @unchecked Sendable {
     static let schema = """
         CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0, data BLOB)
             WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS kv(
-            key BLOB NOT NULL, rev INTEGER NOT NULL, sub INTEGER NOT NULL, create_rev INTEGER NOT NULL,
+        CREATE TABLE IF NOT EXISTS revs(
+            rev INTEGER NOT NULL, sub INTEGER NOT NULL, key BLOB NOT NULL, create_rev INTEGER NOT NULL,
             version INTEGER NOT NULL, lease INTEGER NOT NULL, value BLOB NOT NULL,
-            PRIMARY KEY(key, rev)) WITHOUT ROWID;
-        CREATE INDEX IF NOT EXISTS kv_by_rev ON kv(rev, sub);
-        CREATE TABLE IF NOT EXISTS live(
-            key BLOB PRIMARY KEY, create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL,
-            version INTEGER NOT NULL, lease INTEGER NOT NULL, value BLOB NOT NULL) WITHOUT ROWID;
+            PRIMARY KEY(rev, sub)) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS leases(id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL, remaining_ttl INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS alarms(member_id INTEGER NOT NULL, alarm INTEGER NOT NULL,
             PRIMARY KEY(member_id, alarm)) WITHOUT ROWID;
@@ -92,7 +110,9 @@ public final class Backend: @unchecked Sendable {
 
     /// Commits the batch; readers see it from now on.
     public func commitBatch() throws {
-        if writer.isInTransaction { try writer.execute("COMMIT") }
+        guard writer.isInTransaction else { return }
+        try writer.execute("COMMIT")
+        onCommit?()
     }
 
     public func rollbackBatch() {
@@ -149,7 +169,7 @@ public final class Backend: @unchecked Sendable {
     private func takeReader() throws -> SQLiteConnection {
         if let pooled = readers.withLock({ $0.popLast() }) { return pooled }
         let connection = try SQLiteConnection(path: path)
-        try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-2048;")
+        try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-2048; PRAGMA mmap_size=17179869184;")
         return connection
     }
 

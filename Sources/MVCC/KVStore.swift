@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import Storage
+import Synchronization
 
 /// Options of a range read, as etcd's mvcc layer takes them.
 public struct RangeOptions: Sendable {
@@ -27,7 +28,7 @@ public struct RangeResult: Sendable {
     public var count: Int
 }
 
-/// Store-wide revision bookkeeping, read inside a transaction so it matches the rows read with it.
+/// Store-wide revision bookkeeping.
 public struct RevisionState: Sendable, Equatable {
     public var current: Int64
     /// Revisions below this are gone (etcd's compactMainRev): reads there fail with `compacted`.
@@ -36,165 +37,194 @@ public struct RevisionState: Sendable, Equatable {
     public var compactionFinished: Int64
 }
 
-/// The revisioned key space on top of `Backend`.
+/// The revisioned key space: etcd's MVCC store on memory and SQLite.
 ///
-/// Two tables: `kv` holds every version (key, revision) including tombstones (version 0), the history that
-/// historical reads, watch replay and compaction use; `live` holds the newest version of each existing key, so
-/// reads at the newest revision — the common case — are a single ordered index scan.
-public final class KVStore: @unchecked Sendable {
+/// SQLite's `revs` table is the history, keyed by revision as etcd's bbolt bucket is: every write appends rows
+/// in order, so a put costs a sequential insert rather than random B-tree pages (the old per-key tables wrote
+/// about four random pages per put). Memory holds the index (`MemoryState`): each key's newest version and the
+/// revisions of its history since the last compaction. Reads at the newest revision — nearly all of them — are
+/// answered from memory; historical reads and watch catch-up fetch exactly the rows the index names.
+///
+/// The apply loop is the only writer and commits SQLite lazily (Raft's log makes the batches durable); rows not
+/// yet committed stay in memory, so readers never wait for a commit. `Backend` tells the store when it commits.
+public final class KVStore: Sendable {
     public let backend: Backend
-    /// Writer-side view; the apply loop is its only mutator.
-    public private(set) var revisions: RevisionState
+    let state: Mutex<MemoryState>
 
     public init(backend: Backend) throws {
         self.backend = backend
-        revisions = try KVStore.loadRevisions(backend)
+        state = Mutex(try KVStore.load(backend))
+        backend.onCommit = { [weak self] in self?.committed() }
     }
 
-    private static func loadRevisions(_ backend: Backend) throws -> RevisionState {
-        RevisionState(
-            current: try backend.metaInt("current_rev") ?? 1,
-            compacted: try backend.metaInt("compact_rev") ?? 0,
-            compactionFinished: try backend.metaInt("compact_finished_rev") ?? 0)
+    /// Rebuilds the index from the database (startup: the history since the last compaction).
+    private static func load(_ backend: Backend) throws -> MemoryState {
+        let c = backend.writer
+        var state = MemoryState(
+            revisions: RevisionState(
+                current: try backend.metaInt("current_rev", on: c) ?? 1,
+                compacted: try backend.metaInt("compact_rev", on: c) ?? 0,
+                compactionFinished: try backend.metaInt("compact_finished_rev", on: c) ?? 0))
+        // Values are read only for each key's newest row: the history's values stay on disk.
+        let refs = try c.statement("SELECT rev, sub, key, version FROM revs ORDER BY rev, sub")
+        while try refs.step() {
+            let ref = RevisionRef(main: refs.int64(0), sub: refs.int64(1), tombstone: refs.int64(3) == 0)
+            state.record(refs.data(2), ref, head: nil)
+        }
+        refs.reset()
+        let row = try c.statement("SELECT create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
+        var live = 0
+        state.keys.mutateAll { key, entry in
+            guard var e = entry, let last = e.history.last, !last.tombstone else { return }
+            row.bind(1, last.main).bind(2, last.sub)
+            if (try? row.step()) == true {
+                var kv = Mvccpb_KeyValue()
+                kv.key = key
+                kv.modRevision = last.main
+                kv.createRevision = row.int64(0)
+                kv.version = row.int64(1)
+                kv.lease = row.int64(2)
+                kv.value = row.data(3)
+                e.head = kv
+                live += 1
+            }
+            row.reset()
+            entry = e
+        }
+        state.liveKeys = live
+        return state
     }
 
-    /// Re-reads the revision bookkeeping after the backend was replaced by a snapshot.
+    /// Re-reads everything after the backend was replaced by a snapshot.
     public func reload() throws {
-        revisions = try KVStore.loadRevisions(backend)
+        let fresh = try KVStore.load(backend)
+        state.withLock { $0 = fresh }
+    }
+
+    /// The backend committed: everything written so far is in SQLite.
+    private func committed() {
+        state.withLock { s in
+            s.committedThrough = s.revisions.current
+            s.uncommitted.removeAll(keepingCapacity: true)
+        }
+    }
+
+    public var revisions: RevisionState { state.withLock { $0.revisions } }
+
+    /// Number of live keys (etcd_debugging_mvcc_keys_total).
+    public func keyCount() -> Int { state.withLock { $0.liveKeys } }
+
+    /// Every live key with a lease, for rebuilding the lessor.
+    public func leasedKeys() -> [(key: Data, lease: Int64)] {
+        state.withLock { s in
+            var out: [(Data, Int64)] = []
+            s.keys.forEach(from: Data()) { key, entry in
+                if let lease = entry.head?.lease, lease != 0 { out.append((key, lease)) }
+                return true
+            }
+            return out
+        }
     }
 
     // MARK: Reads (any thread)
 
-    /// A linearizable-or-serializable read of committed state, on a pooled reader.
+    /// A range read at `options.revision` (the newest when <= 0).
     public func range(_ range: KeyRange, options: RangeOptions) throws -> RangeResult {
-        try backend.read { c in
-            let state = try KVStore.revisionState(on: c, backend: backend)
-            return try KVStore.rangeKeys(on: c, range: range, options: options, revisions: state)
+        var missing: [(index: Int, ref: RevisionRef)] = []
+        var result = try state.withLock { s throws(MVCCError) -> RangeResult in
+            var rev = options.revision
+            if rev > s.revisions.current { throw .futureRevision }
+            if rev <= 0 { rev = s.revisions.current }
+            if rev < s.revisions.compacted { throw .compacted }
+            if range.isEmpty { return RangeResult(kvs: [], revision: s.revisions.current, count: 0) }
+            if rev == s.revisions.current { return KVStore.headRange(s, range, options) }
+            return KVStore.historicalRange(s, range, options, at: rev, missing: &missing)
         }
+        if !missing.isEmpty {
+            // Versions only the database holds: fetched after the lock, by their exact rows (all committed).
+            try backend.read { c in
+                let s = try c.statement(
+                    "SELECT create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
+                for (index, ref) in missing {
+                    s.bind(1, ref.main).bind(2, ref.sub)
+                    // A row gone meanwhile was compacted under the reader.
+                    guard try s.step() else { throw MVCCError.compacted }
+                    result.kvs[index].createRevision = s.int64(0)
+                    result.kvs[index].version = s.int64(1)
+                    result.kvs[index].lease = s.int64(2)
+                    if !options.keysOnly { result.kvs[index].value = s.data(3) }
+                    s.reset()
+                }
+            }
+        }
+        return result
     }
 
-    /// Runs several reads against one committed state.
+    /// Runs a read against the store (one consistent view per `range` call).
     public func read<T>(_ body: (KVReadView) throws -> T) throws -> T {
-        try backend.read { c in
-            try body(KVReadView(connection: c, revisions: try KVStore.revisionState(on: c, backend: backend)))
-        }
+        try body(KVReadView(store: self, revisions: revisions))
     }
 
-    static func revisionState(on c: SQLiteConnection, backend: Backend) throws -> RevisionState {
-        let s = try c.statement(
-            "SELECT name, value FROM meta WHERE name IN ('current_rev', 'compact_rev', 'compact_finished_rev')")
-        defer { s.reset() }
-        var state = RevisionState(current: 1, compacted: 0, compactionFinished: 0)
-        while try s.step() {
-            switch s.string(0) {
-            case "current_rev": state.current = s.int64(1)
-            case "compact_rev": state.compacted = s.int64(1)
-            default: state.compactionFinished = s.int64(1)
-            }
-        }
-        return state
-    }
-
-    static func rangeKeys(
-        on c: SQLiteConnection, range: KeyRange, options: RangeOptions, revisions: RevisionState
-    ) throws -> RangeResult {
-        var rev = options.revision
-        if rev > revisions.current { throw MVCCError.futureRevision }
-        if rev <= 0 { rev = revisions.current }
-        if rev < revisions.compacted { throw MVCCError.compacted }
-        if range.isEmpty { return RangeResult(kvs: [], revision: revisions.current, count: 0) }
-        if rev == revisions.current {
-            return try headRange(on: c, range: range, options: options, revision: rev)
-        }
-        return try historicalRange(on: c, range: range, options: options, revision: rev, head: revisions.current)
-    }
-
-    private static func whereClause(_ range: KeyRange) -> String {
-        switch range {
-        case .single: return "key = ?1"
-        case .interval: return "key >= ?1 AND key < ?2"
-        case .from: return "key >= ?1"
-        }
-    }
-
-    private static func bindRange(_ s: SQLiteStatement, _ range: KeyRange) {
-        switch range {
-        case .single(let k): s.bind(1, k)
-        case .interval(let from, let to): s.bind(1, from).bind(2, to)
-        case .from(let k): s.bind(1, k)
-        }
-    }
-
-    private static func headRange(on c: SQLiteConnection, range: KeyRange, options: RangeOptions, revision: Int64)
-        throws -> RangeResult
-    {
-        let clause = whereClause(range)
-        if options.countOnly {
-            let s = try c.statement("SELECT COUNT(*) FROM live WHERE \(clause)")
-            bindRange(s, range)
-            defer { s.reset() }
-            let count = try s.step() ? Int(s.int64(0)) : 0
-            return RangeResult(kvs: [], revision: revision, count: count)
-        }
-        let columns = options.keysOnly ? "key, create_rev, mod_rev, version, lease" : "key, create_rev, mod_rev, version, lease, value"
-        let limit = options.limit > 0 ? " LIMIT \(options.limit)" : ""
-        let s = try c.statement("SELECT \(columns) FROM live WHERE \(clause) ORDER BY key\(limit)")
-        bindRange(s, range)
-        var kvs: [Mvccpb_KeyValue] = []
-        while try s.step() {
-            var kv = Mvccpb_KeyValue()
-            kv.key = s.data(0)
-            kv.createRevision = s.int64(1)
-            kv.modRevision = s.int64(2)
-            kv.version = s.int64(3)
-            kv.lease = s.int64(4)
-            if !options.keysOnly { kv.value = s.data(5) }
-            kvs.append(kv)
-        }
-        s.reset()
-        var count = kvs.count
-        if options.limit > 0 && kvs.count >= options.limit {
-            if case .single = range {
-            } else {
-                let counter = try c.statement("SELECT COUNT(*) FROM live WHERE \(clause)")
-                bindRange(counter, range)
-                defer { counter.reset() }
-                count = try counter.step() ? Int(counter.int64(0)) : kvs.count
-            }
-        }
-        return RangeResult(kvs: kvs, revision: revision, count: count)
-    }
-
-    private static func historicalRange(
-        on c: SQLiteConnection, range: KeyRange, options: RangeOptions, revision: Int64, head: Int64
-    ) throws -> RangeResult {
-        // For each key, the newest version at or before `revision`; a tombstone there means "absent".
-        let clause = whereClause(range)
-        let s = try c.statement(
-            """
-            SELECT key, MAX(rev), create_rev, version, lease, value FROM kv
-            WHERE \(clause) AND rev <= ?3 GROUP BY key ORDER BY key
-            """)
-        bindRange(s, range)
-        s.bind(3, revision)
-        defer { s.reset() }
+    static func headRange(_ s: MemoryState, _ range: KeyRange, _ options: RangeOptions) -> RangeResult {
         var kvs: [Mvccpb_KeyValue] = []
         var count = 0
-        while try s.step() {
-            let version = s.int64(3)
-            if version == 0 { continue }
+        func take(_ head: Mvccpb_KeyValue) {
             count += 1
-            if options.countOnly || (options.limit > 0 && kvs.count >= options.limit) { continue }
-            var kv = Mvccpb_KeyValue()
-            kv.key = s.data(0)
-            kv.modRevision = s.int64(1)
-            kv.createRevision = s.int64(2)
-            kv.version = version
-            kv.lease = s.int64(4)
-            if !options.keysOnly { kv.value = s.data(5) }
-            kvs.append(kv)
+            guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
+            if options.keysOnly {
+                var stripped = head
+                stripped.value = Data()
+                kvs.append(stripped)
+            } else {
+                kvs.append(head)
+            }
         }
-        return RangeResult(kvs: kvs, revision: head, count: count)
+        if case .single(let key) = range {
+            if let head = s.keys[key]?.head { take(head) }
+        } else {
+            let (low, high) = range.bounds
+            s.keys.forEach(from: low) { key, entry in
+                if let high, KeyRange.compare(key, high) >= 0 { return false }
+                if let head = entry.head { take(head) }
+                return true
+            }
+        }
+        return RangeResult(kvs: kvs, revision: s.revisions.current, count: count)
+    }
+
+    /// The versions at `revision`; rows only SQLite holds come back as placeholders listed in `missing`.
+    static func historicalRange(
+        _ s: MemoryState, _ range: KeyRange, _ options: RangeOptions, at revision: Int64,
+        missing: inout [(index: Int, ref: RevisionRef)]
+    ) -> RangeResult {
+        var kvs: [Mvccpb_KeyValue] = []
+        var count = 0
+        func take(_ key: Data, _ entry: KeyEntry) {
+            guard let ref = entry.version(atOrBefore: revision), !ref.tombstone else { return }
+            count += 1
+            guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
+            if var kv = s.row(ref, key: key) {
+                if options.keysOnly { kv.value = Data() }
+                kvs.append(kv)
+            } else {
+                var placeholder = Mvccpb_KeyValue()
+                placeholder.key = key
+                placeholder.modRevision = ref.main
+                missing.append((kvs.count, ref))
+                kvs.append(placeholder)
+            }
+        }
+        if case .single(let key) = range {
+            if let entry = s.keys[key] { take(key, entry) }
+        } else {
+            let (low, high) = range.bounds
+            s.keys.forEach(from: low) { key, entry in
+                if let high, KeyRange.compare(key, high) >= 0 { return false }
+                take(key, entry)
+                return true
+            }
+        }
+        return RangeResult(kvs: kvs, revision: s.revisions.current, count: count)
     }
 
     // MARK: Writes (apply loop only)
@@ -204,107 +234,137 @@ public final class KVStore: @unchecked Sendable {
         KVWriteTxn(store: self, baseRevision: revisions.current)
     }
 
-    /// Ends a write; if it changed anything, the store revision advances by exactly one.
+    /// Ends a write; if it changed anything, the store revision advances by exactly one and readers see every
+    /// change of the revision at once.
     public func end(_ txn: KVWriteTxn) throws {
-        if txn.changeCount > 0 {
-            revisions.current = txn.baseRevision + 1
-            try backend.setMetaInt("current_rev", revisions.current)
+        guard txn.changeCount > 0 else { return }
+        let revision = txn.baseRevision + 1
+        try backend.setMetaInt("current_rev", revision)
+        state.withLock { s in
+            for change in txn.changes {
+                s.record(
+                    change.row.key, RevisionRef(main: revision, sub: change.sub, tombstone: change.head == nil),
+                    head: change.head)
+            }
+            s.uncommitted[revision] = txn.changes.map(\.row)
+            s.revisions.current = revision
         }
     }
 
-    /// Records a compaction at `revision` (validated against etcd's rules); the physical removal follows in steps.
+    /// The newest version of `key`, as of the last ended write.
+    func head(_ key: Data) -> Mvccpb_KeyValue? {
+        state.withLock { $0.keys[key]?.head }
+    }
+
+    /// Records a compaction at `revision` (validated against etcd's rules); the index forgets the superseded
+    /// versions at once, the rows go in steps (`compactStep`).
     public func scheduleCompaction(_ revision: Int64) throws {
-        if revision <= revisions.compacted { throw MVCCError.compacted }
-        if revision > revisions.current { throw MVCCError.futureRevision }
-        revisions.compacted = revision
+        let current = revisions
+        if revision <= current.compacted { throw MVCCError.compacted }
+        if revision > current.current { throw MVCCError.futureRevision }
         try backend.setMetaInt("compact_rev", revision)
+        state.withLock { s in
+            s.revisions.compacted = revision
+            s.keys.mutateAll { _, entry in
+                guard var e = entry else { return }
+                e.compact(at: revision)
+                entry = e.history.isEmpty && e.head == nil ? nil : e
+            }
+        }
     }
 
     /// Whether physical compaction has work left.
-    public var compactionPending: Bool { revisions.compactionFinished < revisions.compacted }
+    public var compactionPending: Bool { state.withLock { $0.revisions.compactionFinished < $0.revisions.compacted } }
 
-    /// Removes up to `budget` superseded versions at or below the compaction revision, oldest first, so that a
-    /// concurrent historical read never sees an older version reappear. Returns true when done.
+    /// Removes up to `budget` superseded rows at or below the compaction revision, oldest first (the index
+    /// already forgot them, so no reader asks for them). Returns true when done.
     @discardableResult
     public func compactStep(budget: Int = 10_000) throws -> Bool {
-        guard compactionPending else { return true }
-        let target = revisions.compacted
+        let (from, target) = state.withLock { ($0.revisions.compactionFinished, $0.revisions.compacted) }
+        guard from < target else { return true }
         let scan = try backend.writer.statement(
-            "SELECT key, rev, version FROM kv WHERE rev > ?1 AND rev <= ?2 ORDER BY rev, sub LIMIT ?3")
-        scan.bind(1, revisions.compactionFinished).bind(2, target).bind(3, Int64(budget))
-        var rows: [(Data, Int64, Int64)] = []
-        while try scan.step() { rows.append((scan.data(0), scan.int64(1), scan.int64(2))) }
+            "SELECT rev, sub, key FROM revs WHERE rev > ?1 AND rev <= ?2 ORDER BY rev, sub LIMIT ?3")
+        scan.bind(1, from).bind(2, target).bind(3, Int64(budget))
+        var rows: [(Int64, Int64, Data)] = []
+        while try scan.step() { rows.append((scan.int64(0), scan.int64(1), scan.data(2))) }
         scan.reset()
-        let newer = try backend.writer.statement(
-            "SELECT 1 FROM kv WHERE key = ?1 AND rev > ?2 AND rev <= ?3 LIMIT 1")
-        let delete = try backend.writer.statement("DELETE FROM kv WHERE key = ?1 AND rev = ?2")
-        for (key, rev, version) in rows {
-            newer.bind(1, key).bind(2, rev).bind(3, target)
-            let superseded = try newer.step()
-            newer.reset()
-            if superseded || version == 0 {
-                delete.bind(1, key).bind(2, rev)
-                try delete.run()
-            }
+        let superseded = state.withLock { s in
+            rows.filter { row in !(s.keys[row.2]?.retains(main: row.0, sub: row.1) ?? false) }
+        }
+        let delete = try backend.writer.statement("DELETE FROM revs WHERE rev = ?1 AND sub = ?2")
+        for (rev, sub, _) in superseded {
+            delete.bind(1, rev).bind(2, sub)
+            try delete.run()
         }
         let done = rows.count < budget
-        revisions.compactionFinished = done ? target : (rows.last?.1 ?? target) - 1
         // Rows of one revision may straddle the budget; resuming at rev-1 re-examines them, harmlessly.
-        try backend.setMetaInt("compact_finished_rev", revisions.compactionFinished)
+        let finished = done ? target : (rows.last?.0 ?? target) - 1
+        try backend.setMetaInt("compact_finished_rev", finished)
+        state.withLock { $0.revisions.compactionFinished = finished }
         return done
     }
 
-    // MARK: Hashing (corruption checks)
+    // MARK: History (any thread)
 
     /// A checksum of the key space's history up to `revision`, as compaction at the current compaction revision
-    /// defines it, independent of how far physical removal has got, so members can compare it.
+    /// defines it (independent of how far physical removal has got), so members can compare it.
     public func hashKV(revision: Int64) throws -> (hash: UInt32, compactRevision: Int64, revision: Int64) {
-        try backend.read { c in
-            let state = try KVStore.revisionState(on: c, backend: backend)
-            var rev = revision
-            if rev > state.current { throw MVCCError.futureRevision }
-            if rev <= 0 { rev = state.current }
-            if rev < state.compacted { throw MVCCError.compacted }
-            let s = try c.statement(
-                "SELECT key, rev, sub, create_rev, version, lease, value FROM kv WHERE rev <= ?1 ORDER BY rev, sub")
-            s.bind(1, rev)
-            defer { s.reset() }
-            let newer = try c.statement("SELECT 1 FROM kv WHERE key = ?1 AND rev > ?2 AND rev <= ?3 LIMIT 1")
+        let (revisions, committed, pending) = state.withLock { s in
+            (s.revisions, s.committedThrough, s.uncommitted.sorted { $0.key < $1.key })
+        }
+        var rev = revision
+        if rev > revisions.current { throw MVCCError.futureRevision }
+        if rev <= 0 { rev = revisions.current }
+        if rev < revisions.compacted { throw MVCCError.compacted }
+        let compacted = revisions.compacted
+        let sqliteUpper = min(rev, committed)
+        typealias Row = (key: Data, rev: Int64, sub: Int64, create: Int64, version: Int64, lease: Int64, value: Data)
+        let memoryRows: [Row] = pending.filter { $0.key <= rev && $0.key > committed }.flatMap { main, rows in
+            rows.enumerated().map { sub, kv in
+                (kv.key, main, Int64(sub), kv.createRevision, kv.version, kv.lease, kv.value)
+            }
+        }
+        return try backend.read { c in
+            // Pass 1: which version of each key the compaction keeps (the newest at or below it, unless deleted).
+            var kept: [Data: (Int64, Int64, Bool)] = [:]
+            let newest = try c.statement(
+                "SELECT key, rev, sub, version FROM revs WHERE rev <= ?1 AND rev <= ?2 ORDER BY rev, sub")
+            newest.bind(1, compacted).bind(2, sqliteUpper)
+            while try newest.step() { kept[newest.data(0)] = (newest.int64(1), newest.int64(2), newest.int64(3) == 0) }
+            newest.reset()
+            for row in memoryRows where row.rev <= compacted { kept[row.key] = (row.rev, row.sub, row.version == 0) }
+            // Pass 2: every row up to `rev` that the compaction keeps, in revision order.
             var crc = CRC32C()
-            while try s.step() {
-                let key = s.data(0)
-                let r = s.int64(1)
-                let version = s.int64(4)
-                if r <= state.compacted {
-                    if version == 0 { continue }
-                    newer.bind(1, key).bind(2, r).bind(3, state.compacted)
-                    let superseded = try newer.step()
-                    newer.reset()
-                    if superseded { continue }
+            func add(_ row: Row) {
+                if row.rev <= compacted {
+                    guard let k = kept[row.key], k.0 == row.rev, k.1 == row.sub, !k.2 else { return }
                 }
-                key.withUnsafeBytes { crc.update(buffer: $0) }
-                for v in [r, s.int64(2), s.int64(3), version, s.int64(5)] {
+                row.key.withUnsafeBytes { crc.update(buffer: $0) }
+                for v in [row.rev, row.sub, row.create, row.version, row.lease] {
                     withUnsafeBytes(of: v.littleEndian) { crc.update(buffer: $0) }
                 }
-                s.data(6).withUnsafeBytes { crc.update(buffer: $0) }
+                row.value.withUnsafeBytes { crc.update(buffer: $0) }
             }
-            return (crc.value, state.compacted, rev)
+            let all = try c.statement(
+                "SELECT key, rev, sub, create_rev, version, lease, value FROM revs WHERE rev <= ?1 ORDER BY rev, sub")
+            all.bind(1, sqliteUpper)
+            while try all.step() {
+                add((all.data(0), all.int64(1), all.int64(2), all.int64(3), all.int64(4), all.int64(5), all.data(6)))
+            }
+            all.reset()
+            for row in memoryRows { add(row) }
+            return (crc.value, compacted, rev)
         }
-    }
-
-    /// Number of live keys (etcd_debugging_mvcc_keys_total).
-    public func keyCount() throws -> Int {
-        try backend.read { c in Int(try c.scalar("SELECT COUNT(*) FROM live") ?? 0) }
     }
 }
 
-/// Reads at one committed state (see `KVStore.read`).
+/// Reads at one state of the store (see `KVStore.read`).
 public struct KVReadView {
-    let connection: SQLiteConnection
+    let store: KVStore
     public let revisions: RevisionState
 
     public func range(_ range: KeyRange, options: RangeOptions) throws -> RangeResult {
-        try KVStore.rangeKeys(on: connection, range: range, options: options, revisions: revisions)
+        try store.range(range, options: options)
     }
 }
 
@@ -314,57 +374,76 @@ extension KVStore {
     public func events(from: Int64, through: Int64, limit: Int, prevKV: Bool) throws -> (
         events: [Mvccpb_Event], covered: Int64, revisions: RevisionState
     ) {
-        try backend.read { c in
-            let state = try KVStore.revisionState(on: c, backend: backend)
-            if from < state.compacted { throw MVCCError.compacted }
-            let upper = min(through, state.current)
-            if from > upper { return ([], upper, state) }
-            let s = try c.statement(
-                """
-                SELECT key, rev, create_rev, version, lease, value FROM kv
-                WHERE rev >= ?1 AND rev <= ?2 ORDER BY rev, sub LIMIT ?3
-                """)
-            s.bind(1, from).bind(2, upper).bind(3, Int64(limit + 1))
-            var rows: [Mvccpb_Event] = []
-            while try s.step() { rows.append(KVStore.event(from: s)) }
-            s.reset()
-            var covered = upper
-            if rows.count > limit, let lastRev = rows.last?.kv.modRevision {
-                let firstRev = rows[0].kv.modRevision
-                if firstRev == lastRev {
-                    // One revision larger than the limit: take it whole.
-                    s.bind(1, firstRev).bind(2, firstRev).bind(3, Int64.max)
-                    rows.removeAll()
-                    while try s.step() { rows.append(KVStore.event(from: s)) }
-                    s.reset()
-                    covered = firstRev
-                } else {
-                    rows.removeAll { $0.kv.modRevision == lastRev }
-                    covered = lastRev - 1
-                }
-            }
-            if prevKV {
-                let p = try c.statement(
+        let (revisions, committed, pending) = state.withLock { s in
+            let upper = min(through, s.revisions.current)
+            let rows = s.uncommitted.filter { $0.key >= from && $0.key <= upper }.sorted { $0.key < $1.key }
+            return (s.revisions, s.committedThrough, rows)
+        }
+        if from < revisions.compacted { throw MVCCError.compacted }
+        let upper = min(through, revisions.current)
+        if from > upper { return ([], upper, revisions) }
+        var rows: [Mvccpb_Event] = []
+        if from <= committed {
+            try backend.read { c in
+                let s = try c.statement(
                     """
-                    SELECT rev, create_rev, version, lease, value FROM kv
-                    WHERE key = ?1 AND rev < ?2 ORDER BY rev DESC LIMIT 1
+                    SELECT key, rev, create_rev, version, lease, value FROM revs
+                    WHERE rev >= ?1 AND rev <= ?2 ORDER BY rev, sub LIMIT ?3
                     """)
-                for i in rows.indices {
-                    p.bind(1, rows[i].kv.key).bind(2, rows[i].kv.modRevision)
-                    if try p.step(), p.int64(2) > 0 {
-                        var prev = Mvccpb_KeyValue()
-                        prev.key = rows[i].kv.key
-                        prev.modRevision = p.int64(0)
-                        prev.createRevision = p.int64(1)
-                        prev.version = p.int64(2)
-                        prev.lease = p.int64(3)
-                        prev.value = p.data(4)
-                        rows[i].prevKv = prev
-                    }
-                    p.reset()
-                }
+                s.bind(1, from).bind(2, min(upper, committed)).bind(3, Int64(limit + 1))
+                while try s.step() { rows.append(KVStore.event(from: s)) }
+                s.reset()
             }
-            return (rows, covered, state)
+        }
+        for (_, revisionRows) in pending where rows.count <= limit {
+            for kv in revisionRows { rows.append(KVStore.event(kv)) }
+        }
+        var covered = upper
+        if rows.count > limit, let lastRev = rows.last?.kv.modRevision {
+            let firstRev = rows[0].kv.modRevision
+            if firstRev == lastRev {
+                // One revision larger than the limit: take it whole.
+                rows = try events(from: firstRev, through: firstRev, limit: Int.max - 1, prevKV: false).events
+                covered = firstRev
+            } else {
+                rows.removeAll { $0.kv.modRevision == lastRev }
+                covered = lastRev - 1
+            }
+        }
+        if prevKV { try fillPrevious(&rows) }
+        return (rows, covered, revisions)
+    }
+
+    /// Sets each event's previous version of its key (none after a deletion or when it was compacted away).
+    private func fillPrevious(_ events: inout [Mvccpb_Event]) throws {
+        var missing: [(index: Int, ref: RevisionRef)] = []
+        state.withLock { s in
+            for i in events.indices {
+                let key = events[i].kv.key
+                guard let ref = s.keys[key]?.version(before: events[i].kv.modRevision), !ref.tombstone else {
+                    continue
+                }
+                if let kv = s.row(ref, key: key) { events[i].prevKv = kv } else { missing.append((i, ref)) }
+            }
+        }
+        guard !missing.isEmpty else { return }
+        try backend.read { c in
+            let s = try c.statement(
+                "SELECT key, create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
+            for (index, ref) in missing {
+                s.bind(1, ref.main).bind(2, ref.sub)
+                if try s.step() {
+                    var kv = Mvccpb_KeyValue()
+                    kv.key = s.data(0)
+                    kv.modRevision = ref.main
+                    kv.createRevision = s.int64(1)
+                    kv.version = s.int64(2)
+                    kv.lease = s.int64(3)
+                    kv.value = s.data(4)
+                    events[index].prevKv = kv
+                }
+                s.reset()
+            }
         }
     }
 
@@ -372,18 +451,26 @@ extension KVStore {
         var kv = Mvccpb_KeyValue()
         kv.key = s.data(0)
         kv.modRevision = s.int64(1)
+        kv.createRevision = s.int64(2)
+        kv.version = s.int64(3)
+        kv.lease = s.int64(4)
+        kv.value = s.data(5)
+        return event(kv)
+    }
+
+    /// A history row as a watch event (a row of version 0 is a deletion).
+    static func event(_ row: Mvccpb_KeyValue) -> Mvccpb_Event {
         var event = Mvccpb_Event()
-        let version = s.int64(3)
-        if version == 0 {
+        if row.version == 0 {
             event.type = .delete
+            var kv = Mvccpb_KeyValue()
+            kv.key = row.key
+            kv.modRevision = row.modRevision
+            event.kv = kv
         } else {
             event.type = .put
-            kv.createRevision = s.int64(2)
-            kv.version = version
-            kv.lease = s.int64(4)
-            kv.value = s.data(5)
+            event.kv = row
         }
-        event.kv = kv
         return event
     }
 }

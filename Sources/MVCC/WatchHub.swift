@@ -260,7 +260,7 @@ public final class WatchHub: Sendable {
         do {
             batch = try store.events(from: from, through: Int64.max, limit: limit, prevKV: needPrev)
         } catch MVCCError.compacted {
-            batch = ([], from - 1, try store.read { $0.revisions })
+            batch = ([], from - 1, store.revisions)
         }
         let compacted = batch.revisions.compacted
         return state.withLock { s in

@@ -26,7 +26,9 @@ public final class AlarmSet: Sendable {
         let s = try backend.writer.statement("SELECT member_id, alarm FROM alarms")
         while try s.step() {
             loaded.insert(
-                Alarm(member: UInt64(bitPattern: s.int64(0)), type: Etcdserverpb_AlarmType(rawValue: Int(s.int64(1))) ?? .none))
+                Alarm(
+                    member: UInt64(bitPattern: s.int64(0)),
+                    type: Etcdserverpb_AlarmType(rawValue: Int(s.int64(1))) ?? .none))
         }
         s.reset()
         return loaded

@@ -41,7 +41,8 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
     public static let memberNotLearner = EtcdError(.failedPrecondition, "etcdserver: can only promote a learner member")
     public static let learnerNotReady = EtcdError(
         .failedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
-    public static let tooManyLearners = EtcdError(.failedPrecondition, "etcdserver: too many learner members in cluster")
+    public static let tooManyLearners = EtcdError(
+        .failedPrecondition, "etcdserver: too many learner members in cluster")
     public static let requestTooLarge = EtcdError(.invalidArgument, "etcdserver: request is too large")
     public static let tooManyRequests = EtcdError(.resourceExhausted, "etcdserver: too many requests")
     public static let permissionDenied = EtcdError(.permissionDenied, "etcdserver: permission denied")

@@ -17,7 +17,9 @@ public enum Identity {
     public static func clusterID(memberIDs: [UInt64]) -> UInt64 {
         var bytes: [UInt8] = []
         for id in memberIDs.sorted() {
-            for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: id >> UInt64(shift))) }
+            for shift in stride(from: 56, through: 0, by: -8) {
+                bytes.append(UInt8(truncatingIfNeeded: id >> UInt64(shift)))
+            }
         }
         return firstEightBytes(Insecure.SHA1.hash(data: bytes))
     }

@@ -9,26 +9,24 @@ public final class Leases: Sendable {
     /// Monotonic nanoseconds; injected so tests control expiry.
     let now: @Sendable () -> Int64
 
-    init(backend: Backend, minTTL: Int64, now: @escaping @Sendable () -> Int64) throws {
-        self.lessor = Mutex(try Leases.load(backend: backend, minTTL: minTTL))
+    init(store: KVStore, minTTL: Int64, now: @escaping @Sendable () -> Int64) throws {
+        self.lessor = Mutex(try Leases.load(store: store, minTTL: minTTL))
         self.now = now
     }
 
-    private static func load(backend: Backend, minTTL: Int64) throws -> Lessor {
+    private static func load(store: KVStore, minTTL: Int64) throws -> Lessor {
         var lessor = Lessor(minTTL: minTTL)
-        let s = try backend.writer.statement("SELECT id, ttl FROM leases")
+        let s = try store.backend.writer.statement("SELECT id, ttl FROM leases")
         while try s.step() { lessor.restore(id: s.int64(0), ttl: s.int64(1)) }
         s.reset()
-        let k = try backend.writer.statement("SELECT key, lease FROM live WHERE lease != 0")
-        while try k.step() { lessor.attach(k.data(0), to: k.int64(1)) }
-        k.reset()
+        for (key, lease) in store.leasedKeys() { lessor.attach(key, to: lease) }
         return lessor
     }
 
-    /// Rebuilds from the backend after a snapshot replaced it; a primary stays primary with fresh deadlines.
-    func reload(backend: Backend) throws {
+    /// Rebuilds from the store after a snapshot replaced it; a primary stays primary with fresh deadlines.
+    func reload(store: KVStore) throws {
         let minTTL = self.minTTL
-        var fresh = try Leases.load(backend: backend, minTTL: minTTL)
+        var fresh = try Leases.load(store: store, minTTL: minTTL)
         let t = now()
         lessor.withLock { current in
             if current.isPrimary { fresh.promote(now: t) }

@@ -28,40 +28,58 @@ public final class MemberNode: @unchecked Sendable {
 
     let logger: Logger
     private var lock: DirectoryLock?
-    private let catchUpRunning = Atomic<Bool>(false)
-    private let transport: any RaftTransport
+    let transport: any RaftTransport
     private let ids: RequestIDGenerator
-    private let waiters = Waiters()
+    let waiters = Waiters()
     private let inbox = Inbox()
-    private let published = Mutex(NodeStatus())
-    private let dbSize = Atomic<Int64>(0)
+    let published = Mutex(NodeStatus())
+    let dbSize = Atomic<Int64>(0)
     private let catchUpSignal = NSCondition()
     private let onFatal: @Sendable (String) -> Void
-    private let observer: any NodeObserver
+    let observer: any NodeObserver
 
-    // Owned by the loop thread.
+    // Owned by the Raft loop's thread.
     private var raft: RaftNode
     private let wal: WriteAheadLog
-    private let applier: Applier
     private var pendingReads: [ReadWaiter] = []
     private var readsInFlight: [[UInt8]: [ReadWaiter]] = [:]
-    private var confirmedReads: [(index: UInt64, waiters: [ReadWaiter])] = []
     private var readSequence: UInt64 = 0
-    private var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
-    private var appliedSinceSnapshot: UInt64 = 0
     /// Database images received from the leader, by snapshot index, until Raft hands the snapshot out.
     private var pendingSnapshotImages: [UInt64: String] = [:]
-    private var removedFromCluster = false
-    private let onRemoved: @Sendable () -> Void
     private var lastLeaseCheck: Int64 = 0
-    private var loopThread: Thread?
-    private var catchUpThread: Thread?
-    private let stopped = Atomic<Bool>(false)
+    /// The commit index the log recorded before this start: `start()` returns once it is applied.
+    private var recoveredCommit: UInt64 = 0
+
+    // Owned by the apply loop's thread (see MemberNode+Apply.swift).
+    let applyQueue = ApplyQueue()
+    let applier: Applier
+    var heldReads: [(index: UInt64, waiters: [ReadWaiter])] = []
+    var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
+    var appliedSinceSnapshot: UInt64 = 0
+    var lastCompactionStep: Int64 = 0
+    var lastBackendCommit: Int64 = 0
+    var lastSizeCheck: Int64 = 0
+    /// Highest log index the state machine has applied (written by the apply loop only).
+    let appliedIndex = Atomic<UInt64>(0)
+
+    let onRemoved: @Sendable () -> Void
+    private let applyRunning = Atomic<Bool>(false)
+    private let catchUpRunning = Atomic<Bool>(false)
+    let stopped = Atomic<Bool>(false)
 
     struct ReadWaiter {
-        /// Called on the loop thread: nil once the read may proceed, or why it may not.
+        /// Called on a loop thread: nil once the read may proceed, or why it may not.
         var completion: @Sendable (EtcdError?) -> Void
         var deadline: Int64
+
+        /// Fails the waiters whose deadline passed; returns the others.
+        static func expire(_ list: [ReadWaiter], now: Int64, with error: EtcdError) -> [ReadWaiter] {
+            var keep: [ReadWaiter] = []
+            for waiter in list {
+                if waiter.deadline <= now { waiter.completion(error) } else { keep.append(waiter) }
+            }
+            return keep
+        }
     }
 
     // MARK: Opening
@@ -222,7 +240,7 @@ public final class MemberNode: @unchecked Sendable {
         members = try ClusterMembers(backend: backend)
         // etcd's minimum lease TTL: one and a half election timeouts, rounded up to whole seconds.
         let minTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
-        leases = try Leases(backend: backend, minTTL: max(1, minTTL), now: now)
+        leases = try Leases(store: store, minTTL: max(1, minTTL), now: now)
         applier = Applier(store: store, leases: leases, alarms: alarms, members: members)
 
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
@@ -234,8 +252,12 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
         raft =
             bootstrapPeers.isEmpty
-            ? RaftNode(config: raftConfig, state: raftState) : RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers)
+            ? RaftNode(config: raftConfig, state: raftState)
+            : RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers)
         dbSize.store(try backend.size().total, ordering: .relaxed)
+        appliedIndex.store(raft.appliedIndex, ordering: .releasing)
+        recoveredCommit = raft.commitIndex
+        published.withLock { $0.appliedIndex = raft.appliedIndex }
 
         hub = WatchHub(
             store: store, currentRevision: store.revisions.current,
@@ -251,36 +273,56 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    /// Starts the Raft loop and the watch catch-up loop.
+    /// Starts the Raft loop, the apply loop and the watch catch-up loop.
     public func start() {
         // A single voter elects itself at once instead of waiting out an election timeout; done before the loop
         // runs so that no request can arrive to a member that has not yet led.
         if raft.configuration.voters == [memberID] { try? raft.campaign() }
-        let loop = Thread { [self] in runLoop() }
-        loop.name = "quorum-raft"
-        loop.stackSize = 8 << 20
-        loopThread = loop
+        applyRunning.store(true, ordering: .sequentiallyConsistent)
+        startThread("quorum-apply") { [self] in
+            runApplyLoop()
+            applyRunning.store(false, ordering: .sequentiallyConsistent)
+        }
         inbox.setRunning(true)
-        loop.start()
+        startThread("quorum-raft") { [self] in runLoop() }
         catchUpRunning.store(true, ordering: .sequentiallyConsistent)
-        let catchUp = Thread { [self] in
+        startThread("quorum-watch") { [self] in
             runCatchUp()
             catchUpRunning.store(false, ordering: .sequentiallyConsistent)
         }
-        catchUp.name = "quorum-watch"
-        catchUpThread = catchUp
-        catchUp.start()
+        // Entries the log holds as committed but the database had not recorded (it commits lazily) are applied
+        // again before the member serves: a read right after a restart sees every acknowledged write.
+        while appliedIndex.load(ordering: .acquiring) < recoveredCommit && status.failure == nil
+            && !stopped.load(ordering: .relaxed)
+        {
+            usleep(500)
+        }
+    }
 
+    private func startThread(_ name: String, _ body: @escaping @Sendable () -> Void) {
+        let thread = Thread {
+            // Set from inside, so that it reaches the kernel too (perf, top -H).
+            Thread.current.name = name
+            body()
+        }
+        thread.name = name
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 
     /// Stops the loops; pending requests fail with etcd's "server stopped".
     public func stop() {
         guard !stopped.exchange(true, ordering: .sequentiallyConsistent) else { return }
         inbox.stop()
+        applyQueue.stop()
         catchUpSignal.lock()
         catchUpSignal.broadcast()
         catchUpSignal.unlock()
-        while inbox.loopRunning || catchUpRunning.load(ordering: .sequentiallyConsistent) { usleep(1000) }
+        while inbox.loopRunning || applyRunning.load(ordering: .sequentiallyConsistent)
+            || catchUpRunning.load(ordering: .sequentiallyConsistent)
+        {
+            usleep(1000)
+        }
         waiters.failAll(with: .stopped)
         backend.closeReaders()
         // Release the data directory: the same process may open it again (tests restart members in place).
@@ -366,18 +408,36 @@ public final class MemberNode: @unchecked Sendable {
         return result
     }
 
+    /// Commits what the apply loop has applied so far to SQLite, for readers of the database file itself (a
+    /// snapshot copy); key-space reads never need it.
+    public func commitBackend() async throws(EtcdError) {
+        let error: EtcdError? = await withCheckedContinuation { continuation in
+            applyQueue.push(
+                .perform { node in
+                    do {
+                        try node.commitBackend()
+                        continuation.resume(returning: nil)
+                    } catch {
+                        continuation.resume(returning: .internal("commit: \(error)"))
+                    }
+                })
+        }
+        if let error { throw error }
+    }
+
     /// Rewrites the database without free pages, on the apply loop (writes wait meanwhile, as with etcd).
     public func defragment() async throws(EtcdError) {
         let error: EtcdError? = await withCheckedContinuation { continuation in
-            perform { node in
-                do {
-                    try node.backend.defragment()
-                    if let size = try? node.backend.size().total { node.dbSize.store(size, ordering: .relaxed) }
-                    continuation.resume(returning: nil)
-                } catch {
-                    continuation.resume(returning: .internal("defragment: \(error)"))
-                }
-            }
+            applyQueue.push(
+                .perform { node in
+                    do {
+                        try node.backend.defragment()
+                        if let size = try? node.backend.size().total { node.dbSize.store(size, ordering: .relaxed) }
+                        continuation.resume(returning: nil)
+                    } catch {
+                        continuation.resume(returning: .internal("defragment: \(error)"))
+                    }
+                })
         }
         if let error { throw error }
     }
@@ -452,7 +512,9 @@ public final class MemberNode: @unchecked Sendable {
     /// etcd's MemberAdd: a new id from the peer URLs, the token and the time; refused if it would break quorum.
     public func addMember(peerURLs: [String], isLearner: Bool) async -> Result<(MemberInfo, [MemberInfo]), EtcdError> {
         let existing = members.all
-        if existing.contains(where: { !Set($0.peerURLs).isDisjoint(with: peerURLs) }) { return .failure(.peerURLExists) }
+        if existing.contains(where: { !Set($0.peerURLs).isDisjoint(with: peerURLs) }) {
+            return .failure(.peerURLExists)
+        }
         if !isLearner && config.strictReconfigCheck && !readyToAddVoter(existing) {
             return .failure(.memberNotEnoughStarted)
         }
@@ -560,10 +622,16 @@ public final class MemberNode: @unchecked Sendable {
         inbox.perform(body)
     }
 
-    // MARK: The loop
+    // MARK: The Raft loop
 
     private func runLoop() {
-        defer { inbox.setRunning(false) }
+        defer {
+            // Whoever still waits for a read hears that the member stopped.
+            for waiter in pendingReads + readsInFlight.values.flatMap({ $0 }) { waiter.completion(.stopped) }
+            pendingReads = []
+            readsInFlight = [:]
+            inbox.setRunning(false)
+        }
         let tickInterval = Int64(config.heartbeatMilliseconds) * 1_000_000
         var nextTick = now() + tickInterval
         publishStatus()
@@ -593,7 +661,7 @@ public final class MemberNode: @unchecked Sendable {
                     nextTick += tickInterval
                     if nextTick < now() { nextTick = now() + tickInterval }
                     raft.tick()
-                    try onTick()
+                    onTick()
                 }
                 requestReadIndexIfNeeded()
                 try drainReadies()
@@ -604,11 +672,10 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    private func onTick() throws {
+    private func onTick() {
         let t = now()
         waiters.expire(now: t, with: .timeout)
         expireReads(now: t)
-        if store.compactionPending { try compactStep() }
         if t - lastLeaseCheck >= 500_000_000 {
             lastLeaseCheck = t
             if raft.role == .leader { proposeExpiredLeaseRevocations() }
@@ -620,29 +687,33 @@ public final class MemberNode: @unchecked Sendable {
             let rd = raft.ready()
             if let soft = rd.softState { onSoftState(soft) }
             var outgoing = rd.messages
-            if outgoing.contains(where: { $0.kind == .snapshot }) { outgoing = try sendSnapshots(outgoing) }
+            if outgoing.contains(where: { $0.kind == .snapshot }) {
+                // The database image must match an applied index exactly, so the apply loop writes it.
+                outgoing.removeAll { message in
+                    guard message.kind == .snapshot else { return false }
+                    applyQueue.push(.perform { node in node.sendSnapshot(message) })
+                    return true
+                }
+            }
             if !outgoing.isEmpty { transport.send(outgoing) }
             if let snapshot = rd.snapshot { try installSnapshot(snapshot) }
             try persist(rd)
             if !rd.messagesAfterPersist.isEmpty { transport.send(rd.messagesAfterPersist) }
-            if !rd.committedEntries.isEmpty { try apply(rd.committedEntries) }
+            if !rd.committedEntries.isEmpty { handOver(rd.committedEntries) }
             for state in rd.readStates {
-                if let waiting = readsInFlight.removeValue(forKey: state.context) {
-                    confirmedReads.append((state.index, waiting))
+                guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
+                if appliedIndex.load(ordering: .acquiring) >= state.index {
+                    for waiter in waiting { waiter.completion(nil) }
+                } else {
+                    // Released by the apply loop once it has applied the read's index.
+                    applyQueue.push(.reads(index: state.index, waiters: waiting))
                 }
             }
             for context in rd.droppedReadIndexes {
                 if let waiting = readsInFlight.removeValue(forKey: context) { pendingReads += waiting }
             }
             raft.advance(rd)
-            completeReads()
-            if appliedSinceSnapshot >= config.snapshotCount { try takeSnapshot() }
             publishStatus()
-            if removedFromCluster {
-                removedFromCluster = false
-                logger.warning("the member has been permanently removed from the cluster")
-                onRemoved()
-            }
         }
         discardStaleSnapshotImages()
     }
@@ -664,155 +735,40 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    private func apply(_ entries: [Entry]) throws {
-        var results: [(UInt64, ApplyResult)] = []
-        try backend.beginBatch()
-        do {
-            for entry in entries {
-                switch entry.kind {
-                case .confChange:
-                    try applyConfChange(entry, results: &results)
-                case .normal:
-                    guard !entry.data.isEmpty else { continue }
-                    let request: Quorumpb_RaftRequest
-                    do {
-                        request = try Quorumpb_RaftRequest(serializedBytes: entry.data)
-                    } catch {
-                        // Only a corrupted log could hold undecodable bytes; skipping keeps members in step.
-                        logger.error("skipping undecodable log entry", metadata: ["index": "\(entry.index)"])
-                        continue
-                    }
-                    let result = try applier.apply(request)
-                    observer.applied(Self.kind(of: request))
-                    if case .compaction = request.request, request.compaction.physical,
-                        request.proposer == memberID
-                    {
-                        physicalCompactions.append((request.compaction.revision, request.id, result))
-                    } else if request.proposer == memberID && request.id != 0 {
-                        results.append((request.id, result))
-                    }
-                }
-            }
-            let last = entries[entries.count - 1]
-            try backend.setMetaInt("consistent_index", Int64(last.index))
-            try backend.setMetaInt("consistent_term", Int64(last.term))
-            let commitStart = monotonicNanoseconds()
-            try backend.commitBatch()
-            observer.backendCommitted(nanoseconds: monotonicNanoseconds() - commitStart)
-        } catch {
-            backend.rollbackBatch()
-            throw error
+    /// Hands committed entries to the apply loop. Raft learns here that a configuration entry was applied
+    /// (its configuration travels with the entries, for the member table), since only this thread may touch it.
+    private func handOver(_ entries: [Entry]) {
+        var configurations: [UInt64: ConfState] = [:]
+        for entry in entries where entry.kind == .confChange {
+            guard let change = try? ConfChange(serialized: entry.data) else { continue }
+            configurations[entry.index] = raft.applyConfChange(change)
         }
-        appliedSinceSnapshot += UInt64(entries.count)
-        hub.publish(applier.takeEvents(), revision: store.revisions.current)
-        if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
-        published.withLock { $0.appliedIndex = entries[entries.count - 1].index }
-        waiters.resume(results)
-        if !physicalCompactions.isEmpty { try compactStep() }
+        applyQueue.waitForRoom(timeout: 0.05)
+        applyQueue.push(.entries(entries, configurations: configurations))
     }
 
-    private static func kind(of request: Quorumpb_RaftRequest) -> AppliedKind {
-        switch request.request {
-        case .put: return .put
-        case .deleteRange: return .deleteRange
-        case .txn: return .txn
-        case .compaction: return .compaction
-        case .leaseGrant: return .leaseGrant
-        case .leaseRevoke: return .leaseRevoke
-        default: return .other
-        }
-    }
-
-    /// Applies a committed membership change to the member table (Raft already uses it since it was appended).
-    private func applyConfChange(_ entry: Entry, results: inout [(UInt64, ApplyResult)]) throws {
-        guard let change = try? ConfChange(serialized: entry.data) else { return }
-        let conf = raft.applyConfChange(change)
-        try backend.setMetaData("conf_state", Data(ConfStateCodec.encode(conf)))
-        let context = change.context.isEmpty ? nil : try? Quorumpb_ConfChangeContext(serializedBytes: change.context)
-        switch change.kind {
-        case .addVoter, .addLearner:
-            if var member = members.member(change.node) ?? context.map({ MemberInfo($0.member) }) {
-                member.isLearner = change.kind == .addLearner
-                try members.upsert(member, backend: backend)
-            }
-        case .promoteLearner:
-            if var member = members.member(change.node) {
-                member.isLearner = false
-                try members.upsert(member, backend: backend)
-            }
-        case .removeNode:
-            try members.remove(change.node, backend: backend)
-            if change.node == memberID { removedFromCluster = true }
-        }
-        logger.info(
-            "applied a membership change",
-            metadata: [
-                "change": "\(change.kind)", "member-id": "\(Identity.hex(change.node))",
-                "voters": "\(conf.voters.map(Identity.hex))", "learners": "\(conf.learners.map(Identity.hex))",
-            ])
-        if let context, context.proposer == memberID, context.requestID != 0 {
-            results.append((context.requestID, .success(.members(members.all))))
-        }
-    }
-
-    // MARK: Snapshots between members
-
-    /// A follower needs a snapshot: write the database as it stands at the applied index (this thread is the
-    /// only writer, so the image matches it exactly) and send it with the snapshot metadata rewritten to that
-    /// index, as etcd merges its snapshot with the live backend.
-    private func sendSnapshots(_ messages: [Message]) throws -> [Message] {
-        var rest: [Message] = []
-        for var message in messages {
-            guard message.kind == .snapshot else {
-                rest.append(message)
-                continue
-            }
-            let applied = raft.appliedIndex
-            guard let term = raft.term(at: applied) else {
-                raft.reportSnapshot(message.to, succeeded: false)
-                continue
-            }
-            let path = config.dataDir + "/member/snap/outgoing-\(Identity.hex(message.to))-\(applied).db"
-            try backend.writeImage(to: path)
-            let size = FileSystem.fileSize(path) ?? 0
-            message.snapshot = Snapshot(
-                metadata: SnapshotMetadata(index: applied, term: term, confState: raft.confState(at: applied)))
-            logger.info(
-                "sending database snapshot",
-                metadata: ["to": "\(Identity.hex(message.to))", "index": "\(applied)", "bytes": "\(size)"])
-            transport.sendSnapshot(message, image: SnapshotImage(path: path, size: size))
-        }
-        return rest
-    }
-
-    /// Replaces the state machine with a snapshot received from the leader. The database goes first, then
-    /// the log's marker: a crash in between leaves a database ahead of the log, which the next start detects
-    /// and treats as the snapshot.
+    /// Replaces the state machine with a snapshot received from the leader. The database goes first (on the
+    /// apply loop, after everything queued before it), then the log's marker: a crash in between leaves a
+    /// database ahead of the log, which the next start detects and treats as the snapshot.
     private func installSnapshot(_ snapshot: Snapshot) throws {
         let meta = snapshot.metadata
         guard let image = pendingSnapshotImages.removeValue(forKey: meta.index) else {
             throw EtcdError.internal("snapshot at index \(meta.index) arrived without its database image")
         }
-        try backend.replace(with: image)
-        try backend.beginBatch()
-        try backend.setMetaInt("consistent_index", Int64(meta.index))
-        try backend.setMetaInt("consistent_term", Int64(meta.term))
-        try backend.setMetaData("conf_state", Data(ConfStateCodec.encode(meta.confState)))
-        try backend.makeDurable()
-        try store.reload()
-        try leases.reload(backend: backend)
-        try alarms.reload(backend: backend)
-        try members.reload(backend: backend)
+        let outcome = Mutex<Result<Void, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        applyQueue.push(
+            .perform { node in
+                outcome.withLock { $0 = Result { try node.restoreStateMachine(from: image, meta) } }
+                done.signal()
+            })
+        while done.wait(timeout: .now() + 0.1) == .timedOut {
+            if stopped.load(ordering: .relaxed) { throw EtcdError.stopped }
+        }
+        try outcome.withLock { $0 }?.get()
         try wal.saveSnapshot(
             WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)))
         try wal.releaseSegments(through: meta.index)
-        appliedSinceSnapshot = 0
-        hub.resync(revision: store.revisions.current)
-        if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
-        published.withLock { $0.appliedIndex = meta.index }
-        logger.info(
-            "installed database snapshot from the leader",
-            metadata: ["index": "\(meta.index)", "revision": "\(store.revisions.current)"])
     }
 
     private func discardStaleSnapshotImages() {
@@ -824,29 +780,37 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    private func compactStep() throws {
-        try backend.beginBatch()
-        try store.compactStep(budget: 1000)
-        try backend.commitBatch()
-        let finished = store.revisions.compactionFinished
-        physicalCompactions.removeAll { pending in
-            guard pending.revision <= finished || !store.compactionPending else { return false }
-            waiters.resume(pending.id, with: pending.result)
-            return true
+    /// Sends a database image the apply loop wrote at `index`, with that index's snapshot metadata.
+    func sendSnapshotImage(_ message: Message, index: UInt64, image: SnapshotImage) {
+        guard let term = raft.term(at: index) else {
+            try? FileSystem.remove(image.path)
+            raft.reportSnapshot(message.to, succeeded: false)
+            return
         }
+        var message = message
+        message.snapshot = Snapshot(
+            metadata: SnapshotMetadata(index: index, term: term, confState: raft.confState(at: index)))
+        logger.info(
+            "sending database snapshot",
+            metadata: ["to": "\(Identity.hex(message.to))", "index": "\(index)", "bytes": "\(image.size)"])
+        transport.sendSnapshot(message, image: image)
     }
 
-    private func takeSnapshot() throws {
+    /// The apply loop made the state machine durable through `applied`: record a snapshot there and let Raft
+    /// and the log drop what precedes it.
+    func compactLog(through applied: UInt64) {
         let start = monotonicNanoseconds()
-        defer { observer.snapshotSaved(nanoseconds: monotonicNanoseconds() - start) }
-        let applied = raft.appliedIndex
         guard let term = raft.term(at: applied) else { return }
-        try backend.makeDurable()
-        let conf = raft.confState(at: applied)
-        try wal.saveSnapshot(WALSnapshot(index: applied, term: term, confState: ConfStateCodec.encode(conf)))
-        raft.compact(through: applied, snapshotData: [])
-        try wal.releaseSegments(through: applied)
-        appliedSinceSnapshot = 0
+        do {
+            let conf = raft.confState(at: applied)
+            try wal.saveSnapshot(WALSnapshot(index: applied, term: term, confState: ConfStateCodec.encode(conf)))
+            raft.compact(through: applied, snapshotData: [])
+            try wal.releaseSegments(through: applied)
+        } catch {
+            fail("saving a snapshot failed: \(error)")
+            return
+        }
+        observer.snapshotSaved(nanoseconds: monotonicNanoseconds() - start)
         logger.info("saved snapshot", metadata: ["snapshot-index": "\(applied)"])
     }
 
@@ -873,12 +837,10 @@ public final class MemberNode: @unchecked Sendable {
         // Cheap accessors only: `raft.status` builds per-peer progress, too much for every iteration.
         let term = raft.currentTerm
         let commit = raft.commitIndex
-        let applied = raft.appliedIndex
         let isLearner = raft.configuration.learners.contains(memberID)
         published.withLock { p in
             p.term = term
             p.commitIndex = commit
-            p.appliedIndex = applied
             p.isLearner = isLearner
         }
     }
@@ -894,7 +856,7 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    // MARK: Linearizable reads
+    // MARK: Linearizable reads (Raft side)
 
     private func requestReadIndexIfNeeded() {
         guard !pendingReads.isEmpty else { return }
@@ -907,31 +869,10 @@ public final class MemberNode: @unchecked Sendable {
         raft.readIndex(context: context)
     }
 
-    private func completeReads() {
-        guard !confirmedReads.isEmpty else { return }
-        let applied = raft.appliedIndex
-        confirmedReads.removeAll { confirmed in
-            guard confirmed.index <= applied else { return false }
-            for waiter in confirmed.waiters { waiter.completion(nil) }
-            return true
-        }
-    }
-
     private func expireReads(now t: Int64) {
-        func split(_ list: [ReadWaiter]) -> [ReadWaiter] {
-            var keep: [ReadWaiter] = []
-            for w in list {
-                if w.deadline <= t {
-                    w.completion(status.hasLeader ? .timeout : .noLeader)
-                } else {
-                    keep.append(w)
-                }
-            }
-            return keep
-        }
-        pendingReads = split(pendingReads)
-        for (key, list) in readsInFlight { readsInFlight[key] = split(list) }
-        confirmedReads = confirmedReads.map { ($0.index, split($0.waiters)) }
+        let error: EtcdError = status.hasLeader ? .timeout : .noLeader
+        pendingReads = ReadWaiter.expire(pendingReads, now: t, with: error)
+        for (key, list) in readsInFlight { readsInFlight[key] = ReadWaiter.expire(list, now: t, with: error) }
     }
 
     // MARK: Watch catch-up
@@ -955,7 +896,7 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: Failure
 
-    private func fail(_ message: String) {
+    func fail(_ message: String) {
         logger.critical("\(message)")
         published.withLock { $0.failure = message }
         waiters.failAll(with: .internal(message))

@@ -6,7 +6,8 @@ public enum RangeExecution {
     public static func execute(
         _ r: Etcdserverpb_RangeRequest, read: (KeyRange, RangeOptions) throws -> RangeResult
     ) throws -> Etcdserverpb_RangeResponse {
-        let filtered = r.minModRevision != 0 || r.maxModRevision != 0 || r.minCreateRevision != 0
+        let filtered =
+            r.minModRevision != 0 || r.maxModRevision != 0 || r.minCreateRevision != 0
             || r.maxCreateRevision != 0
         var sortOrder = r.sortOrder
         if r.sortTarget != .key && sortOrder == .none { sortOrder = .ascend }

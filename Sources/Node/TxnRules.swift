@@ -46,7 +46,9 @@ public enum TxnRules {
     {
         var deletes: [KeyRange] = []
         for op in ops {
-            if case .requestDeleteRange(let d) = op.request { deletes.append(KeyRange(key: d.key, rangeEnd: d.rangeEnd)) }
+            if case .requestDeleteRange(let d) = op.request {
+                deletes.append(KeyRange(key: d.key, rangeEnd: d.rangeEnd))
+            }
         }
         func deleted(_ key: Data) -> Bool { deletes.contains { $0.contains(key) } }
         var puts: Set<Data> = []
@@ -120,15 +122,21 @@ public enum TxnRules {
             if case .value(let v) = c.targetUnion { target = v } else { target = Data() }
             result = KeyRange.compare(kv.value, target)
         case .create:
-            if case .createRevision(let v) = c.targetUnion { result = order(kv.createRevision, v) } else {
+            if case .createRevision(let v) = c.targetUnion {
+                result = order(kv.createRevision, v)
+            } else {
                 result = order(kv.createRevision, 0)
             }
         case .mod:
-            if case .modRevision(let v) = c.targetUnion { result = order(kv.modRevision, v) } else {
+            if case .modRevision(let v) = c.targetUnion {
+                result = order(kv.modRevision, v)
+            } else {
                 result = order(kv.modRevision, 0)
             }
         case .version:
-            if case .version(let v) = c.targetUnion { result = order(kv.version, v) } else {
+            if case .version(let v) = c.targetUnion {
+                result = order(kv.version, v)
+            } else {
                 result = order(kv.version, 0)
             }
         case .lease:

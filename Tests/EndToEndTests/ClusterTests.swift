@@ -174,7 +174,7 @@ import Glibc
             "/usr/bin/env",
             [
                 "python3", "-c",
-                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE kv SET value=x'00' WHERE key=CAST('c/3' AS BLOB)\"); c.commit()",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE revs SET value=x'00' WHERE key=CAST('c/3' AS BLOB)\"); c.commit()",
                 victim.dataDir + "/member/snap/db",
             ])
         #expect(tamper.ok, "\(tamper.stderr)")

@@ -131,7 +131,7 @@ func k(_ s: String) -> Data { Data(s.utf8) }
         let hashAfter = try f.store.hashKV(revision: 9)
         #expect(hashScheduled.hash == hashAfter.hash)
         #expect(hashBefore.compactRevision == 0 && hashAfter.compactRevision == 8)
-        let rows = try f.backend.writer.scalar("SELECT COUNT(*) FROM kv")
+        let rows = try f.backend.writer.scalar("SELECT COUNT(*) FROM revs")
         #expect(rows == 2)  // a@6 and c@9: superseded versions and b's tombstone are gone
         #expect(throws: MVCCError.compacted) { try f.store.scheduleCompaction(8) }
         #expect(throws: MVCCError.futureRevision) { try f.store.scheduleCompaction(100) }

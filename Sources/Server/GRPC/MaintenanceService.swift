@@ -10,8 +10,7 @@ import Storage
 struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     let handler: EtcdHandler
 
-    func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse
-    {
+    func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse {
         try await rpc { () async throws(EtcdError) in try await handler.alarm(request) }
     }
 
@@ -51,6 +50,8 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         let node = handler.node
         let path = node.config.dataDir + "/member/snap/snapshot-\(UInt64.random(in: 0...UInt64.max)).tmp"
         defer { try? FileSystem.remove(path) }
+        // The copy is of the database file: what the apply loop holds in SQLite's open transaction goes in first.
+        try await rpc { () async throws(EtcdError) in try await node.commitBackend() }
         let revision = node.store.revisions.current
         do {
             try node.backend.copy(to: path)

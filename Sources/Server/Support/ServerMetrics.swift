@@ -167,7 +167,7 @@ public final class ServerMetrics: NodeObserver, Sendable {
         gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", Double(node.config.quotaBackendBytes))
         gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", Double(size.total))
         gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", Double(size.inUse))
-        gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", Double((try? node.store.keyCount()) ?? 0))
+        gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", Double(node.store.keyCount()))
         gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", Double(node.store.revisions.current))
         gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", Double(node.store.revisions.compacted))
         gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", Double(node.hub.watcherCount))

@@ -1,0 +1,73 @@
+import Foundation
+import Raft
+
+/// Work the Raft loop hands to the apply loop, in log order.
+///
+/// Why two threads: the Raft loop's cycle is bounded by its fsync; applying committed entries (SQLite writes,
+/// watch fan-out, completing clients) on the same thread made every cycle fsync + apply long. With apply on its
+/// own thread, the next fsync runs while the previous batch is applied (etcd's raft/apply pipeline), and the
+/// apply loop takes everything queued at once, so under load one SQLite transaction covers several fsyncs.
+final class ApplyQueue: @unchecked Sendable {
+    enum Item {
+        /// Committed entries, with the configuration each `.confChange` entry left (the Raft loop asked Raft).
+        case entries([Entry], configurations: [UInt64: ConfState])
+        /// Linearizable reads confirmed at `index`: released once the state machine has applied it.
+        case reads(index: UInt64, waiters: [MemberNode.ReadWaiter])
+        /// Anything else that needs the state machine (snapshots, defragmentation): runs in order with the rest.
+        case perform(@Sendable (MemberNode) -> Void)
+    }
+
+    /// How many entries may wait before the Raft loop holds back: bounds memory when applying is slower than
+    /// committing, without stalling Raft's heartbeats for long.
+    static let maxPendingEntries = 16_384
+
+    private let condition = NSCondition()
+    private var items: [Item] = []
+    private var pendingEntries = 0
+    private var stopped = false
+
+    func push(_ item: Item) {
+        condition.lock()
+        if case .entries(let entries, _) = item { pendingEntries += entries.count }
+        items.append(item)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits (at most `timeout` seconds) while more than `maxPendingEntries` entries are queued.
+    func waitForRoom(timeout: TimeInterval) {
+        condition.lock()
+        let deadline = Date().addingTimeInterval(timeout)
+        while pendingEntries > Self.maxPendingEntries && !stopped {
+            if !condition.wait(until: deadline) { break }
+        }
+        condition.unlock()
+    }
+
+    /// Everything queued, waiting up to `deadline` for something; empty when stopped or timed out.
+    func take(waitingUntil deadline: Date) -> (items: [Item], stopped: Bool) {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty && !stopped {
+            if !condition.wait(until: deadline) { break }
+        }
+        let taken = items
+        items.removeAll(keepingCapacity: true)
+        pendingEntries = 0
+        condition.broadcast()
+        return (taken, stopped)
+    }
+
+    func stop() {
+        condition.lock()
+        stopped = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    var isEmpty: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return items.isEmpty
+    }
+}

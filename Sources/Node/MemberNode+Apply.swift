@@ -1,0 +1,266 @@
+import EtcdProto
+import Foundation
+import MVCC
+import Raft
+import Storage
+
+/// The apply loop: committed entries into the state machine, in log order, on a thread of its own (see
+/// `ApplyQueue` for why). It alone writes the backend; it completes proposals and linearizable reads.
+extension MemberNode {
+    func runApplyLoop() {
+        defer {
+            for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
+            heldReads = []
+        }
+        while true {
+            let (items, stopped) = applyQueue.take(waitingUntil: Date().addingTimeInterval(0.1))
+            if stopped {
+                // A graceful stop leaves SQLite current, so the next start has nothing to replay.
+                try? commitBackend()
+                return
+            }
+            do {
+                try applyItems(items)
+                try housekeeping()
+            } catch {
+                fail("apply loop stopped: \(error)")
+                return
+            }
+        }
+    }
+
+    /// Applies everything taken at once: consecutive entry batches share one SQLite transaction.
+    private func applyItems(_ items: [ApplyQueue.Item]) throws {
+        var entries: [Entry] = []
+        var configurations: [UInt64: ConfState] = [:]
+        func flush() throws {
+            guard !entries.isEmpty else { return }
+            try apply(entries, configurations: configurations)
+            entries.removeAll()
+            configurations.removeAll()
+        }
+        for item in items {
+            switch item {
+            case .entries(let batch, let confs):
+                entries += batch
+                configurations.merge(confs) { $1 }
+            case .reads(let index, let waiters):
+                heldReads.append((index, waiters))
+            case .perform(let body):
+                try flush()
+                body(self)
+            }
+        }
+        try flush()
+        releaseReads()
+    }
+
+    /// Periodic duties between batches: committing SQLite, physical compaction in steps, the database size for
+    /// the quota, the deadlines of reads waiting for the applied index.
+    ///
+    /// SQLite commits lazily, every `backendCommitInterval`: Raft's log already made the entries durable (after a
+    /// crash the uncommitted tail is applied again from `consistent_index` on), and one commit for many batches
+    /// writes each page of the history table once instead of once per batch.
+    private func housekeeping() throws {
+        let t = now()
+        if backend.writer.isInTransaction && t - lastBackendCommit >= Self.backendCommitInterval {
+            try commitBackend()
+        }
+        if store.compactionPending && (!physicalCompactions.isEmpty || t - lastCompactionStep >= 100_000_000) {
+            lastCompactionStep = t
+            try compactStep()
+        }
+        if t - lastSizeCheck >= 100_000_000 {
+            lastSizeCheck = t
+            refreshSize()
+            heldReads = heldReads.map { ($0.index, ReadWaiter.expire($0.waiters, now: t, with: .timeout)) }
+            heldReads.removeAll { $0.waiters.isEmpty }
+        }
+    }
+
+    /// How long applied batches may wait in SQLite's open transaction.
+    static let backendCommitInterval: Int64 = 25_000_000
+
+    func commitBackend() throws {
+        let start = monotonicNanoseconds()
+        try backend.commitBatch()
+        lastBackendCommit = now()
+        observer.backendCommitted(nanoseconds: monotonicNanoseconds() - start)
+    }
+
+    func refreshSize() {
+        if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
+    }
+
+    private func releaseReads() {
+        guard !heldReads.isEmpty else { return }
+        let applied = appliedIndex.load(ordering: .acquiring)
+        heldReads.removeAll { held in
+            guard held.index <= applied else { return false }
+            for waiter in held.waiters { waiter.completion(nil) }
+            return true
+        }
+    }
+
+    private func apply(_ entries: [Entry], configurations: [UInt64: ConfState]) throws {
+        var results: [(UInt64, ApplyResult)] = []
+        var removed = false
+        try backend.beginBatch()
+        do {
+            for entry in entries {
+                switch entry.kind {
+                case .confChange:
+                    if try applyConfChange(entry, configuration: configurations[entry.index], results: &results) {
+                        removed = true
+                    }
+                case .normal:
+                    guard !entry.data.isEmpty else { continue }
+                    let request: Quorumpb_RaftRequest
+                    do {
+                        request = try Quorumpb_RaftRequest(serializedBytes: entry.data)
+                    } catch {
+                        // Only a corrupted log could hold undecodable bytes; skipping keeps members in step.
+                        logger.error("skipping undecodable log entry", metadata: ["index": "\(entry.index)"])
+                        continue
+                    }
+                    let result = try applier.apply(request)
+                    observer.applied(Self.kind(of: request))
+                    if case .compaction = request.request, request.compaction.physical,
+                        request.proposer == memberID
+                    {
+                        physicalCompactions.append((request.compaction.revision, request.id, result))
+                    } else if request.proposer == memberID && request.id != 0 {
+                        results.append((request.id, result))
+                    }
+                }
+            }
+            let last = entries[entries.count - 1]
+            try backend.setMetaInt("consistent_index", Int64(last.index))
+            try backend.setMetaInt("consistent_term", Int64(last.term))
+        } catch {
+            backend.rollbackBatch()
+            throw error
+        }
+        let last = entries[entries.count - 1].index
+        appliedSinceSnapshot += UInt64(entries.count)
+        hub.publish(applier.takeEvents(), revision: store.revisions.current)
+        appliedIndex.store(last, ordering: .releasing)
+        published.withLock { $0.appliedIndex = last }
+        waiters.resume(results)
+        if !physicalCompactions.isEmpty { try compactStep() }
+        if appliedSinceSnapshot >= config.snapshotCount { try takeSnapshot() }
+        if removed {
+            logger.warning("the member has been permanently removed from the cluster")
+            onRemoved()
+        }
+    }
+
+    private static func kind(of request: Quorumpb_RaftRequest) -> AppliedKind {
+        switch request.request {
+        case .put: return .put
+        case .deleteRange: return .deleteRange
+        case .txn: return .txn
+        case .compaction: return .compaction
+        case .leaseGrant: return .leaseGrant
+        case .leaseRevoke: return .leaseRevoke
+        default: return .other
+        }
+    }
+
+    /// Applies a committed membership change to the member table (Raft already uses it since it was appended;
+    /// the Raft loop passed the configuration it left). Returns whether it removed this member.
+    private func applyConfChange(
+        _ entry: Entry, configuration: ConfState?, results: inout [(UInt64, ApplyResult)]
+    ) throws -> Bool {
+        guard let change = try? ConfChange(serialized: entry.data), let conf = configuration else { return false }
+        try backend.setMetaData("conf_state", Data(ConfStateCodec.encode(conf)))
+        let context = change.context.isEmpty ? nil : try? Quorumpb_ConfChangeContext(serializedBytes: change.context)
+        var removedSelf = false
+        switch change.kind {
+        case .addVoter, .addLearner:
+            if var member = members.member(change.node) ?? context.map({ MemberInfo($0.member) }) {
+                member.isLearner = change.kind == .addLearner
+                try members.upsert(member, backend: backend)
+            }
+        case .promoteLearner:
+            if var member = members.member(change.node) {
+                member.isLearner = false
+                try members.upsert(member, backend: backend)
+            }
+        case .removeNode:
+            try members.remove(change.node, backend: backend)
+            removedSelf = change.node == memberID
+        }
+        logger.info(
+            "applied a membership change",
+            metadata: [
+                "change": "\(change.kind)", "member-id": "\(Identity.hex(change.node))",
+                "voters": "\(conf.voters.map(Identity.hex))", "learners": "\(conf.learners.map(Identity.hex))",
+            ])
+        if let context, context.proposer == memberID, context.requestID != 0 {
+            results.append((context.requestID, .success(.members(members.all))))
+        }
+        return removedSelf
+    }
+
+    private func compactStep() throws {
+        try backend.beginBatch()
+        try store.compactStep(budget: 1000)
+        try backend.commitBatch()
+        let finished = store.revisions.compactionFinished
+        physicalCompactions.removeAll { pending in
+            guard pending.revision <= finished || !store.compactionPending else { return false }
+            waiters.resume(pending.id, with: pending.result)
+            return true
+        }
+    }
+
+    /// Makes the state machine durable, then lets the Raft loop record the snapshot and truncate its log.
+    private func takeSnapshot() throws {
+        let applied = appliedIndex.load(ordering: .acquiring)
+        try backend.makeDurable()
+        appliedSinceSnapshot = 0
+        perform { node in node.compactLog(through: applied) }
+    }
+
+    /// A follower needs a snapshot: write the database as it stands at the applied index (this thread is the only
+    /// writer, so the image matches it exactly) and send it with the snapshot metadata rewritten to that index, as
+    /// etcd merges its snapshot with the live backend. The Raft loop fills in the term and configuration.
+    func sendSnapshot(_ message: Message) {
+        let applied = appliedIndex.load(ordering: .acquiring)
+        let path = config.dataDir + "/member/snap/outgoing-\(Identity.hex(message.to))-\(applied).db"
+        do {
+            try backend.writeImage(to: path)
+        } catch {
+            logger.warning("writing a snapshot for a follower failed: \(error)")
+            reportSnapshot(to: message.to, succeeded: false)
+            return
+        }
+        let size = FileSystem.fileSize(path) ?? 0
+        perform { node in node.sendSnapshotImage(message, index: applied, image: SnapshotImage(path: path, size: size))
+        }
+    }
+
+    /// Replaces the state machine with a database image received from the leader (see `installSnapshot`).
+    func restoreStateMachine(from image: String, _ meta: SnapshotMetadata) throws {
+        try backend.replace(with: image)
+        try backend.beginBatch()
+        try backend.setMetaInt("consistent_index", Int64(meta.index))
+        try backend.setMetaInt("consistent_term", Int64(meta.term))
+        try backend.setMetaData("conf_state", Data(ConfStateCodec.encode(meta.confState)))
+        try backend.makeDurable()
+        try store.reload()
+        try leases.reload(store: store)
+        try alarms.reload(backend: backend)
+        try members.reload(backend: backend)
+        appliedSinceSnapshot = 0
+        hub.resync(revision: store.revisions.current)
+        refreshSize()
+        appliedIndex.store(meta.index, ordering: .releasing)
+        published.withLock { $0.appliedIndex = meta.index }
+        releaseReads()
+        logger.info(
+            "installed database snapshot from the leader",
+            metadata: ["index": "\(meta.index)", "revision": "\(store.revisions.current)"])
+    }
+}
