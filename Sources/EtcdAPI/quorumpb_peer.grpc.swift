@@ -15,38 +15,25 @@ import GRPCCore
 import GRPCProtobuf
 import EtcdProto
 
-// MARK: - quorumpb.Peer
+// MARK: - quorumpb.Raft
 
-/// Namespace containing generated types for the "quorumpb.Peer" service.
+/// Namespace containing generated types for the "quorumpb.Raft" service.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-public enum Quorumpb_Peer: Sendable {
-    /// Service descriptor for the "quorumpb.Peer" service.
-    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Peer")
+public enum Quorumpb_Raft: Sendable {
+    /// Service descriptor for the "quorumpb.Raft" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Raft")
     /// Namespace for method metadata.
     public enum Method: Sendable {
-        /// Namespace for "Raft" metadata.
-        public enum Raft: Sendable {
-            /// Request type for "Raft".
+        /// Namespace for "Messages" metadata.
+        public enum Messages: Sendable {
+            /// Request type for "Messages".
             public typealias Input = Quorumpb_RaftBatch
-            /// Response type for "Raft".
+            /// Response type for "Messages".
             public typealias Output = Quorumpb_PeerAck
-            /// Descriptor for "Raft".
+            /// Descriptor for "Messages".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Peer"),
-                method: "Raft",
-                type: .clientStreaming
-            )
-        }
-        /// Namespace for "Snapshot" metadata.
-        public enum Snapshot: Sendable {
-            /// Request type for "Snapshot".
-            public typealias Input = Quorumpb_SnapshotChunk
-            /// Response type for "Snapshot".
-            public typealias Output = Quorumpb_SnapshotAck
-            /// Descriptor for "Snapshot".
-            public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Peer"),
-                method: "Snapshot",
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Raft"),
+                method: "Messages",
                 type: .clientStreaming
             )
         }
@@ -58,9 +45,572 @@ public enum Quorumpb_Peer: Sendable {
             public typealias Output = Quorumpb_LeaseRenewResponse
             /// Descriptor for "LeaseRenew".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Peer"),
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Raft"),
                 method: "LeaseRenew",
                 type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "quorumpb.Raft" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Messages.descriptor,
+            LeaseRenew.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "quorumpb.Raft" service.
+    public static let quorumpb_Raft = GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Raft")
+}
+
+// MARK: quorumpb.Raft (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft {
+    /// Streaming variant of the service protocol for the "quorumpb.Raft" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hot path between members. Quorum's transport serves it in place, on the event loop that reads it (no
+    /// > generated server code runs for it); members dial it with the generated client.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Messages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Quorumpb_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Quorumpb_PeerAck` messages.
+        func messages(
+            request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_PeerAck>
+
+        /// Handle the "LeaseRenew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Quorumpb_LeaseRenewRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Quorumpb_LeaseRenewResponse` messages.
+        func leaseRenew(
+            request: GRPCCore.StreamingServerRequest<Quorumpb_LeaseRenewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_LeaseRenewResponse>
+    }
+
+    /// Service protocol for the "quorumpb.Raft" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hot path between members. Quorum's transport serves it in place, on the event loop that reads it (no
+    /// > generated server code runs for it); members dial it with the generated client.
+    public protocol ServiceProtocol: Quorumpb_Raft.StreamingServiceProtocol {
+        /// Handle the "Messages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Quorumpb_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Quorumpb_PeerAck` message.
+        func messages(
+            request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Quorumpb_PeerAck>
+
+        /// Handle the "LeaseRenew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Quorumpb_LeaseRenewResponse` message.
+        func leaseRenew(
+            request: GRPCCore.ServerRequest<Quorumpb_LeaseRenewRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Quorumpb_LeaseRenewResponse>
+    }
+
+    /// Simple service protocol for the "quorumpb.Raft" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hot path between members. Quorum's transport serves it in place, on the event loop that reads it (no
+    /// > generated server code runs for it); members dial it with the generated client.
+    public protocol SimpleServiceProtocol: Quorumpb_Raft.ServiceProtocol {
+        /// Handle the "Messages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Quorumpb_RaftBatch` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Quorumpb_PeerAck` to respond with.
+        func messages(
+            request: GRPCCore.RPCAsyncSequence<Quorumpb_RaftBatch, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> Quorumpb_PeerAck
+
+        /// Handle the "LeaseRenew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+        ///
+        /// - Parameters:
+        ///   - request: A `Quorumpb_LeaseRenewRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Quorumpb_LeaseRenewResponse` to respond with.
+        func leaseRenew(
+            request: Quorumpb_LeaseRenewRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Quorumpb_LeaseRenewResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: Quorumpb_Raft.Method.Messages.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_RaftBatch>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_PeerAck>(),
+            handler: { request, context in
+                try await self.messages(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Quorumpb_Raft.Method.LeaseRenew.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_LeaseRenewRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_LeaseRenewResponse>(),
+            handler: { request, context in
+                try await self.leaseRenew(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft.ServiceProtocol {
+    public func messages(
+        request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_PeerAck> {
+        let response = try await self.messages(
+            request: request,
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func leaseRenew(
+        request: GRPCCore.StreamingServerRequest<Quorumpb_LeaseRenewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_LeaseRenewResponse> {
+        let response = try await self.leaseRenew(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft.SimpleServiceProtocol {
+    public func messages(
+        request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Quorumpb_PeerAck> {
+        return GRPCCore.ServerResponse<Quorumpb_PeerAck>(
+            message: try await self.messages(
+                request: request.messages,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func leaseRenew(
+        request: GRPCCore.ServerRequest<Quorumpb_LeaseRenewRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Quorumpb_LeaseRenewResponse> {
+        return GRPCCore.ServerResponse<Quorumpb_LeaseRenewResponse>(
+            message: try await self.leaseRenew(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: quorumpb.Raft (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft {
+    /// Generated client protocol for the "quorumpb.Raft" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hot path between members. Quorum's transport serves it in place, on the event loop that reads it (no
+    /// > generated server code runs for it); members dial it with the generated client.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Messages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Quorumpb_RaftBatch` messages.
+        ///   - serializer: A serializer for `Quorumpb_RaftBatch` messages.
+        ///   - deserializer: A deserializer for `Quorumpb_PeerAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func messages<Result>(
+            request: GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>,
+            serializer: some GRPCCore.MessageSerializer<Quorumpb_RaftBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_PeerAck>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LeaseRenew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
+        ///   - serializer: A serializer for `Quorumpb_LeaseRenewRequest` messages.
+        ///   - deserializer: A deserializer for `Quorumpb_LeaseRenewResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func leaseRenew<Result>(
+            request: GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Quorumpb_LeaseRenewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_LeaseRenewResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "quorumpb.Raft" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The hot path between members. Quorum's transport serves it in place, on the event loop that reads it (no
+    /// > generated server code runs for it); members dial it with the generated client.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Messages" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Quorumpb_RaftBatch` messages.
+        ///   - serializer: A serializer for `Quorumpb_RaftBatch` messages.
+        ///   - deserializer: A deserializer for `Quorumpb_PeerAck` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func messages<Result>(
+            request: GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>,
+            serializer: some GRPCCore.MessageSerializer<Quorumpb_RaftBatch>,
+            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_PeerAck>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: Quorumpb_Raft.Method.Messages.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LeaseRenew" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
+        ///   - serializer: A serializer for `Quorumpb_LeaseRenewRequest` messages.
+        ///   - deserializer: A deserializer for `Quorumpb_LeaseRenewResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func leaseRenew<Result>(
+            request: GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>,
+            serializer: some GRPCCore.MessageSerializer<Quorumpb_LeaseRenewRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_LeaseRenewResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Quorumpb_Raft.Method.LeaseRenew.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft.ClientProtocol {
+    /// Call the "Messages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Quorumpb_RaftBatch` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func messages<Result>(
+        request: GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.messages(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_RaftBatch>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_PeerAck>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LeaseRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func leaseRenew<Result>(
+        request: GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.leaseRenew(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_LeaseRenewRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_LeaseRenewResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension Quorumpb_Raft.ClientProtocol {
+    /// Call the "Messages" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func messages<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Quorumpb_RaftBatch>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.messages(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LeaseRenew" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines, in batches.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func leaseRenew<Result>(
+        _ message: Quorumpb_LeaseRenewRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.leaseRenew(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - quorumpb.Peer
+
+/// Namespace containing generated types for the "quorumpb.Peer" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum Quorumpb_Peer: Sendable {
+    /// Service descriptor for the "quorumpb.Peer" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Peer")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Snapshot" metadata.
+        public enum Snapshot: Sendable {
+            /// Request type for "Snapshot".
+            public typealias Input = Quorumpb_SnapshotChunk
+            /// Response type for "Snapshot".
+            public typealias Output = Quorumpb_SnapshotAck
+            /// Descriptor for "Snapshot".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "quorumpb.Peer"),
+                method: "Snapshot",
+                type: .clientStreaming
             )
         }
         /// Namespace for "LeaseTimeToLive" metadata.
@@ -117,9 +667,7 @@ public enum Quorumpb_Peer: Sendable {
         }
         /// Descriptors for all methods in the "quorumpb.Peer" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
-            Raft.descriptor,
             Snapshot.descriptor,
-            LeaseRenew.descriptor,
             LeaseTimeToLive.descriptor,
             Members.descriptor,
             MemberPromote.descriptor,
@@ -150,24 +698,6 @@ extension Quorumpb_Peer {
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
-        /// Handle the "Raft" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request of `Quorumpb_RaftBatch` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A streaming response of `Quorumpb_PeerAck` messages.
-        func raft(
-            request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_PeerAck>
-
         /// Handle the "Snapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -186,24 +716,6 @@ extension Quorumpb_Peer {
             request: GRPCCore.StreamingServerRequest<Quorumpb_SnapshotChunk>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_SnapshotAck>
-
-        /// Handle the "LeaseRenew" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request of `Quorumpb_LeaseRenewRequest` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A streaming response of `Quorumpb_LeaseRenewResponse` messages.
-        func leaseRenew(
-            request: GRPCCore.StreamingServerRequest<Quorumpb_LeaseRenewRequest>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_LeaseRenewResponse>
 
         /// Handle the "LeaseTimeToLive" method.
         ///
@@ -283,24 +795,6 @@ extension Quorumpb_Peer {
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
     public protocol ServiceProtocol: Quorumpb_Peer.StreamingServiceProtocol {
-        /// Handle the "Raft" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request of `Quorumpb_RaftBatch` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A response containing a single `Quorumpb_PeerAck` message.
-        func raft(
-            request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Quorumpb_PeerAck>
-
         /// Handle the "Snapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -319,24 +813,6 @@ extension Quorumpb_Peer {
             request: GRPCCore.StreamingServerRequest<Quorumpb_SnapshotChunk>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Quorumpb_SnapshotAck>
-
-        /// Handle the "LeaseRenew" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A response containing a single `Quorumpb_LeaseRenewResponse` message.
-        func leaseRenew(
-            request: GRPCCore.ServerRequest<Quorumpb_LeaseRenewRequest>,
-            context: GRPCCore.ServerContext
-        ) async throws -> GRPCCore.ServerResponse<Quorumpb_LeaseRenewResponse>
 
         /// Handle the "LeaseTimeToLive" method.
         ///
@@ -414,24 +890,6 @@ extension Quorumpb_Peer {
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
     public protocol SimpleServiceProtocol: Quorumpb_Peer.ServiceProtocol {
-        /// Handle the "Raft" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-        ///
-        /// - Parameters:
-        ///   - request: A stream of `Quorumpb_RaftBatch` messages.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A `Quorumpb_PeerAck` to respond with.
-        func raft(
-            request: GRPCCore.RPCAsyncSequence<Quorumpb_RaftBatch, any Swift.Error>,
-            context: GRPCCore.ServerContext
-        ) async throws -> Quorumpb_PeerAck
-
         /// Handle the "Snapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -450,24 +908,6 @@ extension Quorumpb_Peer {
             request: GRPCCore.RPCAsyncSequence<Quorumpb_SnapshotChunk, any Swift.Error>,
             context: GRPCCore.ServerContext
         ) async throws -> Quorumpb_SnapshotAck
-
-        /// Handle the "LeaseRenew" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-        ///
-        /// - Parameters:
-        ///   - request: A `Quorumpb_LeaseRenewRequest` message.
-        ///   - context: Context providing information about the RPC.
-        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
-        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
-        ///     to an internal error.
-        /// - Returns: A `Quorumpb_LeaseRenewResponse` to respond with.
-        func leaseRenew(
-            request: Quorumpb_LeaseRenewRequest,
-            context: GRPCCore.ServerContext
-        ) async throws -> Quorumpb_LeaseRenewResponse
 
         /// Handle the "LeaseTimeToLive" method.
         ///
@@ -545,33 +985,11 @@ extension Quorumpb_Peer {
 extension Quorumpb_Peer.StreamingServiceProtocol {
     public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
         router.registerHandler(
-            forMethod: Quorumpb_Peer.Method.Raft.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_RaftBatch>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_PeerAck>(),
-            handler: { request, context in
-                try await self.raft(
-                    request: request,
-                    context: context
-                )
-            }
-        )
-        router.registerHandler(
             forMethod: Quorumpb_Peer.Method.Snapshot.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_SnapshotChunk>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_SnapshotAck>(),
             handler: { request, context in
                 try await self.snapshot(
-                    request: request,
-                    context: context
-                )
-            }
-        )
-        router.registerHandler(
-            forMethod: Quorumpb_Peer.Method.LeaseRenew.descriptor,
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_LeaseRenewRequest>(),
-            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_LeaseRenewResponse>(),
-            handler: { request, context in
-                try await self.leaseRenew(
                     request: request,
                     context: context
                 )
@@ -627,34 +1045,12 @@ extension Quorumpb_Peer.StreamingServiceProtocol {
 // Default implementation of streaming methods from 'StreamingServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Quorumpb_Peer.ServiceProtocol {
-    public func raft(
-        request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_PeerAck> {
-        let response = try await self.raft(
-            request: request,
-            context: context
-        )
-        return GRPCCore.StreamingServerResponse(single: response)
-    }
-
     public func snapshot(
         request: GRPCCore.StreamingServerRequest<Quorumpb_SnapshotChunk>,
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_SnapshotAck> {
         let response = try await self.snapshot(
             request: request,
-            context: context
-        )
-        return GRPCCore.StreamingServerResponse(single: response)
-    }
-
-    public func leaseRenew(
-        request: GRPCCore.StreamingServerRequest<Quorumpb_LeaseRenewRequest>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.StreamingServerResponse<Quorumpb_LeaseRenewResponse> {
-        let response = try await self.leaseRenew(
-            request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
@@ -708,19 +1104,6 @@ extension Quorumpb_Peer.ServiceProtocol {
 // Default implementation of methods from 'ServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Quorumpb_Peer.SimpleServiceProtocol {
-    public func raft(
-        request: GRPCCore.StreamingServerRequest<Quorumpb_RaftBatch>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Quorumpb_PeerAck> {
-        return GRPCCore.ServerResponse<Quorumpb_PeerAck>(
-            message: try await self.raft(
-                request: request.messages,
-                context: context
-            ),
-            metadata: [:]
-        )
-    }
-
     public func snapshot(
         request: GRPCCore.StreamingServerRequest<Quorumpb_SnapshotChunk>,
         context: GRPCCore.ServerContext
@@ -728,19 +1111,6 @@ extension Quorumpb_Peer.SimpleServiceProtocol {
         return GRPCCore.ServerResponse<Quorumpb_SnapshotAck>(
             message: try await self.snapshot(
                 request: request.messages,
-                context: context
-            ),
-            metadata: [:]
-        )
-    }
-
-    public func leaseRenew(
-        request: GRPCCore.ServerRequest<Quorumpb_LeaseRenewRequest>,
-        context: GRPCCore.ServerContext
-    ) async throws -> GRPCCore.ServerResponse<Quorumpb_LeaseRenewResponse> {
-        return GRPCCore.ServerResponse<Quorumpb_LeaseRenewResponse>(
-            message: try await self.leaseRenew(
-                request: request.message,
                 context: context
             ),
             metadata: [:]
@@ -809,29 +1179,6 @@ extension Quorumpb_Peer {
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
     public protocol ClientProtocol: Sendable {
-        /// Call the "Raft" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request producing `Quorumpb_RaftBatch` messages.
-        ///   - serializer: A serializer for `Quorumpb_RaftBatch` messages.
-        ///   - deserializer: A deserializer for `Quorumpb_PeerAck` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        func raft<Result>(
-            request: GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>,
-            serializer: some GRPCCore.MessageSerializer<Quorumpb_RaftBatch>,
-            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_PeerAck>,
-            options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result
-        ) async throws -> Result where Result: Sendable
-
         /// Call the "Snapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -854,29 +1201,6 @@ extension Quorumpb_Peer {
             deserializer: some GRPCCore.MessageDeserializer<Quorumpb_SnapshotAck>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_SnapshotAck>) async throws -> Result
-        ) async throws -> Result where Result: Sendable
-
-        /// Call the "LeaseRenew" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
-        ///   - serializer: A serializer for `Quorumpb_LeaseRenewRequest` messages.
-        ///   - deserializer: A deserializer for `Quorumpb_LeaseRenewResponse` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        func leaseRenew<Result>(
-            request: GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>,
-            serializer: some GRPCCore.MessageSerializer<Quorumpb_LeaseRenewRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_LeaseRenewResponse>,
-            options: GRPCCore.CallOptions,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "LeaseTimeToLive" method.
@@ -985,40 +1309,6 @@ extension Quorumpb_Peer {
             self.client = client
         }
 
-        /// Call the "Raft" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-        ///
-        /// - Parameters:
-        ///   - request: A streaming request producing `Quorumpb_RaftBatch` messages.
-        ///   - serializer: A serializer for `Quorumpb_RaftBatch` messages.
-        ///   - deserializer: A deserializer for `Quorumpb_PeerAck` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        public func raft<Result>(
-            request: GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>,
-            serializer: some GRPCCore.MessageSerializer<Quorumpb_RaftBatch>,
-            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_PeerAck>,
-            options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result = { response in
-                try response.message
-            }
-        ) async throws -> Result where Result: Sendable {
-            try await self.client.clientStreaming(
-                request: request,
-                descriptor: Quorumpb_Peer.Method.Raft.descriptor,
-                serializer: serializer,
-                deserializer: deserializer,
-                options: options,
-                onResponse: handleResponse
-            )
-        }
-
         /// Call the "Snapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -1047,40 +1337,6 @@ extension Quorumpb_Peer {
             try await self.client.clientStreaming(
                 request: request,
                 descriptor: Quorumpb_Peer.Method.Snapshot.descriptor,
-                serializer: serializer,
-                deserializer: deserializer,
-                options: options,
-                onResponse: handleResponse
-            )
-        }
-
-        /// Call the "LeaseRenew" method.
-        ///
-        /// > Source IDL Documentation:
-        /// >
-        /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-        ///
-        /// - Parameters:
-        ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
-        ///   - serializer: A serializer for `Quorumpb_LeaseRenewRequest` messages.
-        ///   - deserializer: A deserializer for `Quorumpb_LeaseRenewResponse` messages.
-        ///   - options: Options to apply to this RPC.
-        ///   - handleResponse: A closure which handles the response and returns its result to
-        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-        ///       already finished.
-        /// - Returns: The result of `handleResponse`.
-        public func leaseRenew<Result>(
-            request: GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>,
-            serializer: some GRPCCore.MessageSerializer<Quorumpb_LeaseRenewRequest>,
-            deserializer: some GRPCCore.MessageDeserializer<Quorumpb_LeaseRenewResponse>,
-            options: GRPCCore.CallOptions = .defaults,
-            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result = { response in
-                try response.message
-            }
-        ) async throws -> Result where Result: Sendable {
-            try await self.client.unary(
-                request: request,
-                descriptor: Quorumpb_Peer.Method.LeaseRenew.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -1226,35 +1482,6 @@ extension Quorumpb_Peer {
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Quorumpb_Peer.ClientProtocol {
-    /// Call the "Raft" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-    ///
-    /// - Parameters:
-    ///   - request: A streaming request producing `Quorumpb_RaftBatch` messages.
-    ///   - options: Options to apply to this RPC.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func raft<Result>(
-        request: GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>,
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result = { response in
-            try response.message
-        }
-    ) async throws -> Result where Result: Sendable {
-        try await self.raft(
-            request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_RaftBatch>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_PeerAck>(),
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-
     /// Call the "Snapshot" method.
     ///
     /// > Source IDL Documentation:
@@ -1280,35 +1507,6 @@ extension Quorumpb_Peer.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_SnapshotChunk>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_SnapshotAck>(),
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-
-    /// Call the "LeaseRenew" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-    ///
-    /// - Parameters:
-    ///   - request: A request containing a single `Quorumpb_LeaseRenewRequest` message.
-    ///   - options: Options to apply to this RPC.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func leaseRenew<Result>(
-        request: GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>,
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result = { response in
-            try response.message
-        }
-    ) async throws -> Result where Result: Sendable {
-        try await self.leaseRenew(
-            request: request,
-            serializer: GRPCProtobuf.ProtobufSerializer<Quorumpb_LeaseRenewRequest>(),
-            deserializer: GRPCProtobuf.ProtobufDeserializer<Quorumpb_LeaseRenewResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1431,40 +1629,6 @@ extension Quorumpb_Peer.ClientProtocol {
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension Quorumpb_Peer.ClientProtocol {
-    /// Call the "Raft" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > One long-lived stream per (sender, receiver): batches of Raft messages, in order, best effort.
-    ///
-    /// - Parameters:
-    ///   - metadata: Additional metadata to send, defaults to empty.
-    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
-    ///   - producer: A closure producing request messages to send to the server. Returning
-    ///       from the closure closes the request stream.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func raft<Result>(
-        metadata: GRPCCore.Metadata = [:],
-        options: GRPCCore.CallOptions = .defaults,
-        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Quorumpb_RaftBatch>) async throws -> Void,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_PeerAck>) async throws -> Result = { response in
-            try response.message
-        }
-    ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.StreamingClientRequest<Quorumpb_RaftBatch>(
-            metadata: metadata,
-            producer: producer
-        )
-        return try await self.raft(
-            request: request,
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-
     /// Call the "Snapshot" method.
     ///
     /// > Source IDL Documentation:
@@ -1494,39 +1658,6 @@ extension Quorumpb_Peer.ClientProtocol {
             producer: producer
         )
         return try await self.snapshot(
-            request: request,
-            options: options,
-            onResponse: handleResponse
-        )
-    }
-
-    /// Call the "LeaseRenew" method.
-    ///
-    /// > Source IDL Documentation:
-    /// >
-    /// > A follower forwards keep-alives to the leader, the only member that tracks lease deadlines.
-    ///
-    /// - Parameters:
-    ///   - message: request message to send.
-    ///   - metadata: Additional metadata to send, defaults to empty.
-    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
-    ///   - handleResponse: A closure which handles the response and returns its result to
-    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
-    ///       already finished.
-    /// - Returns: The result of `handleResponse`.
-    public func leaseRenew<Result>(
-        _ message: Quorumpb_LeaseRenewRequest,
-        metadata: GRPCCore.Metadata = [:],
-        options: GRPCCore.CallOptions = .defaults,
-        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Quorumpb_LeaseRenewResponse>) async throws -> Result = { response in
-            try response.message
-        }
-    ) async throws -> Result where Result: Sendable {
-        let request = GRPCCore.ClientRequest<Quorumpb_LeaseRenewRequest>(
-            message: message,
-            metadata: metadata
-        )
-        return try await self.leaseRenew(
             request: request,
             options: options,
             onResponse: handleResponse

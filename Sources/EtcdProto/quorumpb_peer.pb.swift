@@ -103,7 +103,8 @@ public nonisolated struct Quorumpb_LeaseRenewRequest: Sendable {
 
   public var clusterID: UInt64 = 0
 
-  public var id: Int64 = 0
+  /// Every keep-alive the follower received while its previous request was in flight.
+  public var ids: [Int64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -115,10 +116,10 @@ public nonisolated struct Quorumpb_LeaseRenewResponse: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// New TTL, or 0 if the lease does not exist.
-  public var ttl: Int64 = 0
+  /// The new TTL of each lease, in request order; 0 if the lease does not exist.
+  public var ttls: [Int64] = []
 
-  /// Set when the receiver is not the leader (any more).
+  /// Set when the receiver is not the leader (any more): nothing was renewed.
   public var notLeader: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -317,7 +318,7 @@ nonisolated extension Quorumpb_SnapshotAck: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Quorumpb_LeaseRenewRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LeaseRenewRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -326,7 +327,7 @@ nonisolated extension Quorumpb_LeaseRenewRequest: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.clusterID) }()
-      case 2: try { try decoder.decodeSingularInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeRepeatedInt64Field(value: &self.ids) }()
       default: break
       }
     }
@@ -336,15 +337,15 @@ nonisolated extension Quorumpb_LeaseRenewRequest: SwiftProtobuf.Message, SwiftPr
     if self.clusterID != 0 {
       try visitor.visitSingularUInt64Field(value: self.clusterID, fieldNumber: 1)
     }
-    if self.id != 0 {
-      try visitor.visitSingularInt64Field(value: self.id, fieldNumber: 2)
+    if !self.ids.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.ids, fieldNumber: 2)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Quorumpb_LeaseRenewRequest, rhs: Quorumpb_LeaseRenewRequest) -> Bool {
     if lhs.clusterID != rhs.clusterID {return false}
-    if lhs.id != rhs.id {return false}
+    if lhs.ids != rhs.ids {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -352,7 +353,7 @@ nonisolated extension Quorumpb_LeaseRenewRequest: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Quorumpb_LeaseRenewResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LeaseRenewResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ttl\0\u{3}not_leader\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ttls\0\u{3}not_leader\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -360,7 +361,7 @@ nonisolated extension Quorumpb_LeaseRenewResponse: SwiftProtobuf.Message, SwiftP
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularInt64Field(value: &self.ttl) }()
+      case 1: try { try decoder.decodeRepeatedInt64Field(value: &self.ttls) }()
       case 2: try { try decoder.decodeSingularBoolField(value: &self.notLeader) }()
       default: break
       }
@@ -368,8 +369,8 @@ nonisolated extension Quorumpb_LeaseRenewResponse: SwiftProtobuf.Message, SwiftP
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if self.ttl != 0 {
-      try visitor.visitSingularInt64Field(value: self.ttl, fieldNumber: 1)
+    if !self.ttls.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.ttls, fieldNumber: 1)
     }
     if self.notLeader != false {
       try visitor.visitSingularBoolField(value: self.notLeader, fieldNumber: 2)
@@ -378,7 +379,7 @@ nonisolated extension Quorumpb_LeaseRenewResponse: SwiftProtobuf.Message, SwiftP
   }
 
   public static func ==(lhs: Quorumpb_LeaseRenewResponse, rhs: Quorumpb_LeaseRenewResponse) -> Bool {
-    if lhs.ttl != rhs.ttl {return false}
+    if lhs.ttls != rhs.ttls {return false}
     if lhs.notLeader != rhs.notLeader {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

@@ -83,8 +83,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
         }
 
         let peerServers = PeerServers(
-            urls: config.listenPeerURLs,
-            service: PeerService(node: node, handler: handler, logger: logger, metrics: peers.metrics),
+            urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger),
+            fastRoutes: PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics),
             tls: tls.peer, http: router)
         let grpcServers = servers + peerServers.servers
         try await withGracefulShutdownHandler {

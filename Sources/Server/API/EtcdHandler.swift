@@ -10,10 +10,13 @@ public final class EtcdHandler: Sendable {
     public let node: MemberNode
     /// Reaches the leader for what only it can answer (lease keep-alives, promotions); nil on a lone member.
     let peers: PeerTransport?
+    /// Follower keep-alives on their way to the leader, batched.
+    let renewals: LeaseRenewalForwarder?
 
     public init(node: MemberNode, peers: PeerTransport? = nil) {
         self.node = node
         self.peers = peers
+        renewals = peers.map { LeaseRenewalForwarder(node: node, peers: $0) }
     }
 
     var config: NodeConfig { node.config }
@@ -186,27 +189,26 @@ public final class EtcdHandler: Sendable {
     }
 
     /// One keep-alive: the renewed TTL, or 0 when the lease no longer exists (etcd's answer). Only the leader
-    /// tracks deadlines, so a follower forwards the renewal to it.
+    /// tracks deadlines, so a follower forwards the renewal to it; without a leader it retries for a while.
     public func leaseKeepAlive(_ id: Int64) async throws(EtcdError) -> Etcdserverpb_LeaseKeepAliveResponse {
-        var ttl = node.leases.renew(id)
-        var attempts = 0
-        while ttl == nil {
-            attempts += 1
-            let leader = node.status.leader
-            if leader != 0, leader != node.memberID, let client = peers?.client(for: leader) {
-                var request = Quorumpb_LeaseRenewRequest()
-                request.clusterID = node.clusterID
-                request.id = id
-                if let answer = try? await client.leaseRenew(request, options: .peerRequest), !answer.notLeader {
-                    ttl = answer.ttl
-                    break
-                }
+        for attempt in 0... {
+            if let response = leaseKeepAliveNow(id) { return response }
+            if let forwarded = await withCheckedContinuation({ c in forwardKeepAlive(id) { c.resume(returning: $0) } })
+            {
+                return forwarded
             }
-            if attempts > 50 { throw node.status.hasLeader ? .timeout : .noLeader }
+            if attempt >= 50 { throw node.status.hasLeader ? .timeout : .noLeader }
             try? await Task.sleep(for: .milliseconds(100))
-            ttl = node.leases.renew(id)
         }
-        return keepAliveResponse(id: id, ttl: ttl ?? 0)
+        throw .timeout
+    }
+
+    /// Renews at the leader from a follower: the answer, or nil when there is no leader to ask right now.
+    public func forwardKeepAlive(
+        _ id: Int64, completion: @escaping @Sendable (Etcdserverpb_LeaseKeepAliveResponse?) -> Void
+    ) {
+        guard let renewals else { return completion(nil) }
+        renewals.renew(id) { ttl in completion(ttl.map { self.keepAliveResponse(id: id, ttl: $0) }) }
     }
 
     /// The remaining TTL is the leader's to tell: followers keep no deadlines, so they ask it.

@@ -18,7 +18,8 @@ enum ClusterJoin {
             !mine.contains($0)
         }
         guard !others.isEmpty else {
-            throw ConfigError("--initial-cluster-state=existing needs the other members' peer URLs in --initial-cluster")
+            throw ConfigError(
+                "--initial-cluster-state=existing needs the other members' peer URLs in --initial-cluster")
         }
         let deadline = ContinuousClock.now + timeout
         var lastError = "no answer"
@@ -43,11 +44,14 @@ enum ClusterJoin {
                     guard let me = members.first(where: { !Set($0.peerURLs).isDisjoint(with: mine) }) else {
                         throw ConfigError(
                             "member with peer URLs \(config.advertisePeerURLs) has not been added to the cluster: "
-                                + "run 'etcdctl member add \(config.name) --peer-urls=\(config.advertisePeerURLs.joined(separator: ","))' first")
+                                + "run 'etcdctl member add \(config.name) --peer-urls=\(config.advertisePeerURLs.joined(separator: ","))' first"
+                        )
                     }
                     logger.info(
                         "found this member in the existing cluster",
-                        metadata: ["member-id": "\(Identity.hex(me.id))", "cluster-id": "\(Identity.hex(response.clusterID))"])
+                        metadata: [
+                            "member-id": "\(Identity.hex(me.id))", "cluster-id": "\(Identity.hex(response.clusterID))",
+                        ])
                     return NodeConfig.JoinInfo(clusterID: response.clusterID, memberID: me.id, members: members)
                 } catch let error as ConfigError {
                     throw error

@@ -29,8 +29,10 @@ final class PeerMetrics: Sendable {
     }
 
     func sent(bytes: Int, to peer: UInt64) {
-        counter("etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", ("To", Identity.hex(peer)))
-            .increment(by: Int64(bytes))
+        counter(
+            "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", ("To", Identity.hex(peer))
+        )
+        .increment(by: Int64(bytes))
     }
 
     func received(bytes: Int, from peer: UInt64) {

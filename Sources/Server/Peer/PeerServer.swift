@@ -8,14 +8,18 @@ struct PeerServers {
     let servers: [GRPCServer<RPCServerTransport>]
     let transports: [RPCServerTransport]
 
-    init(urls: [ListenURL], service: PeerService, tls: (any TLSContextSource)?, http: any HTTPRouting) {
+    init(
+        urls: [ListenURL], service: PeerService, fastRoutes: [String: FastRoute], tls: (any TLSContextSource)?,
+        http: any HTTPRouting
+    ) {
         var servers: [GRPCServer<RPCServerTransport>] = []
         var transports: [RPCServerTransport] = []
         for url in urls {
             // Snapshots arrive in chunks of 256 KiB; leave room for the envelope.
             let transport = RPCServerTransport(
                 options: .init(
-                    host: url.host, port: url.port, tls: url.isTLS ? tls : nil, maxMessageBytes: 8 << 20, http: http))
+                    host: url.host, port: url.port, tls: url.isTLS ? tls : nil, maxMessageBytes: 8 << 20,
+                    fastRoutes: fastRoutes, http: http))
             transports.append(transport)
             servers.append(GRPCServer(transport: transport, services: [service]))
         }

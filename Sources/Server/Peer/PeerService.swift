@@ -9,52 +9,18 @@ import Node
 import Raft
 import Storage
 
-/// The receiving side of `quorumpb.Peer`: Raft messages and snapshots into the member, and the few requests
-/// other members need answered by this one (lease renewals when it leads, membership, hashes).
+/// The receiving side of `quorumpb.Peer`: snapshots into the member, and the few requests other members need
+/// answered by this one (membership, hashes). Raft messages and lease renewals (`quorumpb.Raft`) are served in
+/// place by the transport: see `PeerFastRoutes`.
 struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
     let node: MemberNode
     let handler: EtcdHandler
     let logger: Logger
-    let metrics: PeerMetrics?
 
     private func check(clusterID: UInt64, from: UInt64) throws {
-        if clusterID != node.clusterID {
-            logger.warning(
-                "request sent was ignored due to cluster ID mismatch",
-                metadata: [
-                    "remote-peer-id": "\(Identity.hex(from))",
-                    "remote-peer-cluster-id": "\(Identity.hex(clusterID))",
-                    "local-member-cluster-id": "\(Identity.hex(node.clusterID))",
-                ])
-            throw RPCError(code: .failedPrecondition, message: "etcdserver: request cluster ID mismatch")
+        if let refusal = PeerCheck.refusal(clusterID: clusterID, from: from, node: node, logger: logger) {
+            throw refusal.rpcError
         }
-        if node.members.isRemoved(from) {
-            logger.warning("rejected stream from a removed member", metadata: ["remote-peer-id": "\(Identity.hex(from))"])
-            throw RPCError(code: .permissionDenied, message: "etcdserver: the member has been permanently removed from the cluster")
-        }
-    }
-
-    func raft(request: RPCAsyncSequence<Quorumpb_RaftBatch, any Error>, context: ServerContext) async throws
-        -> Quorumpb_PeerAck
-    {
-        var checked = false
-        for try await batch in request {
-            if !checked {
-                try check(clusterID: batch.clusterID, from: batch.from)
-                checked = true
-            }
-            var messages: [Message] = []
-            messages.reserveCapacity(batch.messages.count)
-            for bytes in batch.messages {
-                guard let message = try? Message(serialized: bytes) else {
-                    throw RPCError(code: .invalidArgument, message: "malformed raft message from \(Identity.hex(batch.from))")
-                }
-                messages.append(message)
-            }
-            node.receive(messages)
-            metrics?.received(bytes: batch.messages.reduce(0) { $0 + $1.count }, from: batch.from)
-        }
-        return Quorumpb_PeerAck()
     }
 
     func snapshot(request: RPCAsyncSequence<Quorumpb_SnapshotChunk, any Error>, context: ServerContext) async throws
@@ -92,7 +58,10 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
             try file.sync(dataOnly: false)
             logger.info(
                 "received database snapshot",
-                metadata: ["from": "\(Identity.hex(message.from))", "index": "\(message.snapshot!.metadata.index)", "bytes": "\(written)"])
+                metadata: [
+                    "from": "\(Identity.hex(message.from))", "index": "\(message.snapshot!.metadata.index)",
+                    "bytes": "\(written)",
+                ])
             node.receiveSnapshot(message, imagePath: path)
             var ack = Quorumpb_SnapshotAck()
             ack.ok = true
@@ -103,19 +72,6 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
             ack.error = "\(error)"
             return ack
         }
-    }
-
-    func leaseRenew(request: Quorumpb_LeaseRenewRequest, context: ServerContext) async throws
-        -> Quorumpb_LeaseRenewResponse
-    {
-        try check(clusterID: request.clusterID, from: 0)
-        var response = Quorumpb_LeaseRenewResponse()
-        if let ttl = node.leases.renew(request.id) {
-            response.ttl = ttl
-        } else {
-            response.notLeader = true
-        }
-        return response
     }
 
     func leaseTimeToLive(request: Etcdserverpb_LeaseTimeToLiveRequest, context: ServerContext) async throws
@@ -138,7 +94,30 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
         try await rpc { () async throws(EtcdError) in try await handler.memberPromote(request) }
     }
 
-    func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws -> Etcdserverpb_HashKVResponse {
+    func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws -> Etcdserverpb_HashKVResponse
+    {
         try await rpc { () async throws(EtcdError) in try handler.hashKV(request) }
+    }
+}
+
+/// Who may talk to this member: the same cluster, and not a member that was removed from it.
+enum PeerCheck {
+    static func refusal(clusterID: UInt64, from: UInt64, node: MemberNode, logger: Logger) -> EtcdError? {
+        if clusterID != node.clusterID {
+            logger.warning(
+                "request sent was ignored due to cluster ID mismatch",
+                metadata: [
+                    "remote-peer-id": "\(Identity.hex(from))",
+                    "remote-peer-cluster-id": "\(Identity.hex(clusterID))",
+                    "local-member-cluster-id": "\(Identity.hex(node.clusterID))",
+                ])
+            return EtcdError(.failedPrecondition, "etcdserver: request cluster ID mismatch")
+        }
+        if node.members.isRemoved(from) {
+            logger.warning(
+                "rejected stream from a removed member", metadata: ["remote-peer-id": "\(Identity.hex(from))"])
+            return EtcdError(.permissionDenied, "etcdserver: the member has been permanently removed from the cluster")
+        }
+        return nil
     }
 }

@@ -8,6 +8,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Node
 import Raft
 import Storage
@@ -15,20 +16,24 @@ import Synchronization
 
 /// How peer connections are secured (the TLS layer supplies the TLS variant).
 public protocol PeerClientSecurity: Sendable {
+    /// For grpc-swift's client (the peer calls other than Raft messages).
     func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity
+    /// For a connection of Quorum's own (the Raft message link); nil for plaintext.
+    func makeTLSHandler(for url: ListenURL) throws -> NIOSSLClientHandler?
 }
 
 public struct PlaintextPeers: PeerClientSecurity {
     public init() {}
     public func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity { .plaintext }
+    public func makeTLSHandler(for url: ListenURL) throws -> NIOSSLClientHandler? { nil }
 }
 
 /// Raft messages to the other members over gRPC (the `quorumpb.Peer` service on their peer URLs).
 ///
-/// Each peer gets a sender with a bounded queue and one long-lived client-streaming RPC; when the stream
-/// breaks it reconnects with backoff and tells Raft the peer was unreachable, so the leader probes again.
-/// Messages that do not fit the queue are dropped: Raft retransmits. Snapshots go on a separate RPC so a large
-/// image never holds up heartbeats.
+/// Each peer gets a sender whose `RaftLink` carries Raft messages on one long-lived stream; when it breaks it
+/// redials with backoff and tells Raft the peer was unreachable, so the leader probes again. Messages that
+/// cannot be sent are dropped: Raft retransmits. Snapshots go on a separate RPC so a large image never holds up
+/// heartbeats.
 public final class PeerTransport: RaftTransport, Sendable {
     let memberID: Mutex<UInt64>
     let clusterID: Mutex<UInt64>
@@ -75,7 +80,9 @@ public final class PeerTransport: RaftTransport, Sendable {
             defer { try? FileSystem.remove(image.path) }
             var ok = false
             do {
-                guard let peer = client?.peerClient else { throw RPCError(code: .unavailable, message: "no connection") }
+                guard let peer = client?.peerClient else {
+                    throw RPCError(code: .unavailable, message: "no connection")
+                }
                 let ack = try await peer.snapshot(
                     request: StreamingClientRequest { writer in
                         let file = try File(path: image.path, writable: false)
@@ -110,7 +117,8 @@ public final class PeerTransport: RaftTransport, Sendable {
             node.reportSnapshot(to: message.to, succeeded: ok)
             self.metrics?.snapshotSent(to: message.to, succeeded: ok)
             if ok {
-                logger.info("sent database snapshot", metadata: ["to": "\(Identity.hex(message.to))", "bytes": "\(image.size)"])
+                logger.info(
+                    "sent database snapshot", metadata: ["to": "\(Identity.hex(message.to))", "bytes": "\(image.size)"])
             }
         }
     }
@@ -134,9 +142,14 @@ public final class PeerTransport: RaftTransport, Sendable {
         }
     }
 
-    /// A client for a member's peer service (lease forwarding, promotions, hashes).
+    /// A client for a member's peer service (promotions, hashes, lease TTLs).
     public func client(for id: UInt64) -> Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>? {
         sender(for: id)?.peerClient
+    }
+
+    /// A client for a member's Raft service (lease renewals forwarded to the leader).
+    func raftClient(for id: UInt64) -> Quorumpb_Raft.Client<HTTP2ClientTransport.Posix>? {
+        sender(for: id)?.raftClient
     }
 
     func reportActivePeers() {
@@ -172,25 +185,16 @@ extension CallOptions {
     }
 }
 
-/// The outbound half of one peer connection.
+/// The outbound half of one peer connection: Raft messages over a `RaftLink`, everything else over grpc-swift.
 final class PeerSender: Sendable {
     let peer: UInt64
     let url: ListenURL
     private unowned(unsafe) let transport: PeerTransport
     let grpc: GRPCClient<HTTP2ClientTransport.Posix>?
     let peerClient: Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>?
-
-    private struct Queue {
-        var batches: Deque<[[UInt8]]> = []
-        var messages = 0
-        var waiter: CheckedContinuation<[[UInt8]]?, Never>?
-        var stopped = false
-    }
-
-    private let queue = Mutex(Queue())
+    let raftClient: Quorumpb_Raft.Client<HTTP2ClientTransport.Posix>?
+    private let link: RaftLink
     private let tasks = Mutex<[Task<Void, Never>]>([])
-    /// Enough for bursts; beyond it the newest messages are dropped and Raft resends.
-    private static let maxQueuedMessages = 8192
 
     init(peer: UInt64, url: ListenURL, transport: PeerTransport) {
         self.peer = peer
@@ -201,17 +205,30 @@ final class PeerSender: Sendable {
         config.connection.maxIdleTime = nil
         let client = try? GRPCClient(
             transport: .http2NIOPosix(
-                target: url.peerTarget, transportSecurity: transport.security.transportSecurity(for: url), config: config))
+                target: url.peerTarget, transportSecurity: transport.security.transportSecurity(for: url),
+                config: config))
         grpc = client
         peerClient = client.map { Quorumpb_Peer.Client(wrapping: $0) }
+        raftClient = client.map { Quorumpb_Raft.Client(wrapping: $0) }
+        link = RaftLink(
+            peer: peer, url: url, security: transport.security, logger: transport.logger,
+            identity: { [unowned(unsafe) transport] in
+                RaftLink.Identity(
+                    clusterID: transport.clusterID.withLock { $0 }, from: transport.memberID.withLock { $0 })
+            },
+            onBroken: { [unowned(unsafe) transport] in
+                transport.node?.reportUnreachable(peer)
+                transport.metrics?.sendFailed(to: peer)
+            },
+            onSent: { [unowned(unsafe) transport] bytes in transport.metrics?.sent(bytes: bytes, to: peer) })
     }
 
     func start() {
+        link.connectIfDue()
         guard let grpc else { return }
         let connections = Task { _ = try? await grpc.runConnections() }
-        let stream = Task { [self] in await runStream() }
         let probe = Task { [self] in await runProbe() }
-        tasks.withLock { $0 = [connections, stream, probe] }
+        tasks.withLock { $0 = [connections, probe] }
     }
 
     /// Whether the last probe got an answer (etcd's "active peer").
@@ -237,80 +254,15 @@ final class PeerSender: Sendable {
     }
 
     func stop() {
-        let waiter = queue.withLock { q -> CheckedContinuation<[[UInt8]]?, Never>? in
-            q.stopped = true
-            defer { q.waiter = nil }
-            return q.waiter
-        }
-        waiter?.resume(returning: nil)
+        link.stop()
         grpc?.beginGracefulShutdown()
         for task in tasks.withLock({ $0 }) { task.cancel() }
     }
 
+    /// Sends encoded messages; when they cannot go (link down, peer not reading), Raft hears the peer is
+    /// unreachable and probes again later.
     func enqueue(_ batch: [[UInt8]]) {
-        let waiter = queue.withLock { q -> CheckedContinuation<[[UInt8]]?, Never>? in
-            if q.stopped { return nil }
-            if let waiter = q.waiter {
-                q.waiter = nil
-                return waiter
-            }
-            if q.messages + batch.count > Self.maxQueuedMessages { return nil }
-            q.batches.append(batch)
-            q.messages += batch.count
-            return nil
-        }
-        waiter?.resume(returning: batch)
-    }
-
-    /// Everything queued, or waits for the next batch; nil once stopped.
-    private func next() async -> [[UInt8]]? {
-        await withCheckedContinuation { continuation in
-            let ready: [[UInt8]]?? = queue.withLock { q in
-                if q.stopped { return .some(nil) }
-                if !q.batches.isEmpty {
-                    var all: [[UInt8]] = []
-                    while let b = q.batches.popFirst() { all += b }
-                    q.messages = 0
-                    return .some(all)
-                }
-                q.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
-    }
-
-    private func runStream() async {
-        guard let peerClient else { return }
-        var backoff = Duration.milliseconds(50)
-        while !Task.isCancelled && !queue.withLock({ $0.stopped }) {
-            let clusterID = transport.clusterID.withLock { $0 }
-            let memberID = transport.memberID.withLock { $0 }
-            let peer = self.peer
-            do {
-                _ = try await peerClient.raft(
-                    request: StreamingClientRequest { [self] writer in
-                        while let messages = await next() {
-                            var batch = Quorumpb_RaftBatch()
-                            batch.clusterID = clusterID
-                            batch.from = memberID
-                            batch.to = peer
-                            batch.messages = messages.map { Data($0) }
-                            try await writer.write(batch)
-                            transport.metrics?.sent(bytes: messages.reduce(0) { $0 + $1.count }, to: peer)
-                        }
-                    })
-                backoff = .milliseconds(50)
-            } catch {
-                if Task.isCancelled { return }
-                transport.node?.reportUnreachable(peer)
-                transport.metrics?.sendFailed(to: peer)
-                transport.logger.debug(
-                    "peer stream broke", metadata: ["peer": "\(Identity.hex(peer))", "error": "\(error)"])
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, .seconds(1))
-            }
-        }
+        if !link.send(batch) { transport.node?.reportUnreachable(peer) }
     }
 }
 

@@ -150,7 +150,7 @@ struct UnaryResponder: Sendable {
 }
 
 /// LeaseKeepAlive: renewals the member can answer (it leads) are answered in place, in order; a follower asks
-/// the leader in a task.
+/// the leader (batched with the other keep-alives it forwards).
 final class LeaseKeepAliveCall: RPCCall {
     private let handler: EtcdHandler
     private let counters: RPCMethodCounters
@@ -175,12 +175,17 @@ final class LeaseKeepAliveCall: RPCCall {
         }
         let remote = stream.remote
         let handler = self.handler
-        Task {
-            do throws(EtcdError) {
-                let response = try await handler.leaseKeepAlive(request.id)
-                remote.post { $0?.send(response) }
-            } catch {
-                remote.post { $0?.finish(error) }
+        let id = request.id
+        handler.forwardKeepAlive(id) { forwarded in
+            if let forwarded { return remote.post { $0?.send(forwarded) } }
+            // No leader to ask right now: the slow path waits for one.
+            Task {
+                do throws(EtcdError) {
+                    let response = try await handler.leaseKeepAlive(id)
+                    remote.post { $0?.send(response) }
+                } catch {
+                    remote.post { $0?.finish(error) }
+                }
             }
         }
     }

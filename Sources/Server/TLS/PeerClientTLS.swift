@@ -16,6 +16,11 @@ extension ReloadingTLSContext: PeerClientSecurity {
         return .tls(clientTLS(host: url.host))
     }
 
+    public func makeTLSHandler(for url: ListenURL) throws -> NIOSSLClientHandler? {
+        guard url.isTLS else { return nil }
+        return try makeClientHandler(host: url.host)
+    }
+
     /// The client TLS configuration for one dial to `host`.
     public func clientTLS(host: String) -> HTTP2ClientTransport.Posix.TransportSecurity.TLS {
         let material = self.material
