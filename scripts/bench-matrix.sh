@@ -24,7 +24,8 @@
 #   DATA_ROOT=$TMPDIR where data directories go (the disk under measurement; fsync_probe.py measures it)
 #   OUT_DIR=          results folder (default: $TMPDIR/quorum-bench-matrix/YYYYmmdd-HHMMSS)
 #   SHARED_BENCH=     ../shared/bench beside the checkout
-#   ETCD_PORT_BASE=46379 QUORUM_PORT_BASE=47379   client ports (member i: +100*i; peers +1; recovery member +500)
+#   ETCD_PORT_BASE=26379 QUORUM_PORT_BASE=27379   client ports (member i: +100*i; peers +1; recovery member +500);
+#                     below Linux's ephemeral range (32768+), so no client socket of the run can hold one
 #
 # Output: OUT_DIR/runs.jsonl (one JSON line per run: the load generator's result plus server, members, rep,
 # WAL fsyncs, committed proposals, peak RSS, CPU shares), OUT_DIR/fsync.jsonl, OUT_DIR/summary.md (printed).
@@ -182,7 +183,7 @@ CLUSTER="$SHARED_BENCH/cluster.sh"
 HZ="$(getconf CLK_TCK)"
 
 declare -A BIN=([etcd]="$ETCD_BIN" [quorum]="$QUORUM_BIN")
-declare -A PORTS=([etcd]="${ETCD_PORT_BASE:-46379}" [quorum]="${QUORUM_PORT_BASE:-47379}")
+declare -A PORTS=([etcd]="${ETCD_PORT_BASE:-26379}" [quorum]="${QUORUM_PORT_BASE:-27379}")
 state_dir() { echo "$TMPROOT/quorum-bench-matrix-state-$1"; }
 
 python3 - "$OUT_DIR/meta.json" <<PY

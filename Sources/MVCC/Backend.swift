@@ -31,7 +31,7 @@ public final class Backend: @unchecked Sendable {
             """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
-            PRAGMA cache_size=-8192;
+            PRAGMA cache_size=-2048;
             PRAGMA mmap_size=17179869184;
             PRAGMA temp_store=MEMORY;
             PRAGMA wal_autocheckpoint=4096;
@@ -169,7 +169,7 @@ public final class Backend: @unchecked Sendable {
     private func takeReader() throws -> SQLiteConnection {
         if let pooled = readers.withLock({ $0.popLast() }) { return pooled }
         let connection = try SQLiteConnection(path: path)
-        try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-2048; PRAGMA mmap_size=17179869184;")
+        try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-256; PRAGMA mmap_size=17179869184;")
         return connection
     }
 

@@ -105,8 +105,13 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 for (url, transport) in Array(zip(config.listenClientURLs, transports))
                     + Array(zip(config.listenPeerURLs, peerServers.transports))
                 {
-                    guard let address = await transport.listeningAddress else {
-                        throw ConfigError("listen tcp \(url.host):\(url.port): could not bind (address in use?)")
+                    let address: SocketAddress
+                    do {
+                        address = try await transport.listeningAddress
+                    } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                        throw ConfigError("listen tcp \(url.host):\(url.port): bind: address already in use")
+                    } catch {
+                        throw ConfigError("listen tcp \(url.host):\(url.port): \(error)")
                     }
                     bound.append("\(url) (\(address))")
                 }

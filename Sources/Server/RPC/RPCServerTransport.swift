@@ -66,9 +66,9 @@ final class RPCServerTransport: ServerTransport, Sendable {
         state.withLock { $0.methods = context.methods }
     }
 
-    /// The bound address once listening, or nil if binding failed.
-    var listeningAddress: SocketAddress? {
-        get async { try? await address.futureResult.get() }
+    /// The bound address once listening; throws why binding failed.
+    var listeningAddress: SocketAddress {
+        get async throws { try await address.futureResult.get() }
     }
 
     func listen(
