@@ -25,6 +25,9 @@ final class ApplyQueue: @unchecked Sendable {
     private var items: [Item] = []
     private var pendingEntries = 0
     private var stopped = false
+    /// Someone is applying (the apply loop with what it took, or the Raft loop inline): the state machine has one
+    /// writer at a time, and items are applied in the order they were queued.
+    private var busy = false
 
     func push(_ item: Item) {
         condition.lock()
@@ -44,18 +47,38 @@ final class ApplyQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Everything queued, waiting up to `deadline` for something; empty when stopped or timed out.
-    func take(waitingUntil deadline: Date) -> (items: [Item], stopped: Bool) {
+    /// Everything queued, waiting up to `deadline` for something; empty when stopped or timed out. Unless the
+    /// Raft loop is applying (then nil), the caller owns the state machine until it calls `done()`.
+    func take(waitingUntil deadline: Date) -> (items: [Item], stopped: Bool)? {
         condition.lock()
         defer { condition.unlock() }
-        while items.isEmpty && !stopped {
+        while busy || (items.isEmpty && !stopped) {
             if !condition.wait(until: deadline) { break }
         }
+        if busy { return nil }
+        busy = true
         let taken = items
         items.removeAll(keepingCapacity: true)
         pendingEntries = 0
         condition.broadcast()
         return (taken, stopped)
+    }
+
+    /// Claims the state machine when nothing is queued and nobody applies: the Raft loop may then apply a small
+    /// batch itself, saving the apply loop's wake-up on the path of a lone client's write. Release with `done()`.
+    func claimIfIdle() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard items.isEmpty && !busy && !stopped else { return false }
+        busy = true
+        return true
+    }
+
+    func done() {
+        condition.lock()
+        busy = false
+        condition.broadcast()
+        condition.unlock()
     }
 
     func stop() {

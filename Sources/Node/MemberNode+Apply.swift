@@ -13,7 +13,9 @@ extension MemberNode {
             heldReads = []
         }
         while true {
-            let (items, stopped) = applyQueue.take(waitingUntil: Date().addingTimeInterval(0.1))
+            // nil: the Raft loop is applying a batch itself; try again.
+            guard let (items, stopped) = applyQueue.take(waitingUntil: Date().addingTimeInterval(0.1)) else { continue }
+            defer { applyQueue.done() }
             if stopped {
                 // A graceful stop leaves SQLite current, so the next start has nothing to replay.
                 try? commitBackend()
@@ -29,8 +31,9 @@ extension MemberNode {
         }
     }
 
-    /// Applies everything taken at once: consecutive entry batches share one SQLite transaction.
-    private func applyItems(_ items: [ApplyQueue.Item]) throws {
+    /// Applies everything taken at once: consecutive entry batches share one SQLite transaction. Runs on the apply
+    /// loop, or on the Raft loop when it claimed the idle state machine (`ApplyQueue.claimIfIdle`).
+    func applyItems(_ items: [ApplyQueue.Item]) throws {
         var entries: [Entry] = []
         var configurations: [UInt64: ConfState] = [:]
         func flush() throws {

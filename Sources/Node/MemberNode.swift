@@ -699,7 +699,7 @@ public final class MemberNode: @unchecked Sendable {
             if let snapshot = rd.snapshot { try installSnapshot(snapshot) }
             try persist(rd)
             if !rd.messagesAfterPersist.isEmpty { transport.send(rd.messagesAfterPersist) }
-            if !rd.committedEntries.isEmpty { handOver(rd.committedEntries) }
+            if !rd.committedEntries.isEmpty { try handOver(rd.committedEntries) }
             for state in rd.readStates {
                 guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
                 if appliedIndex.load(ordering: .acquiring) >= state.index {
@@ -737,15 +737,25 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Hands committed entries to the apply loop. Raft learns here that a configuration entry was applied
     /// (its configuration travels with the entries, for the member table), since only this thread may touch it.
-    private func handOver(_ entries: [Entry]) {
+    private func handOver(_ entries: [Entry]) throws {
         var configurations: [UInt64: ConfState] = [:]
         for entry in entries where entry.kind == .confChange {
             guard let change = try? ConfChange(serialized: entry.data) else { continue }
             configurations[entry.index] = raft.applyConfChange(change)
         }
+        // A lone client's write would otherwise wait for the apply loop to wake: a few entries arriving at an idle
+        // apply loop are applied right here. Anything more goes to the apply loop, which overlaps the next fsync.
+        if entries.count <= Self.inlineApplyLimit && applyQueue.claimIfIdle() {
+            defer { applyQueue.done() }
+            try applyItems([.entries(entries, configurations: configurations)])
+            return
+        }
         applyQueue.waitForRoom(timeout: 0.05)
         applyQueue.push(.entries(entries, configurations: configurations))
     }
+
+    /// The largest committed batch the Raft loop applies itself when the apply loop is idle.
+    static let inlineApplyLimit = 2
 
     /// Replaces the state machine with a snapshot received from the leader. The database goes first (on the
     /// apply loop, after everything queued before it), then the log's marker: a crash in between leaves a
