@@ -32,6 +32,8 @@ public final class MemberNode: @unchecked Sendable {
     private let ids: RequestIDGenerator
     let waiters = Waiters()
     private let inbox = Inbox()
+    /// Where the Raft loop's work runs (see `RaftLoop`).
+    private let loop: any RaftLoop
     let published = Mutex(NodeStatus())
     let dbSize = Atomic<Int64>(0)
     private let catchUpSignal = NSCondition()
@@ -90,21 +92,22 @@ public final class MemberNode: @unchecked Sendable {
         observer: any NodeObserver = NoObserver(),
         now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
         onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) },
-        onRemoved: @escaping @Sendable () -> Void = {}
+        onRemoved: @escaping @Sendable () -> Void = {}, loop: (any RaftLoop)? = nil
     ) throws -> MemberNode {
         try FileSystem.makeDirectory(config.dataDir + "/member/snap")
         let lock = try DirectoryLock(directory: config.dataDir)
         return try MemberNode(
             config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
-            onFatal: onFatal, onRemoved: onRemoved)
+            onFatal: onFatal, onRemoved: onRemoved, loop: loop ?? ThreadRaftLoop())
     }
 
     private init(
         config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
-        onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void
+        onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any RaftLoop
     ) throws {
         self.config = config
+        self.loop = loop
         self.onRemoved = onRemoved
         self.observer = observer
         self.lock = lock
@@ -283,8 +286,19 @@ public final class MemberNode: @unchecked Sendable {
             runApplyLoop()
             applyRunning.store(false, ordering: .sequentiallyConsistent)
         }
-        inbox.setRunning(true)
-        startThread("quorum-raft") { [self] in runLoop() }
+        loop.execute { [self] in
+            publishStatus()
+            // Whatever happened before the loop started (a single member's election) is handled at once.
+            run { try drainReadies() }
+        }
+        loop.schedule(every: .milliseconds(config.heartbeatMilliseconds)) { [self] in
+            run {
+                raft.tick()
+                onTick()
+                requestReadIndexIfNeeded()
+                try drainReadies()
+            }
+        }
         catchUpRunning.store(true, ordering: .sequentiallyConsistent)
         startThread("quorum-watch") { [self] in
             runCatchUp()
@@ -313,12 +327,23 @@ public final class MemberNode: @unchecked Sendable {
     /// Stops the loops; pending requests fail with etcd's "server stopped".
     public func stop() {
         guard !stopped.exchange(true, ordering: .sequentiallyConsistent) else { return }
-        inbox.stop()
+        // Work already running on the Raft loop finishes; work queued after sees `stopped` and does nothing.
+        let drained = DispatchSemaphore(value: 0)
+        loop.execute { [self] in
+            // Whoever still waits for a read hears that the member stopped.
+            for waiter in pendingReads + readsInFlight.values.flatMap({ $0 }) { waiter.completion(.stopped) }
+            pendingReads = []
+            readsInFlight = [:]
+            drained.signal()
+        }
+        if !loop.inLoop { _ = drained.wait(timeout: .now() + 10) }
+        loop.stop()
+        for waiter in inbox.take().reads { waiter.completion(.stopped) }
         applyQueue.stop()
         catchUpSignal.lock()
         catchUpSignal.broadcast()
         catchUpSignal.unlock()
-        while inbox.loopRunning || applyRunning.load(ordering: .sequentiallyConsistent)
+        while applyRunning.load(ordering: .sequentiallyConsistent)
             || catchUpRunning.load(ordering: .sequentiallyConsistent)
         {
             usleep(1000)
@@ -366,7 +391,7 @@ public final class MemberNode: @unchecked Sendable {
         // etcd's limit applies to the replicated entry, so a request just under the gRPC limit can still be refused.
         if data.count > config.maxRequestBytes { return completion(.failure(.requestTooLarge)) }
         waiters.register(id, deadline: now() + config.effectiveRequestTimeout, completion)
-        inbox.propose(id: id, data: data)
+        post { $0.proposals.append((id, data)) }
     }
 
     /// Waits until this member has applied everything committed when the call started (Raft's ReadIndex):
@@ -381,7 +406,8 @@ public final class MemberNode: @unchecked Sendable {
     /// `readBarrier()` for callers that cannot suspend: `completion` runs on the Raft loop's thread with nil
     /// once a read may proceed, or with the reason it may not.
     public func readBarrier(completion: @escaping @Sendable (EtcdError?) -> Void) {
-        inbox.read(ReadWaiter(completion: completion, deadline: now() + config.effectiveRequestTimeout))
+        let waiter = ReadWaiter(completion: completion, deadline: now() + config.effectiveRequestTimeout)
+        post { $0.reads.append(waiter) }
     }
 
     /// A lease grant request; chooses the id if the client did not (as etcd, before replication).
@@ -609,66 +635,58 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Steps a message received from a peer.
     public func receive(_ message: Message) {
-        inbox.receive([message])
+        receive([message])
     }
 
     /// Steps a batch of messages received from a peer (one wake-up of the loop for all of them).
     public func receive(_ messages: [Message]) {
-        inbox.receive(messages)
+        post { $0.messages.append(contentsOf: messages) }
     }
 
-    /// Runs `body` on the loop thread (for rare operations such as leader transfer).
+    /// Runs `body` on the Raft loop (for rare operations such as leader transfer).
     func perform(_ body: @escaping @Sendable (MemberNode) -> Void) {
-        inbox.perform(body)
+        post { $0.actions.append(body) }
+    }
+
+    /// Queues work for the Raft loop; the first work queued since the loop last looked schedules one pass that
+    /// takes everything (so a burst of proposals shares one Ready and one fsync).
+    private func post(_ add: (inout Inbox.Work) -> Void) {
+        if inbox.add(add) { loop.execute { [self] in processInbox() } }
     }
 
     // MARK: The Raft loop
 
-    private func runLoop() {
-        defer {
-            // Whoever still waits for a read hears that the member stopped.
-            for waiter in pendingReads + readsInFlight.values.flatMap({ $0 }) { waiter.completion(.stopped) }
-            pendingReads = []
-            readsInFlight = [:]
-            inbox.setRunning(false)
-        }
-        let tickInterval = Int64(config.heartbeatMilliseconds) * 1_000_000
-        var nextTick = now() + tickInterval
-        publishStatus()
-        do {
-            // Whatever happened before the loop started (a single member's election) is handled at once.
-            try drainReadies()
-        } catch {
-            fail("raft loop stopped: \(error)")
+    /// One pass of the Raft loop over everything queued: proposals, peer messages, actions, reads, then Ready.
+    private func processInbox() {
+        let work = inbox.take()
+        guard !stopped.load(ordering: .relaxed), status.failure == nil else {
+            for waiter in work.reads { waiter.completion(.stopped) }
             return
         }
-        while true {
-            let work = inbox.take(waitingUntil: nextTick, now: now)
-            if work.stop { break }
-            do {
-                for (id, data) in work.proposals {
-                    do {
-                        try raft.propose(data)
-                    } catch {
-                        observer.proposalFailed()
-                        waiters.resume(id, with: .failure(status.hasLeader ? .leaderChanged : .noLeader))
-                    }
+        run {
+            for (id, data) in work.proposals {
+                do {
+                    try raft.propose(data)
+                } catch {
+                    observer.proposalFailed()
+                    waiters.resume(id, with: .failure(status.hasLeader ? .leaderChanged : .noLeader))
                 }
-                for message in work.messages { try? raft.step(message) }
-                for action in work.actions { action(self) }
-                pendingReads += work.reads
-                if now() >= nextTick {
-                    nextTick += tickInterval
-                    if nextTick < now() { nextTick = now() + tickInterval }
-                    raft.tick()
-                    onTick()
-                }
-                requestReadIndexIfNeeded()
-                try drainReadies()
-            } catch {
-                fail("raft loop stopped: \(error)")
-                return
             }
+            for message in work.messages { try? raft.step(message) }
+            for action in work.actions { action(self) }
+            pendingReads += work.reads
+            requestReadIndexIfNeeded()
+            try drainReadies()
+        }
+    }
+
+    /// Runs loop work unless the member stopped or failed; a failure of the log or the state machine is fatal.
+    private func run(_ body: () throws -> Void) {
+        guard !stopped.load(ordering: .relaxed), status.failure == nil else { return }
+        do {
+            try body()
+        } catch {
+            fail("raft loop stopped: \(error)")
         }
     }
 
@@ -914,81 +932,34 @@ public final class MemberNode: @unchecked Sendable {
     }
 }
 
-/// Requests queued for the loop thread.
-final class Inbox: @unchecked Sendable {
+/// Requests queued for the Raft loop, taken all at once by its next pass.
+final class Inbox: Sendable {
     struct Work {
         var proposals: [(UInt64, [UInt8])] = []
         var messages: [Message] = []
         var reads: [MemberNode.ReadWaiter] = []
         var actions: [@Sendable (MemberNode) -> Void] = []
-        var stop = false
     }
 
-    private let condition = NSCondition()
-    private var work = Work()
-    private var running = false
+    private let state = Mutex<(work: Work, scheduled: Bool)>((Work(), false))
 
-    func propose(id: UInt64, data: [UInt8]) {
-        condition.lock()
-        work.proposals.append((id, data))
-        condition.signal()
-        condition.unlock()
-    }
-
-    func receive(_ messages: [Message]) {
-        condition.lock()
-        work.messages.append(contentsOf: messages)
-        condition.signal()
-        condition.unlock()
-    }
-
-    func read(_ waiter: MemberNode.ReadWaiter) {
-        condition.lock()
-        work.reads.append(waiter)
-        condition.signal()
-        condition.unlock()
-    }
-
-    func perform(_ action: @escaping @Sendable (MemberNode) -> Void) {
-        condition.lock()
-        work.actions.append(action)
-        condition.signal()
-        condition.unlock()
-    }
-
-    func stop() {
-        condition.lock()
-        work.stop = true
-        condition.signal()
-        condition.unlock()
-    }
-
-    func setRunning(_ value: Bool) {
-        condition.lock()
-        running = value
-        condition.unlock()
-    }
-
-    var loopRunning: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return running
-    }
-
-    /// Waits for work or until `deadline` (monotonic ns), then takes everything queued.
-    func take(waitingUntil deadline: Int64, now: () -> Int64) -> Work {
-        condition.lock()
-        defer { condition.unlock() }
-        while work.proposals.isEmpty && work.messages.isEmpty && work.reads.isEmpty && work.actions.isEmpty
-            && !work.stop
-        {
-            let remaining = deadline - now()
-            if remaining <= 0 { break }
-            _ = condition.wait(until: Date().addingTimeInterval(Double(remaining) / 1e9))
+    /// Adds work; true when no pass is scheduled yet (the caller schedules one).
+    func add(_ add: (inout Work) -> Void) -> Bool {
+        state.withLock { s in
+            add(&s.work)
+            if s.scheduled { return false }
+            s.scheduled = true
+            return true
         }
-        var taken = Work()
-        swap(&taken, &work)
-        work.stop = taken.stop
-        return taken
+    }
+
+    /// Everything queued; the next `add` schedules a new pass.
+    func take() -> Work {
+        state.withLock { s in
+            s.scheduled = false
+            var taken = Work()
+            swap(&taken, &s.work)
+            return taken
+        }
     }
 }

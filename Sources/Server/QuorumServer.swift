@@ -31,7 +31,13 @@ public final class QuorumServer: Service, @unchecked Sendable {
         // file, the date and the fix.
         let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
         tlsRuntime = tls
-        let peers = PeerTransport(logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics)
+        // The Raft loop and every peer connection share one event loop (see `EventLoopRaftLoop`).
+        let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let raftLoop = EventLoopRaftLoop(eventLoop: raftGroup.next())
+        raftLoop.execute { Thread.current.name = "quorum-raft" }
+        defer { raftGroup.shutdownGracefully { _ in } }
+        let peers = PeerTransport(
+            logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
         var nodeConfig = config.node
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
             nodeConfig.join = try await ClusterJoin.discover(
@@ -45,7 +51,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 FileHandle.standardError.write(Data("quorum: fatal: \(message)\n".utf8))
                 exit(1)
             },
-            onRemoved: { removedSignal.yield() })
+            onRemoved: { removedSignal.yield() }, loop: raftLoop)
         peers.attach(node)
         node.start()
         defer {
@@ -85,7 +91,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let peerServers = PeerServers(
             urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger),
             fastRoutes: PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics),
-            tls: tls.peer, http: router)
+            tls: tls.peer, http: router, eventLoopGroup: raftGroup)
         let grpcServers = servers + peerServers.servers
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()

@@ -10,7 +10,7 @@ struct PeerServers {
 
     init(
         urls: [ListenURL], service: PeerService, fastRoutes: [String: FastRoute], tls: (any TLSContextSource)?,
-        http: any HTTPRouting
+        http: any HTTPRouting, eventLoopGroup: any EventLoopGroup
     ) {
         var servers: [GRPCServer<RPCServerTransport>] = []
         var transports: [RPCServerTransport] = []
@@ -19,7 +19,7 @@ struct PeerServers {
             let transport = RPCServerTransport(
                 options: .init(
                     host: url.host, port: url.port, tls: url.isTLS ? tls : nil, maxMessageBytes: 8 << 20,
-                    fastRoutes: fastRoutes, http: http))
+                    fastRoutes: fastRoutes, http: http, eventLoopGroup: eventLoopGroup))
             transports.append(transport)
             servers.append(GRPCServer(transport: transport, services: [service]))
         }

@@ -43,9 +43,16 @@ public final class PeerTransport: RaftTransport, Sendable {
     private let senders = Mutex<[UInt64: PeerSender]>([:])
     let metrics: PeerMetrics?
 
-    public init(logger: Logger, security: any PeerClientSecurity = PlaintextPeers(), metrics: ServerMetrics? = nil) {
+    /// Where Raft links dial from: the Raft loop's event loop.
+    let eventLoopGroup: any EventLoopGroup
+
+    public init(
+        logger: Logger, security: any PeerClientSecurity = PlaintextPeers(), metrics: ServerMetrics? = nil,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
         self.logger = logger
         self.security = security
+        self.eventLoopGroup = eventLoopGroup
         self.metrics = metrics.map { PeerMetrics(registry: $0.registry) }
         memberID = Mutex(0)
         clusterID = Mutex(0)
@@ -212,6 +219,7 @@ final class PeerSender: Sendable {
         raftClient = client.map { Quorumpb_Raft.Client(wrapping: $0) }
         link = RaftLink(
             peer: peer, url: url, security: transport.security, logger: transport.logger,
+            group: transport.eventLoopGroup,
             identity: { [unowned(unsafe) transport] in
                 RaftLink.Identity(
                     clusterID: transport.clusterID.withLock { $0 }, from: transport.memberID.withLock { $0 })

@@ -31,7 +31,6 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private var streams: [HTTP2StreamID: RPCStreamState] = [:]
     private var connectionUnacked = 0
     private var needsFlush = false
-    private var inReadLoop = false
     private var goingAway = false
     private var lastStreamID = HTTP2StreamID.rootStream
     private(set) var mailbox: RPCConnectionMailbox!
@@ -101,7 +100,6 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     // MARK: Inbound frames
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        inReadLoop = true
         let frame = unwrapInboundIn(data)
         switch frame.payload {
         case .headers(let headers):
@@ -116,7 +114,6 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        inReadLoop = false
         flushIfNeeded()
         context.fireChannelReadComplete()
     }
@@ -306,9 +303,10 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         needsFlush = true
     }
 
-    /// Writes are gathered and flushed once per read burst or per batch of completions.
+    /// Writes are gathered and flushed once per read burst (at `channelReadComplete`) or per batch of completions
+    /// (at the end of the mailbox's run).
     func flushIfNeeded() {
-        guard needsFlush, !inReadLoop else { return }
+        guard needsFlush else { return }
         needsFlush = false
         context.flush()
     }
