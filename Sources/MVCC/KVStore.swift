@@ -75,7 +75,7 @@ public final class KVStore: Sendable {
         let row = try c.statement("SELECT create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
         var live = 0
         state.keys.mutateAll { key, entry in
-            guard var e = entry, let last = e.history.last, !last.tombstone else { return }
+            guard let e = entry, let last = e.history.last, !last.tombstone else { return }
             row.bind(1, last.main).bind(2, last.sub)
             if (try? row.step()) == true {
                 var kv = Mvccpb_KeyValue()
@@ -89,7 +89,6 @@ public final class KVStore: Sendable {
                 live += 1
             }
             row.reset()
-            entry = e
         }
         state.liveKeys = live
         return state
@@ -244,16 +243,19 @@ public final class KVStore: Sendable {
             for change in txn.changes {
                 s.record(
                     change.row.key, RevisionRef(main: revision, sub: change.sub, tombstone: change.head == nil),
-                    head: change.head)
+                    head: change.head, entry: txn.entries[change.row.key] ?? nil)
             }
             s.uncommitted[revision] = txn.changes.map(\.row)
             s.revisions.current = revision
         }
     }
 
-    /// The newest version of `key`, as of the last ended write.
-    func head(_ key: Data) -> Mvccpb_KeyValue? {
-        state.withLock { $0.keys[key]?.head }
+    /// The entry of `key` and its newest version, as of the last ended write.
+    func entry(_ key: Data) -> (KeyEntry?, Mvccpb_KeyValue?) {
+        state.withLock { s in
+            let entry = s.keys[key]
+            return (entry, entry?.head)
+        }
     }
 
     /// Records a compaction at `revision` (validated against etcd's rules); the index forgets the superseded
@@ -266,9 +268,9 @@ public final class KVStore: Sendable {
         state.withLock { s in
             s.revisions.compacted = revision
             s.keys.mutateAll { _, entry in
-                guard var e = entry else { return }
+                guard let e = entry else { return }
                 e.compact(at: revision)
-                entry = e.history.isEmpty && e.head == nil ? nil : e
+                if e.history.isEmpty && e.head == nil { entry = nil }
             }
         }
     }

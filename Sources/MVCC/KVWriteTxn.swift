@@ -22,6 +22,8 @@ public final class KVWriteTxn {
     private(set) var changes: [Change] = []
     /// This transaction's latest change per key, for its own reads.
     private var overlay: [Data: Int] = [:]
+    /// Index entries this transaction looked up (nil: the key has none), so `end` need not search again.
+    private(set) var entries: [Data: KeyEntry?] = [:]
 
     init(store: KVStore, baseRevision: Int64) {
         self.store = store
@@ -52,7 +54,9 @@ public final class KVWriteTxn {
     /// The newest version of `key`, if it exists.
     public func get(_ key: Data) throws -> Mvccpb_KeyValue? {
         if let index = overlay[key] { return changes[index].head }
-        return store.head(key)
+        let (entry, head) = store.entry(key)
+        entries[key] = entry
+        return head
     }
 
     /// Writes a new version of `key`; returns the previous one.

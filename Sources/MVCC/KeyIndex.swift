@@ -11,10 +11,19 @@ struct RevisionRef: Equatable, Sendable {
 /// What memory holds for one key: its newest version while it exists, and every version since the last
 /// compaction (as etcd's tree index does), so that reads at the head never touch the database and historical
 /// reads know exactly which rows to fetch.
-struct KeyEntry {
+///
+/// A class: the ordered map then moves pointers, not 100-byte values, when keys are inserted, and a write that
+/// looked a key up updates its entry without a second search. Only the apply loop mutates entries, under the
+/// store's lock.
+final class KeyEntry {
     var head: Mvccpb_KeyValue?
     /// Ascending by revision; a deletion is a tombstone entry.
     var history: [RevisionRef]
+
+    init(head: Mvccpb_KeyValue? = nil, history: [RevisionRef] = []) {
+        self.head = head
+        self.history = history
+    }
 
     /// The newest version at or before `revision`, tombstones included.
     func version(atOrBefore revision: Int64) -> RevisionRef? {
@@ -39,7 +48,7 @@ struct KeyEntry {
 
     /// etcd's compaction of one key at `revision`: versions after it stay, and so does the newest one at or
     /// before it unless that is a deletion.
-    mutating func compact(at revision: Int64) {
+    func compact(at revision: Int64) {
         guard let first = history.first, first.main <= revision else { return }
         let above = history.firstIndex { $0.main > revision } ?? history.count
         let newest = history[above - 1]
@@ -64,20 +73,24 @@ struct MemoryState {
         committedThrough = revisions.current
     }
 
-    /// Records a version of `key` (a deletion when `head` is nil) at `ref`.
-    mutating func record(_ key: Data, _ ref: RevisionRef, head: Mvccpb_KeyValue?) {
-        var delta = 0
-        keys.update(key) { entry in
-            var e = entry ?? KeyEntry(head: nil, history: [])
-            if e.head != nil { delta -= 1 }
-            // One key written twice in a revision (only a replayed log could do it): the last change wins.
-            if let last = e.history.last, last.main == ref.main { e.history.removeLast() }
-            e.history.append(ref)
-            e.head = head
-            if head != nil { delta += 1 }
-            entry = e
+    /// Records a version of `key` (a deletion when `head` is nil) at `ref`; `entry` is the key's entry when the
+    /// caller already found it.
+    mutating func record(_ key: Data, _ ref: RevisionRef, head: Mvccpb_KeyValue?, entry known: KeyEntry? = nil) {
+        let e: KeyEntry
+        if let known {
+            e = known
+        } else if let existing = keys[key] {
+            e = existing
+        } else {
+            e = KeyEntry()
+            keys.set(key, e)
         }
-        liveKeys += delta
+        if e.head != nil { liveKeys -= 1 }
+        // One key written twice in a revision (only a replayed log could do it): the last change wins.
+        if let last = e.history.last, last.main == ref.main { e.history.removeLast() }
+        e.history.append(ref)
+        e.head = head
+        if head != nil { liveKeys += 1 }
     }
 
     /// A row of the history that is still in memory (not yet committed), or the head when it is that version.

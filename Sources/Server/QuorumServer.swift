@@ -38,6 +38,33 @@ public final class QuorumServer: Service, @unchecked Sendable {
         defer { raftGroup.shutdownGracefully { _ in } }
         let peers = PeerTransport(
             logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
+        // The listeners open first, as etcd's do: a client or peer connecting while the member starts waits in the
+        // backlog instead of being refused (gRPC clients then back off for a whole second), and a port that is
+        // taken stops start-up before the data directory is touched.
+        // etcd accepts gRPC messages up to its request limit plus room for the envelope.
+        let maxBody = config.node.maxRequestBytes + 512 * 1024
+        let clientTransports = config.listenClientURLs.map { url in
+            RPCServerTransport(
+                options: .init(
+                    host: url.host, port: url.port, tls: url.isTLS ? tls.client : nil, maxMessageBytes: maxBody))
+        }
+        // Peer connections live on the Raft loop's event loop; snapshots arrive in chunks of 256 KiB.
+        let peerTransports = config.listenPeerURLs.map { url in
+            RPCServerTransport(
+                options: .init(
+                    host: url.host, port: url.port, tls: url.isTLS ? tls.peer : nil, maxMessageBytes: 8 << 20,
+                    eventLoopGroup: raftGroup))
+        }
+        for (url, transport) in zip(config.listenClientURLs + config.listenPeerURLs, clientTransports + peerTransports)
+        {
+            do {
+                try await transport.bind()
+            } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                throw ConfigError("listen tcp \(url.host):\(url.port): bind: address already in use")
+            } catch {
+                throw ConfigError("listen tcp \(url.host):\(url.port): \(error)")
+            }
+        }
         var nodeConfig = config.node
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
             nodeConfig.join = try await ClusterJoin.discover(
@@ -59,11 +86,6 @@ public final class QuorumServer: Service, @unchecked Sendable {
             node.stop()
         }
         let handler = EtcdHandler(node: node, peers: peers)
-        // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
-        let services: [any RegistrableRPCService] = [
-            ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
-            ElectionService(handler: handler), LockService(handler: handler),
-        ]
         let metrics = self.metrics
         let router = EtcdHTTPRouter(
             handler: handler, metrics: { metrics.render(node: node) },
@@ -71,28 +93,22 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 let failures = tls.healthFailures()
                 return [("tls_certificates", failures.isEmpty ? nil : failures.joined(separator: "; "))]
             }, healthWarnings: { tls.healthWarnings() })
-        // etcd accepts gRPC messages up to its request limit plus room for the envelope.
-        let maxBody = config.node.maxRequestBytes + 512 * 1024
+        // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
+        let services: [any RegistrableRPCService] = [
+            ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
+            ElectionService(handler: handler), LockService(handler: handler),
+        ]
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
-
-        var servers: [GRPCServer<RPCServerTransport>] = []
-        var transports: [RPCServerTransport] = []
-        for url in config.listenClientURLs {
-            let transport = RPCServerTransport(
-                options: .init(
-                    host: url.host, port: url.port, tls: url.isTLS ? tls.client : nil, maxMessageBytes: maxBody,
-                    fastRoutes: fastRoutes, http: router))
-            transports.append(transport)
-            servers.append(
-                GRPCServer(
-                    transport: transport, services: services, interceptors: [RPCMetricsInterceptor(metrics: metrics)]))
-        }
-
-        let peerServers = PeerServers(
-            urls: config.listenPeerURLs, service: PeerService(node: node, handler: handler, logger: logger),
-            fastRoutes: PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics),
-            tls: tls.peer, http: router, eventLoopGroup: raftGroup)
-        let grpcServers = servers + peerServers.servers
+        for transport in clientTransports { transport.route(fastRoutes, http: router) }
+        // The peer port: quorumpb.Raft in place, quorumpb.Peer on grpc-swift, and the same HTTP endpoints as the
+        // client port (handy for probing a member from its peers' network).
+        let peerRoutes = PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics)
+        for transport in peerTransports { transport.route(peerRoutes, http: router) }
+        let peerService = PeerService(node: node, handler: handler, logger: logger)
+        let grpcServers =
+            clientTransports.map {
+                GRPCServer(transport: $0, services: services, interceptors: [RPCMetricsInterceptor(metrics: metrics)])
+            } + peerTransports.map { GRPCServer(transport: $0, services: [peerService]) }
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()
             let finished = ManagedAtomic()
@@ -106,20 +122,6 @@ public final class QuorumServer: Service, @unchecked Sendable {
                         }
                         finished.increment()
                     }
-                }
-                var bound: [String] = []
-                for (url, transport) in Array(zip(config.listenClientURLs, transports))
-                    + Array(zip(config.listenPeerURLs, peerServers.transports))
-                {
-                    let address: SocketAddress
-                    do {
-                        address = try await transport.listeningAddress
-                    } catch let error as IOError where error.errnoCode == EADDRINUSE {
-                        throw ConfigError("listen tcp \(url.host):\(url.port): bind: address already in use")
-                    } catch {
-                        throw ConfigError("listen tcp \(url.host):\(url.port): \(error)")
-                    }
-                    bound.append("\(url) (\(address))")
                 }
                 if config.initialCorruptCheck {
                     try await initialCorruptionCheck(

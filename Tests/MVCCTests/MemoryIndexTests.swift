@@ -98,7 +98,7 @@ import Testing
     }
 
     @Test func compactionKeepsTheNewestLiveVersionAndEverythingAfter() {
-        var e = KeyEntry(head: nil, history: [ref(2), ref(5), ref(7, deleted: true), ref(9)])
+        let e = KeyEntry(head: nil, history: [ref(2), ref(5), ref(7, deleted: true), ref(9)])
         e.compact(at: 6)
         #expect(e.history.map(\.main) == [5, 7, 9])
         e.compact(at: 8)  // the newest at or before 8 is a deletion: it goes too

@@ -39,14 +39,13 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var tls: (any TLSContextSource)?
         /// Largest request message accepted (grpc-go's "received message larger than max" beyond it).
         var maxMessageBytes: Int
-        var fastRoutes: [String: FastRoute] = [:]
-        /// Serves HTTP/1.1 (and non-gRPC HTTP/2) requests; nil answers them 415.
-        var http: (any HTTPRouting)?
         var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     }
 
     private struct State {
         var methods: [MethodDescriptor] = []
+        var fastRoutes: [String: FastRoute] = [:]
+        var http: (any HTTPRouting)?
         var shared: RPCListenerShared?
         var listener: (any Channel)?
         var jobs: AsyncStream<BridgedJob>.Continuation?
@@ -66,35 +65,52 @@ final class RPCServerTransport: ServerTransport, Sendable {
         state.withLock { $0.methods = context.methods }
     }
 
+    /// What the listener serves besides grpc-swift's services: the fast routes, and HTTP (nil answers 404).
+    /// Set before serving; the socket may already be bound.
+    func route(_ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?) {
+        state.withLock { s in
+            s.fastRoutes = fastRoutes
+            s.http = http
+        }
+    }
+
     /// The bound address once listening; throws why binding failed.
     var listeningAddress: SocketAddress {
         get async throws { try await address.futureResult.get() }
     }
 
-    func listen(
-        streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
-    ) async throws {
-        let (jobs, continuation) = AsyncStream.makeStream(of: BridgedJob.self)
-        let methods = state.withLock { $0.methods }
-        let bridge = RPCBridge(methods: methods, submit: { continuation.yield($0) })
-        let shared = RPCListenerShared(
-            fastRoutes: options.fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: options.http
-        )
-        let listener: any Channel
+    /// Binds the listening socket without accepting yet, as etcd opens its listeners before the member starts:
+    /// a client connecting meanwhile waits in the backlog instead of being refused (and backing off for a
+    /// second, as gRPC clients do). `listen` starts accepting. Safe to call more than once.
+    func bind() async throws {
+        if state.withLock({ $0.listener != nil }) { return }
         do {
-            listener = try await bind(shared: shared)
+            let listener = try await makeListener()
+            state.withLock { $0.listener = listener }
+            address.succeed(listener.localAddress!)
         } catch {
             address.fail(error)
             throw error
         }
-        address.succeed(listener.localAddress!)
-        let alreadyStopping = state.withLock { s -> Bool in
+    }
+
+    func listen(
+        streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
+    ) async throws {
+        try await bind()
+        let (jobs, continuation) = AsyncStream.makeStream(of: BridgedJob.self)
+        let (methods, fastRoutes, http) = state.withLock { ($0.methods, $0.fastRoutes, $0.http) }
+        let bridge = RPCBridge(methods: methods, submit: { continuation.yield($0) })
+        let shared = RPCListenerShared(
+            fastRoutes: fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: http)
+        let (listener, alreadyStopping) = state.withLock { s in
             s.shared = shared
-            s.listener = listener
             s.jobs = continuation
-            return s.shuttingDown
+            return (s.listener!, s.shuttingDown)
         }
         if alreadyStopping { beginGracefulShutdown() }
+        // From now on connections are accepted, and find the listener's shared state.
+        try await listener.setOption(ChannelOptions.autoRead, value: true).get()
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 for await job in jobs {
@@ -124,21 +140,23 @@ final class RPCServerTransport: ServerTransport, Sendable {
         }
     }
 
-    private func bind(shared: RPCListenerShared) async throws -> any Channel {
+    private func makeListener() async throws -> any Channel {
         let tls = options.tls
-        let http = options.http
         let maxMessageBytes = options.maxMessageBytes
         return try await ServerBootstrap(group: options.eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
+            .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    guard let shared = self?.state.withLock({ $0.shared }) else { throw ChannelError.ioOnClosedChannel }
                     if let tls, let context = tls.currentContext() {
                         try tls.configureConnection(channel: channel, context: context)
                     }
+                    let router = shared.http ?? UnsupportedHTTP()
                     let sniffer = ProtocolSniffer(makeHTTPHandler: {
-                        HTTPEndpointHandler(router: http ?? UnsupportedHTTP(), maxBody: maxMessageBytes)
+                        HTTPEndpointHandler(router: router, maxBody: maxMessageBytes)
                     })
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(sniffer)
