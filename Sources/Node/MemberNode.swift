@@ -51,6 +51,7 @@ public final class MemberNode: @unchecked Sendable {
     private var lastLeaseCheck: Int64 = 0
     /// The commit index the log recorded before this start: `start()` returns once it is applied.
     private var recoveredCommit: UInt64 = 0
+    private var raftElectionTicks = 10
 
     // Owned by the apply loop's thread (see MemberNode+Apply.swift).
     let applyQueue = ApplyQueue()
@@ -249,6 +250,7 @@ public final class MemberNode: @unchecked Sendable {
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
         raftConfig.heartbeatTick = 1
         raftConfig.electionTick = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
+        raftElectionTicks = raftConfig.electionTick
         raftConfig.preVote = true
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
@@ -280,7 +282,13 @@ public final class MemberNode: @unchecked Sendable {
     public func start() {
         // A single voter elects itself at once instead of waiting out an election timeout; done before the loop
         // runs so that no request can arrive to a member that has not yet led.
-        if raft.configuration.voters == [memberID] { try? raft.campaign() }
+        if raft.configuration.voters == [memberID] {
+            try? raft.campaign()
+        } else if config.initialElectionTickAdvance && raft.configuration.voters.contains(memberID) {
+            // Two ticks short of an election timeout, as etcd advances them: the randomised timeout still decides
+            // who campaigns first.
+            for _ in 0..<max(0, raftElectionTicks - 2) { raft.tick() }
+        }
         applyRunning.store(true, ordering: .sequentiallyConsistent)
         startThread("quorum-apply") { [self] in
             runApplyLoop()

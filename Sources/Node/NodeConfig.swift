@@ -28,6 +28,10 @@ public struct NodeConfig: Sendable {
     public var snapshotCatchUpEntries: UInt64 = 5000
     /// Refuse membership changes that would leave too few started members for a quorum (etcd's default).
     public var strictReconfigCheck = true
+    /// etcd's `--initial-election-tick-advance`: a member that starts without a leader fast-forwards its election
+    /// timer, so a new cluster elects within a heartbeat or two instead of a whole election timeout (pre-vote
+    /// keeps a member that starts cut off from disrupting a cluster that has a leader).
+    public var initialElectionTickAdvance = true
     /// How a member started with `--initial-cluster-state=existing` joins: learned from the running members.
     public var join: JoinInfo?
 

@@ -19,44 +19,38 @@ public final class QuorumServer: Service, @unchecked Sendable {
     /// peer transport takes `tlsRuntime.peer` from here).
     public private(set) var tlsRuntime: TLSRuntime?
 
+    /// The Raft loop and every peer connection share one event loop (see `EventLoopRaftLoop`).
+    let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    private let listeners = Mutex<(client: [RPCServerTransport], peer: [RPCServerTransport])?>(nil)
+
     public init(config: ServerConfig, logger: Logger, metrics: ServerMetrics = ServerMetrics()) {
         self.config = config
         self.logger = logger
         self.metrics = metrics
     }
 
-    public func run() async throws {
-        // TLS before the peer transport and any listener: expired or stale leaves are renewed here, so the first
-        // handshake (accepted or dialled) already sees a valid certificate; an expired CA stops start-up with the
-        // file, the date and the fix.
-        let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
-        tlsRuntime = tls
-        // The Raft loop and every peer connection share one event loop (see `EventLoopRaftLoop`).
-        let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let raftLoop = EventLoopRaftLoop(eventLoop: raftGroup.next())
-        raftLoop.execute { Thread.current.name = "quorum-raft" }
-        defer { raftGroup.shutdownGracefully { _ in } }
-        let peers = PeerTransport(
-            logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
-        // The listeners open first, as etcd's do: a client or peer connecting while the member starts waits in the
-        // backlog instead of being refused (gRPC clients then back off for a whole second), and a port that is
-        // taken stops start-up before the data directory is touched.
+    /// Opens the client and peer listeners, as etcd does before anything else: a client or peer connecting
+    /// while the member starts waits in the backlog instead of being refused (gRPC clients then back off for a
+    /// whole second), and a port that is taken stops start-up before the data directory is touched. Connections
+    /// are accepted once `run` serves. Called by `run`; calling it earlier (the executable does) opens the ports
+    /// sooner.
+    public func openListeners() async throws {
+        _ = try await listen()
+    }
+
+    private func listen() async throws -> (client: [RPCServerTransport], peer: [RPCServerTransport]) {
+        if let open = listeners.withLock({ $0 }) { return open }
         // etcd accepts gRPC messages up to its request limit plus room for the envelope.
         let maxBody = config.node.maxRequestBytes + 512 * 1024
-        let clientTransports = config.listenClientURLs.map { url in
-            RPCServerTransport(
-                options: .init(
-                    host: url.host, port: url.port, tls: url.isTLS ? tls.client : nil, maxMessageBytes: maxBody))
+        let client = config.listenClientURLs.map { url in
+            RPCServerTransport(options: .init(host: url.host, port: url.port, maxMessageBytes: maxBody))
         }
         // Peer connections live on the Raft loop's event loop; snapshots arrive in chunks of 256 KiB.
-        let peerTransports = config.listenPeerURLs.map { url in
+        let peer = config.listenPeerURLs.map { url in
             RPCServerTransport(
-                options: .init(
-                    host: url.host, port: url.port, tls: url.isTLS ? tls.peer : nil, maxMessageBytes: 8 << 20,
-                    eventLoopGroup: raftGroup))
+                options: .init(host: url.host, port: url.port, maxMessageBytes: 8 << 20, eventLoopGroup: raftGroup))
         }
-        for (url, transport) in zip(config.listenClientURLs + config.listenPeerURLs, clientTransports + peerTransports)
-        {
+        for (url, transport) in zip(config.listenClientURLs + config.listenPeerURLs, client + peer) {
             do {
                 try await transport.bind()
             } catch let error as IOError where error.errnoCode == EADDRINUSE {
@@ -65,6 +59,22 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 throw ConfigError("listen tcp \(url.host):\(url.port): \(error)")
             }
         }
+        listeners.withLock { $0 = (client, peer) }
+        return (client, peer)
+    }
+
+    public func run() async throws {
+        let (clientTransports, peerTransports) = try await listen()
+        defer { raftGroup.shutdownGracefully { _ in } }
+        let raftLoop = EventLoopRaftLoop(eventLoop: raftGroup.next())
+        raftLoop.execute { Thread.current.name = "quorum-raft" }
+        // TLS before the peer transport dials and any listener accepts: expired or stale leaves are renewed here,
+        // so the first handshake already sees a valid certificate; an expired CA stops start-up with the file, the
+        // date and the fix.
+        let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
+        tlsRuntime = tls
+        let peers = PeerTransport(
+            logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
         var nodeConfig = config.node
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
             nodeConfig.join = try await ClusterJoin.discover(
@@ -99,11 +109,15 @@ public final class QuorumServer: Service, @unchecked Sendable {
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
-        for transport in clientTransports { transport.route(fastRoutes, http: router) }
+        for (url, transport) in zip(config.listenClientURLs, clientTransports) {
+            transport.route(fastRoutes, http: router, tls: url.isTLS ? tls.client : nil)
+        }
         // The peer port: quorumpb.Raft in place, quorumpb.Peer on grpc-swift, and the same HTTP endpoints as the
         // client port (handy for probing a member from its peers' network).
         let peerRoutes = PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics)
-        for transport in peerTransports { transport.route(peerRoutes, http: router) }
+        for (url, transport) in zip(config.listenPeerURLs, peerTransports) {
+            transport.route(peerRoutes, http: router, tls: url.isTLS ? tls.peer : nil)
+        }
         let peerService = PeerService(node: node, handler: handler, logger: logger)
         let grpcServers =
             clientTransports.map {

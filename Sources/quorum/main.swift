@@ -9,7 +9,7 @@ import Server
 import ServiceLifecycle
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func usage() -> String {
@@ -82,9 +82,20 @@ logger.info(
     ])
 
 let server = QuorumServer(config: config, logger: logger)
+do {
+    // The ports open before anything else, as etcd's do; the member accepts on them once it serves.
+    try await server.openListeners()
+} catch {
+    logger.critical("quorum stopped: \(error)")
+    exit(1)
+}
 let group = ServiceGroup(
     configuration: .init(
-        services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],
+        services: [
+            .init(
+                service: server, successTerminationBehavior: .gracefullyShutdownGroup,
+                failureTerminationBehavior: .gracefullyShutdownGroup)
+        ],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
 do {

@@ -16,6 +16,47 @@ import Testing
         #expect(timing.status == 2 && timing.stderr.contains("should be at least as 5 times as --heartbeat-interval"))
     }
 
+    @Test func aTakenPortStopsStartUpBeforeTheDataDirectoryIsTouched() throws {
+        let scratch = Scratch()
+        let port = freePort()
+        // Hold the port as another process would.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(bound == 0 && listen(fd, 1) == 0)
+        let dataDir = scratch.path + "/member"
+        let peer = freePort()
+        let result = try run(
+            Paths.quorum,
+            [
+                "--data-dir", dataDir, "--listen-client-urls", "http://127.0.0.1:\(port)",
+                "--advertise-client-urls", "http://127.0.0.1:\(port)", "--listen-peer-urls", "http://127.0.0.1:\(peer)",
+                "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+                "--initial-cluster", "default=http://127.0.0.1:\(peer)",
+            ])
+        #expect(result.status == 1)
+        #expect(
+            result.stderr.contains("listen tcp 127.0.0.1:\(port): bind: address already in use"), "\(result.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dataDir))
+    }
+
+    @Test func electionTickAdvanceIsEtcdsBooleanFlag() throws {
+        let bad = try run(Paths.quorum, ["--initial-election-tick-advance=sometimes"])
+        #expect(
+            bad.status == 2
+                && bad.stderr.contains("invalid boolean value \"sometimes\" for flag -initial-election-tick-advance"))
+        let help = try run(Paths.quorum, ["--help"])
+        #expect(help.ok && help.stdout.contains("--initial-election-tick-advance"))
+    }
+
     @Test func versionAndHelp() throws {
         let version = try run(Paths.quorum, ["--version"])
         #expect(version.ok && version.stdout.contains("quorum Version:") && version.stdout.contains("3.5.0"))
@@ -83,7 +124,9 @@ import Testing
         let lines = member.log.split(separator: "\n")
         for line in lines {
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            #expect(object?["level"] != nil && object?["ts"] != nil && object?["msg"] != nil, "not etcd-style JSON: \(line)")
+            #expect(
+                object?["level"] != nil && object?["ts"] != nil && object?["msg"] != nil, "not etcd-style JSON: \(line)"
+            )
         }
         let messages = lines.compactMap { line in
             (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["msg"] as? String

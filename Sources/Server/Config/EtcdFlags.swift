@@ -34,6 +34,10 @@ public struct EtcdFlags: Sendable {
         ("log-outputs", "Where to write logs: 'stderr', 'stdout', or file paths (comma-separated)."),
         ("config-file", "Path to the server configuration file (YAML); other flags and variables are then ignored."),
         ("strict-reconfig-check", "Reject reconfiguration requests that would cause quorum loss."),
+        (
+            "initial-election-tick-advance",
+            "Whether to fast-forward initial election ticks on boot for faster election."
+        ),
         ("experimental-snapshot-catchup-entries", "Entries kept behind a snapshot for slow followers to catch up."),
         ("experimental-initial-corrupt-check", "Compare the key-space hash with the other members before serving."),
         ("experimental-corrupt-check-time", "How often the leader compares hashes with the members (0 disables)."),
@@ -67,6 +71,7 @@ public struct EtcdFlags: Sendable {
     /// Boolean flags may be given without a value.
     public static let booleans: Set<String> = [
         "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "strict-reconfig-check",
+        "initial-election-tick-advance",
         "enable-pprof", "managed-pki", "experimental-initial-corrupt-check",
     ]
 
@@ -152,12 +157,15 @@ public struct EtcdFlags: Sendable {
             }
         }
         for (key, raw) in document {
-            if key == "client-transport-security" || key == "peer-transport-security", let section = raw as? [String: Any] {
+            if key == "client-transport-security" || key == "peer-transport-security",
+                let section = raw as? [String: Any]
+            {
                 let prefix = key.hasPrefix("peer") ? "peer-" : ""
                 for (sub, value) in section {
-                    let mapped = (sub == "auto-tls" || sub == "cert-file" || sub == "key-file" || sub == "trusted-ca-file"
-                        || sub == "client-cert-auth" || sub == "crl-file" || sub == "allowed-cn"
-                        || sub == "allowed-hostname")
+                    let mapped =
+                        (sub == "auto-tls" || sub == "cert-file" || sub == "key-file" || sub == "trusted-ca-file"
+                            || sub == "client-cert-auth" || sub == "crl-file" || sub == "allowed-cn"
+                            || sub == "allowed-hostname")
                     guard mapped else { continue }
                     var name = prefix + sub
                     if name == "crl-file" { name = "client-crl-file" }
@@ -221,7 +229,8 @@ public struct EtcdFlags: Sendable {
         case "new": node.initialClusterState = .new
         case "existing": node.initialClusterState = .existing
         case let other:
-            throw ConfigError("invalid value \"\(other)\" for flag -initial-cluster-state: valid values are \"new\", \"existing\"")
+            throw ConfigError(
+                "invalid value \"\(other)\" for flag -initial-cluster-state: valid values are \"new\", \"existing\"")
         }
         node.initialClusterToken = string("initial-cluster-token") ?? "etcd-cluster"
         node.snapshotCount = UInt64(max(1, try integer("snapshot-count", default: 100_000)))
@@ -234,7 +243,8 @@ public struct EtcdFlags: Sendable {
             )
         }
         if node.electionMilliseconds > 50_000 {
-            throw ConfigError("--election-timeout[\(node.electionMilliseconds)ms] is too long, and should be set less than 50000ms")
+            throw ConfigError(
+                "--election-timeout[\(node.electionMilliseconds)ms] is too long, and should be set less than 50000ms")
         }
         let quota = try integer("quota-backend-bytes", default: 0)
         if quota < 0 { throw ConfigError("--quota-backend-bytes must not be negative") }
@@ -251,9 +261,12 @@ public struct EtcdFlags: Sendable {
         config.autoCompactionRetention = string("auto-compaction-retention") ?? "0"
         if config.autoCompactionMode == "revision" {
             guard Int64(config.autoCompactionRetention) != nil else {
-                throw ConfigError("invalid auto-compaction-retention \"\(config.autoCompactionRetention)\" for revision mode")
+                throw ConfigError(
+                    "invalid auto-compaction-retention \"\(config.autoCompactionRetention)\" for revision mode")
             }
-        } else if Double(config.autoCompactionRetention) == nil && GoDuration.parse(config.autoCompactionRetention) == nil {
+        } else if Double(config.autoCompactionRetention) == nil
+            && GoDuration.parse(config.autoCompactionRetention) == nil
+        {
             throw ConfigError("invalid auto-compaction-retention \"\(config.autoCompactionRetention)\"")
         }
         if let logger = string("logger"), logger != "zap" {
@@ -261,7 +274,10 @@ public struct EtcdFlags: Sendable {
         }
         _ = try logLevel()
         node.strictReconfigCheck = values["strict-reconfig-check"] == nil ? true : try bool("strict-reconfig-check")
-        node.snapshotCatchUpEntries = UInt64(max(1, try integer("experimental-snapshot-catchup-entries", default: 5000)))
+        node.initialElectionTickAdvance =
+            values["initial-election-tick-advance"] == nil ? true : try bool("initial-election-tick-advance")
+        node.snapshotCatchUpEntries = UInt64(
+            max(1, try integer("experimental-snapshot-catchup-entries", default: 5000)))
         config.initialCorruptCheck = try bool("experimental-initial-corrupt-check")
         if let text = string("experimental-corrupt-check-time") {
             guard let interval = GoDuration.parse(text) else {

@@ -63,6 +63,9 @@ public final class PeerTransport: RaftTransport, Sendable {
         nodeBox.withLock { $0 = node }
         memberID.withLock { $0 = node.memberID }
         clusterID.withLock { $0 = node.clusterID }
+        // Dial every member now: links that are already up carry the first election's votes, instead of
+        // dropping them while they connect (which costs the cluster another election timeout).
+        for member in node.members.all { _ = sender(for: member.id) }
     }
 
     var node: MemberNode? { nodeBox.withLock { $0 } }

@@ -36,7 +36,6 @@ final class RPCServerTransport: ServerTransport, Sendable {
     struct Options: Sendable {
         var host: String
         var port: Int
-        var tls: (any TLSContextSource)?
         /// Largest request message accepted (grpc-go's "received message larger than max" beyond it).
         var maxMessageBytes: Int
         var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -46,6 +45,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var methods: [MethodDescriptor] = []
         var fastRoutes: [String: FastRoute] = [:]
         var http: (any HTTPRouting)?
+        var tls: (any TLSContextSource)?
         var shared: RPCListenerShared?
         var listener: (any Channel)?
         var jobs: AsyncStream<BridgedJob>.Continuation?
@@ -54,29 +54,23 @@ final class RPCServerTransport: ServerTransport, Sendable {
 
     let options: Options
     private let state = Mutex(State())
-    private let address: EventLoopPromise<SocketAddress>
 
     init(options: Options) {
         self.options = options
-        address = options.eventLoopGroup.any().makePromise(of: SocketAddress.self)
     }
 
     func configure(context: GRPCServerContext) {
         state.withLock { $0.methods = context.methods }
     }
 
-    /// What the listener serves besides grpc-swift's services: the fast routes, and HTTP (nil answers 404).
-    /// Set before serving; the socket may already be bound.
-    func route(_ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?) {
+    /// What the listener serves besides grpc-swift's services: the fast routes, HTTP (nil answers 404), and
+    /// TLS for accepted connections (nil: plaintext). Set before serving; the socket may already be bound.
+    func route(_ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?, tls: (any TLSContextSource)?) {
         state.withLock { s in
             s.fastRoutes = fastRoutes
             s.http = http
+            s.tls = tls
         }
-    }
-
-    /// The bound address once listening; throws why binding failed.
-    var listeningAddress: SocketAddress {
-        get async throws { try await address.futureResult.get() }
     }
 
     /// Binds the listening socket without accepting yet, as etcd opens its listeners before the member starts:
@@ -84,14 +78,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// second, as gRPC clients do). `listen` starts accepting. Safe to call more than once.
     func bind() async throws {
         if state.withLock({ $0.listener != nil }) { return }
-        do {
-            let listener = try await makeListener()
-            state.withLock { $0.listener = listener }
-            address.succeed(listener.localAddress!)
-        } catch {
-            address.fail(error)
-            throw error
-        }
+        let listener = try await makeListener()
+        state.withLock { $0.listener = listener }
     }
 
     func listen(
@@ -141,7 +129,6 @@ final class RPCServerTransport: ServerTransport, Sendable {
     }
 
     private func makeListener() async throws -> any Channel {
-        let tls = options.tls
         let maxMessageBytes = options.maxMessageBytes
         return try await ServerBootstrap(group: options.eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -150,7 +137,9 @@ final class RPCServerTransport: ServerTransport, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    guard let shared = self?.state.withLock({ $0.shared }) else { throw ChannelError.ioOnClosedChannel }
+                    guard let (shared, tls) = self?.state.withLock({ s in s.shared.map { ($0, s.tls) } }) else {
+                        throw ChannelError.ioOnClosedChannel
+                    }
                     if let tls, let context = tls.currentContext() {
                         try tls.configureConnection(channel: channel, context: context)
                     }
