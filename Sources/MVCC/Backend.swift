@@ -32,7 +32,6 @@ public final class Backend: @unchecked Sendable {
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
             PRAGMA cache_size=-2048;
-            PRAGMA mmap_size=17179869184;
             PRAGMA temp_store=MEMORY;
             PRAGMA wal_autocheckpoint=4096;
             """)
@@ -169,6 +168,8 @@ public final class Backend: @unchecked Sendable {
     private func takeReader() throws -> SQLiteConnection {
         if let pooled = readers.withLock({ $0.popLast() }) { return pooled }
         let connection = try SQLiteConnection(path: path)
+        // Readers (history reads, watch catch-up) map the file instead of copying pages into a cache of their own;
+        // the writer does not, so rebuilding the index at start-up and appending leave no mapped pages behind.
         try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-256; PRAGMA mmap_size=17179869184;")
         return connection
     }

@@ -65,32 +65,26 @@ public final class KVStore: Sendable {
                 current: try backend.metaInt("current_rev", on: c) ?? 1,
                 compacted: try backend.metaInt("compact_rev", on: c) ?? 0,
                 compactionFinished: try backend.metaInt("compact_finished_rev", on: c) ?? 0))
-        // Values are read only for each key's newest row: the history's values stay on disk.
-        let refs = try c.statement("SELECT rev, sub, key, version FROM revs ORDER BY rev, sub")
-        while try refs.step() {
-            let ref = RevisionRef(main: refs.int64(0), sub: refs.int64(1), tombstone: refs.int64(3) == 0)
-            state.record(refs.data(2), ref, head: nil)
-        }
-        refs.reset()
-        let row = try c.statement("SELECT create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
-        var live = 0
-        state.keys.mutateAll { key, entry in
-            guard let e = entry, let last = e.history.last, !last.tombstone else { return }
-            row.bind(1, last.main).bind(2, last.sub)
-            if (try? row.step()) == true {
+        // One pass in revision order: each row becomes its key's newest version until a later row replaces it.
+        let rows = try c.statement(
+            "SELECT rev, sub, key, create_rev, version, lease, value FROM revs ORDER BY rev, sub")
+        while try rows.step() {
+            let ref = RevisionRef(main: rows.int64(0), sub: rows.int64(1), tombstone: rows.int64(4) == 0)
+            let key = rows.data(2)
+            var head: Mvccpb_KeyValue? = nil
+            if !ref.tombstone {
                 var kv = Mvccpb_KeyValue()
                 kv.key = key
-                kv.modRevision = last.main
-                kv.createRevision = row.int64(0)
-                kv.version = row.int64(1)
-                kv.lease = row.int64(2)
-                kv.value = row.data(3)
-                e.head = kv
-                live += 1
+                kv.modRevision = ref.main
+                kv.createRevision = rows.int64(3)
+                kv.version = rows.int64(4)
+                kv.lease = rows.int64(5)
+                kv.value = rows.data(6)
+                head = kv
             }
-            row.reset()
+            state.record(key, ref, head: head)
         }
-        state.liveKeys = live
+        rows.reset()
         return state
     }
 

@@ -76,15 +76,7 @@ struct MemoryState {
     /// Records a version of `key` (a deletion when `head` is nil) at `ref`; `entry` is the key's entry when the
     /// caller already found it.
     mutating func record(_ key: Data, _ ref: RevisionRef, head: Mvccpb_KeyValue?, entry known: KeyEntry? = nil) {
-        let e: KeyEntry
-        if let known {
-            e = known
-        } else if let existing = keys[key] {
-            e = existing
-        } else {
-            e = KeyEntry()
-            keys.set(key, e)
-        }
+        let e = known ?? keys.value(for: key, orInsert: { KeyEntry() })
         if e.head != nil { liveKeys -= 1 }
         // One key written twice in a revision (only a replayed log could do it): the last change wins.
         if let last = e.history.last, last.main == ref.main { e.history.removeLast() }

@@ -124,6 +124,25 @@ struct SortedKeyMap<Value>: @unchecked Sendable {
         update(key) { $0 = value }
     }
 
+    /// The value of `key`, inserting `make()` first when absent: one search, and none at all for a key above every
+    /// other (a store rebuilt in key order, sequential keys), which goes straight to the end.
+    mutating func value(for key: Data, orInsert make: () -> Value) -> Value {
+        if let last = leaves.last, let lastKey = last.keys.last, KeyRange.compare(lastKey, key) < 0 {
+            let value = make()
+            last.keys.append(key)
+            last.values.append(value)
+            count += 1
+            if last.keys.count > Self.leafCapacity { split(leaves.count - 1) }
+            return value
+        }
+        var found: Value? = nil
+        update(key) { existing in
+            if existing == nil { existing = make() }
+            found = existing
+        }
+        return found!
+    }
+
     mutating func remove(_ key: Data) {
         if let p = find(key) { remove(at: p) }
     }

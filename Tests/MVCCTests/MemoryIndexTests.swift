@@ -29,10 +29,15 @@ import Testing
         }
         for step in 0..<20_000 {
             let k = key()
-            switch Int.random(in: 0..<10, using: &g) {
-            case 0..<6:
+            switch Int.random(in: 0..<11, using: &g) {
+            case 0..<5:
                 map.set(k, step)
                 reference[k] = step
+            case 5:
+                // Keeps an existing value, inserts a missing one.
+                let value = map.value(for: k, orInsert: { step })
+                if reference[k] == nil { reference[k] = step }
+                #expect(value == reference[k])
             case 6..<8:
                 map.remove(k)
                 reference[k] = nil
@@ -59,6 +64,20 @@ import Testing
             }
             #expect(first == sorted.first { !KeyRange.less($0, start) })
         }
+    }
+
+    @Test func keysArrivingInOrderAppendAndSplit() {
+        var map = SortedKeyMap<Int>()
+        for i in 0..<5_000 { _ = map.value(for: Data(String(format: "%05d", i).utf8), orInsert: { i }) }
+        _ = map.value(for: Data("00042".utf8), orInsert: { -1 })
+        #expect(map.count == 5_000 && map[Data("00042".utf8)] == 42)
+        var previous: Data?
+        map.forEach(from: Data()) { key, _ in
+            if let previous { #expect(KeyRange.less(previous, key)) }
+            previous = key
+            return true
+        }
+        #expect(map.leaves.allSatisfy { $0.keys.count <= SortedKeyMap<Int>.leafCapacity })
     }
 
     @Test func manyKeysSplitLeavesAndStayInOrder() {
