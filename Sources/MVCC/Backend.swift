@@ -31,7 +31,7 @@ public final class Backend: @unchecked Sendable {
             """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
-            PRAGMA cache_size=-2048;
+            PRAGMA cache_size=-512;
             PRAGMA temp_store=MEMORY;
             PRAGMA wal_autocheckpoint=4096;
             """)

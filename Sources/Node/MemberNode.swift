@@ -52,6 +52,7 @@ public final class MemberNode: @unchecked Sendable {
     /// The commit index the log recorded before this start: `start()` returns once it is applied.
     private var recoveredCommit: UInt64 = 0
     private var raftElectionTicks = 10
+    private var raftCatchUpEntries: UInt64 = 5000
 
     // Owned by the apply loop's thread (see MemberNode+Apply.swift).
     let applyQueue = ApplyQueue()
@@ -255,6 +256,7 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
+        raftCatchUpEntries = config.snapshotCatchUpEntries
         raft =
             bootstrapPeers.isEmpty
             ? RaftNode(config: raftConfig, state: raftState)
@@ -741,8 +743,22 @@ public final class MemberNode: @unchecked Sendable {
             raft.advance(rd)
             publishStatus()
         }
+        trimLog()
         discardStaleSnapshotImages()
     }
+
+    /// Keeps the log in memory to what followers may still ask for: applied entries beyond the catch-up window
+    /// are dropped from memory (the write-ahead log keeps them until the next snapshot; a follower that needs
+    /// older ones gets a database snapshot, as after a compaction). Without it, memory held every entry since the
+    /// last snapshot: up to `--snapshot-count` of them.
+    private func trimLog() {
+        let applied = raft.appliedIndex
+        guard applied >= raft.firstIndex + raftCatchUpEntries + Self.logTrimSlack else { return }
+        raft.compact(through: applied, snapshotData: [])
+    }
+
+    /// How many entries beyond the catch-up window accumulate before the log is trimmed (amortises the trim).
+    static let logTrimSlack: UInt64 = 1024
 
     private func persist(_ rd: Ready) throws {
         guard !rd.entries.isEmpty || rd.hardState != nil else { return }
