@@ -40,7 +40,8 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Raft"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -147,7 +148,8 @@ let package = Package(
         .testTarget(
             name: "PKITests",
             dependencies: [
-                "PKI", .product(name: "X509", package: "swift-certificates"), .product(name: "Logging", package: "swift-log"),
+                "PKI", .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
@@ -173,6 +175,7 @@ let package = Package(
             name: "ServerTests",
             dependencies: [
                 "Server", "Node", "EtcdProto", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ]

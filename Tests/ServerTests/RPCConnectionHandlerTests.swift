@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import GRPCCore
 import NIOCore
 import NIOEmbedded
 import NIOHPACK
@@ -48,9 +49,11 @@ import Testing
         let channel: NIOAsyncTestingChannel
         let shared: RPCListenerShared
 
-        init(http: (any HTTPRouting)? = nil, maxMessageBytes: Int = 1 << 20) async throws {
+        init(http: (any HTTPRouting)? = nil, maxMessageBytes: Int = 1 << 20, bridge: RPCBridge? = nil)
+            async throws
+        {
             let shared = RPCListenerShared(
-                fastRoutes: RPCConnectionHandlerTests.routes(), maxMessageBytes: maxMessageBytes, bridge: nil,
+                fastRoutes: RPCConnectionHandlerTests.routes(), maxMessageBytes: maxMessageBytes, bridge: bridge,
                 http: http
             )
             self.shared = shared
@@ -230,6 +233,41 @@ import Testing
         try await h.data(15, Array(bytes[offset...]), endStream: true)
         let out = Self.frames(of: 15, in: try await h.written())
         #expect(try Self.decodeResponse(out[1])?.header.revision == 1)
+    }
+
+    @Test func aBridgedCallGetsWindowBackOnlyAsItsHandlerConsumes() async throws {
+        let jobs = Mutex<[BridgedJob]>([])
+        let bridge = RPCBridge(
+            methods: [MethodDescriptor(fullyQualifiedService: "quorumpb.Peer", method: "Snapshot")],
+            submit: { job in jobs.withLock { $0.append(job) } })
+        let h = try await Harness(maxMessageBytes: 4 << 20, bridge: bridge)
+        try await h.request(25, path: "/quorumpb.Peer/Snapshot")
+        // Three messages of 300 KiB: well past half the stream window, nobody consuming.
+        var chunk = Etcdserverpb_PutRequest()
+        chunk.value = Data(repeating: 1, count: 300 << 10)
+        let bytes = try Self.framed(chunk) + Self.framed(chunk) + Self.framed(chunk)
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + 16_384, bytes.count)
+            try await h.data(25, Array(bytes[offset..<end]), endStream: false)
+            offset = end
+        }
+        func streamCredit() async throws -> Int {
+            try await h.written().reduce(0) { total, frame in
+                guard frame.streamID == HTTP2StreamID(25), case .windowUpdate(let increment) = frame.payload else {
+                    return total
+                }
+                return total + increment
+            }
+        }
+        #expect(try await streamCredit() == 0, "no window comes back while the handler has taken nothing")
+        let job = try #require(jobs.withLock { $0.first })
+        var parts = job.stream.inbound.makeAsyncIterator()
+        _ = try await parts.next()  // metadata
+        _ = try await parts.next()
+        _ = try await parts.next()
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(try await streamCredit() > 0, "two consumed messages give their window back")
     }
 
     @Test func aResetStreamDropsItsLateResponse() async throws {

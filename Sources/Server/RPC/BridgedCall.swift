@@ -49,6 +49,10 @@ struct BridgedJob: Sendable {
 }
 
 /// The event-loop side of a bridged call: request parts into the call's inbound sequence, reset into cancellation.
+///
+/// Flow control follows the handler: a message's bytes go back to the client as stream window only once the
+/// handler has taken it (`CreditingParts`), so a client streaming faster than its handler consumes (a database
+/// snapshot to a slow disk) is held back by HTTP/2 instead of filling this member's memory.
 final class BridgedCall: RPCCall {
     private let inbound: AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation
     private var cancellation: ServerContext.RPCCancellationHandle?
@@ -59,14 +63,21 @@ final class BridgedCall: RPCCall {
         self.inbound = inbound
         inbound.yield(.metadata(Metadata(requestHeaders: headers)))
         let remote = handle.remote
+        let credited = CreditingParts(base: parts) { bytes in
+            remote.post { handle in
+                if let handle { handle.connection.credit(handle.stream, bytes: bytes) }
+            }
+        }
         let stream = BridgedJob.Stream(
-            descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: parts),
+            descriptor: descriptor, inbound: RPCAsyncSequence(wrapping: credited),
             outbound: RPCWriter.Closable(wrapping: BridgedWriter(remote: remote)))
         bridge.start(
             BridgedJob(
                 stream: stream, remotePeer: handle.connection.remotePeer, localPeer: handle.connection.localPeer,
                 remote: remote))
     }
+
+    var creditsOnConsumption: Bool { true }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
         inbound.yield(.message(Array(message.readableBytesView)))
@@ -84,6 +95,29 @@ final class BridgedCall: RPCCall {
 
     func attach(_ handle: ServerContext.RPCCancellationHandle) {
         if isCancelled { handle.cancel() } else { cancellation = handle }
+    }
+}
+
+/// A bridged call's request parts as the handler takes them, reporting each message's bytes (with gRPC's
+/// five-byte prefix) as consumed.
+struct CreditingParts: AsyncSequence, Sendable {
+    typealias Element = RPCRequestPart<[UInt8]>
+    let base: AsyncThrowingStream<Element, any Error>
+    let consumed: @Sendable (Int) -> Void
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<Element, any Error>.AsyncIterator
+        let consumed: @Sendable (Int) -> Void
+
+        mutating func next() async throws -> Element? {
+            let part = try await base.next()
+            if case .message(let bytes) = part { consumed(bytes.count + GRPCWire.prefixLength) }
+            return part
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: base.makeAsyncIterator(), consumed: consumed)
     }
 }
 

@@ -177,15 +177,8 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         creditConnection(flowControlled)
         guard let stream = streams[id], !stream.inboundEnded else { return }
         if !payload.endStream {
-            stream.unacked += flowControlled
-            if stream.unacked >= Self.streamWindow / 2 {
-                context.write(
-                    wrapOutboundOut(
-                        HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: stream.unacked))),
-                    promise: nil)
-                stream.unacked = 0
-                needsFlush = true
-            }
+            // A call that hands messages to a consumer of its own credits them once consumed (padding at once).
+            credit(stream, bytes: stream.call.creditsOnConsumption ? (payload.paddingBytes ?? 0) : flowControlled)
         }
         if stream.call.wantsRawBytes {
             stream.call.receivedRaw(bytes, stream: RPCStreamHandle(connection: self, stream: stream))
@@ -218,6 +211,20 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             return
         }
         stream.call.receivedEnd(stream: RPCStreamHandle(connection: self, stream: stream))
+    }
+
+    /// Gives `bytes` of stream window back to the client, in WINDOW_UPDATEs of at least half the window.
+    func credit(_ stream: RPCStreamState, bytes: Int) {
+        guard bytes > 0, !stream.inboundEnded, !stream.finished else { return }
+        stream.unacked += bytes
+        if stream.unacked >= Self.streamWindow / 2 {
+            context.write(
+                wrapOutboundOut(
+                    HTTP2Frame(streamID: stream.id, payload: .windowUpdate(windowSizeIncrement: stream.unacked))),
+                promise: nil)
+            stream.unacked = 0
+            needsFlush = true
+        }
     }
 
     private func creditConnection(_ bytes: Int) {
@@ -383,6 +390,9 @@ protocol RPCCall: AnyObject {
     /// The connection can take writes again after being full.
     func writable(stream: RPCStreamHandle)
     var wantsRawBytes: Bool { get }
+    /// Whether the call gives stream window back itself as its consumer takes messages (`RPCConnectionHandler.credit`),
+    /// instead of the connection doing it as they arrive.
+    var creditsOnConsumption: Bool { get }
 }
 
 extension RPCCall {
@@ -390,6 +400,7 @@ extension RPCCall {
     func receivedRaw(_ bytes: ByteBuffer, stream: RPCStreamHandle) {}
     func writable(stream: RPCStreamHandle) {}
     var wantsRawBytes: Bool { false }
+    var creditsOnConsumption: Bool { false }
 }
 
 final class NoCall: RPCCall {
