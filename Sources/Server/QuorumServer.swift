@@ -19,8 +19,17 @@ public final class QuorumServer: Service, @unchecked Sendable {
     /// peer transport takes `tlsRuntime.peer` from here).
     public private(set) var tlsRuntime: TLSRuntime?
 
-    /// The Raft loop and every peer connection share one event loop (see `EventLoopRaftLoop`).
-    let raftGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// The Raft loop and every peer connection share one event loop (see `EventLoopRaftLoop`). Made when first
+    /// needed, so that opening the ports (`openListeners`) starts no thread.
+    var raftGroup: MultiThreadedEventLoopGroup {
+        raftGroupStorage.withLock { group in
+            if let group { return group }
+            let made = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            group = made
+            return made
+        }
+    }
+    private let raftGroupStorage = Mutex<MultiThreadedEventLoopGroup?>(nil)
     private let listeners = Mutex<(client: [RPCServerTransport], peer: [RPCServerTransport])?>(nil)
 
     public init(config: ServerConfig, logger: Logger, metrics: ServerMetrics = ServerMetrics()) {
@@ -32,13 +41,14 @@ public final class QuorumServer: Service, @unchecked Sendable {
     /// Opens the client and peer listeners, as etcd does before anything else: a client or peer connecting
     /// while the member starts waits in the backlog instead of being refused (gRPC clients then back off for a
     /// whole second), and a port that is taken stops start-up before the data directory is touched. Connections
-    /// are accepted once `run` serves. Called by `run`; calling it earlier (the executable does) opens the ports
-    /// sooner.
-    public func openListeners() async throws {
-        _ = try await listen()
+    /// are accepted once `run` serves. Synchronous (no event loop or task is involved): the executable calls it
+    /// right after reading its flags, so the ports are open within the process's first milliseconds. Called by
+    /// `run` if not earlier.
+    public func openListeners() throws {
+        _ = try makeListeners()
     }
 
-    private func listen() async throws -> (client: [RPCServerTransport], peer: [RPCServerTransport]) {
+    private func makeListeners() throws -> (client: [RPCServerTransport], peer: [RPCServerTransport]) {
         if let open = listeners.withLock({ $0 }) { return open }
         // etcd accepts gRPC messages up to its request limit plus room for the envelope.
         let maxBody = config.node.maxRequestBytes + 512 * 1024
@@ -47,19 +57,28 @@ public final class QuorumServer: Service, @unchecked Sendable {
         }
         // Peer connections live on the Raft loop's event loop; snapshots arrive in chunks of 256 KiB.
         let peer = config.listenPeerURLs.map { url in
-            RPCServerTransport(
-                options: .init(host: url.host, port: url.port, maxMessageBytes: 8 << 20, eventLoopGroup: raftGroup))
+            RPCServerTransport(options: .init(host: url.host, port: url.port, maxMessageBytes: 8 << 20))
         }
         for (url, transport) in zip(config.listenClientURLs + config.listenPeerURLs, client + peer) {
             do {
-                try await transport.bind()
+                try transport.open()
             } catch let error as IOError where error.errnoCode == EADDRINUSE {
                 throw ConfigError("listen tcp \(url.host):\(url.port): bind: address already in use")
+            } catch is SocketAddressError.UnknownHost {
+                throw ConfigError("listen tcp: lookup \(url.host): no such host")
             } catch {
                 throw ConfigError("listen tcp \(url.host):\(url.port): \(error)")
             }
         }
         listeners.withLock { $0 = (client, peer) }
+        return (client, peer)
+    }
+
+    /// The listeners, opened if `openListeners` was not called, adopted by their event loops.
+    private func listen() async throws -> (client: [RPCServerTransport], peer: [RPCServerTransport]) {
+        let (client, peer) = try makeListeners()
+        for transport in client { try await transport.bind(on: MultiThreadedEventLoopGroup.singleton) }
+        for transport in peer { try await transport.bind(on: raftGroup) }
         return (client, peer)
     }
 

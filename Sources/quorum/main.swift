@@ -84,7 +84,7 @@ logger.info(
 let server = QuorumServer(config: config, logger: logger)
 do {
     // The ports open before anything else, as etcd's do; the member accepts on them once it serves.
-    try await server.openListeners()
+    try server.openListeners()
 } catch {
     logger.critical("quorum stopped: \(error)")
     exit(1)

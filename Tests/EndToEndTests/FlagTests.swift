@@ -12,6 +12,10 @@ import Testing
         #expect(missing.status == 2 && missing.stderr.contains("flag needs an argument: -name"))
         let badURL = try run(Paths.quorum, ["--listen-client-urls", "tcp://nowhere"])
         #expect(badURL.status == 2 && badURL.stderr.contains("invalid URL"))
+        let name = try run(Paths.quorum, ["--listen-client-urls", "http://example.com:2379"])
+        #expect(
+            name.status == 2 && name.stderr.contains("expected IP in URL for binding (http://example.com:2379)"),
+            "\(name.stderr)")
         let timing = try run(Paths.quorum, ["--heartbeat-interval", "500", "--election-timeout", "1000"])
         #expect(timing.status == 2 && timing.stderr.contains("should be at least as 5 times as --heartbeat-interval"))
     }

@@ -209,6 +209,17 @@ public struct EtcdFlags: Sendable {
             .filter { !$0.isEmpty }
     }
 
+    /// A URL to listen on: as etcd, an IP address or `localhost`, never a name to look up.
+    static func bindURL(_ text: String) throws -> ListenURL {
+        let url = try ListenURL(text)
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        guard
+            url.host == "localhost" || inet_pton(AF_INET, url.host, &v4) == 1 || inet_pton(AF_INET6, url.host, &v6) == 1
+        else { throw ConfigError("expected IP in URL for binding (\(text))") }
+        return url
+    }
+
     /// Builds the server configuration, validating as etcd does.
     public func resolve() throws -> ServerConfig {
         var config = ServerConfig()
@@ -217,9 +228,9 @@ public struct EtcdFlags: Sendable {
         node.dataDir = string("data-dir") ?? "\(node.name).quorum"
         let listenClient = try urls("listen-client-urls", default: "http://127.0.0.1:2379")
         let listenPeer = try urls("listen-peer-urls", default: "http://127.0.0.1:2380")
-        config.listenClientURLs = try listenClient.map(ListenURL.init)
-        config.listenPeerURLs = try listenPeer.map(ListenURL.init)
-        config.listenMetricsURLs = try urls("listen-metrics-urls", default: "").map(ListenURL.init)
+        config.listenClientURLs = try listenClient.map(Self.bindURL)
+        config.listenPeerURLs = try listenPeer.map(Self.bindURL)
+        config.listenMetricsURLs = try urls("listen-metrics-urls", default: "").map(Self.bindURL)
         node.advertiseClientURLs = try urls("advertise-client-urls", default: listenClient.joined(separator: ","))
         node.advertisePeerURLs = try urls("initial-advertise-peer-urls", default: "http://127.0.0.1:2380")
         for url in node.advertiseClientURLs + node.advertisePeerURLs { _ = try ListenURL(url) }

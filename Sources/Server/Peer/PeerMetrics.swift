@@ -28,18 +28,34 @@ final class PeerMetrics: Sendable {
         }
     }
 
+    /// The byte counters, by peer id: counted for every batch of Raft messages, so found without formatting a label.
+    private let sentBytes = Mutex<[UInt64: Counter]>([:])
+    private let receivedBytes = Mutex<[UInt64: Counter]>([:])
+
     func sent(bytes: Int, to peer: UInt64) {
-        counter(
-            "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.", ("To", Identity.hex(peer))
-        )
-        .increment(by: Int64(bytes))
+        let bytesCounter =
+            sentBytes.withLock { $0[peer] }
+            ?? sentBytes.withLock { all in
+                let made = counter(
+                    "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.",
+                    ("To", Identity.hex(peer)))
+                all[peer] = made
+                return made
+            }
+        bytesCounter.increment(by: Int64(bytes))
     }
 
     func received(bytes: Int, from peer: UInt64) {
-        counter(
-            "etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.",
-            ("From", Identity.hex(peer))
-        ).increment(by: Int64(bytes))
+        let bytesCounter =
+            receivedBytes.withLock { $0[peer] }
+            ?? receivedBytes.withLock { all in
+                let made = counter(
+                    "etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.",
+                    ("From", Identity.hex(peer)))
+                all[peer] = made
+                return made
+            }
+        bytesCounter.increment(by: Int64(bytes))
     }
 
     func sendFailed(to peer: UInt64) {

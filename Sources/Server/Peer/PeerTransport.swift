@@ -136,16 +136,25 @@ public final class PeerTransport: RaftTransport, Sendable {
     /// The peer URL to dial for a member, from the replicated member table.
     func peerURL(_ id: UInt64) -> ListenURL? {
         guard let member = node?.members.member(id) else { return nil }
-        return member.peerURLs.lazy.compactMap { try? ListenURL($0) }.first
+        return Self.dialURL(member.peerURLs)
+    }
+
+    private static func dialURL(_ peerURLs: [String]) -> ListenURL? {
+        peerURLs.lazy.compactMap { try? ListenURL($0) }.first
     }
 
     /// The sender for a member, created on first use; nil for unknown or removed members.
+    ///
+    /// Called for every batch of Raft messages: an existing sender is reused while the member's advertised peer
+    /// URLs are unchanged, so the URLs are parsed only when a sender is made.
     func sender(for id: UInt64) -> PeerSender? {
-        guard id != 0, id != memberID.withLock({ $0 }), let url = peerURL(id) else { return nil }
+        guard id != 0, id != memberID.withLock({ $0 }), let member = node?.members.member(id) else { return nil }
+        if let existing = senders.withLock({ $0[id] }), existing.peerURLs == member.peerURLs { return existing }
+        guard let url = Self.dialURL(member.peerURLs) else { return nil }
         return senders.withLock { senders in
-            if let existing = senders[id], existing.url == url { return existing }
+            if let existing = senders[id], existing.peerURLs == member.peerURLs { return existing }
             senders[id]?.stop()
-            let sender = PeerSender(peer: id, url: url, transport: self)
+            let sender = PeerSender(peer: id, url: url, peerURLs: member.peerURLs, transport: self)
             senders[id] = sender
             sender.start()
             return sender
@@ -199,6 +208,8 @@ extension CallOptions {
 final class PeerSender: Sendable {
     let peer: UInt64
     let url: ListenURL
+    /// The member's advertised peer URLs this sender was made for (`url` is the one dialled).
+    let peerURLs: [String]
     private unowned(unsafe) let transport: PeerTransport
     let grpc: GRPCClient<HTTP2ClientTransport.Posix>?
     let peerClient: Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>?
@@ -206,9 +217,10 @@ final class PeerSender: Sendable {
     private let link: RaftLink
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    init(peer: UInt64, url: ListenURL, transport: PeerTransport) {
+    init(peer: UInt64, url: ListenURL, peerURLs: [String], transport: PeerTransport) {
         self.peer = peer
         self.url = url
+        self.peerURLs = peerURLs
         self.transport = transport
         var config = HTTP2ClientTransport.Posix.Config.defaults
         config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)

@@ -38,7 +38,6 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var port: Int
         /// Largest request message accepted (grpc-go's "received message larger than max" beyond it).
         var maxMessageBytes: Int
-        var eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     }
 
     private struct State {
@@ -48,6 +47,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var tls: (any TLSContextSource)?
         var shared: RPCListenerShared?
         var listener: (any Channel)?
+        /// Opened by `open()`, adopted by the listener.
+        var socket: NIOBSDSocket.Handle?
         var jobs: AsyncStream<BridgedJob>.Continuation?
         var shuttingDown = false
     }
@@ -76,10 +77,26 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// Binds the listening socket without accepting yet, as etcd opens its listeners before the member starts:
     /// a client connecting meanwhile waits in the backlog instead of being refused (and backing off for a
     /// second, as gRPC clients do). `listen` starts accepting. Safe to call more than once.
-    func bind() async throws {
+    func bind(on group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
         if state.withLock({ $0.listener != nil }) { return }
-        let listener = try await makeListener()
+        try open()
+        guard let socket = state.withLock({ $0.socket }) else { return }
+        let listener = try await makeListener(socket: socket, group: group)
+        ListeningSocket.restoreBacklog(socket)
         state.withLock { $0.listener = listener }
+    }
+
+    /// The port the listening socket is bound to (what port 0 picked); nil before `open`.
+    var boundPort: Int? {
+        state.withLock { s in s.listener?.localAddress?.port ?? s.socket.flatMap(ListeningSocket.port(of:)) }
+    }
+
+    /// Opens the listening socket on the calling thread (`ListeningSocket`); `bind` adopts it. Safe to call
+    /// more than once.
+    func open() throws {
+        if state.withLock({ $0.listener != nil || $0.socket != nil }) { return }
+        let socket = try ListeningSocket.open(host: options.host, port: options.port)
+        state.withLock { $0.socket = socket }
     }
 
     func listen(
@@ -118,8 +135,9 @@ final class RPCServerTransport: ServerTransport, Sendable {
             s.shuttingDown = true
             return (s.listener, s.shared, s.jobs)
         }
-        guard let listener, let shared, let jobs else { return }
+        guard let listener else { return }
         listener.close(promise: nil)
+        guard let shared, let jobs else { return }
         shared.connections.forEach { $0.beginGracefulShutdown() }
         // Calls finish on their own; once every connection has closed, `listen` returns.
         Task {
@@ -128,11 +146,9 @@ final class RPCServerTransport: ServerTransport, Sendable {
         }
     }
 
-    private func makeListener() async throws -> any Channel {
+    private func makeListener(socket: NIOBSDSocket.Handle, group: any EventLoopGroup) async throws -> any Channel {
         let maxMessageBytes = options.maxMessageBytes
-        return try await ServerBootstrap(group: options.eventLoopGroup)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: 1024)
+        return try await ServerBootstrap(group: group)
             .serverChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [weak self] channel in
@@ -153,7 +169,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
                     try ops.addHandler(RPCConnectionHandler(shared: shared))
                 }
             }
-            .bind(host: options.host, port: options.port).get()
+            .withBoundSocket(socket).get()
     }
 
     static func makeHTTP2Handler() -> NIOHTTP2Handler {

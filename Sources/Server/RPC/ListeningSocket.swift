@@ -1,0 +1,72 @@
+import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A TCP listening socket opened on the calling thread, before any event loop or task exists.
+///
+/// A client that dials a member while it starts must find the port open: a refused connection makes gRPC clients
+/// (etcdctl's health check among them) back off for a whole second. Opening the socket synchronously in `main`,
+/// right after the flags are read, makes the port ready within the process's first milliseconds; the listener
+/// adopts it later (`ServerBootstrap.withBoundSocket`) and accepts once the member serves.
+enum ListeningSocket {
+    /// Connections that may wait in the accept queue (NIO's default is 128).
+    static let backlog: CInt = 1024
+
+    /// Binds and listens on `host:port` (IP literals are not looked up); errors are `IOError`s with the errno.
+    static func open(host: String, port: Int) throws -> NIOBSDSocket.Handle {
+        let address: SocketAddress
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            address = literal
+        } else {
+            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        }
+        let fd = socket(address.protocol.rawValue, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        var one: CInt = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        let bound = address.withSockAddr { pointer, size in bind(fd, pointer, socklen_t(size)) }
+        guard bound == 0 else {
+            let code = errno
+            close(fd)
+            throw IOError(errnoCode: code, reason: "bind")
+        }
+        guard listen(fd, backlog) == 0 else {
+            let code = errno
+            close(fd)
+            throw IOError(errnoCode: code, reason: "listen")
+        }
+        return fd
+    }
+
+    /// The port `fd` is bound to (what port 0 picked).
+    static func port(of fd: NIOBSDSocket.Handle) -> Int? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard rc == 0 else { return nil }
+        let family = CInt(storage.ss_family)
+        return withUnsafePointer(to: &storage) { pointer -> Int? in
+            switch family {
+            case AF_INET:
+                return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin_port))
+                }
+            case AF_INET6:
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    Int(UInt16(bigEndian: $0.pointee.sin6_port))
+                }
+            default:
+                return nil
+            }
+        }
+    }
+
+    /// Restores the backlog after NIO adopted the socket (its channel listens again with its own default).
+    static func restoreBacklog(_ fd: NIOBSDSocket.Handle) {
+        _ = listen(fd, backlog)
+    }
+}
