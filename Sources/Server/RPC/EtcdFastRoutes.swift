@@ -286,14 +286,19 @@ final class WatchCall: RPCCall {
         while !stream.isFinished && unwritten < Self.highWater && stream.connection.isWritable {
             let batch = watchStream.take(limit: Self.batchLimit)
             if batch.isEmpty { return }
-            let framed = batch.compactMap { try? GRPCWire.frame($0) }
-            guard let last = framed.last else { continue }
+            var framed = batch.compactMap { try? GRPCWire.frame($0) }
+            guard var data = framed.first else { continue }
             let bytes = framed.reduce(0) { $0 + $1.readableBytes }
+            // The batch's messages, each with its prefix, go in one DATA frame (HTTP/2 splits it only where its
+            // frame size or window requires): a put fanned out to the stream's watchers costs one frame instead of
+            // one per watcher.
+            if framed.count > 1 {
+                data = stream.allocator.buffer(capacity: bytes)
+                for index in framed.indices { data.writeBuffer(&framed[index]) }
+            }
             unwritten += bytes
-            for buffer in framed.dropLast() { stream.sendFramed(buffer) }
-            // One promise per batch, on its last message: its completion accounts for the whole batch.
             let written = stream.eventLoop.makePromise(of: Void.self)
-            stream.sendFramed(last, promise: written)
+            stream.sendFramed(data, promise: written)
             written.futureResult.assumeIsolated().whenComplete { [self] _ in
                 let wasFull = unwritten >= Self.highWater
                 unwritten -= bytes
