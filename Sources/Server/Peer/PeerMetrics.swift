@@ -33,25 +33,26 @@ final class PeerMetrics: Sendable {
     private let receivedBytes = Mutex<[UInt64: Counter]>([:])
 
     func sent(bytes: Int, to peer: UInt64) {
-        let bytesCounter =
-            sentBytes.withLock { $0[peer] }
-            ?? sentBytes.withLock { all in
-                let made = counter(
-                    "etcd_network_peer_sent_bytes_total", "The total number of bytes sent to peers.",
-                    ("To", Identity.hex(peer)))
-                all[peer] = made
-                return made
-            }
-        bytesCounter.increment(by: Int64(bytes))
+        count(
+            bytes, peer, in: sentBytes, "etcd_network_peer_sent_bytes_total",
+            "The total number of bytes sent to peers.",
+            label: "To")
     }
 
     func received(bytes: Int, from peer: UInt64) {
+        count(
+            bytes, peer, in: receivedBytes, "etcd_network_peer_received_bytes_total",
+            "The total number of bytes received from peers.", label: "From")
+    }
+
+    private func count(
+        _ bytes: Int, _ peer: UInt64, in table: borrowing Mutex<[UInt64: Counter]>, _ name: String, _ help: String,
+        label: String
+    ) {
         let bytesCounter =
-            receivedBytes.withLock { $0[peer] }
-            ?? receivedBytes.withLock { all in
-                let made = counter(
-                    "etcd_network_peer_received_bytes_total", "The total number of bytes received from peers.",
-                    ("From", Identity.hex(peer)))
+            table.withLock { $0[peer] }
+            ?? table.withLock { all in
+                let made = counter(name, help, (label, Identity.hex(peer)))
                 all[peer] = made
                 return made
             }
