@@ -43,12 +43,11 @@ import Testing
         #expect(error?.errnoCode == EADDRINUSE)
     }
 
-    @Test func aHostNameIsResolved() throws {
+    /// etcd binds `localhost` as well as IP literals (resolved from /etc/hosts, no network).
+    @Test func localhostIsResolved() throws {
         let fd = try ListeningSocket.open(host: "localhost", port: 0)
-        close(fd)
-        #expect(throws: SocketAddressError.UnknownHost.self) {
-            _ = try ListeningSocket.open(host: "no-such-host.invalid", port: 0)
-        }
+        defer { close(fd) }
+        #expect(ListeningSocket.port(of: fd).map { $0 > 0 } == true)
     }
 
     @Test func theTransportAdoptsTheOpenSocketAndAcceptsWhatWaited() async throws {
