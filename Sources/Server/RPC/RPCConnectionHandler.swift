@@ -481,10 +481,12 @@ final class RPCConnectionMailbox: Sendable {
     let eventLoop: any EventLoop
     private let handler: NIOLoopBoundBox<RPCConnectionHandler?>
     private let jobs = Mutex<(pending: [Job], scheduled: Bool)>(([], false))
+    private let loopQueue: EventLoopMailboxes
 
     init(eventLoop: any EventLoop, handler: RPCConnectionHandler) {
         self.eventLoop = eventLoop
         self.handler = NIOLoopBoundBox(handler, eventLoop: eventLoop)
+        loopQueue = EventLoopMailboxes.of(eventLoop)
     }
 
     func post(_ job: @escaping Job) {
@@ -494,10 +496,10 @@ final class RPCConnectionMailbox: Sendable {
             state.scheduled = true
             return true
         }
-        if schedule { eventLoop.execute { self.run() } }
+        if schedule { loopQueue.schedule(self) }
     }
 
-    private func run() {
+    fileprivate func run() {
         let batch = jobs.withLock { state -> [Job] in
             state.scheduled = false
             defer { state.pending.removeAll(keepingCapacity: true) }
@@ -514,6 +516,49 @@ final class RPCConnectionMailbox: Sendable {
     /// The connection closed: later jobs run without it.
     func close() {
         handler.value = nil
+    }
+}
+
+/// The mailboxes of one event loop that have work, run by one task of that loop: an apply that completes writes
+/// and watch events for ten connections of a loop wakes it once (one eventfd write), not ten times.
+final class EventLoopMailboxes: Sendable {
+    private let eventLoop: any EventLoop
+    private let state = Mutex<(ready: [RPCConnectionMailbox], scheduled: Bool)>(([], false))
+
+    private init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    private static let all = Mutex<[ObjectIdentifier: EventLoopMailboxes]>([:])
+
+    /// The queue of `eventLoop` (made once per loop; loops live as long as their group).
+    static func of(_ eventLoop: any EventLoop) -> EventLoopMailboxes {
+        all.withLock { all in
+            let key = ObjectIdentifier(eventLoop)
+            if let existing = all[key] { return existing }
+            let made = EventLoopMailboxes(eventLoop: eventLoop)
+            all[key] = made
+            return made
+        }
+    }
+
+    func schedule(_ mailbox: RPCConnectionMailbox) {
+        let wake = state.withLock { state -> Bool in
+            state.ready.append(mailbox)
+            if state.scheduled { return false }
+            state.scheduled = true
+            return true
+        }
+        if wake { eventLoop.execute { self.run() } }
+    }
+
+    private func run() {
+        let ready = state.withLock { state -> [RPCConnectionMailbox] in
+            state.scheduled = false
+            defer { state.ready.removeAll(keepingCapacity: true) }
+            return state.ready
+        }
+        for mailbox in ready { mailbox.run() }
     }
 }
 
