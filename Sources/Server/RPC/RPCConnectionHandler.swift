@@ -529,15 +529,22 @@ final class EventLoopMailboxes: Sendable {
         self.eventLoop = eventLoop
     }
 
-    private static let all = Mutex<[ObjectIdentifier: EventLoopMailboxes]>([:])
+    private struct Entry {
+        weak var queue: EventLoopMailboxes?
+    }
 
-    /// The queue of `eventLoop` (made once per loop; loops live as long as their group).
+    /// Held weakly: a loop's queue lives as long as a connection of that loop has a mailbox, and it keeps its loop
+    /// alive, so a key cannot be reused by another loop while its queue exists.
+    private static let all = Mutex<[ObjectIdentifier: Entry]>([:])
+
+    /// The queue of `eventLoop`, shared by every connection of that loop.
     static func of(_ eventLoop: any EventLoop) -> EventLoopMailboxes {
         all.withLock { all in
             let key = ObjectIdentifier(eventLoop)
-            if let existing = all[key] { return existing }
+            if let existing = all[key]?.queue { return existing }
+            all = all.filter { $0.value.queue != nil }
             let made = EventLoopMailboxes(eventLoop: eventLoop)
-            all[key] = made
+            all[key] = Entry(queue: made)
             return made
         }
     }
