@@ -59,16 +59,18 @@ public enum KeyRange: Sendable, Equatable, Hashable {
     }
 
     public static func compare(_ a: Data, _ b: Data) -> Int {
-        a.withUnsafeBytes { pa in
-            b.withUnsafeBytes { pb in
-                let n = min(pa.count, pb.count)
-                if n > 0 {
-                    let c = memcmp(pa.baseAddress!, pb.baseAddress!, n)
-                    if c != 0 { return Int(c) }
-                }
-                return pa.count - pb.count
-            }
+        a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in compare(pa, pb) } }
+    }
+
+    /// The same order on bytes already pinned (a search compares one probe against many keys).
+    @inline(__always)
+    static func compare(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+        let n = min(a.count, b.count)
+        if n > 0 {
+            let c = memcmp(a.baseAddress!, b.baseAddress!, n)
+            if c != 0 { return Int(c) }
         }
+        return a.count - b.count
     }
 
     /// The range_end that selects every key with `prefix` ("a" → "b", "a\xff" → "b"; all 0xff → "\0").

@@ -72,14 +72,7 @@ struct SortedKeyMap<Value>: @unchecked Sendable {
 
     @inline(__always)
     private static func compare(_ a: Data, _ probe: UnsafeRawBufferPointer) -> Int {
-        a.withUnsafeBytes { pa in
-            let n = min(pa.count, probe.count)
-            if n > 0 {
-                let c = memcmp(pa.baseAddress!, probe.baseAddress!, n)
-                if c != 0 { return Int(c) }
-            }
-            return pa.count - probe.count
-        }
+        a.withUnsafeBytes { KeyRange.compare($0, probe) }
     }
 
     /// Inserts or replaces; `update` receives the current value (nil when absent) and returns the new one, or

@@ -31,7 +31,7 @@ public final class MemberNode: @unchecked Sendable {
     let transport: any RaftTransport
     private let ids: RequestIDGenerator
     let waiters = Waiters()
-    private let inbox = Inbox()
+    private let inbox = ScheduledBatch(InboxWork())
     /// Where the Raft loop's work runs (see `RaftLoop`).
     private let loop: any RaftLoop
     let published = Mutex(NodeStatus())
@@ -51,8 +51,6 @@ public final class MemberNode: @unchecked Sendable {
     private var lastLeaseCheck: Int64 = 0
     /// The commit index the log recorded before this start: `start()` returns once it is applied.
     private var recoveredCommit: UInt64 = 0
-    private var raftElectionTicks = 10
-    private var raftCatchUpEntries: UInt64 = 5000
 
     // Owned by the apply loop's thread (see MemberNode+Apply.swift).
     let applyQueue = ApplyQueue()
@@ -251,12 +249,10 @@ public final class MemberNode: @unchecked Sendable {
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
         raftConfig.heartbeatTick = 1
         raftConfig.electionTick = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
-        raftElectionTicks = raftConfig.electionTick
         raftConfig.preVote = true
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
-        raftCatchUpEntries = config.snapshotCatchUpEntries
         raft =
             bootstrapPeers.isEmpty
             ? RaftNode(config: raftConfig, state: raftState)
@@ -289,7 +285,7 @@ public final class MemberNode: @unchecked Sendable {
         } else if config.initialElectionTickAdvance && raft.configuration.voters.contains(memberID) {
             // Two ticks short of an election timeout, as etcd advances them: the randomised timeout still decides
             // who campaigns first.
-            for _ in 0..<max(0, raftElectionTicks - 2) { raft.tick() }
+            for _ in 0..<max(0, raft.config.electionTick - 2) { raft.tick() }
         }
         applyRunning.store(true, ordering: .sequentiallyConsistent)
         startThread("quorum-apply") { [self] in
@@ -660,7 +656,7 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Queues work for the Raft loop; the first work queued since the loop last looked schedules one pass that
     /// takes everything (so a burst of proposals shares one Ready and one fsync).
-    private func post(_ add: (inout Inbox.Work) -> Void) {
+    private func post(_ add: (inout InboxWork) -> Void) {
         if inbox.add(add) { loop.execute { [self] in processInbox() } }
     }
 
@@ -753,7 +749,7 @@ public final class MemberNode: @unchecked Sendable {
     /// last snapshot: up to `--snapshot-count` of them.
     private func trimLog() {
         let applied = raft.appliedIndex
-        guard applied >= raft.firstIndex + raftCatchUpEntries + Self.logTrimSlack else { return }
+        guard applied >= raft.firstIndex + config.snapshotCatchUpEntries + Self.logTrimSlack else { return }
         raft.compact(through: applied, snapshotData: [])
     }
 
@@ -957,33 +953,9 @@ public final class MemberNode: @unchecked Sendable {
 }
 
 /// Requests queued for the Raft loop, taken all at once by its next pass.
-final class Inbox: Sendable {
-    struct Work {
-        var proposals: [(UInt64, [UInt8])] = []
-        var messages: [Message] = []
-        var reads: [MemberNode.ReadWaiter] = []
-        var actions: [@Sendable (MemberNode) -> Void] = []
-    }
-
-    private let state = Mutex<(work: Work, scheduled: Bool)>((Work(), false))
-
-    /// Adds work; true when no pass is scheduled yet (the caller schedules one).
-    func add(_ add: (inout Work) -> Void) -> Bool {
-        state.withLock { s in
-            add(&s.work)
-            if s.scheduled { return false }
-            s.scheduled = true
-            return true
-        }
-    }
-
-    /// Everything queued; the next `add` schedules a new pass.
-    func take() -> Work {
-        state.withLock { s in
-            s.scheduled = false
-            var taken = Work()
-            swap(&taken, &s.work)
-            return taken
-        }
-    }
+struct InboxWork: Sendable {
+    var proposals: [(UInt64, [UInt8])] = []
+    var messages: [Message] = []
+    var reads: [MemberNode.ReadWaiter] = []
+    var actions: [@Sendable (MemberNode) -> Void] = []
 }

@@ -5,7 +5,7 @@
 /// persists, sends and applies before calling `advance`. See the `Raft` documentation catalog for the design
 /// (membership changes, persistence ordering, reads).
 public struct RaftNode: Sendable {
-    let config: RaftConfig
+    public let config: RaftConfig
     public var id: NodeID { config.id }
 
     // Persistent state (reported through Ready.hardState).

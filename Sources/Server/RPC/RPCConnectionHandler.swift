@@ -474,40 +474,23 @@ struct RemoteRPCStream: Sendable {
     }
 }
 
-/// Work for a connection from other threads, run on its event loop in batches: a Raft apply that completes a
-/// hundred calls costs one wake-up and one flush, not a hundred.
+/// Work for a connection from other threads, run on its event loop in batches: jobs go to the loop's
+/// `EventLoopJobs`, so a Raft apply that completes a hundred calls on ten connections of a loop costs one wake-up
+/// of that loop and one flush per connection.
 final class RPCConnectionMailbox: Sendable {
     typealias Job = @Sendable (RPCConnectionHandler?) -> Void
     let eventLoop: any EventLoop
     private let handler: NIOLoopBoundBox<RPCConnectionHandler?>
-    private let jobs = Mutex<(pending: [Job], scheduled: Bool)>(([], false))
-    private let loopQueue: EventLoopMailboxes
+    private let jobs: EventLoopJobs
 
     init(eventLoop: any EventLoop, handler: RPCConnectionHandler) {
         self.eventLoop = eventLoop
         self.handler = NIOLoopBoundBox(handler, eventLoop: eventLoop)
-        loopQueue = EventLoopMailboxes.of(eventLoop)
+        jobs = EventLoopJobs.of(eventLoop)
     }
 
     func post(_ job: @escaping Job) {
-        let schedule = jobs.withLock { state -> Bool in
-            state.pending.append(job)
-            if state.scheduled { return false }
-            state.scheduled = true
-            return true
-        }
-        if schedule { loopQueue.schedule(self) }
-    }
-
-    fileprivate func run() {
-        let batch = jobs.withLock { state -> [Job] in
-            state.scheduled = false
-            defer { state.pending.removeAll(keepingCapacity: true) }
-            return state.pending
-        }
-        let connection = handler.value
-        for job in batch { job(connection) }
-        connection?.flushIfNeeded()
+        jobs.post(job, for: self)
     }
 
     /// The connection, when called on its event loop (nil once it closed).
@@ -519,18 +502,18 @@ final class RPCConnectionMailbox: Sendable {
     }
 }
 
-/// The mailboxes of one event loop that have work, run by one task of that loop: an apply that completes writes
-/// and watch events for ten connections of a loop wakes it once (one eventfd write), not ten times.
-final class EventLoopMailboxes: Sendable {
+/// The connection jobs of one event loop, run by one task of that loop (`ScheduledBatch`); each connection that
+/// had jobs is flushed once after all of them.
+final class EventLoopJobs: Sendable {
     private let eventLoop: any EventLoop
-    private let state = Mutex<(ready: [RPCConnectionMailbox], scheduled: Bool)>(([], false))
+    private let batch = ScheduledBatch<[(RPCConnectionMailbox, RPCConnectionMailbox.Job)]>([])
 
     private init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
     private struct Entry {
-        weak var queue: EventLoopMailboxes?
+        weak var jobs: EventLoopJobs?
     }
 
     /// Held weakly: a loop's queue lives as long as a connection of that loop has a mailbox, and it keeps its loop
@@ -538,34 +521,26 @@ final class EventLoopMailboxes: Sendable {
     private static let all = Mutex<[ObjectIdentifier: Entry]>([:])
 
     /// The queue of `eventLoop`, shared by every connection of that loop.
-    static func of(_ eventLoop: any EventLoop) -> EventLoopMailboxes {
+    static func of(_ eventLoop: any EventLoop) -> EventLoopJobs {
         all.withLock { all in
             let key = ObjectIdentifier(eventLoop)
-            if let existing = all[key]?.queue { return existing }
-            all = all.filter { $0.value.queue != nil }
-            let made = EventLoopMailboxes(eventLoop: eventLoop)
-            all[key] = Entry(queue: made)
+            if let existing = all[key]?.jobs { return existing }
+            all = all.filter { $0.value.jobs != nil }
+            let made = EventLoopJobs(eventLoop: eventLoop)
+            all[key] = Entry(jobs: made)
             return made
         }
     }
 
-    func schedule(_ mailbox: RPCConnectionMailbox) {
-        let wake = state.withLock { state -> Bool in
-            state.ready.append(mailbox)
-            if state.scheduled { return false }
-            state.scheduled = true
-            return true
-        }
-        if wake { eventLoop.execute { self.run() } }
+    func post(_ job: @escaping RPCConnectionMailbox.Job, for mailbox: RPCConnectionMailbox) {
+        if batch.add({ $0.append((mailbox, job)) }) { eventLoop.execute { self.run() } }
     }
 
     private func run() {
-        let ready = state.withLock { state -> [RPCConnectionMailbox] in
-            state.scheduled = false
-            defer { state.ready.removeAll(keepingCapacity: true) }
-            return state.ready
-        }
-        for mailbox in ready { mailbox.run() }
+        let jobs = batch.take()
+        for (mailbox, job) in jobs { job(mailbox.connectionOnLoop) }
+        // A connection flushes once, however many of its jobs wrote (`flushIfNeeded` clears its own flag).
+        for (mailbox, _) in jobs { mailbox.connectionOnLoop?.flushIfNeeded() }
     }
 }
 

@@ -74,9 +74,9 @@ final class RPCServerTransport: ServerTransport, Sendable {
         }
     }
 
-    /// Binds the listening socket without accepting yet, as etcd opens its listeners before the member starts:
-    /// a client connecting meanwhile waits in the backlog instead of being refused (and backing off for a
-    /// second, as gRPC clients do). `listen` starts accepting. Safe to call more than once.
+    /// Hands the socket `open()` made (opening it if needed) to a listener channel on `group`, still without
+    /// accepting: connections keep waiting in the backlog until `listen` starts accepting. Safe to call more than
+    /// once.
     func bind(on group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
         if state.withLock({ $0.listener != nil }) { return }
         try open()
