@@ -55,10 +55,12 @@ public final class WatchHub: Sendable {
             self.synced = synced
         }
 
-        func matches(_ event: Mvccpb_Event) -> Bool {
+        /// `keyMatched`: the event's key was found in the hub's index of single-key watchers, so the range
+        /// need not be checked again.
+        func matches(_ event: Mvccpb_Event, keyMatched: Bool = false) -> Bool {
             if event.type == .put && spec.filterPut { return false }
             if event.type == .delete && spec.filterDelete { return false }
-            return spec.range.contains(event.kv.key)
+            return keyMatched || spec.range.contains(event.kv.key)
         }
     }
 
@@ -191,61 +193,83 @@ public final class WatchHub: Sendable {
             s.currentRevision = max(s.currentRevision, revision)
             guard !events.isEmpty, !s.watchers.isEmpty else { return false }
             // Fan-out is the hot part of a watched write: one header for every response of the batch (building
-            // one takes the member's status lock), and each event's copy without its previous value made once,
-            // not once per watcher.
-            let header = header(revision)
-            var withoutPrev = [Mvccpb_Event?](repeating: nil, count: events.count)
+            // one takes the member's status lock), and each event serialized once for all the watchers that
+            // receive it (`WatchResponseParts`).
+            var parts = WatchResponseParts(header: header(revision), events: events)
             var fellBehind = false
-            var perWatcher: [UInt64: [Mvccpb_Event]] = [:]
-            func collect(_ index: Int, for key: UInt64) {
-                let event = events[index]
-                guard let watcher = s.watchers[key], watcher.synced, event.kv.modRevision >= watcher.nextRevision,
-                    watcher.matches(event)
-                else { return }
-                if watcher.spec.prevKV || !event.hasPrevKv {
-                    perWatcher[key, default: []].append(event)
-                } else {
-                    if withoutPrev[index] == nil {
-                        var stripped = event
-                        stripped.clearPrevKv()
-                        withoutPrev[index] = stripped
-                    }
-                    perWatcher[key, default: []].append(withoutPrev[index]!)
-                }
-            }
-            for index in events.indices {
-                if let keys = s.byKey[events[index].kv.key] {
-                    for key in keys { collect(index, for: key) }
-                }
-                for key in s.ranged { collect(index, for: key) }
-            }
-            for (key, matched) in perWatcher {
-                guard let watcher = s.watchers[key] else { continue }
-                let first = matched[0].kv.modRevision
-                if deliver(matched, to: watcher, header: header) {
+            func deliver(_ variants: some Collection<Int>, to watcher: Watcher) {
+                if offer(variants, to: watcher, parts: &parts) {
                     watcher.nextRevision = revision + 1
                 } else {
                     watcher.synced = false
-                    watcher.nextRevision = first
-                    s.unsynced.insert(key)
+                    watcher.nextRevision = events[variants.first! / 2].kv.modRevision
+                    s.unsynced.insert(watcher.key)
                     fellBehind = true
                 }
             }
+            func matching(_ index: Int, _ key: UInt64, keyMatched: Bool) -> Watcher? {
+                guard let watcher = s.watchers[key], watcher.synced,
+                    events[index].kv.modRevision >= watcher.nextRevision,
+                    watcher.matches(events[index], keyMatched: keyMatched)
+                else { return nil }
+                return watcher
+            }
+            if events.count == 1 {
+                // The usual batch at low load: every watcher that matches gets the one event, nothing to group.
+                let event = events[0]
+                if let keys = s.byKey[event.kv.key] {
+                    for key in keys {
+                        guard let watcher = matching(0, key, keyMatched: true) else { continue }
+                        deliver(
+                            CollectionOfOne(WatchResponseParts.variant(0, of: event, prevKV: watcher.spec.prevKV)),
+                            to: watcher)
+                    }
+                }
+                for key in s.ranged {
+                    guard let watcher = matching(0, key, keyMatched: false) else { continue }
+                    deliver(
+                        CollectionOfOne(WatchResponseParts.variant(0, of: event, prevKV: watcher.spec.prevKV)),
+                        to: watcher)
+                }
+                return fellBehind
+            }
+            // Several events: a watcher gets those it matches, in revision order, in one response.
+            var perWatcher: [UInt64: (Watcher, [Int])] = [:]
+            func collect(_ index: Int, for key: UInt64, keyMatched: Bool) {
+                guard let watcher = matching(index, key, keyMatched: keyMatched) else { return }
+                let variant = WatchResponseParts.variant(index, of: events[index], prevKV: watcher.spec.prevKV)
+                perWatcher[key, default: (watcher, [])].1.append(variant)
+            }
+            for index in events.indices {
+                if let keys = s.byKey[events[index].kv.key] {
+                    for key in keys { collect(index, for: key, keyMatched: true) }
+                }
+                for key in s.ranged { collect(index, for: key, keyMatched: false) }
+            }
+            for (watcher, variants) in perWatcher.values { deliver(variants, to: watcher) }
             return fellBehind
         }
         if fellBehind { onBehind() }
     }
 
-    private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, header: Etcdserverpb_ResponseHeader) -> Bool {
+    /// Queues `variants` of the batch's events for `watcher`: in wire form if its stream writes to the wire.
+    private func offer(_ variants: some Collection<Int>, to watcher: Watcher, parts: inout WatchResponseParts) -> Bool {
+        if watcher.stream.wireFormat, let encoded = parts.response(watchID: watcher.watchID, variants: variants) {
+            return watcher.stream.offer(.encoded(encoded))
+        }
         var response = Etcdserverpb_WatchResponse()
-        response.header = header
+        response.header = parts.headerMessage
         response.watchID = watcher.watchID
-        response.events = events
-        return watcher.stream.offer(response)
+        response.events = variants.map { parts.message($0) }
+        return watcher.stream.offer(.message(response))
     }
 
     private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, revision: Int64) -> Bool {
-        deliver(events, to: watcher, header: header(revision))
+        var response = Etcdserverpb_WatchResponse()
+        response.header = header(revision)
+        response.watchID = watcher.watchID
+        response.events = events
+        return watcher.stream.offer(.message(response))
     }
 
     /// Moves unsynced watchers forward from history, at most `limit` events per call. Returns whether work remains.
@@ -330,7 +354,7 @@ public final class WatchHub: Sendable {
                 var response = Etcdserverpb_WatchResponse()
                 response.header = header(s.currentRevision)
                 response.watchID = watcher.watchID
-                _ = watcher.stream.offer(response)
+                _ = watcher.stream.offer(.message(response))
             }
         }
     }

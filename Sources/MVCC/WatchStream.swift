@@ -9,8 +9,24 @@ import Synchronization
 public final class WatchStream: Sendable {
     public typealias Response = Etcdserverpb_WatchResponse
 
+    /// A queued response: a message, or (for a stream that writes wire form, `wireFormat`) events that the hub
+    /// serialized once for every watcher it fanned them out to.
+    public enum Outgoing: Sendable {
+        case message(Response)
+        case encoded(EncodedWatchResponse)
+
+        /// The response as a message (an encoded one is decoded: only consumers that asked for messages see this,
+        /// and they get none encoded).
+        var message: Response? {
+            switch self {
+            case .message(let response): return response
+            case .encoded(let encoded): return try? Response(serializedBytes: encoded.bytes)
+            }
+        }
+    }
+
     struct State {
-        var queue: Deque<Response> = []
+        var queue: Deque<Outgoing> = []
         var waiter: CheckedContinuation<Response?, Never>?
         var closed = false
         var nextWatchID: Int64 = 0
@@ -23,37 +39,43 @@ public final class WatchStream: Sendable {
     }
 
     public let capacity: Int
+    /// The consumer writes responses to the wire (a client's Watch call), so the hub may queue events already
+    /// serialized (`Outgoing.encoded`) instead of a message per watcher: with a hundred watchers of a key, the
+    /// event is encoded once rather than a hundred times.
+    public let wireFormat: Bool
     let state = Mutex(State())
 
-    public init(capacity: Int = 256) {
+    public init(capacity: Int = 256, wireFormat: Bool = true) {
         self.capacity = capacity
+        self.wireFormat = wireFormat
     }
 
     /// Enqueues an event response unless the queue is full.
-    func offer(_ response: Response) -> Bool {
+    func offer(_ response: Outgoing) -> Bool {
         enqueue(response, force: false)
     }
 
     /// Enqueues a control response (created, canceled, progress): always accepted, since there is one per request.
     public func send(_ response: Response) {
-        _ = enqueue(response, force: true)
+        _ = enqueue(.message(response), force: true)
     }
 
-    private func enqueue(_ response: Response, force: Bool) -> Bool {
-        let (accepted, waiter, ready): (Bool, CheckedContinuation<Response?, Never>?, (@Sendable () -> Void)?) =
+    private func enqueue(_ item: Outgoing, force: Bool) -> Bool {
+        typealias Waiter = CheckedContinuation<Response?, Never>
+        let (accepted, waiter, ready): (Bool, (Waiter, Response)?, (@Sendable () -> Void)?) =
             state.withLock { s in
                 if s.closed { return (true, nil, nil) }
-                if let waiter = s.waiter {
+                if let waiter = s.waiter, let response = item.message {
                     s.waiter = nil
-                    return (true, waiter, nil)
+                    return (true, (waiter, response), nil)
                 }
                 if !force && s.queue.count >= capacity { return (false, nil, nil) }
-                s.queue.append(response)
+                s.queue.append(item)
                 guard let handler = s.readyHandler, !s.readySignalled else { return (true, nil, nil) }
                 s.readySignalled = true
                 return (true, nil, handler)
             }
-        waiter?.resume(returning: response)
+        if let (waiter, response) = waiter { waiter.resume(returning: response) }
         ready?()
         return accepted
     }
@@ -72,7 +94,7 @@ public final class WatchStream: Sendable {
 
     /// Up to `limit` queued responses, without waiting. Once it has emptied the queue, the next response queued
     /// calls the ready handler again; a consumer that stops early (its client is slow) must come back by itself.
-    public func take(limit: Int) -> [Response] {
+    public func take(limit: Int) -> [Outgoing] {
         state.withLock { s in
             let count = min(limit, s.queue.count)
             let batch = Array(s.queue.prefix(count))
@@ -87,7 +109,9 @@ public final class WatchStream: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Response?, Never>) in
                 let ready: Response?? = state.withLock { s in
-                    if let first = s.queue.popFirst() { return .some(first) }
+                    while let first = s.queue.popFirst() {
+                        if let response = first.message { return .some(response) }
+                    }
                     if s.closed { return .some(nil) }
                     s.waiter = continuation
                     return nil

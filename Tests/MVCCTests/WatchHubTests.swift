@@ -38,11 +38,18 @@ final class WatchFixture {
     }
 }
 
-/// Reads everything queued on a stream without waiting.
+/// Reads everything queued on a stream without waiting; responses the hub queued in wire form are decoded, so
+/// every test below also checks the encoding of the streams that write to the wire (the default).
 func drain(_ stream: WatchStream) -> [Etcdserverpb_WatchResponse] {
     stream.state.withLock { s in
         defer { s.queue.removeAll() }
-        return Array(s.queue)
+        return s.queue.compactMap { item in
+            guard let message = item.message else {
+                Issue.record("a queued response in wire form does not decode")
+                return nil
+            }
+            return message
+        }
     }
 }
 
@@ -200,5 +207,78 @@ func events(_ responses: [Etcdserverpb_WatchResponse], id: Int64) -> [Mvccpb_Eve
         lessor.attach(k("c"), to: 3)
         #expect(lessor.revoke(id: 3) == [k("a"), k("c")])
         #expect(lessor.revoke(id: 3) == nil)
+    }
+}
+
+@Suite struct EncodedWatchResponseTests {
+    /// The hub's hand-assembled wire form is byte for byte what the message encoder writes for the same
+    /// response: header, watch id (left out when 0, ten bytes when negative), then the events.
+    @Test(arguments: [Int64(0), 1, 300, -1, Int64.max])
+    func encodedResponseIsTheMessageEncodersBytes(watchID: Int64) throws {
+        var header = Etcdserverpb_ResponseHeader()
+        header.clusterID = 0xdead_beef_cafe
+        header.memberID = 42
+        header.revision = 1_000_000
+        header.raftTerm = 3
+        var events: [Mvccpb_Event] = []
+        for i in 0..<3 {
+            var event = Mvccpb_Event()
+            event.type = i == 1 ? .delete : .put
+            event.kv.key = k("key-\(i)")
+            event.kv.value = Data(repeating: UInt8(i), count: 200 * i)
+            event.kv.modRevision = 1_000_000 - Int64(2 - i)
+            if i > 0 {
+                event.prevKv.key = event.kv.key
+                event.prevKv.value = k("old")
+            }
+            events.append(event)
+        }
+        for prevKV in [false, true] {
+            var parts = WatchResponseParts(header: header, events: events)
+            let variants = events.indices.map { WatchResponseParts.variant($0, of: events[$0], prevKV: prevKV) }
+            let made = parts.response(watchID: watchID, variants: variants)
+            let encoded = try #require(made)
+            var expected = Etcdserverpb_WatchResponse()
+            expected.header = header
+            expected.watchID = watchID
+            expected.events = events.map { event in
+                var event = event
+                if !prevKV { event.clearPrevKv() }
+                return event
+            }
+            let bytes: [UInt8] = try expected.serializedBytes()
+            #expect(encoded.bytes == bytes)
+            #expect(encoded.byteCount == bytes.count)
+            #expect(try Etcdserverpb_WatchResponse(serializedBytes: encoded.bytes) == expected)
+        }
+    }
+
+    @Test func aStreamThatTakesMessagesGetsMessagesAndOneThatWritesTheWireGetsSharedEncodings() throws {
+        let w = try WatchFixture()
+        let messages = WatchStream(wireFormat: false)
+        let wire = [WatchStream(), WatchStream()]
+        w.hub.watch(WatchRequestSpec(range: .single(k("a"))), on: messages)
+        for stream in wire { w.hub.watch(WatchRequestSpec(range: .single(k("a"))), on: stream) }
+        try w.put("a", "1")
+        let fromMessages = messages.take(limit: 10)
+        #expect(fromMessages.count == 2)
+        guard case .message(let response) = fromMessages[1] else {
+            Issue.record("a stream without wireFormat got an encoded response")
+            return
+        }
+        #expect(response.events.map(\.kv.value) == [k("1")])
+        var encoded: [EncodedWatchResponse] = []
+        for stream in wire {
+            let taken = stream.take(limit: 10)
+            guard taken.count == 2, case .encoded(let event) = taken[1] else {
+                Issue.record("a wire stream did not get its event encoded: \(taken)")
+                return
+            }
+            encoded.append(event)
+        }
+        // One serialization of the event for both watchers: their responses share the same storage.
+        let storage = encoded.map { $0.events[0].withUnsafeBufferPointer { $0.baseAddress } }
+        #expect(storage[0] == storage[1])
+        #expect(try Etcdserverpb_WatchResponse(serializedBytes: encoded[0].bytes).events == response.events)
     }
 }

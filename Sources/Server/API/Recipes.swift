@@ -91,7 +91,7 @@ struct Recipes: Sendable {
 /// A watcher used by the server itself (elections, locks): events of one range, from a revision on.
 final class InternalWatch: Sendable {
     private let hub: WatchHub
-    private let stream = WatchStream(capacity: 64)
+    private let stream = WatchStream(capacity: 64, wireFormat: false)
 
     init(handler: EtcdHandler, range: KeyRange, startRevision: Int64, filterPut: Bool = false) {
         hub = handler.node.hub

@@ -286,16 +286,40 @@ final class WatchCall: RPCCall {
         while !stream.isFinished && unwritten < Self.highWater && stream.connection.isWritable {
             let batch = watchStream.take(limit: Self.batchLimit)
             if batch.isEmpty { return }
-            var framed = batch.compactMap { try? GRPCWire.frame($0) }
-            guard var data = framed.first else { continue }
-            let bytes = framed.reduce(0) { $0 + $1.readableBytes }
             // The batch's messages, each with its prefix, go in one DATA frame (HTTP/2 splits it only where its
             // frame size or window requires): a put fanned out to the stream's watchers costs one frame instead of
-            // one per watcher.
-            if framed.count > 1 {
-                data = stream.allocator.buffer(capacity: bytes)
-                for index in framed.indices { data.writeBuffer(&framed[index]) }
+            // one per watcher. Events come already encoded (`EncodedWatchResponse`) and are copied once, into the
+            // frame; control responses (created, canceled, progress) are serialized here.
+            var messages: [[UInt8]?] = []
+            var bytes = 0
+            for item in batch {
+                switch item {
+                case .encoded(let encoded):
+                    bytes += GRPCWire.prefixLength + encoded.byteCount
+                case .message(let response):
+                    let body: [UInt8]? = try? response.serializedBytes()
+                    messages.append(body)
+                    bytes += body.map { GRPCWire.prefixLength + $0.count } ?? 0
+                }
             }
+            var data = stream.allocator.buffer(capacity: bytes)
+            var nextMessage = 0
+            for item in batch {
+                switch item {
+                case .encoded(let encoded):
+                    data.writeInteger(UInt8(0))
+                    data.writeInteger(UInt32(encoded.byteCount))
+                    encoded.forEachPart { data.writeBytes($0) }
+                case .message:
+                    if let body = messages[nextMessage] {
+                        data.writeInteger(UInt8(0))
+                        data.writeInteger(UInt32(body.count))
+                        data.writeBytes(body)
+                    }
+                    nextMessage += 1
+                }
+            }
+            if bytes == 0 { continue }
             unwritten += bytes
             let written = stream.eventLoop.makePromise(of: Void.self)
             stream.sendFramed(data, promise: written)
