@@ -9,7 +9,8 @@
 #
 # Environment (all optional):
 #   QUORUM_BIN=       the server to measure; default: a release build made here in .build-bench, with the Swift
-#                     runtime linked in (--static-swift-stdlib), as Quorum is deployed and as etcd ships one binary
+#                     runtime linked in (--static-swift-stdlib) at a fixed address (-no-pie), as Quorum is deployed
+#                     and as etcd ships one binary
 #   ETCD_BIN=/usr/bin/etcd  the reference (Debian's etcd-server 3.4)
 #   REPS=3            interleaved repetitions (a fresh cluster of each server per repetition and size)
 #   SIZES="1 3"       cluster sizes; a server that cannot start a size gets "n/a" there, the rest goes on
@@ -163,7 +164,7 @@ log() { echo "bench-matrix: $*" >&2; }
 # --- binaries ----------------------------------------------------------------------------------------------------
 if [ -z "${QUORUM_BIN:-}" ]; then
     log "building quorum (release) in .build-bench"
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib --product quorum --scratch-path .build-bench >&2)
+    (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum --scratch-path .build-bench >&2)
     QUORUM_BIN="$ROOT/.build-bench/release/quorum"
 fi
 BENCH_BIN_DIR="${BENCH_BIN:-$TMPROOT/etcdbench-bin}"
@@ -176,7 +177,7 @@ SWIFT_CLIENT=""
 if [[ " $CLIENTS " == *" quorum-bench "* ]]; then
     SWIFT_CLIENT="${QUORUM_BENCH_BIN:-$ROOT/.build-bench/release/quorum-bench}"
     if [ ! -x "$SWIFT_CLIENT" ]; then
-        (cd "$ROOT" && swift build -c release --static-swift-stdlib --product quorum-bench --scratch-path .build-bench >&2)
+        (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum-bench --scratch-path .build-bench >&2)
     fi
 fi
 for b in "$ETCD_BIN" "$QUORUM_BIN" "$ETCDLOAD"; do [ -x "$b" ] || { log "missing binary $b"; exit 1; }; done

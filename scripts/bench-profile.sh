@@ -32,7 +32,7 @@ log() { echo "bench-profile: $*" >&2; }
 
 if [ -z "${QUORUM_BIN:-}" ]; then
     QUORUM_BIN="$ROOT/.build-bench/release/quorum"
-    [ -x "$QUORUM_BIN" ] || (cd "$ROOT" && swift build -c release --static-swift-stdlib --product quorum --scratch-path .build-bench >&2)
+    [ -x "$QUORUM_BIN" ] || (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum --scratch-path .build-bench >&2)
 fi
 ETCDLOAD="${ETCDLOAD:-${BENCH_BIN:-$TMPROOT/etcdbench-bin}/etcdload}"
 [ -x "$ETCDLOAD" ] || ETCDLOAD="$(BENCH_BIN="${BENCH_BIN:-$TMPROOT/etcdbench-bin}" "$SHARED_BENCH/build.sh" | tail -1)"

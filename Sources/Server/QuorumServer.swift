@@ -13,7 +13,17 @@ import Synchronization
 /// A running Quorum member: the node plus its client listeners, as one swift-service-lifecycle `Service`.
 public final class QuorumServer: Service, @unchecked Sendable {
     public let config: ServerConfig
-    public let metrics: ServerMetrics
+    /// Made on first use rather than by `init`, so that opening the ports (`openListeners`) does not wait for the
+    /// metric registry.
+    public var metrics: ServerMetrics {
+        metricsStorage.withLock { stored in
+            if let stored { return stored }
+            let made = ServerMetrics()
+            stored = made
+            return made
+        }
+    }
+    private let metricsStorage: Mutex<ServerMetrics?>
     let logger: Logger
     /// Certificates, verification and reload for the client and peer sides; set once `run` has prepared them (the
     /// peer transport takes `tlsRuntime.peer` from here).
@@ -32,10 +42,10 @@ public final class QuorumServer: Service, @unchecked Sendable {
     private let raftGroupStorage = Mutex<MultiThreadedEventLoopGroup?>(nil)
     private let listeners = Mutex<(client: [RPCServerTransport], peer: [RPCServerTransport])?>(nil)
 
-    public init(config: ServerConfig, logger: Logger, metrics: ServerMetrics = ServerMetrics()) {
+    public init(config: ServerConfig, logger: Logger, metrics: ServerMetrics? = nil) {
         self.config = config
         self.logger = logger
-        self.metrics = metrics
+        metricsStorage = Mutex(metrics)
     }
 
     /// Opens the client and peer listeners, as etcd does before anything else: a client or peer connecting

@@ -72,15 +72,6 @@ for output in flags.logOutputs {
 let fd = outputFD
 LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, fd: fd) }
 let logger = Logger(label: "quorum")
-logger.info(
-    "starting quorum",
-    metadata: [
-        "quorum-version": "\(Version.quorum)", "etcd-api-version": "\(Version.etcdServer)",
-        "name": "\(config.node.name)", "data-dir": "\(config.node.dataDir)",
-        "listen-client-urls": "\(config.listenClientURLs.map(\.description).joined(separator: ","))",
-        "advertise-client-urls": "\(config.node.advertiseClientURLs.joined(separator: ","))",
-    ])
-
 let server = QuorumServer(config: config, logger: logger)
 do {
     // The ports open before anything else, as etcd's do; the member accepts on them once it serves.
@@ -89,6 +80,14 @@ do {
     logger.critical("quorum stopped: \(error)")
     exit(1)
 }
+logger.info(
+    "starting quorum",
+    metadata: [
+        "quorum-version": "\(Version.quorum)", "etcd-api-version": "\(Version.etcdServer)",
+        "name": "\(config.node.name)", "data-dir": "\(config.node.dataDir)",
+        "listen-client-urls": "\(config.listenClientURLs.map(\.description).joined(separator: ","))",
+        "advertise-client-urls": "\(config.node.advertiseClientURLs.joined(separator: ","))",
+    ])
 let group = ServiceGroup(
     configuration: .init(
         services: [
