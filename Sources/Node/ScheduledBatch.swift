@@ -6,9 +6,12 @@ import Synchronization
 /// burst costs one wake-up of the consumer, however many threads add to it: the Raft loop's inbox (a burst of
 /// proposals shares one Ready and one fsync) and an event loop's connection jobs (an apply that answers calls on
 /// many connections wakes the loop once) both work this way.
+///
+/// Inlinable so that callers in other modules get it specialized for their `Work`: unspecialized, every call looked
+/// up the metadata of the state's tuple type at run time.
 public final class ScheduledBatch<Work: Sendable>: Sendable {
-    private let state: Mutex<(work: Work, scheduled: Bool)>
-    private let empty: Work
+    @usableFromInline let state: Mutex<(work: Work, scheduled: Bool)>
+    @usableFromInline let empty: Work
 
     public init(_ empty: Work) {
         self.empty = empty
@@ -16,6 +19,7 @@ public final class ScheduledBatch<Work: Sendable>: Sendable {
     }
 
     /// Adds to the pending work; true when no pass is scheduled yet, so the caller must schedule one.
+    @inlinable
     public func add(_ body: (inout Work) -> Void) -> Bool {
         state.withLock { s in
             body(&s.work)
@@ -26,6 +30,7 @@ public final class ScheduledBatch<Work: Sendable>: Sendable {
     }
 
     /// Everything pending; the next `add` schedules a new pass.
+    @inlinable
     public func take() -> Work {
         state.withLock { s in
             s.scheduled = false

@@ -156,10 +156,11 @@ struct ProgressTracker: Sendable {
     }
 
     /// The highest index stored by a quorum of voters: the quorum-th largest `match`.
-    func quorumMatch() -> UInt64 { quorumValue(\.match) }
+    func quorumMatch() -> UInt64 { quorumValue { $0.match } }
 
-    /// The quorum-th largest value of `key` among voters.
-    func quorumValue(_ key: KeyPath<Progress, UInt64>) -> UInt64 {
+    /// The quorum-th largest value of `key` among voters. (A closure rather than a key path: a key path is
+    /// projected through the runtime on every call, and this runs on every acknowledgement.)
+    func quorumValue(_ key: (Progress) -> UInt64) -> UInt64 {
         let n = conf.voters.count
         guard n > 0 else { return 0 }
         return withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { buf in
@@ -167,7 +168,7 @@ struct ProgressTracker: Sendable {
             for pr in progress where !pr.isLearner {
                 // Insertion sort, descending: clusters are small and this runs on every acknowledgement.
                 var j = count
-                let v = pr[keyPath: key]
+                let v = key(pr)
                 while j > 0 && buf[j - 1] < v {
                     buf[j] = buf[j - 1]
                     j -= 1

@@ -481,7 +481,7 @@ extension RaftNode {
     mutating func hasLease() -> Bool {
         guard !transferAttempted, config.checkQuorum else { return false }
         if let me = tracker.slot(id) { tracker.progress[me].leaseSent = tickCount + 1 }
-        let oldest = tracker.quorumValue(\.leaseSent)
+        let oldest = tracker.quorumValue { $0.leaseSent }
         guard oldest > 0 else { return false }
         let span = UInt64(max(config.electionTick - 2, 1))
         return oldest - 1 + span > tickCount
@@ -490,7 +490,7 @@ extension RaftNode {
     mutating func releaseConfirmedReads() {
         guard !reads.isEmpty else { return }
         if let me = tracker.slot(id) { tracker.progress[me].readAck = reads.lastRound }
-        let confirmed = tracker.quorumValue(\.readAck)
+        let confirmed = tracker.quorumValue { $0.readAck }
         for r in reads.release(through: confirmed) {
             respondToRead(from: r.from, index: r.index, context: r.context)
         }
