@@ -153,12 +153,10 @@ enum WireBytes {
         var field: [UInt8] = []
         field.reserveCapacity(1 + varintSize(UInt64(body.count)) + body.count)
         field.append(tag)
-        var length = UInt64(body.count)
-        while length >= 0x80 {
-            field.append(UInt8(truncatingIfNeeded: length) | 0x80)
-            length >>= 7
+        withUnsafeTemporaryAllocation(byteCount: 10, alignment: 1) { raw in
+            let end = writeVarint(UInt64(body.count), into: raw, at: 0)
+            field.append(contentsOf: UnsafeRawBufferPointer(rebasing: raw[0..<end]))
         }
-        field.append(UInt8(length))
         field.append(contentsOf: body)
         return field
     }
