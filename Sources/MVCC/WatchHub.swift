@@ -207,44 +207,25 @@ public final class WatchHub: Sendable {
                     fellBehind = true
                 }
             }
-            func matching(_ index: Int, _ key: UInt64, keyMatched: Bool) -> Watcher? {
-                guard let watcher = s.watchers[key], watcher.synced,
-                    events[index].kv.modRevision >= watcher.nextRevision,
-                    watcher.matches(events[index], keyMatched: keyMatched)
-                else { return nil }
-                return watcher
-            }
-            if events.count == 1 {
-                // The usual batch at low load: every watcher that matches gets the one event, nothing to group.
-                let event = events[0]
-                if let keys = s.byKey[event.kv.key] {
-                    for key in keys {
-                        guard let watcher = matching(0, key, keyMatched: true) else { continue }
-                        deliver(
-                            CollectionOfOne(WatchResponseParts.variant(0, of: event, prevKV: watcher.spec.prevKV)),
-                            to: watcher)
-                    }
-                }
-                for key in s.ranged {
-                    guard let watcher = matching(0, key, keyMatched: false) else { continue }
-                    deliver(
-                        CollectionOfOne(WatchResponseParts.variant(0, of: event, prevKV: watcher.spec.prevKV)),
-                        to: watcher)
-                }
-                return fellBehind
-            }
-            // Several events: a watcher gets those it matches, in revision order, in one response.
+            // Each watcher gets the events it matches, in revision order, in one response. A single-event batch
+            // (the usual one at low load) is delivered as it is matched, with nothing to group.
             var perWatcher: [UInt64: (Watcher, [Int])] = [:]
-            func collect(_ index: Int, for key: UInt64, keyMatched: Bool) {
-                guard let watcher = matching(index, key, keyMatched: keyMatched) else { return }
-                let variant = WatchResponseParts.variant(index, of: events[index], prevKV: watcher.spec.prevKV)
-                perWatcher[key, default: (watcher, [])].1.append(variant)
-            }
-            for index in events.indices {
-                if let keys = s.byKey[events[index].kv.key] {
-                    for key in keys { collect(index, for: key, keyMatched: true) }
+            func collect(_ index: Int, _ event: Mvccpb_Event, for key: UInt64, keyMatched: Bool) {
+                guard let watcher = s.watchers[key], watcher.synced, event.kv.modRevision >= watcher.nextRevision,
+                    watcher.matches(event, keyMatched: keyMatched)
+                else { return }
+                let variant = WatchResponseParts.variant(index, of: event, prevKV: watcher.spec.prevKV)
+                if events.count == 1 {
+                    deliver(CollectionOfOne(variant), to: watcher)
+                } else {
+                    perWatcher[key, default: (watcher, [])].1.append(variant)
                 }
-                for key in s.ranged { collect(index, for: key, keyMatched: false) }
+            }
+            for (index, event) in events.enumerated() {
+                if let keys = s.byKey[event.kv.key] {
+                    for key in keys { collect(index, event, for: key, keyMatched: true) }
+                }
+                for key in s.ranged { collect(index, event, for: key, keyMatched: false) }
             }
             for (watcher, variants) in perWatcher.values { deliver(variants, to: watcher) }
             return fellBehind

@@ -290,16 +290,16 @@ final class WatchCall: RPCCall {
             // frame size or window requires): a put fanned out to the stream's watchers costs one frame instead of
             // one per watcher. Events come already encoded (`EncodedWatchResponse`) and are copied once, into the
             // frame; control responses (created, canceled, progress) are serialized here.
-            var messages: [[UInt8]?] = []
+            var framed: [ByteBuffer?] = []  // the control responses, in order (nil: could not be encoded)
             var bytes = 0
             for item in batch {
                 switch item {
                 case .encoded(let encoded):
                     bytes += GRPCWire.prefixLength + encoded.byteCount
                 case .message(let response):
-                    let body: [UInt8]? = try? response.serializedBytes()
-                    messages.append(body)
-                    bytes += body.map { GRPCWire.prefixLength + $0.count } ?? 0
+                    let message = try? GRPCWire.frame(response)
+                    framed.append(message)
+                    bytes += message?.readableBytes ?? 0
                 }
             }
             var data = stream.allocator.buffer(capacity: bytes)
@@ -307,15 +307,10 @@ final class WatchCall: RPCCall {
             for item in batch {
                 switch item {
                 case .encoded(let encoded):
-                    data.writeInteger(UInt8(0))
-                    data.writeInteger(UInt32(encoded.byteCount))
+                    GRPCWire.writePrefix(length: encoded.byteCount, to: &data)
                     encoded.forEachPart { data.writeBytes($0) }
                 case .message:
-                    if let body = messages[nextMessage] {
-                        data.writeInteger(UInt8(0))
-                        data.writeInteger(UInt32(body.count))
-                        data.writeBytes(body)
-                    }
+                    if var message = framed[nextMessage] { data.writeBuffer(&message) }
                     nextMessage += 1
                 }
             }

@@ -49,10 +49,15 @@ enum GRPCWire {
     /// Frames already-serialized bytes.
     static func frame(bytes: some Collection<UInt8>, allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: prefixLength + bytes.count)
-        buffer.writeInteger(UInt8(0))
-        buffer.writeInteger(UInt32(bytes.count))
+        writePrefix(length: bytes.count, to: &buffer)
         buffer.writeBytes(bytes)
         return buffer
+    }
+
+    /// Writes the five-byte prefix (uncompressed flag, big-endian length) of a message of `length` bytes.
+    static func writePrefix(length: Int, to buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(0))
+        buffer.writeInteger(UInt32(truncatingIfNeeded: length))
     }
 
     /// The request's deadline from its `grpc-timeout` header ("100m", "5S", ...), as a duration.
@@ -81,8 +86,7 @@ struct FramedMessage: SwiftProtobufContiguousBytes {
 
     init(repeating byte: UInt8, count: Int) {
         buffer = ByteBufferAllocator().buffer(capacity: GRPCWire.prefixLength + count)
-        buffer.writeInteger(UInt8(0))
-        buffer.writeInteger(UInt32(truncatingIfNeeded: count))
+        GRPCWire.writePrefix(length: count, to: &buffer)
         buffer.writeRepeatingByte(byte, count: count)
     }
 
