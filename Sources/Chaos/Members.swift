@@ -1,7 +1,9 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The `quorum` processes of a chaos run, one per host of the network, started and stopped by pid.
@@ -9,22 +11,53 @@ public final class ChaosMembers: @unchecked Sendable {
     let network: ChaosNetwork
     let binary: String
     let workDirectory: String
+    /// Members speak mutual TLS on both sides from shared CAs, with leaves of this lifetime (nil: plaintext).
+    let tls: ChaosTLS?
+    /// Extra flags for every member.
+    let extraFlags: [String]
     private var processes: [Int: Process] = [:]
     private var paused: Set<Int> = []
     private let lock = NSLock()
 
-    public init(network: ChaosNetwork, binary: String, workDirectory: String) {
+    public init(
+        network: ChaosNetwork, binary: String, workDirectory: String, tls: ChaosTLS? = nil, extraFlags: [String] = []
+    ) {
         self.network = network
         self.binary = binary
         self.workDirectory = workDirectory
+        self.tls = tls
+        self.extraFlags = extraFlags
     }
 
     public var count: Int { network.hosts }
     public func clientEndpoint(_ host: Int) -> (host: String, port: Int) { (network.address(host), 2379) }
     func logPath(_ host: Int) -> String { "\(workDirectory)/m\(host).log" }
+    public func dataDirectory(_ host: Int) -> String { "\(workDirectory)/m\(host).quorum" }
+
+    /// What member `host` has logged so far (across restarts).
+    public func log(_ host: Int) -> String {
+        (try? String(contentsOfFile: logPath(host), encoding: .utf8)) ?? ""
+    }
+
+    var scheme: String { tls == nil ? "http" : "https" }
+
+    /// How the harness's clients connect: plaintext, or mutual TLS with the harness's current client identity.
+    var clientSecurity: HTTP2ClientTransport.Posix.TransportSecurity { tls?.transportSecurity ?? .plaintext }
+
+    /// Runs `body` with a gRPC client connected to member `host`'s client port.
+    public func withClient<Result: Sendable>(
+        _ host: Int, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
+    ) async throws -> Result {
+        let endpoint = clientEndpoint(host)
+        return try await withGRPCClient(
+            transport: .http2NIOPosix(
+                target: .ipv4(address: endpoint.host, port: endpoint.port), transportSecurity: clientSecurity,
+                config: .clientDefaults),
+            handleClient: body)
+    }
 
     var initialCluster: String {
-        (0..<count).map { "m\($0)=http://\(network.address($0)):2380" }.joined(separator: ",")
+        (0..<count).map { "m\($0)=\(scheme)://\(network.address($0)):2380" }.joined(separator: ",")
     }
 
     /// Starts (or restarts, on the same data directory) the member of `host`.
@@ -33,13 +66,22 @@ public final class ChaosMembers: @unchecked Sendable {
         defer { lock.unlock() }
         if let p = processes[host], p.isRunning { return }
         let address = network.address(host)
-        let arguments = [
-            binary, "--name", "m\(host)", "--data-dir", "\(workDirectory)/m\(host).quorum",
-            "--listen-client-urls", "http://\(address):2379", "--advertise-client-urls", "http://\(address):2379",
-            "--listen-peer-urls", "http://\(address):2380", "--initial-advertise-peer-urls", "http://\(address):2380",
+        var arguments = [
+            binary, "--name", "m\(host)", "--data-dir", dataDirectory(host),
+            "--listen-client-urls", "\(scheme)://\(address):2379", "--advertise-client-urls",
+            "\(scheme)://\(address):2379",
+            "--listen-peer-urls", "\(scheme)://\(address):2380",
+            "--initial-advertise-peer-urls", "\(scheme)://\(address):2380",
             "--initial-cluster", initialCluster, "--heartbeat-interval", "50", "--election-timeout", "500",
             "--snapshot-count", "500", "--experimental-snapshot-catchup-entries", "100",
         ]
+        if let tls {
+            arguments += [
+                "--pki-ca-dir", tls.caDirectory, "--client-cert-auth", "--peer-client-cert-auth",
+                "--pki-leaf-validity", tls.leafValidity, "--pki-renewal-fraction", "0.5",
+            ]
+        }
+        arguments += extraFlags
         if !FileManager.default.fileExists(atPath: logPath(host)) {
             _ = FileManager.default.createFile(atPath: logPath(host), contents: nil)
         }

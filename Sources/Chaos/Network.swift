@@ -83,41 +83,48 @@ public final class ChaosNetwork: @unchecked Sendable {
 
     public func state(_ host: Int) -> LinkState { states[host] ?? LinkState() }
 
-    /// Applies a link state to a host: egress filtering inside the host, and for isolation also the bridge
-    /// side (traffic towards the host).
+    /// Applies a link state to a host. Cuts need nothing beyond the core kernel, so they work everywhere network
+    /// namespaces do: isolation takes the host's bridge port down (nothing in or out), a cut towards other hosts is
+    /// a blackhole route for each of them inside the host (its packets to them vanish; the connections between
+    /// them break in both directions, as TCP needs both). Delay and loss need `tc netem`, which not every kernel
+    /// has (`netemAvailable`); asking for them without it throws.
     public func apply(_ state: LinkState, to host: Int) throws {
+        let previous = states[host] ?? LinkState()
         states[host] = state
-        _ = try? Shell.run(
-            Shell.privileged + ["ip", "netns", "exec", namespace(host), "tc", "qdisc", "del", "dev", "eth0", "root"],
-            allowFailure: true)
-        _ = try? Shell.run(Shell.privileged + ["tc", "qdisc", "del", "dev", hostLink(host), "root"], allowFailure: true)
-        if state.isolated {
-            try tc(inHost: host, ["qdisc", "add", "dev", "eth0", "root", "netem", "loss", "100%"])
-            try tc(inHost: nil, ["qdisc", "add", "dev", hostLink(host), "root", "netem", "loss", "100%"])
-            return
+        if previous.isolated != state.isolated {
+            try ip("link", "set", hostLink(host), state.isolated ? "down" : "up")
+        }
+        for target in previous.dropsTo.subtracting(state.dropsTo) {
+            try Shell.run(exec(host: host) + ["ip", "route", "del", "blackhole", "\(address(target))/32"])
+        }
+        for target in state.dropsTo.subtracting(previous.dropsTo) {
+            try Shell.run(exec(host: host) + ["ip", "route", "add", "blackhole", "\(address(target))/32"])
+        }
+        let hadNetem = previous.delayMilliseconds > 0 || previous.lossPercent > 0
+        if hadNetem {
+            _ = try? Shell.run(exec(host: host) + ["tc", "qdisc", "del", "dev", "eth0", "root"], allowFailure: true)
         }
         var netem: [String] = []
-        if state.delayMilliseconds > 0 { netem += ["delay", "\(state.delayMilliseconds)ms", "\(state.delayMilliseconds / 2)ms"] }
+        if state.delayMilliseconds > 0 {
+            netem += ["delay", "\(state.delayMilliseconds)ms", "\(state.delayMilliseconds / 2)ms"]
+        }
         if state.lossPercent > 0 { netem += ["loss", "\(state.lossPercent)%"] }
-        if state.dropsTo.isEmpty {
-            if !netem.isEmpty { try tc(inHost: host, ["qdisc", "add", "dev", "eth0", "root", "netem"] + netem) }
-            return
-        }
-        // A prio qdisc whose third band drops; filters send packets for the cut-off hosts there.
-        try tc(inHost: host, ["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "prio"])
-        try tc(inHost: host, ["qdisc", "add", "dev", "eth0", "parent", "1:3", "handle", "30:", "netem", "loss", "100%"])
-        if !netem.isEmpty {
-            try tc(inHost: host, ["qdisc", "add", "dev", "eth0", "parent", "1:1", "handle", "10:", "netem"] + netem)
-        }
-        for target in state.dropsTo.sorted() {
-            try tc(
-                inHost: host,
-                [
-                    "filter", "add", "dev", "eth0", "parent", "1:0", "protocol", "ip", "prio", "1", "u32", "match", "ip",
-                    "dst", "\(address(target))/32", "flowid", "1:3",
-                ])
-        }
+        if !netem.isEmpty { try tc(inHost: host, ["qdisc", "add", "dev", "eth0", "root", "netem"] + netem) }
     }
+
+    /// Whether this kernel has `tc netem` (delay and loss); Firecracker-style kernels without modules do not.
+    public static let netemAvailable: Bool = {
+        let probe = "qcnetem\(UInt16.random(in: 0...UInt16.max))"
+        guard (try? Shell.run(Shell.privileged + ["ip", "netns", "add", probe])) != nil else { return false }
+        defer { _ = try? Shell.run(Shell.privileged + ["ip", "netns", "del", probe], allowFailure: true) }
+        let ok =
+            (try? Shell.run(
+                Shell.privileged + [
+                    "ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                    "delay", "1ms",
+                ])) != nil
+        return ok
+    }()
 
     public func healAll() throws {
         for h in 0..<hosts where states[h] != nil && states[h] != LinkState() { try apply(LinkState(), to: h) }

@@ -53,13 +53,8 @@ final class Workload: Sendable {
         var sequence: Int64 = 0
         while ContinuousClock.now < deadline {
             let host = Int(rng.next() % UInt64(members.count))
-            let endpoint = members.clientEndpoint(host)
             do {
-                try await withGRPCClient(
-                    transport: .http2NIOPosix(
-                        target: .ipv4(address: endpoint.host, port: endpoint.port), transportSecurity: .plaintext,
-                        config: .clientDefaults)
-                ) { client in
+                try await members.withClient(host) { client in
                     let kv = Etcdserverpb_KV.Client(wrapping: client)
                     // A handful of operations per connection, then another member.
                     for _ in 0..<20 where ContinuousClock.now < deadline {
@@ -89,9 +84,12 @@ final class Workload: Sendable {
             r.value = Data(String(value).utf8)
             do {
                 _ = try await kv.put(r, options: options)
-                record(HistoryEntry(client: client, op: .put(key: key, value: value), output: .ok, call: call, ret: now))
+                record(
+                    HistoryEntry(client: client, op: .put(key: key, value: value), output: .ok, call: call, ret: now))
             } catch {
-                record(HistoryEntry(client: client, op: .put(key: key, value: value), output: .unknown, call: call, ret: .max))
+                record(
+                    HistoryEntry(
+                        client: client, op: .put(key: key, value: value), output: .unknown, call: call, ret: .max))
                 throw error
             }
         case 4..<7:
@@ -122,7 +120,9 @@ final class Workload: Sendable {
             let op = KVOperation.cas(key: key, expected: expected, new: value)
             do {
                 let response = try await kv.txn(txn, options: options)
-                record(HistoryEntry(client: client, op: op, output: response.succeeded ? .ok : .casFailed, call: call, ret: now))
+                record(
+                    HistoryEntry(
+                        client: client, op: op, output: response.succeeded ? .ok : .casFailed, call: call, ret: now))
             } catch {
                 record(HistoryEntry(client: client, op: op, output: .unknown, call: call, ret: .max))
                 throw error
@@ -140,11 +140,7 @@ final class Workload: Sendable {
 
     /// Final linearizable reads of every key (through a healthy member), added to the history.
     func finalReads(through host: Int) async throws -> Set<String> {
-        let endpoint = members.clientEndpoint(host)
-        return try await withGRPCClient(
-            transport: .http2NIOPosix(
-                target: .ipv4(address: endpoint.host, port: endpoint.port), transportSecurity: .plaintext)
-        ) { client in
+        return try await members.withClient(host) { client in
             let kv = Etcdserverpb_KV.Client(wrapping: client)
             for key in 0..<UInt64(keys) {
                 var r = Etcdserverpb_RangeRequest()
@@ -172,4 +168,3 @@ extension HTTP2ClientTransport.Posix.Config {
         return config
     }
 }
-

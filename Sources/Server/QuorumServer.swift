@@ -102,6 +102,10 @@ public final class QuorumServer: Service, @unchecked Sendable {
         // date and the fix.
         let tls = try TLSRuntime.prepare(config: config, logger: logger, metrics: metrics)
         tlsRuntime = tls
+        // Renewal runs from now on, whatever else happens: a member that is still joining, catching up through a
+        // snapshot or looking for a leader must not let its certificates expire meanwhile, or it never gets in.
+        let renewal = Task { await tls.run() }
+        defer { renewal.cancel() }
         let peers = PeerTransport(
             logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
         var nodeConfig = config.node
@@ -131,7 +135,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
             extraChecks: {
                 let failures = tls.healthFailures()
                 return [("tls_certificates", failures.isEmpty ? nil : failures.joined(separator: "; "))]
-            }, healthWarnings: { tls.healthWarnings() })
+            }, healthWarnings: { tls.healthWarnings() + peers.certificateRefusals() })
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
@@ -146,6 +150,15 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let peerRoutes = PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics)
         for (url, transport) in zip(config.listenPeerURLs, peerTransports) {
             transport.route(peerRoutes, http: router, tls: url.isTLS ? tls.peer : nil)
+        }
+        // After a renewal or CA change, members connected to this one are asked to reconnect, so that their links
+        // handshake with the certificate served now (they dial the replacement before they let the old link go).
+        if let peerTLS = tls.peer {
+            peerTLS.onReload { [peerTransports] in
+                for transport in peerTransports {
+                    transport.retireConnections(olderThan: peerTLS.generation, grace: .seconds(30))
+                }
+            }
         }
         let peerService = PeerService(node: node, handler: handler, logger: logger)
         let grpcServers =
@@ -179,7 +192,6 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 let corruption = CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger)
                 let duties: [Task<Void, Never>] = [
                     Task { [self] in try? await runAutoCompaction(handler: handler) },
-                    Task { await tls.run() },
                     Task { [config] in await corruption.runPeriodically(every: config.corruptCheckInterval) },
                 ]
                 defer { for duty in duties { duty.cancel() } }

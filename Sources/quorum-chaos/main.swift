@@ -18,11 +18,19 @@ struct QuorumChaos: AsyncParsableCommand {
     @Option(help: "Concurrent clients.") var clients = 6
     @Option(help: "Stop after this many minutes, whatever the seed count.") var minutes: Double = 1e9
     @Option(help: "The quorum binary.") var binary = ".build/debug/quorum"
+    @Flag(
+        help: ArgumentHelp(
+            "Certificate renewal soak instead: 3 members on mutual TLS with leaves of --leaf-seconds, writers on the "
+                + "members not being faulted, and random kill -9/restarts, partitions and CA rotations for --minutes "
+                + "(per seed). Every put must succeed."))
+    var renewal = false
+    @Option(help: "Leaf certificate lifetime in seconds (--renewal).") var leafSeconds = 4
 
     func run() async throws {
         guard Chaos.isSupported() else {
             throw ValidationError("network namespaces are not available: run as root (ip netns, tc)")
         }
+        if renewal { return try await runRenewal() }
         let stopAt = Date().addingTimeInterval(minutes * 60)
         var failures: [UInt64] = []
         for seed in startSeed..<(startSeed + UInt64(seeds)) where Date() < stopAt {
@@ -39,6 +47,32 @@ struct QuorumChaos: AsyncParsableCommand {
             } else {
                 failures.append(seed)
                 print("  member logs kept in \(work); replay with: quorum-chaos --start-seed \(seed) --seeds 1")
+            }
+        }
+        if !failures.isEmpty {
+            print("FAILED seeds: \(failures.map(String.init).joined(separator: " "))")
+            throw ExitCode(1)
+        }
+    }
+
+    /// One renewal soak per seed, each for --minutes.
+    func runRenewal() async throws {
+        var failures: [UInt64] = []
+        let directory = URL(fileURLWithPath: binary).deletingLastPathComponent().path
+        for seed in startSeed..<(startSeed + UInt64(seeds)) {
+            let work = NSTemporaryDirectory() + "quorum-renewal-\(seed)-\(UUID().uuidString.prefix(6))"
+            var options = RenewalOptions(
+                seed: seed, binary: binary, quorumctl: directory + "/quorumctl", workDirectory: work)
+            options.leafSeconds = leafSeconds
+            options.duration = .seconds(Int64(min(minutes, 1e6) * 60))
+            options.writers = clients
+            let report = await RenewalRun.run(options)
+            print(report)
+            if report.passed {
+                try? FileManager.default.removeItem(atPath: work)
+            } else {
+                failures.append(seed)
+                print("  member logs kept in \(work)")
             }
         }
         if !failures.isEmpty {

@@ -132,10 +132,13 @@ struct DoctorCommand: AsyncParsableCommand {
                     let (host, port) = try TLSEndpointProbe.hostAndPort(endpoint)
                     let observation = try await TLSEndpointProbe.observe(
                         host: host, port: port, clientIdentity: identity.files, httpPath: "/health")
-                    members.append(
-                        Doctor.MemberObservation(
-                            name: endpoint, chainPEM: observation.chainPEM, kind: kind, host: host,
-                            reportedTime: observation.serverDate, observedAt: observation.observedAt))
+                    var member = Doctor.MemberObservation(
+                        name: endpoint, chainPEM: observation.chainPEM, kind: kind, host: host,
+                        reportedTime: observation.serverDate, observedAt: observation.observedAt)
+                    if kind == .peers {
+                        member.refusedOurCertificate = await Self.refusal(by: host, port: port, of: directory)
+                    }
+                    members.append(member)
                 } catch {
                     FileHandle.standardError.write(Data("quorumctl: cannot inspect \(endpoint): \(error)\n".utf8))
                 }
@@ -151,6 +154,25 @@ struct DoctorCommand: AsyncParsableCommand {
         default: throw ValidationError("unknown output format \(output): use text or json")
         }
         if !report.isHealthy { throw ExitCode(1) }
+    }
+
+    /// Dials a peer endpoint presenting this member's own peer certificate, as the member itself would: nil when
+    /// the handshake (and a request over it) succeeds, else the TLS alert the peer answered with.
+    static func refusal(by host: String, port: Int, of directory: URL) async -> String? {
+        let layout = PKILayout(dataDirectory: directory)
+        let own = TLSFileSet(certificate: layout.certificate(for: .peer), key: layout.key(for: .peer))
+        guard FileManager.default.fileExists(atPath: own.certificate.path) else { return nil }
+        let text: String
+        do {
+            let observation = try await TLSEndpointProbe.observe(
+                host: host, port: port, clientIdentity: own, httpPath: "/health")
+            text = observation.handshakeError ?? ""
+        } catch {
+            text = String(describing: error)
+        }
+        guard let range = text.range(of: #"[A-Z0-9_]*ALERT_[A-Z_]+"#, options: .regularExpression) else { return nil }
+        return "it answered the handshake with \(text[range])"
+
     }
 }
 

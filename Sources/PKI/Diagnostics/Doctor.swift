@@ -19,10 +19,13 @@ public enum Doctor {
         public var reportedTime: Date?
         /// Our clock at the same moment; defaults to `now`.
         public var observedAt: Date?
+        /// Set when the member aborted a handshake in which this member presented its own peer certificate: what
+        /// it answered (the TLS alert). The other half of trust: the member may be fine, but it refuses us.
+        public var refusedOurCertificate: String?
 
         public init(
             name: String, chainPEM: String, kind: CAKind = .peers, host: String? = nil, reportedTime: Date? = nil,
-            observedAt: Date? = nil
+            observedAt: Date? = nil, refusedOurCertificate: String? = nil
         ) {
             self.name = name
             self.chainPEM = chainPEM
@@ -30,6 +33,7 @@ public enum Doctor {
             self.host = host
             self.reportedTime = reportedTime
             self.observedAt = observedAt
+            self.refusedOurCertificate = refusedOurCertificate
         }
     }
 

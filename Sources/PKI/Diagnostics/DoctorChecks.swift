@@ -195,6 +195,9 @@ struct DoctorChecks {
         for member in input.members {
             let subject = "member \(member.name)"
             checkSkew(member, subject: subject)
+            if let answer = member.refusedOurCertificate {
+                checkRefusal(member, answer: answer, subject: subject)
+            }
             let chain: [Certificate]
             do {
                 chain = try PEMCodec.certificates(fromPEM: member.chainPEM, source: subject)
@@ -221,6 +224,33 @@ struct DoctorChecks {
                         : "run quorumctl certs doctor on \(member.name)")
             }
         }
+    }
+
+    /// The member refused this member's peer certificate: name the certificate and, from what this side can see,
+    /// the likely reason (its own validity, or a CA the cluster's bundle may not hold).
+    private mutating func checkRefusal(_ member: Doctor.MemberObservation, answer: String, subject: String) {
+        let ours = inventory.leaves.first { $0.usage == .peer }
+        guard let entry = ours, case .present(let certificate, _) = entry.material.state else {
+            add(
+                .error, "refused-by-member", subject, "refuses this member's peer certificate: \(answer)",
+                fix: "check \(ours?.material.certificatePath ?? "peers/peer.crt")")
+            return
+        }
+        var message =
+            "refuses this member's peer certificate \(certificate.subject) (serial "
+            + "\(certificate.serialNumber.hexString), issued by \(certificate.issuer), valid until "
+            + "\(RFC3339.string(certificate.notValidAfter))): \(answer)"
+        let fix: String
+        if let problem = ChainVerifier.validityProblems(certificate, at: now).first {
+            message += "; \(problem)"
+            fix = "quorumctl certs renew --data-dir \(input.dataDirectory.path) --usage peer"
+        } else {
+            message += "; it does not trust the CA that signed it"
+            fix =
+                "make \(member.name) trust \(certificate.issuer): stage the same CA rotation on every member "
+                + "(quorumctl certs rotate-ca --next-ca-dir DIR) before re-issuing on any"
+        }
+        add(.error, "refused-by-member", subject, message, fix: fix)
     }
 
     private mutating func checkSkew(_ member: Doctor.MemberObservation, subject: String) {

@@ -66,6 +66,30 @@ final class PeerMetrics: Sendable {
         ).increment()
     }
 
+    /// A working Raft link was replaced by a fresh connection: `renewal` after this member's TLS material changed,
+    /// `goaway` when the peer asked (after its own renewal).
+    func linkReplaced(to peer: UInt64, _ reason: RaftLinkState.Renewal) {
+        counters.withLock { all in
+            let key = "quorum_peer_link_renewals_total|" + Identity.hex(peer) + "|" + reason.rawValue
+            if let c = all[key] { return c }
+            let c = registry.makeCounter(
+                descriptor: descriptor(
+                    "quorum_peer_link_renewals_total",
+                    "Raft links to peers re-established without a gap, by reason (renewal, goaway)."),
+                labels: [("To", Identity.hex(peer)), ("reason", reason.rawValue)])
+            all[key] = c
+            return c
+        }.increment()
+    }
+
+    /// A peer aborted the TLS handshake of a dial over this member's certificate.
+    func dialRefused(to peer: UInt64) {
+        counter(
+            "quorum_peer_certificate_refusals_total",
+            "Dials whose TLS handshake a peer aborted over this member's certificate.", ("To", Identity.hex(peer))
+        ).increment()
+    }
+
     func snapshotSent(to peer: UInt64, succeeded: Bool) {
         let name = succeeded ? "etcd_network_snapshot_send_success" : "etcd_network_snapshot_send_failures"
         counter(name, "Total number of snapshot sends.", ("To", Identity.hex(peer))).increment()

@@ -10,22 +10,46 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Node
+import PKI
 import Raft
 import Storage
 import Synchronization
 
 /// How peer connections are secured (the TLS layer supplies the TLS variant).
+///
+/// Both makers read the material current when they are called, and a dialled connection keeps what it was made
+/// with; `materialGeneration` says when that went stale, so the peer transport can re-establish what it opened
+/// before a renewal or a CA change, before the old certificate expires.
 public protocol PeerClientSecurity: Sendable {
-    /// For grpc-swift's client (the peer calls other than Raft messages).
+    /// For grpc-swift's client (the peer calls other than Raft messages): fixed for the client's whole life.
     func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity
     /// For a connection of Quorum's own (the Raft message link); nil for plaintext.
     func makeTLSHandler(for url: ListenURL) throws -> NIOSSLClientHandler?
+    /// Grows each time the certificate, key, trust bundle or CRL changes.
+    var materialGeneration: Int { get }
+    /// Runs `body` after each such change.
+    func onMaterialChange(_ body: @escaping @Sendable () -> Void)
+    /// This member's own certificate as dials present it (for explaining a refusal); nil for plaintext.
+    var presentedIdentity: PresentedIdentity? { get }
+    /// Why the last dial to `host` refused the certificate it served; nil if none did.
+    func lastDialRejection(host: String) -> String?
+}
+
+/// The certificate a dial presents, in the words a refusal is explained with.
+public struct PresentedIdentity: Sendable {
+    public var description: String
+    /// Why the other side would refuse it, as far as this member can tell from its own bundle; nil if it looks valid.
+    public var problem: String?
 }
 
 public struct PlaintextPeers: PeerClientSecurity {
     public init() {}
     public func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity { .plaintext }
     public func makeTLSHandler(for url: ListenURL) throws -> NIOSSLClientHandler? { nil }
+    public var materialGeneration: Int { 0 }
+    public func onMaterialChange(_ body: @escaping @Sendable () -> Void) {}
+    public var presentedIdentity: PresentedIdentity? { nil }
+    public func lastDialRejection(host: String) -> String? { nil }
 }
 
 /// Raft messages to the other members over gRPC (the `quorumpb.Peer` service on their peer URLs).
@@ -61,6 +85,7 @@ public final class PeerTransport: RaftTransport, Sendable {
     /// Completes the wiring once the member exists (the member needs the transport to open).
     func attach(_ node: MemberNode) {
         nodeBox.withLock { $0 = node }
+        security.onMaterialChange { [weak self] in self?.materialChanged() }
         memberID.withLock { $0 = node.memberID }
         clusterID.withLock { $0 = node.clusterID }
         // Dial every member now: links that are already up carry the first election's votes, instead of
@@ -172,8 +197,77 @@ public final class PeerTransport: RaftTransport, Sendable {
     }
 
     func reportActivePeers() {
+        prune()
         let active = senders.withLock { $0.values.filter { $0.reachable.load(ordering: .relaxed) }.count }
         metrics?.activePeers(active, local: memberID.withLock { $0 })
+    }
+
+    /// This member's certificate, key, bundle or CRL changed: every sender re-makes its client and re-establishes
+    /// its Raft link, so nothing this member dialled keeps depending on what it was dialled with.
+    private func materialChanged() {
+        let all = senders.withLock { Array($0.values) }
+        logger.info(
+            "peer TLS material changed; re-establishing links to peers", metadata: ["peers": "\(all.count)"])
+        for sender in all { sender.materialChanged() }
+    }
+
+    // MARK: Refusals
+
+    /// A peer that refused this member's certificate at the last dial, and why as far as this member can tell.
+    struct Refusal: Sendable {
+        var url: String
+        var message: String
+        var since: Date
+    }
+
+    private let refusals = Mutex<[UInt64: Refusal]>([:])
+
+    /// The outcome of a Raft link's dial: a handshake that failed over a certificate, on either side, is recorded
+    /// until a dial to that peer succeeds.
+    func dialed(_ peer: UInt64, url: ListenURL, error: (any Error)?) {
+        guard let error else {
+            if refusals.withLock({ $0.removeValue(forKey: peer) }) != nil {
+                logger.notice(
+                    "TLS with peer works again", metadata: ["peer": "\(Identity.hex(peer))", "url": "\(url)"])
+            }
+            return
+        }
+        let message: String
+        switch TLSVerifier.classify(error, tlsMinimum: "").reason {
+        case "rejected_by_peer":
+            guard let identity = security.presentedIdentity else { return }
+            message =
+                "peer \(Identity.hex(peer)) (\(url.description)) refuses this member's peer \(identity.description): "
+                + (identity.problem ?? Self.alert(in: error))
+        case "bad_certificate":
+            guard let why = security.lastDialRejection(host: url.host) else { return }
+            message = "this member refuses the certificate of peer \(Identity.hex(peer)) (\(url.description)): \(why)"
+        default:
+            return
+        }
+        let isNew = refusals.withLock { all -> Bool in
+            let isNew = all[peer]?.message != message
+            all[peer] = Refusal(url: url.description, message: message, since: all[peer]?.since ?? Date())
+            return isNew
+        }
+        if isNew { logger.error("\(message)") }
+        metrics?.dialRefused(to: peer)
+    }
+
+    /// The TLS alert BoringSSL reported, e.g. `SSLV3_ALERT_BAD_CERTIFICATE`, or the whole error.
+    static func alert(in error: any Error) -> String {
+        let text = String(describing: error)
+        guard let range = text.range(of: #"[A-Z0-9_]*ALERT_[A-Z_]+"#, options: .regularExpression) else {
+            return text
+        }
+        return "it answered the handshake with \(text[range])"
+    }
+
+    /// What `/health` says about peers refusing this member's certificate.
+    public func certificateRefusals() -> [String] {
+        refusals.withLock { all in
+            all.values.sorted { $0.url < $1.url }.map { "\($0.message) (since \(RFC3339.string($0.since)))" }
+        }
     }
 
     /// Drops senders of members no longer in the cluster.
@@ -201,91 +295,6 @@ extension CallOptions {
         options.timeout = .seconds(600)
         options.maxRequestMessageBytes = 8 << 20
         return options
-    }
-}
-
-/// The outbound half of one peer connection: Raft messages over a `RaftLink`, everything else over grpc-swift.
-final class PeerSender: Sendable {
-    let peer: UInt64
-    let url: ListenURL
-    /// The member's advertised peer URLs this sender was made for (`url` is the one dialled).
-    let peerURLs: [String]
-    private unowned(unsafe) let transport: PeerTransport
-    let grpc: GRPCClient<HTTP2ClientTransport.Posix>?
-    let peerClient: Quorumpb_Peer.Client<HTTP2ClientTransport.Posix>?
-    let raftClient: Quorumpb_Raft.Client<HTTP2ClientTransport.Posix>?
-    private let link: RaftLink
-    private let tasks = Mutex<[Task<Void, Never>]>([])
-
-    init(peer: UInt64, url: ListenURL, peerURLs: [String], transport: PeerTransport) {
-        self.peer = peer
-        self.url = url
-        self.peerURLs = peerURLs
-        self.transport = transport
-        var config = HTTP2ClientTransport.Posix.Config.defaults
-        config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
-        config.connection.maxIdleTime = nil
-        let client = try? GRPCClient(
-            transport: .http2NIOPosix(
-                target: url.peerTarget, transportSecurity: transport.security.transportSecurity(for: url),
-                config: config))
-        grpc = client
-        peerClient = client.map { Quorumpb_Peer.Client(wrapping: $0) }
-        raftClient = client.map { Quorumpb_Raft.Client(wrapping: $0) }
-        link = RaftLink(
-            peer: peer, url: url, security: transport.security, logger: transport.logger,
-            group: transport.eventLoopGroup,
-            identity: { [unowned(unsafe) transport] in
-                RaftLink.Identity(
-                    clusterID: transport.clusterID.withLock { $0 }, from: transport.memberID.withLock { $0 })
-            },
-            onBroken: { [unowned(unsafe) transport] in
-                transport.node?.reportUnreachable(peer)
-                transport.metrics?.sendFailed(to: peer)
-            },
-            onSent: { [unowned(unsafe) transport] bytes in transport.metrics?.sent(bytes: bytes, to: peer) })
-    }
-
-    func start() {
-        link.connectIfDue()
-        guard let grpc else { return }
-        let connections = Task { _ = try? await grpc.runConnections() }
-        let probe = Task { [self] in await runProbe() }
-        tasks.withLock { $0 = [connections, probe] }
-    }
-
-    /// Whether the last probe got an answer (etcd's "active peer").
-    let reachable = Atomic<Bool>(false)
-
-    /// Measures the round trip every two seconds, as etcd's prober does, for the RTT metric.
-    private func runProbe() async {
-        guard let peerClient else { return }
-        while !Task.isCancelled {
-            let start = ContinuousClock.now
-            var options = CallOptions.defaults
-            options.timeout = .seconds(2)
-            let answered = (try? await peerClient.members(Quorumpb_MembersRequest(), options: options)) != nil
-            reachable.store(answered, ordering: .relaxed)
-            if answered {
-                let rtt = ContinuousClock.now - start
-                transport.metrics?.roundTrip(
-                    seconds: Double(rtt.components.seconds) + Double(rtt.components.attoseconds) / 1e18, to: peer)
-            }
-            transport.reportActivePeers()
-            try? await Task.sleep(for: .seconds(2))
-        }
-    }
-
-    func stop() {
-        link.stop()
-        grpc?.beginGracefulShutdown()
-        for task in tasks.withLock({ $0 }) { task.cancel() }
-    }
-
-    /// Sends encoded messages; when they cannot go (link down, peer not reading), Raft hears the peer is
-    /// unreachable and probes again later.
-    func enqueue(_ batch: [[UInt8]]) {
-        if !link.send(batch) { transport.node?.reportUnreachable(peer) }
     }
 }
 

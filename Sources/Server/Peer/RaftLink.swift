@@ -17,23 +17,33 @@ import Synchronization
 /// each batch. Here a batch is one protobuf encode and one `writeAndFlush`. Delivery is best effort, as Raft
 /// expects: while the link is down, or the peer reads too slowly for the stream to stay writable, batches are
 /// dropped and Raft retransmits; a broken link is reported unreachable and redialled with backoff.
+///
+/// When to dial, redial and replace a connection is decided by `RaftLinkState`; this class performs it.
 final class RaftLink: Sendable {
     struct Identity: Sendable {
         var clusterID: UInt64
         var from: UInt64
     }
 
-    private enum Connection {
-        case idle
-        case connecting
-        case open(any Channel, stream: any Channel)
-        case waiting(until: NIODeadline)
-        case stopped
+    /// What the link tells its owner.
+    struct Events: Sendable {
+        /// Messages were dropped or will be: Raft should probe the peer again later.
+        var broken: @Sendable () -> Void
+        /// Bytes written.
+        var sent: @Sendable (Int) -> Void
+        /// The outcome of each dial: nil when it connected, else the error (for health: a peer that refuses this
+        /// member's certificate).
+        var dialed: @Sendable ((any Error)?) -> Void
+        /// A working connection was replaced by a fresh one (for the reconnect metric).
+        var replaced: @Sendable (RaftLinkState.Renewal) -> Void
     }
 
-    private struct State {
-        var connection = Connection.idle
-        var backoff = TimeAmount.milliseconds(50)
+    private struct Shell {
+        var machine = RaftLinkState()
+        /// Connections by attempt number: the open one, a replacement being set up, retired ones still draining.
+        var connections: [UInt64: (channel: any Channel, stream: any Channel)] = [:]
+        /// The open connection's stream, for `send` (the hot path reads only this).
+        var stream: (any Channel)?
     }
 
     let peer: UInt64
@@ -41,16 +51,17 @@ final class RaftLink: Sendable {
     private let security: any PeerClientSecurity
     private let group: any EventLoopGroup
     private let identity: @Sendable () -> Identity
-    private let onBroken: @Sendable () -> Void
-    private let onSent: @Sendable (Int) -> Void
+    private let events: Events
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Mutex(Shell())
+
+    /// How long a retired connection may take to deliver what was written on it before it is cut.
+    static let retireGrace = TimeAmount.seconds(10)
 
     init(
         peer: UInt64, url: ListenURL, security: any PeerClientSecurity, logger: Logger,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        identity: @escaping @Sendable () -> Identity, onBroken: @escaping @Sendable () -> Void,
-        onSent: @escaping @Sendable (Int) -> Void
+        identity: @escaping @Sendable () -> Identity, events: Events
     ) {
         self.peer = peer
         self.url = url
@@ -58,22 +69,17 @@ final class RaftLink: Sendable {
         self.logger = logger
         self.group = group
         self.identity = identity
-        self.onBroken = onBroken
-        self.onSent = onSent
+        self.events = events
     }
 
     /// Sends encoded Raft messages (any thread). Returns false when they were dropped.
     @discardableResult
     func send(_ messages: [[UInt8]]) -> Bool {
-        let stream: (any Channel)? = state.withLock { s in
-            if case .open(_, let stream) = s.connection { return stream }
-            return nil
+        let (stream, actions) = state.withLock { s in
+            (s.stream, s.machine.onSendAttempt(now: Self.now()))
         }
-        guard let stream else {
-            connectIfDue()
-            return false
-        }
-        guard stream.isWritable else { return false }
+        perform(actions)
+        guard let stream, stream.isWritable else { return false }
         let who = identity()
         var batch = Quorumpb_RaftBatch()
         batch.clusterID = who.clusterID
@@ -82,39 +88,72 @@ final class RaftLink: Sendable {
         batch.messages = messages.map { Data($0) }
         guard let framed = try? GRPCWire.frame(batch) else { return false }
         stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(framed))), promise: nil)
-        onSent(framed.readableBytes)
+        events.sent(framed.readableBytes)
         return true
     }
 
-    /// Dials now (used at start so the first messages find the link up).
+    /// Dials now if nothing is open (used at start so the first messages find the link up).
     func connectIfDue() {
-        let dial = state.withLock { s -> Bool in
-            switch s.connection {
-            case .idle:
-                s.connection = .connecting
-                return true
-            case .waiting(let until) where until <= .now():
-                s.connection = .connecting
-                return true
-            default:
-                return false
-            }
-        }
-        if dial { connect() }
+        perform(state.withLock { $0.machine.onSendAttempt(now: Self.now()) })
+    }
+
+    /// Replaces the open connection with a fresh one without dropping messages (see `RaftLinkState`).
+    func renew(reason: RaftLinkState.Renewal) {
+        perform(state.withLock { $0.machine.onRenew(reason) })
     }
 
     func stop() {
-        let open = state.withLock { s -> (any Channel)? in
-            defer { s.connection = .stopped }
-            if case .open(let connection, _) = s.connection { return connection }
-            return nil
-        }
-        open?.close(promise: nil)
+        perform(state.withLock { $0.machine.onStop() })
     }
 
-    private func connect() {
+    private static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    // MARK: Actions
+
+    private func perform(_ actions: [RaftLinkState.Action]) {
+        for action in actions {
+            switch action {
+            case .dial(let attempt):
+                connect(attempt)
+            case .retire(let id):
+                retire(id)
+            case .close(let id):
+                let connection = state.withLock { s in
+                    defer { s.connections[id] = nil }
+                    return s.connections[id]
+                }
+                connection?.channel.close(promise: nil)
+            case .reportUnreachable:
+                events.broken()
+            case .replaced(_, let new, let reason):
+                logger.info(
+                    "re-established peer link with current TLS material",
+                    metadata: [
+                        "peer": "\(Node.Identity.hex(peer))", "reason": "\(reason.rawValue)", "connection": "\(new)",
+                    ])
+                events.replaced(reason)
+            }
+        }
+    }
+
+    /// Ends the stream (the receiving member answers and closes its side once it has read everything written
+    /// before), and closes the connection when the stream is done or the grace period ran out.
+    private func retire(_ id: UInt64) {
+        guard let (channel, stream) = state.withLock({ $0.connections[id] }) else { return }
+        let end = HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))
+        stream.writeAndFlush(end, promise: nil)
+        let cut = channel.eventLoop.scheduleTask(in: Self.retireGrace) { channel.close(promise: nil) }
+        stream.closeFuture.whenComplete { _ in
+            cut.cancel()
+            channel.close(promise: nil)
+        }
+    }
+
+    private func connect(_ attempt: UInt64) {
         let url = self.url
         let security = self.security
+        // Read before the handler is made: if the material changes in between, the link only renews once more.
+        let generation = security.materialGeneration
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))
@@ -126,71 +165,128 @@ final class RaftLink: Sendable {
                 }
             }
         bootstrap.connect(host: url.host, port: url.port).flatMap { channel in
-            Self.openStream(on: channel, url: url).map { (channel, $0) }
+            Self.openStream(
+                on: channel, url: url,
+                onGoAway: { [weak self] in
+                    guard let self else { return }
+                    self.perform(self.state.withLock { $0.machine.onRenew(.goAway, connection: attempt) })
+                }
+            ).map { (channel, $0) }
         }.whenComplete { [self] result in
             switch result {
             case .success(let (channel, stream)):
-                let kept = state.withLock { s -> Bool in
-                    guard case .connecting = s.connection else { return false }
-                    s.connection = .open(channel, stream: stream)
-                    s.backoff = .milliseconds(50)
-                    return true
+                let actions = state.withLock { s in
+                    s.connections[attempt] = (channel, stream)
+                    let actions = s.machine.onDialed(
+                        attempt: attempt, generation: generation, currentGeneration: security.materialGeneration)
+                    s.stream = s.machine.openConnection.flatMap { s.connections[$0]?.stream }
+                    return actions
                 }
-                guard kept else {
-                    channel.close(promise: nil)
-                    return
-                }
-                channel.closeFuture.whenComplete { [self] _ in broken(channel) }
+                channel.closeFuture.whenComplete { [self] _ in closed(attempt) }
                 stream.closeFuture.whenComplete { _ in channel.close(promise: nil) }
+                events.dialed(nil)
+                perform(actions)
             case .failure(let error):
                 logger.debug("dialling peer failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
-                broken(nil)
+                events.dialed(error)
+                perform(state.withLock { $0.machine.onDialFailed(attempt: attempt, now: Self.now()) })
             }
         }
     }
 
-    /// The link went down (or never came up): tell Raft, and dial again after the backoff.
-    private func broken(_ channel: (any Channel)?) {
-        let report = state.withLock { s -> Bool in
-            switch s.connection {
-            case .open(let open, _) where channel.map({ $0 === open }) ?? false:
-                break
-            case .connecting where channel == nil:
-                break
-            default:
-                return false
-            }
-            s.connection = .waiting(until: .now() + s.backoff)
-            s.backoff = min(s.backoff * 2, .seconds(1))
-            return true
+    /// A connection closed: forget it, and let the machine decide whether that broke the link.
+    private func closed(_ id: UInt64) {
+        let actions = state.withLock { s in
+            s.connections[id] = nil
+            let actions = s.machine.onClosed(id, now: Self.now())
+            s.stream = s.machine.openConnection.flatMap { s.connections[$0]?.stream }
+            return actions
         }
-        if report { onBroken() }
+        perform(actions)
     }
 
-    /// HTTP/2 on the connection, and the one stream of Raft messages on it.
-    private static func openStream(on channel: any Channel, url: ListenURL) -> EventLoopFuture<any Channel> {
+    /// HTTP/2 on the connection, and the one stream of Raft messages on it. Succeeds once the other member's first
+    /// SETTINGS frame arrived: with TLS 1.3 a client finishes its handshake before the server has checked the
+    /// client's certificate, so only the server's first frame says it accepted this member (a refusal arrives as a
+    /// TLS alert instead, and fails the dial with it). `onGoAway` runs when the other side asks for the connection
+    /// to be replaced.
+    private static func openStream(on channel: any Channel, url: ListenURL, onGoAway: @escaping @Sendable () -> Void)
+        -> EventLoopFuture<any Channel>
+    {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20)]
         var streamConfig = NIOHTTP2Handler.StreamConfiguration()
         // Batches of appended entries can be large; the stream stays writable up to this many unsent bytes.
         streamConfig.outboundBufferSizeHighWatermark = 8 << 20
         streamConfig.outboundBufferSizeLowWatermark = 4 << 20
+        let accepted = channel.eventLoop.makePromise(of: Void.self)
+        let timeout = channel.eventLoop.scheduleTask(in: .seconds(5)) {
+            accepted.fail(ChannelError.connectTimeout(.seconds(5)))
+        }
+        accepted.futureResult.whenComplete { _ in timeout.cancel() }
         return channel.configureHTTP2Pipeline(
             mode: .client, connectionConfiguration: connection, streamConfiguration: streamConfig,
             inboundStreamInitializer: { $0.close() }
-        ).flatMap { multiplexer in
-            multiplexer.createStreamChannel { stream in
+        ).flatMap { multiplexer -> EventLoopFuture<any Channel> in
+            // Frames of the connection itself (SETTINGS, GOAWAY) pass the multiplexer on to the next handler.
+            do {
+                try channel.pipeline.syncOperations.addHandler(
+                    LinkConnectionWatcher(accepted: accepted, onGoAway: onGoAway))
+            } catch {
+                return channel.eventLoop.makeFailedFuture(error)
+            }
+            return multiplexer.createStreamChannel { stream in
                 stream.eventLoop.makeCompletedFuture {
                     try stream.pipeline.syncOperations.addHandler(RaftLinkResponseHandler())
                 }
             }
-        }.flatMap { stream in
+        }.flatMap { (stream: any Channel) in
             let headers: HPACKHeaders = [
                 ":method": "POST", ":scheme": url.isTLS ? "https" : "http", ":path": "/quorumpb.Raft/Messages",
                 ":authority": "\(url.host):\(url.port)", "content-type": "application/grpc", "te": "trailers",
             ]
             return stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers))).map { stream }
+        }.flatMap { stream in
+            accepted.futureResult.map { stream }
+        }.flatMapError { error in
+            // Whatever went wrong first (a refused handshake, say) is the reason, not the closed channel it left
+            // behind: if the watcher already failed, its error is the one that propagates.
+            accepted.fail(error)
+            channel.close(promise: nil)
+            return accepted.futureResult.flatMapThrowing { throw error }
         }
+    }
+}
+
+/// Watches the connection-level frames of a link: the other member's first SETTINGS (it accepted this member),
+/// errors before that (a refused handshake), and GOAWAY later (it renewed its certificate, or is stopping, and wants
+/// this connection replaced; the link dials a new one before it lets this one go).
+final class LinkConnectionWatcher: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    private let accepted: EventLoopPromise<Void>
+    private let onGoAway: @Sendable () -> Void
+
+    init(accepted: EventLoopPromise<Void>, onGoAway: @escaping @Sendable () -> Void) {
+        self.accepted = accepted
+        self.onGoAway = onGoAway
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data).payload {
+        case .settings(.settings): accepted.succeed()
+        case .goAway: onGoAway()
+        default: break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        accepted.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        accepted.fail(ChannelError.eof)
+        context.fireChannelInactive()
     }
 }
 

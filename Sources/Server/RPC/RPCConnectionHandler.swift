@@ -37,8 +37,12 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private(set) var remotePeer = "unknown"
     private(set) var localPeer = "unknown"
 
-    init(shared: RPCListenerShared) {
+    /// The generation of the TLS material this connection was accepted with; nil for plaintext.
+    let tlsGeneration: Int?
+
+    init(shared: RPCListenerShared, tlsGeneration: Int? = nil) {
         self.shared = shared
+        self.tlsGeneration = tlsGeneration
     }
 
     // MARK: Lifecycle
@@ -334,9 +338,14 @@ final class RPCConnectionHandler: ChannelInboundHandler {
 
     // MARK: Shutdown
 
-    /// Stops taking new calls (GOAWAY) and closes the connection once the open ones have finished.
-    func beginGracefulShutdown() {
+    /// Stops taking new calls (GOAWAY) and closes the connection once the open ones have finished, or after
+    /// `closingAfter` if given.
+    func beginGracefulShutdown(closingAfter grace: TimeAmount? = nil) {
         guard !goingAway else { return }
+        if let grace {
+            let context = self.context!
+            context.eventLoop.assumeIsolated().scheduleTask(in: grace) { context.close(promise: nil) }
+        }
         goingAway = true
         context.write(
             wrapOutboundOut(

@@ -146,6 +146,19 @@ final class RPCServerTransport: ServerTransport, Sendable {
         }
     }
 
+    /// Asks every connection accepted with TLS material older than `generation` to go away (GOAWAY): clients
+    /// finish their calls and reconnect, handshaking with the current certificate. Used on the peer port after a
+    /// renewal, so that no member's link to this one keeps depending on the certificate this one served before
+    /// (members answer GOAWAY by dialling a replacement first). A connection still open after `grace` is closed.
+    func retireConnections(olderThan generation: Int, grace: TimeAmount) {
+        guard let shared = state.withLock({ $0.shared }) else { return }
+        shared.connections.forEach { connection in
+            if let accepted = connection.tlsGeneration, accepted < generation {
+                connection.beginGracefulShutdown(closingAfter: grace)
+            }
+        }
+    }
+
     private func makeListener(socket: NIOBSDSocket.Handle, group: any EventLoopGroup) async throws -> any Channel {
         let maxMessageBytes = options.maxMessageBytes
         return try await ServerBootstrap(group: group)
@@ -156,6 +169,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
                     guard let (shared, tls) = self?.state.withLock({ s in s.shared.map { ($0, s.tls) } }) else {
                         throw ChannelError.ioOnClosedChannel
                     }
+                    // Read before the context: a reload in between only makes this connection look older than it is.
+                    let generation = tls?.generation
                     if let tls, let context = tls.currentContext() {
                         try tls.configureConnection(channel: channel, context: context)
                     }
@@ -166,7 +181,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(sniffer)
                     try ops.addHandler(Self.makeHTTP2Handler())
-                    try ops.addHandler(RPCConnectionHandler(shared: shared))
+                    try ops.addHandler(RPCConnectionHandler(shared: shared, tlsGeneration: generation))
                 }
             }
             .withBoundSocket(socket).get()

@@ -4,13 +4,36 @@ import NIOSSL
 import PKI
 import X509
 
-/// Dialling other members with grpc-swift's Posix client transport, from the same reloadable peer material.
+/// Dialling other members from the same reloadable peer material the listener serves.
 ///
-/// `transportSecurity(for:)` is evaluated for every new connection, so each dial presents the peer certificate and
-/// trusts the peer bundle current at that moment (renewals and CA rotations apply to the next reconnect, like they
-/// apply to the next accepted connection), and the server's chain is checked by `TLSVerifier` (bundle, CRL, SAN
-/// against the dialled host, `--peer-cert-allowed-cn`/`-hostname`) so a refused dial is logged with its reason.
+/// Each maker reads the material current when it is called: `makeTLSHandler` for every connection the Raft link
+/// dials, `transportSecurity` once per grpc-swift client, which keeps it for every connection it ever makes. So the
+/// peer transport re-makes its clients and re-dials its links when `materialGeneration` moves (renewal, CA rotation,
+/// CRL change); see `PeerSender` and `RaftLinkState`. The server's chain is checked by `TLSVerifier` (bundle, CRL,
+/// SAN against the dialled host, `--peer-cert-allowed-cn`/`-hostname`) so a refused dial is logged with its reason.
 extension ReloadingTLSContext: PeerClientSecurity {
+    public var materialGeneration: Int { reloadCount }
+
+    public func onMaterialChange(_ body: @escaping @Sendable () -> Void) { onReload(body) }
+
+    public var presentedIdentity: PresentedIdentity? {
+        let material = self.material
+        let leaf = material.leaf
+        let description =
+            "certificate \(leaf.subject) (serial \(leaf.serialNumber.hexString), valid until "
+            + "\(RFC3339.string(leaf.notValidAfter)), file \(files.certificate.path))"
+        // What the other members would find, judged by the bundle this member has: they share it in a cluster.
+        let problem: String?
+        switch TLSVerifier.verify(
+            chain: material.chain, bundle: material.trustBundle, crl: material.crl,
+            policy: TLSVerificationPolicy(role: .verifyingClient))
+        {
+        case .success: problem = nil
+        case .failure(let rejection): problem = rejection.message
+        }
+        return PresentedIdentity(description: description, problem: problem)
+    }
+
     public func transportSecurity(for url: ListenURL) -> HTTP2ClientTransport.Posix.TransportSecurity {
         guard url.isTLS else { return .plaintext }
         return .tls(clientTLS(host: url.host))

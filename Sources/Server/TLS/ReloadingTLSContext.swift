@@ -67,6 +67,10 @@ public final class ReloadingTLSContext: TLSContextSource, Sendable {
     }
 
     private let current: Mutex<Current>
+    /// Why the last dial to each host refused the server's certificate (for health; see `lastDialRejection`).
+    private let dialRejections = Mutex<[String: TLSRejection]>([:])
+    /// Called after every installed reload (see `onReload`).
+    private let reloadObservers = Mutex<[@Sendable () -> Void]>([])
 
     /// Loads the files now; throws (naming the file) when they are missing, unreadable or do not match, so a member
     /// never starts serving with a broken identity.
@@ -84,6 +88,8 @@ public final class ReloadingTLSContext: TLSContextSource, Sendable {
     public func currentContext() -> NIOSSLContext? {
         current.withLock { $0.server }
     }
+
+    public var generation: Int { reloadCount }
 
     public func makeHandler(context: NIOSSLContext) -> NIOSSLServerHandler {
         makeServerHandler(context: context, record: ConnectionTLSRecord(), remote: nil)
@@ -133,17 +139,23 @@ public final class ReloadingTLSContext: TLSContextSource, Sendable {
         let sni = host.flatMap { IPAddress($0) == nil ? $0 : nil }
         return try NIOSSLClientHandler(
             context: context, serverHostname: sni,
-            customVerificationCallback: { presented, promise in
+            customVerificationCallback: { [self] presented, promise in
                 switch TLSVerifier.verify(
                     presented: presented, bundle: bundle, crl: crl, policy: policy, expectedHost: host)
                 {
                 case .success:
                     promise.succeed(.certificateVerified)
                 case .failure(let rejection):
+                    if let host { dialRejections.withLock { $0[host] = rejection } }
                     sink.handshakeFailed(rejection, side: side + "-dial", remote: nil)
                     promise.succeed(.failed)
                 }
             })
+    }
+
+    /// Why this side refused the certificate `host` served at the last dial that failed verification.
+    public func lastDialRejection(host: String) -> String? {
+        dialRejections.withLock { $0[host]?.message }
     }
 
     // MARK: Reload
@@ -151,8 +163,16 @@ public final class ReloadingTLSContext: TLSContextSource, Sendable {
     /// What is served now.
     public var material: LoadedTLSMaterial { current.withLock { $0.material } }
 
-    /// How many times a new context has been installed since start.
+    /// How many times a new context has been installed since start: the generation of the material. Whatever was
+    /// made from generation N (a dialled connection, a client) is stale once this is larger than N.
     public var reloadCount: Int { current.withLock { $0.reloads } }
+
+    /// Registers `body` to run after each reload that installed new material (on the reloading thread, outside any
+    /// lock): the peer transport re-establishes its links with it, so that no link outlives the certificate it
+    /// was opened with.
+    public func onReload(_ body: @escaping @Sendable () -> Void) {
+        reloadObservers.withLock { $0.append(body) }
+    }
 
     /// Polls the files (stat only, unless something changed) and installs a new context when their content changed.
     /// A failed load keeps serving the previous certificate and is logged; it is retried when the files change again.
@@ -204,6 +224,7 @@ public final class ReloadingTLSContext: TLSContextSource, Sendable {
                 "trusted-cas": "\(material.trustBundle?.certificates.count ?? 0)",
                 "crl-entries": "\(material.crl?.crl.entries.count ?? 0)",
             ])
+        for observer in reloadObservers.withLock({ $0 }) { observer() }
         return true
     }
 

@@ -165,6 +165,9 @@ public enum TLSEndpointProbe {
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
             let chain = chain()
             if observation != nil {
+                // After our side finished the handshake: with TLS 1.3 this is where a server that refuses our
+                // certificate answers (an alert on the first read).
+                observation?.handshakeError = "\(error)"
                 finishHTTP()
             } else if !chain.isEmpty {
                 done.succeed(
