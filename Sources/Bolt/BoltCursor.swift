@@ -31,8 +31,8 @@ public struct BoltCursor {
     private var stack: [Frame] = []
     private var lastKey: [UInt8]?
 
-    /// The page the last entry came from (for messages about it).
-    var currentPageID: UInt64? { stack.last?.page.pageID }
+    /// The page the last entry came from (for messages about it); for an inline bucket, the page holding it.
+    public var pageID: UInt64? { stack.last?.page.pageID }
 
     private var bucketLabel: String { bucket.isEmpty ? "the root bucket" : "bucket \(printable(bucket))" }
 

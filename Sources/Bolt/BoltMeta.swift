@@ -90,8 +90,9 @@ public struct BoltMeta: Sendable, Equatable {
         return nil
     }
 
-    /// A full meta page (page id, meta flag, the sealed meta) of `pageSize` bytes.
-    func page(id: UInt64) -> [UInt8] {
+    /// A full meta page as bbolt writes it: the page header (id, meta flag), then this meta with its checksum
+    /// recomputed, padded to `pageSize` bytes.
+    public func encodedPage(id: UInt64) -> [UInt8] {
         var page = [UInt8](repeating: 0, count: Int(pageSize))
         page.storeLE(id, at: 0)
         page.storeLE(BoltPageFlags.meta.rawValue, at: 8)

@@ -58,7 +58,8 @@ struct BoltPage {
         guard end <= bytes.count else {
             throw BoltPage.error(
                 origin, path: path, offset,
-                "\(flags) page claims \(count) elements, whose headers need \(end) bytes but the page has \(bytes.count)"
+                "\(flags) page claims \(count) elements, whose headers need \(end) bytes but the page has "
+                    + "\(bytes.count)"
             )
         }
     }

@@ -246,11 +246,11 @@ public final class BoltReader {
                 guard entry.isBucket else {
                     throw BoltError(
                         .corrupt, path: path, "the root holds \(printable(name)) as a plain key, not a bucket",
-                        pageID: root.currentPageID)
+                        pageID: root.pageID)
                 }
                 return try BoltCursor(
                     reader: self, bucket: name,
-                    root: bucketRoot(name: name, value: entry.value, parentPage: root.currentPageID),
+                    root: bucketRoot(name: name, value: entry.value, parentPage: root.pageID),
                     referrer: "bucket \(printable(name))")
             }
         }
@@ -269,7 +269,8 @@ public final class BoltReader {
 
     // MARK: Freelist
 
-    /// The page ids the freelist page records as free (empty when the freelist is not persisted).
+    /// The page ids the freelist page records as free. Empty when the freelist is not persisted (etcd runs bbolt
+    /// with `NoFreelistSync`, so its snapshots have none): bbolt then treats every unreachable page as free.
     public func freePageIDs() throws(BoltError) -> [UInt64] {
         guard meta.freelistPageID != BoltFormat.noFreelist else { return [] }
         let page = try readPage(meta.freelistPageID, referrer: "the meta page's freelist")

@@ -153,9 +153,9 @@ public final class BoltWriter {
         var meta = BoltMeta(
             pageSize: UInt32(pageSize), rootPageID: rootPageID, freelistPageID: freelistPageID,
             highWaterMark: highWaterMark, transactionID: transactionID)
-        try file.write(meta.page(id: 0), at: 0)
+        try file.write(meta.encodedPage(id: 0), at: 0)
         meta.transactionID = transactionID - 1
-        try file.write(meta.page(id: 1), at: Int64(pageSize))
+        try file.write(meta.encodedPage(id: 1), at: Int64(pageSize))
         try file.sync()
         return Summary(
             fileSize: Int64(highWaterMark) * Int64(pageSize), highWaterMark: highWaterMark, pageSize: pageSize,
