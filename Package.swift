@@ -49,7 +49,10 @@ let package = Package(
         .target(name: "Bolt"),
         .target(
             name: "EtcdSnapshot",
-            dependencies: ["Bolt", "EtcdProto", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "Bolt", "EtcdProto", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
         .target(
             name: "MVCC",
