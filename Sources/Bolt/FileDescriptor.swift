@@ -37,20 +37,37 @@ final class FileDescriptor {
 
     /// Reads exactly `count` bytes at `offset`; a file that ends first is `truncated`.
     func read(count: Int, at offset: Int64, pageID: UInt64? = nil) throws(BoltError) -> [UInt8] {
-        if count == 0 { return [] }
         var buffer = [UInt8](repeating: 0, count: count)
+        let done = try fill(&buffer, at: offset, pageID: pageID)
+        guard done == count else {
+            throw BoltError(
+                .truncated, path: path,
+                "file ends at byte \(offset + Int64(done)) but \(count) bytes were expected from offset \(offset)",
+                pageID: pageID, offset: offset)
+        }
+        return buffer
+    }
+
+    /// Reads up to `count` bytes at `offset` (fewer only at the end of the file).
+    func readUpTo(count: Int, at offset: Int64) throws(BoltError) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: count)
+        let done = try fill(&buffer, at: offset, pageID: nil)
+        buffer.removeLast(count - done)
+        return buffer
+    }
+
+    /// Reads into `buffer` from `offset` until it is full or the file ends, retrying short reads and EINTR;
+    /// returns how many bytes were read.
+    private func fill(_ buffer: inout [UInt8], at offset: Int64, pageID: UInt64?) throws(BoltError) -> Int {
         var done = 0
         var failure: BoltError?
         buffer.withUnsafeMutableBytes { raw in
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            guard let base = raw.baseAddress else { return }
+            while done < raw.count {
+                let n = pread(fd, base + done, raw.count - done, off_t(offset) + off_t(done))
                 if n > 0 {
                     done += n
                 } else if n == 0 {
-                    failure = BoltError(
-                        .truncated, path: path,
-                        "file ends at byte \(offset + Int64(done)) but \(count) bytes were expected from "
-                            + "offset \(offset)", pageID: pageID, offset: offset)
                     return
                 } else if errno != EINTR {
                     failure = BoltError(.io, path: path, "read failed: \(errnoText())", pageID: pageID, offset: offset)
@@ -59,40 +76,16 @@ final class FileDescriptor {
             }
         }
         if let failure { throw failure }
-        return buffer
-    }
-
-    /// Reads up to `count` bytes at `offset` (fewer only at the end of the file).
-    func readUpTo(count: Int, at offset: Int64) throws(BoltError) -> [UInt8] {
-        if count == 0 { return [] }
-        var buffer = [UInt8](repeating: 0, count: count)
-        var done = 0
-        var failure: BoltError?
-        buffer.withUnsafeMutableBytes { raw in
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n > 0 {
-                    done += n
-                } else if n == 0 {
-                    return
-                } else if errno != EINTR {
-                    failure = BoltError(.io, path: path, "read failed: \(errnoText())", offset: offset)
-                    return
-                }
-            }
-        }
-        if let failure { throw failure }
-        buffer.removeLast(count - done)
-        return buffer
+        return done
     }
 
     func write(_ bytes: [UInt8], at offset: Int64) throws(BoltError) {
-        if bytes.isEmpty { return }
         var done = 0
         var failure: BoltError?
         bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
             while done < raw.count {
-                let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                let n = pwrite(fd, base + done, raw.count - done, off_t(offset) + off_t(done))
                 if n >= 0 {
                     done += n
                 } else if errno != EINTR {

@@ -42,7 +42,7 @@ import Testing
         let writer = try BoltWriter(path: path)
         // Buckets go in in any order; the root bucket sorts them.
         for name in expected.keys.shuffled(using: &random) {
-            try writer.writeBucket(name, expected[name]!.map { ($0.key, $0.value) })
+            try writer.writeBucket(name, (expected[name] ?? []).map { ($0.key, $0.value) })
         }
         let summary = try writer.finish()
         #expect(summary.keyCount == expected.values.reduce(0) { $0 + $1.count })
