@@ -4,6 +4,7 @@
 // Targets depend downward only:
 //   Raft (pure consensus) · Storage (WAL, snapshots, SQLite) · EtcdProto (wire messages)
 //   MVCC (revisioned key space, watches, leases) · Node (the replicated state machine; no I/O framework)
+//   Bolt (bbolt's file format) · EtcdSnapshot (etcd's backend schema and snapshot files, over Bolt)
 //   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
 // Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
 import PackageDescription
@@ -45,6 +46,14 @@ let package = Package(
         .target(name: "Raft"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "Bolt"),
+        .target(
+            name: "EtcdSnapshot",
+            dependencies: [
+                "Bolt", "EtcdProto", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
         .target(
             name: "MVCC",
             dependencies: ["Storage", "EtcdProto", .product(name: "Collections", package: "swift-collections")]
@@ -143,6 +152,8 @@ let package = Package(
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
+        .testTarget(name: "BoltTests", dependencies: ["Bolt"]),
+        .testTarget(name: "EtcdSnapshotTests", dependencies: ["EtcdSnapshot", "Bolt", "EtcdProto"]),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
         .testTarget(

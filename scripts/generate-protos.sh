@@ -11,7 +11,7 @@ swift build --product protoc-gen-swift >/dev/null
 swift build --product protoc-gen-grpc-swift-2 >/dev/null
 bin=$(swift build --show-bin-path)
 
-messages=(mvccpb/kv.proto authpb/auth.proto etcdserverpb/rpc.proto v3electionpb/v3election.proto
+messages=(mvccpb/kv.proto authpb/auth.proto leasepb/lease.proto etcdserverpb/rpc.proto v3electionpb/v3election.proto
           v3lockpb/v3lock.proto quorumpb/internal.proto quorumpb/peer.proto)
 services=(etcdserverpb/rpc.proto v3electionpb/v3election.proto v3lockpb/v3lock.proto quorumpb/peer.proto)
 

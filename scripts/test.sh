@@ -19,6 +19,13 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# etcd 3.5.1's official etcd, etcdctl and etcdutl for the snapshot interop tests (EtcdSnapshotTests), fetched once
+# by shared/bench/etcd35.sh, which prints their folder; the tests find it through QUORUM_ETCD35_DIR.
+if [ -z "${QUORUM_ETCD35_DIR:-}" ] && [ -f ../shared/bench/etcd35.sh ]; then
+    QUORUM_ETCD35_DIR="$(bash ../shared/bench/etcd35.sh)"
+    export QUORUM_ETCD35_DIR
+fi
+
 swift build --build-tests "$@"
 
 # Three phases. The real-time suites that run their clients inside the test process (TLS renewal under load,
