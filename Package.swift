@@ -3,7 +3,8 @@
 //
 // Targets depend downward only:
 //   Raft (pure consensus) · Storage (WAL, snapshots, SQLite) · EtcdProto (wire messages)
-//   MVCC (revisioned key space, watches, leases) · Node (the replicated state machine; no I/O framework)
+//   MVCC (revisioned key space, watches, leases) · Auth (etcd's users, roles, permissions, tokens; pure)
+//   Node (the replicated state machine; no I/O framework)
 //   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
 // Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
 import PackageDescription
@@ -42,12 +43,21 @@ let package = Package(
     targets: [
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
         .target(name: "Raft"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(
             name: "MVCC",
             dependencies: ["Storage", "EtcdProto", .product(name: "Collections", package: "swift-collections")]
+        ),
+        .target(
+            name: "Auth",
+            dependencies: [
+                "EtcdProto", "CXCrypt", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
         .target(
             name: "Node",
@@ -144,6 +154,7 @@ let package = Package(
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "EtcdProto"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
         .testTarget(
             name: "PKITests",
