@@ -59,7 +59,8 @@ extension AuthStore {
     /// Loads a store from backend entries, ignoring entries of other buckets, as etcd's `NewAuthStore` reads its
     /// backend: auth is on only if `authEnabled` is exactly the byte 1; a missing revision starts at 1 (etcd
     /// commits one on start); a user or role is keyed by the name inside its value, as etcd reads them.
-    /// A value that does not decode is a corrupt store (etcd panics): `internal`.
+    /// A value that does not decode is a corrupt store (etcd panics): `internal`. As etcd's `Recover` does, the
+    /// member then calls `enable()` on its token provider if the loaded store is on.
     public init(backendEntries entries: [AuthBackendEntry]) throws(AuthError) {
         var enabled = false
         var revision: UInt64 = 0

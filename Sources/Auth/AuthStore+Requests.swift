@@ -107,8 +107,8 @@ extension AuthStore {
     }
 
     /// LeaseKeepAlive (etcd's `checkLeaseRenew`): some identity, and unless it is `root`, write on every attached
-    /// key; then the auth revision must not have moved while checking (the caller passes the store it checked
-    /// against and the current one to ``ensureRevisionUnchanged(since:)`` if it re-reads).
+    /// key. etcd then refuses the renewal if the auth revision moved during the check; a caller that checks on a
+    /// snapshot of the store compares it with the current one through ``ensureRevisionUnchanged(since:)``.
     public func checkLeaseRenew(_ info: AuthInfo?, leaseKeys: [Data]?) throws(AuthError) {
         guard isEnabled else { return }
         guard info != nil else { throw .userEmpty }

@@ -8,9 +8,9 @@ import EtcdProto
 
 /// User management, applied in log order on every member (etcd 3.5's `authStore.User*`).
 extension AuthStore {
-    /// UserAdd. The password arrives hashed (``AuthProposal/prepare(_:cost:using:)-(Etcdserverpb_AuthUserAddRequest,_,_)``
-    /// base64-encodes the bcrypt hash into `hashedPassword`, as etcd 3.5's proposing member does); a user added with
-    /// `options.no_password` stores no password at all.
+    /// UserAdd. The password arrives hashed: ``AuthProposal`` put the base64 of its bcrypt hash in
+    /// `hashed_password` on the proposing member, as etcd 3.5 does. A user added with `options.no_password` stores no
+    /// password at all (it can only authenticate by client certificate).
     public mutating func userAdd(_ request: Etcdserverpb_AuthUserAddRequest) throws(AuthError)
         -> Etcdserverpb_AuthUserAddResponse
     {

@@ -153,3 +153,14 @@ extension Authpb_User {
     /// Whether the user was added with `--no-password` (`options` may be absent in stores written by etcd 3.2).
     var isNoPassword: Bool { hasOptions && options.noPassword }
 }
+
+extension AuthStore: CustomStringConvertible, CustomDebugStringConvertible {
+    /// Names only: a store must never print its password hashes (test failures and logs print values).
+    public var description: String {
+        let userNames = allUsers.map { String(decoding: $0.name, as: UTF8.self) }
+        let roleNames = allRoles.map { String(decoding: $0.name, as: UTF8.self) }
+        return "AuthStore(enabled: \(isEnabled), revision: \(revision), users: \(userNames), roles: \(roleNames))"
+    }
+
+    public var debugDescription: String { description }
+}

@@ -23,7 +23,8 @@ public struct SimpleTokenProvider: TokenProvider {
     /// are never stored.
     private var tokens: [String: Entry]?
 
-    /// A provider for a store whose auth is off (the store calls ``enable()`` when it turns on or loads enabled).
+    /// A provider for a store whose auth is off: AuthEnable calls ``enable()``, and so must the member after loading
+    /// a store that is already on (etcd's `Recover`).
     public init(ttl: Duration = SimpleTokenProvider.defaultTTL, clock: AuthClock = .system) {
         self.ttl = ttl > .zero ? ttl : Self.defaultTTL
         self.clock = clock

@@ -49,6 +49,16 @@ import Testing
         #expect(reader.value == Data([0x0a, 6]) + k("reader") + firstPermission + secondPermission)
     }
 
+    @Test func storesNeverPrintTheirHashes() throws {
+        let store = try populatedStore()
+        let printed = "\(store) \(String(reflecting: store))"
+        #expect(
+            printed
+                == "AuthStore(enabled: true, revision: \(store.revision), users: [\"alice\", \"root\", \"svc\"], roles: [\"reader\"]) "
+                + "\(store)")
+        #expect(!printed.contains("$2b$"))
+    }
+
     @Test func loadsWhatEtcdWrites() throws {
         var root = Authpb_User()
         root.name = k("root")
