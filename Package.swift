@@ -3,7 +3,8 @@
 //
 // Targets depend downward only:
 //   Raft (pure consensus) · Storage (WAL, snapshots, SQLite) · EtcdProto (wire messages)
-//   MVCC (revisioned key space, watches, leases) · Node (the replicated state machine; no I/O framework)
+//   MVCC (revisioned key space, watches, leases) · Auth (etcd's users, roles, permissions, tokens; pure)
+//   Node (the replicated state machine; no I/O framework)
 //   Bolt (bbolt's file format) · EtcdSnapshot (etcd's backend schema and snapshot files, over Bolt)
 //   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
 // Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
@@ -43,6 +44,7 @@ let package = Package(
     targets: [
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
         .target(name: "Raft"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -57,6 +59,14 @@ let package = Package(
         .target(
             name: "MVCC",
             dependencies: ["Storage", "EtcdProto", .product(name: "Collections", package: "swift-collections")]
+        ),
+        .target(
+            name: "Auth",
+            dependencies: [
+                "EtcdProto", "CXCrypt", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
         ),
         .target(
             name: "Node",
@@ -155,6 +165,7 @@ let package = Package(
         .testTarget(name: "BoltTests", dependencies: ["Bolt"]),
         .testTarget(name: "EtcdSnapshotTests", dependencies: ["EtcdSnapshot", "Bolt", "EtcdProto"]),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "EtcdProto"]),
         .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
         .testTarget(
             name: "PKITests",

