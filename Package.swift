@@ -71,7 +71,8 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Raft", "Storage", "MVCC", "EtcdProto", .product(name: "Crypto", package: "swift-crypto"),
+                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
@@ -126,7 +127,10 @@ let package = Package(
         .executableTarget(
             name: "quorumctl",
             dependencies: [
-                "Server", "PKI", "EtcdAPI",
+                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -14,6 +14,10 @@ public final class Backend: @unchecked Sendable {
     /// The apply loop's connection. Not to be used from any other thread.
     public private(set) var writer: SQLiteConnection
     private let readers = Mutex<[SQLiteConnection]>([])
+    /// Readers checked out of the pool, and whether `replace` is waiting for them (guarded by `readerGate`).
+    private let readerGate = NSCondition()
+    private var readersOut = 0
+    private var replacing = false
     private let maxIdleReaders: Int
     /// Called after every successful COMMIT (the key space learns that SQLite caught up with it). Set once,
     /// before the backend is shared.
@@ -62,6 +66,19 @@ public final class Backend: @unchecked Sendable {
     /// cannot replay them onto the new image. Apply loop only, between batches.
     public func replace(with image: String) throws {
         rollbackBatch()
+        // No reader may be on the old file when it goes: one returned to the pool afterwards would read the replaced
+        // database forever, and its close would checkpoint into, and delete, journal files by the name the new
+        // database now uses. New reads wait the few milliseconds the swap takes.
+        readerGate.lock()
+        replacing = true
+        while readersOut > 0 { readerGate.wait() }
+        readerGate.unlock()
+        defer {
+            readerGate.lock()
+            replacing = false
+            readerGate.broadcast()
+            readerGate.unlock()
+        }
         closeReaders()
         let file = try File(path: image, writable: true)
         try file.sync(dataOnly: false)
@@ -98,6 +115,8 @@ public final class Backend: @unchecked Sendable {
         CREATE TABLE IF NOT EXISTS members(id INTEGER PRIMARY KEY, name TEXT NOT NULL, peer_urls TEXT NOT NULL,
             client_urls TEXT NOT NULL, is_learner INTEGER NOT NULL);
         CREATE TABLE IF NOT EXISTS removed_members(id INTEGER PRIMARY KEY);
+        CREATE TABLE IF NOT EXISTS auth(bucket TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+            PRIMARY KEY(bucket, key)) WITHOUT ROWID;
         """
 
     // MARK: Batches (apply loop only)
@@ -166,7 +185,20 @@ public final class Backend: @unchecked Sendable {
     }
 
     private func takeReader() throws -> SQLiteConnection {
+        readerGate.lock()
+        while replacing { readerGate.wait() }
+        readersOut += 1
+        readerGate.unlock()
         if let pooled = readers.withLock({ $0.popLast() }) { return pooled }
+        do {
+            return try openReader()
+        } catch {
+            returnReader(nil)
+            throw error
+        }
+    }
+
+    private func openReader() throws -> SQLiteConnection {
         let connection = try SQLiteConnection(path: path)
         // Readers (history reads, watch catch-up) map the file instead of copying pages into a cache of their own;
         // the writer does not, so rebuilding the index at start-up and appending leave no mapped pages behind.
@@ -174,10 +206,16 @@ public final class Backend: @unchecked Sendable {
         return connection
     }
 
-    private func returnReader(_ connection: SQLiteConnection) {
-        readers.withLock { pool in
-            if pool.count < maxIdleReaders { pool.append(connection) }
+    private func returnReader(_ connection: SQLiteConnection?) {
+        if let connection {
+            readers.withLock { pool in
+                if pool.count < maxIdleReaders { pool.append(connection) }
+            }
         }
+        readerGate.lock()
+        readersOut -= 1
+        if readersOut == 0 { readerGate.broadcast() }
+        readerGate.unlock()
     }
 
     /// Drops idle readers (before a defragment or a restore replaces the file).

@@ -85,6 +85,17 @@ public final class KVStore: Sendable {
             state.record(key, ref, head: head)
         }
         rows.reset()
+        // Rows a compaction superseded may still be on disk (it removes them in steps, and may have been cut short
+        // by a stop, or the database came from a snapshot taken mid-compaction): the index forgets them as the
+        // compaction defined it, and `compactStep` then removes them.
+        let compacted = state.revisions.compacted
+        if compacted > 0 && state.revisions.compactionFinished < compacted {
+            state.keys.mutateAll { _, entry in
+                guard let e = entry else { return }
+                e.compact(at: compacted)
+                if e.history.isEmpty && e.head == nil { entry = nil }
+            }
+        }
         return state
     }
 

@@ -231,7 +231,10 @@ extension MemberNode {
     /// etcd merges its snapshot with the live backend. The Raft loop fills in the term and configuration.
     func sendSnapshot(_ message: Message) {
         let applied = appliedIndex.load(ordering: .acquiring)
-        let path = config.dataDir + "/member/snap/outgoing-\(Identity.hex(message.to))-\(applied).db"
+        // A name of its own: an image is streamed while the next may already be written.
+        let path =
+            config.dataDir
+            + "/member/snap/outgoing-\(Identity.hex(message.to))-\(applied)-\(UInt32.random(in: 0...UInt32.max)).db"
         do {
             try backend.writeImage(to: path)
         } catch {

@@ -48,6 +48,9 @@ public final class MemberNode: @unchecked Sendable {
     private var readSequence: UInt64 = 0
     /// Database images received from the leader, by snapshot index, until Raft hands the snapshot out.
     private var pendingSnapshotImages: [UInt64: String] = [:]
+    /// Followers a database snapshot is being written or sent to (Raft loop only). Raft may ask again before the
+    /// first attempt reported back; a second transfer to the same follower would only compete with the first.
+    private var snapshotsInFlight: Set<UInt64> = []
     private var lastLeaseCheck: Int64 = 0
     /// The commit index the log recorded before this start: `start()` returns once it is applied.
     private var recoveredCommit: UInt64 = 0
@@ -222,19 +225,43 @@ public final class MemberNode: @unchecked Sendable {
                 snapshot = Snapshot(metadata: SnapshotMetadata(index: applied, term: UInt64(term), confState: conf))
                 entries = []
             }
+            var hardState = HardState(
+                term: recovery.hardState.term, vote: recovery.hardState.vote, commit: recovery.hardState.commit)
+            if config.forceNewCluster {
+                let table = try ClusterMembers(backend: backend)
+                let outcome = try ForcedNewCluster.rewrite(
+                    memberID: memberID, base: snapshot?.metadata ?? SnapshotMetadata(), entries: entries,
+                    hardState: hardState, members: Dictionary(uniqueKeysWithValues: table.all.map { ($0.id, $0) }))
+                try wal.append(sync: true) { encoder in
+                    for e in outcome.appended {
+                        encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
+                    }
+                    let hs = outcome.hardState
+                    encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
+                }
+                logger.warning(
+                    "forcing a new one-member cluster: the other members are removed through the log",
+                    metadata: [
+                        "local-member-id": "\(Identity.hex(memberID))",
+                        "removed-members": "\(outcome.removed.map(Identity.hex))",
+                        "kept-through-index": "\(entries.last?.index ?? snapshot?.metadata.index ?? 0)",
+                        "previous-commit-index": "\(hardState.commit)",
+                    ])
+                entries += outcome.appended
+                hardState = outcome.hardState
+            }
             raftState = PersistentState(
-                hardState: HardState(
-                    term: recovery.hardState.term, vote: recovery.hardState.vote, commit: recovery.hardState.commit),
-                snapshot: snapshot, entries: entries, applied: applied)
+                hardState: hardState, snapshot: snapshot, entries: entries, applied: applied)
             logger.info(
                 "restarting member",
                 metadata: [
                     "local-member-id": "\(Identity.hex(memberID))", "cluster-id": "\(Identity.hex(clusterID))",
-                    "commit-index": "\(recovery.hardState.commit)", "applied-index": "\(applied)",
+                    "commit-index": "\(hardState.commit)", "applied-index": "\(applied)",
                     "wal-entries": "\(entries.count)",
                 ])
         }
-        for name in (try? FileSystem.list(config.dataDir + "/member/snap")) ?? [] where name.hasPrefix("incoming-") {
+        for name in (try? FileSystem.list(config.dataDir + "/member/snap")) ?? []
+        where ["incoming-", "outgoing-", "snapshot-"].contains(where: name.hasPrefix) {
             try? FileSystem.remove(config.dataDir + "/member/snap/" + name)
         }
         ids = RequestIDGenerator(memberID: memberID)
@@ -492,6 +519,10 @@ public final class MemberNode: @unchecked Sendable {
     public func receiveSnapshot(_ message: Message, imagePath: String) {
         perform { node in
             guard let index = message.snapshot?.metadata.index else { return }
+            // The same snapshot may arrive twice (the leader retried): keep the newest image, drop the other.
+            if let previous = node.pendingSnapshotImages[index], previous != imagePath {
+                try? FileSystem.remove(previous)
+            }
             node.pendingSnapshotImages[index] = imagePath
             try? node.raft.step(message)
         }
@@ -499,7 +530,10 @@ public final class MemberNode: @unchecked Sendable {
 
     /// The outcome of sending a snapshot (Raft keeps the follower waiting until it hears).
     public func reportSnapshot(to peer: UInt64, succeeded: Bool) {
-        perform { node in node.raft.reportSnapshot(peer, succeeded: succeeded) }
+        perform { node in
+            node.snapshotsInFlight.remove(peer)
+            node.raft.reportSnapshot(peer, succeeded: succeeded)
+        }
     }
 
     public func reportUnreachable(_ peer: UInt64) {
@@ -715,7 +749,9 @@ public final class MemberNode: @unchecked Sendable {
                 // The database image must match an applied index exactly, so the apply loop writes it.
                 outgoing.removeAll { message in
                     guard message.kind == .snapshot else { return false }
-                    applyQueue.push(.perform { node in node.sendSnapshot(message) })
+                    if snapshotsInFlight.insert(message.to).inserted {
+                        applyQueue.push(.perform { node in node.sendSnapshot(message) })
+                    }
                     return true
                 }
             }
@@ -832,6 +868,7 @@ public final class MemberNode: @unchecked Sendable {
     func sendSnapshotImage(_ message: Message, index: UInt64, image: SnapshotImage) {
         guard let term = raft.term(at: index) else {
             try? FileSystem.remove(image.path)
+            snapshotsInFlight.remove(message.to)
             raft.reportSnapshot(message.to, succeeded: false)
             return
         }

@@ -32,6 +32,9 @@ public struct NodeConfig: Sendable {
     /// timer, so a new cluster elects within a heartbeat or two instead of a whole election timeout (pre-vote
     /// keeps a member that starts cut off from disrupting a cluster that has a leader).
     public var initialElectionTickAdvance = true
+    /// etcd's `--force-new-cluster`: restart as the only member of the cluster, removing the others through the log
+    /// (see `ForcedNewCluster`). For recovering a cluster that lost its quorum for good.
+    public var forceNewCluster = false
     /// How a member started with `--initial-cluster-state=existing` joins: learned from the running members.
     public var join: JoinInfo?
 

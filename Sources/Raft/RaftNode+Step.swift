@@ -305,7 +305,8 @@ extension RaftNode {
     /// an older entry on a majority can still be overwritten by a leader of a later term (Raft §5.4.2,
     /// figure 8), while an entry of the current term on a majority cannot, and commits its prefix with it.
     mutating func maybeCommit() -> Bool {
-        let candidate = tracker.quorumMatch()
+        var candidate = tracker.quorumMatch()
+        if let added = addedVoterCommit(), added > candidate { candidate = added }
         guard candidate > log.committed else { return false }
         if config.testingMutation != .commitOlderTermByCount {
             guard log.term(at: candidate) == term else { return false }
@@ -331,6 +332,30 @@ extension RaftNode {
     }
 
     var committedInTerm: Bool { log.term(at: log.committed) == term }
+
+    /// The index of a pending configuration entry that adds one voter, when a majority of the configuration
+    /// *before* it stores it; nil otherwise.
+    ///
+    /// A configuration takes effect here when it is appended, so the entry that grows a one-voter cluster to two
+    /// would need the new, not yet started member to commit it, and `member add` on a single member (the first step
+    /// of etcd's documented restore and of recovering from a lost quorum) could never complete. etcd's Raft commits
+    /// such an entry under the old configuration. Both are safe for a single-member change: every majority of the
+    /// old configuration intersects every majority of the new one, so a later leader, elected by either, holds the
+    /// entry. Only the newest configuration entry qualifies, only when it is the only uncommitted one, and only an
+    /// entry of the current term (checked by the caller) commits.
+    func addedVoterCommit() -> UInt64? {
+        guard let last = confChanges.last, last.index > log.committed else { return nil }
+        if confChanges.count > 1, confChanges[confChanges.count - 2].index > log.committed { return nil }
+        let before = confState(at: last.index - 1)
+        guard last.conf.voters.count == before.voters.count + 1,
+            before.voters.allSatisfy({ last.conf.voters.contains($0) })
+        else { return nil }
+        var matches: [UInt64] = []
+        for pr in tracker.progress where before.voters.contains(pr.id) { matches.append(pr.match) }
+        guard matches.count == before.voters.count, !matches.isEmpty else { return nil }
+        matches.sort(by: >)
+        return matches[matches.count / 2] >= last.index ? last.index : nil
+    }
 
     /// The leader's removal (or demotion) is committed: it no longer belongs in the quorum. Hand leadership
     /// to the most up-to-date voter so the cluster does not wait a whole election timeout, then step down.

@@ -63,6 +63,9 @@ public struct ConfState: Sendable, Equatable {
 
     /// Whether `id` is a voter or a learner.
     public func contains(_ id: NodeID) -> Bool { voters.contains(id) || learners.contains(id) }
+
+    /// The configuration after `change`, as Raft computes it when the change's entry is appended.
+    public func applying(_ change: ConfChange) -> ConfState { RaftNode.applying(change, to: self) }
 }
 
 /// The kinds of single-step membership change. Each one changes the voter set by at most one member, which is

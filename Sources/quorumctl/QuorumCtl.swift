@@ -1,7 +1,7 @@
 import ArgumentParser
 
 /// quorumctl: Quorum's admin CLI. Everyday key-value work stays with etcdctl; this tool covers what etcdctl
-/// cannot: certificates, snapshots in Quorum's format, diagnostics.
+/// cannot: certificates, snapshot restore into Quorum, backups, diagnostics.
 @main
 struct QuorumCtl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,6 +16,7 @@ let subcommandList: [any ParsableCommand.Type] = [
     VersionCommand.self,
     PKICommand.self,
     CertsCommand.self,
+    SnapshotCommand.self,
 ]
 
 struct VersionCommand: ParsableCommand {

@@ -27,6 +27,53 @@ struct MembershipTests {
             """)
     }
 
+    /// etcd's restore procedure and recovery from a lost quorum both start with `member add` on a one-member
+    /// cluster: the entry that adds the second voter is committed by the single member, before the new member
+    /// exists, and the leader then waits for the newcomer like any leader without a quorum.
+    @Test func singleVoterCommitsTheChangeThatAddsASecondVoter() {
+        ScriptHarness.run(
+            """
+            bootstrap 1
+            campaign 1
+            stabilize
+            propose 1 alone
+            stabilize
+            expect 1 role=leader commit=3
+            add-blank 2
+            isolate 2                             # the new member has not started yet
+            propose-conf 1 add-voter 2
+            stabilize
+            expect 1 voters=1,2 commit=4          # committed by the old configuration
+            propose 1 needs-two
+            stabilize
+            expect 1 commit=4                     # everything after it needs the new majority
+            heal
+            tick 1
+            stabilize
+            expect 2 data=alone,needs-two
+            expect * commit=5
+            """)
+    }
+
+    @Test func anAddedThirdVoterStillNeedsAMajorityOfTheOldTwo() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2
+            campaign 1
+            stabilize
+            add-blank 3
+            isolate 2
+            isolate 3
+            propose-conf 1 add-voter 3
+            stabilize
+            expect 1 voters=1,2,3 commit=3        # one of two is not a majority of the old configuration
+            heal
+            tick 1
+            stabilize
+            expect * voters=1,2,3 commit=4
+            """)
+    }
+
     @Test func onlyOneChangeAtATime() {
         ScriptHarness.run(
             """

@@ -22,6 +22,7 @@ public struct EtcdFlags: Sendable {
         ("initial-cluster-state", "Initial cluster state ('new' or 'existing')."),
         ("initial-cluster-token", "Initial cluster token for the cluster during bootstrap."),
         ("snapshot-count", "Number of committed transactions to trigger a snapshot to disk."),
+        ("force-new-cluster", "Force to create a new one member cluster."),
         ("heartbeat-interval", "Time (in milliseconds) of a heartbeat interval."),
         ("election-timeout", "Time (in milliseconds) for an election to timeout."),
         ("quota-backend-bytes", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
@@ -72,7 +73,7 @@ public struct EtcdFlags: Sendable {
     public static let booleans: Set<String> = [
         "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "strict-reconfig-check",
         "initial-election-tick-advance",
-        "enable-pprof", "managed-pki", "experimental-initial-corrupt-check",
+        "enable-pprof", "managed-pki", "experimental-initial-corrupt-check", "force-new-cluster",
     ]
 
     /// Values as given, by flag name.
@@ -245,6 +246,7 @@ public struct EtcdFlags: Sendable {
         }
         node.initialClusterToken = string("initial-cluster-token") ?? "etcd-cluster"
         node.snapshotCount = UInt64(max(1, try integer("snapshot-count", default: 100_000)))
+        node.forceNewCluster = try bool("force-new-cluster")
         node.heartbeatMilliseconds = Int(try integer("heartbeat-interval", default: 100))
         node.electionMilliseconds = Int(try integer("election-timeout", default: 1000))
         if node.heartbeatMilliseconds <= 0 { throw ConfigError("--heartbeat-interval must be positive") }

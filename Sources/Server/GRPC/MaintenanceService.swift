@@ -1,4 +1,3 @@
-import Crypto
 import EtcdAPI
 import EtcdProto
 import Foundation
@@ -41,8 +40,9 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         try await rpc { () async throws(EtcdError) in try handler.hashKV(request) }
     }
 
-    /// Streams a consistent copy of the database, then its SHA-256 as a last 32-byte chunk (as etcd does, so
-    /// a restore can verify it).
+    /// Streams an etcd snapshot: the bbolt database etcd would hold for this member's state, with etcd's sha256
+    /// trailer as its last 32 bytes (`etcdctl snapshot save` checks it, `snapshot restore` needs it). The file is
+    /// written from one consistent read of the database, then sent in chunks: memory stays small however large it is.
     func snapshot(
         request: Etcdserverpb_SnapshotRequest, response: RPCWriter<Etcdserverpb_SnapshotResponse>,
         context: ServerContext
@@ -50,28 +50,26 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         let node = handler.node
         let path = node.config.dataDir + "/member/snap/snapshot-\(UInt64.random(in: 0...UInt64.max)).tmp"
         defer { try? FileSystem.remove(path) }
-        // The copy is of the database file: what the apply loop holds in SQLite's open transaction goes in first.
+        // What the apply loop holds in SQLite's open transaction goes in first, so the snapshot is as of now.
         try await rpc { () async throws(EtcdError) in try await node.commitBackend() }
-        let revision = node.store.revisions.current
+        let summary: EtcdSnapshotExport.Summary
         do {
-            try node.backend.copy(to: path)
+            summary = try EtcdSnapshotExport.write(backend: node.backend, to: path, term: node.status.term)
         } catch {
             throw RPCError(code: .internalError, message: "snapshot: \(error)")
         }
         let file = try File(path: path, writable: false)
         let total = try file.size
         var sent = 0
-        var digest = SHA256()
-        let chunk = 32 * 1024
         var first = true
+        let chunk = 32 * 1024
         while sent < total {
             let bytes = try file.read(count: min(chunk, total - sent), at: sent)
             if bytes.isEmpty { break }
             sent += bytes.count
-            digest.update(data: bytes)
             var message = Etcdserverpb_SnapshotResponse()
             if first {
-                message.header = node.header(revision: revision)
+                message.header = node.header(revision: summary.revision)
                 message.version = Version.etcdServer
                 first = false
             }
@@ -79,9 +77,6 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
             message.blob = Data(bytes)
             try await response.write(message)
         }
-        var last = Etcdserverpb_SnapshotResponse()
-        last.blob = Data(digest.finalize())
-        try await response.write(last)
     }
 
     func moveLeader(request: Etcdserverpb_MoveLeaderRequest, context: ServerContext) async throws

@@ -41,7 +41,10 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
                         throw RPCError(code: .invalidArgument, message: "first chunk carries no snapshot message")
                     }
                     message = m
-                    path = node.config.dataDir + "/member/snap/incoming-\(Identity.hex(chunk.from))-\(index).db"
+                    // A name of its own per transfer: two streams of the same snapshot must never share a file.
+                    path =
+                        node.config.dataDir
+                        + "/member/snap/incoming-\(Identity.hex(chunk.from))-\(index)-\(UInt32.random(in: 0...UInt32.max)).db"
                     file = try File(path: path, writable: true, create: true, truncate: true, mode: 0o600)
                 }
                 try file?.write(Array(chunk.data), at: written)
