@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot",
+                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -98,7 +98,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft",
+                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -35,6 +35,15 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
   /// Member that proposed it; only that member wakes a waiter.
   public var proposer: UInt64 = 0
 
+  /// Who asked, as etcd's RequestHeader carries it: the user name and the auth revision the request was admitted
+  /// at (both empty when auth was off or no identity was given). Writes are checked against them when applied.
+  public var authUsername: String = String()
+
+  public var authRevision: UInt64 = 0
+
+  /// Proposed by the member itself (expired-lease revocation): applied as etcd's WithRoot, without auth checks.
+  public var `internal`: Bool = false
+
   public var request: Quorumpb_RaftRequest.OneOf_Request? = nil
 
   public var put: Etcdserverpb_PutRequest {
@@ -213,6 +222,54 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
     set {request = .authRoleRevokePermission(newValue)}
   }
 
+  public var authAuthenticate: Quorumpb_InternalAuthenticateRequest {
+    get {
+      if case .authAuthenticate(let v)? = request {return v}
+      return Quorumpb_InternalAuthenticateRequest()
+    }
+    set {request = .authAuthenticate(newValue)}
+  }
+
+  public var authStatus: Etcdserverpb_AuthStatusRequest {
+    get {
+      if case .authStatus(let v)? = request {return v}
+      return Etcdserverpb_AuthStatusRequest()
+    }
+    set {request = .authStatus(newValue)}
+  }
+
+  public var authUserGet: Etcdserverpb_AuthUserGetRequest {
+    get {
+      if case .authUserGet(let v)? = request {return v}
+      return Etcdserverpb_AuthUserGetRequest()
+    }
+    set {request = .authUserGet(newValue)}
+  }
+
+  public var authUserList: Etcdserverpb_AuthUserListRequest {
+    get {
+      if case .authUserList(let v)? = request {return v}
+      return Etcdserverpb_AuthUserListRequest()
+    }
+    set {request = .authUserList(newValue)}
+  }
+
+  public var authRoleGet: Etcdserverpb_AuthRoleGetRequest {
+    get {
+      if case .authRoleGet(let v)? = request {return v}
+      return Etcdserverpb_AuthRoleGetRequest()
+    }
+    set {request = .authRoleGet(newValue)}
+  }
+
+  public var authRoleList: Etcdserverpb_AuthRoleListRequest {
+    get {
+      if case .authRoleList(let v)? = request {return v}
+      return Etcdserverpb_AuthRoleListRequest()
+    }
+    set {request = .authRoleList(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Request: Equatable, Sendable {
@@ -238,8 +295,31 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
     case authRoleDelete(Etcdserverpb_AuthRoleDeleteRequest)
     case authRoleGrantPermission(Etcdserverpb_AuthRoleGrantPermissionRequest)
     case authRoleRevokePermission(Etcdserverpb_AuthRoleRevokePermissionRequest)
+    case authAuthenticate(Quorumpb_InternalAuthenticateRequest)
+    case authStatus(Etcdserverpb_AuthStatusRequest)
+    case authUserGet(Etcdserverpb_AuthUserGetRequest)
+    case authUserList(Etcdserverpb_AuthUserListRequest)
+    case authRoleGet(Etcdserverpb_AuthRoleGetRequest)
+    case authRoleList(Etcdserverpb_AuthRoleListRequest)
 
   }
+
+  public init() {}
+}
+
+/// etcd's InternalAuthenticateRequest without the password: the proposing member checked it (bcrypt) before
+/// proposing. auth_revision (in RaftRequest) is the auth revision that check saw; the entry fails if the store
+/// moved on meanwhile and the proposer checks again. simple_token_prefix is the random part of a simple token.
+public nonisolated struct Quorumpb_InternalAuthenticateRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var simpleTokenPrefix: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -323,7 +403,7 @@ fileprivate nonisolated let _protobuf_package = "quorumpb"
 
 nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}proposer\0\u{2}\u{8}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoint\0\u{1}alarm\0\u{1}publish\0\u{3}cluster_version\0\u{3}member_update\0\u{4}\u{a}auth_enable\0\u{3}auth_disable\0\u{3}auth_user_add\0\u{3}auth_user_delete\0\u{3}auth_user_change_password\0\u{3}auth_user_grant_role\0\u{3}auth_user_revoke_role\0\u{3}auth_role_add\0\u{3}auth_role_delete\0\u{3}auth_role_grant_permission\0\u{3}auth_role_revoke_permission\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}proposer\0\u{3}auth_username\0\u{3}auth_revision\0\u{1}internal\0\u{2}\u{5}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoint\0\u{1}alarm\0\u{1}publish\0\u{3}cluster_version\0\u{3}member_update\0\u{4}\u{a}auth_enable\0\u{3}auth_disable\0\u{3}auth_user_add\0\u{3}auth_user_delete\0\u{3}auth_user_change_password\0\u{3}auth_user_grant_role\0\u{3}auth_user_revoke_role\0\u{3}auth_role_add\0\u{3}auth_role_delete\0\u{3}auth_role_grant_permission\0\u{3}auth_role_revoke_permission\0\u{3}auth_authenticate\0\u{3}auth_status\0\u{3}auth_user_get\0\u{3}auth_user_list\0\u{3}auth_role_get\0\u{3}auth_role_list\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -333,6 +413,9 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.proposer) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.authUsername) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.authRevision) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.`internal`) }()
       case 10: try {
         var v: Etcdserverpb_PutRequest?
         var hadOneofValue = false
@@ -619,6 +702,84 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
           self.request = .authRoleRevokePermission(v)
         }
       }()
+      case 41: try {
+        var v: Quorumpb_InternalAuthenticateRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .authAuthenticate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .authAuthenticate(v)
+        }
+      }()
+      case 42: try {
+        var v: Etcdserverpb_AuthStatusRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .authStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .authStatus(v)
+        }
+      }()
+      case 43: try {
+        var v: Etcdserverpb_AuthUserGetRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .authUserGet(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .authUserGet(v)
+        }
+      }()
+      case 44: try {
+        var v: Etcdserverpb_AuthUserListRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .authUserList(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .authUserList(v)
+        }
+      }()
+      case 45: try {
+        var v: Etcdserverpb_AuthRoleGetRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .authRoleGet(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .authRoleGet(v)
+        }
+      }()
+      case 46: try {
+        var v: Etcdserverpb_AuthRoleListRequest?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .authRoleList(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .authRoleList(v)
+        }
+      }()
       default: break
       }
     }
@@ -634,6 +795,15 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
     }
     if self.proposer != 0 {
       try visitor.visitSingularUInt64Field(value: self.proposer, fieldNumber: 2)
+    }
+    if !self.authUsername.isEmpty {
+      try visitor.visitSingularStringField(value: self.authUsername, fieldNumber: 3)
+    }
+    if self.authRevision != 0 {
+      try visitor.visitSingularUInt64Field(value: self.authRevision, fieldNumber: 4)
+    }
+    if self.`internal` != false {
+      try visitor.visitSingularBoolField(value: self.`internal`, fieldNumber: 5)
     }
     switch self.request {
     case .put?: try {
@@ -724,6 +894,30 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
       guard case .authRoleRevokePermission(let v)? = self.request else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
     }()
+    case .authAuthenticate?: try {
+      guard case .authAuthenticate(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+    }()
+    case .authStatus?: try {
+      guard case .authStatus(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+    }()
+    case .authUserGet?: try {
+      guard case .authUserGet(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 43)
+    }()
+    case .authUserList?: try {
+      guard case .authUserList(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 44)
+    }()
+    case .authRoleGet?: try {
+      guard case .authRoleGet(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 45)
+    }()
+    case .authRoleList?: try {
+      guard case .authRoleList(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 46)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -732,7 +926,45 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
   public static func ==(lhs: Quorumpb_RaftRequest, rhs: Quorumpb_RaftRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.proposer != rhs.proposer {return false}
+    if lhs.authUsername != rhs.authUsername {return false}
+    if lhs.authRevision != rhs.authRevision {return false}
+    if lhs.`internal` != rhs.`internal` {return false}
     if lhs.request != rhs.request {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Quorumpb_InternalAuthenticateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InternalAuthenticateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}simple_token_prefix\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.simpleTokenPrefix) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.simpleTokenPrefix.isEmpty {
+      try visitor.visitSingularStringField(value: self.simpleTokenPrefix, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Quorumpb_InternalAuthenticateRequest, rhs: Quorumpb_InternalAuthenticateRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.simpleTokenPrefix != rhs.simpleTokenPrefix {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

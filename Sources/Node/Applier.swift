@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import Foundation
 import MVCC
@@ -12,14 +13,16 @@ final class Applier {
     let leases: Leases
     let alarms: AlarmSet
     let members: ClusterMembers
+    let auth: AuthState
     /// Events of the current batch, in revision order, for the watch hub.
     private(set) var events: [Mvccpb_Event] = []
 
-    init(store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers) {
+    init(store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState) {
         self.store = store
         self.leases = leases
         self.alarms = alarms
         self.members = members
+        self.auth = auth
     }
 
     var backend: Backend { store.backend }
@@ -29,7 +32,14 @@ final class Applier {
         return events
     }
 
-    func apply(_ request: Quorumpb_RaftRequest) throws -> ApplyResult {
+    /// Applies one entry; `index` is its Raft index (it numbers simple tokens).
+    func apply(_ request: Quorumpb_RaftRequest, index: UInt64) throws -> ApplyResult {
+        if auth.isEnabled && !request.internal, let denied = checkPermission(request) {
+            return .failure(EtcdError(denied))
+        }
+        if let operation = request.authRequest {
+            return try applyAuth(operation, request, index: index)
+        }
         switch request.request {
         case .put(let r):
             if alarms.contains(.nospace) { return .failure(.noSpace) }
@@ -71,8 +81,49 @@ final class Applier {
         case .leaseCheckpoint, .clusterVersion, .none:
             return .success(.none)
         default:
-            // Auth requests arrive with the auth feature; until then nobody proposes them.
             return .failure(.notCapable)
+        }
+    }
+
+    // MARK: Auth
+
+    /// etcd's `authApplierV3`: writes are checked against the identity their proposal carried, on the store as it
+    /// is at this point of the log (so a permission revoked just before is already in force).
+    private func checkPermission(_ request: Quorumpb_RaftRequest) -> AuthError? {
+        let info = request.requester
+        let store = auth.store
+        let leaseKeys: (Int64) -> [Data]? = { id in
+            self.leases.lessor.withLock { $0.leases[id].map { Array($0.keys) } }
+        }
+        do throws(AuthError) {
+            switch request.request {
+            case .put(let r): try store.checkPut(r, info, leaseKeys: leaseKeys)
+            case .deleteRange(let r): try store.checkDeleteRange(r, info)
+            case .txn(let r): try store.checkTxn(r, info, leaseKeys: leaseKeys)
+            case .leaseRevoke(let r): try store.checkLeaseRevoke(info, leaseKeys: leaseKeys(r.id))
+            default: break
+            }
+        } catch {
+            return error
+        }
+        return nil
+    }
+
+    private func applyAuth(_ operation: AuthRequest, _ request: Quorumpb_RaftRequest, index: UInt64) throws
+        -> ApplyResult
+    {
+        // Authenticate checked the password against the store at `auth_revision`: if the store moved on since,
+        // the check may be stale (a changed password) and the proposer checks again, as etcd does.
+        if case .authenticate = operation, auth.store.revision != request.authRevision {
+            return .failure(EtcdError(.authOldRevision))
+        }
+        switch try auth.apply(operation, requester: request.requester, index: index, backend: backend) {
+        case .success(let response):
+            var header = Etcdserverpb_ResponseHeader()
+            header.revision = store.revisions.current
+            return .success(.auth(response, header))
+        case .failure(let error):
+            return .failure(EtcdError(error))
         }
     }
 

@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 
 /// The result of applying one replicated request, handed back to the member that proposed it.
@@ -10,6 +11,8 @@ public enum ApplyResponse: Sendable {
     case leaseRevoke(Etcdserverpb_LeaseRevokeResponse)
     case alarm(Etcdserverpb_AlarmResponse)
     case members([MemberInfo])
+    /// An auth operation's response and the header revision it was applied at.
+    case auth(AuthResponse, Etcdserverpb_ResponseHeader)
     case none
 }
 

@@ -126,7 +126,7 @@ extension MemberNode {
                         logger.error("skipping undecodable log entry", metadata: ["index": "\(entry.index)"])
                         continue
                     }
-                    let result = try applier.apply(request)
+                    let result = try applier.apply(request, index: entry.index)
                     observer.applied(Self.kind(of: request))
                     if case .compaction = request.request, request.compaction.physical,
                         request.proposer == memberID
@@ -259,6 +259,7 @@ extension MemberNode {
         try leases.reload(store: store)
         try alarms.reload(backend: backend)
         try members.reload(backend: backend)
+        try auth.reload(backend: backend)
         appliedSinceSnapshot = 0
         hub.resync(revision: store.revisions.current)
         refreshSize()

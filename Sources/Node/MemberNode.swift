@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import Foundation
 import Logging
@@ -21,6 +22,8 @@ public final class MemberNode: @unchecked Sendable {
     public let leases: Leases
     public let alarms: AlarmSet
     public let members: ClusterMembers
+    /// Users, roles and tokens (see `AuthState`).
+    public let auth: AuthState
     public private(set) var hub: WatchHub!
     public let walStats = Mutex(WriteAheadLog.Stats())
     /// Monotonic nanoseconds, injected for tests.
@@ -271,7 +274,16 @@ public final class MemberNode: @unchecked Sendable {
         // etcd's minimum lease TTL: one and a half election timeouts, rounded up to whole seconds.
         let minTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
         leases = try Leases(store: store, minTTL: max(1, minTTL), now: now)
-        applier = Applier(store: store, leases: leases, alarms: alarms, members: members)
+        let tokens: any TokenProvider
+        do {
+            tokens = try makeTokenProvider(
+                authToken: config.authToken, simpleTokenTTL: config.authTokenTTL,
+                readFile: { path in Array(try Data(contentsOf: URL(fileURLWithPath: path))) })
+        } catch {
+            throw EtcdError(.invalidArgument, "--auth-token: \(error)")
+        }
+        auth = try AuthState(backend: backend, tokens: tokens, bcryptCost: config.bcryptCost)
+        applier = Applier(store: store, leases: leases, alarms: alarms, members: members, auth: auth)
 
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
         raftConfig.heartbeatTick = 1
@@ -442,6 +454,17 @@ public final class MemberNode: @unchecked Sendable {
         let waiter = ReadWaiter(completion: completion, deadline: now() + config.effectiveRequestTimeout)
         post { $0.reads.append(waiter) }
     }
+
+    /// Calls `completion` (nil) once this member has applied `index`, or with the reason it could not in time: a
+    /// simple token is known to a member only once it applied the Authenticate entry that assigned it.
+    public func waitApplied(_ index: UInt64, completion: @escaping @Sendable (EtcdError?) -> Void) {
+        if appliedIndex.load(ordering: .acquiring) >= index { return completion(nil) }
+        let waiter = ReadWaiter(completion: completion, deadline: now() + config.effectiveRequestTimeout)
+        applyQueue.push(.reads(index: index, waiters: [waiter]))
+    }
+
+    /// The index this member has applied through.
+    public var applied: UInt64 { appliedIndex.load(ordering: .acquiring) }
 
     /// A lease grant request; chooses the id if the client did not (as etcd, before replication).
     public func leaseGrantRequest(ttl: Int64, id: Int64) -> Quorumpb_RaftRequest {
@@ -934,6 +957,8 @@ public final class MemberNode: @unchecked Sendable {
         for id in leases.takeExpired(retryAfterNanoseconds: 3_000_000_000) {
             var request = Quorumpb_RaftRequest()
             request.proposer = memberID
+            // The member revokes as etcd's `WithRoot`: whoever attached the keys, an expired lease goes.
+            request.internal = true
             var revoke = Etcdserverpb_LeaseRevokeRequest()
             revoke.id = id
             request.leaseRevoke = revoke

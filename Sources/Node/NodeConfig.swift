@@ -35,6 +35,12 @@ public struct NodeConfig: Sendable {
     /// etcd's `--force-new-cluster`: restart as the only member of the cluster, removing the others through the log
     /// (see `ForcedNewCluster`). For recovering a cluster that lost its quorum for good.
     public var forceNewCluster = false
+    /// etcd's `--auth-token`: `simple` (default), `jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...`.
+    public var authToken = "simple"
+    /// etcd's `--auth-token-ttl` for simple tokens.
+    public var authTokenTTL: Duration = .seconds(300)
+    /// etcd's `--bcrypt-cost`.
+    public var bcryptCost = 10
     /// How a member started with `--initial-cluster-state=existing` joins: learned from the running members.
     public var join: JoinInfo?
 

@@ -142,8 +142,12 @@ public final class QuorumServer: Service, @unchecked Sendable {
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
+        // Client-certificate names identify users only where client certificates are verified.
+        let identities = (tls.client?.options.clientCertAuth ?? false) ? tls.identities : nil
         for (url, transport) in zip(config.listenClientURLs, clientTransports) {
-            transport.route(fastRoutes, http: router, tls: url.isTLS ? tls.client : nil)
+            transport.route(
+                fastRoutes, http: router, tls: url.isTLS ? tls.client : nil,
+                authentication: ClientAuthentication(auth: node.auth, identities: url.isTLS ? identities : nil))
         }
         // The peer port: quorumpb.Raft in place, quorumpb.Peer on grpc-swift, and the same HTTP endpoints as the
         // client port (handy for probing a member from its peers' network).
@@ -163,7 +167,11 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let peerService = PeerService(node: node, handler: handler, logger: logger)
         let grpcServers =
             clientTransports.map {
-                GRPCServer(transport: $0, services: services, interceptors: [RPCMetricsInterceptor(metrics: metrics)])
+                GRPCServer(
+                    transport: $0, services: services,
+                    interceptors: [
+                        RPCMetricsInterceptor(metrics: metrics), AuthInterceptor(auth: node.auth, identities: identities),
+                    ])
             } + peerTransports.map { GRPCServer(transport: $0, services: [peerService]) }
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()
@@ -284,7 +292,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 if target > node.store.revisions.compacted {
                     var request = Etcdserverpb_CompactionRequest()
                     request.revision = target
-                    _ = try? await handler.compact(request)
+                    _ = try? await handler.compact(request, .member)
                     logger.info("completed revision-based compaction", metadata: ["revision": "\(target)"])
                 }
             }
@@ -302,7 +310,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 if target > node.store.revisions.compacted && target <= node.store.revisions.current {
                     var request = Etcdserverpb_CompactionRequest()
                     request.revision = target
-                    _ = try? await handler.compact(request)
+                    _ = try? await handler.compact(request, .member)
                     logger.info("completed periodic compaction", metadata: ["revision": "\(target)"])
                 }
             }

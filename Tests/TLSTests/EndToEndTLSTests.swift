@@ -169,7 +169,10 @@ struct EndToEndTLSTests {
         let member = try QuorumMember(dataDir: data, extra: ["--pki-leaf-validity", "1h"])
         defer { member.stop() }
         let cacert = layout.trustBundle(.clients)
-        let put = try runCommand(Self.etcdctlPath, etcdctl(member, cacert: cacert, ["put", "k", "v"]))
+        // The managed PKI requires client certificates: the member's own admin certificate serves etcdctl.
+        let put = try runCommand(
+            Self.etcdctlPath,
+            etcdctl(member, cacert: cacert, cert: layout.adminCertificate, key: layout.adminKey, ["put", "k", "v"]))
         #expect(put.status == 0, "\(put.output)")
         let served = await Self.servedSerial(member, nil)
         #expect(served != nil && served != stale.serialNumber.hexString)
@@ -409,9 +412,12 @@ struct EndToEndTLSTests {
         #expect(fix.status == 0, "\(fix.output)")
         let restarted = try QuorumMember(dataDir: data, extra: [])
         defer { restarted.stop() }
+        let layout = PKILayout(dataDirectory: data)
         let put = try runCommand(
             Self.etcdctlPath,
-            etcdctl(restarted, cacert: PKILayout(dataDirectory: data).trustBundle(.clients), ["put", "k", "v"]))
+            etcdctl(
+                restarted, cacert: layout.trustBundle(.clients), cert: layout.adminCertificate, key: layout.adminKey,
+                ["put", "k", "v"]))
         #expect(put.status == 0, "\(put.output)")
         let live = try runCommand(
             quorumctl, ["certs", "check-expiration", "--endpoints", restarted.endpoint, "-o", "json"])

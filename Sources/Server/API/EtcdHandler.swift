@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import Foundation
 import GRPCCore
@@ -21,9 +22,14 @@ public final class EtcdHandler: Sendable {
 
     var config: NodeConfig { node.config }
 
-    /// TEST ONLY: serve linearizable reads locally, skipping ReadIndex. It exists so the fault harness can show
-    /// that it catches the stale reads this produces (a mutation check); never set it on a real cluster.
-    static let unsafeLocalReads = ProcessInfo.processInfo.environment["QUORUM_TESTING_UNSAFE_LOCAL_READS"] == "1"
+    #if DEBUG
+        /// TEST ONLY, and only in debug builds: serve linearizable reads locally, skipping ReadIndex. It exists so the
+        /// fault harness can show that it catches the stale reads this produces (a mutation check); a release build
+        /// has no such switch.
+        static let unsafeLocalReads = ProcessInfo.processInfo.environment["QUORUM_TESTING_UNSAFE_LOCAL_READS"] == "1"
+    #else
+        static let unsafeLocalReads = false
+    #endif
 
     // MARK: KV
 
@@ -32,10 +38,12 @@ public final class EtcdHandler: Sendable {
     /// an async one built on it, for everything else.
     public typealias Completion<Response> = @Sendable (Result<Response, EtcdError>) -> Void
 
-    public func range(_ r: Etcdserverpb_RangeRequest) async throws(EtcdError) -> Etcdserverpb_RangeResponse {
+    public func range(_ r: Etcdserverpb_RangeRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_RangeResponse
+    {
         try TxnRules.validate(r)
         if needsReadBarrier(r) { try await node.readBarrier() }
-        return try rangeNow(r)
+        return try rangeNow(r, caller)
     }
 
     /// Whether a Range must wait for ReadIndex first (it is linearizable).
@@ -43,20 +51,30 @@ public final class EtcdHandler: Sendable {
         !r.serializable && !Self.unsafeLocalReads
     }
 
-    /// Serves a validated Range against the state applied so far.
-    public func rangeNow(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) -> Etcdserverpb_RangeResponse {
+    /// Serves a validated Range against the state applied so far. With auth on, as etcd's `doSerialize`: the
+    /// caller needs read on the range, and the answer is dropped if the auth store changed during the read.
+    public func rangeNow(_ r: Etcdserverpb_RangeRequest, _ caller: Caller) throws(EtcdError)
+        -> Etcdserverpb_RangeResponse
+    {
+        try check(caller) { (store, info) throws(AuthError) in try store.checkRange(r, info) }
         var response = try execute {
             try RangeExecutorFacade.range(r, store: node.store)
         }
+        try check(caller) { (store, info) throws(AuthError) in try store.ensureRevisionUnchanged(info) }
         response.header = node.header(revision: response.header.revision)
         return response
     }
 
-    public func put(_ r: Etcdserverpb_PutRequest) async throws(EtcdError) -> Etcdserverpb_PutResponse {
-        try await awaiting { put(r, completion: $0) }
+    public func put(_ r: Etcdserverpb_PutRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_PutResponse
+    {
+        try await awaiting { put(r, caller, completion: $0) }
     }
 
-    public func put(_ r: Etcdserverpb_PutRequest, completion: @escaping Completion<Etcdserverpb_PutResponse>) {
+    /// Writes are checked where they are applied, against the identity the proposal carries (`stamp`).
+    public func put(
+        _ r: Etcdserverpb_PutRequest, _ caller: Caller, completion: @escaping Completion<Etcdserverpb_PutResponse>
+    ) {
         do throws(EtcdError) {
             try TxnRules.validate(r)
             try checkQuota(cost: r.key.count + r.value.count)
@@ -65,6 +83,7 @@ public final class EtcdHandler: Sendable {
         }
         var request = Quorumpb_RaftRequest()
         request.put = r
+        stamp(&request, caller)
         propose(request, completion) { applied in
             guard case .put(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
@@ -72,18 +91,20 @@ public final class EtcdHandler: Sendable {
         }
     }
 
-    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest) async throws(EtcdError)
+    public func deleteRange(_ r: Etcdserverpb_DeleteRangeRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_DeleteRangeResponse
     {
-        try await awaiting { deleteRange(r, completion: $0) }
+        try await awaiting { deleteRange(r, caller, completion: $0) }
     }
 
     public func deleteRange(
-        _ r: Etcdserverpb_DeleteRangeRequest, completion: @escaping Completion<Etcdserverpb_DeleteRangeResponse>
+        _ r: Etcdserverpb_DeleteRangeRequest, _ caller: Caller,
+        completion: @escaping Completion<Etcdserverpb_DeleteRangeResponse>
     ) {
         do throws(EtcdError) { try TxnRules.validate(r) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.deleteRange = r
+        stamp(&request, caller)
         propose(request, completion) { applied in
             guard case .deleteRange(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
@@ -91,11 +112,15 @@ public final class EtcdHandler: Sendable {
         }
     }
 
-    public func txn(_ r: Etcdserverpb_TxnRequest) async throws(EtcdError) -> Etcdserverpb_TxnResponse {
-        try await awaiting { txn(r, completion: $0) }
+    public func txn(_ r: Etcdserverpb_TxnRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_TxnResponse
+    {
+        try await awaiting { txn(r, caller, completion: $0) }
     }
 
-    public func txn(_ r: Etcdserverpb_TxnRequest, completion: @escaping Completion<Etcdserverpb_TxnResponse>) {
+    public func txn(
+        _ r: Etcdserverpb_TxnRequest, _ caller: Caller, completion: @escaping Completion<Etcdserverpb_TxnResponse>
+    ) {
         do throws(EtcdError) {
             try TxnRules.validate(r, maxOps: config.maxTxnOps)
             if TxnRules.hasPut(r) { try checkQuota(cost: 256) }
@@ -104,6 +129,7 @@ public final class EtcdHandler: Sendable {
         }
         var request = Quorumpb_RaftRequest()
         request.txn = r
+        stamp(&request, caller)
         propose(request, completion) { applied in
             guard case .txn(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
@@ -111,14 +137,17 @@ public final class EtcdHandler: Sendable {
         }
     }
 
-    public func compact(_ r: Etcdserverpb_CompactionRequest) async throws(EtcdError) -> Etcdserverpb_CompactionResponse
+    public func compact(_ r: Etcdserverpb_CompactionRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_CompactionResponse
     {
-        try await awaiting { compact(r, completion: $0) }
+        try await awaiting { compact(r, caller, completion: $0) }
     }
 
     public func compact(
-        _ r: Etcdserverpb_CompactionRequest, completion: @escaping Completion<Etcdserverpb_CompactionResponse>
+        _ r: Etcdserverpb_CompactionRequest, _ caller: Caller,
+        completion: @escaping Completion<Etcdserverpb_CompactionResponse>
     ) {
+        do throws(EtcdError) { try authorize(.compact, caller) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.compaction = r
         propose(request, completion) { applied in
@@ -130,16 +159,18 @@ public final class EtcdHandler: Sendable {
 
     // MARK: Leases
 
-    public func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest) async throws(EtcdError)
+    public func leaseGrant(_ r: Etcdserverpb_LeaseGrantRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_LeaseGrantResponse
     {
-        try await awaiting { leaseGrant(r, completion: $0) }
+        try await awaiting { leaseGrant(r, caller, completion: $0) }
     }
 
     public func leaseGrant(
-        _ r: Etcdserverpb_LeaseGrantRequest, completion: @escaping Completion<Etcdserverpb_LeaseGrantResponse>
+        _ r: Etcdserverpb_LeaseGrantRequest, _ caller: Caller,
+        completion: @escaping Completion<Etcdserverpb_LeaseGrantResponse>
     ) {
         do throws(EtcdError) {
+            try authorize(.leaseGrant, caller)
             if r.ttl > Lessor.maxTTL { throw .leaseTTLTooLarge }
             try checkQuota(cost: 64)
         } catch {
@@ -155,22 +186,33 @@ public final class EtcdHandler: Sendable {
         }
     }
 
-    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest) async throws(EtcdError)
+    public func leaseRevoke(_ r: Etcdserverpb_LeaseRevokeRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_LeaseRevokeResponse
     {
-        try await awaiting { leaseRevoke(r, completion: $0) }
+        try await awaiting { leaseRevoke(r, caller, completion: $0) }
     }
 
+    /// Needs some identity here, and write on every attached key where it is applied.
     public func leaseRevoke(
-        _ r: Etcdserverpb_LeaseRevokeRequest, completion: @escaping Completion<Etcdserverpb_LeaseRevokeResponse>
+        _ r: Etcdserverpb_LeaseRevokeRequest, _ caller: Caller,
+        completion: @escaping Completion<Etcdserverpb_LeaseRevokeResponse>
     ) {
+        do throws(EtcdError) { try authorize(.leaseRevoke, caller) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.leaseRevoke = r
+        stamp(&request, caller)
         propose(request, completion) { applied in
             guard case .leaseRevoke(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
             return response
         }
+    }
+
+    /// etcd's `checkLeaseRenew`: some identity and, unless root, write on every key attached to the lease.
+    public func checkLeaseKeepAlive(_ id: Int64, _ caller: Caller) throws(EtcdError) {
+        guard case .client = caller, node.auth.isEnabled else { return }
+        let keys = leaseKeys(id)
+        try check(caller) { (store, info) throws(AuthError) in try store.checkLeaseRenew(info, leaseKeys: keys) }
     }
 
     /// A keep-alive the member can answer at once (it leads and knows the lease), or nil when it must ask the
@@ -212,9 +254,18 @@ public final class EtcdHandler: Sendable {
     }
 
     /// The remaining TTL is the leader's to tell: followers keep no deadlines, so they ask it.
-    public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest) async throws(EtcdError)
+    public func leaseTimeToLive(_ r: Etcdserverpb_LeaseTimeToLiveRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_LeaseTimeToLiveResponse
     {
+        // etcd's `checkLeaseTimeToLive`: with `keys`, read on every attached key (the keys are replicated state,
+        // so this member can check them before asking the leader for the TTL).
+        try authorize(.leaseTimeToLive, caller)
+        if r.keys {
+            let keys = leaseKeys(r.id)
+            try check(caller) { (store, info) throws(AuthError) in
+                try store.checkLeaseTimeToLive(info, leaseKeys: keys)
+            }
+        }
         let leader = node.status.leader
         if leader != 0, leader != node.memberID, let client = peers?.client(for: leader),
             var forwarded = try? await client.leaseTimeToLive(r, options: .peerRequest)
@@ -243,7 +294,12 @@ public final class EtcdHandler: Sendable {
         return response
     }
 
-    public func leaseLeases() async throws(EtcdError) -> Etcdserverpb_LeaseLeasesResponse {
+    public func leaseLeases(_ caller: Caller) async throws(EtcdError) -> Etcdserverpb_LeaseLeasesResponse {
+        try authorize(.leaseLeases, caller)
+        if case .client = caller, node.auth.isEnabled {
+            let all = node.leases.ids.compactMap { leaseKeys($0) }
+            try check(caller) { (store, info) throws(AuthError) in try store.checkLeaseLeases(info, allLeaseKeys: all) }
+        }
         try await node.readBarrier()
         var response = Etcdserverpb_LeaseLeasesResponse()
         response.leases = node.leases.ids.map { id in
@@ -257,7 +313,10 @@ public final class EtcdHandler: Sendable {
 
     // MARK: Maintenance
 
-    public func alarm(_ r: Etcdserverpb_AlarmRequest) async throws(EtcdError) -> Etcdserverpb_AlarmResponse {
+    public func alarm(_ r: Etcdserverpb_AlarmRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_AlarmResponse
+    {
+        try authorize(r.action == .get ? .alarmGet : .alarmChange, caller)
         if r.action == .get {
             var response = Etcdserverpb_AlarmResponse()
             response.alarms = node.alarms.all.filter { r.alarm == .none || $0.type == r.alarm }.map(\.proto)
@@ -271,7 +330,8 @@ public final class EtcdHandler: Sendable {
         return response
     }
 
-    public func status() throws(EtcdError) -> Etcdserverpb_StatusResponse {
+    public func status(_ caller: Caller) throws(EtcdError) -> Etcdserverpb_StatusResponse {
+        try authorize(.status, caller)
         let s = node.status
         var response = Etcdserverpb_StatusResponse()
         response.header = node.header(revision: node.store.revisions.current)
@@ -290,7 +350,28 @@ public final class EtcdHandler: Sendable {
         return response
     }
 
-    public func hashKV(_ r: Etcdserverpb_HashKVRequest) throws(EtcdError) -> Etcdserverpb_HashKVResponse {
+    public func defragment(_ caller: Caller) async throws(EtcdError) -> Etcdserverpb_DefragmentResponse {
+        try authorize(.defragment, caller)
+        try await node.defragment()
+        var response = Etcdserverpb_DefragmentResponse()
+        response.header = node.header(revision: node.store.revisions.current)
+        return response
+    }
+
+    public func moveLeader(_ r: Etcdserverpb_MoveLeaderRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_MoveLeaderResponse
+    {
+        try authorize(.moveLeader, caller)
+        try await node.moveLeader(to: r.targetID)
+        var response = Etcdserverpb_MoveLeaderResponse()
+        response.header = node.header(revision: node.store.revisions.current)
+        return response
+    }
+
+    public func hashKV(_ r: Etcdserverpb_HashKVRequest, _ caller: Caller) throws(EtcdError)
+        -> Etcdserverpb_HashKVResponse
+    {
+        try authorize(.hashKV, caller)
         let result = try execute { try node.store.hashKV(revision: r.revision) }
         var response = Etcdserverpb_HashKVResponse()
         response.header = node.header(revision: node.store.revisions.current)
@@ -300,7 +381,8 @@ public final class EtcdHandler: Sendable {
         return response
     }
 
-    public func hash() throws(EtcdError) -> Etcdserverpb_HashResponse {
+    public func hash(_ caller: Caller) throws(EtcdError) -> Etcdserverpb_HashResponse {
+        try authorize(.hash, caller)
         let result = try execute { try node.store.hashKV(revision: 0) }
         var response = Etcdserverpb_HashResponse()
         response.header = node.header(revision: node.store.revisions.current)
@@ -308,7 +390,8 @@ public final class EtcdHandler: Sendable {
         return response
     }
 
-    public func memberList() -> Etcdserverpb_MemberListResponse {
+    public func memberList(_ caller: Caller) throws(EtcdError) -> Etcdserverpb_MemberListResponse {
+        try authorize(.memberList, caller)
         var response = Etcdserverpb_MemberListResponse()
         response.header = node.header(revision: 0)
         response.members = node.members.all.map(\.proto)
@@ -389,8 +472,10 @@ enum RangeExecutorFacade {
 // MARK: Membership
 
 extension EtcdHandler {
-    public func memberAdd(_ r: Etcdserverpb_MemberAddRequest) async throws(EtcdError) -> Etcdserverpb_MemberAddResponse
+    public func memberAdd(_ r: Etcdserverpb_MemberAddRequest, _ caller: Caller) async throws(EtcdError)
+        -> Etcdserverpb_MemberAddResponse
     {
+        try authorize(.memberAdd, caller)
         if r.peerUrls.isEmpty || r.peerUrls.contains(where: { (try? ListenURL($0)) == nil }) { throw .memberBadURLs }
         let (member, all) = try await node.addMember(peerURLs: r.peerUrls, isLearner: r.isLearner).get()
         var response = Etcdserverpb_MemberAddResponse()
@@ -400,9 +485,10 @@ extension EtcdHandler {
         return response
     }
 
-    public func memberRemove(_ r: Etcdserverpb_MemberRemoveRequest) async throws(EtcdError)
+    public func memberRemove(_ r: Etcdserverpb_MemberRemoveRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_MemberRemoveResponse
     {
+        try authorize(.memberRemove, caller)
         let all = try await node.removeMember(r.id).get()
         var response = Etcdserverpb_MemberRemoveResponse()
         response.header = node.header(revision: 0)
@@ -410,9 +496,10 @@ extension EtcdHandler {
         return response
     }
 
-    public func memberUpdate(_ r: Etcdserverpb_MemberUpdateRequest) async throws(EtcdError)
+    public func memberUpdate(_ r: Etcdserverpb_MemberUpdateRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_MemberUpdateResponse
     {
+        try authorize(.memberUpdate, caller)
         if r.peerUrls.isEmpty || r.peerUrls.contains(where: { (try? ListenURL($0)) == nil }) { throw .memberBadURLs }
         let all = try await node.updateMember(r.id, peerURLs: r.peerUrls).get()
         var response = Etcdserverpb_MemberUpdateResponse()
@@ -422,9 +509,10 @@ extension EtcdHandler {
     }
 
     /// Only the leader can tell whether a learner has caught up, so followers forward promotions to it.
-    public func memberPromote(_ r: Etcdserverpb_MemberPromoteRequest) async throws(EtcdError)
+    public func memberPromote(_ r: Etcdserverpb_MemberPromoteRequest, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_MemberPromoteResponse
     {
+        try authorize(.memberPromote, caller)
         let leader = node.status.leader
         if leader != 0, leader != node.memberID, let client = peers?.client(for: leader) {
             do {

@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import Foundation
 import MVCC
@@ -8,6 +9,9 @@ import Node
 /// ahead for its deletion.
 struct Recipes: Sendable {
     let handler: EtcdHandler
+    /// Whose keys these are: every read, write and watch is checked as the caller's own (etcd runs its lock and
+    /// election services as clients of itself, passing the caller's token along).
+    let caller: Caller
 
     /// The key a lease owns under `prefix` (etcd: prefix + lease id in hex).
     static func ownKey(prefix: Data, lease: Int64) -> Data {
@@ -51,7 +55,7 @@ struct Recipes: Sendable {
         getOp.requestRange = get
         txn.success = [putOp, owner]
         txn.failure = [getOp, owner]
-        let response = try await handler.txn(txn)
+        let response = try await handler.txn(txn, caller)
         let ownerKVs = response.responses[1].responseRange.kvs
         if response.succeeded {
             return (response.header.revision, ownerKVs.first?.createRevision, response.header, nil)
@@ -70,7 +74,7 @@ struct Recipes: Sendable {
             r.sortOrder = .descend
             r.maxCreateRevision = maxCreate
             r.limit = 1
-            let response = try await handler.range(r)
+            let response = try await handler.range(r, caller)
             guard let last = response.kvs.first else { return response.header }
             try await waitForDelete(key: last.key, from: response.header.revision)
             if Task.isCancelled { throw EtcdError(.canceled, "context canceled") }
@@ -79,6 +83,9 @@ struct Recipes: Sendable {
 
     /// Waits for the deletion of `key` at or after revision `from`.
     func waitForDelete(key: Data, from revision: Int64) async throws(EtcdError) {
+        var watched = Etcdserverpb_WatchCreateRequest()
+        watched.key = key
+        try handler.check(caller) { (store, info) throws(AuthError) in try store.checkWatch(watched, info) }
         let watch = InternalWatch(handler: handler, range: .single(key), startRevision: revision, filterPut: true)
         defer { watch.close() }
         while let events = await watch.next() {

@@ -1,3 +1,4 @@
+import Auth
 import Foundation
 import Logging
 import Node
@@ -62,6 +63,9 @@ public struct EtcdFlags: Sendable {
         ("cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
         ("tls-min-version", "Minimum TLS version supported: TLS1.2 or TLS1.3."),
         ("tls-max-version", "Maximum TLS version supported: TLS1.2 or TLS1.3 (empty: no maximum)."),
+        ("auth-token", "Specify auth token type and its options ('simple' or 'jwt')."),
+        ("auth-token-ttl", "The lifetime in seconds of the auth token."),
+        ("bcrypt-cost", "Specify bcrypt algorithm cost factor for auth password hashing."),
         ("managed-pki", "Issue and renew member certificates from the data directory's CA (Quorum)."),
         ("pki-leaf-validity", "Lifetime of managed leaf certificates, e.g. 8760h, 30d, 90s (Quorum)."),
         ("pki-key-algorithm", "Key algorithm of managed certificates: ecdsa-p256 or rsa-2048 (Quorum)."),
@@ -298,6 +302,24 @@ public struct EtcdFlags: Sendable {
             }
             config.corruptCheckInterval = interval
         }
+        node.authToken = string("auth-token") ?? "simple"
+        let ttl = try integer("auth-token-ttl", default: 300)
+        guard ttl > 0 else { throw ConfigError("--auth-token-ttl must be positive") }
+        node.authTokenTTL = .seconds(ttl)
+        let cost = try integer("bcrypt-cost", default: Int64(Bcrypt.defaultCost))
+        guard (Int64(Bcrypt.minimumCost)...Int64(Bcrypt.maximumCost)).contains(cost) else {
+            throw ConfigError(
+                "invalid bcrypt-cost: should be between \(Bcrypt.minimumCost) and \(Bcrypt.maximumCost), got \(cost)")
+        }
+        node.bcryptCost = Int(cost)
+        // The token options and their key files are checked now, before anything starts.
+        do {
+            _ = try makeTokenProvider(
+                authToken: node.authToken, simpleTokenTTL: node.authTokenTTL,
+                readFile: { path in Array(try Data(contentsOf: URL(fileURLWithPath: path))) })
+        } catch {
+            throw ConfigError("--auth-token: \(error)")
+        }
         config.node = node
         config.tls = try resolveTLS(config: config)
         return config
@@ -340,6 +362,7 @@ public struct EtcdFlags: Sendable {
             throw ConfigError("--peer-cert-allowed-cn and --peer-cert-allowed-hostname are mutually exclusive")
         }
         tls.managedPKI = try bool("managed-pki")
+        tls.clientCertAuthOptOut = values["client-cert-auth"] != nil && !(try bool("client-cert-auth"))
         if let text = string("pki-leaf-validity") {
             do {
                 tls.leafValidity = try LeafLifetime(parsing: text)

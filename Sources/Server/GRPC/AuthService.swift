@@ -1,92 +1,126 @@
 import EtcdAPI
 import EtcdProto
 import GRPCCore
+import Node
 
-/// etcdserverpb.Auth: authentication is not enabled on Quorum yet. Status reports it disabled; the management
-/// calls answer Unimplemented rather than pretending to store users.
+/// etcdserverpb.Auth: etcd 3.5's authentication and role-based access control. Every operation goes through the
+/// log (see `EtcdHandler+Auth.swift`); who may run it is decided where it is applied.
 struct AuthService: Etcdserverpb_Auth.SimpleServiceProtocol {
     let handler: EtcdHandler
 
-    private func unsupported() -> RPCError {
-        RPCError(code: .unimplemented, message: "etcdserver: authentication is not supported by this Quorum version")
+    func authEnable(request: Etcdserverpb_AuthEnableRequest, context: ServerContext) async throws -> Etcdserverpb_AuthEnableResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.authEnable(caller)
+        }
     }
 
-    func authEnable(request: Etcdserverpb_AuthEnableRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthEnableResponse
-    { throw unsupported() }
-
-    func authDisable(request: Etcdserverpb_AuthDisableRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthDisableResponse
-    {
-        var response = Etcdserverpb_AuthDisableResponse()
-        response.header = handler.node.header(revision: handler.node.store.revisions.current)
-        return response
+    func authDisable(request: Etcdserverpb_AuthDisableRequest, context: ServerContext) async throws -> Etcdserverpb_AuthDisableResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.authDisable(caller)
+        }
     }
 
-    func authStatus(request: Etcdserverpb_AuthStatusRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthStatusResponse
-    {
-        var response = Etcdserverpb_AuthStatusResponse()
-        response.header = handler.node.header(revision: handler.node.store.revisions.current)
-        response.enabled = false
-        return response
+    func authStatus(request: Etcdserverpb_AuthStatusRequest, context: ServerContext) async throws -> Etcdserverpb_AuthStatusResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.authStatus(caller)
+        }
     }
 
-    func authenticate(request: Etcdserverpb_AuthenticateRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthenticateResponse
-    {
-        throw RPCError(code: .failedPrecondition, message: "etcdserver: authentication is not enabled")
+    func authenticate(request: Etcdserverpb_AuthenticateRequest, context: ServerContext) async throws -> Etcdserverpb_AuthenticateResponse {
+        try await rpc { () async throws(EtcdError) in try await handler.authenticate(request) }
     }
 
-    func userAdd(request: Etcdserverpb_AuthUserAddRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserAddResponse
-    { throw unsupported() }
+    func userAdd(request: Etcdserverpb_AuthUserAddRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserAddResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userAdd(request, caller)
+        }
+    }
 
-    func userGet(request: Etcdserverpb_AuthUserGetRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserGetResponse
-    { throw unsupported() }
+    func userGet(request: Etcdserverpb_AuthUserGetRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserGetResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userGet(request, caller)
+        }
+    }
 
-    func userList(request: Etcdserverpb_AuthUserListRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserListResponse
-    { throw unsupported() }
+    func userList(request: Etcdserverpb_AuthUserListRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserListResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userList(caller)
+        }
+    }
 
-    func userDelete(request: Etcdserverpb_AuthUserDeleteRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserDeleteResponse
-    { throw unsupported() }
+    func userDelete(request: Etcdserverpb_AuthUserDeleteRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserDeleteResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userDelete(request, caller)
+        }
+    }
 
-    func userChangePassword(request: Etcdserverpb_AuthUserChangePasswordRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserChangePasswordResponse
-    { throw unsupported() }
+    func userChangePassword(request: Etcdserverpb_AuthUserChangePasswordRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserChangePasswordResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userChangePassword(request, caller)
+        }
+    }
 
-    func userGrantRole(request: Etcdserverpb_AuthUserGrantRoleRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserGrantRoleResponse
-    { throw unsupported() }
+    func userGrantRole(request: Etcdserverpb_AuthUserGrantRoleRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserGrantRoleResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userGrantRole(request, caller)
+        }
+    }
 
-    func userRevokeRole(request: Etcdserverpb_AuthUserRevokeRoleRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthUserRevokeRoleResponse
-    { throw unsupported() }
+    func userRevokeRole(request: Etcdserverpb_AuthUserRevokeRoleRequest, context: ServerContext) async throws -> Etcdserverpb_AuthUserRevokeRoleResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.userRevokeRole(request, caller)
+        }
+    }
 
-    func roleAdd(request: Etcdserverpb_AuthRoleAddRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthRoleAddResponse
-    { throw unsupported() }
+    func roleAdd(request: Etcdserverpb_AuthRoleAddRequest, context: ServerContext) async throws -> Etcdserverpb_AuthRoleAddResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.roleAdd(request, caller)
+        }
+    }
 
-    func roleGet(request: Etcdserverpb_AuthRoleGetRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthRoleGetResponse
-    { throw unsupported() }
+    func roleGet(request: Etcdserverpb_AuthRoleGetRequest, context: ServerContext) async throws -> Etcdserverpb_AuthRoleGetResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.roleGet(request, caller)
+        }
+    }
 
-    func roleList(request: Etcdserverpb_AuthRoleListRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthRoleListResponse
-    { throw unsupported() }
+    func roleList(request: Etcdserverpb_AuthRoleListRequest, context: ServerContext) async throws -> Etcdserverpb_AuthRoleListResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.roleList(caller)
+        }
+    }
 
-    func roleDelete(request: Etcdserverpb_AuthRoleDeleteRequest, context: ServerContext) async throws
-        -> Etcdserverpb_AuthRoleDeleteResponse
-    { throw unsupported() }
+    func roleDelete(request: Etcdserverpb_AuthRoleDeleteRequest, context: ServerContext) async throws -> Etcdserverpb_AuthRoleDeleteResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.roleDelete(request, caller)
+        }
+    }
 
-    func roleGrantPermission(request: Etcdserverpb_AuthRoleGrantPermissionRequest, context: ServerContext)
-        async throws -> Etcdserverpb_AuthRoleGrantPermissionResponse
-    { throw unsupported() }
+    func roleGrantPermission(request: Etcdserverpb_AuthRoleGrantPermissionRequest, context: ServerContext) async throws -> Etcdserverpb_AuthRoleGrantPermissionResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.roleGrantPermission(request, caller)
+        }
+    }
 
-    func roleRevokePermission(request: Etcdserverpb_AuthRoleRevokePermissionRequest, context: ServerContext)
-        async throws -> Etcdserverpb_AuthRoleRevokePermissionResponse
-    { throw unsupported() }
+    func roleRevokePermission(request: Etcdserverpb_AuthRoleRevokePermissionRequest, context: ServerContext) async throws -> Etcdserverpb_AuthRoleRevokePermissionResponse {
+        try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            return try await handler.roleRevokePermission(request, caller)
+        }
+    }
 }

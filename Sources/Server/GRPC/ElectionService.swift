@@ -1,3 +1,4 @@
+import Auth
 import EtcdAPI
 import EtcdProto
 import Foundation
@@ -17,7 +18,8 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
         -> V3electionpb_CampaignResponse
     {
         try await rpc { () async throws(EtcdError) in
-            let recipes = Recipes(handler: handler)
+            let caller = try await handler.currentCaller()
+            let recipes = Recipes(handler: handler, caller: caller)
             let prefix = request.name + Data("/".utf8)
             let key = Recipes.ownKey(prefix: prefix, lease: request.lease)
             let queued = try await recipes.enqueue(key: key, prefix: prefix, value: request.value, lease: request.lease)
@@ -27,7 +29,7 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
             leader.rev = queued.myRevision
             leader.lease = request.lease
             if let existing = queued.existing, existing.value != request.value {
-                try await proclaim(leader, value: request.value)
+                try await proclaim(leader, value: request.value, caller)
             }
             let header = try await recipes.waitDeletes(prefix: prefix, maxCreate: queued.myRevision - 1)
             var response = V3electionpb_CampaignResponse()
@@ -42,7 +44,7 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
     {
         try await rpc { () async throws(EtcdError) in
             guard request.hasLeader else { throw Self.missingLeader }
-            let header = try await proclaim(request.leader, value: request.value)
+            let header = try await proclaim(request.leader, value: request.value, try await handler.currentCaller())
             var response = V3electionpb_ProclaimResponse()
             response.header = header
             return response
@@ -50,7 +52,7 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
     }
 
     @discardableResult
-    private func proclaim(_ leader: V3electionpb_LeaderKey, value: Data) async throws(EtcdError)
+    private func proclaim(_ leader: V3electionpb_LeaderKey, value: Data, _ caller: Caller) async throws(EtcdError)
         -> Etcdserverpb_ResponseHeader
     {
         var txn = Etcdserverpb_TxnRequest()
@@ -62,7 +64,7 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
         var op = Etcdserverpb_RequestOp()
         op.requestPut = put
         txn.success = [op]
-        let response = try await handler.txn(txn)
+        let response = try await handler.txn(txn, caller)
         guard response.succeeded else { throw Self.notLeader }
         return response.header
     }
@@ -80,7 +82,9 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
         -> V3electionpb_LeaderResponse
     {
         try await rpc { () async throws(EtcdError) in
-            let range = try await handler.range(Recipes(handler: handler).firstCreated(prefix: request.name + Data("/".utf8)))
+            let caller = try await handler.currentCaller()
+            let range = try await handler.range(
+                Recipes(handler: handler, caller: caller).firstCreated(prefix: request.name + Data("/".utf8)), caller)
             guard let kv = range.kvs.first else { throw Self.noLeader }
             var response = V3electionpb_LeaderResponse()
             response.header = range.header
@@ -93,9 +97,20 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
         request: V3electionpb_LeaderRequest, response: RPCWriter<V3electionpb_LeaderResponse>, context: ServerContext
     ) async throws {
         let prefix = request.name + Data("/".utf8)
-        let recipes = Recipes(handler: handler)
+        let caller = try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
+            // Observing watches the election's keys: read on the prefix, as etcd's watch check asks.
+            var watched = Etcdserverpb_WatchCreateRequest()
+            watched.key = prefix
+            watched.rangeEnd = KeyRange.prefixEnd(prefix)
+            try handler.check(caller) { (store, info) throws(AuthError) in try store.checkWatch(watched, info) }
+            return caller
+        }
+        let recipes = Recipes(handler: handler, caller: caller)
         while !Task.isCancelled {
-            let current = try await rpc { () async throws(EtcdError) in try await handler.range(recipes.firstCreated(prefix: prefix)) }
+            let current = try await rpc { () async throws(EtcdError) in
+                try await handler.range(recipes.firstCreated(prefix: prefix), caller)
+            }
             var leader: Mvccpb_KeyValue
             var header = current.header
             if let first = current.kvs.first {
@@ -150,7 +165,7 @@ struct ElectionService: V3electionpb_Election.SimpleServiceProtocol {
             var op = Etcdserverpb_RequestOp()
             op.requestDeleteRange = delete
             txn.success = [op]
-            let result = try await handler.txn(txn)
+            let result = try await handler.txn(txn, try await handler.currentCaller())
             var response = V3electionpb_ResignResponse()
             response.header = result.header
             return response

@@ -10,7 +10,8 @@ struct LockService: V3lockpb_Lock.SimpleServiceProtocol {
 
     func lock(request: V3lockpb_LockRequest, context: ServerContext) async throws -> V3lockpb_LockResponse {
         try await rpc { () async throws(EtcdError) in
-            let recipes = Recipes(handler: handler)
+            let caller = try await handler.currentCaller()
+            let recipes = Recipes(handler: handler, caller: caller)
             let prefix = request.name + Data("/".utf8)
             let key = Recipes.ownKey(prefix: prefix, lease: request.lease)
             let queued = try await recipes.enqueue(key: key, prefix: prefix, value: Data(), lease: request.lease)
@@ -20,7 +21,7 @@ struct LockService: V3lockpb_Lock.SimpleServiceProtocol {
                 // The lease may have expired while waiting: then the lock was never acquired.
                 var check = Etcdserverpb_RangeRequest()
                 check.key = key
-                if try await handler.range(check).kvs.isEmpty {
+                if try await handler.range(check, caller).kvs.isEmpty {
                     throw EtcdError(.unknown, "mutex: session is expired")
                 }
             }
@@ -33,9 +34,10 @@ struct LockService: V3lockpb_Lock.SimpleServiceProtocol {
 
     func unlock(request: V3lockpb_UnlockRequest, context: ServerContext) async throws -> V3lockpb_UnlockResponse {
         try await rpc { () async throws(EtcdError) in
+            let caller = try await handler.currentCaller()
             var delete = Etcdserverpb_DeleteRangeRequest()
             delete.key = request.key
-            let deleted = try await handler.deleteRange(delete)
+            let deleted = try await handler.deleteRange(delete, caller)
             var response = V3lockpb_UnlockResponse()
             response.header = deleted.header
             return response

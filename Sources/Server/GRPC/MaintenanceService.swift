@@ -10,34 +10,29 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     let handler: EtcdHandler
 
     func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse {
-        try await rpc { () async throws(EtcdError) in try await handler.alarm(request) }
+        try await rpc { () async throws(EtcdError) in try await handler.alarm(request, try await handler.currentCaller()) }
     }
 
     func status(request: Etcdserverpb_StatusRequest, context: ServerContext) async throws
         -> Etcdserverpb_StatusResponse
     {
-        try await rpc { () async throws(EtcdError) in try handler.status() }
+        try await rpc { () async throws(EtcdError) in try handler.status(try await handler.currentCaller()) }
     }
 
     func defragment(request: Etcdserverpb_DefragmentRequest, context: ServerContext) async throws
         -> Etcdserverpb_DefragmentResponse
     {
-        try await rpc { () async throws(EtcdError) in
-            try await handler.node.defragment()
-            var response = Etcdserverpb_DefragmentResponse()
-            response.header = handler.node.header(revision: handler.node.store.revisions.current)
-            return response
-        }
+        try await rpc { () async throws(EtcdError) in try await handler.defragment(try await handler.currentCaller()) }
     }
 
     func hash(request: Etcdserverpb_HashRequest, context: ServerContext) async throws -> Etcdserverpb_HashResponse {
-        try await rpc { () async throws(EtcdError) in try handler.hash() }
+        try await rpc { () async throws(EtcdError) in try handler.hash(try await handler.currentCaller()) }
     }
 
     func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws
         -> Etcdserverpb_HashKVResponse
     {
-        try await rpc { () async throws(EtcdError) in try handler.hashKV(request) }
+        try await rpc { () async throws(EtcdError) in try handler.hashKV(request, try await handler.currentCaller()) }
     }
 
     /// Streams an etcd snapshot: the bbolt database etcd would hold for this member's state, with etcd's sha256
@@ -48,6 +43,7 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         let node = handler.node
+        try await rpc { () async throws(EtcdError) in try handler.authorize(.snapshot, try await handler.currentCaller()) }
         let path = node.config.dataDir + "/member/snap/snapshot-\(UInt64.random(in: 0...UInt64.max)).tmp"
         defer { try? FileSystem.remove(path) }
         // What the apply loop holds in SQLite's open transaction goes in first, so the snapshot is as of now.
@@ -83,16 +79,14 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         -> Etcdserverpb_MoveLeaderResponse
     {
         try await rpc { () async throws(EtcdError) in
-            try await handler.node.moveLeader(to: request.targetID)
-            var response = Etcdserverpb_MoveLeaderResponse()
-            response.header = handler.node.header(revision: handler.node.store.revisions.current)
-            return response
+            try await handler.moveLeader(request, try await handler.currentCaller())
         }
     }
 
     func downgrade(request: Etcdserverpb_DowngradeRequest, context: ServerContext) async throws
         -> Etcdserverpb_DowngradeResponse
     {
+        try await rpc { () async throws(EtcdError) in try handler.authorize(.downgrade, try await handler.currentCaller()) }
         throw RPCError(code: .unimplemented, message: "downgrade is not supported by Quorum")
     }
 }

@@ -35,7 +35,8 @@ struct EtcdHTTPRouter: HTTPRouting {
                     return .json(#"{"error":"Method Not Allowed","code":12,"message":"Method Not Allowed"}"#,
                         status: .methodNotAllowed)
                 }
-                return await JSONGateway.call(method, body: request.body, handler: handler)
+                return await JSONGateway.call(
+                    method, body: request.body, handler: handler, authorization: request.authorization)
             }
             return .text("404 page not found\n", status: .notFound)
         }
@@ -68,7 +69,7 @@ struct EtcdHTTPRouter: HTTPRouting {
         probe.key = Data("health".utf8)
         probe.serializable = serializable
         do {
-            _ = try await handler.range(probe)
+            _ = try await handler.range(probe, .member)
         } catch {
             return serializable ? "QGET ERROR" : "QGET ERROR"
         }
@@ -119,7 +120,7 @@ struct EtcdHTTPRouter: HTTPRouting {
             probe.serializable = false
         }
         do {
-            _ = try await handler.range(probe)
+            _ = try await handler.range(probe, .member)
             return nil
         } catch {
             return error.message

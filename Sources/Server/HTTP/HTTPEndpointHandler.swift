@@ -23,6 +23,8 @@ struct HTTPRequestInfo: Sendable {
     var path: String
     var query: [String: [String]]
     var body: [UInt8]
+    /// The `Authorization` header: the JSON gateway's auth token.
+    var authorization: String? = nil
 }
 
 protocol HTTPRouting: Sendable {
@@ -60,7 +62,9 @@ final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler 
             guard let head else { return }
             self.head = nil
             let (path, query) = Self.split(head.uri)
-            let request = HTTPRequestInfo(method: head.method, path: path, query: query, body: body)
+            let request = HTTPRequestInfo(
+                method: head.method, path: path, query: query, body: body,
+                authorization: head.headers.first(name: "authorization"))
             let keepAlive = head.isKeepAlive
             let router = self.router
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)

@@ -21,7 +21,7 @@ struct CorruptionCheck {
     func compare() async -> [Outcome] {
         var request = Etcdserverpb_HashKVRequest()
         request.revision = node.store.revisions.current
-        guard let local = try? handler.hashKV(request) else { return [] }
+        guard let local = try? handler.hashKV(request, .member) else { return [] }
         var outcomes: [Outcome] = []
         for member in node.members.all where member.id != node.memberID && !member.isLearner {
             guard let client = peers.client(for: member.id),
@@ -56,7 +56,7 @@ struct CorruptionCheck {
                 alarm.action = .activate
                 alarm.memberID = member
                 alarm.alarm = .corrupt
-                _ = try? await handler.alarm(alarm)
+                _ = try? await handler.alarm(alarm, .member)
             }
         }
     }

@@ -94,12 +94,12 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
     func memberPromote(request: Etcdserverpb_MemberPromoteRequest, context: ServerContext) async throws
         -> Etcdserverpb_MemberPromoteResponse
     {
-        try await rpc { () async throws(EtcdError) in try await handler.memberPromote(request) }
+        try await rpc { () async throws(EtcdError) in try await handler.memberPromote(request, .member) }
     }
 
     func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws -> Etcdserverpb_HashKVResponse
     {
-        try await rpc { () async throws(EtcdError) in try handler.hashKV(request) }
+        try await rpc { () async throws(EtcdError) in try handler.hashKV(request, .member) }
     }
 }
 

@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import GRPCCore
 import MVCC
@@ -13,48 +14,74 @@ import SwiftProtobuf
 enum EtcdFastRoutes {
     static func make(handler: EtcdHandler, metrics: ServerMetrics) -> [String: FastRoute] {
         var routes: [String: FastRoute] = [:]
-        func unary<Request: SwiftProtobuf.Message>(
-            _ service: String, _ method: String, _ request: Request.Type,
-            _ body: @escaping @Sendable (Request, UnaryResponder) -> Void
+        let auth = handler.node.auth
+        /// A unary method: `body` gets the request and its caller. While auth is off the caller is `.anyone`
+        /// at once (one atomic load); otherwise the credentials are resolved first, and a refusal answers the call.
+        func unary<Request: SwiftProtobuf.Message, Response: SwiftProtobuf.Message>(
+            _ service: String, _ method: String, _ request: Request.Type, _ response: Response.Type,
+            _ body: @escaping @Sendable (Request, Caller, UnaryResponder) -> Void
         ) {
             let counters = metrics.rpcCounters(service: service, method: method, type: "unary")
-            routes["/\(service)/\(method)"] = FastRoute { UnaryCall<Request>(counters: counters, body: body) }
+            routes["/\(service)/\(method)"] = FastRoute {
+                UnaryCall<Request>(counters: counters, auth: auth) { request, credentials, responder in
+                    guard let credentials else { return body(request, .anyone, responder) }
+                    handler.resolve(credentials) { resolved in
+                        switch resolved {
+                        case .success(let caller): body(request, caller, responder)
+                        case .failure(let error): responder.respond(Result<Response, EtcdError>.failure(error))
+                        }
+                    }
+                }
+            }
         }
         let kv = "etcdserverpb.KV"
-        unary(kv, "Range", Etcdserverpb_RangeRequest.self) { r, responder in
+        unary(kv, "Range", Etcdserverpb_RangeRequest.self, Etcdserverpb_RangeResponse.self) { r, caller, responder in
             do throws(EtcdError) { try TxnRules.validate(r) } catch {
                 return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error))
             }
             guard handler.needsReadBarrier(r) else {
-                return responder.respond(Result { () throws(EtcdError) in try handler.rangeNow(r) })
+                // A caller resolved after waiting for a simple token's index may be on the apply loop's thread.
+                return responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r, caller) } })
             }
             handler.node.readBarrier { error in
                 if let error { return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error)) }
                 // The read itself runs back on the event loop, never on the Raft loop that completed the barrier.
-                responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r) } })
+                responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r, caller) } })
             }
         }
-        unary(kv, "Put", Etcdserverpb_PutRequest.self) { r, responder in handler.put(r, completion: responder.respond) }
-        unary(kv, "DeleteRange", Etcdserverpb_DeleteRangeRequest.self) { r, responder in
-            handler.deleteRange(r, completion: responder.respond)
+        unary(kv, "Put", Etcdserverpb_PutRequest.self, Etcdserverpb_PutResponse.self) { r, caller, responder in
+            handler.put(r, caller, completion: responder.respond)
         }
-        unary(kv, "Txn", Etcdserverpb_TxnRequest.self) { r, responder in handler.txn(r, completion: responder.respond) }
-        unary(kv, "Compact", Etcdserverpb_CompactionRequest.self) { r, responder in
-            handler.compact(r, completion: responder.respond)
+        unary(kv, "DeleteRange", Etcdserverpb_DeleteRangeRequest.self, Etcdserverpb_DeleteRangeResponse.self) {
+            r, caller, responder in
+            handler.deleteRange(r, caller, completion: responder.respond)
+        }
+        unary(kv, "Txn", Etcdserverpb_TxnRequest.self, Etcdserverpb_TxnResponse.self) { r, caller, responder in
+            handler.txn(r, caller, completion: responder.respond)
+        }
+        unary(kv, "Compact", Etcdserverpb_CompactionRequest.self, Etcdserverpb_CompactionResponse.self) {
+            r, caller, responder in
+            handler.compact(r, caller, completion: responder.respond)
         }
 
         let lease = "etcdserverpb.Lease"
-        unary(lease, "LeaseGrant", Etcdserverpb_LeaseGrantRequest.self) { r, responder in
-            handler.leaseGrant(r, completion: responder.respond)
+        unary(lease, "LeaseGrant", Etcdserverpb_LeaseGrantRequest.self, Etcdserverpb_LeaseGrantResponse.self) {
+            r, caller, responder in
+            handler.leaseGrant(r, caller, completion: responder.respond)
         }
-        unary(lease, "LeaseRevoke", Etcdserverpb_LeaseRevokeRequest.self) { r, responder in
-            handler.leaseRevoke(r, completion: responder.respond)
+        unary(lease, "LeaseRevoke", Etcdserverpb_LeaseRevokeRequest.self, Etcdserverpb_LeaseRevokeResponse.self) {
+            r, caller, responder in
+            handler.leaseRevoke(r, caller, completion: responder.respond)
         }
-        unary(lease, "LeaseTimeToLive", Etcdserverpb_LeaseTimeToLiveRequest.self) { r, responder in
-            responder.respondAsync { () async throws(EtcdError) in try await handler.leaseTimeToLive(r) }
+        unary(
+            lease, "LeaseTimeToLive", Etcdserverpb_LeaseTimeToLiveRequest.self,
+            Etcdserverpb_LeaseTimeToLiveResponse.self
+        ) { r, caller, responder in
+            responder.respondAsync { () async throws(EtcdError) in try await handler.leaseTimeToLive(r, caller) }
         }
-        unary(lease, "LeaseLeases", Etcdserverpb_LeaseLeasesRequest.self) { _, responder in
-            responder.respondAsync { () async throws(EtcdError) in try await handler.leaseLeases() }
+        unary(lease, "LeaseLeases", Etcdserverpb_LeaseLeasesRequest.self, Etcdserverpb_LeaseLeasesResponse.self) {
+            _, caller, responder in
+            responder.respondAsync { () async throws(EtcdError) in try await handler.leaseLeases(caller) }
         }
         let keepAlives = metrics.rpcCounters(service: lease, method: "LeaseKeepAlive", type: "bidi_stream")
         routes["/\(lease)/LeaseKeepAlive"] = FastRoute { LeaseKeepAliveCall(handler: handler, counters: keepAlives) }
@@ -67,13 +94,24 @@ enum EtcdFastRoutes {
 /// A unary call: one request message, one response or status, answered from wherever the result is known.
 final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     private let counters: RPCMethodCounters
-    private let body: @Sendable (Request, UnaryResponder) -> Void
+    private let auth: AuthState
+    /// The request, and its credentials when auth is on (nil otherwise).
+    private let body: @Sendable (Request, Credentials?, UnaryResponder) -> Void
     private var request: ByteBuffer?
     private var extraMessage = false
+    private var token: String?
 
-    init(counters: RPCMethodCounters, body: @escaping @Sendable (Request, UnaryResponder) -> Void) {
+    init(
+        counters: RPCMethodCounters, auth: AuthState,
+        body: @escaping @Sendable (Request, Credentials?, UnaryResponder) -> Void
+    ) {
         self.counters = counters
+        self.auth = auth
         self.body = body
+    }
+
+    func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        if auth.isEnabled { token = headers.first(name: "token") }
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
@@ -95,7 +133,7 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
         } catch {
             return responder.fail(code: .internalError, message: "grpc: error unmarshalling request: \(error)")
         }
-        body(decoded, responder)
+        body(decoded, stream.credentials(token: token), responder)
     }
 
     func cancelled() {}
@@ -154,10 +192,15 @@ struct UnaryResponder: Sendable {
 final class LeaseKeepAliveCall: RPCCall {
     private let handler: EtcdHandler
     private let counters: RPCMethodCounters
+    private var token: String?
 
     init(handler: EtcdHandler, counters: RPCMethodCounters) {
         self.handler = handler
         self.counters = counters
+    }
+
+    func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        token = headers.first(name: "token")
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
@@ -169,13 +212,33 @@ final class LeaseKeepAliveCall: RPCCall {
                 code: RPCError.Code.internalError.rawValue, message: "grpc: error unmarshalling request: \(error)")
             return
         }
-        if let response = handler.leaseKeepAliveNow(request.id) {
+        let id = request.id
+        if let credentials = stream.credentials(token: token) {
+            // etcd's `checkLeaseRenew`; a refusal ends the stream with the error, as etcd's keep-alive loop does.
+            let remote = stream.remote
+            let handler = self.handler
+            handler.resolve(credentials) { resolved in
+                do throws(EtcdError) {
+                    try handler.checkLeaseKeepAlive(id, try resolved.get())
+                    remote.post { handle in
+                        if let handle { LeaseKeepAliveCall.renew(id, handler: handler, stream: handle) }
+                    }
+                } catch {
+                    remote.post { $0?.finish(error) }
+                }
+            }
+            return
+        }
+        Self.renew(id, handler: handler, stream: stream)
+    }
+
+    /// Renews on the event loop: at once when this member leads, otherwise through the leader.
+    static func renew(_ id: Int64, handler: EtcdHandler, stream: RPCStreamHandle) {
+        if let response = handler.leaseKeepAliveNow(id) {
             stream.send(response)
             return
         }
         let remote = stream.remote
-        let handler = self.handler
-        let id = request.id
         handler.forwardKeepAlive(id) { forwarded in
             if let forwarded { return remote.post { $0?.send(forwarded) } }
             // No leader to ask right now: the slow path waits for one.
@@ -211,6 +274,7 @@ final class WatchCall: RPCCall {
     private let counters: RPCMethodCounters
     private let watchStream = WatchStream()
     private var unwritten = 0
+    private var token: String?
 
     init(handler: EtcdHandler, counters: RPCMethodCounters) {
         self.handler = handler
@@ -223,6 +287,7 @@ final class WatchCall: RPCCall {
             stream.finish(.noLeader)
             return
         }
+        token = headers.first(name: "token")
         let remote = stream.remote
         watchStream.onReady {
             remote.post { handle in
@@ -244,15 +309,36 @@ final class WatchCall: RPCCall {
         let hub = handler.node.hub!
         switch request.requestUnion {
         case .createRequest(let create):
-            let spec = WatchRequestSpec(
-                range: KeyRange(key: create.key, rangeEnd: create.rangeEnd),
-                startRevision: create.startRevision,
-                prevKV: create.prevKv,
-                filterPut: create.filters.contains(.noput),
-                filterDelete: create.filters.contains(.nodelete),
-                progressNotify: create.progressNotify,
-                requestedID: create.watchID)
-            hub.watch(spec, on: watchStream)
+            if let credentials = stream.credentials(token: token) {
+                // etcd's `isWatchPermitted`, at creation over the watched range.
+                let remote = stream.remote
+                let handler = self.handler
+                handler.resolve(credentials) { resolved in
+                    let refusal: AuthError?
+                    switch resolved {
+                    case .failure(let error):
+                        refusal = error.code == .unauthenticated ? .invalidAuthToken : AuthError(.unknown, error.message)
+                    case .success(let caller):
+                        do throws(EtcdError) {
+                            try handler.check(caller) { (store, info) throws(AuthError) in try store.checkWatch(create, info) }
+                            refusal = nil
+                        } catch {
+                            refusal = AuthError(
+                                AuthError.Code(rawValue: error.code.rawValue) ?? .unknown, error.message)
+                        }
+                    }
+                    remote.post { handle in
+                        guard let handle, let call = handle.stream.call as? WatchCall else { return }
+                        if let refusal {
+                            call.refuse(create, reason: AuthStore.watchCancelReason(for: refusal))
+                        } else {
+                            call.create(create)
+                        }
+                    }
+                }
+                return
+            }
+            self.create(create)
         case .cancelRequest(let cancel):
             if hub.cancel(watchID: cancel.watchID, on: watchStream) {
                 var response = Etcdserverpb_WatchResponse()
@@ -266,6 +352,29 @@ final class WatchCall: RPCCall {
         case .none:
             break
         }
+    }
+
+    private func create(_ create: Etcdserverpb_WatchCreateRequest) {
+        let spec = WatchRequestSpec(
+            range: KeyRange(key: create.key, rangeEnd: create.rangeEnd),
+            startRevision: create.startRevision,
+            prevKV: create.prevKv,
+            filterPut: create.filters.contains(.noput),
+            filterDelete: create.filters.contains(.nodelete),
+            progressNotify: create.progressNotify,
+            requestedID: create.watchID)
+        handler.node.hub.watch(spec, on: watchStream)
+    }
+
+    /// etcd's answer to a watch the caller may not create: created and canceled at once, watch id -1.
+    private func refuse(_ create: Etcdserverpb_WatchCreateRequest, reason: String) {
+        var response = Etcdserverpb_WatchResponse()
+        response.header = handler.node.header(revision: handler.node.store.revisions.current)
+        response.watchID = -1
+        response.created = true
+        response.canceled = true
+        response.cancelReason = reason
+        watchStream.send(response)
     }
 
     /// A client that half-closes keeps its watchers (as with etcd); only a reset ends the stream.

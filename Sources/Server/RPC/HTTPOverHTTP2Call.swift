@@ -10,10 +10,12 @@ final class HTTPOverHTTP2Call: RPCCall {
     private let uri: String
     private let router: (any HTTPRouting)?
     private let maxBody: Int
+    private let authorization: String?
     private var body: [UInt8] = []
     private var tooLarge = false
 
-    init(method: String, uri: String, router: (any HTTPRouting)?, maxBody: Int) {
+    init(method: String, uri: String, router: (any HTTPRouting)?, maxBody: Int, authorization: String? = nil) {
+        self.authorization = authorization
         self.method = method
         self.uri = uri
         self.router = router
@@ -41,7 +43,8 @@ final class HTTPOverHTTP2Call: RPCCall {
             return
         }
         let (path, query) = HTTPEndpointHandler.split(uri)
-        let request = HTTPRequestInfo(method: HTTPMethod(rawValue: method), path: path, query: query, body: body)
+        let request = HTTPRequestInfo(
+            method: HTTPMethod(rawValue: method), path: path, query: query, body: body, authorization: authorization)
         Self.serve(request, router: router, remote: stream.remote)
     }
 

@@ -37,6 +37,17 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private(set) var remotePeer = "unknown"
     private(set) var localPeer = "unknown"
 
+    /// The verified client-certificate common name of this connection, looked up once (the TLS handshake is over
+    /// before the first HTTP/2 frame arrives); nil when the listener does not verify client certificates.
+    private var commonNameLookup: String??
+
+    var clientCommonName: String? {
+        if let known = commonNameLookup { return known }
+        let found = shared.authentication?.identities?.commonName(forRemote: remotePeer)
+        commonNameLookup = .some(found)
+        return found
+    }
+
     /// The generation of the TLS material this connection was accepted with; nil for plaintext.
     let tlsGeneration: Int?
 
@@ -162,7 +173,8 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         let handle = RPCStreamHandle(connection: self, stream: stream)
         if !isGRPC {
             stream.call = HTTPOverHTTP2Call(
-                method: method, uri: path, router: shared.http, maxBody: shared.maxMessageBytes)
+                method: method, uri: path, router: shared.http, maxBody: shared.maxMessageBytes,
+                authorization: payload.headers.first(name: "authorization"))
         } else if let route = shared.fastRoutes[path] {
             stream.call = route.makeCall()
         } else if let bridge = shared.bridge, let descriptor = bridge.descriptor(forPath: path) {
@@ -424,6 +436,13 @@ struct RPCStreamHandle {
     let stream: RPCStreamState
 
     var isFinished: Bool { stream.finished }
+
+    /// The caller's credentials while auth is on (the call's `token` metadata and the connection's verified
+    /// certificate name), nil while it is off: the hot path then does nothing more.
+    func credentials(token: String?) -> Credentials? {
+        guard let authentication = connection.shared.authentication, authentication.auth.isEnabled else { return nil }
+        return Credentials(token: token, commonName: connection.clientCommonName)
+    }
 
     /// Serializes and sends one response message.
     func send(_ message: some SwiftProtobuf.Message, promise: EventLoopPromise<Void>? = nil) {

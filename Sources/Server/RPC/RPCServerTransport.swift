@@ -1,4 +1,5 @@
 import GRPCCore
+import Node
 import NIOCore
 import NIOHTTP2
 import NIOPosix
@@ -16,14 +17,26 @@ final class RPCListenerShared: Sendable {
     let maxMessageBytes: Int
     let bridge: RPCBridge?
     let http: (any HTTPRouting)?
+    let authentication: ClientAuthentication?
     let connections = RPCConnectionRegistry()
 
-    init(fastRoutes: [String: FastRoute], maxMessageBytes: Int, bridge: RPCBridge?, http: (any HTTPRouting)?) {
+    init(
+        fastRoutes: [String: FastRoute], maxMessageBytes: Int, bridge: RPCBridge?, http: (any HTTPRouting)?,
+        authentication: ClientAuthentication? = nil
+    ) {
         self.fastRoutes = fastRoutes
         self.maxMessageBytes = maxMessageBytes
         self.bridge = bridge
         self.http = http
+        self.authentication = authentication
     }
+}
+
+/// How the calls of a client listener learn who sends them: the member's auth state (to know whether auth is on
+/// at all) and, when the listener verifies client certificates, the verified common name of each connection.
+struct ClientAuthentication: Sendable {
+    let auth: AuthState
+    let identities: ClientIdentityRegistry?
 }
 
 /// Quorum's gRPC server transport: one listening address, gRPC over HTTP/2 and HTTP/1.1 on the same port
@@ -45,6 +58,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var fastRoutes: [String: FastRoute] = [:]
         var http: (any HTTPRouting)?
         var tls: (any TLSContextSource)?
+        var authentication: ClientAuthentication?
         var shared: RPCListenerShared?
         var listener: (any Channel)?
         /// Opened by `open()`, adopted by the listener.
@@ -66,11 +80,15 @@ final class RPCServerTransport: ServerTransport, Sendable {
 
     /// What the listener serves besides grpc-swift's services: the fast routes, HTTP (nil answers 404), and
     /// TLS for accepted connections (nil: plaintext). Set before serving; the socket may already be bound.
-    func route(_ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?, tls: (any TLSContextSource)?) {
+    func route(
+        _ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?, tls: (any TLSContextSource)?,
+        authentication: ClientAuthentication? = nil
+    ) {
         state.withLock { s in
             s.fastRoutes = fastRoutes
             s.http = http
             s.tls = tls
+            s.authentication = authentication
         }
     }
 
@@ -104,10 +122,13 @@ final class RPCServerTransport: ServerTransport, Sendable {
     ) async throws {
         try await bind()
         let (jobs, continuation) = AsyncStream.makeStream(of: BridgedJob.self)
-        let (methods, fastRoutes, http) = state.withLock { ($0.methods, $0.fastRoutes, $0.http) }
+        let (methods, fastRoutes, http, authentication) = state.withLock {
+            ($0.methods, $0.fastRoutes, $0.http, $0.authentication)
+        }
         let bridge = RPCBridge(methods: methods, submit: { continuation.yield($0) })
         let shared = RPCListenerShared(
-            fastRoutes: fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: http)
+            fastRoutes: fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: http,
+            authentication: authentication)
         let (listener, alreadyStopping) = state.withLock { s in
             s.shared = shared
             s.jobs = continuation

@@ -136,6 +136,18 @@ public final class TLSRuntime: Sendable {
                 // Peers always authenticate each other in the managed PKI: a leaked client certificate must never
                 // be able to join the Raft group, which the separate peers CA guarantees only if it is checked.
                 if kind == .peers { options.clientCertAuth = true }
+                // Clients too, by default: the member holds the clients CA, so requiring its certificates costs
+                // nothing (pki/clients/admin.crt, CN root, serves a local etcdctl; `quorumctl certs issue-client`
+                // makes more), and a member reachable on the network is never open to anyone who finds the port.
+                if kind == .clients {
+                    if tls.clientCertAuthOptOut {
+                        logger.warning(
+                            "managed PKI with --client-cert-auth=false: any client that reaches the port may connect"
+                                + " without a certificate; with auth disabled it acts as root")
+                    } else {
+                        options.clientCertAuth = true
+                    }
+                }
             case .autoTLS:
                 let names = SubjectNames.member(
                     name: config.node.name,

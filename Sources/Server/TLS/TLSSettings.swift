@@ -43,6 +43,9 @@ public enum TLSMode: Sendable, Equatable {
 public struct TLSSettings: Sendable {
     public var client = TLSSideSettings()
     public var peer = TLSSideSettings()
+    /// `--client-cert-auth=false` given explicitly: in managed-PKI mode client certificates are required unless
+    /// the operator opts out this way.
+    public var clientCertAuthOptOut = false
     /// `--managed-pki`: use the managed PKI even for plaintext URLs' certificates (and for https without files).
     public var managedPKI = false
     /// `--pki-leaf-validity`.

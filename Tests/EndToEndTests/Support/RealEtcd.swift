@@ -61,6 +61,8 @@ enum RealEtcd {
         let clientPort = freePort()
         let peerPort = freePort()
         let name: String
+        /// Flags after the defaults (e.g. `--bcrypt-cost`).
+        var extraArguments: [String] = []
         private var process: BackgroundCommand?
 
         var endpoint: String { "http://127.0.0.1:\(clientPort)" }
@@ -79,7 +81,7 @@ enum RealEtcd {
                     "--name", name, "--data-dir", dataDir, "--listen-client-urls", endpoint,
                     "--advertise-client-urls", endpoint, "--listen-peer-urls", peerURL,
                     "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "\(name)=\(peerURL)",
-                ])
+                ] + extraArguments)
             try process?.waitFor(timeout: 30) { $0.contains("ready to serve client requests") }
         }
 
