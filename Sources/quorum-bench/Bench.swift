@@ -62,6 +62,7 @@ enum Bench {
 
     /// Opens the connections, runs the workload on them, and closes them again.
     static func run(_ settings: BenchSettings, showProgress: Bool) async throws -> BenchReport {
+        var settings = settings
         // watch-latency's writer gets a connection of its own, as etcdload's does.
         let count = settings.conns + (settings.workload == .watchLatency ? 1 : 0)
         let connections = try (0..<count).map { i in
@@ -73,6 +74,11 @@ enum Bench {
             }
             let outcome: Result<BenchReport, any Error>
             do {
+                if let (name, password) = settings.credentials {
+                    settings.metadata = [
+                        "token": .string(try await authenticate(connections[0], name, password, settings))
+                    ]
+                }
                 try await probe(connections, settings: settings)
                 let progress = showProgress ? ProgressBar(settings: settings) : nil
                 if settings.workload == .watchLatency {
@@ -98,6 +104,23 @@ enum Bench {
         return options
     }
 
+    /// Logs in once (etcd's Authenticate) and returns the token every request then carries as `token` metadata,
+    /// as clientv3 does with `--user`.
+    static func authenticate(_ connection: Connection, _ name: String, _ password: String, _ s: BenchSettings)
+        async throws -> String
+    {
+        var request = Etcdserverpb_AuthenticateRequest()
+        request.name = name
+        request.password = password
+        do {
+            return try await Etcdserverpb_Auth.Client(wrapping: connection.client).authenticate(
+                request, options: callOptions(s)
+            ).token
+        } catch {
+            throw BenchError("authenticate as \(name): \(error)")
+        }
+    }
+
     /// Makes sure every connection really works before the clock starts (etcdload does the same).
     static func probe(_ connections: [Connection], settings: BenchSettings) async throws {
         var request = Etcdserverpb_RangeRequest()
@@ -105,7 +128,7 @@ enum Bench {
         request.serializable = true
         for (i, connection) in connections.enumerated() {
             do {
-                _ = try await connection.kv.range(request, options: callOptions(settings))
+                _ = try await connection.kv.range(request, metadata: settings.metadata, options: callOptions(settings))
             } catch {
                 let endpoint = settings.endpoints[i % settings.endpoints.count]
                 throw BenchError("probe \(endpoint): \(error)")
@@ -131,7 +154,10 @@ enum Bench {
             for i in 0..<s.clients {
                 var grant = Etcdserverpb_LeaseGrantRequest()
                 grant.ttl = s.leaseTTL
-                leases.append(try await connections[i % connections.count].lease.leaseGrant(grant, options: options).id)
+                leases.append(
+                    try await connections[i % connections.count].lease.leaseGrant(
+                        grant, metadata: s.metadata, options: options
+                    ).id)
             }
         }
         let counters = Counters()
@@ -161,7 +187,9 @@ enum Bench {
                         let key = benchKey(n, size: s.keySize)
                         let t0 = nowNanos()
                         do {
-                            try await one(s.workload, on: connection, key: key, value: value, lease: leaseID, options)
+                            try await one(
+                                s.workload, on: connection, key: key, value: value, lease: leaseID, options,
+                                metadata: s.metadata)
                             result.latencies.record(nanoseconds: nowNanos() - t0)
                             counters.completed.wrappingAdd(1, ordering: .relaxed)
                         } catch {
@@ -183,7 +211,8 @@ enum Bench {
         for (i, id) in leases.enumerated() {
             var revoke = Etcdserverpb_LeaseRevokeRequest()
             revoke.id = id
-            _ = try? await connections[i % connections.count].lease.leaseRevoke(revoke, options: options)
+            _ = try? await connections[i % connections.count].lease.leaseRevoke(
+                revoke, metadata: s.metadata, options: options)
         }
         var report = BenchReport(settings: s)
         report.latencies = merged.latencies
@@ -197,19 +226,20 @@ enum Bench {
 
     /// One request of a closed-loop workload.
     static func one(
-        _ workload: Workload, on c: Connection, key: Data, value: Data, lease: Int64, _ options: CallOptions
+        _ workload: Workload, on c: Connection, key: Data, value: Data, lease: Int64, _ options: CallOptions,
+        metadata: Metadata = [:]
     ) async throws {
         switch workload {
         case .put:
             var r = Etcdserverpb_PutRequest()
             r.key = key
             r.value = value
-            _ = try await c.kv.put(r, options: options)
+            _ = try await c.kv.put(r, metadata: metadata, options: options)
         case .rangeLinearizable, .rangeSerializable:
             var r = Etcdserverpb_RangeRequest()
             r.key = key
             r.serializable = workload == .rangeSerializable
-            _ = try await c.kv.range(r, options: options)
+            _ = try await c.kv.range(r, metadata: metadata, options: options)
         case .txnPut:
             // mod_revision > -1 always holds, so the put branch always runs: the txn path plus a write.
             var compare = Etcdserverpb_Compare()
@@ -225,7 +255,7 @@ enum Bench {
             var r = Etcdserverpb_TxnRequest()
             r.compare = [compare]
             r.success = [op]
-            let response = try await c.kv.txn(r, options: options)
+            let response = try await c.kv.txn(r, metadata: metadata, options: options)
             if !response.succeeded { throw BenchError("txn compare unexpectedly failed") }
         case .leaseKeepAlive:
             // clientv3's KeepAliveOnce: a fresh stream, one request, one answer.
@@ -233,7 +263,7 @@ enum Bench {
             r.id = lease
             let request = r
             let ttl = try await c.lease.leaseKeepAlive(
-                options: options, requestProducer: { writer in try await writer.write(request) },
+                metadata: metadata, options: options, requestProducer: { writer in try await writer.write(request) },
                 onResponse: { response in
                     for try await message in response.messages { return message.ttl }
                     throw BenchError("keep-alive stream ended without an answer")
@@ -261,7 +291,7 @@ enum Bench {
                         r.key = benchKey(j, size: s.keySize)
                         r.value = value
                         do {
-                            _ = try await connection.kv.put(r, options: options)
+                            _ = try await connection.kv.put(r, metadata: s.metadata, options: options)
                         } catch {
                             firstError = firstError ?? "\(error)"
                             break

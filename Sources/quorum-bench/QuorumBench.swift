@@ -62,6 +62,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Per request timeout, in seconds.")
     var timeout: Double = 10
 
+    @Option(help: "NAME:PASSWORD: authenticate first (etcd's simple or JWT token), as etcdctl's --user.")
+    var user: String?
+
     @Flag(help: "Print one JSON line instead of the table.")
     var json = false
 
@@ -84,7 +87,11 @@ struct CommonOptions: ParsableArguments {
         BenchSettings(
             workload: workload, endpoints: try Endpoint.parseList(endpoints), clients: clients,
             conns: min(conns, clients), total: total, duration: duration, keySize: keySize, valSize: valSize,
-            keySpace: keySpace, sequentialKeys: sequentialKeys, timeout: timeout)
+            keySpace: keySpace, sequentialKeys: sequentialKeys, timeout: timeout,
+            credentials: try user.map { text in
+                guard let colon = text.firstIndex(of: ":") else { throw ValidationError("--user takes NAME:PASSWORD") }
+                return (String(text[..<colon]), String(text[text.index(after: colon)...]))
+            })
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
 
 /// The workloads, named as etcdload names them so results from both clients line up.
 enum Workload: String, Sendable {
@@ -53,6 +54,10 @@ struct BenchSettings: Sendable {
     var preload = 0
     var putRate = 100
     var leaseTTL: Int64 = 60
+    /// `--user NAME:PASSWORD`: log in first and send the token with every request.
+    var credentials: (String, String)?
+    /// What every request carries (the auth token, once logged in).
+    var metadata: Metadata = [:]
 }
 
 /// etcd's benchmark keys: a zig-zag varint of the key number at the start of a zeroed buffer of `keySize` bytes

@@ -185,14 +185,13 @@ extension EtcdHandler {
         -> Etcdserverpb_AuthUserAddResponse
     {
         // etcd hashes on the member that receives the request, so plaintext never enters the log.
-        var prepared = r
+        let original = r
         let hasher = node.auth.hasher
-        prepared = try await Self.offLoop { () throws(AuthError) -> Etcdserverpb_AuthUserAddRequest in
-            var request = prepared
+        let request = try await Self.offLoop { () throws(AuthError) -> Etcdserverpb_AuthUserAddRequest in
+            var request = original
             try AuthProposal.prepare(&request, hasher: hasher)
             return request
         }
-        let request = prepared
         return try await proposeAuth(caller, { $0.authUserAdd = request }) {
             if case .userAdd(let r) = $0 { return r } else { return nil }
         }

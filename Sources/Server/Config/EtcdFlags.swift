@@ -362,7 +362,7 @@ public struct EtcdFlags: Sendable {
             throw ConfigError("--peer-cert-allowed-cn and --peer-cert-allowed-hostname are mutually exclusive")
         }
         tls.managedPKI = try bool("managed-pki")
-        tls.clientCertAuthOptOut = values["client-cert-auth"] != nil && !(try bool("client-cert-auth"))
+        tls.clientCertAuthOptOut = values["client-cert-auth"] == nil ? false : !(try bool("client-cert-auth"))
         if let text = string("pki-leaf-validity") {
             do {
                 tls.leafValidity = try LeafLifetime(parsing: text)

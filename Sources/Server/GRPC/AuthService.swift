@@ -1,3 +1,4 @@
+import Auth
 import EtcdAPI
 import EtcdProto
 import GRPCCore

@@ -1,3 +1,4 @@
+import Auth
 import EtcdProto
 import Foundation
 import NIOHTTP1

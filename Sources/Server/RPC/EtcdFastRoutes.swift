@@ -40,7 +40,10 @@ enum EtcdFastRoutes {
                 return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error))
             }
             guard handler.needsReadBarrier(r) else {
-                // A caller resolved after waiting for a simple token's index may be on the apply loop's thread.
+                // On the event loop as always, unless resolving a simple token waited for its index on the apply loop.
+                if responder.remote.eventLoop.inEventLoop {
+                    return responder.respond(Result { () throws(EtcdError) in try handler.rangeNow(r, caller) })
+                }
                 return responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r, caller) } })
             }
             handler.node.readBarrier { error in
@@ -94,7 +97,7 @@ enum EtcdFastRoutes {
 /// A unary call: one request message, one response or status, answered from wherever the result is known.
 final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     private let counters: RPCMethodCounters
-    private let auth: AuthState
+    private let auth: AuthState?
     /// The request, and its credentials when auth is on (nil otherwise).
     private let body: @Sendable (Request, Credentials?, UnaryResponder) -> Void
     private var request: ByteBuffer?
@@ -110,8 +113,15 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
         self.body = body
     }
 
+    /// A call without client identities (the peer port's).
+    init(counters: RPCMethodCounters, body: @escaping @Sendable (Request, UnaryResponder) -> Void) {
+        self.counters = counters
+        self.auth = nil
+        self.body = { request, _, responder in body(request, responder) }
+    }
+
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
-        if auth.isEnabled { token = headers.first(name: "token") }
+        if auth?.isEnabled == true { token = headers.first(name: "token") }
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
@@ -317,7 +327,9 @@ final class WatchCall: RPCCall {
                     let refusal: AuthError?
                     switch resolved {
                     case .failure(let error):
-                        refusal = error.code == .unauthenticated ? .invalidAuthToken : AuthError(.unknown, error.message)
+                        refusal =
+                            error.code == .unauthenticated
+                            ? AuthError.invalidAuthToken : AuthError(.unknown, error.message)
                     case .success(let caller):
                         do throws(EtcdError) {
                             try handler.check(caller) { (store, info) throws(AuthError) in try store.checkWatch(create, info) }

@@ -142,8 +142,8 @@ public final class TLSRuntime: Sendable {
                 if kind == .clients {
                     if tls.clientCertAuthOptOut {
                         logger.warning(
-                            "managed PKI with --client-cert-auth=false: any client that reaches the port may connect"
-                                + " without a certificate; with auth disabled it acts as root")
+                            "managed PKI with --client-cert-auth=false: any client that reaches the port may connect without a certificate; with auth disabled it acts as root"
+                        )
                     } else {
                         options.clientCertAuth = true
                     }
