@@ -10,7 +10,7 @@ import Testing
 #endif
 
 /// etcd's authentication end to end: the same etcdctl sessions against real etcd and Quorum.
-@Suite(.serialized) struct AuthTests {
+@Suite(.serialized) struct AuthEndToEndTests {
     /// One step of a session: who runs it (nil: no credentials), the etcdctl arguments (`$LEASE` is the lease
     /// granted earlier in the session), and whether only the exit status and error lines are compared (outputs
     /// with ids, sizes or remaining TTLs).
@@ -19,7 +19,15 @@ import Testing
         var arguments: [String]
         var input: String? = nil
         var statusOnly = false
+        /// Quorum's answer where it deliberately differs from etcd 3.4.23 and 3.5.1 (nil: the same as etcd's).
+        var quorum: String? = nil
     }
+
+    /// Where Quorum is stricter than etcd 3.4.23 and 3.5.1, as later etcd releases are: Compact needs role root
+    /// (the rule: compaction drops history for every user), and LeaseTimeToLive with `--keys` needs read on
+    /// the attached keys (etcd's fix of CVE-2023-32082, in 3.4.26 and 3.5.9).
+    static let compactDenied = "status=1\nError: etcdserver: permission denied"
+    static let timeToLiveDenied = "status=2\nError: etcdserver: permission denied"
 
     static let password = "pw"
 
@@ -61,8 +69,8 @@ import Testing
         let txn = "value(\"k1\") = \"v1\"\n\nput k1 t\n\nget k1\n\n"
         for (role, _) in roles {
             let user = "u-\(role):\(password)"
-            func step(_ arguments: [String], input: String? = nil, statusOnly: Bool = false) {
-                steps.append(Step(user: user, arguments: arguments, input: input, statusOnly: statusOnly))
+            func step(_ arguments: [String], input: String? = nil, statusOnly: Bool = false, quorum: String? = nil) {
+                steps.append(Step(user: user, arguments: arguments, input: input, statusOnly: statusOnly, quorum: quorum))
             }
             step(["get", "k1"])
             step(["put", "k1", "v-\(role)"])
@@ -84,9 +92,9 @@ import Testing
             step(["txn"], input: txn)
             root(["put", "k1", "v1"])
             step(["lease", "grant", "60"], statusOnly: true)
-            step(["lease", "timetolive", "$LEASE", "--keys"], statusOnly: true)
+            step(["lease", "timetolive", "$LEASE", "--keys"], statusOnly: true, quorum: timeToLiveDenied)
             step(["lease", "revoke", "$LEASE"])
-            step(["compact", "1"])
+            step(["compact", "1"], quorum: compactDenied)
             step(["member", "list"], statusOnly: true)
             step(["endpoint", "status"], statusOnly: true)
             step(["endpoint", "hashkv"], statusOnly: true)
@@ -116,8 +124,8 @@ import Testing
         root(["user", "revoke-role", "root", "root"])
         root(["role", "delete", "writer"])
         root(["user", "get", "u-writer"])
-        root(["lease", "revoke", "$LEASE"])
-        root(["compact", "1"])
+        root(["lease", "revoke", "$LEASE"], statusOnly: true)
+        root(["compact", "2"])
         root(["auth", "disable"])
         admin("get", "k1")
         admin("user", "list")
@@ -169,7 +177,8 @@ import Testing
         let actual = try Self.runSession(steps, endpoint: member.endpoint) { try etcdctl($0, $1, input: $2) }
         print("permission matrix: \(steps.count) etcdctl steps on each server in \(Date().timeIntervalSince(started)) s")
         for (i, step) in steps.enumerated() {
-            #expect(actual[i] == expected[i], "\(Self.describe(step))\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])")
+            let want = step.quorum ?? expected[i]
+            #expect(actual[i] == want, "\(Self.describe(step))\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])")
         }
         #expect(!member.log.contains("$2a$") && !member.log.contains("$2b$"), "no password hash is logged")
     }
