@@ -349,7 +349,7 @@ import Testing
             member.stop()
         }
         try cluster.start()
-        let newLeader = try cluster.waitForLeader()
+        let newLeader = try cluster.waitForLeader(credentials: [root])
         for member in cluster.members {
             let get = try etcdctl(member.endpoint, ["get", "s/1", "--print-value-only", "--user=sam:pw"])
             #expect(get.ok && get.stdout == "x\n", "\(member.name): \(get.stderr)")
@@ -360,7 +360,7 @@ import Testing
         }
         newLeader.stop()
         let others = cluster.members.filter { $0 !== newLeader }
-        try eventually(timeout: 20, "a new leader") { try cluster.leader() != nil }
+        try eventually(timeout: 20, "a new leader") { try cluster.leader(credentials: [root]) != nil }
         let users = try etcdctl(others[0].endpoint, ["user", "list", root])
         #expect(users.stdout == "root\nsam\n", "\(users.stdout)\(users.stderr)")
         #expect(try etcdctl(others[1].endpoint, ["put", "s/2", "y", "--user=sam:pw"]).ok)

@@ -26,9 +26,10 @@ final class QuorumCluster: @unchecked Sendable {
     }
 
     /// The member that reports itself leader in `endpoint status`.
-    func leader() throws -> QuorumProcess? {
+    /// `credentials`: extra etcdctl flags (`--user=...`) for clusters with auth on.
+    func leader(credentials: [String] = []) throws -> QuorumProcess? {
         for m in members where m.isRunning {
-            let out = try etcdctl(m.endpoint, ["endpoint", "status", "-w", "json"], timeout: 10).stdout
+            let out = try etcdctl(m.endpoint, ["endpoint", "status", "-w", "json"] + credentials, timeout: 10).stdout
             guard let list = try? etcdJSON(out) as? [[String: Any]],
                 let status = list.first?["Status"] as? [String: Any],
                 let header = status["header"] as? [String: Any]
@@ -39,10 +40,10 @@ final class QuorumCluster: @unchecked Sendable {
     }
 
     /// Waits until some running member leads.
-    func waitForLeader(timeout: Double = 20) throws -> QuorumProcess {
+    func waitForLeader(timeout: Double = 20, credentials: [String] = []) throws -> QuorumProcess {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if let l = try leader() { return l }
+            if let l = try leader(credentials: credentials) { return l }
             usleep(100_000)
         }
         throw TestFailure("no leader within \(timeout)s")
