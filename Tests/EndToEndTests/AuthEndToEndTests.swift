@@ -1,4 +1,8 @@
+import EtcdAPI
+import EtcdProto
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -435,6 +439,138 @@ import Testing
         let olga = try etcdctl(copy.endpoint, ["get", "cfg/a", "--print-value-only", "--user=olga:pw"])
         #expect(olga.stdout == "1\n", "\(olga.stderr)")
         #expect(!(try etcdctl(copy.endpoint, ["put", "cfg/a", "2", "--user=olga:pw"]).ok))
+    }
+}
+
+/// Watches, locks and elections under auth, through etcd's gRPC API with a token in the `token` metadata.
+@Suite struct AuthRecipeTests {
+    static func token(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ name: String, _ password: String)
+        async throws -> Metadata
+    {
+        var request = Etcdserverpb_AuthenticateRequest()
+        request.name = name
+        request.password = password
+        let token = try await Etcdserverpb_Auth.Client(wrapping: client).authenticate(request, options: .timeout(10))
+            .token
+        return ["token": .string(token)]
+    }
+
+    /// The first response of a watch created with `create`.
+    static func firstWatchResponse(
+        _ client: GRPCClient<HTTP2ClientTransport.Posix>, _ metadata: Metadata, key: String, prefix: Bool = false
+    ) async throws -> Etcdserverpb_WatchResponse? {
+        var create = Etcdserverpb_WatchCreateRequest()
+        create.key = Data(key.utf8)
+        if prefix {
+            var end = [UInt8](key.utf8)
+            end[end.count - 1] += 1
+            create.rangeEnd = Data(end)
+        }
+        var request = Etcdserverpb_WatchRequest()
+        request.createRequest = create
+        let first = request
+        return try await Etcdserverpb_Watch.Client(wrapping: client).watch(
+            request: StreamingClientRequest(metadata: metadata) { writer in
+                try await writer.write(first)
+                // Keeps the stream open while the first answer arrives (the call ends with the response handler).
+                try await Task.sleep(for: .seconds(2))
+            },
+            options: .timeout(10)
+        ) { response in
+            for try await message in response.messages { return message }
+            return nil
+        }
+    }
+
+    @Test func watchesLocksAndElectionsAreCheckedThroughTheirKeys() async throws {
+        let scratch = Scratch()
+        let members = QuorumCluster(size: 2, scratch: scratch, extraArguments: ["--bcrypt-cost", "4"])
+        try members.start()
+        defer { members.stopAll() }
+        let leader = try members.waitForLeader()
+        try AuthEndToEndTests.enableAuth(leader.endpoint)
+        let root = "--user=root:rootpw"
+        for arguments in [
+            ["role", "add", "watcher"], ["role", "grant-permission", "watcher", "read", "w/", "--prefix"],
+            ["role", "add", "locker"], ["role", "grant-permission", "locker", "readwrite", "res/", "--prefix"],
+            ["user", "add", "wendy:pw"], ["user", "grant-role", "wendy", "watcher"],
+            ["user", "add", "lou:pw"], ["user", "grant-role", "lou", "locker"],
+        ] {
+            let result = try etcdctl(leader.endpoint, arguments + [root])
+            #expect(result.ok, "\(arguments): \(result.stderr)")
+        }
+        try await withGRPCClient(
+            transport: .http2NIOPosix(
+                target: .ipv4(address: "127.0.0.1", port: leader.clientPort), transportSecurity: .plaintext)
+        ) { client in
+            let wendy = try await Self.token(client, "wendy", "pw")
+            let lou = try await Self.token(client, "lou", "pw")
+            // Watch: read on the range at creation; a refused watch is created and canceled at once.
+            let allowed = try await Self.firstWatchResponse(client, wendy, key: "w/", prefix: true)
+            #expect(allowed?.created == true && allowed?.canceled == false, "\(String(describing: allowed))")
+            let refused = try await Self.firstWatchResponse(client, wendy, key: "res/", prefix: true)
+            #expect(refused?.created == true && refused?.canceled == true, "\(String(describing: refused))")
+            #expect(refused?.cancelReason == "etcdserver: permission denied" && refused?.watchID == -1)
+            let anonymous = try await Self.firstWatchResponse(client, [:], key: "w/")
+            #expect(anonymous?.canceled == true && anonymous?.cancelReason == "etcdserver: user name is empty")
+
+            // Lock: the caller's own keys under the lock name.
+            var grant = Etcdserverpb_LeaseGrantRequest()
+            grant.ttl = 30
+            let lease = try await Etcdserverpb_Lease.Client(wrapping: client).leaseGrant(
+                grant, metadata: lou, options: .timeout(10)
+            ).id
+            let locks = V3lockpb_Lock.Client(wrapping: client)
+            var lock = V3lockpb_LockRequest()
+            lock.name = Data("res/db".utf8)
+            lock.lease = lease
+            let held = try await locks.lock(lock, metadata: lou, options: .timeout(10))
+            #expect(held.key.starts(with: Data("res/db/".utf8)))
+            await #expect(throws: RPCError.self) { try await locks.lock(lock, metadata: wendy, options: .timeout(10)) }
+            do {
+                _ = try await locks.lock(lock, metadata: wendy, options: .timeout(10))
+            } catch let error as RPCError {
+                #expect(error.code == .permissionDenied && error.message == "etcdserver: permission denied")
+            }
+            var unlock = V3lockpb_UnlockRequest()
+            unlock.key = held.key
+            _ = try await locks.unlock(unlock, metadata: lou, options: .timeout(10))
+
+            // Election: campaigning writes under the election name.
+            let elections = V3electionpb_Election.Client(wrapping: client)
+            var campaign = V3electionpb_CampaignRequest()
+            campaign.name = Data("res/leader".utf8)
+            campaign.lease = lease
+            campaign.value = Data("lou".utf8)
+            let won = try await elections.campaign(campaign, metadata: lou, options: .timeout(10))
+            #expect(won.leader.key.starts(with: Data("res/leader/".utf8)))
+            var campaignW = campaign
+            campaignW.name = Data("w/leader".utf8)
+            do {
+                _ = try await elections.campaign(campaignW, metadata: wendy, options: .timeout(10))
+                Issue.record("wendy may not write under w/")
+            } catch let error as RPCError {
+                #expect(error.code == .permissionDenied, "\(error)")
+            }
+            var ask = V3electionpb_LeaderRequest()
+            ask.name = Data("res/leader".utf8)
+            do {
+                _ = try await elections.leader(ask, metadata: wendy, options: .timeout(10))
+                Issue.record("wendy may not read under res/")
+            } catch let error as RPCError {
+                #expect(error.code == .permissionDenied, "\(error)")
+            }
+        }
+
+        // A simple token assigned through one member is good on the other at once.
+        let other = try #require(members.members.first { $0 !== leader })
+        let login = try await AuthEndToEndTests.post(
+            leader.endpoint + "/v3/auth/authenticate", #"{"name":"lou","password":"pw"}"#)
+        let token = try #require(
+            (try JSONSerialization.jsonObject(with: Data(login.body.utf8)) as? [String: Any])?["token"] as? String)
+        let put = try await AuthEndToEndTests.post(
+            other.endpoint + "/v3/kv/put", #"{"key":"cmVzL3g=","value":"MQ=="}"#, token: token)
+        #expect(put.status == 200, "\(put)")
     }
 }
 
