@@ -20,6 +20,23 @@ import Testing
         #expect(timing.status == 2 && timing.stderr.contains("should be at least as 5 times as --heartbeat-interval"))
     }
 
+    @Test func authFlagsAreValidatedAsEtcdNamesThem() throws {
+        let cost = try run(Paths.quorum, ["--bcrypt-cost", "3"])
+        #expect(cost.status == 2 && cost.stderr.contains("invalid bcrypt-cost"), "\(cost.stderr)")
+        let token = try run(Paths.quorum, ["--auth-token", "magic"])
+        #expect(token.status == 2 && token.stderr.contains("auth: invalid auth options"), "\(token.stderr)")
+        let jwt = try run(Paths.quorum, ["--auth-token", "jwt,pub-key=/no/such/key,sign-method=RS256"])
+        #expect(jwt.status == 2 && jwt.stderr.contains("auth: invalid auth options"), "\(jwt.stderr)")
+        let ttl = try run(Paths.quorum, ["--auth-token-ttl", "0"])
+        #expect(ttl.status == 2 && ttl.stderr.contains("--auth-token-ttl"), "\(ttl.stderr)")
+        let fromEnvironment = try run(Paths.quorum, [], environment: ["ETCD_BCRYPT_COST": "99"])
+        #expect(fromEnvironment.status == 2 && fromEnvironment.stderr.contains("invalid bcrypt-cost"))
+        let help = try run(Paths.quorum, ["--help"])
+        for flag in ["--auth-token", "--auth-token-ttl", "--bcrypt-cost"] {
+            #expect(help.stdout.contains(flag) || help.stderr.contains(flag), "\(flag) in --help")
+        }
+    }
+
     @Test func aTakenPortStopsStartUpBeforeTheDataDirectoryIsTouched() throws {
         let scratch = Scratch()
         let port = freePort()
