@@ -170,7 +170,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 GRPCServer(
                     transport: $0, services: services,
                     interceptors: [
-                        RPCMetricsInterceptor(metrics: metrics), AuthInterceptor(auth: node.auth, identities: identities),
+                        RPCMetricsInterceptor(metrics: metrics),
+                        AuthInterceptor(auth: node.auth, identities: identities),
                     ])
             } + peerTransports.map { GRPCServer(transport: $0, services: [peerService]) }
         try await withGracefulShutdownHandler {

@@ -74,7 +74,8 @@ import Testing
         for (role, _) in roles {
             let user = "u-\(role):\(password)"
             func step(_ arguments: [String], input: String? = nil, statusOnly: Bool = false, quorum: String? = nil) {
-                steps.append(Step(user: user, arguments: arguments, input: input, statusOnly: statusOnly, quorum: quorum))
+                steps.append(
+                    Step(user: user, arguments: arguments, input: input, statusOnly: statusOnly, quorum: quorum))
             }
             step(["get", "k1"])
             step(["put", "k1", "v-\(role)"])
@@ -179,7 +180,8 @@ import Testing
         let started = Date()
         let expected = try Self.runSession(steps, endpoint: reference.endpoint) { try etcdctl($0, $1, input: $2) }
         let actual = try Self.runSession(steps, endpoint: member.endpoint) { try etcdctl($0, $1, input: $2) }
-        print("permission matrix: \(steps.count) etcdctl steps on each server in \(Date().timeIntervalSince(started)) s")
+        print(
+            "permission matrix: \(steps.count) etcdctl steps on each server in \(Date().timeIntervalSince(started)) s")
         for (i, step) in steps.enumerated() {
             let want = step.quorum ?? expected[i]
             #expect(actual[i] == want, "\(Self.describe(step))\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])")
@@ -234,13 +236,17 @@ import Testing
         let expected = try Self.runSession(steps, endpoint: reference.endpoint, ctl: run)
         let actual = try Self.runSession(steps, endpoint: member.endpoint, ctl: run)
         for (i, step) in steps.enumerated() {
-            #expect(actual[i] == expected[i], "\(Self.describe(step))\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])")
+            #expect(
+                actual[i] == expected[i], "\(Self.describe(step))\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])"
+            )
         }
     }
 
     /// Makes `root` (password `rootpw`) and turns auth on.
     static func enableAuth(_ endpoint: String) throws {
-        for arguments in [["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"], ["auth", "enable"]] {
+        for arguments in [
+            ["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"], ["auth", "enable"],
+        ] {
             let result = try etcdctl(endpoint, arguments)
             guard result.ok else { throw TestFailure("etcdctl \(arguments): \(result.stderr)") }
         }
@@ -256,7 +262,8 @@ import Testing
         try Self.enableAuth(member.endpoint)
         let denied = try await Self.post(member.endpoint + "/v3/kv/put", #"{"key":"YQ==","value":"MQ=="}"#)
         #expect(denied.status == 400 && denied.body.contains("user name is empty"), "\(denied)")
-        let login = try await Self.post(member.endpoint + "/v3/auth/authenticate", #"{"name":"root","password":"rootpw"}"#)
+        let login = try await Self.post(
+            member.endpoint + "/v3/auth/authenticate", #"{"name":"root","password":"rootpw"}"#)
         let token = try #require(
             (try JSONSerialization.jsonObject(with: Data(login.body.utf8)) as? [String: Any])?["token"] as? String,
             "\(login)")
@@ -306,7 +313,8 @@ import Testing
         defer { member.stop() }
         try Self.enableAuth(member.endpoint)
         #expect(try etcdctl(member.endpoint, ["role", "add", "r", "--user=root:rootpw"]).ok)
-        #expect(try etcdctl(member.endpoint, ["role", "grant-permission", "r", "readwrite", "j", "--user=root:rootpw"]).ok)
+        #expect(
+            try etcdctl(member.endpoint, ["role", "grant-permission", "r", "readwrite", "j", "--user=root:rootpw"]).ok)
         #expect(try etcdctl(member.endpoint, ["user", "add", "ann:pw", "--user=root:rootpw"]).ok)
         #expect(try etcdctl(member.endpoint, ["user", "grant-role", "ann", "r", "--user=root:rootpw"]).ok)
         #expect(try etcdctl(member.endpoint, ["put", "j", "1", "--user=ann:pw"]).ok)
@@ -392,14 +400,18 @@ import Testing
             #expect(result.ok, "\(arguments): \(result.stderr)")
         }
         func listing(_ endpoint: String, ctl: ([String]) throws -> CommandResult) throws -> [String] {
-            try [["user", "list"], ["role", "list"], ["role", "get", "ops"], ["user", "get", "olga"], ["auth", "status"]]
-                .map { try ctl($0 + [root]).stdout }
+            try [
+                ["user", "list"], ["role", "list"], ["role", "get", "ops"], ["user", "get", "olga"],
+                ["auth", "status"],
+            ]
+            .map { try ctl($0 + [root]).stdout }
         }
         let ctl35 = try RealEtcd.etcd35("etcdctl")
         let expected = try listing(member.endpoint) {
             try Processes.run(ctl35, ["--endpoints=\(member.endpoint)"] + $0)
         }
-        let unauthorized = try etcdctl(member.endpoint, ["snapshot", "save", scratch.path + "/denied.db", "--user=olga:pw"])
+        let unauthorized = try etcdctl(
+            member.endpoint, ["snapshot", "save", scratch.path + "/denied.db", "--user=olga:pw"])
         #expect(!unauthorized.ok && unauthorized.stderr.contains("permission denied"), "\(unauthorized.stderr)")
         let file = scratch.path + "/quorum.db"
         let saved = try etcdctl(member.endpoint, ["snapshot", "save", file, root])

@@ -92,4 +92,3 @@ struct ClientAuthTLSTests {
         #expect(wrong.status != 0 && wrong.output.contains("authentication failed"), "\(wrong.output)")
     }
 }
-

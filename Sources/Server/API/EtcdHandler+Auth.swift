@@ -38,8 +38,9 @@ extension EtcdHandler {
     /// Resolves credentials to a caller (etcd's `AuthInfoFromCtx`). Answers at once in the common cases; a simple
     /// token assigned at an index this member has not applied yet waits for that index first. `completion` runs
     /// on the caller's thread or on the apply loop's.
-    public func resolve(_ credentials: Credentials?, completion: @escaping @Sendable (Result<Caller, EtcdError>) -> Void)
-    {
+    public func resolve(
+        _ credentials: Credentials?, completion: @escaping @Sendable (Result<Caller, EtcdError>) -> Void
+    ) {
         guard let credentials, node.auth.isEnabled else { return completion(.success(.anyone)) }
         if let token = credentials.token, let index = SimpleTokenProvider.index(of: Self.bare(token)),
             index > node.applied

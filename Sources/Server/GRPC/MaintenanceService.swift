@@ -11,7 +11,9 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     let handler: EtcdHandler
 
     func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse {
-        try await rpc { () async throws(EtcdError) in try await handler.alarm(request, try await handler.currentCaller()) }
+        try await rpc { () async throws(EtcdError) in
+            try await handler.alarm(request, try await handler.currentCaller())
+        }
     }
 
     func status(request: Etcdserverpb_StatusRequest, context: ServerContext) async throws
@@ -44,7 +46,9 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         context: ServerContext
     ) async throws {
         let node = handler.node
-        try await rpc { () async throws(EtcdError) in try handler.authorize(.snapshot, try await handler.currentCaller()) }
+        try await rpc { () async throws(EtcdError) in
+            try handler.authorize(.snapshot, try await handler.currentCaller())
+        }
         let path = node.config.dataDir + "/member/snap/snapshot-\(UInt64.random(in: 0...UInt64.max)).tmp"
         defer { try? FileSystem.remove(path) }
         // What the apply loop holds in SQLite's open transaction goes in first, so the snapshot is as of now.
@@ -87,7 +91,9 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     func downgrade(request: Etcdserverpb_DowngradeRequest, context: ServerContext) async throws
         -> Etcdserverpb_DowngradeResponse
     {
-        try await rpc { () async throws(EtcdError) in try handler.authorize(.downgrade, try await handler.currentCaller()) }
+        try await rpc { () async throws(EtcdError) in
+            try handler.authorize(.downgrade, try await handler.currentCaller())
+        }
         throw RPCError(code: .unimplemented, message: "downgrade is not supported by Quorum")
     }
 }

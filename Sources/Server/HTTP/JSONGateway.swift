@@ -60,8 +60,7 @@ enum JSONGateway {
         return await call(method, body: body, handler: handler, caller: caller)
     }
 
-    private static func call(_ method: Method, body: [UInt8], handler: EtcdHandler, caller: Caller) async -> HTTPReply
-    {
+    private static func call(_ method: Method, body: [UInt8], handler: EtcdHandler, caller: Caller) async -> HTTPReply {
         switch method {
         case .range:
             return await run(body) { (r: Etcdserverpb_RangeRequest) async throws(EtcdError) in

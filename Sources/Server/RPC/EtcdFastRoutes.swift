@@ -44,7 +44,9 @@ enum EtcdFastRoutes {
                 if responder.remote.eventLoop.inEventLoop {
                     return responder.respond(Result { () throws(EtcdError) in try handler.rangeNow(r, caller) })
                 }
-                return responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r, caller) } })
+                return responder.respond(computing: {
+                    Result { () throws(EtcdError) in try handler.rangeNow(r, caller) }
+                })
             }
             handler.node.readBarrier { error in
                 if let error { return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error)) }
@@ -332,7 +334,9 @@ final class WatchCall: RPCCall {
                             ? AuthError.invalidAuthToken : AuthError(.unknown, error.message)
                     case .success(let caller):
                         do throws(EtcdError) {
-                            try handler.check(caller) { (store, info) throws(AuthError) in try store.checkWatch(create, info) }
+                            try handler.check(caller) { (store, info) throws(AuthError) in
+                                try store.checkWatch(create, info)
+                            }
                             refusal = nil
                         } catch {
                             refusal = AuthError(

@@ -1,8 +1,8 @@
 import GRPCCore
-import Node
 import NIOCore
 import NIOHTTP2
 import NIOPosix
+import Node
 import Synchronization
 
 /// A served method that bypasses grpc-swift's per-call machinery: the connection creates its call object and
