@@ -1,8 +1,9 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 
 /// Maintenance through etcdctl and etcd's HTTP endpoints.
 @Suite(.serialized) final class MaintenanceTests {
@@ -42,11 +43,16 @@ import Testing
         // A SQLite database image, then etcd's trailing SHA-256 of it.
         #expect(bytes.prefix(16) == Data("SQLite format 3\0".utf8))
         #expect(bytes.count % 512 == 32)
-        let check = try run("/usr/bin/env", ["python3", "-c", """
-            import hashlib,sys
-            b=open(sys.argv[1],'rb').read()
-            print(hashlib.sha256(b[:-32]).digest()==b[-32:])
-            """, path])
+        let check = try run(
+            "/usr/bin/env",
+            [
+                "python3", "-c",
+                """
+                import hashlib,sys
+                b=open(sys.argv[1],'rb').read()
+                print(hashlib.sha256(b[:-32]).digest()==b[-32:])
+                """, path,
+            ])
         #expect(check.stdout == "True\n")
     }
 
@@ -74,10 +80,13 @@ import Testing
         let ready = try await http(member.endpoint + "/readyz?verbose")
         #expect(ready.status == 200 && ready.body.contains("[+]linearizable_read ok"))
         #expect(try await http(member.endpoint + "/livez").body == "ok\n")
-        let put = try await http(member.endpoint + "/v3/kv/put", method: "POST", body: #"{"key":"Z3c=","value":"dmFs"}"#)
+        let put = try await http(
+            member.endpoint + "/v3/kv/put", method: "POST", body: #"{"key":"Z3c=","value":"dmFs"}"#)
         #expect(put.status == 200 && put.body.contains(#""revision":""#))
         let range = try await http(member.endpoint + "/v3/kv/range", method: "POST", body: #"{"key":"Z3c="}"#)
-        #expect(range.body.contains(#""kvs":[{"key":"Z3c=","create_revision":""#) && range.body.contains(#""value":"dmFs""#))
+        #expect(
+            range.body.contains(#""kvs":[{"key":"Z3c=","create_revision":""#) && range.body.contains(#""value":"dmFs""#)
+        )
         let bad = try await http(member.endpoint + "/v3/kv/put", method: "POST", body: #"{"key":""}"#)
         #expect(bad.status == 400 && bad.body.contains("etcdserver: key is not provided"))
         let metrics = try await http(member.endpoint + "/metrics")
@@ -132,7 +141,8 @@ import Testing
         #expect(try ctl("del", "quota/", "--prefix").ok)
         #expect(!(try ctl("put", "still", "refused")).ok)
         let out = try ctl("get", "x", "-w", "json").stdout
-        let revision = ((try etcdJSON(out) as! [String: Any])["header"]
+        let revision =
+            ((try etcdJSON(out) as! [String: Any])["header"]
             as! [String: Any])["revision"] as! Int
         #expect(try ctl("compact", "\(revision)", "--physical").ok)
         #expect(try ctl("defrag").ok)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The procedures of docs/OPERATIONS.md, run as written: each test names its section. (Restoring a whole cluster from
@@ -19,7 +19,8 @@ import Glibc
 
         // A running etcd 3.5 cluster with a history.
         let etcd = try RealEtcd.cluster(.v35, names: names, ports: ports, in: scratch.path + "/etcd")
-        _ = try await SnapshotInteropTests.writeHistory(port: etcd[0].clientPort, seed: UInt64.random(in: 1...1_000_000))
+        _ = try await SnapshotInteropTests.writeHistory(
+            port: etcd[0].clientPort, seed: UInt64.random(in: 1...1_000_000))
         let endpoints = etcd.map(\.endpoint).joined(separator: ",")
 
         // 1. Snapshot it; 2. stop it; 3. restore every member; 4. start Quorum on the same URLs.

@@ -82,7 +82,8 @@ enum RealEtcd {
                 [
                     "--name", name, "--data-dir", dataDir, "--listen-client-urls", endpoint,
                     "--advertise-client-urls", endpoint, "--listen-peer-urls", peerURL,
-                    "--initial-advertise-peer-urls", peerURL, "--initial-cluster", initialCluster ?? "\(name)=\(peerURL)",
+                    "--initial-advertise-peer-urls", peerURL, "--initial-cluster",
+                    initialCluster ?? "\(name)=\(peerURL)",
                 ])
             if waitReady { try waitUntilReady() }
         }
@@ -104,7 +105,8 @@ enum RealEtcd {
         throws -> [Member]
     {
         let members = zip(names, ports).map { name, port in
-            Member(release, name: name, dataDir: directory + "/\(name).etcd", clientPort: port.client, peerPort: port.peer)
+            Member(
+                release, name: name, dataDir: directory + "/\(name).etcd", clientPort: port.client, peerPort: port.peer)
         }
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
         for m in members { m.initialCluster = initial }
