@@ -36,6 +36,7 @@ public final class MemberNode: @unchecked Sendable {
     private let loop: any RaftLoop
     let published = Mutex(NodeStatus())
     let dbSize = Atomic<Int64>(0)
+    let dbSizeInUse = Atomic<Int64>(0)
     private let catchUpSignal = NSCondition()
     private let onFatal: @Sendable (String) -> Void
     let observer: any NodeObserver
@@ -284,7 +285,9 @@ public final class MemberNode: @unchecked Sendable {
             bootstrapPeers.isEmpty
             ? RaftNode(config: raftConfig, state: raftState)
             : RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers)
-        dbSize.store(try backend.size().total, ordering: .relaxed)
+        let size = try backend.size()
+        dbSize.store(size.total, ordering: .relaxed)
+        dbSizeInUse.store(size.inUse, ordering: .relaxed)
         appliedIndex.store(raft.appliedIndex, ordering: .releasing)
         recoveredCommit = raft.commitIndex
         published.withLock { $0.appliedIndex = raft.appliedIndex }
@@ -391,6 +394,8 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Database size as of the last applied batch.
     public var backendSize: Int64 { dbSize.load(ordering: .relaxed) }
+    /// Bytes the data occupies in the database (the quota counts these).
+    public var backendSizeInUse: Int64 { dbSizeInUse.load(ordering: .relaxed) }
 
     /// A response header as etcd fills it for this member.
     public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
@@ -491,7 +496,7 @@ public final class MemberNode: @unchecked Sendable {
                 .perform { node in
                     do {
                         try node.backend.defragment()
-                        if let size = try? node.backend.size().total { node.dbSize.store(size, ordering: .relaxed) }
+                        node.refreshSize()
                         continuation.resume(returning: nil)
                     } catch {
                         continuation.resume(returning: .internal("defragment: \(error)"))
