@@ -126,7 +126,6 @@ public final class MemberNode: @unchecked Sendable {
         self.backend = backend
         let raftState: PersistentState
         let isNew = !WriteAheadLog.exists(in: config.walDirectory)
-        var bootstrapPeers: [UInt64] = []
         if isNew, let join = config.join {
             // Joining a running cluster: the members told us who we are; the leader sends the state.
             var metadata = Quorumpb_NodeMetadata()
@@ -178,12 +177,20 @@ public final class MemberNode: @unchecked Sendable {
             for m in initial { try members.upsert(m, backend: backend) }
             try backend.setMetaInt("consistent_index", 0)
             try backend.makeDurable()
+            // The log is born with the founding configuration in it (see `RaftNode.bootstrapState`): there is no
+            // moment at which it exists without it.
+            let founding = RaftNode.bootstrapState(peers: initial.map(\.id))
             wal = try WriteAheadLog.create(
-                in: config.walDirectory, metadata: try metadata.serializedBytes(), options: walOptions)
+                in: config.walDirectory, metadata: try metadata.serializedBytes(),
+                entries: founding.entries.map {
+                    WriteAheadLog.InitialEntry(index: $0.index, term: $0.term, kind: $0.kind.rawValue, data: $0.data)
+                },
+                hardState: WALHardState(
+                    term: founding.hardState.term, vote: founding.hardState.vote, commit: founding.hardState.commit),
+                options: walOptions)
             memberID = myID
             self.clusterID = clusterID
-            raftState = PersistentState()
-            bootstrapPeers = initial.map(\.id)
+            raftState = founding
             logger.info(
                 "bootstrapping a new cluster",
                 metadata: [
@@ -281,10 +288,7 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
-        raft =
-            bootstrapPeers.isEmpty
-            ? RaftNode(config: raftConfig, state: raftState)
-            : RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers)
+        raft = RaftNode(config: raftConfig, state: raftState)
         let size = try backend.size()
         dbSize.store(size.total, ordering: .relaxed)
         dbSizeInUse.store(size.inUse, ordering: .relaxed)

@@ -95,8 +95,9 @@ struct ScriptHarness {
                 options[kv[0]] = kv.count > 1 ? kv[1] : ""
             }
             for i in ids {
-                let node = RaftNode.bootstrap(config: config(i), peers: ids)
-                members[i] = Member(node: node, config: config(i))
+                let founding = RaftNode.bootstrapState(peers: ids)
+                members[i] = Member(
+                    node: RaftNode(config: config(i), state: founding), config: config(i), durable: founding)
             }
             stabilizeAll()
         case "add-blank":

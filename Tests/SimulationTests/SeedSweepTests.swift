@@ -1,3 +1,4 @@
+import Foundation
 import Raft
 import Simulation
 import Testing
@@ -11,9 +12,21 @@ struct SeedSweepTests {
     static let chunks = 0..<8
     static let seedsPerChunk: UInt64 = 125
 
+    /// A fresh range of seeds on every run (printed; `QUORUM_SIM_START_SEED` replays a run's range), so the suite
+    /// keeps exploring instead of re-checking the same thousand schedules.
+    static let startSeed: UInt64 = {
+        let seed =
+            ProcessInfo.processInfo.environment["QUORUM_SIM_START_SEED"].flatMap { UInt64($0) }
+            ?? UInt64.random(in: 1_000_000...4_000_000_000)
+        print(
+            "seed sweep: seeds \(seed)..<\(seed + UInt64(chunks.count) * seedsPerChunk) (QUORUM_SIM_START_SEED=\(seed))"
+        )
+        return seed
+    }()
+
     @Test(arguments: chunks)
     func mixedFaults(chunk: Int) {
-        let first = 10_000 + UInt64(chunk) * Self.seedsPerChunk
+        let first = Self.startSeed + UInt64(chunk) * Self.seedsPerChunk
         for seed in first..<(first + Self.seedsPerChunk) {
             let result = runSimulation(.randomized(seed: seed))
             if let failure = result.failure {
