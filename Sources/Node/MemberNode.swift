@@ -39,7 +39,7 @@ public final class MemberNode: @unchecked Sendable {
     let dbSizeInUse = Atomic<Int64>(0)
     private let catchUpSignal = NSCondition()
     private let onFatal: @Sendable (String) -> Void
-    let observer: any NodeObserver
+    public let observer: any NodeObserver
 
     // Owned by the Raft loop's thread.
     private var raft: RaftNode

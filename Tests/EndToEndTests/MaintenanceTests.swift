@@ -97,6 +97,9 @@ import Testing
         ] {
             #expect(metrics.body.contains(name), "missing \(name)")
         }
+        // Ranges are counted (the gateway's range above, at least).
+        let ranges = metrics.body.split(separator: "\n").first { $0.hasPrefix("etcd_mvcc_range_total ") }
+        #expect((ranges.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0) >= 1, "\(ranges ?? "missing")")
     }
 
     func revisionNow() throws -> Int {

@@ -49,6 +49,7 @@ public final class EtcdHandler: Sendable {
             try RangeExecutorFacade.range(r, store: node.store)
         }
         response.header = node.header(revision: response.header.revision)
+        node.observer.rangeServed()
         return response
     }
 

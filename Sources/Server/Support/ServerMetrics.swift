@@ -59,7 +59,7 @@ public final class ServerMetrics: NodeObserver, Sendable {
         }
     }
 
-    func rangeServed() { ranges.increment() }
+    public func rangeServed() { ranges.increment() }
 
     /// grpc_server_handled_total, as go-grpc-prometheus labels it.
     func rpcHandled(service: String, method: String, type: String, code: String) {
