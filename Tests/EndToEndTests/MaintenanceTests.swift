@@ -34,15 +34,18 @@ import Testing
         #expect(members.contains(", started, m1, http://127.0.0.1:\(member.peerPort), \(member.endpoint), false"))
     }
 
-    @Test func snapshotSaveWritesAConsistentCopyWithChecksum() throws {
+    @Test func snapshotSaveWritesAnEtcdSnapshotWithChecksum() throws {
         for i in 0..<50 { #expect(try ctl("put", "snap/\(i)", String(repeating: "v", count: 100)).ok) }
         let path = scratch.path + "/backup.db"
         let saved = try ctl("snapshot", "save", path)
         #expect(saved.ok && saved.stdout.contains("Snapshot saved at \(path)"))
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        // A SQLite database image, then etcd's trailing SHA-256 of it.
-        #expect(bytes.prefix(16) == Data("SQLite format 3\0".utf8))
-        #expect(bytes.count % 512 == 32)
+        // etcd's format: a bbolt database (its magic 0xED0CDAED, little-endian, in the first meta page, after the
+        // 16-byte page header), whole pages, then etcd's trailing SHA-256 of it.
+        #expect(Array(bytes[16..<20]) == [0xED, 0xDA, 0x0C, 0xED])
+        #expect(bytes.count % 4096 == 32)
+        let status = try run("/usr/bin/etcdctl", ["snapshot", "status", path, "-w", "json"], environment: ["ETCDCTL_API": "3"])
+        #expect(status.stdout.contains(#""revision":51"#), "\(status.stdout)\(status.stderr)")
         let check = try run(
             "/usr/bin/env",
             [
