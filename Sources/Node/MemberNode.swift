@@ -288,6 +288,8 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
+        // A follower catching up through a snapshot then needs the entries written while it travelled.
+        raftConfig.catchUpRetention = max(5000, 5 * config.snapshotCatchUpEntries)
         raft = RaftNode(config: raftConfig, state: raftState)
         let size = try backend.size()
         dbSize.store(size.total, ordering: .relaxed)

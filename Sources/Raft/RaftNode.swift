@@ -527,7 +527,13 @@ public struct RaftNode: Sendable {
         snapshot = Snapshot(
             metadata: SnapshotMetadata(index: index, term: t, confState: confState(at: index)), data: snapshotData)
         let keep = config.snapshotCatchUpEntries
-        let newBase = index > keep ? index - keep : 0
+        var newBase = index > keep ? index - keep : 0
+        if role == .leader && config.catchUpRetention > 0 {
+            for pr in tracker.progress where pr.id != id {
+                let needs = pr.state == .snapshot ? pr.pendingSnapshot : pr.match
+                if needs < newBase && index - needs <= config.catchUpRetention { newBase = needs }
+            }
+        }
         if newBase > log.baseIndex {
             baseConf = confState(at: newBase)
             confChanges.removeAll { $0.index <= newBase }
