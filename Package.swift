@@ -153,7 +153,13 @@ let package = Package(
         ),
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
-        .testTarget(name: "BackupTests", dependencies: ["Backup"]),
+        .testTarget(
+            name: "BackupTests",
+            dependencies: [
+                "Backup", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
