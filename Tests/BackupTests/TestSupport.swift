@@ -80,14 +80,20 @@ func makeManifest(name: BackupName, file: URL, memberName: String = "etcd-a") th
 /// 2026-12-06T03:15:00Z.
 let referenceTime = Date(timeIntervalSince1970: 1_796_526_900)
 
-/// A clock moved by hand. `sleep` suspends until `advance` moves the time past the sleeper's deadline; tests wait for
-/// sleepers to appear (`waitForSleepers`) instead of sleeping themselves.
+/// A clock moved by hand. `sleep` suspends until `advance` moves the time past the sleeper's deadline (or the sleeping
+/// task is cancelled); tests wait for the runner to go to sleep (`waitForSleepCalls`) instead of sleeping themselves.
 final class ManualClock: BackupClock {
+    private struct Sleeper {
+        var id: Int
+        var deadline: Date
+        var continuation: CheckedContinuation<Void, any Error>
+    }
     private struct State {
         var now: Date
-        var sleepers: [(deadline: Date, continuation: CheckedContinuation<Void, any Error>)] = []
+        var sleepers: [Sleeper] = []
+        var nextID = 0
         var sleepCalls = 0
-        var sleeperWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var sleepCallWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
     private let state: Mutex<State>
 
@@ -98,7 +104,13 @@ final class ManualClock: BackupClock {
     func set(_ date: Date) {
         let ready = state.withLock { s in
             s.now = date
-            return Self.takeReady(&s)
+            var ready: [CheckedContinuation<Void, any Error>] = []
+            s.sleepers.removeAll { sleeper in
+                guard sleeper.deadline <= s.now else { return false }
+                ready.append(sleeper.continuation)
+                return true
+            }
+            return ready
         }
         for c in ready { c.resume() }
     }
@@ -107,19 +119,33 @@ final class ManualClock: BackupClock {
 
     func sleep(for duration: Duration) async throws {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
-            let waiters = state.withLock { s in
-                s.sleepers.append((s.now.addingTimeInterval(seconds), c))
-                s.sleepCalls += 1
-                var ready: [CheckedContinuation<Void, Never>] = []
-                s.sleeperWaiters.removeAll { w in
-                    guard s.sleepCalls >= w.count else { return false }
-                    ready.append(w.continuation)
-                    return true
+        let id = state.withLock { s in
+            s.nextID += 1
+            return s.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                let (waiters, cancelled) = state.withLock { s in
+                    s.sleepCalls += 1
+                    var ready: [CheckedContinuation<Void, Never>] = []
+                    s.sleepCallWaiters.removeAll { w in
+                        guard s.sleepCalls >= w.count else { return false }
+                        ready.append(w.continuation)
+                        return true
+                    }
+                    if Task.isCancelled { return (ready, true) }
+                    s.sleepers.append(Sleeper(id: id, deadline: s.now.addingTimeInterval(seconds), continuation: c))
+                    return (ready, false)
                 }
-                return ready
+                for w in waiters { w.resume() }
+                if cancelled { c.resume(throwing: CancellationError()) }
             }
-            for w in waiters { w.resume() }
+        } onCancel: {
+            let sleeper = state.withLock { s -> Sleeper? in
+                guard let index = s.sleepers.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.sleepers.remove(at: index)
+            }
+            sleeper?.continuation.resume(throwing: CancellationError())
         }
     }
 
@@ -131,31 +157,11 @@ final class ManualClock: BackupClock {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let ready = state.withLock { s in
                 if s.sleepCalls >= count { return true }
-                s.sleeperWaiters.append((count, c))
+                s.sleepCallWaiters.append((count, c))
                 return false
             }
             if ready { c.resume() }
         }
-    }
-
-    /// Ends every pending sleep with a `CancellationError` (to stop a runner loop).
-    func cancelSleepers() {
-        let all = state.withLock { s in
-            let all = s.sleepers.map(\.continuation)
-            s.sleepers = []
-            return all
-        }
-        for c in all { c.resume(throwing: CancellationError()) }
-    }
-
-    private static func takeReady(_ s: inout State) -> [CheckedContinuation<Void, any Error>] {
-        var ready: [CheckedContinuation<Void, any Error>] = []
-        s.sleepers.removeAll { sleeper in
-            guard sleeper.deadline <= s.now else { return false }
-            ready.append(sleeper.continuation)
-            return true
-        }
-        return ready
     }
 }
 
