@@ -255,6 +255,24 @@ import Testing
         #expect(b.snapshots.value == 2, "B backs up at 04:30 and 04:45, not on taking over at 04:20")
     }
 
+    /// Cancelling `run` cancels the backup in progress and starts nothing new, even when the next one is overdue.
+    @Test func stoppingCancelsTheBackupAndStartsNothing() async throws {
+        let h = Harness()
+        let started = Gate()
+        h.snapshotStarted.value = started
+        h.hold.value = Gate()
+        let loop = Task { await h.runner.run() }
+        await started.wait()
+        await h.clock.waitForSleepCalls(1)
+        h.clock.advance(by: 2000)  // the next backup is overdue once this one ends
+        await h.clock.waitForSleepCalls(2)
+        loop.cancel()
+        await loop.value
+        #expect(h.snapshots.value == 1)
+        #expect(h.eventKinds == ["started", "cancelled"])
+        #expect(try await h.store.list().isEmpty)
+    }
+
     @Test func disabledRunnerDoesNothing() async throws {
         let h = Harness(schedule: .init(interval: 0))
         for _ in 0..<100 {

@@ -129,6 +129,7 @@ public actor BackupRunner {
     private var backupTask: Task<Void, Never>?
     private var pruneTask: Task<Void, Never>?
     private var wasLeader = false
+    private var stopping = false
 
     public init(
         configuration: Configuration, store: any BackupStore, clock: any BackupClock = SystemBackupClock(),
@@ -157,6 +158,8 @@ public actor BackupRunner {
                 break
             }
         }
+        // Stopping: whatever ends now starts nothing new.
+        stopping = true
         backupTask?.cancel()
         pruneTask?.cancel()
         await waitUntilIdle()
@@ -214,9 +217,10 @@ public actor BackupRunner {
         publish()
         for action in actions {
             switch action {
-            case .startBackup(let attempt): startBackup(attempt)
+            case .startBackup(let attempt) where !stopping: startBackup(attempt)
             case .cancelBackup: backupTask?.cancel()
-            case .prune: startPrune()
+            case .prune where !stopping: startPrune()
+            case .startBackup, .prune: break
             }
         }
     }
@@ -276,7 +280,7 @@ public actor BackupRunner {
             scheduler.onPruneFinished(
                 newestBackup: report.newestBackup, error: report.failures.isEmpty ? nil : report.failures.joined())
         case .failure(let error):
-            log(.pruneFailed("\(error)"))
+            if !(error is CancellationError) { log(.pruneFailed("\(error)")) }
             scheduler.onPruneFinished(newestBackup: nil, error: "\(error)")
         }
         publish()
