@@ -137,6 +137,8 @@ struct MiniHTTPClient: Sendable {
                     try await outbound.write(.head(head))
                     try await send(body, to: outbound, allocator: underlying.allocator)
                     try await outbound.write(.end(nil))
+                } catch let error as BackupError {
+                    throw error  // the local file failed: the server has nothing to say about that
                 } catch {
                     sendError = error
                 }
@@ -145,15 +147,21 @@ struct MiniHTTPClient: Sendable {
                 let responseHead: HTTPResponseHead
                 do {
                     var received: HTTPResponseHead?
+                    var informational = false
                     while received == nil {
                         guard let part = try await iterator.next() else {
                             throw sendError ?? HTTPTransportError.closedEarly(host: host, while: "before responding")
                         }
-                        guard case .head(let h) = part else {
-                            throw HTTPTransportError.protocolViolation(host: host, detail: "body before head")
+                        switch part {
+                        case .head(let h) where h.status.code >= 200:
+                            received = h
+                        case .head:
+                            informational = true  // 1xx responses precede the real one
+                        case .body, .end:
+                            guard informational else {
+                                throw HTTPTransportError.protocolViolation(host: host, detail: "body before head")
+                            }
                         }
-                        // 1xx informational responses precede the real one.
-                        if h.status.code >= 200 { received = h }
                     }
                     responseHead = received!
                 } catch {
