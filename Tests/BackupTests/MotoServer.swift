@@ -57,14 +57,19 @@ final class MotoServer: Sendable {
         // The server prints "Running on http://127.0.0.1:PORT" once it listens. A thread reads all of its output (so
         // that the server never blocks on a full pipe), keeps the last lines, and reports the port once.
         let output = Shared<[String]>([])
-        let outcome = Shared<(done: Bool, continuation: CheckedContinuation<Int?, Never>?)>((false, nil))
-        @Sendable func finish(_ port: Int?) {
-            let c = outcome.update { state -> CheckedContinuation<Int?, Never>? in
-                guard !state.done else { return nil }
-                state.done = true
+        enum Outcome: Sendable {
+            case listening(Int)
+            case exited
+            case timedOut
+        }
+        let outcome = Shared<(result: Outcome?, continuation: CheckedContinuation<Outcome, Never>?)>((nil, nil))
+        @Sendable func finish(_ result: Outcome) {
+            let c = outcome.update { state -> CheckedContinuation<Outcome, Never>? in
+                guard state.result == nil else { return nil }
+                state.result = result
                 return state.continuation
             }
-            c?.resume(returning: port)
+            c?.resume(returning: result)
         }
         let reader = pipe.fileHandleForReading
         Thread.detachNewThread {
@@ -80,42 +85,43 @@ final class MotoServer: Sendable {
                         lines.append(line)
                         if lines.count > 200 { lines.removeFirst(lines.count - 200) }
                     }
-                    if let range = line.range(of: "Running on http://127.0.0.1:") {
-                        finish(Int(line[range.upperBound...].prefix { $0.isNumber }))
+                    if let range = line.range(of: "Running on http://127.0.0.1:"),
+                        let port = Int(line[range.upperBound...].prefix { $0.isNumber })
+                    {
+                        finish(.listening(port))
                     }
                 }
             }
-            finish(nil)  // exited without listening
+            finish(.exited)
         }
         let timer = Task {
             try? await Task.sleep(for: .seconds(timeout))
-            finish(nil)
+            finish(.timedOut)
         }
-        let port = await withCheckedContinuation { (c: CheckedContinuation<Int?, Never>) in
-            let alreadyDone = outcome.update { state -> Bool in
-                if state.done { return true }
+        let result = await withCheckedContinuation { (c: CheckedContinuation<Outcome, Never>) in
+            let early = outcome.update { state -> Outcome? in
+                if let result = state.result { return result }
                 state.continuation = c
-                return false
+                return nil
             }
-            // Finished before we waited: the port (if any) is in the output.
-            if alreadyDone {
-                let line = output.value.first { $0.contains("Running on http://127.0.0.1:") }
-                c.resume(returning: line.flatMap { Int($0.split(separator: ":").last!.prefix { $0.isNumber }) })
-            }
+            if let early { c.resume(returning: early) }
         }
         timer.cancel()
-        let server = MotoServer(process: process, stdin: stdin, port: port ?? 0, output: output)
-        guard let port else {
-            let running = process.isRunning
-            server.stop()
+        let port: Int
+        switch result {
+        case .listening(let p):
+            port = p
+        case .exited, .timedOut:
+            MotoServer(process: process, stdin: stdin, port: 0, output: output).stop()
+            let why = if case .exited = result { "it exited" } else { "no port within \(Int(timeout))s" }
             throw StartError(
                 description: """
-                    moto's S3 server did not start (\(running ? "no port within \(Int(timeout))s" : "it exited")). \
-                    \(Self.hint)
+                    moto's S3 server did not start (\(why)). \(Self.hint)
                     Its output:
                     \(output.value.suffix(20).joined(separator: "\n"))
                     """)
         }
+        let server = MotoServer(process: process, stdin: stdin, port: port, output: output)
         print("moto server pid \(process.processIdentifier) listening on 127.0.0.1:\(port)")
         return server
     }
