@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// One object in a listing.
 struct S3Object: Sendable, Equatable {
@@ -275,8 +276,33 @@ struct S3Client: Sendable {
             if Task.isCancelled || error is CancellationError { throw CancellationError() }
             throw S3Error(
                 operation: operation, resource: resource, status: nil, code: nil,
-                message: "\(error) (endpoint \(endpoint.useTLS ? "https" : "http")://\(endpoint.hostHeader))")
+                message:
+                    "\(Self.describe(transportError: error)) (endpoint \(endpoint.useTLS ? "https" : "http")://\(endpoint.hostHeader))"
+            )
         }
+    }
+
+    /// Plain words for the transport failures NIO describes in its own terms.
+    static func describe(transportError error: any Error) -> String {
+        if let error = error as? NIOConnectionError {
+            if let failure = error.connectionErrors.first {
+                if let io = failure.error as? IOError {
+                    return "cannot connect to \(failure.target): \(String(cString: strerror(io.errnoCode)))"
+                }
+                return "cannot connect to \(failure.target): \(failure.error)"
+            }
+            if let dns = error.dnsAError ?? error.dnsAAAAError {
+                return "cannot resolve \(error.host): \(dns)"
+            }
+            return "cannot connect to \(error.host):\(error.port)"
+        }
+        if let error = error as? HTTPParserError, error == .invalidEOFState {
+            return "the connection closed before the response ended"
+        }
+        if let error = error as? ChannelError, case .connectTimeout(let limit) = error {
+            return "no connection within \(limit.nanoseconds / 1_000_000_000)s"
+        }
+        return "\(error)"
     }
 
     static func sha256(_ bytes: [UInt8]) -> String {
