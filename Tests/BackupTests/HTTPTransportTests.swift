@@ -82,7 +82,7 @@ import Testing
         #expect(Date().timeIntervalSince(started) < 30)
     }
 
-    @Test func aBodyCutShortIsAnErrorAndLeavesNoFile() async throws {
+    @Test func aBodyCutShortIsAnError() async throws {
         let listener = try Listener()
         listener.serveOnce(Array("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b".utf8))
         let store = try Self.store(port: listener.port)

@@ -167,7 +167,9 @@ struct MiniHTTPClient: Sendable {
                 } catch {
                     throw sendError ?? error
                 }
-                if let sendError, responseHead.status.code < 300 { throw sendError }
+                // A success while the body could not all be sent is not believable; without a body, the request was
+                // complete once its head went out (a server may answer and close before the final empty write).
+                if let sendError, responseHead.status.code < 300, body.length > 0 { throw sendError }
                 return try await handler(responseHead, HTTPResponseBody(iterator: iterator, host: host))
             }
         } onCancel: {
