@@ -7,6 +7,8 @@
 //   Node (the replicated state machine; no I/O framework)
 //   Bolt (bbolt's file format) · EtcdSnapshot (etcd's backend schema and snapshot files, over Bolt)
 //   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
+//   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
+//   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
 // Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
 import PackageDescription
 
@@ -116,6 +118,16 @@ let package = Package(
             ]
         ),
         .target(name: "Simulation", dependencies: ["Raft"]),
+        .target(
+            name: "Backup",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .executableTarget(
             name: "quorum",
             dependencies: [
@@ -164,6 +176,13 @@ let package = Package(
         ),
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(
+            name: "BackupTests",
+            dependencies: [
+                "Backup", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["Bolt"]),
