@@ -100,7 +100,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft",
+                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Backup",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -139,7 +139,7 @@ let package = Package(
         .executableTarget(
             name: "quorumctl",
             dependencies: [
-                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto",
+                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto", "Backup",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Crypto", package: "swift-crypto"),

