@@ -529,7 +529,9 @@ public struct RaftNode: Sendable {
         let keep = config.snapshotCatchUpEntries
         var newBase = index > keep ? index - keep : 0
         if role == .leader && config.catchUpRetention > 0 {
-            for pr in tracker.progress where pr.id != id {
+            // Only followers that are catching up now: receiving a snapshot, or heard from this round. A member
+            // that is down gets a snapshot when it returns, as before.
+            for pr in tracker.progress where pr.id != id && (pr.state == .snapshot || pr.recentActive) {
                 let needs = pr.state == .snapshot ? pr.pendingSnapshot : pr.match
                 if needs < newBase && index - needs <= config.catchUpRetention { newBase = needs }
             }

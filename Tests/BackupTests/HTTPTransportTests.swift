@@ -79,7 +79,8 @@ import Testing
             #expect(
                 "\(error)".hasPrefix("S3 LIST s3://bucket/p/ failed: no data to or from 127.0.0.1 for 1s"), "\(error)")
         }
-        #expect(Date().timeIntervalSince(started) < 30)
+        // Bounded (the property under test: it never hangs); generous, as the suite shares two cores.
+        #expect(Date().timeIntervalSince(started) < 90)
     }
 
     @Test func aBodyCutShortIsAnError() async throws {

@@ -164,6 +164,10 @@ struct MiniHTTPClient: Sendable {
                         }
                     }
                     responseHead = received!
+                } catch let transport as HTTPTransportError {
+                    // The connection's own verdict (an idle timeout, say) explains a failed send better than the
+                    // closed channel the send ran into.
+                    throw transport
                 } catch {
                     throw sendError ?? error
                 }
