@@ -7,7 +7,10 @@
 //   Node (the replicated state machine; no I/O framework)
 //   Bolt (bbolt's file format) · EtcdSnapshot (etcd's backend schema and snapshot files, over Bolt)
 //   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
-// Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
+//   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
+//   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
+// Nothing below Server imports NIO or gRPC. The simulator (Simulation) drives the Raft core seed by seed; the member's
+// own code (Node, Storage, MVCC) is exercised by real processes (end-to-end, chaos), not yet by the simulator.
 import PackageDescription
 
 let package = Package(
@@ -98,7 +101,7 @@ let package = Package(
         .target(
             name: "Server",
             dependencies: [
-                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth",
+                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth", "Backup",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -116,6 +119,16 @@ let package = Package(
             ]
         ),
         .target(name: "Simulation", dependencies: ["Raft"]),
+        .target(
+            name: "Backup",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .executableTarget(
             name: "quorum",
             dependencies: [
@@ -127,7 +140,7 @@ let package = Package(
         .executableTarget(
             name: "quorumctl",
             dependencies: [
-                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto",
+                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto", "Backup",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -164,6 +177,13 @@ let package = Package(
         ),
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(
+            name: "BackupTests",
+            dependencies: [
+                "Backup", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["Bolt"]),

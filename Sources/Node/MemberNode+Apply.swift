@@ -91,8 +91,12 @@ extension MemberNode {
         observer.backendCommitted(nanoseconds: monotonicNanoseconds() - start)
     }
 
+    /// Re-reads the database's size: its files (what `endpoint status` reports as the size) and the space its data
+    /// occupies (what the quota is measured against, as etcd measures it: not the journal or free pages).
     func refreshSize() {
-        if let size = try? backend.size().total { dbSize.store(size, ordering: .relaxed) }
+        guard let size = try? backend.size() else { return }
+        dbSize.store(size.total, ordering: .relaxed)
+        dbSizeInUse.store(size.inUse, ordering: .relaxed)
     }
 
     private func releaseReads() {

@@ -39,9 +39,10 @@ public final class MemberNode: @unchecked Sendable {
     private let loop: any RaftLoop
     let published = Mutex(NodeStatus())
     let dbSize = Atomic<Int64>(0)
+    let dbSizeInUse = Atomic<Int64>(0)
     private let catchUpSignal = NSCondition()
     private let onFatal: @Sendable (String) -> Void
-    let observer: any NodeObserver
+    public let observer: any NodeObserver
 
     // Owned by the Raft loop's thread.
     private var raft: RaftNode
@@ -128,7 +129,6 @@ public final class MemberNode: @unchecked Sendable {
         self.backend = backend
         let raftState: PersistentState
         let isNew = !WriteAheadLog.exists(in: config.walDirectory)
-        var bootstrapPeers: [UInt64] = []
         if isNew, let join = config.join {
             // Joining a running cluster: the members told us who we are; the leader sends the state.
             var metadata = Quorumpb_NodeMetadata()
@@ -180,12 +180,20 @@ public final class MemberNode: @unchecked Sendable {
             for m in initial { try members.upsert(m, backend: backend) }
             try backend.setMetaInt("consistent_index", 0)
             try backend.makeDurable()
+            // The log is born with the founding configuration in it (see `RaftNode.bootstrapState`): there is no
+            // moment at which it exists without it.
+            let founding = RaftNode.bootstrapState(peers: initial.map(\.id))
             wal = try WriteAheadLog.create(
-                in: config.walDirectory, metadata: try metadata.serializedBytes(), options: walOptions)
+                in: config.walDirectory, metadata: try metadata.serializedBytes(),
+                entries: founding.entries.map {
+                    WriteAheadLog.InitialEntry(index: $0.index, term: $0.term, kind: $0.kind.rawValue, data: $0.data)
+                },
+                hardState: WALHardState(
+                    term: founding.hardState.term, vote: founding.hardState.vote, commit: founding.hardState.commit),
+                options: walOptions)
             memberID = myID
             self.clusterID = clusterID
-            raftState = PersistentState()
-            bootstrapPeers = initial.map(\.id)
+            raftState = founding
             logger.info(
                 "bootstrapping a new cluster",
                 metadata: [
@@ -292,11 +300,12 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.checkQuorum = true
         raftConfig.maxUncommittedEntriesSize = 1 << 30
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
-        raft =
-            bootstrapPeers.isEmpty
-            ? RaftNode(config: raftConfig, state: raftState)
-            : RaftNode.bootstrap(config: raftConfig, peers: bootstrapPeers)
-        dbSize.store(try backend.size().total, ordering: .relaxed)
+        // A follower catching up through a snapshot then needs the entries written while it travelled.
+        raftConfig.catchUpRetention = max(5000, 5 * config.snapshotCatchUpEntries)
+        raft = RaftNode(config: raftConfig, state: raftState)
+        let size = try backend.size()
+        dbSize.store(size.total, ordering: .relaxed)
+        dbSizeInUse.store(size.inUse, ordering: .relaxed)
         appliedIndex.store(raft.appliedIndex, ordering: .releasing)
         recoveredCommit = raft.commitIndex
         published.withLock { $0.appliedIndex = raft.appliedIndex }
@@ -403,6 +412,8 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Database size as of the last applied batch.
     public var backendSize: Int64 { dbSize.load(ordering: .relaxed) }
+    /// Bytes the data occupies in the database (the quota counts these).
+    public var backendSizeInUse: Int64 { dbSizeInUse.load(ordering: .relaxed) }
 
     /// A response header as etcd fills it for this member.
     public func header(revision: Int64) -> Etcdserverpb_ResponseHeader {
@@ -514,7 +525,7 @@ public final class MemberNode: @unchecked Sendable {
                 .perform { node in
                     do {
                         try node.backend.defragment()
-                        if let size = try? node.backend.size().total { node.dbSize.store(size, ordering: .relaxed) }
+                        node.refreshSize()
                         continuation.resume(returning: nil)
                     } catch {
                         continuation.resume(returning: .internal("defragment: \(error)"))

@@ -6,6 +6,12 @@ public protocol NodeObserver: Sendable {
     func applied(_ kind: AppliedKind)
     func proposalFailed()
     func snapshotSaved(nanoseconds: UInt64)
+    /// A Range was served (etcd's `etcd_mvcc_range_total`).
+    func rangeServed()
+}
+
+extension NodeObserver {
+    public func rangeServed() {}
 }
 
 public enum AppliedKind: Sendable {

@@ -62,6 +62,11 @@ public struct RaftConfig: Sendable {
     /// Entries kept in memory below a compaction point, so a follower that lags slightly catches up from the
     /// log instead of needing a whole snapshot (etcd's SnapshotCatchUpEntries).
     public var snapshotCatchUpEntries: UInt64 = 5000
+    /// On a leader, compaction also keeps what a follower that is catching up still needs (the entries after the
+    /// snapshot being sent to it, or after its match, for a follower heard from recently), as long as that follower
+    /// is at most this many entries behind; 0 disables it. Without it a follower that needs a snapshot can need another one as soon as it installed the
+    /// first, whenever more than `snapshotCatchUpEntries` writes arrive while the snapshot travels, and so on forever.
+    public var catchUpRetention: UInt64 = 0
     /// Total bytes of committed entries handed out in one Ready (at least one entry); 0 means unlimited. Keeps
     /// a restart with a long unapplied tail from materializing it all at once.
     public var maxCommittedSizePerReady: Int = 0

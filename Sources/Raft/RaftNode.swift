@@ -97,29 +97,32 @@ public struct RaftNode: Sendable {
         becomeFollower(term: term, lead: 0)
     }
 
-    /// Creates a member of a brand-new cluster. Every initial member must call this with the same `peers`.
+    /// The founding state of a member of a brand-new cluster. Every initial member uses the same `peers`.
     ///
-    /// Like etcd, the initial configuration is written into the log as one `addVoter` entry per peer (term 1,
-    /// committed): a member added later then learns the founding members by replaying the log, exactly like
-    /// any later change. The first Ready hands those entries out to persist and to apply; the configuration is
-    /// already in effect, so `campaign()` works immediately (a single-member cluster elects itself at once).
-    public static func bootstrap(config: RaftConfig, peers: [NodeID]) -> RaftNode {
+    /// Like etcd, the initial configuration is a log: one `addVoter` entry per peer at term 1, all committed, so a
+    /// member added later learns the founding members by replaying the log, exactly like any later change.
+    ///
+    /// The caller must make this state durable *together with the creation of its log* (one atomic write), then
+    /// start the node from it with `RaftNode(config:state:)`. A log that exists without its founding entries must be
+    /// impossible: a member that crashed in between would restart with an empty log, could receive only the first
+    /// founding entry from a leader that then crashes, apply it, find itself the only voter and elect itself, while
+    /// the others form the real cluster: two configurations, two leaders (the simulator found exactly this).
+    public static func bootstrapState(peers: [NodeID]) -> PersistentState {
         let members = Array(Set(peers)).sorted()
         precondition(!members.isEmpty && !members.contains(0), "bootstrap needs at least one non-zero peer")
-        var node = RaftNode(config: config, state: PersistentState())
-        precondition(node.log.lastIndex == 0, "bootstrap of a member that already has a log")
-        node.term = 1
-        for (i, peer) in members.enumerated() {
-            let entry = Entry(
+        let entries = members.enumerated().map { i, peer in
+            Entry(
                 term: 1, index: UInt64(i + 1), kind: .confChange,
                 data: ConfChange(kind: .addVoter, node: peer).serialized())
-            node.log.append(entry)
-            node.noteConfEntry(entry)
         }
-        node.log.commit(to: UInt64(members.count))
-        node.tracker.setConf(node.currentConf, nextIndex: node.log.lastIndex + 1)
-        node.becomeFollower(term: 1, lead: 0)
-        return node
+        return PersistentState(hardState: HardState(term: 1, vote: 0, commit: UInt64(members.count)), entries: entries)
+    }
+
+    /// A member of a brand-new cluster, started from `bootstrapState(peers:)`, which the caller has made durable.
+    /// The founding entries come out of the first Ready as committed entries to apply; the configuration is already
+    /// in effect, so `campaign()` works immediately (a single-member cluster elects itself at once).
+    public static func bootstrap(config: RaftConfig, peers: [NodeID]) -> RaftNode {
+        RaftNode(config: config, state: bootstrapState(peers: peers))
     }
 
     // MARK: - Configuration tracking
@@ -524,7 +527,15 @@ public struct RaftNode: Sendable {
         snapshot = Snapshot(
             metadata: SnapshotMetadata(index: index, term: t, confState: confState(at: index)), data: snapshotData)
         let keep = config.snapshotCatchUpEntries
-        let newBase = index > keep ? index - keep : 0
+        var newBase = index > keep ? index - keep : 0
+        if role == .leader && config.catchUpRetention > 0 {
+            // Only followers that are catching up now: receiving a snapshot, or heard from this round. A member
+            // that is down gets a snapshot when it returns, as before.
+            for pr in tracker.progress where pr.id != id && (pr.state == .snapshot || pr.recentActive) {
+                let needs = pr.state == .snapshot ? pr.pendingSnapshot : pr.match
+                if needs < newBase && index - needs <= config.catchUpRetention { newBase = needs }
+            }
+        }
         if newBase > log.baseIndex {
             baseConf = confState(at: newBase)
             confChanges.removeAll { $0.index <= newBase }

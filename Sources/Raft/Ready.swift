@@ -7,7 +7,7 @@ public struct PersistentState: Sendable {
     /// trailing margin of its log after a compaction.
     public var entries: [Entry]
     /// Configuration at the start of the log when there is no snapshot (empty for clusters created with
-    /// `RaftNode.bootstrap`, whose first entries carry the configuration). Ignored when `snapshot` is set: the
+    /// `RaftNode.bootstrapState`, whose first entries carry the configuration). Ignored when `snapshot` is set: the
     /// snapshot's own configuration is used. Configuration entries in `entries` are replayed on top.
     public var confState: ConfState
     /// Highest index the application's state machine has applied (durably). Committed entries after it are

@@ -130,12 +130,23 @@ public final class QuorumServer: Service, @unchecked Sendable {
         }
         let handler = EtcdHandler(node: node, peers: peers)
         let metrics = self.metrics
+        let backups = try config.backup.map { settings in
+            do {
+                return try ScheduledBackups(
+                    settings: settings, node: node, name: config.node.name, logger: logger, metrics: metrics)
+            } catch {
+                throw ConfigError("--backup-dir \(settings.destination): \(error)")
+            }
+        }
         let router = EtcdHTTPRouter(
-            handler: handler, metrics: { metrics.render(node: node) },
+            handler: handler, metrics: { metrics.render(node: node, backup: backups?.status) },
             extraChecks: {
                 let failures = tls.healthFailures()
                 return [("tls_certificates", failures.isEmpty ? nil : failures.joined(separator: "; "))]
-            }, healthWarnings: { tls.healthWarnings() + peers.certificateRefusals() })
+            },
+            healthWarnings: {
+                tls.healthWarnings() + peers.certificateRefusals() + (backups?.healthProblem().map { [$0] } ?? [])
+            })
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
@@ -202,6 +213,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 let duties: [Task<Void, Never>] = [
                     Task { [self] in try? await runAutoCompaction(handler: handler) },
                     Task { [config] in await corruption.runPeriodically(every: config.corruptCheckInterval) },
+                    Task { await backups?.run() },
                 ]
                 defer { for duty in duties { duty.cancel() } }
                 // Serve until asked to stop, or until the cluster removes this member.

@@ -43,6 +43,8 @@ public struct ServerConfig: Sendable {
     public var corruptCheckInterval: Duration = .zero
     /// Certificates, verification and the managed PKI for the client and peer listeners.
     public var tls = TLSSettings()
+    /// Scheduled backups (`--backup-dir`); nil: none.
+    public var backup: BackupSettings?
 
     public init() {}
 }

@@ -219,7 +219,13 @@ struct Simulation {
         let drift = rng.int(in: -(options.tickInterval / 20)...(options.tickInterval / 20))
         var node = SimNode(id: id, config: config, tickInterval: options.tickInterval + drift)
         if let peers = bootstrapPeers {
-            node.raft = RaftNode.bootstrap(config: config, peers: peers)
+            // As a real member does: the log is created with the founding configuration in it, in one synced write
+            // (a member that crashes right after creation restarts with it).
+            let founding = RaftNode.bootstrapState(peers: peers)
+            node.disk.write(.entries(founding.entries))
+            node.disk.write(.hardState(founding.hardState))
+            node.disk.sync()
+            node.raft = RaftNode(config: config, state: founding)
         } else {
             node.raft = RaftNode(config: config, state: PersistentState())
         }

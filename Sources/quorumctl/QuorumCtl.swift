@@ -17,6 +17,7 @@ let subcommandList: [any ParsableCommand.Type] = [
     PKICommand.self,
     CertsCommand.self,
     SnapshotCommand.self,
+    BackupCommand.self,
 ]
 
 struct VersionCommand: ParsableCommand {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Three and four real members on loopback, driven with the real etcdctl.
@@ -22,7 +22,8 @@ import Glibc
             #expect(try etcdctl(m.endpoint, ["put", "via/\(i)", "v\(i)"]).ok)
         }
         for m in cluster.members {
-            #expect(try etcdctl(m.endpoint, ["get", "via/", "--prefix", "--print-value-only"]).stdout == "v0\nv1\nv2\n")
+            #expect(
+                try etcdctl(m.endpoint, ["get", "via/", "--prefix", "--print-value-only"]).stdout == "v0\nv1\nv2\n")
             try eventually("serializable read on \(m.name)") {
                 try etcdctl(m.endpoint, ["get", "via/2", "--consistency=s", "--print-value-only"]).stdout == "v2\n"
             }
@@ -38,7 +39,9 @@ import Glibc
         let lease = String(grant.split(separator: " ")[1])
         let keep = try etcdctl(cluster.members[2].endpoint, ["lease", "keep-alive", "--once", lease])
         #expect(keep.stdout.contains("keepalived with TTL(30)"))
-        #expect(try etcdctl(cluster.members[0].endpoint, ["lease", "timetolive", lease]).stdout.contains("granted with TTL(30s)"))
+        #expect(
+            try etcdctl(cluster.members[0].endpoint, ["lease", "timetolive", lease]).stdout.contains(
+                "granted with TTL(30s)"))
 
         // Cluster metrics under etcd's names.
         let metrics = try awaitGet(cluster.members[0].endpoint + "/metrics")
@@ -49,14 +52,16 @@ import Glibc
             #expect(metrics.contains(name), "missing \(name)")
         }
         try eventually("round-trip probes") {
-            try awaitGet(cluster.members[0].endpoint + "/metrics").contains("etcd_network_peer_round_trip_time_seconds_bucket")
+            try awaitGet(cluster.members[0].endpoint + "/metrics").contains(
+                "etcd_network_peer_round_trip_time_seconds_bucket")
         }
 
         // member update changes a member's peer URLs everywhere.
         let third = cluster.members[2]
         let thirdID = try memberID(cluster, peerURL: third.peerURL)
         let extra = "http://localhost:\(third.peerPort)"
-        #expect(try etcdctl(cluster.endpoints, ["member", "update", thirdID, "--peer-urls=\(third.peerURL),\(extra)"]).ok)
+        #expect(
+            try etcdctl(cluster.endpoints, ["member", "update", thirdID, "--peer-urls=\(third.peerURL),\(extra)"]).ok)
         try eventually("update visible on every member") {
             try cluster.members.allSatisfy {
                 try etcdctl($0.endpoint, ["member", "list"]).stdout.contains("\(third.peerURL),\(extra)")
@@ -81,7 +86,8 @@ import Glibc
         let learner = QuorumProcess(
             in: cluster.scratch, name: "m4",
             extraArguments: ["--snapshot-count", "40", "--experimental-snapshot-catchup-entries", "5"])
-        let added = try etcdctl(cluster.endpoints, ["member", "add", "m4", "--peer-urls=\(learner.peerURL)", "--learner"])
+        let added = try etcdctl(
+            cluster.endpoints, ["member", "add", "m4", "--peer-urls=\(learner.peerURL)", "--learner"])
         #expect(added.ok && added.stdout.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""))
         learner.initialCluster = cluster.initialCluster + ",m4=\(learner.peerURL)"
         learner.clusterState = "existing"
@@ -123,14 +129,17 @@ import Glibc
         #expect(missing.stderr.contains("etcdserver: member not found"))
 
         // The same address comes back as a new member with an empty data directory.
-        let fresh = QuorumProcess(in: cluster.scratch, name: "m-new", clientPort: leader.clientPort, peerPort: leader.peerPort)
+        let fresh = QuorumProcess(
+            in: cluster.scratch, name: "m-new", clientPort: leader.clientPort, peerPort: leader.peerPort)
         #expect(try etcdctl(survivors, ["member", "add", "m-new", "--peer-urls=\(fresh.peerURL)"]).ok)
-        fresh.initialCluster = others.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",") + ",m-new=\(fresh.peerURL)"
+        fresh.initialCluster =
+            others.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",") + ",m-new=\(fresh.peerURL)"
         fresh.clusterState = "existing"
         try fresh.start()
         defer { fresh.stop() }
         try eventually("rejoined member has the data") {
-            try etcdctl(fresh.endpoint, ["get", "before", "--consistency=s", "--print-value-only"]).stdout == "removal\n"
+            try etcdctl(fresh.endpoint, ["get", "before", "--consistency=s", "--print-value-only"]).stdout
+                == "removal\n"
         }
         let list = try etcdctl(survivors, ["member", "list"]).stdout
         #expect(list.split(separator: "\n").count == 3 && !list.contains(id))

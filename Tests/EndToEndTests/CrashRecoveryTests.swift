@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Concurrent writers, `kill -9` at a random moment, restart: every acknowledged write must be there, the
@@ -51,7 +51,9 @@ import Glibc
             try await client.range("crash/", prefix: true)
         }
         var present: [String: String] = [:]
-        for kv in stored.kvs { present[String(decoding: kv.key, as: UTF8.self)] = String(decoding: kv.value, as: UTF8.self) }
+        for kv in stored.kvs {
+            present[String(decoding: kv.key, as: UTF8.self)] = String(decoding: kv.value, as: UTF8.self)
+        }
         let lost = expected.filter { present[$0.key] != $0.value }
         #expect(lost.isEmpty, "acknowledged writes lost after kill -9: \(lost.keys.sorted().prefix(10))")
         // Every key was written once, so the mod revisions are exactly 2...current: no gap, no reuse.

@@ -15,16 +15,17 @@ import Testing
         let leader = try cluster.waitForLeader()
         let survivor = try #require(cluster.members.first { $0 !== leader })
         let port = leader.clientPort
+        // Only acknowledged writes count: a put that failed (the suite's machine can be very busy) may or may not be in.
         let acknowledged = try await EtcdClient.with(port: port) { client in
             var keys: [String] = []
-            for i in 0..<300 {
-                _ = try await client.put("acked/\(i)", "v\(i)")
-                keys.append("acked/\(i)")
-            }
+            for i in 0..<300 where (try? await client.put("acked/\(i)", "v\(i)")) != nil { keys.append("acked/\(i)") }
             return keys
         }
-        // The survivor has applied the last write: a linearizable read through it returns it.
-        #expect(try etcdctl(survivor.endpoint, ["get", "acked/299", "--print-value-only"]).stdout == "v299\n")
+        #expect(acknowledged.count > 250, "too few writes succeeded to mean anything: \(acknowledged.count)")
+        let last = try #require(acknowledged.last)
+        // The survivor has applied the last acknowledged write: a linearizable read through it returns it.
+        #expect(
+            try etcdctl(survivor.endpoint, ["get", last, "--print-value-only"]).stdout == "v\(last.dropFirst(6))\n")
 
         // Everything is lost but the survivor's disk.
         for m in cluster.members { m.stop(signal: SIGKILL) }
@@ -34,7 +35,7 @@ import Testing
         #expect(survivor.log.contains("forcing a new one-member cluster"))
         let stored = try etcdctl(survivor.endpoint, ["get", "acked/", "--prefix", "--keys-only"]).stdout
         let keys = Set(stored.split(separator: "\n").map(String.init))
-        #expect(keys == Set(acknowledged), "lost: \(Set(acknowledged).subtracting(keys).sorted().prefix(10))")
+        #expect(keys.isSuperset(of: acknowledged), "lost: \(Set(acknowledged).subtracting(keys).sorted().prefix(10))")
         let members = try etcdctl(survivor.endpoint, ["member", "list"]).stdout
         #expect(members.split(separator: "\n").count == 1, "\(members)")
         #expect(try etcdctl(survivor.endpoint, ["put", "after/force", "1"]).ok)

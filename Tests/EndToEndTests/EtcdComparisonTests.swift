@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The same etcdctl session against real etcd 3.4 and against Quorum: outputs must match, once the values that
@@ -19,7 +19,8 @@ import Glibc
         ["get", "b", "a"], ["get", "a", "--consistency=s", "-w", "json"],
         ["put", "a", "--ignore-value"], ["get", "a", "-w", "json"], ["put", "zz", "--ignore-value"],
         ["del", "", "--prefix", "--prev-kv"], ["get", "a", "--rev=1000"], ["compact", "3"], ["get", "a", "--rev=2"],
-        ["get", "a", "--rev=3", "-w", "json"], ["put", "", "v"], ["del", "nothing"], ["del", "a", "--prev-kv", "-w", "json"],
+        ["get", "a", "--rev=3", "-w", "json"], ["put", "", "v"], ["del", "nothing"],
+        ["del", "a", "--prev-kv", "-w", "json"],
         ["alarm", "list"], ["lease", "timetolive", "1234"], ["lease", "revoke", "1234"],
         ["put", "k", "v", "--lease=1234"],
     ]
@@ -65,8 +66,10 @@ import Glibc
             etcd,
             [
                 "--name", "ref", "--data-dir", scratch.path + "/etcd.data",
-                "--listen-client-urls", "http://127.0.0.1:\(client)", "--advertise-client-urls", "http://127.0.0.1:\(client)",
-                "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peer)",
+                "--listen-client-urls", "http://127.0.0.1:\(client)", "--advertise-client-urls",
+                "http://127.0.0.1:\(client)",
+                "--listen-peer-urls", "http://127.0.0.1:\(peer)", "--initial-advertise-peer-urls",
+                "http://127.0.0.1:\(peer)",
                 "--initial-cluster", "ref=http://127.0.0.1:\(peer)",
             ])
         defer { reference.stop() }
@@ -79,7 +82,8 @@ import Glibc
         let actual = try runSession(endpoint: member.endpoint)
         let commands = Self.session.map { $0.joined(separator: " ") } + Self.transactions.map { "txn: \($0)" }
         for (i, command) in commands.enumerated() {
-            #expect(actual[i] == expected[i], "etcdctl \(command)\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])")
+            #expect(
+                actual[i] == expected[i], "etcdctl \(command)\n--- etcd:\n\(expected[i])\n--- quorum:\n\(actual[i])")
         }
     }
 }

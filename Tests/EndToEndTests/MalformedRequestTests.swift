@@ -28,7 +28,8 @@ struct PassThroughDeserializer: MessageDeserializer {
         // A field tag with wire type 7 does not exist: no protobuf decoder accepts it.
         let garbage: [[UInt8]] = [[0xFF, 0xFF, 0xFF, 0xFF, 0x0F], [0x0A, 0x50, 0x01], [0x0F]]
         try await withGRPCClient(
-            transport: .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: member.clientPort), transportSecurity: .plaintext)
+            transport: .http2NIOPosix(
+                target: .ipv4(address: "127.0.0.1", port: member.clientPort), transportSecurity: .plaintext)
         ) { client in
             for bytes in garbage {
                 do {

@@ -207,6 +207,47 @@ struct SnapshotTests {
             expect 1 first=4 last=5
             """)
     }
+
+    /// A follower that is behind but catching up keeps its entries on the leader, within the retention bound: it
+    /// catches up from the log instead of needing a snapshot (and, after a snapshot, instead of needing another).
+    @Test func compactionOnALeaderKeepsWhatACatchingUpFollowerNeeds() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 catchup=2 retention=100
+            campaign 1
+            stabilize
+            isolate 3
+            propose 1 e5
+            propose 1 e6
+            propose 1 e7
+            propose 1 e8
+            propose 1 e9
+            propose 1 e10
+            stabilize
+            compact 1 10
+            expect 1 first=5 last=10          # node 3 matched 4: everything after it stays
+            heal
+            tick 1
+            stabilize
+            expect 3 data=e5,e6,e7,e8,e9,e10 snapshot=0
+            """)
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 catchup=2 retention=3
+            campaign 1
+            stabilize
+            isolate 3
+            propose 1 e5
+            propose 1 e6
+            propose 1 e7
+            propose 1 e8
+            propose 1 e9
+            propose 1 e10
+            stabilize
+            compact 1 10
+            expect 1 first=9 last=10          # 6 behind is beyond the retention: only the margin stays
+            """)
+    }
 }
 
 @Suite("Leader transfer")

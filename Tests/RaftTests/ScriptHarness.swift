@@ -72,6 +72,7 @@ struct ScriptHarness {
         if let s = options["maxsize"], let v = Int(s) { c.maxSizePerMessage = v }
         if let s = options["inflight"], let v = Int(s) { c.maxInflightMessages = v }
         if let s = options["catchup"], let v = UInt64(s) { c.snapshotCatchUpEntries = v }
+        if let s = options["retention"], let v = UInt64(s) { c.catchUpRetention = v }
         if let s = options["mutation"] { c.testingMutation = SafetyMutation(rawValue: s) }
         return c
     }
@@ -95,8 +96,9 @@ struct ScriptHarness {
                 options[kv[0]] = kv.count > 1 ? kv[1] : ""
             }
             for i in ids {
-                let node = RaftNode.bootstrap(config: config(i), peers: ids)
-                members[i] = Member(node: node, config: config(i))
+                let founding = RaftNode.bootstrapState(peers: ids)
+                members[i] = Member(
+                    node: RaftNode(config: config(i), state: founding), config: config(i), durable: founding)
             }
             stabilizeAll()
         case "add-blank":

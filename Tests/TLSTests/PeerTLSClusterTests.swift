@@ -175,6 +175,36 @@ struct PeerTLSClusterTests {
         #expect(replicated)
     }
 
+    /// etcd's default peer TLS in its own test suite: every member makes a self-signed certificate, so there is no CA
+    /// to verify against and etcd encrypts the links without authenticating them. Members must still form a cluster.
+    @Test("--peer-auto-tls members form a cluster over encrypted, unauthenticated links, as etcd's do")
+    func peerAutoTLSClusterForms() async throws {
+        let scratch = try TemporaryDirectory()
+        let members = try (1...3).map { i in
+            Member(name: "m\(i)", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m\(i)"))
+        }
+        let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
+        let children = try members.map { m in
+            try ChildProcess(
+                builtProduct("quorum"), m.arguments(initialCluster: initial, state: "new", extra: ["--peer-auto-tls"]),
+                log: scratch.path("\(m.name).log"))
+        }
+        defer { for child in children { child.stop() } }
+        let ready = await eventually(timeout: .seconds(40)) {
+            children.allSatisfy { $0.log.contains("ready to serve client requests") }
+        }
+        try #require(ready, "members did not become ready:\n\(children.map { String($0.log.suffix(1500)) })")
+        #expect(children[0].log.contains("self-signed certificates are not verified"))
+        #expect(try Self.ctl(members[0].endpoint, ["put", "auto", "tls"]).status == 0)
+        let replicated = await eventually(timeout: .seconds(10)) {
+            (try? Self.ctl(members[2].endpoint, ["get", "auto", "--consistency=s", "--print-value-only"]))?
+                .stdout == "tls\n"
+        }
+        #expect(replicated)
+        let observation = try await TLSEndpointProbe.observe(host: "127.0.0.1", port: members[1].peerPort)
+        #expect(observation.chain.first?.issuer == observation.chain.first?.subject, "a self-signed peer certificate")
+    }
+
     @Test("HTTP responses carry a Date header in IMF-fixdate form (doctor measures clock skew with it)")
     func httpDateFormat() throws {
         #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")

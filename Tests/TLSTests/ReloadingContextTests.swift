@@ -198,7 +198,7 @@ struct ReloadingContextTests {
         await server.close()
     }
 
-    @Test("peer side: allowed CN and hostname are enforced both when accepting and when dialling")
+    @Test("peer side: allowed CN and hostname are enforced when accepting, not when dialling (as etcd)")
     func peerPolicies() async throws {
         let dir = try TemporaryDirectory("peer")
         let ca = try TestPKI.ca(.peers)
@@ -218,10 +218,11 @@ struct ReloadingContextTests {
             sink: sink)
         let server = try await EchoServer(tls: serverSide)
 
-        // m2 dials m1 with its own peer certificate: accepted, and m1's certificate is valid for 127.0.0.1.
+        // m2 dials m1 with its own peer certificate: accepted, and m1's certificate is valid for 127.0.0.1. m2 itself
+        // only lets CN m2 connect to it, which does not stop it from dialling m1 (etcd's rule).
         let m2 = try ReloadingTLSContext(
             files: try peerFiles("m2", hosts: ["127.0.0.1"]),
-            options: TLSContextOptions(side: "peer", clientCertAuth: true), sink: sink)
+            options: TLSContextOptions(side: "peer", clientCertAuth: true, allowedCN: "m2"), sink: sink)
         let ok = try await EchoClient.roundTrip(
             try await EchoClient.connect(port: server.port) { try m2.makeClientHandler(host: "127.0.0.1") }, "raft")
         #expect(ok == "raft")

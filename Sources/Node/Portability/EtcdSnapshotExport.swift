@@ -55,7 +55,8 @@ public enum EtcdSnapshotExport {
             }
             let state = try Self.state(c, backend: backend, term: term)
             let summary = try writer.finish(state)
-            let current = try backend.metaInt("current_rev", on: c) ?? highest
+            // A store that was never written to is at revision 1, as etcd's.
+            let current = try backend.metaInt("current_rev", on: c) ?? 1
             return Summary(
                 revision: max(current, highest), consistentIndex: state.meta.consistentIndex, revisions: count,
                 bytes: Int64(summary.fileSize))

@@ -62,6 +62,7 @@ public final class EtcdHandler: Sendable {
         }
         try check(caller) { (store, info) throws(AuthError) in try store.ensureRevisionUnchanged(info) }
         response.header = node.header(revision: response.header.revision)
+        node.observer.rangeServed()
         return response
     }
 
@@ -422,11 +423,12 @@ public final class EtcdHandler: Sendable {
         try await withCheckedContinuation { continuation in start { continuation.resume(returning: $0) } }.get()
     }
 
-    /// etcd's quota: a write that would grow the database past the quota raises NOSPACE and is refused.
+    /// etcd's quota: a write that would grow the data past the quota raises NOSPACE and is refused. Measured on the
+    /// space the data occupies, not on the files (SQLite's journal and free pages would trip a small quota at once).
     func checkQuota(cost: Int) throws(EtcdError) {
         if node.alarms.contains(.nospace) { throw .noSpace }
         guard config.quotaBackendBytes > 0 else { return }
-        if node.backendSize + Int64(cost) > config.quotaBackendBytes {
+        if node.backendSizeInUse + Int64(cost) > config.quotaBackendBytes {
             let node = self.node
             Task {
                 var request = Quorumpb_RaftRequest()

@@ -24,6 +24,11 @@ public struct EtcdFlags: Sendable {
         ("initial-cluster-token", "Initial cluster token for the cluster during bootstrap."),
         ("snapshot-count", "Number of committed transactions to trigger a snapshot to disk."),
         ("force-new-cluster", "Force to create a new one member cluster."),
+        ("backup-dir", "Scheduled backups (leader only): a directory, or s3://bucket/prefix (Quorum)."),
+        ("backup-interval", "Time between scheduled backups, e.g. 15m; 0 disables them (Quorum)."),
+        ("backup-s3-endpoint", "S3-protocol endpoint for an s3:// --backup-dir other than AWS, e.g. MinIO (Quorum)."),
+        ("backup-retention-hourly", "Keep one backup per hour for this long, after the last hour (Quorum)."),
+        ("backup-retention-daily", "Then one backup per day for this long (Quorum)."),
         ("heartbeat-interval", "Time (in milliseconds) of a heartbeat interval."),
         ("election-timeout", "Time (in milliseconds) for an election to timeout."),
         ("quota-backend-bytes", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
@@ -214,6 +219,32 @@ public struct EtcdFlags: Sendable {
             .filter { !$0.isEmpty }
     }
 
+    /// `--backup-*`: scheduled backups, when `--backup-dir` is given.
+    func backupSettings() throws -> BackupSettings? {
+        guard let destination = string("backup-dir") else {
+            for flag in ["backup-interval", "backup-s3-endpoint", "backup-retention-hourly", "backup-retention-daily"]
+            where string(flag) != nil {
+                throw ConfigError("--\(flag) needs --backup-dir")
+            }
+            return nil
+        }
+        func duration(_ name: String, default value: TimeInterval) throws -> TimeInterval {
+            guard let text = string(name) else { return value }
+            if text == "0" { return 0 }
+            guard let parsed = GoDuration.parse(text), parsed >= .zero else {
+                throw ConfigError(
+                    "invalid value \"\(text)\" for flag -\(name): expected a duration such as 15m or 168h")
+            }
+            return Double(parsed.components.seconds) + Double(parsed.components.attoseconds) / 1e18
+        }
+        var settings = BackupSettings(destination: destination)
+        settings.interval = try duration("backup-interval", default: settings.interval)
+        settings.hourlyRetention = try duration("backup-retention-hourly", default: settings.hourlyRetention)
+        settings.dailyRetention = try duration("backup-retention-daily", default: settings.dailyRetention)
+        settings.s3Endpoint = string("backup-s3-endpoint")
+        return settings
+    }
+
     /// A URL to listen on: as etcd, an IP address or `localhost`, never a name to look up.
     static func bindURL(_ text: String) throws -> ListenURL {
         let url = try ListenURL(text)
@@ -251,6 +282,7 @@ public struct EtcdFlags: Sendable {
         node.initialClusterToken = string("initial-cluster-token") ?? "etcd-cluster"
         node.snapshotCount = UInt64(max(1, try integer("snapshot-count", default: 100_000)))
         node.forceNewCluster = try bool("force-new-cluster")
+        config.backup = try backupSettings()
         node.heartbeatMilliseconds = Int(try integer("heartbeat-interval", default: 100))
         node.electionMilliseconds = Int(try integer("election-timeout", default: 1000))
         if node.heartbeatMilliseconds <= 0 { throw ConfigError("--heartbeat-interval must be positive") }

@@ -55,7 +55,9 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         try await rpc { () async throws(EtcdError) in try await node.commitBackend() }
         let summary: EtcdSnapshotExport.Summary
         do {
-            summary = try EtcdSnapshotExport.write(backend: node.backend, to: path, term: node.status.term)
+            summary = try await BlockingWork.run("quorum-snapshot") {
+                try EtcdSnapshotExport.write(backend: node.backend, to: path, term: node.status.term)
+            }
         } catch {
             throw RPCError(code: .internalError, message: "snapshot: \(error)")
         }

@@ -2,7 +2,7 @@ import Foundation
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Structured JSON logs in the shape of etcd's (zap) output — `level`, `ts`, `caller`, `msg`, then fields —
@@ -28,7 +28,8 @@ public struct JSONLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var line = "{\"level\":\"\(Self.name(event.level))\",\"ts\":\"\(Self.timestamp())\""
         let file = event.file.split(separator: "/").suffix(2).joined(separator: "/")
-        line += ",\"caller\":\"\(Self.escape(file)):\(event.line)\",\"msg\":\"\(Self.escape(event.message.description))\""
+        line +=
+            ",\"caller\":\"\(Self.escape(file)):\(event.line)\",\"msg\":\"\(Self.escape(event.message.description))\""
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { $1 } }
         for key in fields.keys.sorted() {
@@ -53,7 +54,8 @@ public struct JSONLogHandler: LogHandler {
         case .stringConvertible(let c): return "\"\(escape(c.description))\""
         case .array(let values): return "[" + values.map(render).joined(separator: ",") + "]"
         case .dictionary(let dict):
-            return "{" + dict.keys.sorted().map { "\"\(escape($0))\":" + render(dict[$0]!) }.joined(separator: ",") + "}"
+            return "{" + dict.keys.sorted().map { "\"\(escape($0))\":" + render(dict[$0]!) }.joined(separator: ",")
+                + "}"
         }
     }
 

@@ -1,10 +1,11 @@
+import Backup
 import Foundation
 import Node
 import Prometheus
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// etcd's metric names on a Prometheus registry, so existing etcd dashboards and alerts work unchanged.
@@ -20,6 +21,7 @@ public final class ServerMetrics: NodeObserver, Sendable {
     private let deletes: Counter
     private let txns: Counter
     private let ranges: Counter
+    private let backupFailures: Counter
     private let proposalsFailed: Counter
     private let startTime: Double
     let rpcCounters = Mutex<[String: Counter]>([:])
@@ -30,14 +32,30 @@ public final class ServerMetrics: NodeObserver, Sendable {
 
     public init() {
         let diskBuckets = (0..<14).map { 0.001 * pow(2, Double($0)) }
-        walFsync = registry.makeValueHistogram(descriptor: Self.d("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL."), buckets: diskBuckets)
-        backendCommit = registry.makeValueHistogram(descriptor: Self.d("etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend."), buckets: diskBuckets)
-        snapshotSave = registry.makeValueHistogram(descriptor: Self.d("etcd_debugging_snap_save_total_duration_seconds", "The total latency distributions of save called by snapshot."), buckets: diskBuckets)
-        puts = registry.makeCounter(descriptor: Self.d("etcd_mvcc_put_total", "Total number of puts seen by this member."))
-        deletes = registry.makeCounter(descriptor: Self.d("etcd_mvcc_delete_total", "Total number of deletes seen by this member."))
-        txns = registry.makeCounter(descriptor: Self.d("etcd_mvcc_txn_total", "Total number of txns seen by this member."))
-        ranges = registry.makeCounter(descriptor: Self.d("etcd_mvcc_range_total", "Total number of ranges seen by this member."))
-        proposalsFailed = registry.makeCounter(descriptor: Self.d("etcd_server_proposals_failed_total", "The total number of failed proposals seen."))
+        walFsync = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL."),
+            buckets: diskBuckets)
+        backendCommit = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_disk_backend_commit_duration_seconds", "The latency distributions of commit called by backend."),
+            buckets: diskBuckets)
+        snapshotSave = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_debugging_snap_save_total_duration_seconds",
+                "The total latency distributions of save called by snapshot."), buckets: diskBuckets)
+        puts = registry.makeCounter(
+            descriptor: Self.d("etcd_mvcc_put_total", "Total number of puts seen by this member."))
+        deletes = registry.makeCounter(
+            descriptor: Self.d("etcd_mvcc_delete_total", "Total number of deletes seen by this member."))
+        txns = registry.makeCounter(
+            descriptor: Self.d("etcd_mvcc_txn_total", "Total number of txns seen by this member."))
+        ranges = registry.makeCounter(
+            descriptor: Self.d("etcd_mvcc_range_total", "Total number of ranges seen by this member."))
+        backupFailures = registry.makeCounter(
+            descriptor: Self.d("quorum_backup_failures_total", "Scheduled backups that failed on this member."))
+        proposalsFailed = registry.makeCounter(
+            descriptor: Self.d("etcd_server_proposals_failed_total", "The total number of failed proposals seen."))
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         startTime = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
@@ -59,7 +77,7 @@ public final class ServerMetrics: NodeObserver, Sendable {
         }
     }
 
-    func rangeServed() { ranges.increment() }
+    public func rangeServed() { ranges.increment() }
 
     /// grpc_server_handled_total, as go-grpc-prometheus labels it.
     func rpcHandled(service: String, method: String, type: String, code: String) {
@@ -153,36 +171,91 @@ public final class ServerMetrics: NodeObserver, Sendable {
     // MARK: Scrape
 
     /// Refreshes the gauges from `node` and renders the exposition text.
-    public func render(node: MemberNode) -> [UInt8] {
+    public func render(node: MemberNode, backup: BackupStatus? = nil) -> [UInt8] {
+        if let backup { renderBackup(backup) }
         let status = node.status
         let size = (try? node.backend.size()) ?? (total: 0, inUse: 0)
-        gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", status.hasLeader ? 1 : 0)
-        gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", status.isLeader ? 1 : 0)
-        gauge("etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.", status.isLearner ? 1 : 0)
-        gauge("etcd_server_leader_changes_seen_total", "The number of leader changes seen.", Double(status.leaderChanges))
-        gauge("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", Double(status.commitIndex))
-        gauge("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", Double(status.appliedIndex))
-        gauge("etcd_server_proposals_pending", "The current number of pending proposals to commit.",
+        gauge(
+            "etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.",
+            status.hasLeader ? 1 : 0)
+        gauge(
+            "etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            status.isLeader ? 1 : 0)
+        gauge(
+            "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            status.isLearner ? 1 : 0)
+        gauge(
+            "etcd_server_leader_changes_seen_total", "The number of leader changes seen.", Double(status.leaderChanges))
+        gauge(
+            "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.",
+            Double(status.commitIndex))
+        gauge(
+            "etcd_server_proposals_applied_total", "The total number of consensus proposals applied.",
+            Double(status.appliedIndex))
+        gauge(
+            "etcd_server_proposals_pending", "The current number of pending proposals to commit.",
             Double(status.commitIndex >= status.appliedIndex ? 0 : 0))
-        gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", Double(node.config.quotaBackendBytes))
-        gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", Double(size.total))
-        gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", Double(size.inUse))
+        gauge(
+            "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.",
+            Double(node.config.quotaBackendBytes))
+        gauge(
+            "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
+            Double(size.total))
+        gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.", Double(size.inUse))
         gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", Double(node.store.keyCount()))
-        gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", Double(node.store.revisions.current))
-        gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", Double(node.store.revisions.compacted))
+        gauge(
+            "etcd_debugging_mvcc_current_revision", "The current revision of store.",
+            Double(node.store.revisions.current))
+        gauge(
+            "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.",
+            Double(node.store.revisions.compacted))
         gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", Double(node.hub.watcherCount))
-        gauge("etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.", Double(node.hub.unsyncedCount))
+        gauge(
+            "etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.",
+            Double(node.hub.unsyncedCount))
         gauge("etcd_debugging_lease_total", "The number of active leases.", Double(node.leases.ids.count))
-        labeled("etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.",
+        labeled(
+            "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.",
             ("server_version", Version.etcdServer))
-        labeled("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version",
+        labeled(
+            "etcd_cluster_version",
+            "Which version is running. 1 for 'cluster_version' label with current cluster version",
             ("cluster_version", String(Version.etcdCluster.split(separator: ".").prefix(2).joined(separator: "."))))
-        labeled("etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+        labeled(
+            "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
             ("server_id", Identity.hex(node.memberID)))
         gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Double(Self.residentBytes()))
         gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", startTime)
         return registry.emitToBuffer()
     }
+
+    /// The scheduled backups (`--backup-dir`), for alerts such as "no successful backup in 40 minutes".
+    private func renderBackup(_ b: BackupStatus) {
+        if let last = b.lastSuccess {
+            gauge(
+                "quorum_backup_last_success_timestamp_seconds", "When the newest backup of this member succeeded.",
+                last.timeIntervalSince1970)
+        }
+        if let seconds = b.lastDuration {
+            gauge("quorum_backup_last_duration_seconds", "How long the newest successful backup took.", seconds)
+        }
+        if let bytes = b.lastSize {
+            gauge("quorum_backup_last_size_bytes", "Size of the newest successful backup's snapshot.", Double(bytes))
+        }
+        gauge(
+            "quorum_backup_consecutive_failures", "Backups that failed since the last success (leader only).",
+            Double(b.consecutiveFailures))
+        if let newest = b.newestBackup {
+            gauge(
+                "quorum_backup_newest_timestamp_seconds", "Creation time of the newest backup in the store.",
+                newest.timeIntervalSince1970)
+        }
+    }
+
+    /// A backup attempt failed.
+    func backupFailed() { backupFailures.increment() }
 
     private func gauge(_ name: String, _ help: String, _ value: Double) {
         registry.makeGauge(descriptor: Self.d(name, help)).set(Double(value))

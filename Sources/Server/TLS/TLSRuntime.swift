@@ -158,10 +158,19 @@ public final class TLSRuntime: Sendable {
                     names: names, validityYears: tls.selfSignedCertValidityYears, keyAlgorithm: tls.keyAlgorithm,
                     now: now)
                 auto.trustBundle = settings.trustedCAFile.map { URL(fileURLWithPath: $0) }
-                if auto.trustBundle == nil && options.clientCertAuth {
-                    logger.warning(
-                        "\(side) auto-tls: certificate auth needs a trusted CA file; not verifying certificates")
+                if auto.trustBundle == nil {
+                    // etcd's auto-TLS: every member has its own self-signed certificate, so there is no CA to verify
+                    // anyone against; links are encrypted, not authenticated, as in etcd.
+                    if options.clientCertAuth || kind == .peers {
+                        logger.warning(
+                            """
+                            \(side) auto-tls: self-signed certificates are not verified (encryption without \
+                            authentication); use https URLs without certificate files (managed PKI) to have members \
+                            authenticate each other
+                            """)
+                    }
                     options.clientCertAuth = false
+                    options.verifyDialledPeer = false
                 }
                 files = auto
             }

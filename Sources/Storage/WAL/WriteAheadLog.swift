@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The durable, ordered log every write passes through before it is acknowledged.
@@ -62,20 +62,38 @@ public final class WriteAheadLog {
         ((try? FileSystem.list(directory)) ?? []).contains { $0.hasSuffix(".wal") }
     }
 
-    /// Creates a new, empty log. Fails if one already exists.
-    public static func create(in directory: String, metadata: [UInt8], options: Options = Options()) throws
-        -> WriteAheadLog
-    {
+    /// An entry a new log is created with (a new cluster's founding entries).
+    public struct InitialEntry: Sendable {
+        public var index: UInt64
+        public var term: UInt64
+        public var kind: UInt8
+        public var data: [UInt8]
+
+        public init(index: UInt64, term: UInt64, kind: UInt8, data: [UInt8]) {
+            self.index = index
+            self.term = term
+            self.kind = kind
+            self.data = data
+        }
+    }
+
+    /// Creates a new log holding `entries` and `hardState` from the start. Fails if one already exists.
+    ///
+    /// The first segment is written whole (metadata, hard state, entries) under a temporary name, synced, then
+    /// renamed into place: a log either does not exist or has its initial state, never one without the other.
+    public static func create(
+        in directory: String, metadata: [UInt8], entries: [InitialEntry] = [],
+        hardState: WALHardState = WALHardState(term: 0, vote: 0, commit: 0), options: Options = Options()
+    ) throws -> WriteAheadLog {
         try FileSystem.makeDirectory(directory)
         if exists(in: directory) { throw FileError(operation: "create wal", path: directory, errno: EEXIST) }
-        let initial = WALHardState(term: 0, vote: 0, commit: 0)
         let (file, offset) = try startSegment(
-            in: directory, sequence: 0, firstIndex: 1, options: options, metadata: metadata, hardState: initial,
-            snapshot: nil)
+            in: directory, sequence: 0, firstIndex: 1, options: options, metadata: metadata, hardState: hardState,
+            snapshot: nil, entries: entries)
         try FileSystem.syncDirectory(directory)
         return WriteAheadLog(
             directory: directory, options: options, metadata: metadata, segment: file, sequence: 0,
-            writeOffset: offset, lastIndex: 0, hardState: initial, snapshot: nil)
+            writeOffset: offset, lastIndex: entries.last?.index ?? 0, hardState: hardState, snapshot: nil)
     }
 
     /// Opens an existing log, replays it, and positions appends after the last intact record.
@@ -192,7 +210,7 @@ public final class WriteAheadLog {
 
     private static func startSegment(
         in directory: String, sequence: UInt64, firstIndex: UInt64, options: Options, metadata: [UInt8],
-        hardState: WALHardState, snapshot: WALSnapshot?
+        hardState: WALHardState, snapshot: WALSnapshot?, entries: [InitialEntry] = []
     ) throws -> (File, Int) {
         let name = directory + "/" + segmentFileName(sequence: sequence, firstIndex: firstIndex)
         let temporary = name + ".tmp"
@@ -200,6 +218,7 @@ public final class WriteAheadLog {
         file.preallocate(length: options.segmentSize)
         var encoder = WALEncoder(reusing: [])
         encoder.appendMetadata(metadata)
+        for e in entries { encoder.appendEntry(index: e.index, term: e.term, kind: e.kind, data: e.data) }
         encoder.appendHardState(hardState)
         if let snapshot { encoder.appendSnapshot(snapshot) }
         try file.write(encoder.buffer, at: 0)

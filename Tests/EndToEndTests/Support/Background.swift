@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A long-running command (e.g. `etcdctl watch`) whose output the test polls; killed by pid at the end.

@@ -1,11 +1,11 @@
 import Foundation
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where the package lives, so tests find the binaries `swift build` produced.
@@ -37,7 +37,9 @@ func freePort() -> Int {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = 0
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
     _ = withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
     }
@@ -66,9 +68,10 @@ struct CommandResult: Sendable {
 }
 
 /// Runs a command with a time limit; output goes through files so large outputs never block on a pipe.
-func run(_ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:],
-    timeout: Double = 30) throws -> CommandResult
-{
+func run(
+    _ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:],
+    timeout: Double = 30
+) throws -> CommandResult {
     let scratch = Scratch("cmd")
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
@@ -121,6 +124,8 @@ final class QuorumProcess: @unchecked Sendable {
     /// `--initial-cluster`; defaults to this member alone.
     var initialCluster: String?
     var clusterState = "new"
+    /// Variables added to the inherited environment (e.g. AWS credentials for an S3 backup destination).
+    var environment: [String: String] = [:]
 
     var endpoint: String { "http://127.0.0.1:\(clientPort)" }
     var peerURL: String { "http://127.0.0.1:\(peerPort)" }
@@ -149,12 +154,17 @@ final class QuorumProcess: @unchecked Sendable {
     /// Starts the member and waits for etcd's "ready to serve client requests" milestone.
     func start(timeout: Double = 60, waitReady: Bool = true) throws {
         precondition(process == nil, "already running")
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Paths.quorum)
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
@@ -174,7 +184,8 @@ final class QuorumProcess: @unchecked Sendable {
                 throw TestFailure("quorum exited with \(p.terminationStatus) during start-up:\n\(logTail())")
             }
             if let text = try? String(contentsOfFile: logPath, encoding: .utf8),
-                text.utf8.count > offset, String(text.utf8.dropFirst(offset))?.contains("ready to serve client requests") == true
+                text.utf8.count > offset,
+                String(text.utf8.dropFirst(offset))?.contains("ready to serve client requests") == true
             {
                 return
             }
@@ -216,12 +227,14 @@ final class QuorumProcess: @unchecked Sendable {
 }
 
 /// Runs the real etcdctl (v3 API) against endpoints.
-func etcdctl(_ endpoint: String, _ arguments: [String], input: String? = nil, timeout: Double = 30) throws -> CommandResult
+func etcdctl(_ endpoint: String, _ arguments: [String], input: String? = nil, timeout: Double = 30) throws
+    -> CommandResult
 {
     guard let path = Paths.tool("etcdctl") else {
         throw TestFailure("etcdctl is not installed: run scripts/test.sh, which installs Debian's etcd-client")
     }
-    return try run(path, ["--endpoints=\(endpoint)", "--command-timeout=15s"] + arguments, input: input,
+    return try run(
+        path, ["--endpoints=\(endpoint)", "--command-timeout=15s"] + arguments, input: input,
         environment: ["ETCDCTL_API": "3"], timeout: timeout)
 }
 

@@ -58,9 +58,11 @@ enum RealEtcd {
     final class Member: @unchecked Sendable {
         let release: Release
         let dataDir: String
-        let clientPort = freePort()
-        let peerPort = freePort()
+        let clientPort: Int
+        let peerPort: Int
         let name: String
+        /// `--initial-cluster`; this member alone unless set.
+        var initialCluster: String?
         /// Flags after the defaults (e.g. `--bcrypt-cost`).
         var extraArguments: [String] = []
         private var process: BackgroundCommand?
@@ -68,20 +70,27 @@ enum RealEtcd {
         var endpoint: String { "http://127.0.0.1:\(clientPort)" }
         var peerURL: String { "http://127.0.0.1:\(peerPort)" }
 
-        init(_ release: Release, name: String = "etcd", dataDir: String) {
+        init(_ release: Release, name: String = "etcd", dataDir: String, clientPort: Int? = nil, peerPort: Int? = nil) {
             self.release = release
             self.name = name
             self.dataDir = dataDir
+            self.clientPort = clientPort ?? freePort()
+            self.peerPort = peerPort ?? freePort()
         }
 
-        func start() throws {
+        func start(waitReady: Bool = true) throws {
             process = try BackgroundCommand(
                 try RealEtcd.server(release),
                 [
                     "--name", name, "--data-dir", dataDir, "--listen-client-urls", endpoint,
                     "--advertise-client-urls", endpoint, "--listen-peer-urls", peerURL,
-                    "--initial-advertise-peer-urls", peerURL, "--initial-cluster", "\(name)=\(peerURL)",
+                    "--initial-advertise-peer-urls", peerURL, "--initial-cluster",
+                    initialCluster ?? "\(name)=\(peerURL)",
                 ] + extraArguments)
+            if waitReady { try waitUntilReady() }
+        }
+
+        func waitUntilReady() throws {
             try process?.waitFor(timeout: 30) { $0.contains("ready to serve client requests") }
         }
 
@@ -91,5 +100,20 @@ enum RealEtcd {
         }
 
         deinit { stop() }
+    }
+
+    /// Several members started together.
+    static func cluster(_ release: Release, names: [String], ports: [(client: Int, peer: Int)], in directory: String)
+        throws -> [Member]
+    {
+        let members = zip(names, ports).map { name, port in
+            Member(
+                release, name: name, dataDir: directory + "/\(name).etcd", clientPort: port.client, peerPort: port.peer)
+        }
+        let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
+        for m in members { m.initialCluster = initial }
+        for m in members { try m.start(waitReady: false) }
+        for m in members { try m.waitUntilReady() }
+        return members
     }
 }
