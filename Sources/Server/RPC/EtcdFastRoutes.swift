@@ -22,16 +22,18 @@ enum EtcdFastRoutes {
             _ body: @escaping @Sendable (Request, Caller, UnaryResponder) -> Void
         ) {
             let counters = metrics.rpcCounters(service: service, method: method, type: "unary")
-            routes["/\(service)/\(method)"] = FastRoute {
-                UnaryCall<Request>(counters: counters, auth: auth) { request, credentials, responder in
-                    guard let credentials else { return body(request, .anyone, responder) }
-                    handler.resolve(credentials) { resolved in
-                        switch resolved {
-                        case .success(let caller): body(request, caller, responder)
-                        case .failure(let error): responder.respond(Result<Response, EtcdError>.failure(error))
-                        }
+            // Made once per method, so that a call allocates nothing more than its `UnaryCall`.
+            let serve: @Sendable (Request, Credentials?, UnaryResponder) -> Void = { request, credentials, responder in
+                guard let credentials else { return body(request, .anyone, responder) }
+                handler.resolve(credentials) { resolved in
+                    switch resolved {
+                    case .success(let caller): body(request, caller, responder)
+                    case .failure(let error): responder.respond(Result<Response, EtcdError>.failure(error))
                     }
                 }
+            }
+            routes["/\(service)/\(method)"] = FastRoute {
+                UnaryCall<Request>(counters: counters, auth: auth, body: serve)
             }
         }
         let kv = "etcdserverpb.KV"

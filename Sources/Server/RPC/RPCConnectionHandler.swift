@@ -32,6 +32,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private var connectionUnacked = 0
     private var needsFlush = false
     private var goingAway = false
+    /// Whether HTTP/2 frames arrived: a connection the sniffer gave to HTTP/1.1 keeps this handler behind the
+    /// HTTP/1.1 handlers, and must never be sent an HTTP/2 frame (they cannot encode one).
+    private var isHTTP2 = false
     private var lastStreamID = HTTP2StreamID.rootStream
     private(set) var mailbox: RPCConnectionMailbox!
     private(set) var remotePeer = "unknown"
@@ -115,6 +118,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     // MARK: Inbound frames
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        isHTTP2 = true
         let frame = unwrapInboundIn(data)
         switch frame.payload {
         case .headers(let headers):
@@ -354,6 +358,12 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     /// `closingAfter` if given.
     func beginGracefulShutdown(closingAfter grace: TimeAmount? = nil) {
         guard !goingAway else { return }
+        guard isHTTP2 else {
+            // An HTTP/1.1 connection (health checks, the JSON gateway): no GOAWAY to send; it just closes.
+            goingAway = true
+            context.close(promise: nil)
+            return
+        }
         if let grace {
             let context = self.context!
             context.eventLoop.assumeIsolated().scheduleTask(in: grace) { context.close(promise: nil) }
