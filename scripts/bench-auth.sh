@@ -2,19 +2,20 @@
 # Auth benchmark: put and range throughput with auth enabled, Quorum beside real etcd 3.4 with the same settings, in
 # one run. Short and bounded: every measurement is capped by --duration and --total.
 #
-#   scripts/bench-auth.sh QUORUM_BINARY QUORUM_BENCH_BINARY ETCDLOAD_BINARY [SECONDS]
+#   scripts/bench-auth.sh QUORUM_BINARY [SECONDS]
 #
-# Three settings per server, each on a fresh single member:
-#   none    auth off, plaintext                         (quorum-bench)
-#   simple  auth on, user `bench` (readwrite on every key, not root) with a simple token (quorum-bench --user)
-#   cn      auth on, mutual TLS, the client certificate's CN `bench` is the user (etcdload --cert, Go clientv3)
-# plus `cn-off`: the same mutual TLS with auth off, the baseline the CN row is compared with.
-# Prints one line per measurement: server setting workload qps p50 p99 errors.
+# The client is etcd's own Go client for both servers: ../shared/bench's etcdload, built here with one addition
+# (ETCDLOAD_USER/ETCDLOAD_PASSWORD set clientv3's Username/Password, so it logs in and sends its token, as etcdctl's
+# --user does). Four settings per server, each on a fresh single member:
+#   none    auth off, plaintext
+#   simple  auth on, user `bench` (readwrite on every key, not root), simple token
+#   cn-off  mutual TLS, auth off (the baseline for the next row)
+#   cn      auth on, mutual TLS, the client certificate's CN `bench` is the user
+# Prints one line per measurement: server, setting, workload, clients, qps, p50, p99, errors.
 set -euo pipefail
 QUORUM=${1:?quorum binary}
-QBENCH=${2:?quorum-bench binary}
-ETCDLOAD=${3:?etcdload binary (../shared/bench/build.sh)}
-SECS=${4:-5}
+SECS=${2:-5}
+BENCH_SRC=${BENCH_SRC:-$(cd "$(dirname "$0")/../.." && pwd)/shared/bench}
 QUORUMCTL=${QUORUMCTL:-$(dirname "$QUORUM")/quorumctl}
 ETCD=${ETCD:-/usr/bin/etcd}
 ETCDCTL=${ETCDCTL:-/usr/bin/etcdctl}
@@ -25,7 +26,24 @@ trap cleanup EXIT
 free() { python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])"; }
 export ETCDCTL_API=3
 
-# One CA and certificates for both servers, made by Quorum's PKI: server (member cert), admin (CN root), bench.
+# etcdload with credentials: the shared source plus clientv3's Username/Password from the environment.
+mkdir -p "$W/src/etcdload" "$W/gopath"
+cp "$BENCH_SRC/etcdload/main.go" "$W/src/etcdload/"
+python3 - "$W/src/etcdload/main.go" <<'PY'
+import sys
+p = sys.argv[1]
+s = open(p).read()
+anchor = "\tcli, err := clientv3.New(cc)\n"
+assert anchor in s, "etcdload changed: no clientv3.New(cc)"
+patch = ('\tif u := os.Getenv("ETCDLOAD_USER"); u != "" {\n\t\tcc.Username = u\n'
+         '\t\tcc.Password = os.Getenv("ETCDLOAD_PASSWORD")\n\t}\n')
+open(p, "w").write(s.replace(anchor, patch + anchor, 1))
+PY
+(cd "$W/src/etcdload" && GO111MODULE=off GOFLAGS= GOPATH="$W/gopath:/usr/share/gocode" CGO_ENABLED=0 \
+  go build -trimpath -o "$W/etcdload" .)
+ETCDLOAD=$W/etcdload
+
+# One CA and its certificates for both servers, from Quorum's PKI: the server's, admin (CN root) and bench.
 "$QUORUMCTL" pki init --out "$W/ca" >/dev/null
 P=$(free); PP=$(free)
 "$QUORUM" --name m1 --data-dir "$W/pki" --listen-client-urls "https://127.0.0.1:$P" \
@@ -38,7 +56,7 @@ sleep 1; kill $PKI_PID; wait $PKI_PID 2>/dev/null || true
 S="$W/pki/pki/clients"; CA=$S/ca.crt
 "$QUORUMCTL" certs issue-client bench --data-dir "$W/pki" --out "$W/bench" >/dev/null
 
-start() { # name binary setting -> sets EP (host:port); the member runs until stop
+start() { # name binary setting -> EP (host:port), SERVER (pid)
   local name=$1 bin=$2 setting=$3 scheme=http tls=()
   P=$(free); PP=$(free)
   if [ "$setting" = cn ] || [ "$setting" = cn-off ]; then
@@ -52,9 +70,10 @@ start() { # name binary setting -> sets EP (host:port); the member runs until st
   SERVER=$!
   PIDS+=("$SERVER")
   EP="127.0.0.1:$P"
+  SCHEME=$scheme
   CTL=("$ETCDCTL" --endpoints "$scheme://$EP" --command-timeout 10s)
   if [ "$scheme" = https ]; then CTL+=(--cacert "$CA" --cert "$S/admin.crt" --key "$S/admin.key"); fi
-  for _ in $(seq 200); do "${CTL[@]}" endpoint health >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 200); do "${CTL[@]}" put bench-ready 1 >/dev/null 2>&1 && break; sleep 0.1; done
   if [ "$setting" = simple ] || [ "$setting" = cn ]; then
     "${CTL[@]}" user add root:rootpw >/dev/null
     "${CTL[@]}" user grant-role root root >/dev/null
@@ -68,39 +87,30 @@ start() { # name binary setting -> sets EP (host:port); the member runs until st
 stop() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; }
 
 measure() { # name setting workload clients
-  local name=$1 setting=$2 workload=$3 clients=$4 out
-  if [ "$setting" = cn ] || [ "$setting" = cn-off ]; then
-    out=$("$ETCDLOAD" --endpoints "https://$EP" --cacert "$CA" --cert "$W/bench/bench.crt" --key "$W/bench/bench.key" \
-      --workload "$workload" --clients "$clients" --conns 8 --total 200000 --duration "${SECS}s" --key-space 10000 \
-      --preload 10000 2>/dev/null)
-  else
-    local user=()
-    [ "$setting" = simple ] && user=(--user bench:benchpw)
-    local sub=put extra=()
-    case $workload in
-      range-linearizable) sub=range; extra=(--consistency l --preload 10000) ;;
-      range-serializable) sub=range; extra=(--consistency s --preload 10000) ;;
-    esac
-    out=$("$QBENCH" "$sub" --endpoints "$EP" --clients "$clients" --conns 8 --total 200000 --duration "$SECS" \
-      --key-space 10000 --json --no-progress "${user[@]}" "${extra[@]}" 2>/dev/null)
-  fi
-  python3 - "$name" "$setting" "$workload" "$clients" "$out" <<'EOF'
+  local name=$1 setting=$2 workload=$3 clients=$4 out tls=() user=
+  if [ "$SCHEME" = https ]; then tls=(--cacert "$CA" --cert "$W/bench/bench.crt" --key "$W/bench/bench.key"); fi
+  [ "$setting" = simple ] && user=bench
+  out=$(ETCDLOAD_USER=$user ETCDLOAD_PASSWORD=benchpw "$ETCDLOAD" --endpoints "$SCHEME://$EP" "${tls[@]}" \
+    --workload "$workload" --clients "$clients" --conns 8 --total 200000 --duration "${SECS}s" --key-space 10000 \
+    --preload 10000 2>&1 || true)
+  python3 - "$name" "$setting" "$workload" "$clients" "$out" <<'PY'
 import json, sys
-name, setting, workload, clients, line = sys.argv[1:6]
+name, setting, workload, clients, text = sys.argv[1:6]
 try:
-    r = json.loads(line.strip().splitlines()[-1])
+    r = json.loads([l for l in text.strip().splitlines() if l.startswith("{")][-1])
 except Exception:
-    print(f"{name:7} {setting:7} {workload:19} c={clients:3} FAILED: {line[:200]}")
+    print(f"{name:7} {setting:7} {workload:19} c={clients:3} FAILED: {text[-300:]}")
     sys.exit(0)
-print(f"{name:7} {setting:7} {workload:19} c={clients:3} qps={r.get('qps', 0):9.0f} "
-      f"p50={r.get('p50_ms', r.get('p50', 0))} p99={r.get('p99_ms', r.get('p99', 0))} errors={r.get('errors', 0)}")
-EOF
+print(f"{name:7} {setting:7} {workload:19} c={clients:3} qps={r.get('qps', 0):8.0f} "
+      f"p50={r.get('p50_ms', 0):7.2f}ms p99={r.get('p99_ms', 0):7.2f}ms errors={r.get('errors', 0)}")
+PY
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${SECS}s per measurement"
 for setting in none simple cn-off cn; do
   for server in quorum etcd; do
-    bin=$QUORUM; [ $server = etcd ] && bin=$ETCD
+    bin=$QUORUM
+    [ $server = etcd ] && bin=$ETCD
     start "$server" "$bin" "$setting"
     for workload in put range-linearizable; do
       measure "$server" "$setting" "$workload" 64
