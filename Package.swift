@@ -9,7 +9,8 @@
 //   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
 //   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
 //   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
-// Nothing below Server imports NIO or gRPC, so the simulator drives the real node code.
+// Nothing below Server imports NIO or gRPC. The simulator (Simulation) drives the Raft core seed by seed; the member's
+// own code (Node, Storage, MVCC) is exercised by real processes (end-to-end, chaos), not yet by the simulator.
 import PackageDescription
 
 let package = Package(

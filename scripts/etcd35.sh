@@ -20,5 +20,5 @@ for name in ("etcd", "etcdctl", "etcdutl"):
     os.replace(path + ".tmp", path)
 PY
 fi
-"$DIR/etcd" --version | head -1 >&2
+"$DIR/etcd" --version 2>/dev/null | head -1 >&2 || true   # head may close the pipe first
 echo "$DIR"

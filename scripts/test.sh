@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Quorum's whole test suite. Installs what the tests need first (Debian packages), so it works on a
 # fresh machine: etcdctl 3.4 (etcd-client) drives the server end to end, real etcd 3.4 (etcd-server) is the
-# reference some tests compare against, openssl checks certificates, iproute2 builds network namespaces,
+# reference some tests compare against, etcd's Go client (golang-go, golang-etcd-server-dev) does what kube-apiserver
+# does, openssl checks certificates, iproute2 builds network namespaces,
 # libxcrypt's header (libcrypt-dev) builds the Auth target, and python3's cryptography package (PyPI) is the
 # independent JWT implementation AuthTests check tokens against.
 set -euo pipefail
@@ -13,6 +14,8 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || need+=(iproute2)
 command -v curl >/dev/null || need+=(curl)
+command -v go >/dev/null || need+=(golang-go)
+[ -d /usr/share/gocode/src/go.etcd.io/etcd/clientv3 ] || need+=(golang-etcd-server-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 [ -f /usr/include/crypt.h ] || need+=(libcrypt-dev)
 if [ ${#need[@]} -gt 0 ]; then

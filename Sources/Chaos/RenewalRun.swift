@@ -346,14 +346,18 @@ final class Writers: Sendable {
                         do {
                             _ = try await kv.put(put, options: options)
                             acked.withLock { _ = $0.insert(key) }
-                        } catch  where serving(host) {
+                        } catch {
+                            // Judged when it fails: a put cut off by its member's fault is not a failure of the run.
+                            guard serving(host) else { break }
                             let at = Date().formatted(.iso8601.time(includingFractionalSeconds: true))
                             failed.withLock { $0.append("\(key) via m\(host) at \(at): \(error)") }
                         }
                     }
                 }
-            } catch  where serving(host) {
-                failed.withLock { $0.append("connection to m\(host): \(error)") }
+            } catch where serving(host) {
+                // Only the connection itself can fail here (puts are judged above).
+                let at = Date().formatted(.iso8601.time(includingFractionalSeconds: true))
+                failed.withLock { $0.append("connection to m\(host) at \(at): \(error)") }
                 try? await Task.sleep(for: .milliseconds(100))
             } catch {}
         }

@@ -184,11 +184,36 @@ public final class Backend: @unchecked Sendable {
         return try body(connection)
     }
 
-    private func takeReader() throws -> SQLiteConnection {
+    /// Runs `body` in a read transaction on a connection of its own that reads through a small page cache instead of
+    /// mapping the file: for scans of the whole database (etcd-format snapshots, backups), which through a mapping
+    /// would leave every page of the file resident in the member's memory for as long as the mapping lives.
+    public func readUnmapped<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+        enterReader()
+        defer { leaveReader() }
+        let connection = try SQLiteConnection(path: path)
+        try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-2048; PRAGMA mmap_size=0;")
+        try connection.execute("BEGIN")
+        defer { try? connection.execute("COMMIT") }
+        return try body(connection)
+    }
+
+    /// Counts a reader in, after any `replace` under way.
+    private func enterReader() {
         readerGate.lock()
         while replacing { readerGate.wait() }
         readersOut += 1
         readerGate.unlock()
+    }
+
+    private func leaveReader() {
+        readerGate.lock()
+        readersOut -= 1
+        if readersOut == 0 { readerGate.broadcast() }
+        readerGate.unlock()
+    }
+
+    private func takeReader() throws -> SQLiteConnection {
+        enterReader()
         if let pooled = readers.withLock({ $0.popLast() }) { return pooled }
         do {
             return try openReader()
@@ -212,10 +237,7 @@ public final class Backend: @unchecked Sendable {
                 if pool.count < maxIdleReaders { pool.append(connection) }
             }
         }
-        readerGate.lock()
-        readersOut -= 1
-        if readersOut == 0 { readerGate.broadcast() }
-        readerGate.unlock()
+        leaveReader()
     }
 
     /// Drops idle readers (before a defragment or a restore replaces the file).

@@ -74,7 +74,7 @@ import Testing
             return ids
         }
         var compacted: Int64 = 0
-        for batch in 0..<25 {
+        for batch in 0..<40 {
             let plan = (0..<100).map { _ in (rng.next() % 300, rng.next() % 20, rng.next()) }
             let before = compacted
             compacted = try await EtcdClient.with(port: port) { client in
@@ -93,7 +93,7 @@ import Testing
                         _ = try await client.put(key, String(repeating: "v", count: Int(extra % 200)) + "\(i)")
                     }
                 }
-                if batch == 12 {
+                if batch == 20 {
                     var compact = Etcdserverpb_CompactionRequest()
                     compact.revision = try await client.range("key/0").header.revision - 100
                     compacted = compact.revision

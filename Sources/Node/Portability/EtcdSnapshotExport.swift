@@ -28,7 +28,8 @@ public enum EtcdSnapshotExport {
     /// Writes the snapshot to `path` (replaced if it exists). `term` is the Raft term to record with the index.
     public static func write(backend: Backend, to path: String, term: UInt64) throws -> Summary {
         try? FileSystem.remove(path)
-        return try backend.read { c in
+        // Unmapped: a snapshot reads the whole database once, and memory must not grow with its size.
+        return try backend.readUnmapped { c in
             let writer = try EtcdSnapshotWriter(path: path)
             let rows = try c.statement(
                 "SELECT rev, sub, key, create_rev, version, lease, value FROM revs ORDER BY rev, sub")
