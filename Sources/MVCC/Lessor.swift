@@ -8,6 +8,12 @@ public struct Lease: Sendable, Equatable {
     /// Monotonic deadline in nanoseconds; nil while this member is not the leader (only the leader expires leases).
     public var expiry: Int64?
     public var keys: Set<Data>
+    /// The remaining TTL (seconds) the leader last recorded through the log (etcd's lease checkpoints); 0 when none
+    /// was, or since the last renewal. A new leader starts the deadline from it rather than from the whole TTL.
+    public var remainingTTL: Int64 = 0
+
+    /// What a new deadline starts from: the checkpointed remaining TTL, else the whole TTL.
+    var restartTTL: Int64 { remainingTTL > 0 ? remainingTTL : ttl }
 }
 
 /// Lease bookkeeping, as a value type with time passed in, so tests drive expiry with an injected clock.
@@ -15,7 +21,8 @@ public struct Lease: Sendable, Equatable {
 /// etcd's rules: only the leader ("primary") tracks deadlines and proposes revocations; followers hold leases
 /// without deadlines. When a member becomes leader every deadline restarts at now + TTL — leases are
 /// *extended* across a leader change or a restart, never shortened, so a client that kept a lease alive is never
-/// surprised by a premature expiry.
+/// surprised by a premature expiry. With lease checkpoints (`checkpoint`), a deadline restarts from the remaining
+/// TTL the old leader recorded instead, so a lease nobody keeps alive still expires in time.
 public struct Lessor: Sendable {
     /// etcd's upper bound on a TTL (seconds).
     public static let maxTTL: Int64 = 9_000_000_000
@@ -41,8 +48,26 @@ public struct Lessor: Sendable {
     }
 
     /// Restores a lease loaded from storage at start-up.
-    public mutating func restore(id: Int64, ttl: Int64) {
-        leases[id] = Lease(id: id, ttl: ttl, expiry: nil, keys: leases[id]?.keys ?? [])
+    public mutating func restore(id: Int64, ttl: Int64, remainingTTL: Int64 = 0) {
+        leases[id] = Lease(
+            id: id, ttl: ttl, expiry: nil, keys: leases[id]?.keys ?? [], remainingTTL: max(0, remainingTTL))
+    }
+
+    /// Applies a committed checkpoint (etcd's `Checkpoint`): records the remaining TTL, for a later leader; the
+    /// current leader's deadline stays as it is.
+    public mutating func checkpoint(id: Int64, remainingTTL: Int64) {
+        leases[id]?.remainingTTL = max(0, remainingTTL)
+    }
+
+    /// The leader's remaining TTL of every lease (seconds, rounded up so that a checkpoint never shortens a lease),
+    /// to record through the log; empty on a follower.
+    public func checkpoints(now: Int64) -> [(id: Int64, remaining: Int64)] {
+        guard isPrimary else { return [] }
+        return leases.values.compactMap { lease in
+            guard let expiry = lease.expiry, expiry > now else { return nil }
+            let remaining = (expiry - now + 999_999_999) / 1_000_000_000
+            return remaining < lease.ttl ? (lease.id, remaining) : nil
+        }.sorted { $0.id < $1.id }
     }
 
     /// Applies a committed revocation; returns the keys to delete (sorted, for deterministic event order).
@@ -63,7 +88,8 @@ public struct Lessor: Sendable {
 
     public enum RenewError: Error, Equatable { case notFound, notPrimary }
 
-    /// A keep-alive (leader only, not replicated): restarts the deadline; returns the TTL.
+    /// A keep-alive (leader only, not replicated): restarts the deadline; returns the TTL. A checkpointed remaining
+    /// TTL is then stale: `hasCheckpoint` tells the caller to clear it through the log (as etcd's `Renew` does).
     public mutating func renew(id: Int64, now: Int64) -> Result<Int64, RenewError> {
         guard isPrimary else { return .failure(.notPrimary) }
         guard var lease = leases[id] else { return .failure(.notFound) }
@@ -73,10 +99,13 @@ public struct Lessor: Sendable {
         return .success(lease.ttl)
     }
 
+    /// Whether a checkpointed remaining TTL is recorded for the lease.
+    public func hasCheckpoint(id: Int64) -> Bool { (leases[id]?.remainingTTL ?? 0) > 0 }
+
     /// Remaining seconds (rounded down, as etcd reports), or nil if there is no such lease.
     public func remaining(id: Int64, now: Int64) -> Int64? {
         guard let lease = leases[id] else { return nil }
-        guard let expiry = lease.expiry else { return lease.ttl }
+        guard let expiry = lease.expiry else { return lease.restartTTL }
         return max(0, (expiry - now) / 1_000_000_000)
     }
 
@@ -91,7 +120,7 @@ public struct Lessor: Sendable {
     /// Became leader: every deadline starts afresh.
     public mutating func promote(now: Int64) {
         isPrimary = true
-        for id in leases.keys { leases[id]!.expiry = now + leases[id]!.ttl * 1_000_000_000 }
+        for id in leases.keys { leases[id]!.expiry = now + leases[id]!.restartTTL * 1_000_000_000 }
     }
 
     /// Lost leadership: deadlines are the new leader's business.

@@ -78,7 +78,15 @@ final class Applier {
                 try members.upsert(member, backend: backend)
             }
             return .success(.none)
-        case .leaseCheckpoint, .clusterVersion, .none:
+        case .leaseCheckpoint(let r):
+            let update = try backend.writer.statement("UPDATE leases SET remaining_ttl = ?1 WHERE id = ?2")
+            for checkpoint in r.checkpoints where leases.contains(checkpoint.id) {
+                leases.checkpoint(id: checkpoint.id, remainingTTL: checkpoint.remainingTtl)
+                update.bind(1, max(0, checkpoint.remainingTtl)).bind(2, checkpoint.id)
+                try update.run()
+            }
+            return .success(.none)
+        case .clusterVersion, .none:
             return .success(.none)
         default:
             return .failure(.notCapable)

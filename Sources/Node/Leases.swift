@@ -8,6 +8,9 @@ public final class Leases: Sendable {
     let lessor: Mutex<Lessor>
     /// Monotonic nanoseconds; injected so tests control expiry.
     let now: @Sendable () -> Int64
+    /// Called after a keep-alive of a lease whose remaining TTL was checkpointed: the member proposes a checkpoint
+    /// of 0, so that a later leader does not cut the renewed lease short. Set when checkpoints are enabled.
+    let clearCheckpoint = Mutex<(@Sendable (Int64) -> Void)?>(nil)
 
     init(store: KVStore, minTTL: Int64, now: @escaping @Sendable () -> Int64) throws {
         self.lessor = Mutex(try Leases.load(store: store, minTTL: minTTL))
@@ -16,8 +19,8 @@ public final class Leases: Sendable {
 
     private static func load(store: KVStore, minTTL: Int64) throws -> Lessor {
         var lessor = Lessor(minTTL: minTTL)
-        let s = try store.backend.writer.statement("SELECT id, ttl FROM leases")
-        while try s.step() { lessor.restore(id: s.int64(0), ttl: s.int64(1)) }
+        let s = try store.backend.writer.statement("SELECT id, ttl, remaining_ttl FROM leases")
+        while try s.step() { lessor.restore(id: s.int64(0), ttl: s.int64(1), remainingTTL: s.int64(2)) }
         s.reset()
         for (key, lease) in store.leasedKeys() { lessor.attach(key, to: lease) }
         return lessor
@@ -44,8 +47,11 @@ public final class Leases: Sendable {
     /// is not the leader and the renewal must go to it.
     public func renew(_ id: Int64) -> Int64? {
         let t = now()
-        switch lessor.withLock({ $0.renew(id: id, now: t) }) {
-        case .success(let ttl): return ttl
+        let (result, checkpointed) = lessor.withLock { l in (l.renew(id: id, now: t), l.hasCheckpoint(id: id)) }
+        switch result {
+        case .success(let ttl):
+            if checkpointed, let clear = clearCheckpoint.withLock({ $0 }) { clear(id) }
+            return ttl
         case .failure(.notFound): return 0
         case .failure(.notPrimary): return nil
         }
@@ -58,6 +64,17 @@ public final class Leases: Sendable {
             guard let lease = l.leases[id], let remaining = l.remaining(id: id, now: t) else { return nil }
             return (remaining, lease.ttl, lease.keys.sorted { KeyRange.less($0, $1) })
         }
+    }
+
+    /// Applies a committed checkpoint.
+    func checkpoint(id: Int64, remainingTTL: Int64) {
+        lessor.withLock { $0.checkpoint(id: id, remainingTTL: remainingTTL) }
+    }
+
+    /// The leader's remaining TTLs to record (empty on a follower).
+    func pendingCheckpoints() -> [(id: Int64, remaining: Int64)] {
+        let t = now()
+        return lessor.withLock { $0.checkpoints(now: t) }
     }
 
     func promote() {

@@ -130,7 +130,18 @@ extension MemberNode {
                         logger.error("skipping undecodable log entry", metadata: ["index": "\(entry.index)"])
                         continue
                     }
+                    let started = monotonicNanoseconds()
                     let result = try applier.apply(request, index: entry.index)
+                    let took = Int64(monotonicNanoseconds() - started)
+                    if took > config.warningApplyNanoseconds {
+                        logger.warning(
+                            "apply request took too long",
+                            metadata: [
+                                "took": "\(Double(took) / 1e6)ms",
+                                "expected-duration": "\(Double(config.warningApplyNanoseconds) / 1e6)ms",
+                                "index": "\(entry.index)", "request": "\(Self.kind(of: request))",
+                            ])
+                    }
                     observer.applied(Self.kind(of: request))
                     if case .compaction = request.request, request.compaction.physical,
                         request.proposer == memberID
@@ -212,7 +223,7 @@ extension MemberNode {
 
     private func compactStep() throws {
         try backend.beginBatch()
-        try store.compactStep(budget: 1000)
+        try store.compactStep(budget: max(1, config.compactionBatchLimit))
         try backend.commitBatch()
         let finished = store.revisions.compactionFinished
         physicalCompactions.removeAll { pending in

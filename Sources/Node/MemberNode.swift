@@ -124,6 +124,8 @@ public final class MemberNode: @unchecked Sendable {
         self.onFatal = onFatal
         var walOptions = WriteAheadLog.Options()
         walOptions.fsync = config.fsync
+        walOptions.segmentSize = config.walSegmentBytes
+        walOptions.maxFiles = config.maxWALFiles
 
         let backend = try Backend(path: config.backendPath)
         self.backend = backend
@@ -326,6 +328,12 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Starts the Raft loop, the apply loop and the watch catch-up loop.
     public func start() {
+        if config.leaseCheckpointNanoseconds > 0 {
+            // A keep-alive of a checkpointed lease clears the checkpoint through the log (etcd's `Renew`).
+            leases.clearCheckpoint.withLock { clear in
+                clear = { [weak self] id in self?.proposeLeaseCheckpoints([(id, 0)]) }
+            }
+        }
         // A single voter elects itself at once instead of waiting out an election timeout; done before the loop
         // runs so that no request can arrive to a member that has not yet led.
         if raft.configuration.voters == [memberID] {
@@ -476,6 +484,32 @@ public final class MemberNode: @unchecked Sendable {
 
     /// The index this member has applied through.
     public var applied: UInt64 { appliedIndex.load(ordering: .acquiring) }
+
+    /// etcd's lease checkpoints (`--experimental-enable-lease-checkpoint`): on the leader, records the remaining
+    /// TTL of every lease through the log (in batches of 1000, as etcd's `maxLeaseCheckpointBatchSize`), so that
+    /// a new leader continues from it. Called every `leaseCheckpointNanoseconds`; does nothing on a follower.
+    public func checkpointLeases() {
+        guard status.isLeader else { return }
+        proposeLeaseCheckpoints(leases.pendingCheckpoints())
+    }
+
+    func proposeLeaseCheckpoints(_ checkpoints: [(id: Int64, remaining: Int64)]) {
+        var start = 0
+        while start < checkpoints.count {
+            let batch = checkpoints[start..<min(checkpoints.count, start + 1000)]
+            start += batch.count
+            var request = Quorumpb_RaftRequest()
+            var checkpoint = Etcdserverpb_LeaseCheckpointRequest()
+            checkpoint.checkpoints = batch.map { item in
+                var one = Etcdserverpb_LeaseCheckpoint()
+                one.id = item.id
+                one.remainingTtl = item.remaining
+                return one
+            }
+            request.leaseCheckpoint = checkpoint
+            propose(request) { _ in }
+        }
+    }
 
     /// A lease grant request; chooses the id if the client did not (as etcd, before replication).
     public func leaseGrantRequest(ttl: Int64, id: Int64) -> Quorumpb_RaftRequest {
@@ -1003,7 +1037,8 @@ public final class MemberNode: @unchecked Sendable {
         while !stopped.load(ordering: .relaxed) {
             var more = false
             do { more = try hub.catchUp() } catch { logger.warning("watch catch-up failed: \(error)") }
-            if now() - lastProgress > 600_000_000_000 {
+            let interval = config.watchProgressNotifyNanoseconds
+            if interval > 0 && now() - lastProgress >= interval {
                 lastProgress = now()
                 hub.notifyProgress()
             }

@@ -43,6 +43,24 @@ public struct NodeConfig: Sendable {
     public var bcryptCost = 10
     /// How a member started with `--initial-cluster-state=existing` joins: learned from the running members.
     public var join: JoinInfo?
+    /// etcd's `--wal-dir`: the write-ahead log outside the data directory (nil: `<data-dir>/member/wal`).
+    public var walDir: String?
+    /// etcd's `--max-wals`: log segments kept, counting those a snapshot made obsolete (which are removed oldest
+    /// first beyond this number); 0 keeps every segment. Segments still needed are never removed.
+    public var maxWALFiles = 5
+    /// Size at which a log segment is cut (etcd's 64 MiB; smaller only in tests).
+    public var walSegmentBytes = 64 << 20
+    /// etcd's `--experimental-compaction-batch-limit`: superseded revisions removed per compaction step.
+    public var compactionBatchLimit = 1000
+    /// etcd's `--experimental-watch-progress-notify-interval`: how often watchers that asked for progress
+    /// notifications (`progress_notify`) get one, in nanoseconds; 0 disables.
+    public var watchProgressNotifyNanoseconds: Int64 = 600_000_000_000
+    /// etcd's `--experimental-enable-lease-checkpoint` with `--experimental-lease-checkpoint-interval`: how often the
+    /// leader records the remaining TTL of every lease through the log, in nanoseconds; 0 disables. A new leader then
+    /// continues from the recorded remaining TTL instead of granting the whole TTL again.
+    public var leaseCheckpointNanoseconds: Int64 = 0
+    /// etcd's `--experimental-warning-apply-duration`: an entry that takes longer to apply is logged.
+    public var warningApplyNanoseconds: Int64 = 100_000_000
 
     public init() {}
 
@@ -65,6 +83,6 @@ public struct NodeConfig: Sendable {
         }
     }
 
-    public var walDirectory: String { dataDir + "/member/wal" }
+    public var walDirectory: String { walDir ?? dataDir + "/member/wal" }
     public var backendPath: String { dataDir + "/member/snap/db" }
 }

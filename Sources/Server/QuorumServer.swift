@@ -40,7 +40,14 @@ public final class QuorumServer: Service, @unchecked Sendable {
         }
     }
     private let raftGroupStorage = Mutex<MultiThreadedEventLoopGroup?>(nil)
-    private let listeners = Mutex<(client: [RPCServerTransport], peer: [RPCServerTransport])?>(nil)
+    private let listeners = Mutex<Listeners?>(nil)
+
+    /// The listening transports: client URLs, peer URLs and `--listen-metrics-urls`.
+    struct Listeners {
+        var client: [RPCServerTransport]
+        var peer: [RPCServerTransport]
+        var metrics: [RPCServerTransport]
+    }
 
     public init(config: ServerConfig, logger: Logger, metrics: ServerMetrics? = nil) {
         self.config = config
@@ -58,18 +65,31 @@ public final class QuorumServer: Service, @unchecked Sendable {
         _ = try makeListeners()
     }
 
-    private func makeListeners() throws -> (client: [RPCServerTransport], peer: [RPCServerTransport]) {
+    private func makeListeners() throws -> Listeners {
         if let open = listeners.withLock({ $0 }) { return open }
         // etcd accepts gRPC messages up to its request limit plus room for the envelope.
         let maxBody = config.node.maxRequestBytes + 512 * 1024
         let client = config.listenClientURLs.map { url in
-            RPCServerTransport(options: .init(host: url.host, port: url.port, maxMessageBytes: maxBody))
+            RPCServerTransport(
+                options: .init(
+                    host: url.host, port: url.port, maxMessageBytes: maxBody, socketOptions: config.socketOptions,
+                    keepalive: config.keepalive, maxConcurrentStreams: config.maxConcurrentStreams))
         }
         // Peer connections live on the Raft loop's event loop; snapshots arrive in chunks of 256 KiB.
         let peer = config.listenPeerURLs.map { url in
-            RPCServerTransport(options: .init(host: url.host, port: url.port, maxMessageBytes: 8 << 20))
+            RPCServerTransport(
+                options: .init(
+                    host: url.host, port: url.port, maxMessageBytes: 8 << 20, socketOptions: config.socketOptions))
         }
-        for (url, transport) in zip(config.listenClientURLs + config.listenPeerURLs, client + peer) {
+        // `--listen-metrics-urls`: HTTP only (/metrics and the health endpoints), http or https.
+        let metrics = config.listenMetricsURLs.map { url in
+            RPCServerTransport(
+                options: .init(
+                    host: url.host, port: url.port, maxMessageBytes: 64 * 1024, socketOptions: config.socketOptions))
+        }
+        for (url, transport) in zip(
+            config.listenClientURLs + config.listenPeerURLs + config.listenMetricsURLs, client + peer + metrics)
+        {
             do {
                 try transport.open()
             } catch let error as IOError where error.errnoCode == EADDRINUSE {
@@ -80,20 +100,26 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 throw ConfigError("listen tcp \(url.host):\(url.port): \(error)")
             }
         }
-        listeners.withLock { $0 = (client, peer) }
-        return (client, peer)
+        let made = Listeners(client: client, peer: peer, metrics: metrics)
+        listeners.withLock { $0 = made }
+        return made
     }
 
     /// The listeners, opened if `openListeners` was not called, adopted by their event loops.
-    private func listen() async throws -> (client: [RPCServerTransport], peer: [RPCServerTransport]) {
-        let (client, peer) = try makeListeners()
-        for transport in client { try await transport.bind(on: MultiThreadedEventLoopGroup.singleton) }
-        for transport in peer { try await transport.bind(on: raftGroup) }
-        return (client, peer)
+    private func listen() async throws -> Listeners {
+        let made = try makeListeners()
+        for transport in made.client + made.metrics {
+            try await transport.bind(on: MultiThreadedEventLoopGroup.singleton)
+        }
+        for transport in made.peer { try await transport.bind(on: raftGroup) }
+        return made
     }
 
     public func run() async throws {
-        let (clientTransports, peerTransports) = try await listen()
+        let listening = try await listen()
+        let clientTransports = listening.client
+        let peerTransports = listening.peer
+        let metricsTransports = listening.metrics
         defer { raftGroup.shutdownGracefully { _ in } }
         let raftLoop = EventLoopRaftLoop(eventLoop: raftGroup.next())
         raftLoop.execute { Thread.current.name = "quorum-raft" }
@@ -155,10 +181,18 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
         // Client-certificate names identify users only where client certificates are verified.
         let identities = (tls.client?.options.clientCertAuth ?? false) ? tls.identities : nil
+        let clientRouter: any HTTPRouting = config.enablePprof ? PprofEnabledRouter(router: router) : router
+        if config.enablePprof {
+            logger.info("pprof is enabled", metadata: ["path": "\(PprofRouter.prefix)/"])
+        }
         for (url, transport) in zip(config.listenClientURLs, clientTransports) {
             transport.route(
-                fastRoutes, http: router, tls: url.isTLS ? tls.client : nil,
+                fastRoutes, http: clientRouter, tls: url.isTLS ? tls.client : nil,
                 authentication: ClientAuthentication(auth: node.auth, identities: url.isTLS ? identities : nil))
+        }
+        for (url, transport) in zip(config.listenMetricsURLs, metricsTransports) {
+            transport.route([:], http: MetricsRouter(router: router), tls: url.isTLS ? tls.client : nil)
+            logger.info("serving metrics", metadata: ["address": "\(url)"])
         }
         // The peer port: quorumpb.Raft in place, quorumpb.Peer on grpc-swift, and the same HTTP endpoints as the
         // client port (handy for probing a member from its peers' network).
@@ -185,6 +219,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                         AuthInterceptor(auth: node.auth, identities: identities),
                     ])
             } + peerTransports.map { GRPCServer(transport: $0, services: [peerService]) }
+            + metricsTransports.map { GRPCServer(transport: $0, services: []) }
         try await withGracefulShutdownHandler {
             let stopping = ManagedAtomic()
             let finished = ManagedAtomic()
@@ -214,6 +249,15 @@ public final class QuorumServer: Service, @unchecked Sendable {
                     Task { [self] in try? await runAutoCompaction(handler: handler) },
                     Task { [config] in await corruption.runPeriodically(every: config.corruptCheckInterval) },
                     Task { await backups?.run() },
+                    Task { [config] in
+                        // etcd's lease checkpoints: the leader records remaining TTLs every interval.
+                        let interval = config.node.leaseCheckpointNanoseconds
+                        guard interval > 0 else { return }
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: .nanoseconds(interval))
+                            node.checkpointLeases()
+                        }
+                    },
                 ]
                 defer { for duty in duties { duty.cancel() } }
                 // Serve until asked to stop, or until the cluster removes this member.

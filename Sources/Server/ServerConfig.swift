@@ -25,7 +25,13 @@ public struct ListenURL: Sendable, Equatable, CustomStringConvertible {
 /// A configuration problem, reported to the operator before anything starts.
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The exit status etcd uses for the same mistake: 2 for a bad flag (Go's flag package), 1 for what etcd
+    /// reports through its fatal log (a flag shadowed by an `ETCD_*` variable).
+    public var exitStatus: Int32
+    public init(_ description: String, exitStatus: Int32 = 2) {
+        self.description = description
+        self.exitStatus = exitStatus
+    }
 }
 
 /// Everything the server needs beyond the member itself.
@@ -45,6 +51,41 @@ public struct ServerConfig: Sendable {
     public var tls = TLSSettings()
     /// Scheduled backups (`--backup-dir`); nil: none.
     public var backup: BackupSettings?
+    /// gRPC keepalive on the client URLs (`--grpc-keepalive-*`).
+    public var keepalive = KeepaliveSettings()
+    /// `--max-concurrent-streams`: HTTP/2 streams a client connection may have open at once.
+    public var maxConcurrentStreams = Int(Int32.max)
+    /// `--socket-reuse-port` and `--socket-reuse-address` on every listener.
+    public var socketOptions = SocketOptions()
+    /// `--enable-pprof`: `/debug/pprof/` on the client URLs.
+    public var enablePprof = false
+    /// What resolving the configuration found worth logging at start (e.g. the members DNS discovery found).
+    public var notices: [ConfigNotice] = []
+
+    public init() {}
+}
+
+/// etcd's `--grpc-keepalive-min-time`, `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`, with grpc-go's
+/// server semantics: a client that pings more often than `minTime` (or at all while it has no call open) gets
+/// GOAWAY ENHANCE_YOUR_CALM "too_many_pings" after three such pings; a connection quiet for `interval` is pinged, and
+/// closed if nothing arrives within `timeout` more.
+public struct KeepaliveSettings: Sendable, Equatable {
+    public var minTime: Duration = .seconds(5)
+    /// Zero disables the server's pings.
+    public var interval: Duration = .seconds(7200)
+    /// Zero: a pinged connection is never closed for silence.
+    public var timeout: Duration = .seconds(20)
+    public init() {}
+}
+
+/// Options set on listening sockets before they bind.
+public struct SocketOptions: Sendable, Equatable {
+    /// SO_REUSEPORT: several processes (or listeners) may bind the same address and port; the kernel spreads
+    /// connections among them.
+    public var reusePort = false
+    /// SO_REUSEADDR: bind while old connections of the address are in TIME_WAIT. Quorum always sets it, as Go's
+    /// listeners (and so etcd's) do on Linux whatever the flag says.
+    public var reuseAddress = false
 
     public init() {}
 }

@@ -13,21 +13,68 @@ import ServiceLifecycle
 #endif
 
 func usage() -> String {
-    var text = "Usage:\n\n  quorum [flags]\n    Start a Quorum member (etcd-compatible).\n\nFlags:\n"
-    for (name, help) in EtcdFlags.known {
-        text += "  --\(name)\n      \(help)\n"
+    var text = """
+        Usage:
+
+          quorum [flags]
+            Start a Quorum member (etcd-compatible: etcd's flags, ETCD_* variables and config file).
+
+          quorum --version
+            Show the version of Quorum (and of etcd's API it serves).
+
+          quorum -h | --help
+            Show the help information about Quorum.
+
+          quorum --config-file
+            Path to the server configuration file. Note that if a configuration file is provided, other command line flags and environment variables will be ignored.
+
+
+        """
+    for section in EtcdFlag.Section.allCases {
+        let flags = EtcdFlags.table.filter { $0.section == section }
+        guard !flags.isEmpty else { continue }
+        text += "\(section.rawValue):\n"
+        if section == .legacy {
+            text += "  " + flags.map { "--\($0.name)" }.joined(separator: ", ") + "\n\n"
+            continue
+        }
+        for flag in flags {
+            text += "  --\(flag.name) \(flag.defaultText)\n    \(flag.help)\n"
+            if case .noEffect(let why) = flag.effect { text += "    [No effect in Quorum: \(why).]\n" }
+        }
+        text += "\n"
     }
-    text += "  --version\n      Print the version and exit.\n"
+    text += "CAUTIOUS with unsafe flag! It may break the guarantees given by the consensus protocol!\n"
     return text
 }
 
-func fail(_ message: String) -> Never {
+func fail(_ message: String, status: Int32 = 2) -> Never {
     FileHandle.standardError.write(Data("quorum: \(message)\n".utf8))
-    exit(2)
+    exit(status)
+}
+
+/// etcd's `--version` lines (tooling reads "etcd Version:"), then Quorum's own.
+func versionText() -> String {
+    #if arch(x86_64)
+        let arch = "amd64"
+    #elseif arch(arm64)
+        let arch = "arm64"
+    #else
+        let arch = "unknown"
+    #endif
+    return """
+        etcd Version: \(Version.etcdServer)
+        Git SHA: Not provided (Quorum \(Version.quorum))
+        Go Version: none (Quorum is written in Swift 6)
+        Go OS/Arch: linux/\(arch)
+        quorum Version: \(Version.quorum)
+        """
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+let environment = ProcessInfo.processInfo.environment
 var flags: EtcdFlags
+var configFilePath: String?
 do {
     let parsed = try EtcdFlags.parse(arguments: arguments)
     if parsed.wantsHelp {
@@ -35,42 +82,69 @@ do {
         exit(0)
     }
     if parsed.wantsVersion {
-        print("quorum Version: \(Version.quorum)")
-        print("etcd API Version: \(Version.etcdServer)")
-        print("Swift Version: 6")
+        print(versionText())
         exit(0)
     }
     flags = parsed.0
-    try flags.applyEnvironment(ProcessInfo.processInfo.environment)
-    if let file = flags.values["config-file"], !file.isEmpty {
+    // As etcd: a config file (from the flag or ETCD_CONFIG_FILE) replaces the command line and the environment.
+    if let file = flags.values["config-file"].flatMap({ $0.isEmpty ? nil : $0 })
+        ?? environment["ETCD_CONFIG_FILE"].flatMap({ $0.isEmpty ? nil : $0 })
+    {
+        configFilePath = file
         flags = try EtcdFlags.load(configFile: file)
+    } else {
+        try flags.applyEnvironment(environment)
     }
+} catch let error as ConfigError {
+    fail(
+        "\(error)" + (error.exitStatus == 2 ? "\n\nRun 'quorum --help' for the list of flags." : ""),
+        status: error.exitStatus)
 } catch {
     fail("\(error)\n\nRun 'quorum --help' for the list of flags.")
 }
 
-let config: ServerConfig
-let level: Logger.Level
+var config: ServerConfig
+let logSettings: LogSettings
 do {
     config = try flags.resolve()
-    level = try flags.logLevel()
+    logSettings = try flags.logSettings()
+} catch let error as ConfigError {
+    fail("\(error)", status: error.exitStatus)
 } catch {
     fail("\(error)")
 }
+// Tests of WAL retention cut segments small instead of writing 64 MiB each.
+if let bytes = environment["QUORUM_TESTING_WAL_SEGMENT_BYTES"].flatMap(Int.init), bytes > 0 {
+    config.node.walSegmentBytes = bytes
+}
 
-var outputFD: Int32 = 2
-for output in flags.logOutputs {
-    switch output {
-    case "stderr", "default": outputFD = 2
-    case "stdout": outputFD = 1
-    default:
-        let fd = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-        if fd < 0 { fail("cannot open log output \(output)") }
-        outputFD = fd
+let outputs: [Int32]
+do {
+    outputs = try logSettings.openOutputs()
+} catch {
+    fail("\(error)")
+}
+if logSettings.format == .capnslog {
+    // etcd 3.4 prints this (to standard error) whenever capnslog is chosen.
+    FileHandle.standardError.write(
+        Data("[WARNING] Deprecated '--logger=capnslog' flag is set; use '--logger=zap' flag instead\n".utf8))
+}
+LoggingSystem.bootstrap { label in logSettings.makeHandler(label: label, fds: outputs) }
+// What reading the configuration had to say, in etcd's words for the chosen format.
+for notice in flags.notices + flags.ignoredFlagNotices() + config.notices {
+    let level: Logger.Level = notice.level == .info ? .info : .warning
+    if logSettings.format == .capnslog {
+        Logger(label: notice.package).log(level: level, "\(notice.text)")
+    } else {
+        Logger(label: "quorum").log(
+            level: level, "\(notice.message)", metadata: notice.fields.mapValues { .string($0) })
     }
 }
-let fd = outputFD
-LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level, fd: fd) }
+if let configFilePath {
+    Logger(label: "etcdmain").info(
+        "loaded server configuration, other configuration command line flags and environment variables will be ignored if provided",
+        metadata: ["path": "\(configFilePath)"])
+}
 let logger = Logger(label: "quorum")
 let server = QuorumServer(config: config, logger: logger)
 do {

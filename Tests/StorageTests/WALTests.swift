@@ -169,6 +169,36 @@ import Testing
         #expect(recovered.hardState.commit == 100)
     }
 
+    /// etcd's `--max-wals`: obsolete segments stay up to the limit (0: all of them), and a log with obsolete segments
+    /// kept opens to the same state, replaying only from the segment the newest snapshot needs.
+    @Test(arguments: [0, 1, 3])
+    func maxFilesKeepsObsoleteSegmentsUpToTheLimit(limit: Int) throws {
+        let dir = TemporaryDirectory()
+        var options = WriteAheadLog.Options()
+        options.segmentSize = 4096
+        options.maxFiles = limit
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
+        let payload = [UInt8](repeating: 7, count: 300)
+        for i in UInt64(1)...100 {
+            try log.append(sync: false) { $0.appendEntry(index: i, term: 1, kind: 0, data: payload) }
+        }
+        try log.append(sync: true) { $0.appendHardState(WALHardState(term: 1, vote: 1, commit: 100)) }
+        let before = try segmentFiles(dir.path).count
+        try log.saveSnapshot(WALSnapshot(index: 100, term: 1, confState: [1]))
+        try log.releaseSegments(through: 100)
+        let after = try segmentFiles(dir.path).count
+        switch limit {
+        case 0: #expect(after == before)
+        case 1: #expect(after == 1)
+        default: #expect(after == limit)
+        }
+        let (_, recovered) = try WriteAheadLog.open(in: dir.path, options: options)
+        #expect(recovered.metadata == [42])
+        #expect(recovered.snapshot == WALSnapshot(index: 100, term: 1, confState: [1]))
+        #expect(recovered.entries.isEmpty)
+        #expect(recovered.hardState.commit == 100)
+    }
+
     @Test func directoryLockIsExclusive() throws {
         let dir = TemporaryDirectory()
         let first = try DirectoryLock(directory: dir.path)

@@ -5,108 +5,59 @@ import Node
 import PKI
 import Yams
 
+/// Something worth telling the operator while reading the configuration, logged once logging is set up: etcd's own
+/// words in each of its formats (zap's message and fields, capnslog's line and package).
+public struct ConfigNotice: Sendable, Equatable {
+    public enum Level: Sendable, Equatable { case info, warning }
+    public var level: Level
+    /// zap's `msg`.
+    public var message: String
+    /// zap's fields.
+    public var fields: [String: String]
+    /// capnslog's package (`pkg/flags`, `etcdmain`) and text.
+    public var package: String
+    public var text: String
+
+    public init(_ level: Level, _ message: String, fields: [String: String] = [:], package: String, text: String) {
+        self.level = level
+        self.message = message
+        self.fields = fields
+        self.package = package
+        self.text = text
+    }
+}
+
 /// etcd's configuration surface: every flag, its `ETCD_*` environment variable and its config-file key, with
-/// etcd's precedence — with `--config-file` the file alone decides; otherwise a flag wins over its environment
-/// variable, which wins over the default.
+/// etcd's precedence — with `--config-file` (or `ETCD_CONFIG_FILE`) the file alone decides; otherwise a flag or its
+/// environment variable, never both (etcd stops on the conflict), over the default.
 public struct EtcdFlags: Sendable {
-    /// Flag names (without dashes) this member understands, with a one-line description each (for `--help`).
-    public static let known: [(name: String, help: String)] = [
-        ("name", "Human-readable name for this member."),
-        ("data-dir", "Path to the data directory (default: ${name}.quorum)."),
-        ("wal-dir", "Path to a dedicated write-ahead-log directory (default: inside data-dir)."),
-        ("listen-client-urls", "List of URLs to listen on for client traffic."),
-        ("advertise-client-urls", "List of this member's client URLs to advertise to the rest of the cluster."),
-        ("listen-peer-urls", "List of URLs to listen on for peer traffic."),
-        ("initial-advertise-peer-urls", "List of this member's peer URLs to advertise to the rest of the cluster."),
-        ("listen-metrics-urls", "List of URLs to serve /metrics and /health on (besides the client URLs)."),
-        ("initial-cluster", "Initial cluster configuration for bootstrapping (name=peerURL,...)."),
-        ("initial-cluster-state", "Initial cluster state ('new' or 'existing')."),
-        ("initial-cluster-token", "Initial cluster token for the cluster during bootstrap."),
-        ("snapshot-count", "Number of committed transactions to trigger a snapshot to disk."),
-        ("force-new-cluster", "Force to create a new one member cluster."),
-        ("backup-dir", "Scheduled backups (leader only): a directory, or s3://bucket/prefix (Quorum)."),
-        ("backup-interval", "Time between scheduled backups, e.g. 15m; 0 disables them (Quorum)."),
-        ("backup-s3-endpoint", "S3-protocol endpoint for an s3:// --backup-dir other than AWS, e.g. MinIO (Quorum)."),
-        ("backup-retention-hourly", "Keep one backup per hour for this long, after the last hour (Quorum)."),
-        ("backup-retention-daily", "Then one backup per day for this long (Quorum)."),
-        ("heartbeat-interval", "Time (in milliseconds) of a heartbeat interval."),
-        ("election-timeout", "Time (in milliseconds) for an election to timeout."),
-        ("quota-backend-bytes", "Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB)."),
-        ("max-request-bytes", "Maximum client request size in bytes the server will accept."),
-        ("max-txn-ops", "Maximum number of operations permitted in a transaction."),
-        ("auto-compaction-mode", "Interpret 'auto-compaction-retention' as 'periodic' (duration) or 'revision'."),
-        ("auto-compaction-retention", "Auto compaction retention (0 disables)."),
-        ("log-level", "Log level: debug, info, warn, error, panic or fatal."),
-        ("logger", "Logger: 'zap' (structured JSON) is the only one."),
-        ("log-outputs", "Where to write logs: 'stderr', 'stdout', or file paths (comma-separated)."),
-        ("config-file", "Path to the server configuration file (YAML); other flags and variables are then ignored."),
-        ("strict-reconfig-check", "Reject reconfiguration requests that would cause quorum loss."),
-        (
-            "initial-election-tick-advance",
-            "Whether to fast-forward initial election ticks on boot for faster election."
-        ),
-        ("experimental-snapshot-catchup-entries", "Entries kept behind a snapshot for slow followers to catch up."),
-        ("experimental-initial-corrupt-check", "Compare the key-space hash with the other members before serving."),
-        ("experimental-corrupt-check-time", "How often the leader compares hashes with the members (0 disables)."),
-        ("enable-pprof", "Accepted for compatibility; Quorum has no pprof endpoint."),
-        ("cert-file", "Path to the client server TLS cert file."),
-        ("key-file", "Path to the client server TLS key file."),
-        ("trusted-ca-file", "Path to the client server TLS trusted CA cert file."),
-        ("client-cert-auth", "Enable client cert authentication."),
-        ("client-crl-file", "Path to the client certificate revocation list file."),
-        ("client-cert-allowed-hostname", "Allowed TLS hostname for client cert authentication."),
-        ("auto-tls", "Client TLS using generated certificates."),
-        ("peer-cert-file", "Path to the peer server TLS cert file."),
-        ("peer-key-file", "Path to the peer server TLS key file."),
-        ("peer-trusted-ca-file", "Path to the peer server TLS trusted CA file."),
-        ("peer-client-cert-auth", "Enable peer client cert authentication."),
-        ("peer-crl-file", "Path to the peer certificate revocation list file."),
-        ("peer-cert-allowed-cn", "Allowed CN for inter peer authentication."),
-        ("peer-cert-allowed-hostname", "Allowed TLS hostname for inter peer authentication."),
-        ("peer-auto-tls", "Peer TLS using generated certificates."),
-        ("self-signed-cert-validity", "Validity period of auto-generated certificates, in years."),
-        ("cipher-suites", "Comma-separated list of supported TLS cipher suites between client/server and peers."),
-        ("tls-min-version", "Minimum TLS version supported: TLS1.2 or TLS1.3."),
-        ("tls-max-version", "Maximum TLS version supported: TLS1.2 or TLS1.3 (empty: no maximum)."),
-        ("auth-token", "Specify auth token type and its options ('simple' or 'jwt')."),
-        ("auth-token-ttl", "The lifetime in seconds of the auth token."),
-        ("bcrypt-cost", "Specify bcrypt algorithm cost factor for auth password hashing."),
-        ("managed-pki", "Issue and renew member certificates from the data directory's CA (Quorum)."),
-        ("pki-leaf-validity", "Lifetime of managed leaf certificates, e.g. 8760h, 30d, 90s (Quorum)."),
-        ("pki-key-algorithm", "Key algorithm of managed certificates: ecdsa-p256 or rsa-2048 (Quorum)."),
-        ("pki-renewal-fraction", "Renew a managed leaf when less than this fraction of its lifetime remains (Quorum)."),
-        ("pki-ca-dir", "Directory with the cluster CAs from 'quorumctl pki init', imported on first start (Quorum)."),
-    ]
-
-    /// Boolean flags may be given without a value.
-    public static let booleans: Set<String> = [
-        "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "strict-reconfig-check",
-        "initial-election-tick-advance",
-        "enable-pprof", "managed-pki", "experimental-initial-corrupt-check", "force-new-cluster",
-    ]
-
     /// Values as given, by flag name.
     public var values: [String: String] = [:]
+    /// Flags given on the command line (an `ETCD_*` variable for one of them is a conflict).
+    public var fromCommandLine: Set<String> = []
+    /// What to log once logging is set up, in order.
+    public var notices: [ConfigNotice] = []
 
     public init(values: [String: String] = [:]) {
         self.values = values
     }
 
     /// Parses command-line arguments Go-style: `--flag value`, `--flag=value`, `-flag value`, `-flag=value`,
-    /// and bare boolean flags. Unknown flags and missing values throw `ConfigError`.
+    /// and bare boolean flags (a boolean takes a value only with `=`, as in Go). Unknown flags and missing values
+    /// throw `ConfigError`, with Go's words.
     public static func parse(arguments: [String]) throws -> (EtcdFlags, wantsHelp: Bool, wantsVersion: Bool) {
         var flags = EtcdFlags()
-        let names = Set(known.map(\.name))
         var i = 0
         var help = false
         var version = false
         while i < arguments.count {
             let argument = arguments[i]
             i += 1
+            if argument == "--" { break }
             guard argument.hasPrefix("-"), argument.count > 1 else {
                 throw ConfigError("'\(argument)' is not a valid flag")
             }
-            var body = argument.drop { $0 == "-" }
+            var body = argument.dropFirst(argument.hasPrefix("--") ? 2 : 1)
             var value: String? = nil
             if let eq = body.firstIndex(of: "=") {
                 value = String(body[body.index(after: eq)...])
@@ -118,12 +69,13 @@ public struct EtcdFlags: Sendable {
                 continue
             }
             if name == "version" {
+                if let value, try !parseBool(value, flag: name) { continue }
                 version = true
                 continue
             }
-            guard names.contains(name) else { throw ConfigError("flag provided but not defined: -\(name)") }
+            guard let flag = byName[name] else { throw ConfigError("flag provided but not defined: -\(name)") }
             if value == nil {
-                if booleans.contains(name) {
+                if flag.kind == .bool {
                     value = "true"
                 } else {
                     guard i < arguments.count else { throw ConfigError("flag needs an argument: -\(name)") }
@@ -131,63 +83,173 @@ public struct EtcdFlags: Sendable {
                     i += 1
                 }
             }
+            try check(value!, for: flag, source: "flag -\(name)")
             flags.values[name] = value
+            flags.fromCommandLine.insert(name)
         }
         return (flags, help, version)
     }
 
-    /// Fills flags not given from `ETCD_*` variables (`ETCD_DATA_DIR` for `--data-dir`).
-    public mutating func applyEnvironment(_ environment: [String: String]) throws {
-        let names = Set(Self.known.map(\.name))
-        for (key, value) in environment where key.hasPrefix("ETCD_") {
-            let name = key.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: "-")
-            if ["version", "help"].contains(name) { continue }
-            guard names.contains(name) else { continue }
-            if values[name] == nil { values[name] = value }
+    /// Go's `strconv.ParseBool` (plus yes/no, which Quorum always accepted).
+    static func parseBool(_ text: String, flag: String) throws -> Bool {
+        switch text {
+        case "1", "t", "T", "true", "TRUE", "True", "yes": return true
+        case "0", "f", "F", "false", "FALSE", "False", "no": return false
+        default: throw ConfigError("invalid boolean value \"\(text)\" for flag -\(flag)")
         }
     }
 
-    /// Loads etcd's YAML configuration file (etcd's keys, nested `client-transport-security` and
-    /// `peer-transport-security` sections); the file replaces flags and environment entirely.
+    /// Refuses a value Go's flag package would refuse for the flag's type.
+    static func check(_ value: String, for flag: EtcdFlag, source: String) throws {
+        let valid: Bool
+        switch flag.kind {
+        case .string: valid = true
+        case .bool:
+            if flag.effect == .legacy { return }
+            _ = try parseBool(value, flag: flag.name)
+            valid = true
+        case .int: valid = Int64(value) != nil
+        case .uint: valid = UInt64(value) != nil
+        case .duration: valid = GoDuration.parse(value) != nil
+        }
+        if !valid { throw ConfigError("invalid value \"\(value)\" for \(source): parse error") }
+    }
+
+    /// The `ETCD_*` variable of a flag: `ETCD_DATA_DIR` for `--data-dir`.
+    public static func environmentName(of flag: String) -> String {
+        "ETCD_" + flag.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
+
+    /// Takes flags not given on the command line from `ETCD_*` variables, as etcd's `flags.SetFlagsFromEnv` does:
+    /// each one used is logged ("recognized and used environment variable"), a variable no flag has is warned
+    /// about ("unrecognized environment variable"), and a variable for a flag also given on the command line stops
+    /// start-up ("conflicting environment variable ... is shadowed by corresponding command-line flag").
+    public mutating func applyEnvironment(_ environment: [String: String]) throws {
+        for (key, value) in environment.sorted(by: { $0.key < $1.key }) where key.hasPrefix("ETCD_") {
+            let name = key.dropFirst(5).lowercased().replacingOccurrences(of: "_", with: "-")
+            if let flag = Self.byName[name], Self.environmentName(of: name) == key {
+                if fromCommandLine.contains(name) {
+                    throw ConfigError(
+                        "conflicting environment variable \"\(key)\" is shadowed by corresponding command-line flag "
+                            + "(either unset environment variable or disable flag)", exitStatus: 1)
+                }
+                if !value.isEmpty {
+                    do {
+                        try Self.check(value, for: flag, source: key)
+                    } catch let error as ConfigError {
+                        throw ConfigError(error.description, exitStatus: 1)
+                    }
+                    values[name] = value
+                    notices.append(
+                        ConfigNotice(
+                            .info, "recognized and used environment variable",
+                            fields: ["variable-name": key, "variable-value": value], package: "pkg/flags",
+                            text: "recognized and used environment variable \(key)=\(value)"))
+                    continue
+                }
+            }
+            if key == "ETCD_VERSION" {
+                notices.append(
+                    ConfigNotice(
+                        .warning, "cannot set special environment variable", fields: ["key": key, "value": value],
+                        package: "pkg/flags", text: "cannot set special environment variable \(key)=\(value)"))
+                continue
+            }
+            notices.append(
+                ConfigNotice(
+                    .warning, "unrecognized environment variable", fields: ["environment-variable": "\(key)=\(value)"],
+                    package: "pkg/flags", text: "unrecognized environment variable \(key)=\(value)"))
+        }
+    }
+
+    /// Keys of the `client-transport-security` and `peer-transport-security` sections, and the flags they set
+    /// (without the `peer-` prefix).
+    static let securityKeys: [String: String] = [
+        "cert-file": "cert-file", "key-file": "key-file", "client-cert-file": "client-cert-file",
+        "client-key-file": "client-key-file", "client-cert-auth": "client-cert-auth",
+        "trusted-ca-file": "trusted-ca-file", "auto-tls": "auto-tls", "crl-file": "crl-file",
+        "allowed-cn": "cert-allowed-cn", "allowed-hostname": "cert-allowed-hostname",
+        "skip-client-san-verification": "skip-client-san-verification",
+    ]
+
+    /// Loads etcd's YAML configuration file: the flags' names as keys, `client-transport-security` and
+    /// `peer-transport-security` sections, lists for list values (`log-outputs`, `cipher-suites`), durations as Go
+    /// strings or (as etcd's file holds them) integer nanoseconds. The file replaces flags and environment entirely.
+    /// A key etcd does not know is warned about rather than silently dropped.
     public static func load(configFile path: String) throws -> EtcdFlags {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigError("cannot read config file \(path)")
         }
-        guard let document = try Yams.load(yaml: text) as? [String: Any] else {
+        let parsed: Any?
+        do {
+            parsed = try Yams.load(yaml: text)
+        } catch {
+            throw ConfigError("config file \(path): \(error)")
+        }
+        if parsed == nil { return EtcdFlags() }
+        guard let document = parsed as? [String: Any] else {
             throw ConfigError("config file \(path) is not a YAML mapping")
         }
         var flags = EtcdFlags()
-        let names = Set(known.map(\.name))
-        func put(_ key: String, _ raw: Any) throws {
-            guard names.contains(key) else { return }
-            switch raw {
-            case let list as [Any]: flags.values[key] = list.map { "\($0)" }.joined(separator: ",")
-            case let b as Bool: flags.values[key] = b ? "true" : "false"
-            default: flags.values[key] = "\(raw)"
-            }
+        func unrecognized(_ key: String) {
+            flags.notices.append(
+                ConfigNotice(
+                    .warning, "unrecognized config file key", fields: ["key": key, "path": path], package: "etcdmain",
+                    text: "unrecognized config file key \(key) in \(path)"))
         }
-        for (key, raw) in document {
-            if key == "client-transport-security" || key == "peer-transport-security",
-                let section = raw as? [String: Any]
-            {
-                let prefix = key.hasPrefix("peer") ? "peer-" : ""
-                for (sub, value) in section {
-                    let mapped =
-                        (sub == "auto-tls" || sub == "cert-file" || sub == "key-file" || sub == "trusted-ca-file"
-                            || sub == "client-cert-auth" || sub == "crl-file" || sub == "allowed-cn"
-                            || sub == "allowed-hostname")
-                    guard mapped else { continue }
-                    var name = prefix + sub
-                    if name == "crl-file" { name = "client-crl-file" }
-                    if name == "peer-allowed-cn" { name = "peer-cert-allowed-cn" }
-                    if name == "peer-allowed-hostname" { name = "peer-cert-allowed-hostname" }
-                    if name == "allowed-hostname" { name = "client-cert-allowed-hostname" }
-                    try put(name, value)
-                }
-                continue
+        func put(_ name: String, _ raw: Any, key: String) throws {
+            guard let flag = byName[name] else { return unrecognized(key) }
+            let value: String
+            switch raw {
+            case let list as [Any]: value = list.map { "\($0)" }.joined(separator: ",")
+            case let b as Bool: value = b ? "true" : "false"
+            case let n as Int where flag.kind == .duration: value = n == 0 ? "0" : "\(n)ns"
+            default: value = "\(raw)"
             }
+            try check(value, for: flag, source: "config file key \(key)")
+            flags.values[name] = value
+        }
+        for (key, raw) in document.sorted(by: { $0.key < $1.key }) {
             if raw is NSNull { continue }
-            try put(key, raw)
+            switch key {
+            case "client-transport-security", "peer-transport-security":
+                guard let section = raw as? [String: Any] else {
+                    throw ConfigError("config file \(path): \(key) must be a mapping")
+                }
+                let peer = key.hasPrefix("peer")
+                for (sub, value) in section.sorted(by: { $0.key < $1.key }) where !(value is NSNull) {
+                    guard var name = securityKeys[sub] else {
+                        unrecognized("\(key).\(sub)")
+                        continue
+                    }
+                    if peer {
+                        name =
+                            name == "skip-client-san-verification"
+                            ? "experimental-peer-skip-client-san-verification" : "peer-" + name
+                    } else if name == "crl-file" {
+                        name = "client-crl-file"
+                    } else if name == "cert-allowed-hostname" {
+                        name = "client-cert-allowed-hostname"
+                    } else if name == "cert-allowed-cn" || name == "skip-client-san-verification" {
+                        unrecognized("\(key).\(sub)")
+                        continue
+                    }
+                    try put(name, value, key: "\(key).\(sub)")
+                }
+            case "socket-options":
+                guard let section = raw as? [String: Any] else {
+                    throw ConfigError("config file \(path): \(key) must be a mapping")
+                }
+                for (sub, value) in section.sorted(by: { $0.key < $1.key }) {
+                    switch sub {
+                    case "reuse-port": try put("socket-reuse-port", value, key: "\(key).\(sub)")
+                    case "reuse-address": try put("socket-reuse-address", value, key: "\(key).\(sub)")
+                    default: unrecognized("\(key).\(sub)")
+                    }
+                }
+            default:
+                try put(key, raw, key: key)
+            }
         }
         return flags
     }
@@ -201,11 +263,58 @@ public struct EtcdFlags: Sendable {
 
     func bool(_ name: String) throws -> Bool {
         guard let v = values[name] else { return false }
-        switch v.lowercased() {
-        case "", "true", "1", "t", "yes": return true
-        case "false", "0", "f", "no": return false
-        default: throw ConfigError("invalid boolean value \"\(v)\" for flag -\(name)")
+        if v.isEmpty { return true }
+        return try Self.parseBool(v, flag: name)
+    }
+
+    func duration(_ name: String, default value: Duration) throws -> Duration {
+        guard let text = string(name) else { return value }
+        guard let parsed = GoDuration.parse(text) else {
+            throw ConfigError("invalid value \"\(text)\" for flag -\(name): parse error")
         }
+        return parsed
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+
+    /// One line per flag given that has no effect in Quorum (etcd 2's flags with etcd's own warning), to log at
+    /// start: nothing given is silently ignored.
+    public func ignoredFlagNotices() -> [ConfigNotice] {
+        Self.table.compactMap { flag -> ConfigNotice? in
+            guard values[flag.name] != nil else { return nil }
+            switch flag.effect {
+            case .implemented:
+                return nil
+            case .noEffect(let why):
+                let text = "flag --\(flag.name) has no effect in Quorum: \(why)"
+                return ConfigNotice(.warning, text, fields: [:], package: "etcdmain", text: text)
+            case .legacy:
+                let text = "flag \"-\(flag.name)\" is no longer supported - ignoring."
+                return ConfigNotice(.warning, text, fields: [:], package: "pkg/flags", text: text)
+            }
+        }
+    }
+
+    /// `--logger`, `--log-outputs` (or 3.4's `--log-output`), `--log-level` (or 3.4's `--debug`).
+    public func logSettings() throws -> LogSettings {
+        var settings = LogSettings()
+        switch string("logger") ?? "zap" {
+        case "zap": settings.format = .zap
+        case "capnslog": settings.format = .capnslog
+        case let other:
+            throw ConfigError("unknown logger option \"\(other)\" (use --logger=zap or --logger=capnslog)")
+        }
+        let outputs = string("log-outputs") ?? string("log-output") ?? "default"
+        settings.outputs = outputs.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+        if settings.outputs.isEmpty { settings.outputs = ["default"] }
+        if settings.outputs.count > 1 && settings.outputs.contains("default") {
+            throw ConfigError("multi logoutput for \"default\" is not supported yet")
+        }
+        settings.level = try logLevel()
+        return settings
     }
 
     func integer(_ name: String, default value: Int64) throws -> Int64 {
@@ -256,8 +365,9 @@ public struct EtcdFlags: Sendable {
         return url
     }
 
-    /// Builds the server configuration, validating as etcd does.
-    public func resolve() throws -> ServerConfig {
+    /// Builds the server configuration, validating as etcd does. `srvResolver` answers `--discovery-srv`'s DNS
+    /// queries (the system's resolver unless a test gives its own).
+    public func resolve(srvResolver: any SRVResolver = SystemSRVResolver()) throws -> ServerConfig {
         var config = ServerConfig()
         var node = NodeConfig()
         node.name = string("name") ?? "default"
@@ -271,7 +381,30 @@ public struct EtcdFlags: Sendable {
         node.advertisePeerURLs = try urls("initial-advertise-peer-urls", default: "http://127.0.0.1:2380")
         for url in node.advertiseClientURLs + node.advertisePeerURLs { _ = try ListenURL(url) }
         let defaultCluster = node.advertisePeerURLs.map { "\(node.name)=\($0)" }.joined(separator: ",")
-        node.initialCluster = try Self.parseInitialCluster(string("initial-cluster") ?? defaultCluster)
+        try refuseUnsupported()
+        let bootstrapFlags = ["initial-cluster", "discovery", "discovery-srv"].filter { string($0) != nil }
+        if bootstrapFlags.count > 1 {
+            throw ConfigError(
+                "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", \"discovery\" or "
+                    + "\"discovery-srv\"")
+        }
+        if let domain = string("discovery-srv") {
+            let found = try SRVDiscovery.initialCluster(
+                domain: domain, serviceName: string("discovery-srv-name"), name: node.name,
+                advertisePeerURLs: node.advertisePeerURLs, resolver: srvResolver)
+            for member in found {
+                config.notices.append(
+                    ConfigNotice(
+                        .info, "got bootstrap from DNS for etcd-server", fields: ["node": member], package: "embed",
+                        text: "got bootstrap from DNS for etcd-server at \(member)"))
+            }
+            node.initialCluster = try Self.parseInitialCluster(found.joined(separator: ","))
+            guard node.initialCluster.contains(where: { $0.name == node.name }) else {
+                throw ConfigError("cannot find local etcd member \"\(node.name)\" in SRV records")
+            }
+        } else {
+            node.initialCluster = try Self.parseInitialCluster(string("initial-cluster") ?? defaultCluster)
+        }
         switch string("initial-cluster-state") ?? "new" {
         case "new": node.initialClusterState = .new
         case "existing": node.initialClusterState = .existing
@@ -318,10 +451,7 @@ public struct EtcdFlags: Sendable {
         {
             throw ConfigError("invalid auto-compaction-retention \"\(config.autoCompactionRetention)\"")
         }
-        if let logger = string("logger"), logger != "zap" {
-            throw ConfigError("unknown logger option \"\(logger)\" (Quorum logs structured JSON: use --logger=zap)")
-        }
-        _ = try logLevel()
+        _ = try logSettings()
         node.strictReconfigCheck = values["strict-reconfig-check"] == nil ? true : try bool("strict-reconfig-check")
         node.initialElectionTickAdvance =
             values["initial-election-tick-advance"] == nil ? true : try bool("initial-election-tick-advance")
@@ -352,9 +482,84 @@ public struct EtcdFlags: Sendable {
         } catch {
             throw ConfigError("--auth-token: \(error)")
         }
+        node.walDir = string("wal-dir")
+        node.maxWALFiles = Int(try integer("max-wals", default: 5))
+        node.fsync = !(try bool("unsafe-no-fsync"))
+        let batch = try integer("experimental-compaction-batch-limit", default: 1000)
+        node.compactionBatchLimit = batch > 0 ? Int(batch) : 1000
+        let progress = try duration("experimental-watch-progress-notify-interval", default: .seconds(600))
+        if progress <= .zero {
+            throw ConfigError("--experimental-watch-progress-notify-interval must be >0 (set to \(progress))")
+        }
+        node.watchProgressNotifyNanoseconds = Self.nanoseconds(progress)
+        let checkpoints = try bool("experimental-enable-lease-checkpoint")
+        if try bool("experimental-enable-lease-checkpoint-persist") && !checkpoints {
+            throw ConfigError(
+                "experimental-enable-lease-checkpoint-persist requires experimental-enable-lease-checkpoint")
+        }
+        let checkpointInterval = try duration("experimental-lease-checkpoint-interval", default: .seconds(300))
+        if checkpoints {
+            guard checkpointInterval > .zero else {
+                throw ConfigError("--experimental-lease-checkpoint-interval must be positive")
+            }
+            node.leaseCheckpointNanoseconds = Self.nanoseconds(checkpointInterval)
+        }
+        node.warningApplyNanoseconds = Self.nanoseconds(
+            try duration("experimental-warning-apply-duration", default: .milliseconds(100)))
+        config.keepalive.minTime = try duration("grpc-keepalive-min-time", default: config.keepalive.minTime)
+        config.keepalive.interval = try duration("grpc-keepalive-interval", default: config.keepalive.interval)
+        config.keepalive.timeout = try duration("grpc-keepalive-timeout", default: config.keepalive.timeout)
+        let streams = try integer("max-concurrent-streams", default: Int64(UInt32.max))
+        config.maxConcurrentStreams = Int(min(max(1, streams), Int64(Int32.max)))
+        config.socketOptions.reusePort = try bool("socket-reuse-port")
+        config.socketOptions.reuseAddress = try bool("socket-reuse-address")
+        config.enablePprof = try bool("enable-pprof")
         config.node = node
         config.tls = try resolveTLS(config: config)
         return config
+    }
+
+    /// Values Quorum cannot honour, refused with the reason rather than ignored: etcd's v2 API, its v2 proxy and its
+    /// v2 discovery service. Values are checked as etcd checks them.
+    func refuseUnsupported() throws {
+        if try bool("enable-v2") {
+            throw ConfigError(
+                "--enable-v2=true is not supported: Quorum serves etcd's v3 API only (the v2 API is gone from etcd "
+                    + "3.6); migrate v2 clients to v3, or leave --enable-v2 unset")
+        }
+        if let prefix = string("experimental-enable-v2v3") {
+            throw ConfigError(
+                "--experimental-enable-v2v3=\(prefix) is not supported: Quorum serves etcd's v3 API only, without a "
+                    + "v2 emulation")
+        }
+        let proxy = string("proxy") ?? "off"
+        guard ["off", "readonly", "on"].contains(proxy) else {
+            throw ConfigError(
+                "invalid value \"\(proxy)\" for flag -proxy: valid values are \"off\", \"readonly\", \"on\"")
+        }
+        if proxy != "off" {
+            throw ConfigError("--proxy=\(proxy) is not supported: Quorum has no v2 proxy mode (use --proxy=off)")
+        }
+        if let url = string("discovery") {
+            throw ConfigError(
+                "--discovery=\(url) is not supported: Quorum does not use etcd's v2 discovery service; bootstrap with "
+                    + "--initial-cluster or --discovery-srv")
+        }
+        let fallback = string("discovery-fallback") ?? "proxy"
+        guard ["exit", "proxy"].contains(fallback) else {
+            throw ConfigError(
+                "invalid value \"\(fallback)\" for flag -discovery-fallback: valid values are \"exit\", \"proxy\"")
+        }
+        if let stage = string("v2-deprecation"),
+            !["not-yet", "write-only", "write-only-drop-data", "gone"].contains(stage)
+        {
+            throw ConfigError(
+                "invalid value \"\(stage)\" for flag -v2-deprecation: valid values are \"not-yet\", \"write-only\", "
+                    + "\"write-only-drop-data\", \"gone\"")
+        }
+        if let metrics = string("metrics"), !["basic", "extensive"].contains(metrics) {
+            throw ConfigError("unknown metrics option \"\(metrics)\" (use 'basic' or 'extensive')")
+        }
     }
 
     /// The TLS flags, validated as etcd validates them (a certificate needs its key, versions must be ordered,
@@ -438,7 +643,7 @@ public struct EtcdFlags: Sendable {
         if !tls.cipherSuites.isEmpty && tls.minimumVersion == .tlsv13 {
             throw ConfigError("cipher suites cannot be configured when only TLS1.3 is enabled")
         }
-        let httpsClient = config.listenClientURLs.contains(where: \.isTLS)
+        let httpsClient = (config.listenClientURLs + config.listenMetricsURLs).contains(where: \.isTLS)
         if tls.client.clientCertAuth && tls.client.trustedCAFile == nil
             && tls.clientMode(httpsURLs: httpsClient) == .files
         {
@@ -448,6 +653,7 @@ public struct EtcdFlags: Sendable {
     }
 
     public func logLevel() throws -> Logger.Level {
+        if string("log-level") == nil, try bool("debug") { return .debug }
         switch (string("log-level") ?? "info").lowercased() {
         case "debug": return .debug
         case "info": return .info
@@ -456,10 +662,6 @@ public struct EtcdFlags: Sendable {
         case "dpanic", "panic", "fatal": return .critical
         case let other: throw ConfigError("unknown log level \"\(other)\"")
         }
-    }
-
-    public var logOutputs: [String] {
-        (string("log-outputs") ?? "stderr").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
     }
 
     static func parseInitialCluster(_ text: String) throws -> [(name: String, peerURLs: [String])] {

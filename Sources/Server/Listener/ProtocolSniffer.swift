@@ -21,9 +21,11 @@ final class ProtocolSniffer: ChannelDuplexHandler, RemovableChannelHandler {
     private var heldWrites: [(NIOAny, EventLoopPromise<Void>?)] = []
     private var heldFlush = false
     private let makeHTTPHandler: @Sendable () -> any ChannelHandler
+    private let keepalive: KeepaliveSettings?
 
-    init(makeHTTPHandler: @escaping @Sendable () -> any ChannelHandler) {
+    init(makeHTTPHandler: @escaping @Sendable () -> any ChannelHandler, keepalive: KeepaliveSettings? = nil) {
         self.makeHTTPHandler = makeHTTPHandler
+        self.keepalive = keepalive
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -52,7 +54,8 @@ final class ProtocolSniffer: ChannelDuplexHandler, RemovableChannelHandler {
         state = .passThrough
         // Go clients' bandwidth-probing PINGs are answered before NIO's HTTP/2 flood protection sees them.
         do {
-            try context.pipeline.syncOperations.addHandler(HTTP2PingResponder(), position: .after(self))
+            try context.pipeline.syncOperations.addHandler(
+                HTTP2PingResponder(keepalive: keepalive), position: .after(self))
         } catch {
             context.close(promise: nil)
             return

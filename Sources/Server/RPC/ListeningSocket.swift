@@ -15,7 +15,7 @@ enum ListeningSocket {
     static let backlog: CInt = 1024
 
     /// Binds and listens on `host:port` (IP literals are not looked up); errors are `IOError`s with the errno.
-    static func open(host: String, port: Int) throws -> NIOBSDSocket.Handle {
+    static func open(host: String, port: Int, options: SocketOptions = SocketOptions()) throws -> NIOBSDSocket.Handle {
         let address: SocketAddress
         if let literal = try? SocketAddress(ipAddress: host, port: port) {
             address = literal
@@ -25,7 +25,15 @@ enum ListeningSocket {
         let fd = socket(address.protocol.rawValue, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         var one: CInt = 1
+        // Always, as Go's listeners (etcd's) set it on Linux; `--socket-reuse-address` asks for what is done anyway.
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        if options.reusePort {
+            guard setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<CInt>.size)) == 0 else {
+                let code = errno
+                close(fd)
+                throw IOError(errnoCode: code, reason: "setsockopt(SO_REUSEPORT)")
+            }
+        }
         let bound = address.withSockAddr { pointer, size in bind(fd, pointer, socklen_t(size)) }
         guard bound == 0 else {
             let code = errno

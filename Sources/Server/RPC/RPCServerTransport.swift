@@ -51,6 +51,12 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var port: Int
         /// Largest request message accepted (grpc-go's "received message larger than max" beyond it).
         var maxMessageBytes: Int
+        /// `--socket-reuse-port`, `--socket-reuse-address`.
+        var socketOptions = SocketOptions()
+        /// gRPC keepalive enforcement and pings (client URLs); nil: none (peer and metrics URLs).
+        var keepalive: KeepaliveSettings? = nil
+        /// `--max-concurrent-streams`.
+        var maxConcurrentStreams = Int(Int32.max)
     }
 
     private struct State {
@@ -113,7 +119,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// more than once.
     func open() throws {
         if state.withLock({ $0.listener != nil || $0.socket != nil }) { return }
-        let socket = try ListeningSocket.open(host: options.host, port: options.port)
+        let socket = try ListeningSocket.open(host: options.host, port: options.port, options: options.socketOptions)
         state.withLock { $0.socket = socket }
     }
 
@@ -182,6 +188,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
 
     private func makeListener(socket: NIOBSDSocket.Handle, group: any EventLoopGroup) async throws -> any Channel {
         let maxMessageBytes = options.maxMessageBytes
+        let keepalive = options.keepalive
+        let maxStreams = options.maxConcurrentStreams
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -196,22 +204,22 @@ final class RPCServerTransport: ServerTransport, Sendable {
                         try tls.configureConnection(channel: channel, context: context)
                     }
                     let router = shared.http ?? UnsupportedHTTP()
-                    let sniffer = ProtocolSniffer(makeHTTPHandler: {
-                        HTTPEndpointHandler(router: router, maxBody: maxMessageBytes)
-                    })
+                    let sniffer = ProtocolSniffer(
+                        makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxMessageBytes) },
+                        keepalive: keepalive)
                     let ops = channel.pipeline.syncOperations
                     try ops.addHandler(sniffer)
-                    try ops.addHandler(Self.makeHTTP2Handler())
+                    try ops.addHandler(Self.makeHTTP2Handler(maxConcurrentStreams: maxStreams))
                     try ops.addHandler(RPCConnectionHandler(shared: shared, tlsGeneration: generation))
                 }
             }
             .withBoundSocket(socket).get()
     }
 
-    static func makeHTTP2Handler() -> NIOHTTP2Handler {
+    static func makeHTTP2Handler(maxConcurrentStreams: Int = Int(Int32.max)) -> NIOHTTP2Handler {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: Int(Int32.max)),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
             HTTP2Setting(parameter: .initialWindowSize, value: RPCConnectionHandler.streamWindow),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 20),
         ]

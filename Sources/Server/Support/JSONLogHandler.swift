@@ -12,12 +12,17 @@ public struct JSONLogHandler: LogHandler {
     public var metadata: Logger.Metadata = [:]
     public var logLevel: Logger.Level
     private let label: String
-    private let fd: Int32
+    private let fds: [Int32]
 
     public init(label: String, level: Logger.Level, fd: Int32 = 2) {
+        self.init(label: label, level: level, fds: [fd])
+    }
+
+    /// Each line goes to every descriptor (etcd's `--log-outputs` with several targets).
+    public init(label: String, level: Logger.Level, fds: [Int32]) {
         self.label = label
         self.logLevel = level
-        self.fd = fd
+        self.fds = fds
     }
 
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -36,16 +41,7 @@ public struct JSONLogHandler: LogHandler {
             line += ",\"\(Self.escape(key))\":" + Self.render(fields[key]!)
         }
         line += "}\n"
-        line.withCString { pointer in
-            var remaining = strlen(pointer)
-            var cursor = pointer
-            while remaining > 0 {
-                let n = write(fd, cursor, remaining)
-                if n <= 0 { break }
-                remaining -= n
-                cursor += n
-            }
-        }
+        writeLine(line, to: fds)
     }
 
     private static func render(_ value: Logger.MetadataValue) -> String {

@@ -81,7 +81,9 @@ public final class TLSRuntime: Sendable {
         config: ServerConfig, logger: Logger, metrics: ServerMetrics?, now: Date = Date()
     ) throws -> TLSRuntime {
         let tls = config.tls
-        let clientMode = tls.clientMode(httpsURLs: config.listenClientURLs.contains(where: \.isTLS))
+        // https metrics URLs are served with the client side's TLS material, as etcd's are.
+        let clientMode = tls.clientMode(
+            httpsURLs: (config.listenClientURLs + config.listenMetricsURLs).contains(where: \.isTLS))
         let peerHTTPS =
             config.listenPeerURLs.contains(where: \.isTLS)
             || config.node.advertisePeerURLs.contains { $0.lowercased().hasPrefix("https://") }

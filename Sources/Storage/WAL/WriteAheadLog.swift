@@ -14,8 +14,12 @@ public final class WriteAheadLog {
     public struct Options: Sendable {
         /// A segment is cut once it grows past this size.
         public var segmentSize: Int = 64 << 20
-        /// Tests and benchmarks of the no-disk case may turn fsync off; production never does.
+        /// Off only with etcd's `--unsafe-no-fsync` (and in tests and benchmarks of the no-disk case).
         public var fsync: Bool = true
+        /// etcd's `--max-wals`: how many segment files `releaseSegments` leaves, counting those a snapshot made
+        /// obsolete (removed oldest first beyond this number); 0 keeps them all. Segments still needed stay whatever
+        /// the number.
+        public var maxFiles: Int = 1
         public init() {}
     }
 
@@ -105,7 +109,17 @@ public final class WriteAheadLog {
         guard !segments.isEmpty else { throw FileError(operation: "open wal", path: directory, errno: ENOENT) }
         var state = ReplayState()
         var lastEnd = 0
-        for (position, name) in segments.enumerated() {
+        // Segments kept for `maxFiles` but wholly covered by the newest snapshot are not replayed: the last segment
+        // knows that snapshot (each segment starts with the snapshot current when it was cut).
+        var first = 0
+        if segments.count > 1 {
+            var newest = ReplayState()
+            _ = try replay(segment: directory + "/" + segments[segments.count - 1].file, isLast: true, into: &newest)
+            if let snapshot = newest.snapshot {
+                while first < segments.count - 1 && segments[first + 1].firstIndex <= snapshot.index + 1 { first += 1 }
+            }
+        }
+        for (position, name) in segments.enumerated() where position >= first {
             let isLast = position == segments.count - 1
             lastEnd = try replay(segment: directory + "/" + name.file, isLast: isLast, into: &state)
         }
@@ -166,12 +180,15 @@ public final class WriteAheadLog {
         if snapshot.index > lastIndex { lastIndex = snapshot.index }
     }
 
-    /// Deletes segments whose entries all lie at or before `index` (a snapshot's index).
+    /// Deletes segments whose entries all lie at or before `index` (a snapshot's index), oldest first, as long as
+    /// more than `options.maxFiles` segments exist.
     public func releaseSegments(through index: UInt64) throws {
         let segments = try Self.segmentNames(in: directory)
-        guard segments.count > 1 else { return }
-        for i in 0..<(segments.count - 1) where segments[i + 1].firstIndex <= index + 1 {
+        guard segments.count > 1, options.maxFiles > 0 else { return }
+        var excess = segments.count - options.maxFiles
+        for i in 0..<(segments.count - 1) where excess > 0 && segments[i + 1].firstIndex <= index + 1 {
             try FileSystem.remove(directory + "/" + segments[i].file)
+            excess -= 1
         }
     }
 
