@@ -69,6 +69,7 @@ let package = Package(
                 "EtcdProto", "CXCrypt", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .target(
