@@ -3,8 +3,8 @@
 # fresh machine: etcdctl 3.4 (etcd-client) drives the server end to end, real etcd 3.4 (etcd-server) is the
 # reference some tests compare against, etcd's Go client (golang-go, golang-etcd-server-dev) does what kube-apiserver
 # does, openssl checks certificates, iproute2 builds network namespaces,
-# libxcrypt's header (libcrypt-dev) builds the Auth target, and python3's cryptography package (PyPI) is the
-# independent JWT implementation AuthTests check tokens against.
+# libxcrypt's header (libcrypt-dev) builds the Auth target, python3's cryptography package (PyPI) is the
+# independent JWT implementation AuthTests check tokens against, and etcd3gw (PyPI) a JSON-gateway client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography
+# OpenStack's etcd3gw, a client of the JSON gateway only (JSONGatewayTests).
+python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install -q 'etcd3gw==2.7.0'
 # moto's S3-protocol server, the real S3 peer of the backup tests (BackupTests, ScheduledBackupTests).
 python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install -q 'moto[server]==5.2.1'
 

@@ -172,7 +172,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
             },
             healthWarnings: {
                 tls.healthWarnings() + peers.certificateRefusals() + (backups?.healthProblem().map { [$0] } ?? [])
-            })
+            }, gatewayStreams: GatewayStreams.forLimit(config.maxConcurrentStreams))
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),

@@ -322,6 +322,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         needsFlush = true
     }
 
+    /// Ends a streamed non-gRPC HTTP/2 response (the JSON gateway's watch, observe, snapshot) after its DATA.
+    func endHTTP(_ stream: RPCStreamState) {
+        guard !stream.finished else { return }
+        stream.finished = true
+        let end = HTTP2Frame.FramePayload.Data(data: .byteBuffer(allocator.buffer(capacity: 0)), endStream: true)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(end))), promise: nil)
+        needsFlush = true
+    }
+
     /// Resets `stream` (the call gave up without a status, e.g. its handler was cancelled).
     func reset(_ stream: RPCStreamState, code: HTTP2ErrorCode = .cancel) {
         guard !stream.finished else { return }
