@@ -135,6 +135,14 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let peers = PeerTransport(
             logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
         var nodeConfig = config.node
+        if let imported = try EtcdDataDirImport.importIfNeeded(nodeConfig) {
+            logger.notice(
+                "converted etcd's data directory",
+                metadata: [
+                    "data-dir": "\(nodeConfig.dataDir)", "revision": "\(imported.revision)",
+                    "members": "\(imported.members)", "etcd-files-kept-in": "\(imported.etcdFiles)",
+                ])
+        }
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
             nodeConfig.join = try await ClusterJoin.discover(
                 config: nodeConfig, security: peers.security, logger: logger)
