@@ -164,7 +164,10 @@ final class RaftLink: Sendable {
                     }
                 }
             }
-        bootstrap.connect(host: url.host, port: url.port).flatMap { channel in
+        let connected =
+            url.unixPath.map { bootstrap.connect(unixDomainSocketPath: $0) }
+            ?? bootstrap.connect(host: url.host, port: url.port)
+        connected.flatMap { channel in
             Self.openStream(
                 on: channel, url: url,
                 onGoAway: { [weak self] in

@@ -49,6 +49,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
     struct Options: Sendable {
         var host: String
         var port: Int
+        /// A Unix domain socket's path instead of `host:port` (`unix://` URLs).
+        var unixPath: String? = nil
         /// Largest request message accepted (grpc-go's "received message larger than max" beyond it).
         var maxMessageBytes: Int
         /// `--socket-reuse-port`, `--socket-reuse-address`.
@@ -119,7 +121,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// more than once.
     func open() throws {
         if state.withLock({ $0.listener != nil || $0.socket != nil }) { return }
-        let socket = try ListeningSocket.open(host: options.host, port: options.port, options: options.socketOptions)
+        let socket = try ListeningSocket.open(
+            host: options.host, port: options.port, unixPath: options.unixPath, options: options.socketOptions)
         state.withLock { $0.socket = socket }
     }
 
