@@ -61,6 +61,27 @@ import Testing
         #expect(refused.status == 500 && refused.body.contains(#""code":2"#), "\(refused)")
     }
 
+    /// The same stream over HTTP/2 (what Go and curl negotiate over TLS; h2c here): one DATA frame per response.
+    @Test func watchStreamsOverHTTP2() throws {
+        let scratch = Scratch()
+        let member = QuorumProcess(in: scratch, extraArguments: ["--max-concurrent-streams", "1"])
+        try member.start()
+        defer { member.stop() }
+        let curl = try BackgroundCommand(
+            Paths.tool("curl") ?? "/usr/bin/curl",
+            [
+                "-sS", "-N", "-i", "--http2-prior-knowledge", member.endpoint + "/v3/watch", "-d",
+                #"{"create_request":{"key":"\#(base64("h2"))"}}"#,
+            ])
+        try curl.waitFor { $0.contains("HTTP/2 200") && $0.contains(#""created":true"#) }
+        #expect(try etcdctl(member.endpoint, ["put", "h2", "over-h2"]).ok)
+        try curl.waitFor { $0.contains(base64("over-h2")) }
+        // The watch holds the gateway's only stream until its client goes away; then calls go through again.
+        curl.stop()
+        let range = try RawHTTPConnection.post(port: member.clientPort, "/v3/kv/range", #"{"key":"\#(base64("h2"))"}"#)
+        #expect(range.status == 200 && range.body.contains(base64("over-h2")), "\(range)")
+    }
+
     /// etcd's gateway is one gRPC connection to its member: its calls share `--max-concurrent-streams`, so with
     /// that many watches open a further call waits until one of them ends.
     @Test func gatewayCallsShareTheMaxConcurrentStreams() throws {
