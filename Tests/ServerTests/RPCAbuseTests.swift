@@ -101,6 +101,28 @@ import Testing
         #expect(!h.channel.isActive)
     }
 
+    @Test func aFloodOfTinyWindowUpdatesGetsGoAway() async throws {
+        var limits = RPCConnectionLimits()
+        limits.maxSmallWindowUpdates = 100
+        let h = try await T.Harness(limits: limits)
+        // Credit given back in large steps is ordinary client behaviour, however often.
+        for _ in 0..<300 {
+            try await h.send(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: 16_384)))
+        }
+        #expect(h.channel.isActive)
+        for _ in 0..<101 {
+            try await h.send(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: 1)))
+        }
+        let goAway = try await h.written().compactMap { frame -> (HTTP2ErrorCode, String?)? in
+            guard case .goAway(_, let code, let data) = frame.payload else { return nil }
+            return (code, data.map { String(buffer: $0) })
+        }
+        #expect(goAway.count == 1 && goAway.first?.0 == .enhanceYourCalm)
+        #expect(goAway.first?.1 == "too_many_window_updates")
+        await h.channel.testingEventLoop.run()
+        #expect(!h.channel.isActive)
+    }
+
     @Test func bufferedRequestBytesAreBounded() async throws {
         var limits = RPCConnectionLimits()
         limits.maxBufferedRequestBytes = 1000

@@ -25,7 +25,8 @@ import Testing
                     var response = Etcdserverpb_PutResponse()
                     response.header.revision = Int64(request.key.count)
                     if request.key.starts(with: Array("held".utf8)) {
-                        held.withLock { $0 = responder }
+                        // `held` for the test of key "held" alone: tests run in parallel.
+                        if request.key == Data("held".utf8) { held.withLock { $0 = responder } }
                         heldByKey.withLock { $0[String(decoding: request.key, as: UTF8.self)] = responder }
                     } else if request.key.starts(with: Array("fail".utf8)) {
                         responder.respond(Result<Etcdserverpb_PutResponse, EtcdError>.failure(.keyNotFound))

@@ -49,7 +49,8 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private(set) var pendingResponseBytes = 0
     /// Streams reset by the client before anything was sent on them, in the current window.
     private var prematureResets = 0
-    private var prematureResetWindowStart = NIODeadline.now()
+    private var smallWindowUpdates = 0
+    private var abuseWindowStart = NIODeadline.now()
     var limits: RPCConnectionLimits { shared.limits }
     private(set) var remotePeer = "unknown"
     private(set) var localPeer = "unknown"
@@ -143,6 +144,10 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             receivedHeaders(frame.streamID, headers)
         case .data(let payload):
             receivedData(frame.streamID, payload)
+        case .windowUpdate(let increment) where increment < Self.smallWindowUpdate:
+            // NIO's handler does not rate-limit WINDOW_UPDATE; credit given a few bytes at a time is work for
+            // nothing (a real client gives back at least a quarter of its window at once).
+            countSmallWindowUpdate()
         default:
             // PING, SETTINGS, WINDOW_UPDATE, GOAWAY and RST_STREAM are the HTTP/2 handler's business; a reset
             // stream is cleaned up on its StreamClosedEvent.
@@ -303,16 +308,35 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         flushIfNeeded()
     }
 
+    /// WINDOW_UPDATE increments below this count towards `maxSmallWindowUpdates`.
+    static let smallWindowUpdate = 1024
+
     private func countPrematureReset() {
-        let now = NIODeadline.now()
-        if now - prematureResetWindowStart > limits.prematureResetWindow {
-            prematureResetWindowStart = now
-            prematureResets = 0
-        }
+        rollAbuseWindow()
         prematureResets += 1
-        guard prematureResets > limits.maxPrematureResets, !calmingDown else { return }
-        // CVE-2023-44487: every stream reset before its answer cost this member work for nothing. Refuse more,
-        // say why, and close (the client may reconnect; a well-behaved one never gets here).
+        // CVE-2023-44487: every stream reset before its answer cost this member work for nothing.
+        if prematureResets > limits.maxPrematureResets { calmDown("too_many_resets") }
+    }
+
+    private func countSmallWindowUpdate() {
+        rollAbuseWindow()
+        smallWindowUpdates += 1
+        if smallWindowUpdates > limits.maxSmallWindowUpdates { calmDown("too_many_window_updates") }
+    }
+
+    private func rollAbuseWindow() {
+        let now = NIODeadline.now()
+        if now - abuseWindowStart > limits.abuseWindow {
+            abuseWindowStart = now
+            prematureResets = 0
+            smallWindowUpdates = 0
+        }
+    }
+
+    /// Refuses more, says why (GOAWAY ENHANCE_YOUR_CALM with `reason` as debug data), and closes: the client may
+    /// reconnect; a well-behaved one never gets here.
+    private func calmDown(_ reason: String) {
+        guard !calmingDown else { return }
         calmingDown = true
         goingAway = true
         let context = self.context!
@@ -322,7 +346,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
                     streamID: .rootStream,
                     payload: .goAway(
                         lastStreamID: lastStreamID, errorCode: .enhanceYourCalm,
-                        opaqueData: context.channel.allocator.buffer(string: "too_many_resets")))),
+                        opaqueData: context.channel.allocator.buffer(string: reason)))),
             promise: nil)
         context.close(promise: nil)
     }

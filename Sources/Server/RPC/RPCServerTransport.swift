@@ -26,7 +26,10 @@ struct RPCConnectionLimits: Sendable {
     /// ENHANCE_YOUR_CALM (CVE-2023-44487). Clients cancel calls on timeouts and shutdowns, so a few hundred per
     /// second are still ordinary; an attack runs at tens of thousands.
     var maxPrematureResets = 2_000
-    var prematureResetWindow: TimeAmount = .seconds(10)
+    var abuseWindow: TimeAmount = .seconds(10)
+    /// WINDOW_UPDATE frames crediting less than 1 KiB, per window, before GOAWAY ENHANCE_YOUR_CALM: NIO's handler
+    /// does not count WINDOW_UPDATE among the control frames it rate-limits.
+    var maxSmallWindowUpdates = 10_000
 
     /// etcd's default for `--max-concurrent-streams` is unbounded (2^32-1); an open stream costs this member about a
     /// kilobyte even when idle, so a connection holds at most this many whatever the flag says. Go clients multiplex
