@@ -14,7 +14,7 @@ import Testing
 #endif
 
 /// etcd's authentication end to end: the same etcdctl sessions against real etcd and Quorum.
-@Suite(.serialized) struct AuthEndToEndTests {
+@Suite(.serialized, .ownThread) struct AuthEndToEndTests {
     /// One step of a session: who runs it (nil: no credentials), the etcdctl arguments (`$LEASE` is the lease
     /// granted earlier in the session), and whether only the exit status and error lines are compared (outputs
     /// with ids, sizes or remaining TTLs).
@@ -466,7 +466,7 @@ import Testing
 }
 
 /// Watches, locks and elections under auth, through etcd's gRPC API with a token in the `token` metadata.
-@Suite struct AuthRecipeTests {
+@Suite(.ownThread) struct AuthRecipeTests {
     static func token(_ client: GRPCClient<HTTP2ClientTransport.Posix>, _ name: String, _ password: String)
         async throws -> Metadata
     {

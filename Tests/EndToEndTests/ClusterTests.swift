@@ -6,7 +6,7 @@ import Testing
 #endif
 
 /// Three and four real members on loopback, driven with the real etcdctl.
-@Suite(.serialized) struct ClusterTests {
+@Suite(.serialized, .ownThread) struct ClusterTests {
     func memberID(_ cluster: QuorumCluster, peerURL: String) throws -> String {
         let list = try etcdctl(cluster.endpoints, ["member", "list"]).stdout
         let line = try #require(list.split(separator: "\n").first { $0.contains(peerURL) })

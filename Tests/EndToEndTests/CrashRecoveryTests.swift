@@ -9,7 +9,7 @@ import Testing
 
 /// Concurrent writers, `kill -9` at a random moment, restart: every acknowledged write must be there, the
 /// revisions continuous, the history replayable. Repeated on one data directory, so crashes stack up.
-@Suite struct CrashRecoveryTests {
+@Suite(.ownThread) struct CrashRecoveryTests {
     /// Rounds in the suite; `QUORUM_CRASH_ROUNDS` raises it for a soak.
     static var rounds: Int { Int(ProcessInfo.processInfo.environment["QUORUM_CRASH_ROUNDS"] ?? "") ?? 20 }
 

@@ -8,7 +8,7 @@ import Testing
 /// Recovering a cluster that lost its quorum for good, etcd's way (`--force-new-cluster`, then `member add`), with
 /// Quorum's stronger promise: every write the survivor had is kept, and the members added afterwards hold exactly
 /// what it holds.
-@Suite(.serialized) struct DisasterRecoveryTests {
+@Suite(.serialized, .ownThread) struct DisasterRecoveryTests {
     @Test func aSurvivorForcedIntoANewClusterKeepsEveryWriteAndGrowsAgain() async throws {
         let cluster = QuorumCluster(size: 3)
         try cluster.start()

@@ -7,7 +7,7 @@ import Testing
 
 /// The same etcdctl session against real etcd 3.4 and against Quorum: outputs must match, once the values that
 /// legitimately differ (cluster and member ids, terms, lease ids) are masked.
-@Suite struct EtcdComparisonTests {
+@Suite(.ownThread) struct EtcdComparisonTests {
     static let session: [[String]] = [
         ["put", "a", "1"], ["put", "b", "2"], ["put", "c", "3"], ["put", "a", "11"],
         ["get", "a", "-w", "json"], ["get", "", "--prefix", "-w", "json"], ["get", "a", "c", "-w", "json"],

@@ -8,7 +8,7 @@ import Testing
 /// etcd's flags that change behaviour, each checked on real `quorum` processes: a metrics listener of its own,
 /// `--wal-dir`, WAL retention, gRPC keepalive, watch progress notifications, lease checkpoints, log outputs and
 /// formats, v2 refusal, `ETCD_*` warnings, flags without effect, socket reuse and pprof.
-@Suite struct EtcdFlagBehaviourTests {
+@Suite(.ownThread) struct EtcdFlagBehaviourTests {
     // MARK: Metrics listener
 
     @Test func metricsAndHealthOnASeparatePlainPort() async throws {
@@ -338,7 +338,8 @@ import Testing
         let port = freePort()
         // Another listener on the port, with SO_REUSEPORT (the kernel requires it of every socket that shares).
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
+        var open = true
+        defer { if open { close(fd) } }
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
@@ -361,9 +362,13 @@ import Testing
             in: scratch, name: "shared", extraArguments: ["--socket-reuse-port"], clientPort: port)
         try member.start()
         defer { member.stop() }
-        // The member's own listener gets some of the connections; etcdctl retries until it does.
+        // It bound and is ready while the other listener holds the port. The kernel spreads new connections over
+        // both listeners, and the other never accepts: once it is gone, every connection reaches the member.
+        #expect(member.isRunning)
+        close(fd)
+        open = false
         try eventually(timeout: 30, "a put through the shared port") {
-            (try? etcdctl(member.endpoint, ["put", "k", "v"], timeout: 5).ok) ?? false
+            (try? etcdctl(member.endpoint, ["put", "k", "v"], timeout: 10).ok) ?? false
         }
     }
 
@@ -388,7 +393,7 @@ import Testing
 
 /// `--discovery-srv` on a real process: its SRV query goes to a small DNS server in the test (`QUORUM_DNS_SERVER`),
 /// whose record names this member's peer URL.
-@Suite struct DiscoverySRVTests {
+@Suite(.ownThread) struct DiscoverySRVTests {
     /// Answers `_etcd-server._tcp.<domain>` with one SRV record, NXDOMAIN otherwise.
     final class OneRecordDNS: @unchecked Sendable {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The real etcdctl 3.4 against one Quorum member: the key-value surface.
-@Suite(.serialized) final class EtcdctlKVTests {
+@Suite(.serialized, .ownThread) final class EtcdctlKVTests {
     let scratch = Scratch()
     let member: QuorumProcess
 

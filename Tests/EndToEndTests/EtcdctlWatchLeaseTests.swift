@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// The real etcdctl 3.4 against one Quorum member: watches and leases.
-@Suite(.serialized) final class EtcdctlWatchLeaseTests {
+@Suite(.serialized, .ownThread) final class EtcdctlWatchLeaseTests {
     let scratch = Scratch()
     let member: QuorumProcess
 

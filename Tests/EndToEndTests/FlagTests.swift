@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// etcd's command line: flags, ETCD_* variables, the YAML config file, and exit status 2 on bad flags.
-@Suite struct FlagTests {
+@Suite(.ownThread) struct FlagTests {
     @Test func unknownAndMalformedFlagsExitWithStatus2() throws {
         let unknown = try run(Paths.quorum, ["--no-such-flag"])
         #expect(unknown.status == 2 && unknown.stderr.contains("flag provided but not defined: -no-such-flag"))

@@ -8,7 +8,7 @@ import Testing
 /// What kube-apiserver's storage layer does, done with etcd's own Go client (clientv3 3.4 from Debian's
 /// golang-etcd-server-dev): `Tests/Interop/kubestorage/main.go`, built once per source version. Run against a
 /// three-member Quorum cluster and against real etcd 3.4, its observations must be the same.
-@Suite(.serialized) struct KubeStorageTests {
+@Suite(.serialized, .ownThread) struct KubeStorageTests {
     /// Builds the Go program (GOPATH mode, Debian's sources only) into a cache keyed by its source's hash.
     static func program() throws -> String {
         let source = Paths.packageRoot + "/Tests/Interop/kubestorage"

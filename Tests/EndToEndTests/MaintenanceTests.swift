@@ -6,7 +6,7 @@ import Testing
 #endif
 
 /// Maintenance through etcdctl and etcd's HTTP endpoints.
-@Suite(.serialized) final class MaintenanceTests {
+@Suite(.serialized, .ownThread) final class MaintenanceTests {
     let scratch = Scratch()
     let member: QuorumProcess
 
@@ -121,7 +121,7 @@ import Testing
 
 /// NOSPACE: a tiny quota raises the alarm, writes are refused with etcd's error until space is freed and the
 /// alarm disarmed.
-@Suite struct QuotaAlarmTests {
+@Suite(.ownThread) struct QuotaAlarmTests {
     @Test func noSpaceAlarmRefusesWritesUntilDisarmed() throws {
         let scratch = Scratch()
         let member = QuorumProcess(in: scratch, extraArguments: ["--quota-backend-bytes", "300000"])

@@ -18,7 +18,7 @@ struct PassThroughDeserializer: MessageDeserializer {
     }
 }
 
-@Suite struct MalformedRequestTests {
+@Suite(.ownThread) struct MalformedRequestTests {
     @Test func malformedProtobufGetsAnErrorAndTheMemberKeepsServing() async throws {
         let scratch = Scratch()
         let member = QuorumProcess(in: scratch)

@@ -8,7 +8,7 @@ import Testing
 /// The procedures of docs/OPERATIONS.md, run as written: each test names its section. (Restoring a whole cluster from
 /// a snapshot is `SnapshotInteropTests.etcdSnapshotsRestoreIntoAQuorumCluster`; recovering from a lost quorum is
 /// `DisasterRecoveryTests`.)
-@Suite(.serialized) struct OperationsProcedureTests {
+@Suite(.serialized, .ownThread) struct OperationsProcedureTests {
     /// "Migrate a running etcd cluster to Quorum, and back": same member names, same URLs, so clients and their
     /// endpoint lists do not change; the data, revisions and leases come across unchanged both ways.
     @Test func migrateAnEtcdClusterToQuorumAndBack() async throws {

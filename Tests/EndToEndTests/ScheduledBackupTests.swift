@@ -7,7 +7,7 @@ import Testing
 
 /// The backups etcd-manager used to take, taken by the cluster itself (`--backup-dir`): only the leader writes them,
 /// a new leader carries on, `quorumctl backup list|restore` reads them back, to a directory or S3 (moto's server).
-@Suite(.serialized) struct ScheduledBackupTests {
+@Suite(.serialized, .ownThread) struct ScheduledBackupTests {
     static func list(_ arguments: [String], environment: [String: String] = [:]) throws -> [[String: Any]] {
         let out = try run(
             Paths.packageRoot + "/.build/debug/quorumctl", ["backup", "list", "-w", "json"] + arguments,

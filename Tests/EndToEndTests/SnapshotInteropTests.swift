@@ -8,7 +8,7 @@ import Testing
 
 /// Data in, data out, data back: snapshots move between Quorum and real etcd 3.4.23 and 3.5.1 in both directions,
 /// with etcd's own tools, and every key comes back with the same value, revisions, version and lease.
-@Suite(.serialized) struct SnapshotInteropTests {
+@Suite(.serialized, .ownThread) struct SnapshotInteropTests {
     /// One key as etcdctl prints it, and the revision the read saw.
     struct KeySpace: Equatable, CustomStringConvertible {
         struct KV: Equatable {
@@ -205,7 +205,8 @@ import Testing
         try member.start()
         let port = member.clientPort
         let stop = ManagedFlag()
-        let writers = Task {
+        // Off this test's own thread, which the synchronous waits below block.
+        let writers = Task(executorPreference: globalConcurrentExecutor) {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for w in 0..<4 {
                     group.addTask {
