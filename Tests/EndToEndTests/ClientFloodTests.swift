@@ -16,7 +16,7 @@ import Testing
 /// whole, each answered (applied, or etcd's "too many requests" past the member's bounds), and 90,000 half-sent,
 /// holding their streams and buffered bytes; the member's peak memory stays under 1 GiB, and another client is
 /// served throughout. About 45 s on 2 busy cores with the debug build.
-@Suite struct ClientFloodTests {
+@Suite(.ownThread) struct ClientFloodTests {
     static let floodPath = ProcessInfo.processInfo.environment["QUORUM_FLOOD_PATH"] ?? "/etcdserverpb.KV/Put"
     static let connections = Int(ProcessInfo.processInfo.environment["QUORUM_FLOOD_CONNECTIONS"] ?? "") ?? 10_000
     static let requestsPerConnection = 10
