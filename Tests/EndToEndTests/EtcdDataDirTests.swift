@@ -3,7 +3,7 @@ import Testing
 
 /// A member started on the data directory etcd's own `etcdctl snapshot restore` (3.4) wrote: converted once, then
 /// served (etcd's TestIssue6361 restores this way, restarts the member on it and adds a member).
-@Suite struct EtcdDataDirTests {
+@Suite(.ownThread) struct EtcdDataDirTests {
     /// etcdctl's commands that reach no server (`snapshot restore`).
     static func etcdctlOffline(_ arguments: [String]) throws -> CommandResult {
         try run(Paths.tool("etcdctl") ?? "/usr/bin/etcdctl", arguments, environment: ["ETCDCTL_API": "3"])

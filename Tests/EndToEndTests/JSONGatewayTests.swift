@@ -4,7 +4,7 @@ import Testing
 /// The JSON gateway (`/v3/...`) as etcd's grpc-gateway serves it: streams as newline-delimited `{"result":…}`
 /// chunks, the election and lock services, the snapshot, grpc-gateway's error bodies, and the budget of streams
 /// its calls share. Driven over raw HTTP/1.1 connections, with etcdctl making the changes watched.
-@Suite(.serialized) struct JSONGatewayTests {
+@Suite(.serialized, .ownThread) struct JSONGatewayTests {
     /// One chunk of a streamed response: a single JSON object and its newline (etcd3gw parses chunk by chunk).
     static func result(_ chunk: String?) throws -> [String: Any] {
         guard let chunk else { throw TestFailure("the stream ended") }

@@ -7,7 +7,7 @@ import Testing
 
 /// `quorum gateway start`, etcd's L4 gateway, on real processes: etcdctl through it, an endpoint that refuses
 /// connections left out and taken back after `--retry-delay`, endpoints from DNS SRV records, and etcd's refusals.
-@Suite struct TCPGatewayTests {
+@Suite(.ownThread) struct TCPGatewayTests {
     @Test func etcdctlWorksThroughTheGatewayAndDeadEndpointsAreSkipped() throws {
         let scratch = Scratch()
         let member = QuorumProcess(in: scratch)

@@ -3,7 +3,7 @@ import Testing
 
 /// `unix://` peer and client URLs (etcd's `unix://host:port` form: the socket file `host:port` in the working
 /// directory), listened on and dialled by real processes.
-@Suite struct UnixSocketTests {
+@Suite(.ownThread) struct UnixSocketTests {
     @Test func membersReplicateOverUnixSockets() throws {
         let scratch = Scratch()
         let names = ["m1", "m2"]
