@@ -77,6 +77,11 @@ public struct PowerLossReport: Sendable, CustomStringConvertible {
     public var revisionGaps: [String] = []
     public var regressions: [String] = []
     public var finalRevision: Int64 = 0
+    /// From the members' logs: snapshots saved (log truncations), database snapshots installed from the leader,
+    /// torn log tails repaired at a start.
+    public var snapshotsSaved = 0
+    public var snapshotsInstalled = 0
+    public var tornTailsRepaired = 0
     public var hashes: [String] = []
     public var seconds: Double = 0
     public var error: String?
@@ -91,7 +96,9 @@ public struct PowerLossReport: Sendable, CustomStringConvertible {
         text += "events, \(restarts) restarts, \(acknowledgedWrites) acknowledged puts (\(failedWrites) failed), "
         text += "\(lostKeys) lost; revisions continuous to \(finalRevision): \(revisionGaps.isEmpty); "
         text += "dropped at the cuts: \(droppedBytes) unsynced bytes in \(droppedFiles) files, "
-        text += "\(droppedDirectories) directories' unsynced entries; \(String(format: "%.0f", seconds)) s"
+        text += "\(droppedDirectories) directories' unsynced entries; \(snapshotsSaved) snapshots saved, "
+        text += "\(snapshotsInstalled) installed, \(tornTailsRepaired) torn log tails repaired; "
+        text += "\(String(format: "%.0f", seconds)) s"
         text += "\n  hashes: \(hashes.joined(separator: ", "))"
         if !lostWrites.isEmpty { text += "\n  lost acknowledged writes: \(lostWrites.prefix(10))" }
         if !wrongRevisions.isEmpty { text += "\n  wrong revisions: \(wrongRevisions.prefix(10))" }
@@ -169,6 +176,12 @@ public enum PowerLossRun {
             report.failedWrites = writers.failures
             report.regressions += writers.regressions
             try await verify(members: members, writers: writers, report: &report)
+            for h in 0..<options.members {
+                let log = members.log(h)
+                report.snapshotsSaved += log.occurrences(of: "\"msg\":\"saved snapshot\"")
+                report.snapshotsInstalled += log.occurrences(of: "installed database snapshot from the leader")
+                report.tornTailsRepaired += log.occurrences(of: "repaired torn write-ahead log tail")
+            }
         } catch {
             report.error = "\(error)"
         }
