@@ -270,16 +270,21 @@ public enum RenewalRun {
                 ["curl", "-s", "--max-time", "5"] + tls.curlArguments + ["https://\(endpoint.host):2379/health"],
                 allowFailure: true)
             if !health.contains("\"health\":\"true\"") { report.unhealthy.append("m\(h): \(health)") }
+            // Page by page: a long soak writes more keys than one response may carry (gRPC's 4 MiB default).
             let stored = try await members.withClient(h) { client in
+                var keys = Set<String>()
                 var range = Etcdserverpb_RangeRequest()
                 range.key = Data("renewal/".utf8)
                 range.rangeEnd = Data("renewal0".utf8)
                 range.keysOnly = true
                 range.serializable = true
-                return Set(
-                    try await Etcdserverpb_KV.Client(wrapping: client).range(range).kvs.map {
-                        String(decoding: $0.key, as: UTF8.self)
-                    })
+                range.limit = 10_000
+                while true {
+                    let page = try await Etcdserverpb_KV.Client(wrapping: client).range(range)
+                    keys.formUnion(page.kvs.map { String(decoding: $0.key, as: UTF8.self) })
+                    guard page.more, let last = page.kvs.last?.key else { return keys }
+                    range.key = last + [0]
+                }
             }
             report.missingWrites += acknowledged.subtracting(stored).sorted().prefix(5).map { "m\(h) lacks \($0)" }
             let hash = try await members.withClient(h) { client in

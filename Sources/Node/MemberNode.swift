@@ -188,7 +188,7 @@ public final class MemberNode: @unchecked Sendable {
             wal = try WriteAheadLog.create(
                 in: config.walDirectory, metadata: try metadata.serializedBytes(),
                 entries: founding.entries.map {
-                    WriteAheadLog.InitialEntry(index: $0.index, term: $0.term, kind: $0.kind.rawValue, data: $0.data)
+                    WALEntry(index: $0.index, term: $0.term, kind: $0.kind.rawValue, data: $0.data)
                 },
                 hardState: WALHardState(
                     term: founding.hardState.term, vote: founding.hardState.vote, commit: founding.hardState.commit),

@@ -152,19 +152,7 @@ final class FileReader {
     /// Fills `buffer` from the start as far as the file allows; returns the byte count, 0 at end of file.
     func read(into buffer: inout [UInt8], maximum: Int? = nil) throws -> Int {
         let limit = min(maximum ?? buffer.count, buffer.count)
-        return try buffer.withUnsafeMutableBytes { raw in
-            var filled = 0
-            while filled < limit {
-                let n = Foundation.read(fd, raw.baseAddress! + filled, limit - filled)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FileIO.error(path, "read")
-                }
-                if n == 0 { break }
-                filled += n
-            }
-            return filled
-        }
+        return try buffer.withUnsafeMutableBytes { try read(upTo: limit, into: $0) }
     }
 
     /// Reads up to `count` bytes into fresh memory via `body` (used to fill network buffers without an extra copy).

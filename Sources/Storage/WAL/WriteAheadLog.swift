@@ -66,27 +66,12 @@ public final class WriteAheadLog {
         ((try? FileSystem.list(directory)) ?? []).contains { $0.hasSuffix(".wal") }
     }
 
-    /// An entry a new log is created with (a new cluster's founding entries).
-    public struct InitialEntry: Sendable {
-        public var index: UInt64
-        public var term: UInt64
-        public var kind: UInt8
-        public var data: [UInt8]
-
-        public init(index: UInt64, term: UInt64, kind: UInt8, data: [UInt8]) {
-            self.index = index
-            self.term = term
-            self.kind = kind
-            self.data = data
-        }
-    }
-
     /// Creates a new log holding `entries` and `hardState` from the start. Fails if one already exists.
     ///
     /// The first segment is written whole (metadata, hard state, entries) under a temporary name, synced, then
     /// renamed into place: a log either does not exist or has its initial state, never one without the other.
     public static func create(
-        in directory: String, metadata: [UInt8], entries: [InitialEntry] = [],
+        in directory: String, metadata: [UInt8], entries: [WALEntry] = [],
         hardState: WALHardState = WALHardState(term: 0, vote: 0, commit: 0), options: Options = Options()
     ) throws -> WriteAheadLog {
         try FileSystem.makeDirectory(directory)
@@ -227,7 +212,7 @@ public final class WriteAheadLog {
 
     private static func startSegment(
         in directory: String, sequence: UInt64, firstIndex: UInt64, options: Options, metadata: [UInt8],
-        hardState: WALHardState, snapshot: WALSnapshot?, entries: [InitialEntry] = []
+        hardState: WALHardState, snapshot: WALSnapshot?, entries: [WALEntry] = []
     ) throws -> (File, Int) {
         let name = directory + "/" + segmentFileName(sequence: sequence, firstIndex: firstIndex)
         let temporary = name + ".tmp"
