@@ -6,6 +6,9 @@
 
 /// The textual layers of a JWT (RFC 7519): unpadded base64url segments and JSON objects, written as golang-jwt
 /// writes them so that Quorum's tokens have the bytes etcd's would.
+/// A JSON string literal as Go's `encoding/json` writes it (for bodies that must match etcd's byte for byte).
+public func goJSONQuoted(_ text: String) -> String { JWTEncoding.goJSONString(text) }
+
 enum JWTEncoding {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
 

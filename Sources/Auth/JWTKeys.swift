@@ -1,4 +1,5 @@
 import Crypto
+import X509
 import _CryptoExtras
 
 #if canImport(FoundationEssentials)
@@ -109,15 +110,16 @@ enum JWTKey: Sendable {
         }
     }
 
-    /// golang-jwt's `ParseRSAPublicKeyFromPEM` (a PKIX `PUBLIC KEY`; PKCS#1 `RSA PUBLIC KEY` is accepted too).
-    /// A certificate in place of the key, which Go also accepts, is not supported.
+    /// golang-jwt's `ParseRSAPublicKeyFromPEM` (a PKIX `PUBLIC KEY`; PKCS#1 `RSA PUBLIC KEY` is accepted too), or
+    /// as there a certificate's key (etcd's own tests give the server certificate as `pub-key`).
     private static func rsaPublicKey(_ pem: [UInt8]) throws(AuthConfigurationError) -> _RSA.Signing.PublicKey {
         guard let text = pemText(pem) else { throw .keyMustBePEM }
-        do {
-            return try _RSA.Signing.PublicKey(unsafePEMRepresentation: text)
-        } catch {
-            throw .notRSAPublicKey
+        if let key = try? _RSA.Signing.PublicKey(unsafePEMRepresentation: text) { return key }
+        if let certificate = try? Certificate(pemEncoded: text), let key = _RSA.Signing.PublicKey(certificate.publicKey)
+        {
+            return key
         }
+        throw .notRSAPublicKey
     }
 }
 
@@ -178,14 +180,21 @@ enum ECPublicKey: Sendable {
     case p384(P384.Signing.PublicKey)
     case p521(P521.Signing.PublicKey)
 
-    /// golang-jwt's `ParseECPublicKeyFromPEM` (a PKIX `PUBLIC KEY`).
+    /// golang-jwt's `ParseECPublicKeyFromPEM` (a PKIX `PUBLIC KEY`, or a certificate's key).
     init(pem bytes: [UInt8]) throws(AuthConfigurationError) {
         guard let text = pemText(bytes) else { throw .keyMustBePEM }
+        let certified = (try? Certificate(pemEncoded: text))?.publicKey
         if let key = try? P256.Signing.PublicKey(pemRepresentation: text) {
             self = .p256(key)
         } else if let key = try? P384.Signing.PublicKey(pemRepresentation: text) {
             self = .p384(key)
         } else if let key = try? P521.Signing.PublicKey(pemRepresentation: text) {
+            self = .p521(key)
+        } else if let certified, let key = P256.Signing.PublicKey(certified) {
+            self = .p256(key)
+        } else if let certified, let key = P384.Signing.PublicKey(certified) {
+            self = .p384(key)
+        } else if let certified, let key = P521.Signing.PublicKey(certified) {
             self = .p521(key)
         } else {
             throw .notECPublicKey

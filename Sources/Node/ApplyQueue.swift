@@ -37,12 +37,18 @@ final class ApplyQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Waits (at most `timeout` seconds) while more than `maxPendingEntries` entries are queued.
-    func waitForRoom(timeout: TimeInterval) {
+    /// Waits (at most `timeout` seconds) while more than `maxPendingEntries` entries are queued, and then for as
+    /// long as more than `hardLimit` are: the soft bound keeps the Raft loop's heartbeats flowing while applying
+    /// briefly lags, the hard one bounds the queue's memory whatever the leader commits (etcd's Raft loop likewise
+    /// blocks on its apply channel).
+    func waitForRoom(timeout: TimeInterval, hardLimit: Int = .max) {
         condition.lock()
         let deadline = Date().addingTimeInterval(timeout)
         while pendingEntries > Self.maxPendingEntries && !stopped {
             if !condition.wait(until: deadline) { break }
+        }
+        while pendingEntries > hardLimit && !stopped {
+            _ = condition.wait(until: Date().addingTimeInterval(0.1))
         }
         condition.unlock()
     }

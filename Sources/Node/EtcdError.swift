@@ -45,6 +45,9 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
         .failedPrecondition, "etcdserver: too many learner members in cluster")
     public static let requestTooLarge = EtcdError(.invalidArgument, "etcdserver: request is too large")
     public static let tooManyRequests = EtcdError(.resourceExhausted, "etcdserver: too many requests")
+    /// The caller's deadline (`grpc-timeout`) passed: what grpc-go answers for a handler that returns
+    /// `context.DeadlineExceeded`, as etcd's handlers do when the client's context expires.
+    public static let deadlineExceeded = EtcdError(.deadlineExceeded, "context deadline exceeded")
     public static let permissionDenied = EtcdError(.permissionDenied, "etcdserver: permission denied")
     public static let authNotEnabled = EtcdError(.failedPrecondition, "etcdserver: authentication is not enabled")
     public static let noLeader = EtcdError(.unavailable, "etcdserver: no leader")

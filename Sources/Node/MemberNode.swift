@@ -80,16 +80,26 @@ public final class MemberNode: @unchecked Sendable {
         /// Called on a loop thread: nil once the read may proceed, or why it may not.
         var completion: @Sendable (EtcdError?) -> Void
         var deadline: Int64
+        /// What the waiter hears when its deadline passes (nil: the error `expire` is given): the caller's own
+        /// deadline answers "deadline exceeded", the member's request timeout "request timed out".
+        var expiry: EtcdError? = nil
 
         /// Fails the waiters whose deadline passed; returns the others.
         static func expire(_ list: [ReadWaiter], now: Int64, with error: EtcdError) -> [ReadWaiter] {
             var keep: [ReadWaiter] = []
             for waiter in list {
-                if waiter.deadline <= now { waiter.completion(error) } else { keep.append(waiter) }
+                if waiter.deadline <= now { waiter.completion(waiter.expiry ?? error) } else { keep.append(waiter) }
             }
             return keep
         }
     }
+
+    /// etcd's `maxGapBetweenApplyAndCommitIndex`: while more committed entries than this wait to be applied, new
+    /// proposals are refused with "too many requests" (applying is the bottleneck; queueing more only grows memory).
+    public static let maxCommitApplyGap: UInt64 = 5000
+
+    /// Linearizable reads registered and not yet released or failed (bounded by `maxPendingReads`).
+    let pendingReadCount = Atomic<Int>(0)
 
     // MARK: Opening
 
@@ -436,16 +446,32 @@ public final class MemberNode: @unchecked Sendable {
     // MARK: Requests
 
     /// Replicates `request` and waits until it is applied here.
-    public func propose(_ request: Quorumpb_RaftRequest) async -> ApplyResult {
+    public func propose(_ request: Quorumpb_RaftRequest, deadline: Int64? = nil) async -> ApplyResult {
         await withCheckedContinuation { continuation in
-            propose(request) { continuation.resume(returning: $0) }
+            propose(request, deadline: deadline) { continuation.resume(returning: $0) }
         }
     }
 
     /// Replicates `request`; `completion` runs once it is applied here (on the Raft loop's thread: keep it
     /// short), or with the reason it failed.
-    public func propose(_ request: Quorumpb_RaftRequest, completion: @escaping @Sendable (ApplyResult) -> Void) {
-        if let failure = status.failure { return completion(.failure(.internal(failure))) }
+    ///
+    /// `deadline` (this member's clock, `now`) is the caller's: a proposal whose deadline passed before the Raft
+    /// loop got to it is not proposed at all, and one still waiting for its entry to be applied then fails with
+    /// "deadline exceeded" (the entry may still be applied later, as with etcd when a client gives up). Refused at
+    /// once with "too many requests" when applying lags committing by more than `maxCommitApplyGap` entries (etcd's
+    /// rule) or when `maxPendingProposals`/`maxPendingProposalBytes` proposals already wait.
+    public func propose(
+        _ request: Quorumpb_RaftRequest, deadline: Int64? = nil,
+        completion: @escaping @Sendable (ApplyResult) -> Void
+    ) {
+        let current = status
+        if let failure = current.failure { return completion(.failure(.internal(failure))) }
+        if current.commitIndex > appliedIndex.load(ordering: .relaxed) + Self.maxCommitApplyGap {
+            observer.proposalFailed()
+            return completion(.failure(.tooManyRequests))
+        }
+        let start = now()
+        if let deadline, deadline <= start { return completion(.failure(.deadlineExceeded)) }
         var request = request
         let id = ids.next()
         request.id = id
@@ -454,8 +480,18 @@ public final class MemberNode: @unchecked Sendable {
         do { data = try request.serializedBytes() } catch { return completion(.failure(.internal("encode: \(error)"))) }
         // etcd's limit applies to the replicated entry, so a request just under the gRPC limit can still be refused.
         if data.count > config.maxRequestBytes { return completion(.failure(.requestTooLarge)) }
-        waiters.register(id, deadline: now() + config.effectiveRequestTimeout, completion)
-        post { $0.proposals.append((id, data)) }
+        let timeout = start + config.effectiveRequestTimeout
+        let ownDeadline = deadline.map { $0 < timeout } ?? false
+        guard
+            waiters.register(
+                id, deadline: ownDeadline ? deadline! : timeout, bytes: data.count,
+                limits: (config.maxPendingProposals, config.maxPendingProposalBytes),
+                expiry: ownDeadline ? .deadlineExceeded : nil, completion)
+        else {
+            observer.proposalFailed()
+            return completion(.failure(.tooManyRequests))
+        }
+        post { $0.proposals.append(InboxWork.Proposal(id: id, data: data, deadline: ownDeadline ? deadline : nil)) }
     }
 
     /// Waits until this member has applied everything committed when the call started (Raft's ReadIndex):
@@ -468,9 +504,26 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     /// `readBarrier()` for callers that cannot suspend: `completion` runs on the Raft loop's thread with nil
-    /// once a read may proceed, or with the reason it may not.
-    public func readBarrier(completion: @escaping @Sendable (EtcdError?) -> Void) {
-        let waiter = ReadWaiter(completion: completion, deadline: now() + config.effectiveRequestTimeout)
+    /// once a read may proceed, or with the reason it may not. With the caller's `deadline` (this member's clock),
+    /// a read still waiting when it passes fails with "deadline exceeded". Past `maxPendingReads` waiting reads,
+    /// "too many requests" at once.
+    public func readBarrier(deadline: Int64? = nil, completion: @escaping @Sendable (EtcdError?) -> Void) {
+        if pendingReadCount.wrappingAdd(1, ordering: .relaxed).newValue > config.maxPendingReads {
+            pendingReadCount.wrappingSubtract(1, ordering: .relaxed)
+            return completion(.tooManyRequests)
+        }
+        let start = now()
+        if let deadline, deadline <= start {
+            pendingReadCount.wrappingSubtract(1, ordering: .relaxed)
+            return completion(.deadlineExceeded)
+        }
+        let timeout = start + config.effectiveRequestTimeout
+        let ownDeadline = deadline.map { $0 < timeout } ?? false
+        let waiter = ReadWaiter(
+            completion: { [self] error in
+                pendingReadCount.wrappingSubtract(1, ordering: .relaxed)
+                completion(error)
+            }, deadline: ownDeadline ? deadline! : timeout, expiry: ownDeadline ? .deadlineExceeded : nil)
         post { $0.reads.append(waiter) }
     }
 
@@ -772,9 +825,17 @@ public final class MemberNode: @unchecked Sendable {
             return
         }
         run {
-            for (id, data) in work.proposals {
+            let started = work.proposals.contains { $0.deadline != nil } ? now() : 0
+            for proposal in work.proposals {
+                let id = proposal.id
+                if let deadline = proposal.deadline, deadline <= started {
+                    // The caller gave up before this loop got to it: never replicated, never applied.
+                    observer.proposalFailed()
+                    waiters.resume(id, with: .failure(.deadlineExceeded))
+                    continue
+                }
                 do {
-                    try raft.propose(data)
+                    try raft.propose(proposal.data)
                 } catch {
                     observer.proposalFailed()
                     waiters.resume(id, with: .failure(status.hasLeader ? .leaderChanged : .noLeader))
@@ -892,7 +953,7 @@ public final class MemberNode: @unchecked Sendable {
             try applyItems([.entries(entries, configurations: configurations)])
             return
         }
-        applyQueue.waitForRoom(timeout: 0.05)
+        applyQueue.waitForRoom(timeout: 0.05, hardLimit: ApplyQueue.maxPendingEntries * 4)
         applyQueue.push(.entries(entries, configurations: configurations))
     }
 
@@ -1062,7 +1123,14 @@ public final class MemberNode: @unchecked Sendable {
 
 /// Requests queued for the Raft loop, taken all at once by its next pass.
 struct InboxWork: Sendable {
-    var proposals: [(UInt64, [UInt8])] = []
+    struct Proposal: Sendable {
+        var id: UInt64
+        var data: [UInt8]
+        /// The caller's deadline (this member's clock), when it is earlier than the request timeout.
+        var deadline: Int64?
+    }
+
+    var proposals: [Proposal] = []
     var messages: [Message] = []
     var reads: [MemberNode.ReadWaiter] = []
     var actions: [@Sendable (MemberNode) -> Void] = []

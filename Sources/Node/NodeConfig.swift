@@ -61,6 +61,13 @@ public struct NodeConfig: Sendable {
     public var leaseCheckpointNanoseconds: Int64 = 0
     /// etcd's `--experimental-warning-apply-duration`: an entry that takes longer to apply is logged.
     public var warningApplyNanoseconds: Int64 = 100_000_000
+    /// Proposals waiting to be applied on this member, at most (by count and by encoded bytes): past either bound a
+    /// new one is refused at once with etcd's "too many requests" instead of queueing without limit. etcd bounds its
+    /// queue only through the commit-apply gap (`MemberNode.maxCommitApplyGap`, kept as well) and gRPC's streams.
+    public var maxPendingProposals = 20_000
+    public var maxPendingProposalBytes = 256 << 20
+    /// Linearizable reads waiting for their ReadIndex, at most; past it a read gets "too many requests".
+    public var maxPendingReads = 20_000
 
     public init() {}
 

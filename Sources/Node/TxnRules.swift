@@ -32,7 +32,8 @@ public enum TxnRules {
             case .requestPut(let x): try validate(x)
             case .requestDeleteRange(let x): try validate(x)
             case .requestTxn(let x): try validate(x, maxOps: maxOps)
-            case .none: break
+            // etcd's `checkRequestOp`: an operation with no request (e.g. JSON naming a field that does not exist)
+            case .none: throw .keyNotFound
             }
         }
         _ = try writtenKeys(r.success)

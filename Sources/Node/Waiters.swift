@@ -4,47 +4,79 @@ import Synchronization
 ///
 /// A waiter is a completion closure rather than a continuation, so that a caller on an event loop can be
 /// answered without a task of its own; `MemberNode.propose(_:) async` wraps it for async callers.
+///
+/// Bounded: `register` refuses a waiter past a count or a byte limit (the encoded proposals the waiters stand for),
+/// so that a flood of writes cannot queue without end in front of Raft.
 final class Waiters: Sendable {
     typealias Completion = @Sendable (ApplyResult) -> Void
 
     private struct Waiter {
         var completion: Completion
         var deadline: Int64
+        var bytes: Int
+        /// What the waiter hears when its deadline passes (nil: the error `expire` is given).
+        var expiry: EtcdError?
     }
 
-    private let waiting = Mutex<[UInt64: Waiter]>([:])
+    private struct State {
+        var waiting: [UInt64: Waiter] = [:]
+        var bytes = 0
+    }
 
-    func register(_ id: UInt64, deadline: Int64, _ completion: @escaping Completion) {
-        waiting.withLock { $0[id] = Waiter(completion: completion, deadline: deadline) }
+    private let state = Mutex(State())
+
+    /// Registers a waiter; false (and nothing registered) when `limits` are given and one more waiter, or `bytes`
+    /// more, would pass them.
+    @discardableResult
+    func register(
+        _ id: UInt64, deadline: Int64, bytes: Int = 0, limits: (count: Int, bytes: Int)? = nil,
+        expiry: EtcdError? = nil, _ completion: @escaping Completion
+    ) -> Bool {
+        state.withLock { s in
+            if let limits, s.waiting.count >= limits.count || s.bytes + bytes > limits.bytes { return false }
+            s.waiting[id] = Waiter(completion: completion, deadline: deadline, bytes: bytes, expiry: expiry)
+            s.bytes += bytes
+            return true
+        }
+    }
+
+    private static func remove(_ id: UInt64, from s: inout State) -> Waiter? {
+        guard let waiter = s.waiting.removeValue(forKey: id) else { return nil }
+        s.bytes -= waiter.bytes
+        return waiter
     }
 
     func resume(_ id: UInt64, with result: ApplyResult) {
-        waiting.withLock { $0.removeValue(forKey: id) }?.completion(result)
+        state.withLock { Self.remove(id, from: &$0) }?.completion(result)
     }
 
     /// Resumes many waiters with one lock round (an apply batch completes them together).
     func resume(_ results: [(UInt64, ApplyResult)]) {
         guard !results.isEmpty else { return }
-        let completions = waiting.withLock { w in results.map { w.removeValue(forKey: $0.0)?.completion } }
+        let completions = state.withLock { s in results.map { Self.remove($0.0, from: &s)?.completion } }
         for (completion, result) in zip(completions, results) { completion?(result.1) }
     }
 
-    /// Fails waiters whose deadline passed.
+    /// Fails waiters whose deadline passed (with their own expiry error, if they have one).
     func expire(now: Int64, with error: EtcdError) {
-        let expired = waiting.withLock { w -> [Waiter] in
-            let ids = w.filter { $0.value.deadline <= now }.map(\.key)
-            return ids.compactMap { w.removeValue(forKey: $0) }
+        let expired = state.withLock { s -> [Waiter] in
+            let ids = s.waiting.filter { $0.value.deadline <= now }.map(\.key)
+            return ids.compactMap { Self.remove($0, from: &s) }
         }
-        for waiter in expired { waiter.completion(.failure(error)) }
+        for waiter in expired { waiter.completion(.failure(waiter.expiry ?? error)) }
     }
 
     func failAll(with error: EtcdError) {
-        let all = waiting.withLock { w -> [Waiter] in
-            defer { w.removeAll() }
-            return Array(w.values)
+        let all = state.withLock { s -> [Waiter] in
+            defer {
+                s.waiting.removeAll()
+                s.bytes = 0
+            }
+            return Array(s.waiting.values)
         }
         for waiter in all { waiter.completion(.failure(error)) }
     }
 
-    var count: Int { waiting.withLock { $0.count } }
+    var count: Int { state.withLock { $0.waiting.count } }
+    var bytes: Int { state.withLock { $0.bytes } }
 }

@@ -72,20 +72,23 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let client = config.listenClientURLs.map { url in
             RPCServerTransport(
                 options: .init(
-                    host: url.host, port: url.port, maxMessageBytes: maxBody, socketOptions: config.socketOptions,
-                    keepalive: config.keepalive, maxConcurrentStreams: config.maxConcurrentStreams))
+                    host: url.host, port: url.port, unixPath: url.unixPath, maxMessageBytes: maxBody,
+                    socketOptions: config.socketOptions, keepalive: config.keepalive,
+                    maxConcurrentStreams: config.maxConcurrentStreams))
         }
         // Peer connections live on the Raft loop's event loop; snapshots arrive in chunks of 256 KiB.
         let peer = config.listenPeerURLs.map { url in
             RPCServerTransport(
                 options: .init(
-                    host: url.host, port: url.port, maxMessageBytes: 8 << 20, socketOptions: config.socketOptions))
+                    host: url.host, port: url.port, unixPath: url.unixPath, maxMessageBytes: 8 << 20,
+                    socketOptions: config.socketOptions))
         }
         // `--listen-metrics-urls`: HTTP only (/metrics and the health endpoints), http or https.
         let metrics = config.listenMetricsURLs.map { url in
             RPCServerTransport(
                 options: .init(
-                    host: url.host, port: url.port, maxMessageBytes: 64 * 1024, socketOptions: config.socketOptions))
+                    host: url.host, port: url.port, unixPath: url.unixPath, maxMessageBytes: 64 * 1024,
+                    socketOptions: config.socketOptions))
         }
         for (url, transport) in zip(
             config.listenClientURLs + config.listenPeerURLs + config.listenMetricsURLs, client + peer + metrics)
@@ -93,6 +96,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
             do {
                 try transport.open()
             } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                if let path = url.unixPath { throw ConfigError("listen unix \(path): bind: address already in use") }
                 throw ConfigError("listen tcp \(url.host):\(url.port): bind: address already in use")
             } catch is SocketAddressError.UnknownHost {
                 throw ConfigError("listen tcp: lookup \(url.host): no such host")
@@ -135,6 +139,14 @@ public final class QuorumServer: Service, @unchecked Sendable {
         let peers = PeerTransport(
             logger: logger, security: tls.peer ?? PlaintextPeers(), metrics: metrics, eventLoopGroup: raftGroup)
         var nodeConfig = config.node
+        if let imported = try EtcdDataDirImport.importIfNeeded(nodeConfig) {
+            logger.notice(
+                "converted etcd's data directory",
+                metadata: [
+                    "data-dir": "\(nodeConfig.dataDir)", "revision": "\(imported.revision)",
+                    "members": "\(imported.members)", "etcd-files-kept-in": "\(imported.etcdFiles)",
+                ])
+        }
         if nodeConfig.initialClusterState == .existing && !WriteAheadLog.exists(in: nodeConfig.walDirectory) {
             nodeConfig.join = try await ClusterJoin.discover(
                 config: nodeConfig, security: peers.security, logger: logger)
@@ -172,7 +184,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
             },
             healthWarnings: {
                 tls.healthWarnings() + peers.certificateRefusals() + (backups?.healthProblem().map { [$0] } ?? [])
-            })
+            }, gatewayStreams: GatewayStreams.forLimit(config.maxConcurrentStreams))
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),

@@ -8,18 +8,31 @@ public struct ListenURL: Sendable, Equatable, CustomStringConvertible {
     public var port: Int
 
     public init(_ text: String) throws {
-        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(), ["http", "https"].contains(scheme),
-            let host = url.host, let port = url.port
+        guard let url = URL(string: text), let scheme = url.scheme?.lowercased(),
+            ["http", "https", "unix", "unixs"].contains(scheme), let host = url.host,
+            let port = url.port ?? (scheme.hasPrefix("unix") ? 0 : nil)
         else {
-            throw ConfigError("invalid URL \"\(text)\": expected scheme://host:port with scheme http or https")
+            throw ConfigError(
+                "invalid URL \"\(text)\": expected scheme://host:port with scheme http, https, unix or unixs")
         }
         self.scheme = scheme
         self.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
         self.port = port
     }
 
-    public var isTLS: Bool { scheme == "https" }
-    public var description: String { "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    public var isTLS: Bool { scheme == "https" || scheme == "unixs" }
+
+    /// For `unix://` and `unixs://` URLs, the socket's path: what follows the scheme (`unix://etcd.sock:1` is the file
+    /// `etcd.sock:1`, relative to the working directory), as etcd listens on and dials them.
+    public var unixPath: String? {
+        guard scheme.hasPrefix("unix") else { return nil }
+        return port == 0 ? host : "\(host):\(port)"
+    }
+
+    public var description: String {
+        if let unixPath { return "\(scheme)://\(unixPath)" }
+        return "\(scheme)://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+    }
 }
 
 /// A configuration problem, reported to the operator before anything starts.

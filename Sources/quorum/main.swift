@@ -73,6 +73,51 @@ func versionText() -> String {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let environment = ProcessInfo.processInfo.environment
+
+/// `quorum gateway start`: etcd's L4 gateway (a TCP proxy to the cluster's client endpoints). Errors are reported as
+/// etcd's cobra commands report them ("Error: ...", status 1).
+func runGateway(_ arguments: [String]) async -> Never {
+    let options: TCPGatewayOptions
+    do {
+        options = try TCPGatewayOptions.parse(arguments)
+    } catch {
+        FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+        exit(1)
+    }
+    let settings = LogSettings()
+    LoggingSystem.bootstrap { label in settings.makeHandler(label: label, fds: [2]) }
+    let logger = Logger(label: "gateway")
+    let task = Task { try await TCPGateway.run(options, logger: logger) }
+    for signal in [SIGTERM, SIGINT] {
+        let source = DispatchSource.makeSignalSource(signal: signal)
+        Foundation.signal(signal, SIG_IGN)
+        source.setEventHandler { task.cancel() }
+        source.resume()
+        gatewaySignalSources.append(source)
+    }
+    do {
+        try await task.value
+        exit(0)
+    } catch is CancellationError {
+        exit(0)
+    } catch {
+        logger.critical("gateway stopped: \(error)")
+        exit(1)
+    }
+}
+
+nonisolated(unsafe) var gatewaySignalSources: [any DispatchSourceSignal] = []
+
+switch arguments.first {
+case "gateway":
+    await runGateway(Array(arguments.dropFirst()))
+case "grpc-proxy":
+    fail(
+        "grpc-proxy is not supported by Quorum (its L4 gateway is: quorum gateway start --endpoints ...)",
+        status: 1)
+default:
+    break
+}
 var flags: EtcdFlags
 var configFilePath: String?
 do {

@@ -28,6 +28,14 @@ enum JWTTokenProviderFixtures {
             ["openssl", "ec", "-in", "\(dir)/p384.pem", "-pubout", "-out", "\(dir)/p384.pub"],
             ["openssl", "ecparam", "-name", "secp521r1", "-genkey", "-noout", "-out", "\(dir)/p521.pem"],
             ["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", "\(dir)/p521.pem", "-out", "\(dir)/p521-pkcs8.pem"],
+            [
+                "openssl", "req", "-x509", "-new", "-key", "\(dir)/rsa.pem", "-subj", "/CN=jwt", "-days", "1", "-out",
+                "\(dir)/rsa.crt",
+            ],
+            [
+                "openssl", "req", "-x509", "-new", "-key", "\(dir)/p256.pem", "-subj", "/CN=jwt", "-days", "1", "-out",
+                "\(dir)/p256.crt",
+            ],
         ]
         for command in commands {
             let result = try run(command)
@@ -244,6 +252,18 @@ enum JWTTokenProviderFixtures {
         var provider = F.hmacProvider(clock: ManualClock().authClock)
         let token = try provider.assign(username: "<odd \"name\">", revision: 1, index: 0, prefix: "")
         #expect(provider.info(token: token, currentRevision: 1)?.username == "<odd \"name\">")
+    }
+
+    /// golang-jwt takes a certificate in place of a public key (etcd's e2e tests give `pub-key=server.crt`).
+    @Test(arguments: [(JWTSignMethod.rs256, "rsa"), (.es256, "p256")])
+    func aCertificateServesAsThePublicKey(method: JWTSignMethod, key: String) throws {
+        let clock = ManualClock()
+        var signer = try provider(method, priv: key + ".pem", pub: key + ".crt", clock: clock)
+        let token = try signer.assign(username: "ann", revision: 3, index: 0, prefix: "")
+        var verifier = try provider(method, priv: nil, pub: key + ".crt", clock: clock)
+        #expect(verifier.info(token: token, currentRevision: 3)?.username == "ann")
+        var other = try provider(method, priv: nil, pub: key == "rsa" ? "rsa2.pub" : "p384.pub", clock: clock)
+        #expect(other.info(token: token, currentRevision: 3) == nil)
     }
 
     @Test func keyRulesFollowEtcd() throws {

@@ -197,6 +197,10 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
         #expect(throws: EtcdError.tooManyOps) { try TxnRules.validate(t, maxOps: 2) }
         t.success = [op(put: "", "v")]
         #expect(throws: EtcdError.emptyKey) { try TxnRules.validate(t, maxOps: 128) }
+        // An operation without a request: etcd answers "key not found" (it used to crash on one).
+        t.success = [op(put: "k", "v")]
+        t.failure = [Etcdserverpb_RequestOp()]
+        #expect(throws: EtcdError.keyNotFound) { try TxnRules.validate(t, maxOps: 128) }
         var put = Etcdserverpb_PutRequest()
         put.key = Data("k".utf8)
         put.ignoreValue = true

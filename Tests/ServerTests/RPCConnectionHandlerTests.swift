@@ -25,7 +25,9 @@ import Testing
                     var response = Etcdserverpb_PutResponse()
                     response.header.revision = Int64(request.key.count)
                     if request.key.starts(with: Array("held".utf8)) {
-                        held.withLock { $0 = responder }
+                        // `held` for the test of key "held" alone: tests run in parallel.
+                        if request.key == Data("held".utf8) { held.withLock { $0 = responder } }
+                        heldByKey.withLock { $0[String(decoding: request.key, as: UTF8.self)] = responder }
                     } else if request.key.starts(with: Array("fail".utf8)) {
                         responder.respond(Result<Etcdserverpb_PutResponse, EtcdError>.failure(.keyNotFound))
                     } else if request.key.starts(with: Array("later".utf8)) {
@@ -44,20 +46,24 @@ import Testing
     /// A connection handler on a thread-safe test channel, so completions can come from other threads.
     /// The responder of the last "held" request, answered by the test itself.
     static let held = Mutex<UnaryResponder?>(nil)
+    /// Every held responder by key, for tests that run beside others.
+    static let heldByKey = Mutex<[String: UnaryResponder]>([:])
 
     struct Harness {
         let channel: NIOAsyncTestingChannel
         let shared: RPCListenerShared
 
-        init(http: (any HTTPRouting)? = nil, maxMessageBytes: Int = 1 << 20, bridge: RPCBridge? = nil)
-            async throws
-        {
+        init(
+            http: (any HTTPRouting)? = nil, maxMessageBytes: Int = 1 << 20, bridge: RPCBridge? = nil,
+            limits: RPCConnectionLimits = RPCConnectionLimits(), before: (any ChannelHandler & Sendable)? = nil
+        ) async throws {
             let shared = RPCListenerShared(
                 fastRoutes: RPCConnectionHandlerTests.routes(), maxMessageBytes: maxMessageBytes, bridge: bridge,
-                http: http
+                http: http, limits: limits
             )
             self.shared = shared
             channel = try await NIOAsyncTestingChannel { channel in
+                if let before { try channel.pipeline.syncOperations.addHandler(before) }
                 try channel.pipeline.syncOperations.addHandler(RPCConnectionHandler(shared: shared))
             }
             try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 2379)).get()
@@ -65,13 +71,15 @@ import Testing
 
         func send(_ frame: HTTP2Frame) async throws { try await channel.writeInbound(frame) }
 
-        func request(_ stream: Int, path: String, contentType: String = "application/grpc", endStream: Bool = false)
-            async throws
-        {
-            let headers: HPACKHeaders = [
+        func request(
+            _ stream: Int, path: String, contentType: String = "application/grpc", endStream: Bool = false,
+            extra: HPACKHeaders = [:]
+        ) async throws {
+            var headers: HPACKHeaders = [
                 ":method": "POST", ":scheme": "http", ":path": path, ":authority": "localhost",
                 "content-type": contentType, "te": "trailers",
             ]
+            headers.add(contentsOf: extra)
             try await send(
                 HTTP2Frame(
                     streamID: HTTP2StreamID(stream), payload: .headers(.init(headers: headers, endStream: endStream))))

@@ -234,7 +234,11 @@ struct ReloadingContextTests {
         let refused = try? await EchoClient.roundTrip(
             try await EchoClient.connect(port: server.port) { try m3.makeClientHandler(host: "127.0.0.1") }, "raft")
         #expect(refused == nil)
-        #expect(await eventually { logs.contains("is not the allowed CN m2") })
+        // In etcd's words too ("client certificate authentication failed"), which etcd's e2e tests look for.
+        #expect(
+            await eventually {
+                logs.contains("client certificate authentication failed (common name m3 is not the allowed CN m2)")
+            })
 
         // Dialling m1 under a name its certificate does not carry fails on the dialling side, with the SAN reason.
         let wrongHost = try? await EchoClient.roundTrip(
@@ -252,7 +256,11 @@ struct ReloadingContextTests {
         let byHost = try? await EchoClient.roundTrip(
             try await EchoClient.connect(port: hostEcho.port) { try m2.makeClientHandler(host: "127.0.0.1") }, "x")
         #expect(byHost == nil)
-        #expect(await eventually { logs.contains("allowed hostname peers.example.com") })
+        #expect(
+            await eventually {
+                logs.contains(
+                    "client certificate authentication failed (SAN does not contain allowed hostname peers.example.com")
+            })
         await server.close()
         await hostEcho.close()
 

@@ -3,7 +3,9 @@ import EtcdProto
 import Foundation
 import GRPCCore
 import MVCC
+import NIOCore
 import Node
+import Synchronization
 
 /// The etcd v3 API over a member, independent of transport: the gRPC services and the JSON gateway both call
 /// it, so the two can never disagree. Every method returns a fully stamped response or throws `EtcdError`.
@@ -74,7 +76,8 @@ public final class EtcdHandler: Sendable {
 
     /// Writes are checked where they are applied, against the identity the proposal carries (`stamp`).
     public func put(
-        _ r: Etcdserverpb_PutRequest, _ caller: Caller, completion: @escaping Completion<Etcdserverpb_PutResponse>
+        _ r: Etcdserverpb_PutRequest, _ caller: Caller, deadline: Int64? = nil,
+        completion: @escaping Completion<Etcdserverpb_PutResponse>
     ) {
         do throws(EtcdError) {
             try TxnRules.validate(r)
@@ -85,7 +88,7 @@ public final class EtcdHandler: Sendable {
         var request = Quorumpb_RaftRequest()
         request.put = r
         stamp(&request, caller)
-        propose(request, completion) { applied in
+        propose(request, deadline: deadline, completion) { applied in
             guard case .put(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
             return response
@@ -99,14 +102,14 @@ public final class EtcdHandler: Sendable {
     }
 
     public func deleteRange(
-        _ r: Etcdserverpb_DeleteRangeRequest, _ caller: Caller,
+        _ r: Etcdserverpb_DeleteRangeRequest, _ caller: Caller, deadline: Int64? = nil,
         completion: @escaping Completion<Etcdserverpb_DeleteRangeResponse>
     ) {
         do throws(EtcdError) { try TxnRules.validate(r) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.deleteRange = r
         stamp(&request, caller)
-        propose(request, completion) { applied in
+        propose(request, deadline: deadline, completion) { applied in
             guard case .deleteRange(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
             return response
@@ -120,7 +123,8 @@ public final class EtcdHandler: Sendable {
     }
 
     public func txn(
-        _ r: Etcdserverpb_TxnRequest, _ caller: Caller, completion: @escaping Completion<Etcdserverpb_TxnResponse>
+        _ r: Etcdserverpb_TxnRequest, _ caller: Caller, deadline: Int64? = nil,
+        completion: @escaping Completion<Etcdserverpb_TxnResponse>
     ) {
         do throws(EtcdError) {
             try TxnRules.validate(r, maxOps: config.maxTxnOps)
@@ -131,7 +135,7 @@ public final class EtcdHandler: Sendable {
         var request = Quorumpb_RaftRequest()
         request.txn = r
         stamp(&request, caller)
-        propose(request, completion) { applied in
+        propose(request, deadline: deadline, completion) { applied in
             guard case .txn(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
             return response
@@ -145,13 +149,13 @@ public final class EtcdHandler: Sendable {
     }
 
     public func compact(
-        _ r: Etcdserverpb_CompactionRequest, _ caller: Caller,
+        _ r: Etcdserverpb_CompactionRequest, _ caller: Caller, deadline: Int64? = nil,
         completion: @escaping Completion<Etcdserverpb_CompactionResponse>
     ) {
         do throws(EtcdError) { try authorize(.compact, caller) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.compaction = r
-        propose(request, completion) { applied in
+        propose(request, deadline: deadline, completion) { applied in
             guard case .compaction(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
             return response
@@ -167,7 +171,7 @@ public final class EtcdHandler: Sendable {
     }
 
     public func leaseGrant(
-        _ r: Etcdserverpb_LeaseGrantRequest, _ caller: Caller,
+        _ r: Etcdserverpb_LeaseGrantRequest, _ caller: Caller, deadline: Int64? = nil,
         completion: @escaping Completion<Etcdserverpb_LeaseGrantResponse>
     ) {
         do throws(EtcdError) {
@@ -177,7 +181,7 @@ public final class EtcdHandler: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        node.propose(node.leaseGrantRequest(ttl: r.ttl, id: r.id)) { result in
+        node.propose(node.leaseGrantRequest(ttl: r.ttl, id: r.id), deadline: deadline) { result in
             completion(
                 result.flatMap { applied in
                     guard case .leaseGrant(var response) = applied else { return .failure(self.unexpected()) }
@@ -195,14 +199,14 @@ public final class EtcdHandler: Sendable {
 
     /// Needs some identity here, and write on every attached key where it is applied.
     public func leaseRevoke(
-        _ r: Etcdserverpb_LeaseRevokeRequest, _ caller: Caller,
+        _ r: Etcdserverpb_LeaseRevokeRequest, _ caller: Caller, deadline: Int64? = nil,
         completion: @escaping Completion<Etcdserverpb_LeaseRevokeResponse>
     ) {
         do throws(EtcdError) { try authorize(.leaseRevoke, caller) } catch { return completion(.failure(error)) }
         var request = Quorumpb_RaftRequest()
         request.leaseRevoke = r
         stamp(&request, caller)
-        propose(request, completion) { applied in
+        propose(request, deadline: deadline, completion) { applied in
             guard case .leaseRevoke(var response) = applied else { return nil }
             response.header = self.node.header(revision: response.header.revision)
             return response
@@ -246,12 +250,36 @@ public final class EtcdHandler: Sendable {
         throw .timeout
     }
 
-    /// Renews at the leader from a follower: the answer, or nil when there is no leader to ask right now.
+    /// Renews at the leader from a follower: the answer, or nil when there is no leader to ask right now. False
+    /// (and `completion` never called) when too many renewals already wait for the leader: "too many requests".
+    @discardableResult
     public func forwardKeepAlive(
         _ id: Int64, completion: @escaping @Sendable (Etcdserverpb_LeaseKeepAliveResponse?) -> Void
-    ) {
-        guard let renewals else { return completion(nil) }
-        renewals.renew(id) { ttl in completion(ttl.map { self.keepAliveResponse(id: id, ttl: $0) }) }
+    ) -> Bool {
+        guard let renewals else {
+            completion(nil)
+            return true
+        }
+        return renewals.renew(id) { ttl in completion(ttl.map { self.keepAliveResponse(id: id, ttl: $0) }) }
+    }
+
+    /// Keep-alives retrying until a leader answers (`leaseKeepAlive(_:)` from the client port's fast path), at
+    /// most `maxKeepAlivesAwaitingLeader`: without a leader each costs a task for up to five seconds, so a client
+    /// that keeps sending renewals must not grow them without end.
+    let keepAlivesAwaitingLeader = Atomic<Int>(0)
+    static let maxKeepAlivesAwaitingLeader = 10_000
+
+    /// Runs `body` as one of the keep-alives awaiting a leader, or returns false when there are too many already.
+    func awaitingLeader(_ body: @escaping @Sendable () async -> Void) -> Bool {
+        if keepAlivesAwaitingLeader.wrappingAdd(1, ordering: .relaxed).newValue > Self.maxKeepAlivesAwaitingLeader {
+            keepAlivesAwaitingLeader.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        Task {
+            await body()
+            keepAlivesAwaitingLeader.wrappingSubtract(1, ordering: .relaxed)
+        }
+        return true
     }
 
     /// The remaining TTL is the leader's to tell: followers keep no deadlines, so they ask it.
@@ -401,16 +429,22 @@ public final class EtcdHandler: Sendable {
 
     // MARK: Helpers
 
+    /// A caller's deadline on this member's clock (`MemberNode.now`), as `propose` and `readBarrier` take it.
+    func nodeDeadline(_ deadline: NIODeadline?) -> Int64? {
+        guard let deadline else { return nil }
+        return node.now() + (deadline - .now()).nanoseconds
+    }
+
     func propose(_ request: Quorumpb_RaftRequest) async throws(EtcdError) -> ApplyResponse {
         try await node.propose(request).get()
     }
 
     /// Proposes `request` and hands `completion` the response `extract` makes of the applied result.
     private func propose<Response>(
-        _ request: Quorumpb_RaftRequest, _ completion: @escaping Completion<Response>,
+        _ request: Quorumpb_RaftRequest, deadline: Int64?, _ completion: @escaping Completion<Response>,
         extract: @escaping @Sendable (ApplyResponse) -> Response?
     ) {
-        node.propose(request) { result in
+        node.propose(request, deadline: deadline) { result in
             completion(
                 result.flatMap { applied in extract(applied).map { .success($0) } ?? .failure(self.unexpected()) })
         }

@@ -357,6 +357,7 @@ public struct EtcdFlags: Sendable {
     /// A URL to listen on: as etcd, an IP address or `localhost`, never a name to look up.
     static func bindURL(_ text: String) throws -> ListenURL {
         let url = try ListenURL(text)
+        if url.unixPath != nil { return url }
         var v4 = in_addr()
         var v6 = in6_addr()
         guard

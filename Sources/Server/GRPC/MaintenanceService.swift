@@ -45,10 +45,15 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         request: Etcdserverpb_SnapshotRequest, response: RPCWriter<Etcdserverpb_SnapshotResponse>,
         context: ServerContext
     ) async throws {
+        let caller = try await rpc { () async throws(EtcdError) in try await handler.currentCaller() }
+        try await snapshot(caller) { try await response.write($0) }
+    }
+
+    /// Writes a snapshot for `caller` through `write` (the gRPC service and the JSON gateway); refusals are
+    /// `EtcdError`s thrown before anything is written.
+    func snapshot(_ caller: Caller, write: (Etcdserverpb_SnapshotResponse) async throws -> Void) async throws {
         let node = handler.node
-        try await rpc { () async throws(EtcdError) in
-            try handler.authorize(.snapshot, try await handler.currentCaller())
-        }
+        try await rpc { () async throws(EtcdError) in try handler.authorize(.snapshot, caller) }
         let path = node.config.dataDir + "/member/snap/snapshot-\(UInt64.random(in: 0...UInt64.max)).tmp"
         defer { try? FileSystem.remove(path) }
         // What the apply loop holds in SQLite's open transaction goes in first, so the snapshot is as of now.
@@ -78,7 +83,7 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
             }
             message.remainingBytes = UInt64(total - sent)
             message.blob = Data(bytes)
-            try await response.write(message)
+            try await write(message)
         }
     }
 

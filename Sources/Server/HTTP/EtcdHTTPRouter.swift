@@ -16,6 +16,8 @@ struct EtcdHTTPRouter: HTTPRouting {
     /// that will expire soon and cannot be renewed: reported in `/health`'s `reason` while `health` stays "true",
     /// and in `/readyz?verbose`.
     var healthWarnings: @Sendable () -> [String] = { [] }
+    /// The JSON gateway's share of `--max-concurrent-streams` (nil: unbounded).
+    var gatewayStreams: GatewayStreams? = nil
 
     func handle(_ request: HTTPRequestInfo) async -> HTTPReply {
         switch request.path {
@@ -31,13 +33,13 @@ struct EtcdHTTPRouter: HTTPRouting {
             return HTTPReply(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics())
         default:
             if let method = JSONGateway.method(for: request.path) {
-                guard request.method == .POST else {
-                    return .json(#"{"error":"Method Not Allowed","code":12,"message":"Method Not Allowed"}"#,
-                        status: .methodNotAllowed)
-                }
+                // grpc-gateway's answers for a method other than POST and for a path it has no method for.
+                guard request.method == .POST else { return .text("Method Not Allowed\n", status: .methodNotAllowed) }
                 return await JSONGateway.call(
-                    method, body: request.body, handler: handler, authorization: request.authorization)
+                    method, body: request.body, handler: handler, authorization: request.authorization,
+                    streams: gatewayStreams)
             }
+            if JSONGateway.isGatewayPath(request.path) { return .text("Not Found\n", status: .notFound) }
             return .text("404 page not found\n", status: .notFound)
         }
     }

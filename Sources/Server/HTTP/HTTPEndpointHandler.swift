@@ -2,11 +2,17 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// A complete HTTP/1.1 response.
+/// An HTTP response: a complete body, or (`stream`) one written piece by piece.
 struct HTTPReply: Sendable {
     var status: HTTPResponseStatus
     var contentType: String
     var body: [UInt8]
+    /// A body produced over time (grpc-gateway's streamed responses); `body` is then unused.
+    var stream: HTTPBodyStream? = nil
+
+    static func streaming(contentType: String = "application/json", _ stream: HTTPBodyStream) -> HTTPReply {
+        HTTPReply(status: .ok, contentType: contentType, body: [], stream: stream)
+    }
 
     static func json(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
         HTTPReply(status: status, contentType: "application/json", body: Array(text.utf8))
@@ -16,6 +22,19 @@ struct HTTPReply: Sendable {
         HTTPReply(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
     }
 }
+
+/// A response body written as it is produced: `produce` gets a `write` that hands one piece to the connection
+/// (one HTTP/1.1 chunk or HTTP/2 DATA frame) and returns once it was written, so a client that reads slowly slows
+/// the producer; it throws `HTTPClientGone` once the client is gone (the producing task is cancelled then too).
+/// The response head goes out with the first piece, with the status given there (nil: the reply's), so that a
+/// stream failing before its first result still gets an error status. The response ends when `produce` returns.
+struct HTTPBodyStream: Sendable {
+    typealias Write = @Sendable (_ bytes: [UInt8], _ status: HTTPResponseStatus?) async throws -> Void
+    let produce: @Sendable (_ write: Write) async -> Void
+}
+
+/// The client went away while a streamed response was being written.
+struct HTTPClientGone: Error {}
 
 /// A request as the router sees it.
 struct HTTPRequestInfo: Sendable {
@@ -40,6 +59,11 @@ final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler 
     private let maxBody: Int
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
+    /// The tasks answering this connection's requests: cancelled when it closes (a streamed response never ends
+    /// by itself).
+    private var tasks: [Int: Task<Void, Never>] = [:]
+    private var nextTask = 0
+    private var active = true
 
     init(router: any HTTPRouting, maxBody: Int) {
         self.router = router
@@ -68,13 +92,79 @@ final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler 
             let keepAlive = head.isKeepAlive
             let router = self.router
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
-            Task {
-                let reply = await router.handle(request)
+            let id = nextTask
+            nextTask += 1
+            tasks[id] = Self.answer(request, router: router, keepAlive: keepAlive, id: id, bound: bound)
+        }
+    }
+
+    private static func answer(
+        _ request: HTTPRequestInfo, router: any HTTPRouting, keepAlive: Bool, id: Int,
+        bound: NIOLoopBound<(HTTPEndpointHandler, ChannelHandlerContext)>
+    ) -> Task<Void, Never> {
+        let eventLoop = bound.eventLoop
+        return Task {
+            let reply = await router.handle(request)
+            if let stream = reply.stream {
+                await Self.stream(reply, stream, keepAlive: keepAlive, bound: bound)
+            } else {
                 eventLoop.execute {
                     let (handler, context) = bound.value
-                    handler.respond(context: context, keepAlive: keepAlive, reply)
+                    if handler.active { handler.respond(context: context, keepAlive: keepAlive, reply) }
                 }
+            }
+            eventLoop.execute { bound.value.0.tasks[id] = nil }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        active = false
+        for task in tasks.values { task.cancel() }
+        tasks.removeAll()
+        context.fireChannelInactive()
+    }
+
+    /// Writes a streamed reply: the head (chunked) with the first piece, each piece as one chunk as `produce`
+    /// hands it over, then the end.
+    private static func stream(
+        _ reply: HTTPReply, _ stream: HTTPBodyStream, keepAlive: Bool,
+        bound: NIOLoopBound<(HTTPEndpointHandler, ChannelHandlerContext)>
+    ) async {
+        let eventLoop = bound.eventLoop
+        guard let headSent = try? await eventLoop.submit({ NIOLoopBoundBox(false, eventLoop: eventLoop) }).get() else {
+            return
+        }
+        @Sendable func sendHeadIfNeeded(_ status: HTTPResponseStatus?) {
+            guard !headSent.value else { return }
+            headSent.value = true
+            let (handler, context) = bound.value
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: reply.contentType)
+            headers.add(name: "Transfer-Encoding", value: "chunked")
+            headers.add(name: "Date", value: HTTPDate.format())
+            let head = HTTPResponseHead(version: .http1_1, status: status ?? reply.status, headers: headers)
+            context.write(handler.wrapOutboundOut(.head(head)), promise: nil)
+        }
+        await stream.produce { bytes, status in
+            try await eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                let (handler, context) = bound.value
+                guard handler.active else { return eventLoop.makeFailedFuture(HTTPClientGone()) }
+                sendHeadIfNeeded(status)
+                var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+                buffer.writeBytes(bytes)
+                let written = eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: written)
+                return written.futureResult
+            }.get()
+        }
+        eventLoop.execute {
+            let (handler, context) = bound.value
+            guard handler.active else { return }
+            sendHeadIfNeeded(nil)
+            let done = eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: done)
+            if !keepAlive {
+                done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
             }
         }
     }

@@ -1,6 +1,8 @@
 import Auth
 import EtcdProto
 import Foundation
+import GRPCCore
+import MVCC
 import NIOHTTP1
 import Node
 import SwiftProtobuf
@@ -15,6 +17,10 @@ enum JSONGateway {
         case authEnable, authDisable, authStatus, authenticate
         case userAdd, userGet, userList, userDelete, userChangePassword, userGrantRole, userRevokeRole
         case roleAdd, roleGet, roleList, roleDelete, roleGrantPermission, roleRevokePermission
+        case lock, unlock
+        case campaign, proclaim, leader, resign
+        /// Streams: a bidirectional one (watch) and server streams (snapshot, observe).
+        case watch, snapshot, observe
     }
 
     private static let routes: [String: Method] = [
@@ -35,7 +41,16 @@ enum JSONGateway {
         "auth/role/add": .roleAdd, "auth/role/get": .roleGet, "auth/role/list": .roleList,
         "auth/role/delete": .roleDelete, "auth/role/grant": .roleGrantPermission,
         "auth/role/revoke": .roleRevokePermission,
+        "watch": .watch, "maintenance/snapshot": .snapshot,
+        "lock/lock": .lock, "lock/unlock": .unlock,
+        "election/campaign": .campaign, "election/proclaim": .proclaim, "election/leader": .leader,
+        "election/observe": .observe, "election/resign": .resign,
     ]
+
+    /// Whether `path` is under one of the gateway's prefixes (an unknown method there gets grpc-gateway's 404).
+    static func isGatewayPath(_ path: String) -> Bool {
+        ["/v3/", "/v3beta/", "/v3alpha/"].contains { path.hasPrefix($0) }
+    }
 
     /// The method for a path under `/v3/` (also the older `/v3beta/` and `/v3alpha/` prefixes).
     static func method(for path: String) -> Method? {
@@ -48,16 +63,32 @@ enum JSONGateway {
     /// Serves one gateway call. The token comes from the `Authorization` header (etcd's gateway forwards it as
     /// the `token` metadata); a client certificate does not identify gateway callers, as in etcd, where the
     /// gateway reaches the server with its own connection.
-    static func call(_ method: Method, body: [UInt8], handler: EtcdHandler, authorization: String? = nil) async
-        -> HTTPReply
-    {
-        let caller: Caller
-        do throws(EtcdError) {
-            caller = try await handler.resolve(handler.node.auth.isEnabled ? Credentials(token: authorization) : nil)
-        } catch {
-            return failure(error)
+    ///
+    /// Every call holds one of `streams` while it runs (a streamed one until its response ends): etcd's gateway
+    /// reaches its member over one gRPC connection, whose `--max-concurrent-streams` its calls share, so once that
+    /// many watches are open through it, further calls wait for one to end.
+    static func call(
+        _ method: Method, body: [UInt8], handler: EtcdHandler, authorization: String? = nil,
+        streams: GatewayStreams? = nil
+    ) async -> HTTPReply {
+        guard await streams?.acquire() ?? true else { return failure(EtcdError(.canceled, "context canceled")) }
+        let credentials = handler.node.auth.isEnabled ? Credentials(token: authorization) : nil
+        switch method {
+        case .watch:
+            return watch(body, handler: handler, credentials: credentials, release: { streams?.release() })
+        case .snapshot, .observe:
+            return serverStream(
+                method, body, handler: handler, credentials: credentials, release: { streams?.release() })
+        default:
+            defer { streams?.release() }
+            let caller: Caller
+            do throws(EtcdError) {
+                caller = try await handler.resolve(credentials)
+            } catch {
+                return failure(error)
+            }
+            return await call(method, body: body, handler: handler, caller: caller)
         }
-        return await call(method, body: body, handler: handler, caller: caller)
     }
 
     private static func call(_ method: Method, body: [UInt8], handler: EtcdHandler, caller: Caller) async -> HTTPReply {
@@ -220,7 +251,250 @@ enum JSONGateway {
             return await run(body) { (r: Etcdserverpb_AuthRoleRevokePermissionRequest) async throws(EtcdError) in
                 try await handler.roleRevokePermission(r, caller)
             }
+        case .lock:
+            return await run(body) { (r: V3lockpb_LockRequest) async throws(EtcdError) in
+                try await LockService(handler: handler).lock(r, caller)
+            }
+        case .unlock:
+            return await run(body) { (r: V3lockpb_UnlockRequest) async throws(EtcdError) in
+                try await LockService(handler: handler).unlock(r, caller)
+            }
+        case .campaign:
+            return await run(body) { (r: V3electionpb_CampaignRequest) async throws(EtcdError) in
+                try await ElectionService(handler: handler).campaign(r, caller)
+            }
+        case .proclaim:
+            return await run(body) { (r: V3electionpb_ProclaimRequest) async throws(EtcdError) in
+                try await ElectionService(handler: handler).proclaim(r, caller)
+            }
+        case .leader:
+            return await run(body) { (r: V3electionpb_LeaderRequest) async throws(EtcdError) in
+                try await ElectionService(handler: handler).leader(r, caller)
+            }
+        case .resign:
+            return await run(body) { (r: V3electionpb_ResignRequest) async throws(EtcdError) in
+                try await ElectionService(handler: handler).resign(r, caller)
+            }
+        case .watch, .snapshot, .observe:
+            return failure(EtcdError(.internal, "\(method) is a stream"))
         }
+    }
+
+    // MARK: Streams
+
+    /// `/v3/watch`, as grpc-gateway serves the Watch stream: the body holds one or more `WatchRequest` objects
+    /// (sent in order, as if the client had sent them on a stream it then half-closed, which keeps its
+    /// watchers); each response goes out as `{"result":{...}}` and a newline, in its own chunk, until the client
+    /// disconnects. A body whose first object does not decode is refused (500, code 2, as there); objects after
+    /// one that does not decode are ignored.
+    private static func watch(
+        _ body: [UInt8], handler: EtcdHandler, credentials: Credentials?, release: @escaping @Sendable () -> Void
+    ) -> HTTPReply {
+        var requests: [Etcdserverpb_WatchRequest] = []
+        for (index, value) in jsonValues(body).enumerated() {
+            do {
+                requests.append(try Etcdserverpb_WatchRequest(jsonUTF8Bytes: Array(value), options: decoding))
+            } catch {
+                if index == 0 {
+                    release()
+                    return failure(EtcdError(.unknown, "\(error)"))
+                }
+                break
+            }
+        }
+        let sent = requests
+        return .streaming(
+            HTTPBodyStream { write in
+                defer { release() }
+                let stream = WatchStream(wireFormat: false)
+                let hub = handler.node.hub!
+                defer { hub.closeStream(stream) }
+                var caller: Result<Caller, EtcdError>?
+                for request in sent {
+                    switch request.requestUnion {
+                    case .createRequest(let create):
+                        if credentials != nil && caller == nil {
+                            do throws(EtcdError) {
+                                caller = .success(try await handler.resolve(credentials))
+                            } catch {
+                                caller = .failure(error)
+                            }
+                        }
+                        if let refusal = watchRefusal(create, caller: caller, handler: handler) {
+                            var response = Etcdserverpb_WatchResponse()
+                            response.header = handler.node.header(revision: handler.node.store.revisions.current)
+                            response.watchID = -1
+                            response.created = true
+                            response.canceled = true
+                            response.cancelReason = refusal
+                            stream.send(response)
+                            continue
+                        }
+                        hub.watch(
+                            WatchRequestSpec(
+                                range: KeyRange(key: create.key, rangeEnd: create.rangeEnd),
+                                startRevision: create.startRevision, prevKV: create.prevKv,
+                                filterPut: create.filters.contains(.noput),
+                                filterDelete: create.filters.contains(.nodelete),
+                                progressNotify: create.progressNotify, requestedID: create.watchID),
+                            on: stream)
+                    case .cancelRequest(let cancel):
+                        if hub.cancel(watchID: cancel.watchID, on: stream) {
+                            var response = Etcdserverpb_WatchResponse()
+                            response.header = handler.node.header(revision: handler.node.store.revisions.current)
+                            response.watchID = cancel.watchID
+                            response.canceled = true
+                            stream.send(response)
+                        }
+                    case .progressRequest:
+                        hub.requestProgress(on: stream)
+                    case .none:
+                        break
+                    }
+                }
+                while let response = await stream.next() {
+                    guard let chunk = try? resultChunk(response) else { continue }
+                    do { try await write(chunk, nil) } catch { return }
+                }
+            })
+    }
+
+    /// etcd's refusal of a watch the caller may not create (its `cancel_reason`), or nil.
+    private static func watchRefusal(
+        _ create: Etcdserverpb_WatchCreateRequest, caller: Result<Caller, EtcdError>?, handler: EtcdHandler
+    ) -> String? {
+        switch caller {
+        case nil:
+            return nil
+        case .failure(let error):
+            return AuthStore.watchCancelReason(
+                for: error.code == .unauthenticated ? AuthError.invalidAuthToken : AuthError(.unknown, error.message))
+        case .success(let caller):
+            do throws(EtcdError) {
+                try handler.check(caller) { (store, info) throws(AuthError) in try store.checkWatch(create, info) }
+                return nil
+            } catch {
+                return AuthStore.watchCancelReason(
+                    for: AuthError(AuthError.Code(rawValue: error.code.rawValue) ?? .unknown, error.message))
+            }
+        }
+    }
+
+    /// The server streams (`/v3/maintenance/snapshot`, `/v3/election/observe`): one request, then each response
+    /// as `{"result":{...}}` and a newline; an error ends the stream as grpc-gateway ends it, with
+    /// `{"error":{...}}` (and its HTTP status, if nothing was sent before it).
+    private static func serverStream(
+        _ method: Method, _ body: [UInt8], handler: EtcdHandler, credentials: Credentials?,
+        release: @escaping @Sendable () -> Void
+    ) -> HTTPReply {
+        let observed: V3electionpb_LeaderRequest
+        do {
+            observed = try decode(body)
+            if method == .snapshot { let _: Etcdserverpb_SnapshotRequest = try decode(body) }
+        } catch {
+            release()
+            return failure(EtcdError(.invalidArgument, "\(error)"))
+        }
+        return .streaming(
+            HTTPBodyStream { write in
+                defer { release() }
+                do {
+                    let caller = try await rpcCaller(handler, credentials)
+                    switch method {
+                    case .snapshot:
+                        try await MaintenanceService(handler: handler).snapshot(caller) {
+                            try await write(try resultChunk($0), nil)
+                        }
+                    default:
+                        try await ElectionService(handler: handler).observe(observed, caller) {
+                            try await write(try resultChunk($0), nil)
+                        }
+                    }
+                } catch is HTTPClientGone {
+                    return
+                } catch {
+                    let failure = EtcdError(error)
+                    try? await write(streamError(failure), status(of: failure))
+                }
+            })
+    }
+
+    private static func rpcCaller(_ handler: EtcdHandler, _ credentials: Credentials?) async throws -> Caller {
+        do throws(EtcdError) {
+            return try await handler.resolve(credentials)
+        } catch {
+            throw error
+        }
+    }
+
+    private static func decode<Request: SwiftProtobuf.Message>(_ body: [UInt8]) throws -> Request {
+        body.allSatisfy(isJSONSpace) ? Request() : try Request(jsonUTF8Bytes: body, options: decoding)
+    }
+
+    /// One streamed response: `{"result":` the message `}` and grpc-gateway's newline delimiter.
+    private static func resultChunk(_ message: some SwiftProtobuf.Message) throws -> [UInt8] {
+        Array(#"{"result":"#.utf8) + (try message.jsonUTF8Bytes(options: encoding)) + Array("}\n".utf8)
+    }
+
+    /// grpc-gateway's error chunk on a stream (its `StreamError` message).
+    static func streamError(_ error: EtcdError) -> [UInt8] {
+        let status = status(of: error)
+        var fields = [#""grpc_code":\#(error.code.rawValue)"#, #""http_code":\#(status.code)"#]
+        if !error.message.isEmpty { fields.append(#""message":"# + goJSONQuoted(error.message)) }
+        fields.append(#""http_status":"# + goJSONQuoted(status.reasonPhrase))
+        return Array(#"{"error":{"#.utf8) + Array(fields.joined(separator: ",").utf8) + Array("}}".utf8)
+    }
+
+    private static func isJSONSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
+    }
+
+    /// The consecutive JSON values of a body (Go's `json.Decoder` reads a stream of them): each object or array
+    /// up to its matching bracket, any other value up to the next space. What is left unbalanced at the end is
+    /// returned as a last value, which then fails to decode.
+    static func jsonValues(_ body: [UInt8]) -> [ArraySlice<UInt8>] {
+        var values: [ArraySlice<UInt8>] = []
+        var index = 0
+        while index < body.count {
+            if isJSONSpace(body[index]) {
+                index += 1
+                continue
+            }
+            let start = index
+            var depth = 0
+            var inString = false
+            var escaped = false
+            scan: while index < body.count {
+                let byte = body[index]
+                index += 1
+                if inString {
+                    if escaped {
+                        escaped = false
+                    } else if byte == UInt8(ascii: "\\") {
+                        escaped = true
+                    } else if byte == UInt8(ascii: "\"") {
+                        inString = false
+                        if depth == 0 { break scan }
+                    }
+                    continue
+                }
+                switch byte {
+                case UInt8(ascii: "\""): inString = true
+                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth <= 0 { break scan }
+                default:
+                    if depth == 0 && index < body.count
+                        && (isJSONSpace(body[index]) || body[index] == UInt8(ascii: "{"))
+                    {
+                        break scan
+                    }
+                }
+            }
+            values.append(body[start..<index])
+        }
+        return values
     }
 
     private static let decoding: JSONDecodingOptions = {
@@ -240,9 +514,9 @@ enum JSONGateway {
     ) async -> HTTPReply {
         let request: Request
         do {
-            request = body.isEmpty ? Request() : try Request(jsonUTF8Bytes: body, options: decoding)
+            request = try decode(body)
         } catch {
-            return failure(EtcdError(.invalidArgument, "invalid request body: \(error)"))
+            return failure(EtcdError(.invalidArgument, "\(error)"))
         }
         do {
             let response = try await call(request)
@@ -255,24 +529,47 @@ enum JSONGateway {
         }
     }
 
-    /// grpc-gateway's error body and its mapping from gRPC codes to HTTP statuses.
-    static func failure(_ error: EtcdError) -> HTTPReply {
-        let status: HTTPResponseStatus
+    /// grpc-gateway's mapping from gRPC codes to HTTP statuses (`runtime.HTTPStatusFromCode`).
+    static func status(of error: EtcdError) -> HTTPResponseStatus {
         switch error.code {
-        case .invalidArgument, .failedPrecondition, .outOfRange: status = .badRequest
-        case .notFound: status = .notFound
-        case .alreadyExists, .aborted: status = .conflict
-        case .permissionDenied: status = .forbidden
-        case .unauthenticated: status = .unauthorized
-        case .resourceExhausted: status = .tooManyRequests
-        case .unimplemented: status = .notImplemented
-        case .unavailable: status = .serviceUnavailable
-        case .deadlineExceeded: status = .gatewayTimeout
-        case .canceled: status = .requestTimeout
-        default: status = .internalServerError
+        case .canceled: return .requestTimeout
+        case .invalidArgument, .outOfRange: return .badRequest
+        case .deadlineExceeded: return .gatewayTimeout
+        case .notFound: return .notFound
+        case .alreadyExists, .aborted: return .conflict
+        case .permissionDenied: return .forbidden
+        case .unauthenticated: return .unauthorized
+        case .resourceExhausted: return .tooManyRequests
+        case .failedPrecondition: return .preconditionFailed
+        case .unimplemented: return .notImplemented
+        case .unavailable: return .serviceUnavailable
+        default: return .internalServerError
         }
-        let message = error.message.replacingOccurrences(of: "\\", with: "\\\\")
-            .replacingOccurrences(of: "\"", with: "\\\"")
-        return .json(#"{"error":"\#(message)","code":\#(error.code.rawValue),"message":"\#(message)"}"#, status: status)
+    }
+
+    /// grpc-gateway v1's error body, as etcd 3.4 and 3.5 write it: `{"error":…,"message":…,"code":…}` (the
+    /// message twice, empty strings left out as its JSON marshaler leaves them out).
+    static func failure(_ error: EtcdError) -> HTTPReply {
+        var fields: [String] = []
+        if !error.message.isEmpty {
+            fields.append(#""error":"# + goJSONQuoted(error.message))
+            fields.append(#""message":"# + goJSONQuoted(error.message))
+        }
+        if error.code.rawValue != 0 { fields.append(#""code":\#(error.code.rawValue)"#) }
+        return .json("{" + fields.joined(separator: ",") + "}", status: status(of: error))
+    }
+}
+
+extension EtcdError {
+    /// An error from a stream's producer: etcd's own, a gRPC status, or anything else as Unknown (grpc-gateway's
+    /// treatment of a non-status error).
+    init(_ error: any Error) {
+        if let error = error as? EtcdError {
+            self = error
+        } else if let error = error as? RPCError {
+            self.init(StatusCode(rawValue: error.code.rawValue) ?? .unknown, error.message)
+        } else {
+            self.init(.unknown, "\(error)")
+        }
     }
 }

@@ -25,15 +25,25 @@ final class LeaseRenewalForwarder: Sendable {
 
     /// Renews `id` at the leader; `completion` gets the new TTL (0 when the lease does not exist), or nil when
     /// the leader could not be asked or is no longer the leader (the caller retries).
-    func renew(_ id: Int64, completion: @escaping Completion) {
-        let start = state.withLock { s -> Bool in
+    ///
+    /// Returns false, and queues nothing, when `maxWaiting` renewals already wait for the batch in flight: the
+    /// queue stays bounded however many keep-alives arrive while the leader is slow to answer.
+    @discardableResult
+    func renew(_ id: Int64, completion: @escaping Completion) -> Bool {
+        let start = state.withLock { s -> Bool? in
+            if s.waiting.count >= Self.maxWaiting { return nil }
             s.waiting.append((id, completion))
             if s.sending { return false }
             s.sending = true
             return true
         }
+        guard let start else { return false }
         if start { Task { await drain() } }
+        return true
     }
+
+    /// Renewals that may wait for the next batch to the leader.
+    static let maxWaiting = 50_000
 
     private func drain() async {
         while true {

@@ -302,6 +302,7 @@ extension ListenURL {
     /// The gRPC target for dialling this URL. Literal addresses are not resolved, and, as important, not sent as
     /// TLS server names: SNI may only carry a host name, and NIOSSL refuses to dial an IP address given as one.
     var peerTarget: any ResolvableTarget {
+        if let unixPath { return .unixDomainSocket(path: unixPath) }
         if host.contains(":") { return .ipv6(address: host, port: port) }
         if host.allSatisfy({ $0.isNumber || $0 == "." }) { return .ipv4(address: host, port: port) }
         return .dns(host: host, port: port)

@@ -164,12 +164,23 @@ final class RaftLink: Sendable {
                     }
                 }
             }
-        bootstrap.connect(host: url.host, port: url.port).flatMap { channel in
+        let connected =
+            url.unixPath.map { bootstrap.connect(unixDomainSocketPath: $0) }
+            ?? bootstrap.connect(host: url.host, port: url.port)
+        connected.flatMap { channel in
             Self.openStream(
                 on: channel, url: url,
                 onGoAway: { [weak self] in
                     guard let self else { return }
                     self.perform(self.state.withLock { $0.machine.onRenew(.goAway, connection: attempt) })
+                },
+                onSilent: { [logger = self.logger, peer = self.peer] in
+                    logger.warning(
+                        "peer link unanswered; closing it to redial",
+                        metadata: [
+                            "peer": "\(Node.Identity.hex(peer))", "connection": "\(attempt)",
+                            "silent-for": "\(LinkConnectionWatcher.deadAfter.nanoseconds / 1_000_000_000)s",
+                        ])
                 }
             ).map { (channel, $0) }
         }.whenComplete { [self] result in
@@ -210,9 +221,10 @@ final class RaftLink: Sendable {
     /// client's certificate, so only the server's first frame says it accepted this member (a refusal arrives as a
     /// TLS alert instead, and fails the dial with it). `onGoAway` runs when the other side asks for the connection
     /// to be replaced.
-    private static func openStream(on channel: any Channel, url: ListenURL, onGoAway: @escaping @Sendable () -> Void)
-        -> EventLoopFuture<any Channel>
-    {
+    private static func openStream(
+        on channel: any Channel, url: ListenURL, onGoAway: @escaping @Sendable () -> Void,
+        onSilent: @escaping @Sendable () -> Void
+    ) -> EventLoopFuture<any Channel> {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20)]
         var streamConfig = NIOHTTP2Handler.StreamConfiguration()
@@ -220,8 +232,12 @@ final class RaftLink: Sendable {
         streamConfig.outboundBufferSizeHighWatermark = 8 << 20
         streamConfig.outboundBufferSizeLowWatermark = 4 << 20
         let accepted = channel.eventLoop.makePromise(of: Void.self)
+        // The handshake and the first SETTINGS within 5 s, or the connection is given up: closing it also fails the
+        // writes a stalled TLS handshake holds back (a partition that starts mid-handshake would otherwise leave the
+        // dial pending until TCP gives up, minutes later, and the link waits for that dial).
         let timeout = channel.eventLoop.scheduleTask(in: .seconds(5)) {
             accepted.fail(ChannelError.connectTimeout(.seconds(5)))
+            channel.close(promise: nil)
         }
         accepted.futureResult.whenComplete { _ in timeout.cancel() }
         return channel.configureHTTP2Pipeline(
@@ -231,7 +247,7 @@ final class RaftLink: Sendable {
             // Frames of the connection itself (SETTINGS, GOAWAY) pass the multiplexer on to the next handler.
             do {
                 try channel.pipeline.syncOperations.addHandler(
-                    LinkConnectionWatcher(accepted: accepted, onGoAway: onGoAway))
+                    LinkConnectionWatcher(accepted: accepted, onGoAway: onGoAway, onSilent: onSilent))
             } catch {
                 return channel.eventLoop.makeFailedFuture(error)
             }
@@ -261,22 +277,66 @@ final class RaftLink: Sendable {
 /// Watches the connection-level frames of a link: the other member's first SETTINGS (it accepted this member),
 /// errors before that (a refused handshake), and GOAWAY later (it renewed its certificate, or is stopping, and wants
 /// this connection replaced; the link dials a new one before it lets this one go).
+///
+/// Once accepted, it also proves the connection alive: a PING every `pingInterval`, and the connection is closed when
+/// no PING ACK came back for `deadAfter`. Raft messages flow one way on a link, so nothing else would tell a dead
+/// connection (the other member gone, or a partition swallowing every packet) from an idle one: writes would be
+/// buffered by the kernel and retransmitted until TCP gives up, many minutes later, and everything this member says
+/// to that peer (votes, acknowledgements) would be lost meanwhile. Closed, the link redials at once.
 final class LinkConnectionWatcher: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    static let pingInterval = TimeAmount.seconds(1)
+    static let deadAfter = TimeAmount.seconds(5)
+
     private let accepted: EventLoopPromise<Void>
     private let onGoAway: @Sendable () -> Void
+    private let onSilent: @Sendable () -> Void
+    private var pinger: RepeatedTask?
+    private var lastAck = NIODeadline.now()
 
-    init(accepted: EventLoopPromise<Void>, onGoAway: @escaping @Sendable () -> Void) {
+    init(
+        accepted: EventLoopPromise<Void>, onGoAway: @escaping @Sendable () -> Void,
+        onSilent: @escaping @Sendable () -> Void = {}
+    ) {
         self.accepted = accepted
         self.onGoAway = onGoAway
+        self.onSilent = onSilent
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data).payload {
-        case .settings(.settings): accepted.succeed()
+        case .settings(.settings):
+            accepted.succeed()
+            startPinging(context: context)
+        case .ping(_, ack: true): lastAck = .now()
         case .goAway: onGoAway()
         default: break
         }
+    }
+
+    private func startPinging(context: ChannelHandlerContext) {
+        guard pinger == nil else { return }
+        lastAck = .now()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        pinger = context.eventLoop.scheduleRepeatedTask(
+            initialDelay: Self.pingInterval, delay: Self.pingInterval
+        ) { _ in
+            let (watcher, context) = loopBound.value
+            if NIODeadline.now() - watcher.lastAck > Self.deadAfter {
+                watcher.onSilent()
+                context.close(promise: nil)
+                return
+            }
+            let ping = HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(), ack: false))
+            context.writeAndFlush(watcher.wrapOutboundOut(ping), promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        pinger?.cancel()
+        pinger = nil
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -285,6 +345,8 @@ final class LinkConnectionWatcher: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        pinger?.cancel()
+        pinger = nil
         accepted.fail(ChannelError.eof)
         context.fireChannelInactive()
     }

@@ -93,6 +93,11 @@ final class BridgedCall: RPCCall {
         cancellation?.cancel()
     }
 
+    /// The connection answers DEADLINE_EXCEEDED; the handler is cancelled as grpc-swift cancels it at a deadline.
+    func deadlinePassed() {
+        cancelled()
+    }
+
     func attach(_ handle: ServerContext.RPCCancellationHandle) {
         if isCancelled { handle.cancel() } else { cancellation = handle }
     }

@@ -50,35 +50,39 @@ enum EtcdFastRoutes {
                     Result { () throws(EtcdError) in try handler.rangeNow(r, caller) }
                 })
             }
-            handler.node.readBarrier { error in
+            handler.node.readBarrier(deadline: handler.nodeDeadline(responder.deadline)) { error in
                 if let error { return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error)) }
                 // The read itself runs back on the event loop, never on the Raft loop that completed the barrier.
                 responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r, caller) } })
             }
         }
         unary(kv, "Put", Etcdserverpb_PutRequest.self, Etcdserverpb_PutResponse.self) { r, caller, responder in
-            handler.put(r, caller, completion: responder.respond)
+            handler.put(r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
         }
         unary(kv, "DeleteRange", Etcdserverpb_DeleteRangeRequest.self, Etcdserverpb_DeleteRangeResponse.self) {
             r, caller, responder in
-            handler.deleteRange(r, caller, completion: responder.respond)
+            handler.deleteRange(
+                r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
         }
         unary(kv, "Txn", Etcdserverpb_TxnRequest.self, Etcdserverpb_TxnResponse.self) { r, caller, responder in
-            handler.txn(r, caller, completion: responder.respond)
+            handler.txn(r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
         }
         unary(kv, "Compact", Etcdserverpb_CompactionRequest.self, Etcdserverpb_CompactionResponse.self) {
             r, caller, responder in
-            handler.compact(r, caller, completion: responder.respond)
+            handler.compact(
+                r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
         }
 
         let lease = "etcdserverpb.Lease"
         unary(lease, "LeaseGrant", Etcdserverpb_LeaseGrantRequest.self, Etcdserverpb_LeaseGrantResponse.self) {
             r, caller, responder in
-            handler.leaseGrant(r, caller, completion: responder.respond)
+            handler.leaseGrant(
+                r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
         }
         unary(lease, "LeaseRevoke", Etcdserverpb_LeaseRevokeRequest.self, Etcdserverpb_LeaseRevokeResponse.self) {
             r, caller, responder in
-            handler.leaseRevoke(r, caller, completion: responder.respond)
+            handler.leaseRevoke(
+                r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
         }
         unary(
             lease, "LeaseTimeToLive", Etcdserverpb_LeaseTimeToLiveRequest.self,
@@ -133,7 +137,7 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     }
 
     func receivedEnd(stream: RPCStreamHandle) {
-        let responder = UnaryResponder(remote: stream.remote, counters: counters)
+        let responder = UnaryResponder(remote: stream.remote, counters: counters, deadline: stream.deadline)
         guard let bytes = request, !extraMessage else {
             return responder.fail(
                 code: .internalError,
@@ -158,10 +162,14 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
 struct UnaryResponder: Sendable {
     let remote: RemoteRPCStream
     let counters: RPCMethodCounters
+    /// The caller's deadline (`grpc-timeout`): the connection answers DEADLINE_EXCEEDED when it passes, and the
+    /// member does not propose a write whose deadline passed before it got to it.
+    var deadline: NIODeadline? = nil
 
     func respond<Response: SwiftProtobuf.Message>(_ result: Result<Response, EtcdError>) {
         remote.run { handle in
-            guard let handle else { return }
+            // Gone (connection closed), or answered already (reset, deadline passed): nothing to say, nothing to count.
+            guard let handle, !handle.isFinished else { return }
             switch result {
             case .success(let response):
                 handle.send(response)
@@ -203,10 +211,18 @@ struct UnaryResponder: Sendable {
 
 /// LeaseKeepAlive: renewals the member can answer (it leads) are answered in place, in order; a follower asks
 /// the leader (batched with the other keep-alives it forwards).
+///
+/// Bounded: at most `maxOutstanding` renewals of one stream may wait for an answer (etcd serves a stream's
+/// renewals one at a time); past it, and when the member's own bounds on renewals waiting for a leader are
+/// reached, the stream ends with "too many requests".
 final class LeaseKeepAliveCall: RPCCall {
+    static let maxOutstanding = 128
+
     private let handler: EtcdHandler
     private let counters: RPCMethodCounters
     private var token: String?
+    /// Renewals received and not answered yet.
+    private var outstanding = 0
 
     init(handler: EtcdHandler, counters: RPCMethodCounters) {
         self.handler = handler
@@ -226,16 +242,23 @@ final class LeaseKeepAliveCall: RPCCall {
                 code: RPCError.Code.internalError.rawValue, message: "grpc: error unmarshalling request: \(error)")
             return
         }
+        if outstanding >= Self.maxOutstanding {
+            stream.finish(.tooManyRequests)
+            return
+        }
         let id = request.id
         if let credentials = stream.credentials(token: token) {
             // etcd's `checkLeaseRenew`; a refusal ends the stream with the error, as etcd's keep-alive loop does.
+            outstanding += 1
             let remote = stream.remote
             let handler = self.handler
             handler.resolve(credentials) { resolved in
                 do throws(EtcdError) {
                     try handler.checkLeaseKeepAlive(id, try resolved.get())
                     remote.post { handle in
-                        if let handle { LeaseKeepAliveCall.renew(id, handler: handler, stream: handle) }
+                        guard let handle, let call = handle.stream.call as? LeaseKeepAliveCall else { return }
+                        call.outstanding -= 1
+                        call.renew(id, stream: handle)
                     }
                 } catch {
                     remote.post { $0?.finish(error) }
@@ -243,26 +266,46 @@ final class LeaseKeepAliveCall: RPCCall {
             }
             return
         }
-        Self.renew(id, handler: handler, stream: stream)
+        renew(id, stream: stream)
     }
 
     /// Renews on the event loop: at once when this member leads, otherwise through the leader.
-    static func renew(_ id: Int64, handler: EtcdHandler, stream: RPCStreamHandle) {
+    private func renew(_ id: Int64, stream: RPCStreamHandle) {
         if let response = handler.leaseKeepAliveNow(id) {
             stream.send(response)
             return
         }
+        outstanding += 1
         let remote = stream.remote
-        handler.forwardKeepAlive(id) { forwarded in
-            if let forwarded { return remote.post { $0?.send(forwarded) } }
+        let handler = self.handler
+        let accepted = handler.forwardKeepAlive(id) { forwarded in
+            if let forwarded { return Self.answer(remote, .success(forwarded)) }
             // No leader to ask right now: the slow path waits for one.
-            Task {
+            let waiting = handler.awaitingLeader {
                 do throws(EtcdError) {
-                    let response = try await handler.leaseKeepAlive(id)
-                    remote.post { $0?.send(response) }
+                    Self.answer(remote, .success(try await handler.leaseKeepAlive(id)))
                 } catch {
-                    remote.post { $0?.finish(error) }
+                    Self.answer(remote, .failure(error))
                 }
+            }
+            if !waiting { Self.answer(remote, .failure(.tooManyRequests)) }
+        }
+        if !accepted {
+            outstanding -= 1
+            stream.finish(.tooManyRequests)
+        }
+    }
+
+    /// Answers one outstanding renewal from any thread.
+    private static func answer(
+        _ remote: RemoteRPCStream, _ result: Result<Etcdserverpb_LeaseKeepAliveResponse, EtcdError>
+    ) {
+        remote.post { handle in
+            guard let handle else { return }
+            if let call = handle.stream.call as? LeaseKeepAliveCall { call.outstanding -= 1 }
+            switch result {
+            case .success(let response): handle.send(response)
+            case .failure(let error): handle.finish(error)
             }
         }
     }

@@ -127,6 +127,12 @@ struct GRPCMessageReader {
     /// Whether bytes of an incomplete message are waiting (a stream that ends now is truncated).
     var hasPartialMessage: Bool { (pending?.readableBytes ?? 0) > 0 }
 
+    /// Bytes of an incomplete message held until the rest arrives.
+    var pendingBytes: Int { pending?.readableBytes ?? 0 }
+
+    /// Drops the incomplete message (the stream was refused).
+    mutating func discard() { pending = nil }
+
     /// Appends `bytes` and calls `onMessage` with each complete message, in order.
     mutating func append(_ bytes: ByteBuffer, onMessage: (ByteBuffer) throws -> Void) throws {
         var input: ByteBuffer

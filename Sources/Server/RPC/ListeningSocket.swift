@@ -15,9 +15,17 @@ enum ListeningSocket {
     static let backlog: CInt = 1024
 
     /// Binds and listens on `host:port` (IP literals are not looked up); errors are `IOError`s with the errno.
-    static func open(host: String, port: Int, options: SocketOptions = SocketOptions()) throws -> NIOBSDSocket.Handle {
+    static func open(host: String, port: Int, unixPath: String? = nil, options: SocketOptions = SocketOptions()) throws
+        -> NIOBSDSocket.Handle
+    {
         let address: SocketAddress
-        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+        if let unixPath {
+            // As etcd: a socket file left by an earlier run is replaced.
+            if unlink(unixPath) != 0 && errno != ENOENT {
+                throw IOError(errnoCode: errno, reason: "remove \(unixPath)")
+            }
+            address = try SocketAddress(unixDomainSocketPath: unixPath)
+        } else if let literal = try? SocketAddress(ipAddress: host, port: port) {
             address = literal
         } else {
             address = try SocketAddress.makeAddressResolvingHost(host, port: port)

@@ -18,6 +18,12 @@ import Synchronization
 ///
 /// Flow control: NIO's HTTP/2 handler enforces windows and buffers what the peer cannot take yet; this handler
 /// gives credit back (WINDOW_UPDATE) as it consumes DATA, for the connection and for each open stream.
+///
+/// Abuse (`RPCConnectionLimits`): open streams are bounded here as well as by the SETTINGS NIO's handler enforces
+/// (which binds only once the client acknowledged them); bytes of incomplete request messages and bytes of
+/// responses not yet handed to the socket are bounded per connection (past them, "too many requests"); a client
+/// that resets streams before they were answered, again and again (CVE-2023-44487, "rapid reset"), gets GOAWAY
+/// ENHANCE_YOUR_CALM; and every call with a `grpc-timeout` is answered DEADLINE_EXCEEDED when it passes.
 final class RPCConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
@@ -37,6 +43,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private var isHTTP2 = false
     private var lastStreamID = HTTP2StreamID.rootStream
     private(set) var mailbox: RPCConnectionMailbox!
+    /// Bytes of incomplete request messages buffered on this connection's streams.
+    private(set) var bufferedRequestBytes = 0
+    /// Response bytes written and not yet handed to the socket (held by HTTP/2 flow control or the channel).
+    private(set) var pendingResponseBytes = 0
+    /// Streams reset by the client before anything was sent on them, in the current window.
+    private var prematureResets = 0
+    private var smallWindowUpdates = 0
+    private var abuseWindowStart = NIODeadline.now()
+    var limits: RPCConnectionLimits { shared.limits }
     private(set) var remotePeer = "unknown"
     private(set) var localPeer = "unknown"
 
@@ -80,7 +95,11 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         let open = streams
         streams.removeAll()
-        for (_, stream) in open { stream.call.cancelled() }
+        for (_, stream) in open {
+            stream.deadlineTask?.cancel()
+            releaseBuffered(stream)
+            stream.call.cancelled()
+        }
         mailbox.close()
         shared.connections.remove(self)
         context.fireChannelInactive()
@@ -125,6 +144,10 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             receivedHeaders(frame.streamID, headers)
         case .data(let payload):
             receivedData(frame.streamID, payload)
+        case .windowUpdate(let increment) where increment < Self.smallWindowUpdate:
+            // NIO's handler does not rate-limit WINDOW_UPDATE; credit given a few bytes at a time is work for
+            // nothing (a real client gives back at least a quarter of its window at once).
+            countSmallWindowUpdate()
         default:
             // PING, SETTINGS, WINDOW_UPDATE, GOAWAY and RST_STREAM are the HTTP/2 handler's business; a reset
             // stream is cleaned up on its StreamClosedEvent.
@@ -139,9 +162,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let closed = event as? StreamClosedEvent {
-            if let stream = streams.removeValue(forKey: closed.streamID), !stream.finished {
-                stream.finished = true
-                stream.call.cancelled()
+            if let stream = streams.removeValue(forKey: closed.streamID) {
+                stream.deadlineTask?.cancel()
+                releaseBuffered(stream)
+                if !stream.finished {
+                    stream.finished = true
+                    stream.call.cancelled()
+                    // Reset before the server sent anything: the pattern of a rapid-reset attack when it repeats.
+                    if !stream.headersSent { countPrematureReset() }
+                }
             }
             closeIfDrained()
             return
@@ -161,19 +190,43 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             return
         }
         if id > lastStreamID { lastStreamID = id }
+        if streams.count >= limits.maxConcurrentStreams {
+            // grpc-go's answer past SETTINGS_MAX_CONCURRENT_STREAMS; clients retry a refused stream elsewhere.
+            context.write(wrapOutboundOut(HTTP2Frame(streamID: id, payload: .rstStream(.refusedStream))), promise: nil)
+            needsFlush = true
+            return
+        }
         var path = ""
         var isGRPC = false
         var method = ""
+        var timeout: Duration?
         for (name, value, _) in payload.headers {
             switch name {
             case ":path": path = value
             case ":method": method = value
             case "content-type": isGRPC = value.utf8.starts(with: "application/grpc".utf8)
+            case "grpc-timeout": timeout = GRPCWire.timeout(value[...])
             default: break
             }
         }
         let stream = RPCStreamState(id: id, maxMessageBytes: shared.maxMessageBytes)
         streams[id] = stream
+        if isGRPC && pendingResponseBytes > limits.maxPendingResponseBytes {
+            // The client does not read its answers: it gets no more work done until it does.
+            finish(stream, EtcdError.tooManyRequests)
+            return
+        }
+        if isGRPC, let timeout {
+            if timeout <= .zero {
+                finish(stream, EtcdError.deadlineExceeded)
+                return
+            }
+            let remaining = TimeAmount(timeout)
+            stream.deadline = NIODeadline.now() + remaining
+            stream.deadlineTask = context.eventLoop.assumeIsolated().scheduleTask(in: remaining) { [self] in
+                deadlinePassed(stream)
+            }
+        }
         let handle = RPCStreamHandle(connection: self, stream: stream)
         if !isGRPC {
             stream.call = HTTPOverHTTP2Call(
@@ -195,7 +248,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         guard case .byteBuffer(let bytes) = payload.data else { return }
         let flowControlled = bytes.readableBytes + (payload.paddingBytes ?? 0)
         creditConnection(flowControlled)
-        guard let stream = streams[id], !stream.inboundEnded else { return }
+        guard let stream = streams[id], !stream.inboundEnded, !stream.finished else { return }
         if !payload.endStream {
             // A call that hands messages to a consumer of its own credits them once consumed (padding at once).
             credit(stream, bytes: stream.call.creditsOnConsumption ? (payload.paddingBytes ?? 0) : flowControlled)
@@ -208,6 +261,23 @@ final class RPCConnectionHandler: ChannelInboundHandler {
                     guard !stream.finished else { return }
                     stream.call.received(message, stream: RPCStreamHandle(connection: self, stream: stream))
                 }
+                // Whatever is left is part of a message still to come: bounded per connection and per listener.
+                let buffered = stream.reader.pendingBytes
+                if buffered != stream.bufferedBytes {
+                    let grown = buffered - stream.bufferedBytes
+                    if grown > 0
+                        && (bufferedRequestBytes + grown > limits.maxBufferedRequestBytes
+                            || !shared.reserveBufferedRequestBytes(grown))
+                    {
+                        releaseBuffered(stream)
+                        stream.reader.discard()
+                        finish(stream, EtcdError.tooManyRequests)
+                        return
+                    }
+                    if grown < 0 { shared.releaseBufferedRequestBytes(-grown) }
+                    bufferedRequestBytes += grown
+                    stream.bufferedBytes = buffered
+                }
             } catch let failure as GRPCMessageReader.Failure {
                 let status = GRPCMessageReader.status(for: failure)
                 finish(stream, code: status.code.rawValue, message: status.message)
@@ -219,6 +289,69 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         }
         if payload.endStream { receivedEnd(stream) }
     }
+
+    /// Returns the bytes of `stream`'s incomplete message to the connection's and the listener's budgets.
+    private func releaseBuffered(_ stream: RPCStreamState) {
+        guard stream.bufferedBytes > 0 else { return }
+        bufferedRequestBytes -= stream.bufferedBytes
+        shared.releaseBufferedRequestBytes(stream.bufferedBytes)
+        stream.bufferedBytes = 0
+    }
+
+    /// The call's `grpc-timeout` passed before it was answered: DEADLINE_EXCEEDED, as grpc-go's server answers a
+    /// handler that gives up with its context; whatever still computes the answer finds the stream finished.
+    private func deadlinePassed(_ stream: RPCStreamState) {
+        stream.deadlineTask = nil
+        guard !stream.finished else { return }
+        stream.call.deadlinePassed()
+        finish(stream, EtcdError.deadlineExceeded)
+        flushIfNeeded()
+    }
+
+    /// WINDOW_UPDATE increments below this count towards `maxSmallWindowUpdates`.
+    static let smallWindowUpdate = 1024
+
+    private func countPrematureReset() {
+        rollAbuseWindow()
+        prematureResets += 1
+        // CVE-2023-44487: every stream reset before its answer cost this member work for nothing.
+        if prematureResets > limits.maxPrematureResets { calmDown("too_many_resets") }
+    }
+
+    private func countSmallWindowUpdate() {
+        rollAbuseWindow()
+        smallWindowUpdates += 1
+        if smallWindowUpdates > limits.maxSmallWindowUpdates { calmDown("too_many_window_updates") }
+    }
+
+    private func rollAbuseWindow() {
+        let now = NIODeadline.now()
+        if now - abuseWindowStart > limits.abuseWindow {
+            abuseWindowStart = now
+            prematureResets = 0
+            smallWindowUpdates = 0
+        }
+    }
+
+    /// Refuses more, says why (GOAWAY ENHANCE_YOUR_CALM with `reason` as debug data), and closes: the client may
+    /// reconnect; a well-behaved one never gets here.
+    private func calmDown(_ reason: String) {
+        guard !calmingDown else { return }
+        calmingDown = true
+        goingAway = true
+        let context = self.context!
+        context.writeAndFlush(
+            wrapOutboundOut(
+                HTTP2Frame(
+                    streamID: .rootStream,
+                    payload: .goAway(
+                        lastStreamID: lastStreamID, errorCode: .enhanceYourCalm,
+                        opaqueData: context.channel.allocator.buffer(string: reason)))),
+            promise: nil)
+        context.close(promise: nil)
+    }
+
+    private var calmingDown = false
 
     private func receivedEnd(_ stream: RPCStreamState) {
         guard !stream.inboundEnded else { return }
@@ -270,7 +403,13 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         }
         sendHeadersIfNeeded(stream)
         let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(framed), endStream: false)
-        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(data))), promise: promise)
+        // Counted until the bytes reach the socket: a client that does not read (or keeps its window shut) holds
+        // them here, and past `maxPendingResponseBytes` its new calls are refused.
+        let bytes = framed.readableBytes
+        pendingResponseBytes += bytes
+        let written = promise ?? context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [self] _ in pendingResponseBytes -= bytes }
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(data))), promise: written)
         needsFlush = true
     }
 
@@ -285,9 +424,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     }
 
     /// Ends `stream` with a gRPC status (trailers-only when nothing was sent yet).
+    func finish(_ stream: RPCStreamState, _ error: EtcdError) {
+        finish(stream, code: error.code.rawValue, message: error.message)
+    }
+
     func finish(_ stream: RPCStreamState, code: Int, message: String, trailers extra: HPACKHeaders = [:]) {
         guard !stream.finished else { return }
         stream.finished = true
+        stream.deadlineTask?.cancel()
+        stream.deadlineTask = nil
         var trailers: HPACKHeaders
         if code == 0 && stream.headersSent && extra.isEmpty {
             trailers = GRPCWire.okTrailers
@@ -319,6 +464,15 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             wrapOutboundOut(
                 HTTP2Frame(streamID: stream.id, payload: .data(.init(data: .byteBuffer(body), endStream: true)))),
             promise: nil)
+        needsFlush = true
+    }
+
+    /// Ends a streamed non-gRPC HTTP/2 response (the JSON gateway's watch, observe, snapshot) after its DATA.
+    func endHTTP(_ stream: RPCStreamState) {
+        guard !stream.finished else { return }
+        stream.finished = true
+        let end = HTTP2Frame.FramePayload.Data(data: .byteBuffer(allocator.buffer(capacity: 0)), endStream: true)
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: stream.id, payload: .data(end))), promise: nil)
         needsFlush = true
     }
 
@@ -399,6 +553,11 @@ final class RPCStreamState {
     var inboundEnded = false
     /// A status (or reset) went out: nothing more may be sent.
     var finished = false
+    /// From the request's `grpc-timeout`; the task answers DEADLINE_EXCEEDED when it passes.
+    var deadline: NIODeadline?
+    var deadlineTask: Scheduled<Void>?
+    /// Bytes of an incomplete message, counted in the connection's `bufferedRequestBytes`.
+    var bufferedBytes = 0
 
     init(id: HTTP2StreamID, maxMessageBytes: Int) {
         self.id = id
@@ -418,6 +577,8 @@ protocol RPCCall: AnyObject {
     func receivedEnd(stream: RPCStreamHandle)
     /// The stream was reset or the connection closed: nothing more can be sent.
     func cancelled()
+    /// The call's deadline passed: the connection answers DEADLINE_EXCEEDED right after; work under way may stop.
+    func deadlinePassed()
     /// The connection can take writes again after being full.
     func writable(stream: RPCStreamHandle)
     var wantsRawBytes: Bool { get }
@@ -430,6 +591,7 @@ extension RPCCall {
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {}
     func receivedRaw(_ bytes: ByteBuffer, stream: RPCStreamHandle) {}
     func writable(stream: RPCStreamHandle) {}
+    func deadlinePassed() {}
     var wantsRawBytes: Bool { false }
     var creditsOnConsumption: Bool { false }
 }
@@ -446,6 +608,9 @@ struct RPCStreamHandle {
     let stream: RPCStreamState
 
     var isFinished: Bool { stream.finished }
+
+    /// The call's deadline (`grpc-timeout`), if it has one.
+    var deadline: NIODeadline? { stream.deadline }
 
     /// The caller's credentials while auth is on (the call's `token` metadata and the connection's verified
     /// certificate name), nil while it is off: the hot path then does nothing more.

@@ -11,6 +11,36 @@ struct FastRoute: Sendable {
     let makeCall: @Sendable () -> any RPCCall
 }
 
+/// How much one client connection may hold of this member, and how abuse of HTTP/2 is answered.
+struct RPCConnectionLimits: Sendable {
+    /// Streams open at once (etcd's `--max-concurrent-streams`, never more than `streamCeiling`): a HEADERS frame
+    /// past it is answered RST_STREAM REFUSED_STREAM, as grpc-go does.
+    var maxConcurrentStreams = RPCConnectionLimits.streamCeiling
+    /// Bytes of incomplete request messages one connection may have buffered (the stream that would pass it gets
+    /// "too many requests"), and all connections of the listener together.
+    var maxBufferedRequestBytes = 64 << 20
+    var maxListenerBufferedRequestBytes = 1 << 30
+    /// Response bytes not yet handed to the socket, past which new calls get "too many requests".
+    var maxPendingResponseBytes = 16 << 20
+    /// Streams the client may reset before anything was answered on them, per window, before GOAWAY
+    /// ENHANCE_YOUR_CALM (CVE-2023-44487). Clients cancel calls on timeouts and shutdowns, so a few hundred per
+    /// second are still ordinary; an attack runs at tens of thousands.
+    var maxPrematureResets = 2_000
+    var abuseWindow: TimeAmount = .seconds(10)
+    /// WINDOW_UPDATE frames crediting less than 1 KiB, per window, before GOAWAY ENHANCE_YOUR_CALM: NIO's handler
+    /// does not count WINDOW_UPDATE among the control frames it rate-limits.
+    var maxSmallWindowUpdates = 10_000
+
+    /// etcd's default for `--max-concurrent-streams` is unbounded (2^32-1); an open stream costs this member about a
+    /// kilobyte even when idle, so a connection holds at most this many whatever the flag says. Go clients multiplex
+    /// every call and watch of a client on one connection; kube-apiserver's busiest hold a few hundred.
+    static let streamCeiling = 10_000
+
+    init(maxConcurrentStreams: Int = Int(Int32.max)) {
+        self.maxConcurrentStreams = min(max(1, maxConcurrentStreams), Self.streamCeiling)
+    }
+}
+
 /// What every connection of one listener shares.
 final class RPCListenerShared: Sendable {
     let fastRoutes: [String: FastRoute]
@@ -18,18 +48,38 @@ final class RPCListenerShared: Sendable {
     let bridge: RPCBridge?
     let http: (any HTTPRouting)?
     let authentication: ClientAuthentication?
+    let limits: RPCConnectionLimits
     let connections = RPCConnectionRegistry()
+    /// Bytes of incomplete request messages on all connections (bounded by `limits`).
+    private let bufferedRequestBytes = Atomic<Int>(0)
 
     init(
         fastRoutes: [String: FastRoute], maxMessageBytes: Int, bridge: RPCBridge?, http: (any HTTPRouting)?,
-        authentication: ClientAuthentication? = nil
+        authentication: ClientAuthentication? = nil, limits: RPCConnectionLimits = RPCConnectionLimits()
     ) {
         self.fastRoutes = fastRoutes
         self.maxMessageBytes = maxMessageBytes
         self.bridge = bridge
         self.http = http
         self.authentication = authentication
+        self.limits = limits
     }
+
+    /// Takes `bytes` of the listener's budget for incomplete messages; false when it is spent.
+    func reserveBufferedRequestBytes(_ bytes: Int) -> Bool {
+        if bufferedRequestBytes.wrappingAdd(bytes, ordering: .relaxed).newValue > limits.maxListenerBufferedRequestBytes
+        {
+            bufferedRequestBytes.wrappingSubtract(bytes, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func releaseBufferedRequestBytes(_ bytes: Int) {
+        bufferedRequestBytes.wrappingSubtract(bytes, ordering: .relaxed)
+    }
+
+    var listenerBufferedRequestBytes: Int { bufferedRequestBytes.load(ordering: .relaxed) }
 }
 
 /// How the calls of a client listener learn who sends them: the member's auth state (to know whether auth is on
@@ -49,6 +99,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
     struct Options: Sendable {
         var host: String
         var port: Int
+        /// A Unix domain socket's path instead of `host:port` (`unix://` URLs).
+        var unixPath: String? = nil
         /// Largest request message accepted (grpc-go's "received message larger than max" beyond it).
         var maxMessageBytes: Int
         /// `--socket-reuse-port`, `--socket-reuse-address`.
@@ -119,7 +171,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// more than once.
     func open() throws {
         if state.withLock({ $0.listener != nil || $0.socket != nil }) { return }
-        let socket = try ListeningSocket.open(host: options.host, port: options.port, options: options.socketOptions)
+        let socket = try ListeningSocket.open(
+            host: options.host, port: options.port, unixPath: options.unixPath, options: options.socketOptions)
         state.withLock { $0.socket = socket }
     }
 
@@ -134,7 +187,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
         let bridge = RPCBridge(methods: methods, submit: { continuation.yield($0) })
         let shared = RPCListenerShared(
             fastRoutes: fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: http,
-            authentication: authentication)
+            authentication: authentication,
+            limits: RPCConnectionLimits(maxConcurrentStreams: options.maxConcurrentStreams))
         let (listener, alreadyStopping) = state.withLock { s in
             s.shared = shared
             s.jobs = continuation
@@ -189,7 +243,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
     private func makeListener(socket: NIOBSDSocket.Handle, group: any EventLoopGroup) async throws -> any Channel {
         let maxMessageBytes = options.maxMessageBytes
         let keepalive = options.keepalive
-        let maxStreams = options.maxConcurrentStreams
+        let maxStreams = RPCConnectionLimits(maxConcurrentStreams: options.maxConcurrentStreams).maxConcurrentStreams
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.autoRead, value: false)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -208,6 +262,9 @@ final class RPCServerTransport: ServerTransport, Sendable {
                         makeHTTPHandler: { HTTPEndpointHandler(router: router, maxBody: maxMessageBytes) },
                         keepalive: keepalive)
                     let ops = channel.pipeline.syncOperations
+                    // Nothing more is read from a client while its answers pile up unsent (it does not read them):
+                    // whatever it does, the bytes this member holds for it stay bounded.
+                    try ops.addHandler(BackPressureHandler())
                     try ops.addHandler(sniffer)
                     try ops.addHandler(Self.makeHTTP2Handler(maxConcurrentStreams: maxStreams))
                     try ops.addHandler(RPCConnectionHandler(shared: shared, tlsGeneration: generation))
@@ -224,15 +281,24 @@ final class RPCServerTransport: ServerTransport, Sendable {
             HTTP2Setting(parameter: .maxHeaderListSize, value: 1 << 20),
         ]
         // Go's gRPC client pings to estimate bandwidth (hundreds per second under load); it must not be taken
-        // for a flood. `HTTP2PingResponder` answers most of them before this handler sees them.
+        // for a flood. `HTTP2PingResponder` answers most of them before this handler sees them. Past 2,000 PING,
+        // SETTINGS or PRIORITY frames a second (sustained over 10 s) NIO's handler sends GOAWAY ENHANCE_YOUR_CALM.
         connection.controlFrameRateLimit.maximumCount = 20_000
         connection.controlFrameRateLimit.windowLength = .seconds(10)
-        connection.maximumBufferedControlFrames = 100_000
+        // Control frames (SETTINGS and PING acknowledgements, RST_STREAM, WINDOW_UPDATE) held for a client that
+        // does not read; past it the connection is closed. NIO's default.
+        connection.maximumBufferedControlFrames = 10_000
+        // A DATA frame without payload and not ending its stream does no work: one in a row is tolerated (NIO's
+        // default); CONTINUATION floods are bounded likewise (a header block in at most 5 of them).
+        connection.maximumSequentialEmptyDataFrames = 1
+        connection.maximumSequentialContinuationFrames = 5
         connection.maximumConnectionGlitches = 10_000
         var stream = NIOHTTP2Handler.StreamConfiguration()
         // clientv3's KeepAliveOnce and every cancelled context end a stream with RST_STREAM: thousands per second
-        // per connection under load are normal client behaviour here, not a rapid-reset attack.
-        stream.streamResetFrameRateLimit.maximumCount = 1_000_000
+        // per connection under load are normal client behaviour here. Rapid reset (resets of streams not answered
+        // yet) is caught by `RPCConnectionHandler` itself; this bound is for RST_STREAM frames of any kind, and its
+        // window costs 8 bytes per frame counted.
+        stream.streamResetFrameRateLimit.maximumCount = 100_000
         stream.streamResetFrameRateLimit.windowLength = .seconds(10)
         stream.streamErrorRateLimit.maximumCount = 20_000
         stream.streamErrorRateLimit.windowLength = .seconds(10)

@@ -22,4 +22,31 @@ public enum GoDuration {
         }
         return .nanoseconds(Int64(total))
     }
+
+    /// Go's `time.Duration.String` ("1m0s", "1h2m3.5s", "250ms"), as etcd logs durations.
+    public static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        if nanoseconds == 0 { return "0s" }
+        let sign = nanoseconds < 0 ? "-" : ""
+        let magnitude = nanoseconds.magnitude
+        func trimmed(_ whole: UInt64, _ fraction: UInt64, digits: Int) -> String {
+            guard fraction > 0 else { return "\(whole)" }
+            var text = String(fraction)
+            text = String(repeating: "0", count: digits - text.count) + text
+            while text.hasSuffix("0") { text.removeLast() }
+            return "\(whole).\(text)"
+        }
+        if magnitude < 1_000 { return sign + "\(magnitude)ns" }
+        if magnitude < 1_000_000 { return sign + trimmed(magnitude / 1_000, magnitude % 1_000, digits: 3) + "µs" }
+        if magnitude < 1_000_000_000 {
+            return sign + trimmed(magnitude / 1_000_000, magnitude % 1_000_000, digits: 6) + "ms"
+        }
+        let totalSeconds = magnitude / 1_000_000_000
+        let secondsText = trimmed(totalSeconds % 60, magnitude % 1_000_000_000, digits: 9) + "s"
+        let minutes = totalSeconds / 60
+        if minutes == 0 { return sign + secondsText }
+        if minutes < 60 { return sign + "\(minutes)m" + secondsText }
+        return sign + "\(minutes / 60)h\(minutes % 60)m" + secondsText
+    }
 }

@@ -110,20 +110,25 @@ public enum TLSVerifier {
             return .failure(
                 TLSRejection(
                     reason: "cn_not_allowed",
-                    message: "\(who): common name \(commonName ?? "(none)") is not the allowed CN \(allowed)"))
+                    message: "\(who): \(Self.authenticationFailed) (common name \(commonName ?? "(none)") is not the "
+                        + "allowed CN \(allowed))"))
         }
         if let allowed = policy.allowedHostname, !SubjectNames(certificate: leaf).covers(host: allowed) {
             let names = SubjectNames(certificate: leaf).allNames
             return .failure(
                 TLSRejection(
                     reason: "san_mismatch",
-                    message: "\(who): SAN does not contain allowed hostname \(allowed) (has: "
-                        + (names.isEmpty ? "no SANs" : names.joined(separator: ", ")) + ")"))
+                    message: "\(who): \(Self.authenticationFailed) (SAN does not contain allowed hostname \(allowed), "
+                        + "has: " + (names.isEmpty ? "no SANs" : names.joined(separator: ", ")) + ")"))
         }
         return .success(
             VerifiedPeer(
                 commonName: commonName, subject: leaf.subject.description, serialHex: leaf.serialNumber.hexString))
     }
+
+    /// etcd's words for a certificate refused by `--(peer-)cert-allowed-cn` or `-allowed-hostname` (its
+    /// `VerifyPeerCertificate` error, which is what etcd logs), so that the same search finds both.
+    static let authenticationFailed = "client certificate authentication failed"
 
     static func label(_ problem: ChainProblem) -> String {
         switch problem {

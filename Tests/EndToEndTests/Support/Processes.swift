@@ -126,6 +126,11 @@ final class QuorumProcess: @unchecked Sendable {
     var clusterState = "new"
     /// Variables added to the inherited environment (e.g. AWS credentials for an S3 backup destination).
     var environment: [String: String] = [:]
+    /// The process's working directory (relative paths in flags, e.g. `unix://` sockets); nil: the test's.
+    var workingDirectory: String?
+    /// `--listen-peer-urls`, `--initial-advertise-peer-urls` and this member's `--initial-cluster` entry, when not
+    /// `peerURL` (e.g. a `unix://` socket).
+    var peerURLOverride: String?
 
     var endpoint: String { "http://127.0.0.1:\(clientPort)" }
     var peerURL: String { "http://127.0.0.1:\(peerPort)" }
@@ -146,8 +151,10 @@ final class QuorumProcess: @unchecked Sendable {
         [
             "--name", name, "--data-dir", dataDir,
             "--listen-client-urls", endpoint, "--advertise-client-urls", endpoint,
-            "--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-            "--initial-cluster", initialCluster ?? "\(name)=\(peerURL)", "--initial-cluster-state", clusterState,
+            "--listen-peer-urls", peerURLOverride ?? peerURL, "--initial-advertise-peer-urls",
+            peerURLOverride ?? peerURL,
+            "--initial-cluster", initialCluster ?? "\(name)=\(peerURLOverride ?? peerURL)",
+            "--initial-cluster-state", clusterState,
         ] + extraArguments
     }
 
@@ -168,6 +175,7 @@ final class QuorumProcess: @unchecked Sendable {
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
+        if let workingDirectory { p.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         let offset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
         try p.run()
         process = p
