@@ -4,7 +4,9 @@
 # reference some tests compare against, etcd's Go client (golang-go, golang-etcd-server-dev) does what kube-apiserver
 # does, openssl checks certificates, iproute2 builds network namespaces,
 # libxcrypt's header (libcrypt-dev) builds the Auth target, python3's cryptography package (PyPI) is the
-# independent JWT implementation AuthTests check tokens against, and etcd3gw (PyPI) a JSON-gateway client.
+# independent JWT implementation AuthTests check tokens against, etcd3gw (PyPI) a JSON-gateway client, and fusepy
+# (PyPI) with libfuse 2 (libfuse2) runs scripts/lossyfs.py, the FUSE file system that loses unsynced writes at a
+# power cut (PowerLossTests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,7 @@ command -v go >/dev/null || need+=(golang-go)
 [ -d /usr/share/gocode/src/go.etcd.io/etcd/clientv3 ] || need+=(golang-etcd-server-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 [ -f /usr/include/crypt.h ] || need+=(libcrypt-dev)
+/sbin/ldconfig -p | grep -q 'libfuse\.so\.2 ' || need+=(libfuse2)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
@@ -29,6 +32,8 @@ fi
 python3 -c 'import cryptography' 2>/dev/null || python3 -m pip install -q cryptography
 # OpenStack's etcd3gw, a client of the JSON gateway only (JSONGatewayTests).
 python3 -c 'import etcd3gw' 2>/dev/null || python3 -m pip install -q 'etcd3gw==2.7.0'
+# fusepy (on libfuse 2, installed above) runs scripts/lossyfs.py, the power-loss tests' file system.
+python3 scripts/lossyfs.py --check 2>/dev/null || python3 -m pip install -q fusepy==3.0.1
 # moto's S3-protocol server, the real S3 peer of the backup tests (BackupTests, ScheduledBackupTests).
 python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install -q 'moto[server]==5.2.1'
 

@@ -15,24 +15,29 @@ public final class ChaosMembers: @unchecked Sendable {
     let tls: ChaosTLS?
     /// Extra flags for every member.
     let extraFlags: [String]
+    /// Where each member keeps its data, if not in the work directory (the power-loss harness puts them on file
+    /// systems of their own).
+    let dataDirectories: [String]?
     private var processes: [Int: Process] = [:]
     private var paused: Set<Int> = []
     private let lock = NSLock()
 
     public init(
-        network: ChaosNetwork, binary: String, workDirectory: String, tls: ChaosTLS? = nil, extraFlags: [String] = []
+        network: ChaosNetwork, binary: String, workDirectory: String, tls: ChaosTLS? = nil, extraFlags: [String] = [],
+        dataDirectories: [String]? = nil
     ) {
         self.network = network
         self.binary = binary
         self.workDirectory = workDirectory
         self.tls = tls
         self.extraFlags = extraFlags
+        self.dataDirectories = dataDirectories
     }
 
     public var count: Int { network.hosts }
     public func clientEndpoint(_ host: Int) -> (host: String, port: Int) { (network.address(host), 2379) }
     func logPath(_ host: Int) -> String { "\(workDirectory)/m\(host).log" }
-    public func dataDirectory(_ host: Int) -> String { "\(workDirectory)/m\(host).quorum" }
+    public func dataDirectory(_ host: Int) -> String { dataDirectories?[host] ?? "\(workDirectory)/m\(host).quorum" }
 
     /// What member `host` has logged so far (across restarts).
     public func log(_ host: Int) -> String {

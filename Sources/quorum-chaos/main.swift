@@ -25,12 +25,24 @@ struct QuorumChaos: AsyncParsableCommand {
                 + "(per seed). Every put must succeed."))
     var renewal = false
     @Option(help: "Leaf certificate lifetime in seconds (--renewal).") var leafSeconds = 4
+    @Option(
+        help: ArgumentHelp(
+            "Power-loss soak instead: members keep their data on lossyfs (FUSE; what was not fsynced is lost at a "
+                + "cut) while --clients writers put; the power goes out on the leader, a follower or every member "
+                + "until this many members have lost it (per seed). No acknowledged put may be lost."))
+    var powerCuts: Int?
+    @Option(help: "The lossyfs script (--power-cuts).") var lossyfs = "scripts/lossyfs.py"
+    @Option(
+        parsing: .unconditionalSingleValue,
+        help: "A flag for every member of a --power-cuts run (e.g. --member-flag=--unsafe-no-fsync), repeatable.")
+    var memberFlag: [String] = []
 
     func run() async throws {
         guard Chaos.isSupported() else {
             throw ValidationError("network namespaces are not available: run as root (ip netns, tc)")
         }
         if renewal { return try await runRenewal() }
+        if let powerCuts { return try await runPowerLoss(cuts: powerCuts) }
         let stopAt = Date().addingTimeInterval(minutes * 60)
         var failures: [UInt64] = []
         for seed in startSeed..<(startSeed + UInt64(seeds)) where Date() < stopAt {
@@ -47,6 +59,38 @@ struct QuorumChaos: AsyncParsableCommand {
             } else {
                 failures.append(seed)
                 print("  member logs kept in \(work); replay with: quorum-chaos --start-seed \(seed) --seeds 1")
+            }
+        }
+        if !failures.isEmpty {
+            print("FAILED seeds: \(failures.map(String.init).joined(separator: " "))")
+            throw ExitCode(1)
+        }
+    }
+
+    /// One power-loss soak per seed, each until `cuts` member power cuts.
+    func runPowerLoss(cuts: Int) async throws {
+        guard LossyFileSystem.isSupported(script: lossyfs) else {
+            throw ValidationError(
+                "\(lossyfs) cannot mount: it needs root, /dev/fuse, and python3 with fusepy (pip install fusepy) and "
+                    + "libfuse 2 (apt-get install libfuse2)")
+        }
+        var failures: [UInt64] = []
+        for seed in startSeed..<(startSeed + UInt64(seeds)) {
+            let work = NSTemporaryDirectory() + "quorum-power-\(seed)-\(UUID().uuidString.prefix(6))"
+            var options = PowerLossOptions(
+                seed: seed, binary: binary, lossyfs: lossyfs, workDirectory: work)
+            options.cuts = cuts
+            options.members = members
+            options.writers = clients
+            options.extraFlags = memberFlag
+            print("power-loss soak, seed \(seed): \(cuts) member power cuts, \(members) members, \(clients) writers")
+            let report = await PowerLossRun.run(options)
+            print(report)
+            if report.passed {
+                try? FileManager.default.removeItem(atPath: work)
+            } else {
+                failures.append(seed)
+                print("  member and lossyfs logs kept in \(work)")
             }
         }
         if !failures.isEmpty {
