@@ -6,11 +6,15 @@
 //   MVCC (revisioned key space, watches, leases) · Auth (etcd's users, roles, permissions, tokens; pure)
 //   Node (the replicated state machine; no I/O framework)
 //   Bolt (bbolt's file format) · EtcdSnapshot (etcd's backend schema and snapshot files, over Bolt)
-//   PKI (CAs, issuance, renewal) · Server (gRPC, HTTP, peers, TLS) · executables on top.
+//   Batching (a lock-protected batch of work for one consumer; shared by Node and RPCTransport)
+//   RPCTransport (the client port's transport: frame-level gRPC over HTTP/2, HTTP/1.1 and HTTP-over-HTTP/2, listening
+//   sockets, protocol sniffing, keepalive; knows nothing of etcd: no Node, MVCC, Auth or PKI)
+//   PKI (CAs, issuance, renewal) · Server (the etcd services, gateway, peers, TLS; over RPCTransport) · executables on top.
 //   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
 //   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
-// Nothing below Server imports NIO or gRPC. The simulator (Simulation) drives the Raft core seed by seed; the member's
-// own code (Node, Storage, MVCC) is exercised by real processes (end-to-end, chaos), not yet by the simulator.
+// Nothing below Server imports NIO or gRPC except RPCTransport and Backup, which know nothing of etcd. The simulator
+// (Simulation) drives the Raft core seed by seed; the member's own code (Node, Storage, MVCC) is exercised by real
+// processes (end-to-end, chaos), not yet by the simulator.
 import PackageDescription
 
 let package = Package(
@@ -49,6 +53,7 @@ let package = Package(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
         .target(name: "Raft"),
+        .target(name: "Batching"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Bolt"),
@@ -75,7 +80,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth",
+                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth", "Batching",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -100,9 +105,23 @@ let package = Package(
             ]
         ),
         .target(
+            name: "RPCTransport",
+            dependencies: [
+                "Batching",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .target(
             name: "Server",
             dependencies: [
-                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth", "Backup",
+                "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth", "Backup", "RPCTransport",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -215,7 +234,7 @@ let package = Package(
         .testTarget(
             name: "TLSTests",
             dependencies: [
-                "Server", "PKI",
+                "Server", "RPCTransport", "PKI",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -223,9 +242,19 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "RPCTransportTests",
+            dependencies: [
+                "RPCTransport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "Node", "EtcdProto", .product(name: "NIOCore", package: "swift-nio"),
+                "Server", "RPCTransport", "Node", "EtcdProto", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

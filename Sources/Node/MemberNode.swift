@@ -1,4 +1,5 @@
 import Auth
+import Batching
 import EtcdProto
 import Foundation
 import Logging

@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Node
+import RPCTransport
 import ServiceLifecycle
 import Storage
 import Synchronization
@@ -74,7 +75,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 options: .init(
                     host: url.host, port: url.port, unixPath: url.unixPath, maxMessageBytes: maxBody,
                     socketOptions: config.socketOptions, keepalive: config.keepalive,
-                    maxConcurrentStreams: config.maxConcurrentStreams))
+                    maxConcurrentStreams: config.maxConcurrentStreams, overloaded: EtcdError.tooManyRequests.rpcStatus))
         }
         // Peer connections live on the Raft loop's event loop; snapshots arrive in chunks of 256 KiB.
         let peer = config.listenPeerURLs.map { url in

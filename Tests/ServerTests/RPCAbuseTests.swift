@@ -7,6 +7,7 @@ import NIOHTTP2
 import Node
 import Testing
 
+@testable import RPCTransport
 @testable import Server
 
 /// The client port under abuse, one connection at a time: deadlines answered DEADLINE_EXCEEDED, streams past the

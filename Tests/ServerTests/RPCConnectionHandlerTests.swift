@@ -9,6 +9,7 @@ import Node
 import Synchronization
 import Testing
 
+@testable import RPCTransport
 @testable import Server
 
 /// The frame-level gRPC connection: requests decoded from DATA however they are cut, responses framed as gRPC
@@ -57,6 +58,9 @@ import Testing
             http: (any HTTPRouting)? = nil, maxMessageBytes: Int = 1 << 20, bridge: RPCBridge? = nil,
             limits: RPCConnectionLimits = RPCConnectionLimits(), before: (any ChannelHandler & Sendable)? = nil
         ) async throws {
+            // Refused calls get etcd's wording, as on the member's client listeners.
+            var limits = limits
+            limits.overloaded = EtcdError.tooManyRequests.rpcStatus
             let shared = RPCListenerShared(
                 fastRoutes: RPCConnectionHandlerTests.routes(), maxMessageBytes: maxMessageBytes, bridge: bridge,
                 http: http, limits: limits
@@ -334,38 +338,6 @@ import Testing
         await h.fire(StreamClosedEvent(streamID: HTTP2StreamID(21), reason: nil))
         await h.channel.testingEventLoop.run()
         #expect(!h.channel.isActive)
-    }
-}
-
-@Suite struct GRPCWireTests {
-    @Test func grpcMessagesArePercentEncodedOnlyWhereNeeded() {
-        #expect(GRPCWire.percentEncode("etcdserver: key not found") == "etcdserver: key not found")
-        #expect(GRPCWire.percentEncode("100% ünïcode\n") == "100%25 %C3%BCn%C3%AFcode%0A")
-    }
-
-    @Test func timeoutsInEveryUnit() {
-        #expect(GRPCWire.timeout("5S") == .seconds(5))
-        #expect(GRPCWire.timeout("100m") == .milliseconds(100))
-        #expect(GRPCWire.timeout("2H") == .seconds(7200))
-        #expect(GRPCWire.timeout("7u") == .microseconds(7))
-        #expect(GRPCWire.timeout("x") == nil && GRPCWire.timeout("12") == nil && GRPCWire.timeout("1234567890S") == nil)
-    }
-
-    @Test func framedMessagesCarryThePrefixAndDecodeBack() throws {
-        var request = Etcdserverpb_PutRequest()
-        request.key = Data("key".utf8)
-        request.value = Data(repeating: 7, count: 1000)
-        var buffer = try GRPCWire.frame(request)
-        #expect(buffer.readInteger(as: UInt8.self) == 0)
-        #expect(Int(buffer.readInteger(as: UInt32.self)!) == buffer.readableBytes)
-        #expect(try Etcdserverpb_PutRequest(serializedBytes: Array(buffer.readableBytesView)) == request)
-    }
-
-    @Test func theReaderRefusesCompressedMessages() {
-        var reader = GRPCMessageReader(maxMessageBytes: 100)
-        var buffer = ByteBuffer()
-        buffer.writeBytes([1, 0, 0, 0, 1, 0x08])
-        #expect(throws: GRPCMessageReader.Failure.self) { try reader.append(buffer) { _ in } }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import PKI
+import RPCTransport
 import Server
 import Testing
 import X509

@@ -2,6 +2,7 @@ import EtcdProto
 import Foundation
 import NIOHTTP1
 import Node
+import RPCTransport
 import SwiftProtobuf
 
 /// The HTTP endpoints etcd serves on its client port: `/health`, `/livez`, `/readyz`, `/version`, `/metrics` and

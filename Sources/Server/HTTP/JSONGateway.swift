@@ -5,6 +5,7 @@ import GRPCCore
 import MVCC
 import NIOHTTP1
 import Node
+import RPCTransport
 import SwiftProtobuf
 
 /// etcd's gRPC-gateway: `POST /v3/<service>/<method>` with the request as protobuf JSON.

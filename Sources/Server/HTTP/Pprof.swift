@@ -1,5 +1,6 @@
 import Foundation
 import NIOHTTP1
+import RPCTransport
 
 #if canImport(Glibc)
     import Glibc

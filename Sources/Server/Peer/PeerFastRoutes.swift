@@ -3,6 +3,7 @@ import GRPCCore
 import Logging
 import NIOCore
 import Node
+import RPCTransport
 import Raft
 import SwiftProtobuf
 

@@ -7,6 +7,7 @@ import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import Node
+import RPCTransport
 import Synchronization
 
 /// The sending half of one peer link: a single long-lived HTTP/2 stream carrying `quorumpb.Raft/Messages`,

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PKI
+import RPCTransport
 import Synchronization
 import X509
 

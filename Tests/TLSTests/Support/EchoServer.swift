@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PKI
+import RPCTransport
 import Server
 import X509
 

@@ -109,7 +109,7 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func scheduleKeepalive(context: ChannelHandlerContext) {
         guard let keepalive, keepalive.interval > .zero, keepaliveTask == nil, !closing else { return }
-        let interval = TimeAmount.nanoseconds(EtcdFlags.nanoseconds(keepalive.interval))
+        let interval = TimeAmount.nanoseconds(nanosecondsOf(keepalive.interval))
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let due = lastRead + interval
         keepaliveTask = context.eventLoop.scheduleTask(deadline: due) {
@@ -135,7 +135,7 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
         let sent = NIODeadline.now()
         if keepalive.timeout > .zero {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let timeout = TimeAmount.nanoseconds(EtcdFlags.nanoseconds(keepalive.timeout))
+            let timeout = TimeAmount.nanoseconds(nanosecondsOf(keepalive.timeout))
             timeoutTask = context.eventLoop.scheduleTask(in: timeout) {
                 let (handler, context) = loopBound.value
                 handler.timeoutTask = nil
@@ -168,7 +168,7 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
         if let last = lastPingAt {
             let allowed =
                 openStreams.isEmpty
-                ? Self.idlePingInterval : TimeAmount.nanoseconds(EtcdFlags.nanoseconds(keepalive.minTime))
+                ? Self.idlePingInterval : TimeAmount.nanoseconds(nanosecondsOf(keepalive.minTime))
             if last + allowed > now { pingStrikes += 1 }
         }
         return pingStrikes > Self.maxPingStrikes
@@ -356,4 +356,9 @@ final class HTTP2PingResponder: ChannelDuplexHandler, RemovableChannelHandler {
         answered += 1
         return answered > limit
     }
+}
+
+/// `duration` in nanoseconds, truncated.
+private func nanosecondsOf(_ duration: Duration) -> Int64 {
+    duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
 }

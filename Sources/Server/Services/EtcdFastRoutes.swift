@@ -6,6 +6,7 @@ import NIOCore
 import NIOHPACK
 import Node
 import Prometheus
+import RPCTransport
 import SwiftProtobuf
 
 /// The etcd methods the client port serves in place, on the connection's event loop (`RPCConnectionHandler`):
@@ -256,7 +257,7 @@ final class LeaseKeepAliveCall: RPCCall {
                 do throws(EtcdError) {
                     try handler.checkLeaseKeepAlive(id, try resolved.get())
                     remote.post { handle in
-                        guard let handle, let call = handle.stream.call as? LeaseKeepAliveCall else { return }
+                        guard let handle, let call = handle.call as? LeaseKeepAliveCall else { return }
                         call.outstanding -= 1
                         call.renew(id, stream: handle)
                     }
@@ -302,7 +303,7 @@ final class LeaseKeepAliveCall: RPCCall {
     ) {
         remote.post { handle in
             guard let handle else { return }
-            if let call = handle.stream.call as? LeaseKeepAliveCall { call.outstanding -= 1 }
+            if let call = handle.call as? LeaseKeepAliveCall { call.outstanding -= 1 }
             switch result {
             case .success(let response): handle.send(response)
             case .failure(let error): handle.finish(error)
@@ -348,7 +349,7 @@ final class WatchCall: RPCCall {
         let remote = stream.remote
         watchStream.onReady {
             remote.post { handle in
-                guard let handle, let call = handle.stream.call as? WatchCall else { return }
+                guard let handle, let call = handle.call as? WatchCall else { return }
                 call.drain(handle)
             }
         }
@@ -389,7 +390,7 @@ final class WatchCall: RPCCall {
                         }
                     }
                     remote.post { handle in
-                        guard let handle, let call = handle.stream.call as? WatchCall else { return }
+                        guard let handle, let call = handle.call as? WatchCall else { return }
                         if let refusal {
                             call.refuse(create, reason: AuthStore.watchCancelReason(for: refusal))
                         } else {
@@ -453,7 +454,7 @@ final class WatchCall: RPCCall {
     /// Writes queued responses until the stream has `highWater` bytes on their way; the write that brings it
     /// back under resumes draining.
     private func drain(_ stream: RPCStreamHandle) {
-        while !stream.isFinished && unwritten < Self.highWater && stream.connection.isWritable {
+        while !stream.isFinished && unwritten < Self.highWater && stream.isWritable {
             let batch = watchStream.take(limit: Self.batchLimit)
             if batch.isEmpty { return }
             // The batch's messages, each with its prefix, go in one DATA frame (HTTP/2 splits it only where its
@@ -493,7 +494,7 @@ final class WatchCall: RPCCall {
                 unwritten -= bytes
                 if wasFull && unwritten < Self.highWater {
                     drain(stream)
-                    stream.connection.flushIfNeeded()
+                    stream.flushIfNeeded()
                 }
             }
         }

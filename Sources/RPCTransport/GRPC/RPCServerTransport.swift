@@ -2,13 +2,16 @@ import GRPCCore
 import NIOCore
 import NIOHTTP2
 import NIOPosix
-import Node
 import Synchronization
 
 /// A served method that bypasses grpc-swift's per-call machinery: the connection creates its call object and
 /// drives it on the event loop (see `RPCConnectionHandler`).
-struct FastRoute: Sendable {
+package struct FastRoute: Sendable {
     let makeCall: @Sendable () -> any RPCCall
+
+    package init(makeCall: @escaping @Sendable () -> any RPCCall) {
+        self.makeCall = makeCall
+    }
 }
 
 /// How much one client connection may hold of this member, and how abuse of HTTP/2 is answered.
@@ -22,6 +25,9 @@ struct RPCConnectionLimits: Sendable {
     var maxListenerBufferedRequestBytes = 1 << 30
     /// Response bytes not yet handed to the socket, past which new calls get "too many requests".
     var maxPendingResponseBytes = 16 << 20
+    /// The status of a call refused because its connection or listener holds too much ("too many requests"; the
+    /// etcd services use etcd's wording).
+    var overloaded = RPCStatus.overloaded
     /// Streams the client may reset before anything was answered on them, per window, before GOAWAY
     /// ENHANCE_YOUR_CALM (CVE-2023-44487). Clients cancel calls on timeouts and shutdowns, so a few hundred per
     /// second are still ordinary; an attack runs at tens of thousands.
@@ -36,8 +42,9 @@ struct RPCConnectionLimits: Sendable {
     /// every call and watch of a client on one connection; kube-apiserver's busiest hold a few hundred.
     static let streamCeiling = 10_000
 
-    init(maxConcurrentStreams: Int = Int(Int32.max)) {
+    init(maxConcurrentStreams: Int = Int(Int32.max), overloaded: RPCStatus = .overloaded) {
         self.maxConcurrentStreams = min(max(1, maxConcurrentStreams), Self.streamCeiling)
+        self.overloaded = overloaded
     }
 }
 
@@ -47,7 +54,7 @@ final class RPCListenerShared: Sendable {
     let maxMessageBytes: Int
     let bridge: RPCBridge?
     let http: (any HTTPRouting)?
-    let authentication: ClientAuthentication?
+    let authentication: (any RPCClientAuthentication)?
     let limits: RPCConnectionLimits
     let connections = RPCConnectionRegistry()
     /// Bytes of incomplete request messages on all connections (bounded by `limits`).
@@ -55,7 +62,7 @@ final class RPCListenerShared: Sendable {
 
     init(
         fastRoutes: [String: FastRoute], maxMessageBytes: Int, bridge: RPCBridge?, http: (any HTTPRouting)?,
-        authentication: ClientAuthentication? = nil, limits: RPCConnectionLimits = RPCConnectionLimits()
+        authentication: (any RPCClientAuthentication)? = nil, limits: RPCConnectionLimits = RPCConnectionLimits()
     ) {
         self.fastRoutes = fastRoutes
         self.maxMessageBytes = maxMessageBytes
@@ -82,21 +89,24 @@ final class RPCListenerShared: Sendable {
     var listenerBufferedRequestBytes: Int { bufferedRequestBytes.load(ordering: .relaxed) }
 }
 
-/// How the calls of a client listener learn who sends them: the member's auth state (to know whether auth is on
-/// at all) and, when the listener verifies client certificates, the verified common name of each connection.
-struct ClientAuthentication: Sendable {
-    let auth: AuthState
-    let identities: ClientIdentityRegistry?
+/// Who sends the calls of a listener, as far as the transport can tell, for the services to authenticate them:
+/// whether they want credentials at all (auth on) and the verified client-certificate name of a connection.
+package protocol RPCClientAuthentication: Sendable {
+    /// False: calls carry no credentials (`RPCStreamHandle.wantsCredentials`), and the hot path skips them.
+    var isEnabled: Bool { get }
+    /// The verified client-certificate common name of the connection from `remote` (`127.0.0.1:50412`); nil when
+    /// the listener does not verify client certificates.
+    func commonName(forRemote remote: String) -> String?
 }
 
 /// Quorum's gRPC server transport: one listening address, gRPC over HTTP/2 and HTTP/1.1 on the same port
 /// (optionally over TLS), fast routes served in place, every other method handed to grpc-swift's `GRPCServer`.
 ///
 /// Implements grpc-swift's `ServerTransport`, so `GRPCServer(transport:services:)` runs it like any transport.
-final class RPCServerTransport: ServerTransport, Sendable {
-    typealias Bytes = [UInt8]
+package final class RPCServerTransport: ServerTransport, Sendable {
+    package typealias Bytes = [UInt8]
 
-    struct Options: Sendable {
+    package struct Options: Sendable {
         var host: String
         var port: Int
         /// A Unix domain socket's path instead of `host:port` (`unix://` URLs).
@@ -109,6 +119,23 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var keepalive: KeepaliveSettings? = nil
         /// `--max-concurrent-streams`.
         var maxConcurrentStreams = Int(Int32.max)
+        /// The status of calls refused because the connection holds too much (`RPCConnectionLimits.overloaded`).
+        var overloaded = RPCStatus.overloaded
+
+        package init(
+            host: String, port: Int, unixPath: String? = nil, maxMessageBytes: Int,
+            socketOptions: SocketOptions = SocketOptions(), keepalive: KeepaliveSettings? = nil,
+            maxConcurrentStreams: Int = Int(Int32.max), overloaded: RPCStatus = RPCStatus.overloaded
+        ) {
+            self.host = host
+            self.port = port
+            self.unixPath = unixPath
+            self.maxMessageBytes = maxMessageBytes
+            self.socketOptions = socketOptions
+            self.keepalive = keepalive
+            self.maxConcurrentStreams = maxConcurrentStreams
+            self.overloaded = overloaded
+        }
     }
 
     private struct State {
@@ -116,7 +143,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
         var fastRoutes: [String: FastRoute] = [:]
         var http: (any HTTPRouting)?
         var tls: (any TLSContextSource)?
-        var authentication: ClientAuthentication?
+        var authentication: (any RPCClientAuthentication)?
         var shared: RPCListenerShared?
         var listener: (any Channel)?
         /// Opened by `open()`, adopted by the listener.
@@ -128,19 +155,19 @@ final class RPCServerTransport: ServerTransport, Sendable {
     let options: Options
     private let state = Mutex(State())
 
-    init(options: Options) {
+    package init(options: Options) {
         self.options = options
     }
 
-    func configure(context: GRPCServerContext) {
+    package func configure(context: GRPCServerContext) {
         state.withLock { $0.methods = context.methods }
     }
 
     /// What the listener serves besides grpc-swift's services: the fast routes, HTTP (nil answers 404), and
     /// TLS for accepted connections (nil: plaintext). Set before serving; the socket may already be bound.
-    func route(
+    package func route(
         _ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?, tls: (any TLSContextSource)?,
-        authentication: ClientAuthentication? = nil
+        authentication: (any RPCClientAuthentication)? = nil
     ) {
         state.withLock { s in
             s.fastRoutes = fastRoutes
@@ -153,7 +180,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// Hands the socket `open()` made (opening it if needed) to a listener channel on `group`, still without
     /// accepting: connections keep waiting in the backlog until `listen` starts accepting. Safe to call more than
     /// once.
-    func bind(on group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
+    package func bind(on group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws {
         if state.withLock({ $0.listener != nil }) { return }
         try open()
         guard let socket = state.withLock({ $0.socket }) else { return }
@@ -163,20 +190,20 @@ final class RPCServerTransport: ServerTransport, Sendable {
     }
 
     /// The port the listening socket is bound to (what port 0 picked); nil before `open`.
-    var boundPort: Int? {
+    package var boundPort: Int? {
         state.withLock { s in s.listener?.localAddress?.port ?? s.socket.flatMap(ListeningSocket.port(of:)) }
     }
 
     /// Opens the listening socket on the calling thread (`ListeningSocket`); `bind` adopts it. Safe to call
     /// more than once.
-    func open() throws {
+    package func open() throws {
         if state.withLock({ $0.listener != nil || $0.socket != nil }) { return }
         let socket = try ListeningSocket.open(
             host: options.host, port: options.port, unixPath: options.unixPath, options: options.socketOptions)
         state.withLock { $0.socket = socket }
     }
 
-    func listen(
+    package func listen(
         streamHandler: @escaping @Sendable (RPCStream<Inbound, Outbound>, ServerContext) async -> Void
     ) async throws {
         try await bind()
@@ -188,7 +215,8 @@ final class RPCServerTransport: ServerTransport, Sendable {
         let shared = RPCListenerShared(
             fastRoutes: fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: http,
             authentication: authentication,
-            limits: RPCConnectionLimits(maxConcurrentStreams: options.maxConcurrentStreams))
+            limits: RPCConnectionLimits(
+                maxConcurrentStreams: options.maxConcurrentStreams, overloaded: options.overloaded))
         let (listener, alreadyStopping) = state.withLock { s in
             s.shared = shared
             s.jobs = continuation
@@ -211,7 +239,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
         }
     }
 
-    func beginGracefulShutdown() {
+    package func beginGracefulShutdown() {
         let (listener, shared, jobs) = state.withLock { s in
             s.shuttingDown = true
             return (s.listener, s.shared, s.jobs)
@@ -231,7 +259,7 @@ final class RPCServerTransport: ServerTransport, Sendable {
     /// finish their calls and reconnect, handshaking with the current certificate. Used on the peer port after a
     /// renewal, so that no member's link to this one keeps depending on the certificate this one served before
     /// (members answer GOAWAY by dialling a replacement first). A connection still open after `grace` is closed.
-    func retireConnections(olderThan generation: Int, grace: TimeAmount) {
+    package func retireConnections(olderThan generation: Int, grace: TimeAmount) {
         guard let shared = state.withLock({ $0.shared }) else { return }
         shared.connections.forEach { connection in
             if let accepted = connection.tlsGeneration, accepted < generation {

@@ -3,22 +3,29 @@ import NIOCore
 import NIOHTTP1
 
 /// An HTTP response: a complete body, or (`stream`) one written piece by piece.
-struct HTTPReply: Sendable {
-    var status: HTTPResponseStatus
-    var contentType: String
-    var body: [UInt8]
+package struct HTTPReply: Sendable {
+    package var status: HTTPResponseStatus
+    package var contentType: String
+    package var body: [UInt8]
     /// A body produced over time (grpc-gateway's streamed responses); `body` is then unused.
-    var stream: HTTPBodyStream? = nil
+    package var stream: HTTPBodyStream? = nil
 
-    static func streaming(contentType: String = "application/json", _ stream: HTTPBodyStream) -> HTTPReply {
+    package init(status: HTTPResponseStatus, contentType: String, body: [UInt8], stream: HTTPBodyStream? = nil) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.stream = stream
+    }
+
+    package static func streaming(contentType: String = "application/json", _ stream: HTTPBodyStream) -> HTTPReply {
         HTTPReply(status: .ok, contentType: contentType, body: [], stream: stream)
     }
 
-    static func json(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
+    package static func json(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
         HTTPReply(status: status, contentType: "application/json", body: Array(text.utf8))
     }
 
-    static func text(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
+    package static func text(_ text: String, status: HTTPResponseStatus = .ok) -> HTTPReply {
         HTTPReply(status: status, contentType: "text/plain; charset=utf-8", body: Array(text.utf8))
     }
 }
@@ -28,25 +35,31 @@ struct HTTPReply: Sendable {
 /// the producer; it throws `HTTPClientGone` once the client is gone (the producing task is cancelled then too).
 /// The response head goes out with the first piece, with the status given there (nil: the reply's), so that a
 /// stream failing before its first result still gets an error status. The response ends when `produce` returns.
-struct HTTPBodyStream: Sendable {
-    typealias Write = @Sendable (_ bytes: [UInt8], _ status: HTTPResponseStatus?) async throws -> Void
+package struct HTTPBodyStream: Sendable {
+    package typealias Write = @Sendable (_ bytes: [UInt8], _ status: HTTPResponseStatus?) async throws -> Void
     let produce: @Sendable (_ write: Write) async -> Void
+
+    package init(produce: @escaping @Sendable (_ write: Write) async -> Void) {
+        self.produce = produce
+    }
 }
 
 /// The client went away while a streamed response was being written.
-struct HTTPClientGone: Error {}
-
-/// A request as the router sees it.
-struct HTTPRequestInfo: Sendable {
-    var method: HTTPMethod
-    var path: String
-    var query: [String: [String]]
-    var body: [UInt8]
-    /// The `Authorization` header: the JSON gateway's auth token.
-    var authorization: String? = nil
+package struct HTTPClientGone: Error {
+    package init() {}
 }
 
-protocol HTTPRouting: Sendable {
+/// A request as the router sees it.
+package struct HTTPRequestInfo: Sendable {
+    package var method: HTTPMethod
+    package var path: String
+    package var query: [String: [String]]
+    package var body: [UInt8]
+    /// The `Authorization` header: the JSON gateway's auth token.
+    package var authorization: String? = nil
+}
+
+package protocol HTTPRouting: Sendable {
     func handle(_ request: HTTPRequestInfo) async -> HTTPReply
 }
 
@@ -77,7 +90,9 @@ final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler 
             body.removeAll()
         case .body(var chunk):
             if body.count + chunk.readableBytes > maxBody {
-                respond(context: context, keepAlive: false, .json(#"{"error":"request body too large"}"#, status: .payloadTooLarge))
+                respond(
+                    context: context, keepAlive: false,
+                    .json(#"{"error":"request body too large"}"#, status: .payloadTooLarge))
                 head = nil
                 return
             }
@@ -176,20 +191,26 @@ final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler 
         // Go's net/http sends it too; `quorumctl certs doctor` reads it to measure members' clock skew.
         headers.add(name: "Date", value: HTTPDate.format())
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: reply.status, headers: headers))),
+            promise: nil)
         var buffer = context.channel.allocator.buffer(capacity: reply.body.count)
         buffer.writeBytes(reply.body)
         context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         let done = context.writeAndFlushPromise()
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: done)
-        if !keepAlive { done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) } }
+        if !keepAlive {
+            done.futureResult.whenComplete { [channel = context.channel] _ in channel.close(promise: nil) }
+        }
     }
 
     static func split(_ uri: String) -> (String, [String: [String]]) {
         guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
         var query: [String: [String]] = [:]
         for pair in uri[uri.index(after: mark)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
+            let parts = pair.split(separator: "=", maxSplits: 1).map {
+                String($0).removingPercentEncoding ?? String($0)
+            }
             query[parts[0], default: []].append(parts.count > 1 ? parts[1] : "")
         }
         return (String(uri[..<mark]), query)
@@ -211,7 +232,8 @@ public enum HTTPDate {
         let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
+        return
+            "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(parts.tm_year + 1900) "
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 }

@@ -1,14 +1,32 @@
 import GRPCCore
 import NIOCore
 import NIOHPACK
-import Node
 import SwiftProtobuf
+
+/// A gRPC status as this transport sends it: `grpc-status` and `grpc-message`. The services' own errors convert into
+/// it (the etcd services' `EtcdError.rpcStatus`); the transport's own answers (deadlines, overload) are made of it.
+package struct RPCStatus: Sendable, Equatable {
+    package var code: RPCError.Code
+    package var message: String
+
+    package init(code: RPCError.Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A call whose `grpc-timeout` passed: grpc-go's wording for a handler that returns `context.DeadlineExceeded`.
+    package static let deadlineExceeded = RPCStatus(code: .deadlineExceeded, message: "context deadline exceeded")
+
+    /// A call refused because its connection or listener holds too much; services may word it their own way
+    /// (`RPCServerTransport.Options.overloaded`).
+    package static let overloaded = RPCStatus(code: .resourceExhausted, message: "too many requests")
+}
 
 /// gRPC's HTTP/2 wire format, as far as the client port needs it: length-prefixed messages, the response
 /// header blocks, statuses in trailers, request deadlines.
-enum GRPCWire {
+package enum GRPCWire {
     /// A message's five-byte prefix: a compression flag and a big-endian length.
-    static let prefixLength = 5
+    package static let prefixLength = 5
 
     static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
     static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
@@ -41,13 +59,13 @@ enum GRPCWire {
     }
 
     /// Serializes `message` straight into a buffer after its five-byte prefix: one allocation, no copy.
-    static func frame(_ message: some SwiftProtobuf.Message) throws -> ByteBuffer {
+    package static func frame(_ message: some SwiftProtobuf.Message) throws -> ByteBuffer {
         let framed: FramedMessage = try message.serializedBytes()
         return framed.buffer
     }
 
     /// Frames already-serialized bytes.
-    static func frame(bytes: some Collection<UInt8>, allocator: ByteBufferAllocator) -> ByteBuffer {
+    package static func frame(bytes: some Collection<UInt8>, allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: prefixLength + bytes.count)
         writePrefix(length: bytes.count, to: &buffer)
         buffer.writeBytes(bytes)
@@ -55,7 +73,7 @@ enum GRPCWire {
     }
 
     /// Writes the five-byte prefix (uncompressed flag, big-endian length) of a message of `length` bytes.
-    static func writePrefix(length: Int, to buffer: inout ByteBuffer) {
+    package static func writePrefix(length: Int, to buffer: inout ByteBuffer) {
         buffer.writeInteger(UInt8(0))
         buffer.writeInteger(UInt32(truncatingIfNeeded: length))
     }
@@ -166,23 +184,5 @@ struct GRPCMessageReader {
         case .compressed:
             return (.unimplemented, "grpc: compressed messages are not supported by this server")
         }
-    }
-}
-
-extension EtcdError {
-    /// The gRPC status etcd sends for this error.
-    var rpcError: RPCError {
-        let code = Status.Code(rawValue: code.rawValue).flatMap(RPCError.Code.init) ?? .unknown
-        return RPCError(code: code, message: message)
-    }
-}
-
-/// Runs a handler body, turning `EtcdError` into the matching gRPC status.
-@inline(__always)
-func rpc<T>(_ body: () async throws(EtcdError) -> T) async throws -> T {
-    do {
-        return try await body()
-    } catch {
-        throw error.rpcError
     }
 }

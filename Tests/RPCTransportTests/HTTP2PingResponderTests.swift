@@ -2,7 +2,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import Server
+@testable import RPCTransport
 
 /// The byte-level PING responder in front of the HTTP/2 handler: PINGs are answered and removed, every other
 /// byte reaches the HTTP/2 handler unchanged and in order, however the stream is cut into reads.

@@ -2,7 +2,7 @@ import NIOCore
 import NIOEmbedded
 import Testing
 
-@testable import Server
+@testable import RPCTransport
 
 /// grpc-go's keepalive enforcement, as etcd's `--grpc-keepalive-min-time` configures it, in the byte-level PING
 /// responder: strikes for early PINGs, forgiven after the server sent headers or data, GOAWAY "too_many_pings" at

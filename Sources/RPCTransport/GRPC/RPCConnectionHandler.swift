@@ -1,9 +1,9 @@
+import Batching
 import GRPCCore
 import NIOCore
 import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
-import Node
 import SwiftProtobuf
 import Synchronization
 
@@ -61,7 +61,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
 
     var clientCommonName: String? {
         if let known = commonNameLookup { return known }
-        let found = shared.authentication?.identities?.commonName(forRemote: remotePeer)
+        let found = shared.authentication?.commonName(forRemote: remotePeer)
         commonNameLookup = .some(found)
         return found
     }
@@ -213,12 +213,12 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         streams[id] = stream
         if isGRPC && pendingResponseBytes > limits.maxPendingResponseBytes {
             // The client does not read its answers: it gets no more work done until it does.
-            finish(stream, EtcdError.tooManyRequests)
+            finish(stream, limits.overloaded)
             return
         }
         if isGRPC, let timeout {
             if timeout <= .zero {
-                finish(stream, EtcdError.deadlineExceeded)
+                finish(stream, RPCStatus.deadlineExceeded)
                 return
             }
             let remaining = TimeAmount(timeout)
@@ -271,7 +271,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
                     {
                         releaseBuffered(stream)
                         stream.reader.discard()
-                        finish(stream, EtcdError.tooManyRequests)
+                        finish(stream, limits.overloaded)
                         return
                     }
                     if grown < 0 { shared.releaseBufferedRequestBytes(-grown) }
@@ -304,7 +304,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         stream.deadlineTask = nil
         guard !stream.finished else { return }
         stream.call.deadlinePassed()
-        finish(stream, EtcdError.deadlineExceeded)
+        finish(stream, RPCStatus.deadlineExceeded)
         flushIfNeeded()
     }
 
@@ -424,8 +424,8 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     }
 
     /// Ends `stream` with a gRPC status (trailers-only when nothing was sent yet).
-    func finish(_ stream: RPCStreamState, _ error: EtcdError) {
-        finish(stream, code: error.code.rawValue, message: error.message)
+    func finish(_ stream: RPCStreamState, _ status: RPCStatus) {
+        finish(stream, code: status.code.rawValue, message: status.message)
     }
 
     func finish(_ stream: RPCStreamState, code: Int, message: String, trailers extra: HPACKHeaders = [:]) {
@@ -566,7 +566,7 @@ final class RPCStreamState {
 }
 
 /// What serves one stream. Every method runs on the connection's event loop.
-protocol RPCCall: AnyObject {
+package protocol RPCCall: AnyObject {
     /// The request headers (HEADERS frame) arrived.
     func started(headers: HPACKHeaders, stream: RPCStreamHandle)
     /// One complete request message.
@@ -588,12 +588,12 @@ protocol RPCCall: AnyObject {
 }
 
 extension RPCCall {
-    func started(headers: HPACKHeaders, stream: RPCStreamHandle) {}
-    func receivedRaw(_ bytes: ByteBuffer, stream: RPCStreamHandle) {}
-    func writable(stream: RPCStreamHandle) {}
-    func deadlinePassed() {}
-    var wantsRawBytes: Bool { false }
-    var creditsOnConsumption: Bool { false }
+    package func started(headers: HPACKHeaders, stream: RPCStreamHandle) {}
+    package func receivedRaw(_ bytes: ByteBuffer, stream: RPCStreamHandle) {}
+    package func writable(stream: RPCStreamHandle) {}
+    package func deadlinePassed() {}
+    package var wantsRawBytes: Bool { false }
+    package var creditsOnConsumption: Bool { false }
 }
 
 final class NoCall: RPCCall {
@@ -603,24 +603,23 @@ final class NoCall: RPCCall {
 }
 
 /// A stream as its call sees it on the event loop.
-struct RPCStreamHandle {
+package struct RPCStreamHandle {
     let connection: RPCConnectionHandler
     let stream: RPCStreamState
 
-    var isFinished: Bool { stream.finished }
+    package var isFinished: Bool { stream.finished }
 
     /// The call's deadline (`grpc-timeout`), if it has one.
-    var deadline: NIODeadline? { stream.deadline }
+    package var deadline: NIODeadline? { stream.deadline }
 
-    /// The caller's credentials while auth is on (the call's `token` metadata and the connection's verified
-    /// certificate name), nil while it is off: the hot path then does nothing more.
-    func credentials(token: String?) -> Credentials? {
-        guard let authentication = connection.shared.authentication, authentication.auth.isEnabled else { return nil }
-        return Credentials(token: token, commonName: connection.clientCommonName)
-    }
+    /// Whether the listener's services authenticate calls now (auth on): false, the hot path skips credentials.
+    package var wantsCredentials: Bool { connection.shared.authentication?.isEnabled ?? false }
+
+    /// The connection's verified client-certificate common name, nil when it has none.
+    package var clientCommonName: String? { connection.clientCommonName }
 
     /// Serializes and sends one response message.
-    func send(_ message: some SwiftProtobuf.Message, promise: EventLoopPromise<Void>? = nil) {
+    package func send(_ message: some SwiftProtobuf.Message, promise: EventLoopPromise<Void>? = nil) {
         do {
             connection.send(try GRPCWire.frame(message), on: stream, promise: promise)
         } catch {
@@ -629,28 +628,38 @@ struct RPCStreamHandle {
         }
     }
 
-    func sendFramed(_ framed: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
+    package func sendFramed(_ framed: ByteBuffer, promise: EventLoopPromise<Void>? = nil) {
         connection.send(framed, on: stream, promise: promise)
     }
 
-    func finish(code: Int = 0, message: String = "", trailers: HPACKHeaders = [:]) {
+    package func finish(code: Int = 0, message: String = "", trailers: HPACKHeaders = [:]) {
         connection.finish(stream, code: code, message: message, trailers: trailers)
     }
 
-    func finish(_ error: EtcdError) {
-        connection.finish(stream, code: error.code.rawValue, message: error.message)
+    package func finish(_ status: RPCStatus) {
+        connection.finish(stream, status)
     }
 
     /// A handle for other threads: what they post runs on the event loop, gathered per loop tick.
-    var remote: RemoteRPCStream { RemoteRPCStream(mailbox: connection.mailbox, stream: stream) }
+    package var remote: RemoteRPCStream { RemoteRPCStream(mailbox: connection.mailbox, stream: stream) }
 
-    var eventLoop: any EventLoop { connection.eventLoop }
-    var allocator: ByteBufferAllocator { connection.allocator }
+    package var eventLoop: any EventLoop { connection.eventLoop }
+    package var allocator: ByteBufferAllocator { connection.allocator }
+
+    /// The call serving this stream (a service finds its own call type again in work posted to `remote`).
+    package var call: any RPCCall { stream.call }
+
+    /// Whether the connection takes more writes now (false: wait for `RPCCall.writable`).
+    package var isWritable: Bool { connection.isWritable }
+
+    /// Flushes what was written on the connection, if anything (writes made outside a read or a batch of posted
+    /// work, which flush at their end).
+    package func flushIfNeeded() { connection.flushIfNeeded() }
 }
 
 /// A stream handle that may cross threads (a Raft completion, a task): work posted through it runs on the
 /// connection's event loop; if the connection is gone by then, the work gets nil (to fail what waits on it).
-struct RemoteRPCStream: Sendable {
+package struct RemoteRPCStream: Sendable {
     let mailbox: RPCConnectionMailbox
     let stream: NIOLoopBound<RPCStreamState>
 
@@ -659,16 +668,16 @@ struct RemoteRPCStream: Sendable {
         self.stream = NIOLoopBound(stream, eventLoop: mailbox.eventLoop)
     }
 
-    var eventLoop: any EventLoop { mailbox.eventLoop }
+    package var eventLoop: any EventLoop { mailbox.eventLoop }
 
-    func post(_ body: @escaping @Sendable (RPCStreamHandle?) -> Void) {
+    package func post(_ body: @escaping @Sendable (RPCStreamHandle?) -> Void) {
         let stream = self.stream
         mailbox.post { connection in body(connection.map { RPCStreamHandle(connection: $0, stream: stream.value) }) }
     }
 
     /// Runs `body` at once when called on the connection's event loop (inside a read or a batch of completions,
     /// whose end flushes), otherwise like `post`.
-    func run(_ body: @escaping @Sendable (RPCStreamHandle?) -> Void) {
+    package func run(_ body: @escaping @Sendable (RPCStreamHandle?) -> Void) {
         if mailbox.eventLoop.inEventLoop {
             body(mailbox.connectionOnLoop.map { RPCStreamHandle(connection: $0, stream: stream.value) })
         } else {

@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 import Testing
 
-@testable import Server
+@testable import RPCTransport
 
 #if canImport(Glibc)
     import Glibc
