@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import Logging
+import Storage
 import Synchronization
 import Testing
 
@@ -21,7 +22,10 @@ final class NodeFixture {
     var node: MemberNode!
     var config: NodeConfig
 
-    init(dir: TemporaryDirectory = TemporaryDirectory(), clock: ManualClock = ManualClock(), configure: (inout NodeConfig) -> Void = { _ in })
+    init(
+        dir: TemporaryDirectory = TemporaryDirectory(), clock: ManualClock = ManualClock(),
+        configure: (inout NodeConfig) -> Void = { _ in }
+    )
         throws
     {
         self.dir = dir
@@ -44,7 +48,15 @@ final class NodeFixture {
     func restart() throws {
         node.stop()
         node = nil
-        try start()
+        // The stopped member released its directory lock, but a child process another test forks at that moment
+        // shares the lock's open file until it execs: a few attempts ride that out.
+        for attempt in 1...50 {
+            do {
+                return try start()
+            } catch let error as FileError where error.errno == EWOULDBLOCK && attempt < 50 {
+                usleep(20_000)
+            }
+        }
     }
 
     deinit { node?.stop() }
@@ -61,7 +73,9 @@ final class NodeFixture {
     func txn(_ txn: Etcdserverpb_TxnRequest) async -> Result<Etcdserverpb_TxnResponse, EtcdError> {
         var r = Quorumpb_RaftRequest()
         r.txn = txn
-        return await node.propose(r).map { if case .txn(let t) = $0 { return t } else { return Etcdserverpb_TxnResponse() } }
+        return await node.propose(r).map {
+            if case .txn(let t) = $0 { return t } else { return Etcdserverpb_TxnResponse() }
+        }
     }
 
     func get(_ key: String) throws -> Mvccpb_KeyValue? {
@@ -90,7 +104,9 @@ func op(get key: String) -> Etcdserverpb_RequestOp {
     return o
 }
 
-func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.CompareResult = .equal) -> Etcdserverpb_Compare {
+func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.CompareResult = .equal)
+    -> Etcdserverpb_Compare
+{
     var c = Etcdserverpb_Compare()
     c.key = Data(key.utf8)
     c.target = .value
@@ -211,7 +227,8 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
     @Test func expiredLeasesDeleteTheirKeysAtomically() async throws {
         let f = try NodeFixture()
         try await f.waitUntil { f.node.status.isLeader }
-        guard case .leaseGrant(let grant) = try await f.node.propose(f.node.leaseGrantRequest(ttl: 5, id: 0)).get() else {
+        guard case .leaseGrant(let grant) = try await f.node.propose(f.node.leaseGrantRequest(ttl: 5, id: 0)).get()
+        else {
             Issue.record("no grant")
             return
         }
@@ -235,7 +252,8 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
     @Test func leasesSurviveRestartWithAFreshTTL() async throws {
         let f = try NodeFixture()
         try await f.waitUntil { f.node.status.isLeader }
-        guard case .leaseGrant(let grant) = try await f.node.propose(f.node.leaseGrantRequest(ttl: 10, id: 777)).get() else {
+        guard case .leaseGrant(let grant) = try await f.node.propose(f.node.leaseGrantRequest(ttl: 10, id: 777)).get()
+        else {
             Issue.record("no grant")
             return
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -29,21 +30,35 @@ enum Paths {
 }
 
 /// A loopback port nobody listens on right now.
+/// The next port `freePort` tries, from a random start (printed nowhere: any free port will do).
+private let nextPort = Mutex(10_000 + Int.random(in: 0..<20_000))
+
+/// A port nothing listens on, below Linux's ephemeral range (32768 and up): a port the kernel handed out and took
+/// back could be given next as the source port of some other test's outgoing connection, and the member meant to
+/// listen on it would fail with "address already in use".
 func freePort() -> Int {
+    for _ in 0..<20_000 {
+        let candidate = nextPort.withLock { port -> Int in
+            defer { port = port >= 31_999 ? 10_000 : port + 1 }
+            return port
+        }
+        if canBind(candidate) { return candidate }
+    }
+    fatalError("no free port between 10000 and 31999")
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
     }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// A scratch directory removed at the end of the test.
