@@ -322,31 +322,12 @@ enum JSONGateway {
                             }
                         }
                         if let refusal = watchRefusal(create, caller: caller, handler: handler) {
-                            var response = Etcdserverpb_WatchResponse()
-                            response.header = handler.node.header(revision: handler.node.store.revisions.current)
-                            response.watchID = -1
-                            response.created = true
-                            response.canceled = true
-                            response.cancelReason = refusal
-                            stream.send(response)
+                            handler.refuseWatch(reason: refusal, on: stream)
                             continue
                         }
-                        hub.watch(
-                            WatchRequestSpec(
-                                range: KeyRange(key: create.key, rangeEnd: create.rangeEnd),
-                                startRevision: create.startRevision, prevKV: create.prevKv,
-                                filterPut: create.filters.contains(.noput),
-                                filterDelete: create.filters.contains(.nodelete),
-                                progressNotify: create.progressNotify, requestedID: create.watchID),
-                            on: stream)
+                        hub.watch(WatchRequestSpec(create), on: stream)
                     case .cancelRequest(let cancel):
-                        if hub.cancel(watchID: cancel.watchID, on: stream) {
-                            var response = Etcdserverpb_WatchResponse()
-                            response.header = handler.node.header(revision: handler.node.store.revisions.current)
-                            response.watchID = cancel.watchID
-                            response.canceled = true
-                            stream.send(response)
-                        }
+                        handler.cancelWatch(cancel.watchID, on: stream)
                     case .progressRequest:
                         hub.requestProgress(on: stream)
                     case .none:

@@ -392,7 +392,7 @@ final class WatchCall: RPCCall {
                     remote.post { handle in
                         guard let handle, let call = handle.call as? WatchCall else { return }
                         if let refusal {
-                            call.refuse(create, reason: AuthStore.watchCancelReason(for: refusal))
+                            call.refuse(reason: AuthStore.watchCancelReason(for: refusal))
                         } else {
                             call.create(create)
                         }
@@ -402,13 +402,7 @@ final class WatchCall: RPCCall {
             }
             self.create(create)
         case .cancelRequest(let cancel):
-            if hub.cancel(watchID: cancel.watchID, on: watchStream) {
-                var response = Etcdserverpb_WatchResponse()
-                response.header = handler.node.header(revision: handler.node.store.revisions.current)
-                response.watchID = cancel.watchID
-                response.canceled = true
-                watchStream.send(response)
-            }
+            handler.cancelWatch(cancel.watchID, on: watchStream)
         case .progressRequest:
             hub.requestProgress(on: watchStream)
         case .none:
@@ -417,26 +411,11 @@ final class WatchCall: RPCCall {
     }
 
     private func create(_ create: Etcdserverpb_WatchCreateRequest) {
-        let spec = WatchRequestSpec(
-            range: KeyRange(key: create.key, rangeEnd: create.rangeEnd),
-            startRevision: create.startRevision,
-            prevKV: create.prevKv,
-            filterPut: create.filters.contains(.noput),
-            filterDelete: create.filters.contains(.nodelete),
-            progressNotify: create.progressNotify,
-            requestedID: create.watchID)
-        handler.node.hub.watch(spec, on: watchStream)
+        handler.node.hub.watch(WatchRequestSpec(create), on: watchStream)
     }
 
-    /// etcd's answer to a watch the caller may not create: created and canceled at once, watch id -1.
-    private func refuse(_ create: Etcdserverpb_WatchCreateRequest, reason: String) {
-        var response = Etcdserverpb_WatchResponse()
-        response.header = handler.node.header(revision: handler.node.store.revisions.current)
-        response.watchID = -1
-        response.created = true
-        response.canceled = true
-        response.cancelReason = reason
-        watchStream.send(response)
+    private func refuse(reason: String) {
+        handler.refuseWatch(reason: reason, on: watchStream)
     }
 
     /// A client that half-closes keeps its watchers (as with etcd); only a reset ends the stream.
