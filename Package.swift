@@ -195,25 +195,30 @@ let package = Package(
             name: "quorum-chaos",
             dependencies: ["Chaos", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // What the test targets share: seeded randomness, temporary directories, child processes, free ports and
+        // the trait that runs blocking suites off the cooperative pool.
+        .target(name: "TestSupport", path: "Tests/Support"),
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(
             name: "BackupTests",
             dependencies: [
+                "TestSupport",
                 "Backup", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "BoltTests", dependencies: ["Bolt"]),
-        .testTarget(name: "EtcdSnapshotTests", dependencies: ["EtcdSnapshot", "Bolt", "EtcdProto"]),
-        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
-        .testTarget(name: "AuthTests", dependencies: ["Auth", "EtcdProto"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
+        .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
+        .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),
+        .testTarget(name: "EtcdSnapshotTests", dependencies: ["TestSupport", "EtcdSnapshot", "Bolt", "EtcdProto"]),
+        .testTarget(name: "MVCCTests", dependencies: ["TestSupport", "MVCC", "Storage", "EtcdProto"]),
+        .testTarget(name: "AuthTests", dependencies: ["TestSupport", "Auth", "EtcdProto"]),
+        .testTarget(name: "NodeTests", dependencies: ["TestSupport", "Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
         .testTarget(
             name: "PKITests",
             dependencies: [
+                "TestSupport",
                 "PKI", .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -221,6 +226,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "TestSupport",
                 "EtcdAPI", "EtcdProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -234,6 +240,7 @@ let package = Package(
         .testTarget(
             name: "TLSTests",
             dependencies: [
+                "TestSupport",
                 "Server", "RPCTransport", "PKI",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -254,7 +261,8 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "RPCTransport", "Node", "EtcdProto", .product(name: "NIOCore", package: "swift-nio"),
+                "TestSupport", "Server", "RPCTransport", "Node", "EtcdProto",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

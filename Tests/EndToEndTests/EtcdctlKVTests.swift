@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The real etcdctl 3.4 against one Quorum member: the key-value surface.
 @Suite(.serialized, .ownThread) final class EtcdctlKVTests {
-    let scratch = Scratch()
+    let scratch = TemporaryDirectory()
     let member: QuorumProcess
 
     init() throws {

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The real etcdctl 3.4 against one Quorum member: watches and leases.
 @Suite(.serialized, .ownThread) final class EtcdctlWatchLeaseTests {
-    let scratch = Scratch()
+    let scratch = TemporaryDirectory()
     let member: QuorumProcess
 
     init() throws {

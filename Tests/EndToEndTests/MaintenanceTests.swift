@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -7,7 +8,7 @@ import Testing
 
 /// Maintenance through etcdctl and etcd's HTTP endpoints.
 @Suite(.serialized, .ownThread) final class MaintenanceTests {
-    let scratch = Scratch()
+    let scratch = TemporaryDirectory()
     let member: QuorumProcess
 
     init() throws {
@@ -123,7 +124,7 @@ import Testing
 /// alarm disarmed.
 @Suite(.ownThread) struct QuotaAlarmTests {
     @Test func noSpaceAlarmRefusesWritesUntilDisarmed() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--quota-backend-bytes", "300000"])
         try member.start()
         defer { member.stop() }
