@@ -143,6 +143,11 @@ extension MemberNode {
                             ])
                     }
                     observer.applied(Self.kind(of: request))
+                    let succeeded: Bool
+                    if case .failure = result { succeeded = false } else { succeeded = true }
+                    observer.applyFinished(
+                        operation: Self.operationName(of: request), nanoseconds: took, succeeded: succeeded,
+                        slow: took > config.warningApplyNanoseconds)
                     if case .compaction = request.request, request.compaction.physical,
                         request.proposer == memberID
                     {
@@ -170,6 +175,35 @@ extension MemberNode {
         if removed {
             logger.warning("the member has been permanently removed from the cluster")
             onRemoved()
+        }
+    }
+
+    /// The request's name as etcd labels `etcd_server_apply_duration_seconds{op}`.
+    static func operationName(of request: Quorumpb_RaftRequest) -> String {
+        switch request.request {
+        case .put: return "Put"
+        case .deleteRange: return "DeleteRange"
+        case .txn: return "Txn"
+        case .compaction: return "Compaction"
+        case .leaseGrant: return "LeaseGrant"
+        case .leaseRevoke: return "LeaseRevoke"
+        case .leaseCheckpoint: return "LeaseCheckpoint"
+        case .alarm: return "Alarm"
+        case .publish: return "ClusterMemberAttrSet"
+        case .clusterVersion: return "ClusterVersionSet"
+        case .authEnable: return "AuthEnable"
+        case .authDisable: return "AuthDisable"
+        case .authAuthenticate: return "Authenticate"
+        case .authUserAdd: return "AuthUserAdd"
+        case .authUserDelete: return "AuthUserDelete"
+        case .authUserChangePassword: return "AuthUserChangePassword"
+        case .authUserGrantRole: return "AuthUserGrantRole"
+        case .authUserRevokeRole: return "AuthUserRevokeRole"
+        case .authRoleAdd: return "AuthRoleAdd"
+        case .authRoleDelete: return "AuthRoleDelete"
+        case .authRoleGrantPermission: return "AuthRoleGrantPermission"
+        case .authRoleRevokePermission: return "AuthRoleRevokePermission"
+        default: return "Other"
         }
     }
 

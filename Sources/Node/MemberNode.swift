@@ -429,6 +429,9 @@ public final class MemberNode: @unchecked Sendable {
 
     public var status: NodeStatus { published.withLock { $0 } }
 
+    /// Proposals made and not yet answered (committed and applied, or failed).
+    public var pendingProposalCount: Int { waiters.count }
+
     /// Database size as of the last applied batch.
     public var backendSize: Int64 { dbSize.load(ordering: .relaxed) }
     /// Bytes the data occupies in the database (the quota counts these).

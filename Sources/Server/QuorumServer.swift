@@ -19,7 +19,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
     public var metrics: ServerMetrics {
         metricsStorage.withLock { stored in
             if let stored { return stored }
-            let made = ServerMetrics()
+            let made = ServerMetrics(extensive: config.extensiveMetrics)
             stored = made
             return made
         }
@@ -185,7 +185,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
             },
             healthWarnings: {
                 tls.healthWarnings() + peers.certificateRefusals() + (backups?.healthProblem().map { [$0] } ?? [])
-            }, gatewayStreams: GatewayStreams.forLimit(config.maxConcurrentStreams))
+            }, gatewayStreams: GatewayStreams.forLimit(config.maxConcurrentStreams),
+            healthChecked: { metrics.healthChecked(healthy: $0) })
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
             ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
@@ -201,7 +202,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
         for (url, transport) in zip(config.listenClientURLs, clientTransports) {
             transport.route(
                 fastRoutes, http: clientRouter, tls: url.isTLS ? tls.client : nil,
-                authentication: ClientAuthentication(auth: node.auth, identities: url.isTLS ? identities : nil))
+                authentication: ClientAuthentication(auth: node.auth, identities: url.isTLS ? identities : nil),
+                traffic: metrics.clientTraffic)
         }
         for (url, transport) in zip(config.listenMetricsURLs, metricsTransports) {
             transport.route([:], http: MetricsRouter(router: router), tls: url.isTLS ? tls.client : nil)

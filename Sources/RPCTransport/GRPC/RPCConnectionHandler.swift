@@ -259,6 +259,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             do {
                 try stream.reader.append(bytes) { message in
                     guard !stream.finished else { return }
+                    shared.traffic?.received(bytes: GRPCWire.prefixLength + message.readableBytes)
                     stream.call.received(message, stream: RPCStreamHandle(connection: self, stream: stream))
                 }
                 // Whatever is left is part of a message still to come: bounded per connection and per listener.
@@ -406,6 +407,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         // Counted until the bytes reach the socket: a client that does not read (or keeps its window shut) holds
         // them here, and past `maxPendingResponseBytes` its new calls are refused.
         let bytes = framed.readableBytes
+        shared.traffic?.sent(bytes: bytes)
         pendingResponseBytes += bytes
         let written = promise ?? context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in pendingResponseBytes -= bytes }

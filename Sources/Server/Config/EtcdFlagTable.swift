@@ -315,8 +315,7 @@ extension EtcdFlags {
             .init(
                 "metrics", "'basic'",
                 "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.",
-                .string, .monitoring,
-                .noEffect("Quorum always exports its full metric set, histograms included")),
+                .string, .monitoring),
             .init(
                 "listen-metrics-urls", "''", "List of URLs to listen on for the metrics and health endpoints.", .string,
                 .monitoring),

@@ -19,11 +19,15 @@ struct EtcdHTTPRouter: HTTPRouting {
     var healthWarnings: @Sendable () -> [String] = { [] }
     /// The JSON gateway's share of `--max-concurrent-streams` (nil: unbounded).
     var gatewayStreams: GatewayStreams? = nil
+    /// Told the outcome of every `/health` check (`etcd_server_health_success` / `_failures`).
+    var healthChecked: @Sendable (Bool) -> Void = { _ in }
 
     func handle(_ request: HTTPRequestInfo) async -> HTTPReply {
         switch request.path {
         case "/health":
-            return await health(request)
+            let reply = await health(request)
+            healthChecked(reply.status == .ok)
+            return reply
         case "/livez", "/livez/":
             return await probe(request, checks: ["serializable_read"])
         case "/readyz", "/readyz/":

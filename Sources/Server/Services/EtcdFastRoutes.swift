@@ -112,6 +112,8 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     private var request: ByteBuffer?
     private var extraMessage = false
     private var token: String?
+    /// When the call started, for `grpc_server_handling_seconds` (only noted with `--metrics extensive`).
+    private var startedAt: NIODeadline?
 
     init(
         counters: RPCMethodCounters, auth: AuthState,
@@ -130,15 +132,19 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        counters.started()
+        if counters.timesCalls { startedAt = .now() }
         if auth?.isEnabled == true { token = headers.first(name: "token") }
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        counters.received()
         if request == nil { request = message } else { extraMessage = true }
     }
 
     func receivedEnd(stream: RPCStreamHandle) {
-        let responder = UnaryResponder(remote: stream.remote, counters: counters, deadline: stream.deadline)
+        let responder = UnaryResponder(
+            remote: stream.remote, counters: counters, deadline: stream.deadline, startedAt: startedAt)
         guard let bytes = request, !extraMessage else {
             return responder.fail(
                 code: .internalError,
@@ -166,6 +172,8 @@ struct UnaryResponder: Sendable {
     /// The caller's deadline (`grpc-timeout`): the connection answers DEADLINE_EXCEEDED when it passes, and the
     /// member does not propose a write whose deadline passed before it got to it.
     var deadline: NIODeadline? = nil
+    /// When the call started, if its handling time is measured (`--metrics extensive`).
+    var startedAt: NIODeadline? = nil
 
     func respond<Response: SwiftProtobuf.Message>(_ result: Result<Response, EtcdError>) {
         remote.run { handle in
@@ -175,10 +183,11 @@ struct UnaryResponder: Sendable {
             case .success(let response):
                 handle.send(response)
                 handle.finish()
-                counters.succeeded()
+                counters.sent()
+                counters.succeeded(startedAt: startedAt)
             case .failure(let error):
                 handle.finish(error)
-                counters.failed(code: error.code.rawValue)
+                counters.failed(code: error.code.rawValue, startedAt: startedAt)
             }
         }
     }
@@ -206,7 +215,7 @@ struct UnaryResponder: Sendable {
     func fail(code: RPCError.Code, message: String) {
         let number = code.rawValue
         remote.run { handle in handle?.finish(code: number, message: message) }
-        counters.failed(code: number)
+        counters.failed(code: number, startedAt: startedAt)
     }
 }
 
@@ -231,10 +240,12 @@ final class LeaseKeepAliveCall: RPCCall {
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        counters.started()
         token = headers.first(name: "token")
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        counters.received()
         let request: Etcdserverpb_LeaseKeepAliveRequest
         do {
             request = try Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: message.readableBytesSpan)
@@ -274,6 +285,7 @@ final class LeaseKeepAliveCall: RPCCall {
     private func renew(_ id: Int64, stream: RPCStreamHandle) {
         if let response = handler.leaseKeepAliveNow(id) {
             stream.send(response)
+            counters.sent()
             return
         }
         outstanding += 1
@@ -303,9 +315,12 @@ final class LeaseKeepAliveCall: RPCCall {
     ) {
         remote.post { handle in
             guard let handle else { return }
-            if let call = handle.call as? LeaseKeepAliveCall { call.outstanding -= 1 }
+            let call = handle.call as? LeaseKeepAliveCall
+            call?.outstanding -= 1
             switch result {
-            case .success(let response): handle.send(response)
+            case .success(let response):
+                handle.send(response)
+                call?.counters.sent()
             case .failure(let error): handle.finish(error)
             }
         }
@@ -340,6 +355,7 @@ final class WatchCall: RPCCall {
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        counters.started()
         // clientv3's WithRequireLeader: a member without a leader refuses the watch instead of going silent.
         if headers.first(name: "hasleader") == "true" && !handler.node.status.hasLeader {
             stream.finish(.noLeader)
@@ -356,6 +372,7 @@ final class WatchCall: RPCCall {
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        counters.received()
         let request: Etcdserverpb_WatchRequest
         do {
             request = try Etcdserverpb_WatchRequest(serializedBytes: message.readableBytesSpan)
@@ -465,6 +482,7 @@ final class WatchCall: RPCCall {
                 }
             }
             if bytes == 0 { continue }
+            counters.sent(batch.count)
             unwritten += bytes
             let written = stream.eventLoop.makePromise(of: Void.self)
             stream.sendFramed(data, promise: written)
@@ -477,36 +495,5 @@ final class WatchCall: RPCCall {
                 }
             }
         }
-    }
-}
-
-/// `grpc_server_handled_total` for one method: the success counter is made once, so the hot path pays a single
-/// atomic increment.
-final class RPCMethodCounters: Sendable {
-    let service: String
-    let method: String
-    let type: String
-    private let ok: Counter
-    private let metrics: ServerMetrics
-
-    init(metrics: ServerMetrics, service: String, method: String, type: String) {
-        self.metrics = metrics
-        self.service = service
-        self.method = method
-        self.type = type
-        ok = metrics.rpcCounter(service: service, method: method, type: type, code: "OK")
-    }
-
-    func succeeded() { ok.increment() }
-
-    func failed(code: Int) {
-        metrics.rpcCounter(service: service, method: method, type: type, code: RPCMetricsInterceptor.name(code: code))
-            .increment()
-    }
-}
-
-extension ServerMetrics {
-    func rpcCounters(service: String, method: String, type: String) -> RPCMethodCounters {
-        RPCMethodCounters(metrics: self, service: service, method: method, type: type)
     }
 }
