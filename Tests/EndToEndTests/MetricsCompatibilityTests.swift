@@ -71,7 +71,9 @@ import Testing
         for line in text.split(separator: "\n") {
             if line.hasPrefix("# TYPE ") {
                 let parts = line.split(separator: " ")
-                if parts.count >= 4 { families[String(parts[2]), default: Family(type: String(parts[3]))].type = String(parts[3]) }
+                if parts.count >= 4 {
+                    families[String(parts[2]), default: Family(type: String(parts[3]))].type = String(parts[3])
+                }
                 continue
             }
             if line.hasPrefix("#") { continue }

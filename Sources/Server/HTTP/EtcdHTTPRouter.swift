@@ -60,7 +60,9 @@ struct EtcdHTTPRouter: HTTPRouting {
             return .json(#"{"health":"false","reason":"\#(reason)"}"#, status: .serviceUnavailable)
         }
         for (_, failure) in extraChecks() {
-            if let failure { return .json(#"{"health":"false","reason":"\#(escape(failure))"}"#, status: .serviceUnavailable) }
+            if let failure {
+                return .json(#"{"health":"false","reason":"\#(escape(failure))"}"#, status: .serviceUnavailable)
+            }
         }
         let warnings = healthWarnings()
         return .json(#"{"health":"true","reason":"\#(escape(warnings.joined(separator: "; ")))"}"#)
@@ -109,7 +111,9 @@ struct EtcdHTTPRouter: HTTPRouting {
             lines += healthWarnings().map { "[!]warning: \($0)" }
         }
         if failed {
-            return .text(lines.joined(separator: "\n") + "\n\(request.path.hasPrefix("/livez") ? "livez" : "readyz") check failed\n",
+            return .text(
+                lines.joined(separator: "\n")
+                    + "\n\(request.path.hasPrefix("/livez") ? "livez" : "readyz") check failed\n",
                 status: .serviceUnavailable)
         }
         return .text(verbose ? lines.joined(separator: "\n") + "\nok\n" : "ok\n")

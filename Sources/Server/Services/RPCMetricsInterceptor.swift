@@ -50,7 +50,8 @@ struct RPCMetricsInterceptor: ServerInterceptor {
             let producer = contents.producer
             contents.producer = { writer in
                 do {
-                    let trailers = try await producer(RPCWriter(wrapping: CountingWriter(base: writer, counters: counters)))
+                    let trailers = try await producer(
+                        RPCWriter(wrapping: CountingWriter(base: writer, counters: counters)))
                     record(nil)
                     return trailers
                 } catch {

@@ -1,6 +1,6 @@
 import Foundation
-import RPCTransport
 import Prometheus
+import RPCTransport
 
 #if canImport(Glibc)
     import Glibc

@@ -93,7 +93,8 @@ public final class ServerMetrics: NodeObserver, Sendable {
             descriptor: Self.d("etcd_server_leader_changes_seen_total", "The number of leader changes seen."))
         slowApplies = registry.makeCounter(
             descriptor: Self.d(
-                "etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk)."))
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk)."))
         cpuSeconds = registry.makeCounter(
             descriptor: Self.d("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."))
         healthSuccesses = registry.makeCounter(
@@ -103,7 +104,8 @@ public final class ServerMetrics: NodeObserver, Sendable {
         clientTraffic = ClientTraffic(
             received: registry.makeCounter(
                 descriptor: Self.d(
-                    "etcd_network_client_grpc_received_bytes_total", "The total number of bytes received from grpc clients.")),
+                    "etcd_network_client_grpc_received_bytes_total",
+                    "The total number of bytes received from grpc clients.")),
             sent: registry.makeCounter(
                 descriptor: Self.d(
                     "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.")))
