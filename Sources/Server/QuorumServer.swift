@@ -189,7 +189,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
             healthChecked: { metrics.healthChecked(healthy: $0) })
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
-            ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
+            ClusterService(handler: handler), MaintenanceService(handler: handler, metrics: metrics), AuthService(handler: handler),
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)

@@ -33,6 +33,12 @@ public final class ServerMetrics: NodeObserver, Sendable {
     private let leaderChanges: Counter
     private let leaderChangesCounted = Mutex(0)
     private let slowApplies: Counter
+    private let defragInflight: Gauge
+    private let defragsInFlight = Mutex(0)
+    private let defragDuration: ValueHistogram
+    private let hashDuration: ValueHistogram
+    private let hashRevDuration: ValueHistogram
+    private let backendSnapshotDuration: ValueHistogram
     /// `etcd_server_apply_duration_seconds` by operation (and "|false" for failures).
     private let applyDurations = Mutex<[String: ValueHistogram]>([:])
     private let cpuSeconds: Counter
@@ -91,6 +97,29 @@ public final class ServerMetrics: NodeObserver, Sendable {
             descriptor: Self.d("etcd_debugging_lease_revoked_total", "The total number of revoked leases."))
         leaderChanges = registry.makeCounter(
             descriptor: Self.d("etcd_server_leader_changes_seen_total", "The number of leader changes seen."))
+        defragInflight = registry.makeGauge(
+            descriptor: Self.d(
+                "etcd_disk_defrag_inflight",
+                "Whether or not defrag is active on the member. 1 means active, 0 means not."))
+        // etcd's buckets: defragmentation from 0.1 s to about 7 minutes, hashing from 0.01 s to about 3 minutes,
+        // snapshots from 0.01 s to about 22 minutes.
+        defragDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_disk_backend_defrag_duration_seconds", "The latency distribution of backend defragmentation."),
+            buckets: (0..<13).map { 0.1 * pow(2, Double($0)) })
+        hashDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_mvcc_hash_duration_seconds", "The latency distribution of storage hash operation."),
+            buckets: (0..<14).map { 0.01 * pow(2, Double($0)) })
+        hashRevDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_mvcc_hash_rev_duration_seconds", "The latency distribution of storage hash by revision operation."
+            ),
+            buckets: (0..<14).map { 0.01 * pow(2, Double($0)) })
+        backendSnapshotDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots."),
+            buckets: (0..<17).map { 0.01 * pow(2, Double($0)) })
         slowApplies = registry.makeCounter(
             descriptor: Self.d(
                 "etcd_server_slow_apply_total",
@@ -164,6 +193,26 @@ public final class ServerMetrics: NodeObserver, Sendable {
         ranges.increment()
         debuggingRanges.increment()
     }
+
+    /// `etcd_disk_defrag_inflight`: 1 while a defragmentation runs.
+    func defragmentations(inFlight change: Int) {
+        let now = defragsInFlight.withLock { count in
+            count += change
+            return count
+        }
+        defragInflight.set(Double(max(0, now)))
+    }
+
+    /// `etcd_disk_backend_defrag_duration_seconds`.
+    func defragmented(seconds: Double) { defragDuration.record(seconds) }
+
+    /// `etcd_mvcc_hash_duration_seconds` (Hash) and `etcd_mvcc_hash_rev_duration_seconds` (HashKV).
+    func hashed(seconds: Double, atRevision: Bool) {
+        (atRevision ? hashRevDuration : hashDuration).record(seconds)
+    }
+
+    /// `etcd_disk_backend_snapshot_duration_seconds`: making and sending a snapshot to a client.
+    func snapshotSent(seconds: Double) { backendSnapshotDuration.record(seconds) }
 
     /// A `/health` check answered (`etcd_server_health_success` / `etcd_server_health_failures`).
     func healthChecked(healthy: Bool) {
