@@ -222,60 +222,49 @@ public final class MemberNode: @unchecked Sendable {
             let metadata = try Quorumpb_NodeMetadata(serializedBytes: recovery.metadata)
             memberID = metadata.memberID
             clusterID = metadata.clusterID
-            let applied = UInt64(try backend.metaInt("consistent_index") ?? 0)
-            var snapshot: Snapshot? = nil
-            if let marker = recovery.snapshot {
-                snapshot = Snapshot(
-                    metadata: SnapshotMetadata(
-                        index: marker.index, term: marker.term,
-                        confState: ConfStateCodec.decode(marker.confState) ?? ConfState()))
+            let disk = Recovery.Disk(
+                hardState: recovery.hardState, snapshot: recovery.snapshot, entries: recovery.entries,
+                appliedIndex: UInt64(try backend.metaInt("consistent_index") ?? 0),
+                appliedTerm: try backend.metaInt("consistent_term").map { UInt64($0) },
+                appliedConf: try backend.metaData("conf_state").flatMap { ConfStateCodec.decode(Array($0)) })
+            let force =
+                config.forceNewCluster
+                ? Recovery.ForceNewCluster(
+                    memberID: memberID,
+                    members: Dictionary(
+                        uniqueKeysWithValues: try ClusterMembers(backend: backend).all.map { ($0.id, $0) }))
+                : nil
+            let plan: Recovery.Plan
+            do {
+                plan = try Recovery.plan(disk, forceNewCluster: force)
+            } catch {
+                throw EtcdError(.failedPrecondition, "cannot restart from \(config.dataDir): \(error)")
             }
-            var entries = recovery.entries.map {
-                Entry(term: $0.term, index: $0.index, kind: EntryKind(rawValue: $0.kind) ?? .normal, data: $0.data)
-            }
-            let last = entries.last?.index ?? snapshot?.metadata.index ?? 0
-            if applied > last {
-                // A snapshot from the leader was installed into the database, and the member stopped before
-                // the log recorded it: the database itself is the snapshot.
-                guard let term = try backend.metaInt("consistent_term"),
-                    let conf = try backend.metaData("conf_state").flatMap({ ConfStateCodec.decode(Array($0)) })
-                else {
-                    throw WALCorruption(
-                        file: config.walDirectory, offset: 0,
-                        reason: "database applied index \(applied) is beyond the end of the log (\(last))")
-                }
-                let marker = WALSnapshot(index: applied, term: UInt64(term), confState: ConfStateCodec.encode(conf))
-                try wal.saveSnapshot(marker)
-                snapshot = Snapshot(metadata: SnapshotMetadata(index: applied, term: UInt64(term), confState: conf))
-                entries = []
-            }
-            var hardState = HardState(
-                term: recovery.hardState.term, vote: recovery.hardState.vote, commit: recovery.hardState.commit)
-            if config.forceNewCluster {
-                let table = try ClusterMembers(backend: backend)
-                let outcome = try ForcedNewCluster.rewrite(
-                    memberID: memberID, base: snapshot?.metadata ?? SnapshotMetadata(), entries: entries,
-                    hardState: hardState, members: Dictionary(uniqueKeysWithValues: table.all.map { ($0.id, $0) }))
-                try wal.append(sync: true) { encoder in
-                    for e in outcome.appended {
-                        encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
+            for action in plan.actions {
+                switch action {
+                case .saveSnapshotMarker(let marker):
+                    try wal.saveSnapshot(marker)
+                case .append(let entries, let hs):
+                    try wal.append(sync: true) { encoder in
+                        for e in entries {
+                            encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
+                        }
+                        encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
                     }
-                    let hs = outcome.hardState
-                    encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
+                    logger.warning(
+                        "forcing a new one-member cluster: the other members are removed through the log",
+                        metadata: [
+                            "local-member-id": "\(Identity.hex(memberID))",
+                            "removed-members": "\(plan.removedMembers.map(Identity.hex))",
+                            "kept-through-index": "\(plan.recoveredThrough)",
+                            "previous-commit-index": "\(recovery.hardState.commit)",
+                        ])
                 }
-                logger.warning(
-                    "forcing a new one-member cluster: the other members are removed through the log",
-                    metadata: [
-                        "local-member-id": "\(Identity.hex(memberID))",
-                        "removed-members": "\(outcome.removed.map(Identity.hex))",
-                        "kept-through-index": "\(entries.last?.index ?? snapshot?.metadata.index ?? 0)",
-                        "previous-commit-index": "\(hardState.commit)",
-                    ])
-                entries += outcome.appended
-                hardState = outcome.hardState
             }
-            raftState = PersistentState(
-                hardState: hardState, snapshot: snapshot, entries: entries, applied: applied)
+            raftState = plan.state
+            let hardState = plan.state.hardState
+            let applied = plan.state.applied
+            let entries = plan.state.entries
             logger.info(
                 "restarting member",
                 metadata: [
