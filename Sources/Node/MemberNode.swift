@@ -810,8 +810,16 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: The Raft loop
 
+    /// `raft`, the log and the read and snapshot bookkeeping belong to the Raft loop (`RaftLoop`), except while
+    /// `start()` prepares them before the loop runs: checked in debug builds.
+    @inline(__always)
+    private func assertOnRaftLoop(_ function: StaticString = #function) {
+        assert(loop.inLoop, "\(function) ran off the Raft loop")
+    }
+
     /// One pass of the Raft loop over everything queued: proposals, peer messages, actions, reads, then Ready.
     private func processInbox() {
+        assertOnRaftLoop()
         let work = inbox.take()
         guard !stopped.load(ordering: .relaxed), status.failure == nil else {
             for waiter in work.reads { waiter.completion(.stopped) }
@@ -853,6 +861,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func onTick() {
+        assertOnRaftLoop()
         let t = now()
         waiters.expire(now: t, with: .timeout)
         expireReads(now: t)
@@ -863,6 +872,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func drainReadies() throws {
+        assertOnRaftLoop()
         while raft.hasReady() {
             let rd = raft.ready()
             if let soft = rd.softState { onSoftState(soft) }
@@ -906,6 +916,7 @@ public final class MemberNode: @unchecked Sendable {
     /// older ones gets a database snapshot, as after a compaction). Without it, memory held every entry since the
     /// last snapshot: up to `--snapshot-count` of them.
     private func trimLog() {
+        assertOnRaftLoop()
         let applied = raft.appliedIndex
         guard applied >= raft.firstIndex + config.snapshotCatchUpEntries + Self.logTrimSlack else { return }
         raft.compact(through: applied, snapshotData: [])
@@ -915,6 +926,7 @@ public final class MemberNode: @unchecked Sendable {
     static let logTrimSlack: UInt64 = 1024
 
     private func persist(_ rd: Ready) throws {
+        assertOnRaftLoop()
         guard !rd.entries.isEmpty || rd.hardState != nil else { return }
         try wal.append(sync: rd.mustSync) { encoder in
             for e in rd.entries {
@@ -934,6 +946,7 @@ public final class MemberNode: @unchecked Sendable {
     /// Hands committed entries to the apply loop. Raft learns here that a configuration entry was applied
     /// (its configuration travels with the entries, for the member table), since only this thread may touch it.
     private func handOver(_ entries: [Entry]) throws {
+        assertOnRaftLoop()
         var configurations: [UInt64: ConfState] = [:]
         for entry in entries where entry.kind == .confChange {
             guard let change = try? ConfChange(serialized: entry.data) else { continue }
@@ -957,6 +970,7 @@ public final class MemberNode: @unchecked Sendable {
     /// apply loop, after everything queued before it), then the log's marker: a crash in between leaves a
     /// database ahead of the log, which the next start detects and treats as the snapshot.
     private func installSnapshot(_ snapshot: Snapshot) throws {
+        assertOnRaftLoop()
         let meta = snapshot.metadata
         guard let image = pendingSnapshotImages.removeValue(forKey: meta.index) else {
             throw EtcdError.internal("snapshot at index \(meta.index) arrived without its database image")
@@ -978,6 +992,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func discardStaleSnapshotImages() {
+        assertOnRaftLoop()
         guard !pendingSnapshotImages.isEmpty else { return }
         let applied = raft.appliedIndex
         for (index, path) in pendingSnapshotImages where index <= applied {
@@ -988,6 +1003,7 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Sends a database image the apply loop wrote at `index`, with that index's snapshot metadata.
     func sendSnapshotImage(_ message: Message, index: UInt64, image: SnapshotImage) {
+        assertOnRaftLoop()
         guard let term = raft.term(at: index) else {
             try? FileSystem.remove(image.path)
             snapshotsInFlight.remove(message.to)
@@ -1006,6 +1022,7 @@ public final class MemberNode: @unchecked Sendable {
     /// The apply loop made the state machine durable through `applied`: record a snapshot there and let Raft
     /// and the log drop what precedes it.
     func compactLog(through applied: UInt64) {
+        assertOnRaftLoop()
         let start = monotonicNanoseconds()
         guard let term = raft.term(at: applied) else { return }
         do {
@@ -1022,6 +1039,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func onSoftState(_ soft: SoftState) {
+        assertOnRaftLoop()
         let previous = status.leader
         if soft.role == .leader {
             leases.promote()
@@ -1041,6 +1059,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func publishStatus() {
+        assertOnRaftLoop()
         // Cheap accessors only: `raft.status` builds per-peer progress, too much for every iteration.
         let term = raft.currentTerm
         let commit = raft.commitIndex
@@ -1053,6 +1072,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func proposeExpiredLeaseRevocations() {
+        assertOnRaftLoop()
         for id in leases.takeExpired(retryAfterNanoseconds: 3_000_000_000) {
             var request = Quorumpb_RaftRequest()
             request.proposer = memberID
@@ -1068,6 +1088,7 @@ public final class MemberNode: @unchecked Sendable {
     // MARK: Linearizable reads (Raft side)
 
     private func requestReadIndexIfNeeded() {
+        assertOnRaftLoop()
         guard !pendingReads.isEmpty else { return }
         if raft.leaderID == 0 && raft.role != .leader { return }
         readSequence += 1
@@ -1079,6 +1100,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func expireReads(now t: Int64) {
+        assertOnRaftLoop()
         let error: EtcdError = status.hasLeader ? .timeout : .noLeader
         pendingReads = ReadWaiter.expire(pendingReads, now: t, with: error)
         for (key, list) in readsInFlight { readsInFlight[key] = ReadWaiter.expire(list, now: t, with: error) }
