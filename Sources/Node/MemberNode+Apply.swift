@@ -314,6 +314,8 @@ extension MemberNode {
     /// Replaces the state machine with a database image received from the leader (see `installSnapshot`).
     func restoreStateMachine(from image: String, _ meta: SnapshotMetadata) throws {
         assertOnApplyLoop()
+        counters.snapshotsApplying.add(1, ordering: .relaxed)
+        defer { counters.snapshotsApplying.subtract(1, ordering: .relaxed) }
         try backend.replace(with: image)
         try backend.beginBatch()
         try backend.setMetaInt("consistent_index", Int64(meta.index))

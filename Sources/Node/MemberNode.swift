@@ -44,6 +44,8 @@ public final class MemberNode: @unchecked Sendable {
     private let catchUpSignal = NSCondition()
     private let onFatal: @Sendable (String) -> Void
     public let observer: any NodeObserver
+    /// Events counted for the metrics (see `NodeCounters`).
+    public let counters = NodeCounters()
 
     // Owned by the Raft loop's thread.
     private var raft: RaftNode
@@ -729,7 +731,9 @@ public final class MemberNode: @unchecked Sendable {
             }
         }
         guard ready else { return .failure(.learnerNotReady) }
-        return await proposeMembershipChange(kind: .promoteLearner, member: member)
+        let promoted = await proposeMembershipChange(kind: .promoteLearner, member: member)
+        if case .success = promoted { counters.learnerPromotions.add(1, ordering: .relaxed) }
+        return promoted
     }
 
     /// Changes a member's peer URLs (a normal replicated request: the voting configuration is unchanged).
@@ -1074,6 +1078,7 @@ public final class MemberNode: @unchecked Sendable {
     private func proposeExpiredLeaseRevocations() {
         assertOnRaftLoop()
         for id in leases.takeExpired(retryAfterNanoseconds: 3_000_000_000) {
+            counters.leaseExpirations.add(1, ordering: .relaxed)
             var request = Quorumpb_RaftRequest()
             request.proposer = memberID
             // The member revokes as etcd's `WithRoot`: whoever attached the keys, an expired lease goes.
@@ -1102,8 +1107,11 @@ public final class MemberNode: @unchecked Sendable {
     private func expireReads(now t: Int64) {
         assertOnRaftLoop()
         let error: EtcdError = status.hasLeader ? .timeout : .noLeader
+        let before = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
         pendingReads = ReadWaiter.expire(pendingReads, now: t, with: error)
         for (key, list) in readsInFlight { readsInFlight[key] = ReadWaiter.expire(list, now: t, with: error) }
+        let after = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
+        if after < before { counters.readIndexFailures.add(before - after, ordering: .relaxed) }
     }
 
     // MARK: Watch catch-up

@@ -33,6 +33,8 @@ public final class ServerMetrics: NodeObserver, Sendable {
     private let leaderChanges: Counter
     private let leaderChangesCounted = Mutex(0)
     private let slowApplies: Counter
+    /// Counters fed from running totals (`total`), with what they hold so far.
+    private let totals = Mutex<[String: (counter: Counter, counted: Int)]>([:])
     private let defragInflight: Gauge
     private let defragsInFlight = Mutex(0)
     private let defragDuration: ValueHistogram
@@ -373,6 +375,27 @@ public final class ServerMetrics: NodeObserver, Sendable {
         labeled(
             "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
             ("server_id", Identity.hex(node.memberID)))
+        let counters = node.counters
+        total(
+            "etcd_debugging_lease_renewed_total", "The number of renewed leases seen by the leader.",
+            node.leases.renewals.load(ordering: .relaxed))
+        total(
+            "etcd_debugging_server_lease_expired_total", "The total number of expired leases.",
+            counters.leaseExpirations.load(ordering: .relaxed))
+        total(
+            "etcd_server_read_indexes_failed_total", "The total number of failed read indexes seen.",
+            counters.readIndexFailures.load(ordering: .relaxed))
+        total(
+            "etcd_server_learner_promote_successes",
+            "The total number of successful learner promotions while this member is leader.",
+            counters.learnerPromotions.load(ordering: .relaxed))
+        gauge(
+            "etcd_server_snapshot_apply_in_progress_total",
+            "1 if the server is applying the incoming snapshot. 0 if none.",
+            Double(counters.snapshotsApplying.load(ordering: .relaxed)))
+        gauge(
+            "etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.",
+            Double(node.walStats.withLock { $0.bytesWritten }))
         gauge(
             "etcd_debugging_auth_revision", "The current revision of auth store.", Double(node.auth.store.revision))
         renderProcess()
@@ -404,6 +427,18 @@ public final class ServerMetrics: NodeObserver, Sendable {
 
     /// A backup attempt failed.
     func backupFailed() { backupFailures.increment() }
+
+    /// A counter fed from a running total kept elsewhere: the difference since the last scrape is added.
+    private func total(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
+        let key = name + labels.map { "|\($0.1)" }.joined()
+        let (counter, added) = totals.withLock { all -> (Counter, Int) in
+            let counter = all[key]?.counter ?? registry.makeCounter(descriptor: Self.d(name, help), labels: labels)
+            let added = max(0, value - (all[key]?.counted ?? 0))
+            all[key] = (counter, max(value, all[key]?.counted ?? 0))
+            return (counter, added)
+        }
+        if added > 0 { counter.increment(by: Int64(added)) }
+    }
 
     private func gauge(_ name: String, _ help: String, _ value: Double) {
         registry.makeGauge(descriptor: Self.d(name, help)).set(Double(value))
