@@ -50,6 +50,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     /// Streams reset by the client before anything was sent on them, in the current window.
     private var prematureResets = 0
     private var smallWindowUpdates = 0
+    /// DATA frames sent in the current abuse window: each earns the client up to two small WINDOW_UPDATEs (stream
+    /// and connection), which is how grpc's C core returns credit for small responses.
+    private var dataFramesSent = 0
     private var abuseWindowStart = NIODeadline.now()
     var limits: RPCConnectionLimits { shared.limits }
     private(set) var remotePeer = "unknown"
@@ -145,8 +148,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         case .data(let payload):
             receivedData(frame.streamID, payload)
         case .windowUpdate(let increment) where increment < Self.smallWindowUpdate:
-            // NIO's handler does not rate-limit WINDOW_UPDATE; credit given a few bytes at a time is work for
-            // nothing (a real client gives back at least a quarter of its window at once).
+            // NIO's handler does not rate-limit WINDOW_UPDATE. Small credits are ordinary when they return what
+            // this side sent (grpc's C core gives back each small response's bytes, on the stream and on the
+            // connection); many more small credits than that are work for nothing.
             countSmallWindowUpdate()
         default:
             // PING, SETTINGS, WINDOW_UPDATE, GOAWAY and RST_STREAM are the HTTP/2 handler's business; a reset
@@ -322,7 +326,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private func countSmallWindowUpdate() {
         rollAbuseWindow()
         smallWindowUpdates += 1
-        if smallWindowUpdates > limits.maxSmallWindowUpdates { calmDown("too_many_window_updates") }
+        if smallWindowUpdates > limits.maxSmallWindowUpdates + 2 * dataFramesSent {
+            calmDown("too_many_window_updates")
+        }
     }
 
     private func rollAbuseWindow() {
@@ -331,6 +337,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             abuseWindowStart = now
             prematureResets = 0
             smallWindowUpdates = 0
+            dataFramesSent = 0
         }
     }
 
@@ -408,6 +415,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         // them here, and past `maxPendingResponseBytes` its new calls are refused.
         let bytes = framed.readableBytes
         shared.traffic?.sent(bytes: bytes)
+        dataFramesSent += 1
         pendingResponseBytes += bytes
         let written = promise ?? context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in pendingResponseBytes -= bytes }

@@ -33,8 +33,8 @@ struct RPCConnectionLimits: Sendable {
     /// second are still ordinary; an attack runs at tens of thousands.
     var maxPrematureResets = 2_000
     var abuseWindow: TimeAmount = .seconds(10)
-    /// WINDOW_UPDATE frames crediting less than 1 KiB, per window, before GOAWAY ENHANCE_YOUR_CALM: NIO's handler
-    /// does not count WINDOW_UPDATE among the control frames it rate-limits.
+    /// WINDOW_UPDATE frames crediting less than 1 KiB, per window, beyond two for every DATA frame sent in it, before
+    /// GOAWAY ENHANCE_YOUR_CALM: NIO's handler does not count WINDOW_UPDATE among the control frames it rate-limits.
     var maxSmallWindowUpdates = 10_000
 
     /// etcd's default for `--max-concurrent-streams` is unbounded (2^32-1); an open stream costs this member about a
