@@ -143,6 +143,9 @@ public final class WatchHub: Sendable {
                 let key = keys.first(where: { s.watchers[$0]?.watchID == watchID })
             else { return false }
             remove(key, from: &s)
+            // The canceled watcher may have been the last one still catching up: a deferred progress request
+            // can be answered now.
+            sendProgressIfRequested(stream, in: s)
             return true
         }
         if removed { stream.releaseID(watchID) }
@@ -283,6 +286,7 @@ public final class WatchHub: Sendable {
                     watcher.stream.send(response)
                     remove(watcher.key, from: &s)
                     watcher.stream.releaseID(watcher.watchID)
+                    sendProgressIfRequested(watcher.stream, in: s)
                     continue
                 }
                 var matched: [Mvccpb_Event] = []
@@ -305,8 +309,13 @@ public final class WatchHub: Sendable {
         }
     }
 
-    /// A client's progress request: answered with the newest revision once all of the stream's watchers have
-    /// caught up, since the revision promises that every earlier event was sent.
+    /// A client's progress request (`RequestProgress`): answered with watch id -1 and the newest revision once all
+    /// of the stream's watchers have caught up, since the revision promises that every earlier event the stream's
+    /// watchers match was sent. This is etcd 3.5.13's behaviour (etcd issues #15220 and #17507), which
+    /// kube-apiserver relies on for consistent reads from its watch cache: the answer goes through the stream's one
+    /// ordered queue behind the events already queued, and a request made while a watcher catches up (a watch
+    /// from an old revision, or one whose client read slowly) is deferred until the last of them is synced,
+    /// canceled or compacted away, with or without events on the way.
     public func requestProgress(on stream: WatchStream) {
         state.withLock { s in
             stream.state.withLock { $0.progressRequested = true }

@@ -330,7 +330,7 @@ import Testing
         }
         #expect(help.stdout.contains("[No effect in Quorum:"))
         let version = try run(Paths.quorum, ["--version"])
-        #expect(version.stdout.hasPrefix("etcd Version: 3.5.0\nGit SHA: "))
+        #expect(version.stdout.hasPrefix("etcd Version: 3.5.13\nGit SHA: "))
     }
 
     // MARK: Sockets and pprof
