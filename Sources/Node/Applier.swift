@@ -34,6 +34,15 @@ final class Applier {
 
     /// Applies one entry; `index` is its Raft index (it numbers simple tokens).
     func apply(_ request: Quorumpb_RaftRequest, index: UInt64) throws -> ApplyResult {
+        // etcd's applierV3Corrupt: while any member has the CORRUPT alarm, every member refuses what changes the
+        // key space or leases, before any other check, until the alarm is disarmed (reads are served, as etcd's
+        // ranges and read-only transactions bypass the applier).
+        if alarms.contains(.corrupt) {
+            switch request.request {
+            case .put, .deleteRange, .txn, .compaction, .leaseGrant, .leaseRevoke: return .failure(.corrupt)
+            default: break
+            }
+        }
         if auth.isEnabled && !request.internal, let denied = checkPermission(request) {
             return .failure(EtcdError(denied))
         }
