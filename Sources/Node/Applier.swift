@@ -14,10 +14,15 @@ final class Applier {
     let alarms: AlarmSet
     let members: ClusterMembers
     let auth: AuthState
+    let versions: ClusterVersionState
     /// Events of the current batch, in revision order, for the watch hub.
     private(set) var events: [Mvccpb_Event] = []
 
-    init(store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState) {
+    init(
+        store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState,
+        versions: ClusterVersionState
+    ) {
+        self.versions = versions
         self.store = store
         self.leases = leases
         self.alarms = alarms
@@ -79,6 +84,9 @@ final class Applier {
                 member.name = attributes.name
                 member.clientURLs = attributes.clientUrls
                 try members.upsert(member, backend: backend)
+                if !attributes.serverVersion.isEmpty {
+                    try versions.setMemberVersion(attributes.memberID, attributes.serverVersion, backend: backend)
+                }
             }
             return .success(.none)
         case .memberUpdate(let update):
@@ -95,7 +103,13 @@ final class Applier {
                 try update.run()
             }
             return .success(.none)
-        case .clusterVersion, .none:
+        case .clusterVersion(let r):
+            try versions.setClusterVersion(r.version, backend: backend)
+            return .success(.none)
+        case .downgradeInfoSet(let r):
+            try versions.setDowngrade(r, backend: backend)
+            return .success(.none)
+        case .none:
             return .success(.none)
         default:
             return .failure(.notCapable)

@@ -325,6 +325,7 @@ extension MemberNode {
         try store.reload()
         try leases.reload(store: store)
         try alarms.reload(backend: backend)
+        try versions.reload(backend: backend)
         try members.reload(backend: backend)
         try auth.reload(backend: backend)
         appliedSinceSnapshot = 0

@@ -22,6 +22,8 @@ public final class MemberNode: @unchecked Sendable {
     public let store: KVStore
     public let leases: Leases
     public let alarms: AlarmSet
+    /// The cluster version, the versions members reported and the downgrade job.
+    public let versions: ClusterVersionState
     public let members: ClusterMembers
     /// Users, roles and tokens (see `AuthState`).
     public let auth: AuthState
@@ -282,6 +284,7 @@ public final class MemberNode: @unchecked Sendable {
         ids = RequestIDGenerator(memberID: memberID)
         store = try KVStore(backend: backend)
         alarms = try AlarmSet(backend: backend)
+        versions = try ClusterVersionState(backend: backend)
         members = try ClusterMembers(backend: backend)
         // etcd's minimum lease TTL: one and a half election timeouts, rounded up to whole seconds.
         let minTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
@@ -295,7 +298,8 @@ public final class MemberNode: @unchecked Sendable {
             throw EtcdError(.invalidArgument, "--auth-token: \(error)")
         }
         auth = try AuthState(backend: backend, tokens: tokens, bcryptCost: config.bcryptCost)
-        applier = Applier(store: store, leases: leases, alarms: alarms, members: members, auth: auth)
+        applier = Applier(
+            store: store, leases: leases, alarms: alarms, members: members, auth: auth, versions: versions)
 
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
         raftConfig.heartbeatTick = 1
@@ -576,6 +580,7 @@ public final class MemberNode: @unchecked Sendable {
         attributes.memberID = memberID
         attributes.name = config.name
         attributes.clientUrls = config.advertiseClientURLs
+        attributes.serverVersion = Version.etcdServer
         var request = Quorumpb_RaftRequest()
         request.publish = attributes
         let result = await propose(request)

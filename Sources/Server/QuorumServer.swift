@@ -256,7 +256,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 // A member that never gets a leader (a minority, a wrong token) keeps trying to publish itself
                 // until it is stopped.
                 let announced: Void? = try? await cancelWhenGracefulShutdown { [self] in
-                    try await announce(node: node, urls: config.listenClientURLs)
+                    try await announce(node: node, handler: handler, urls: config.listenClientURLs)
                 }
                 // Background duties stop with the member; the listeners end through graceful shutdown.
                 let corruption = CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger)
@@ -264,6 +264,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                     Task { [self] in try? await runAutoCompaction(handler: handler) },
                     Task { [config] in await corruption.runPeriodically(every: config.corruptCheckInterval) },
                     Task { await backups?.run() },
+                    Task { [logger] in await handler.monitorClusterVersion(logger: logger) },
                     Task { [config] in
                         // etcd's lease checkpoints: the leader records remaining TTLs every interval.
                         let interval = config.node.leaseCheckpointNanoseconds
@@ -327,12 +328,15 @@ public final class QuorumServer: Service, @unchecked Sendable {
 
     /// Publishes the member through the log, then prints etcd's milestone lines, in etcd's order, only once
     /// the member really serves: deployment tooling waits for them.
-    private func announce(node: MemberNode, urls: [ListenURL]) async throws {
+    private func announce(node: MemberNode, handler: EtcdHandler, urls: [ListenURL]) async throws {
         while !Task.isCancelled {
             if node.status.failure != nil { throw ConfigError("member failed: \(node.status.failure!)") }
             if case .success = await node.publishAttributes() { break }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // A leader that knows every member's version decides the cluster version before it says it serves
+        // (a lone member always does), rather than at the monitor's first pass.
+        if node.versions.values.clusterVersion == nil { await handler.decideClusterVersion(logger: logger) }
         logger.info(
             "published local member to cluster through raft",
             metadata: [
@@ -341,7 +345,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 "cluster-id": "\(Identity.hex(node.clusterID))",
             ])
         logger.info("ready to serve client requests")
-        let version = String(Version.etcdCluster.split(separator: ".").prefix(2).joined(separator: "."))
+        let decided = node.versions.values.clusterVersion ?? Version.etcdCluster
+        let version = String(decided.split(separator: ".").prefix(2).joined(separator: "."))
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "\(version)"])
         for url in urls where !url.isTLS {
             logger.info(

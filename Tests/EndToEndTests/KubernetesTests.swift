@@ -149,4 +149,59 @@ import Testing
         try step("get after disarm", ["get", "k", "--print-value-only"])
         return steps
     }
+
+    // MARK: Cluster version and Downgrade
+
+    /// Each member reports its server version when it publishes itself; the leader sets the cluster version to
+    /// the lowest (3.5.0 for 3.5.13 members) through Raft, and every member reports it in /version and /metrics.
+    @Test func clusterVersionIsNegotiatedAcrossThreeMembers() async throws {
+        let cluster = QuorumCluster(size: 3)
+        try cluster.start()
+        _ = try cluster.waitForLeader()
+        let deadline = Date().addingTimeInterval(60)
+        for member in cluster.members {
+            while try await http(member.endpoint + "/version").body != #"{"etcdserver":"3.5.13","etcdcluster":"3.5.0"}"#
+            {
+                guard Date() < deadline else {
+                    Issue.record("\(member.name): \(try await http(member.endpoint + "/version").body)")
+                    return
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let metrics = try await http(member.endpoint + "/metrics").body
+            #expect(metrics.contains(#"etcd_cluster_version{cluster_version="3.5"} 1"#), "\(member.name)")
+        }
+        let leader = try cluster.waitForLeader()
+        #expect(leader.log.contains("setting up initial cluster version"))
+    }
+
+    /// Maintenance.Downgrade answers as etcd 3.5.1 does, step by step: etcd's checks, order and error strings, the
+    /// cluster version in answers, the job replicated (a follower sees it). etcd 3.5.1 answers ENABLE and CANCEL
+    /// with "request timed out" although they take effect (its apply never wakes the caller; fixed in 3.6):
+    /// Quorum answers them with the cluster version.
+    @Test func downgradeAnswersAsEtcd() throws {
+        let scratch = Scratch()
+        let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
+        try etcd.start()
+        let expected = try #require(try Self.kubewatch(etcd.endpoint, "downgrade") as? [[String: String]])
+        etcd.stop()
+        let cluster = QuorumCluster(size: 3, scratch: scratch)
+        try cluster.start()
+        let leader = try cluster.waitForLeader()
+        let follower = try #require(cluster.members.first { $0 !== leader })
+        // Until the leader has every member's version there is no cluster version (etcd's "cluster version not
+        // found during downgrade"): start once the follower has it.
+        try eventually(timeout: 60, "cluster version decided") {
+            let version = try run("/usr/bin/env", ["curl", "-s", follower.endpoint + "/version"]).stdout
+            return version.contains(#""etcdcluster":"3.5.0""#)
+        }
+        let actual = try #require(try Self.kubewatch(follower.endpoint, "downgrade") as? [[String: String]])
+        #expect(actual.count == expected.count)
+        for (mine, theirs) in zip(actual, expected) {
+            let timedOut = theirs["result"]?.contains("etcdserver: request timed out") == true
+            #expect(
+                mine == theirs || (timedOut && mine["result"] == "ok 3.5.0"),
+                "Quorum: \(mine)\netcd:   \(theirs)")
+        }
+    }
 }

@@ -33,7 +33,8 @@ struct EtcdHTTPRouter: HTTPRouting {
         case "/readyz", "/readyz/":
             return await probe(request, checks: ["data_corruption", "serializable_read", "linearizable_read"])
         case "/version":
-            return .json(#"{"etcdserver":"\#(Version.etcdServer)","etcdcluster":"\#(Version.etcdCluster)"}"#)
+            // The cluster version the leader decided through Raft (etcd's "not_decided" before).
+            return .json(#"{"etcdserver":"\#(Version.etcdServer)","etcdcluster":"\#(handler.clusterVersionText)"}"#)
         case "/metrics":
             return HTTPReply(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics())
         default:

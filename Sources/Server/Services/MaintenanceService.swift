@@ -119,9 +119,8 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         -> Etcdserverpb_DowngradeResponse
     {
         try await rpc { () async throws(EtcdError) in
-            try handler.authorize(.downgrade, try await handler.currentCaller())
+            try await handler.downgrade(request, try await handler.currentCaller())
         }
-        throw RPCError(code: .unimplemented, message: "downgrade is not supported by Quorum")
     }
 
     private static func seconds(since start: ContinuousClock.Instant) -> Double {

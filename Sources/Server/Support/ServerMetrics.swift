@@ -368,10 +368,13 @@ public final class ServerMetrics: NodeObserver, Sendable {
         labeled(
             "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.",
             ("server_version", Version.etcdServer))
-        labeled(
-            "etcd_cluster_version",
-            "Which version is running. 1 for 'cluster_version' label with current cluster version",
-            ("cluster_version", String(Version.etcdCluster.split(separator: ".").prefix(2).joined(separator: "."))))
+        if let clusterVersion = node.versions.values.clusterVersion {
+            // Set once the leader decided it, as etcd sets it: major.minor only.
+            labeled(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                ("cluster_version", String(clusterVersion.split(separator: ".").prefix(2).joined(separator: "."))))
+        }
         labeled(
             "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
             ("server_id", Identity.hex(node.memberID)))
