@@ -12,11 +12,15 @@ public struct WatchRequestSpec: Sendable {
     public var filterDelete: Bool
     public var progressNotify: Bool
     public var requestedID: Int64
+    /// The watcher asked for `fragment`: responses of this many serialized bytes or more are split
+    /// (`Etcdserverpb_WatchResponse.fragments`). nil: never split.
+    public var fragmentLimit: Int?
 
     public init(
         range: KeyRange, startRevision: Int64 = 0, prevKV: Bool = false, filterPut: Bool = false,
-        filterDelete: Bool = false, progressNotify: Bool = false, requestedID: Int64 = 0
+        filterDelete: Bool = false, progressNotify: Bool = false, requestedID: Int64 = 0, fragmentLimit: Int? = nil
     ) {
+        self.fragmentLimit = fragmentLimit
         self.range = range
         self.startRevision = startRevision
         self.prevKV = prevKV
@@ -238,14 +242,16 @@ public final class WatchHub: Sendable {
 
     /// Queues `variants` of the batch's events for `watcher`: in wire form if its stream writes to the wire.
     private func offer(_ variants: some Collection<Int>, to watcher: Watcher, parts: inout WatchResponseParts) -> Bool {
-        if watcher.stream.wireFormat, let encoded = parts.response(watchID: watcher.watchID, variants: variants) {
+        if watcher.stream.wireFormat, let encoded = parts.response(watchID: watcher.watchID, variants: variants),
+            encoded.byteCount < watcher.spec.fragmentLimit ?? Int.max
+        {
             return watcher.stream.offer(.encoded(encoded))
         }
         var response = Etcdserverpb_WatchResponse()
         response.header = parts.headerMessage
         response.watchID = watcher.watchID
         response.events = variants.map { parts.message($0) }
-        return watcher.stream.offer(.message(response))
+        return offer(response, to: watcher)
     }
 
     private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, revision: Int64) -> Bool {
@@ -253,6 +259,15 @@ public final class WatchHub: Sendable {
         response.header = header(revision)
         response.watchID = watcher.watchID
         response.events = events
+        return offer(response, to: watcher)
+    }
+
+    /// Queues an event response, split into fragments if the watcher asked for them; all or nothing.
+    private func offer(_ response: Etcdserverpb_WatchResponse, to watcher: Watcher) -> Bool {
+        if let limit = watcher.spec.fragmentLimit, response.events.count > 1 {
+            let pieces = response.fragments(limit: limit)
+            if pieces.count > 1 { return watcher.stream.offer(pieces.map { .message($0) }) }
+        }
         return watcher.stream.offer(.message(response))
     }
 

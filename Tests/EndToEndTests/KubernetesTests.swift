@@ -204,4 +204,31 @@ import Testing
                 "Quorum: \(mine)\netcd:   \(theirs)")
         }
     }
+
+    // MARK: Watch fragments and gzip
+
+    /// A watch created with `fragment` catching up more than --max-request-bytes of events gets them in pieces
+    /// below etcd's limit (max request bytes + 512 KiB) marked `fragment`, which clientv3 joins back into one
+    /// response; without `fragment` they come whole. Same observations as etcd 3.5.1.
+    @Test func largeWatchResponsesAreFragmentedAsEtcdDoes() throws {
+        let scratch = Scratch()
+        let limit = 262_144
+        let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
+        etcd.extraArguments = ["--max-request-bytes", "\(limit)"]
+        try etcd.start()
+        let expected = try #require(
+            try Self.kubewatch(etcd.endpoint, "fragment", ["-max-request-bytes", "\(limit)"]) as? [String: Any])
+        etcd.stop()
+        let member = QuorumProcess(in: scratch, extraArguments: ["--max-request-bytes", "\(limit)"])
+        try member.start()
+        let actual = try #require(
+            try Self.kubewatch(member.endpoint, "fragment", ["-max-request-bytes", "\(limit)"]) as? [String: Any])
+        for result in [expected, actual] {
+            #expect(result["reassembledOK"] as? Bool == true && result["responses"] as? Int == 1, "\(result)")
+            #expect(result["rawEvents"] as? Int == 80 && (result["rawFragments"] as? Int ?? 0) >= 1, "\(result)")
+            #expect((result["rawLargestResponse"] as? Int ?? .max) < limit + 512 * 1024, "\(result)")
+            #expect((result["rawLargestWithoutFragment"] as? Int ?? 0) >= limit + 512 * 1024, "\(result)")
+        }
+        #expect(actual["rawFragments"] as? Int == expected["rawFragments"] as? Int, "\(actual) vs \(expected)")
+    }
 }

@@ -43,4 +43,40 @@ import Testing
         #expect(responses.dropFirst().map(\.canceled) == [true, false])
         #expect(responses.last?.watchID == -1)
     }
+
+    /// etcd's sendFragments: pieces below the limit (a single event may exceed it), `fragment` on all but the last.
+    @Test func fragmentsSplitBelowTheLimit() throws {
+        var response = Etcdserverpb_WatchResponse()
+        response.watchID = 3
+        response.header.revision = 99
+        response.events = (0..<10).map { i in
+            var event = Mvccpb_Event()
+            event.kv.key = k("key\(i)")
+            event.kv.value = Data(repeating: 0x61, count: i == 4 ? 3000 : 300)
+            return event
+        }
+        #expect(response.fragments(limit: 1 << 20) == [response])
+        let pieces = response.fragments(limit: 1000)
+        #expect(pieces.count > 3)
+        #expect(pieces.flatMap(\.events) == response.events)
+        #expect(pieces.dropLast().allSatisfy(\.fragment) && pieces.last?.fragment == false)
+        #expect(pieces.allSatisfy { $0.watchID == 3 && $0.header.revision == 99 })
+        for piece in pieces where piece.events.count > 1 {
+            #expect((try piece.serializedBytes() as [UInt8]).count < 1000)
+        }
+    }
+
+    /// A watcher with a fragment limit gets a large catch-up split, queued together in order.
+    @Test func fragmentingWatcherGetsPieces() throws {
+        let w = try WatchFixture()
+        for i in 0..<20 { try w.put("f\(i)", String(repeating: "v", count: 200)) }
+        let stream = WatchStream()
+        let spec = WatchRequestSpec(
+            range: KeyRange(key: k("f"), rangeEnd: KeyRange.prefixEnd(k("f"))), startRevision: 1, fragmentLimit: 1000)
+        let id = try #require(w.hub.watch(spec, on: stream))
+        try w.hub.catchUp(limit: 1000)
+        let responses = drain(stream).filter { $0.watchID == id && !$0.created }
+        #expect(responses.count > 1 && responses.dropLast().allSatisfy(\.fragment))
+        #expect(events(responses, id: id).map(\.kv.modRevision) == Array(2...21))
+    }
 }

@@ -325,7 +325,8 @@ enum JSONGateway {
                             handler.refuseWatch(reason: refusal, on: stream)
                             continue
                         }
-                        hub.watch(WatchRequestSpec(create), on: stream)
+                        hub.watch(
+                            WatchRequestSpec(create, maxRequestBytes: handler.node.config.maxRequestBytes), on: stream)
                     case .cancelRequest(let cancel):
                         handler.cancelWatch(cancel.watchID, on: stream)
                     case .progressRequest:

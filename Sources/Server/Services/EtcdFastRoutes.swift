@@ -428,7 +428,8 @@ final class WatchCall: RPCCall {
     }
 
     private func create(_ create: Etcdserverpb_WatchCreateRequest) {
-        handler.node.hub.watch(WatchRequestSpec(create), on: watchStream)
+        handler.node.hub.watch(
+            WatchRequestSpec(create, maxRequestBytes: handler.node.config.maxRequestBytes), on: watchStream)
     }
 
     private func refuse(reason: String) {
