@@ -52,6 +52,8 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
+        // The system's zlib, for gRPC's gzip message encoding (RPCTransport).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Raft"),
         .target(name: "Batching"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
@@ -107,7 +109,7 @@ let package = Package(
         .target(
             name: "RPCTransport",
             dependencies: [
-                "Batching",
+                "Batching", "CZlib",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

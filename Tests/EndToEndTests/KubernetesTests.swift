@@ -231,4 +231,24 @@ import Testing
         }
         #expect(actual["rawFragments"] as? Int == expected["rawFragments"] as? Int, "\(actual) vs \(expected)")
     }
+
+    /// grpc-go's gzip compressor: requests gzip-encoded are read, and the answers come back gzip-encoded, as from
+    /// etcd (grpc-go's stats tell compressed responses by their wire length).
+    @Test func gzipEncodedCallsWork() throws {
+        let scratch = Scratch()
+        let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
+        try etcd.start()
+        let expected = try #require(try Self.kubewatch(etcd.endpoint, "gzip") as? [String: Any])
+        etcd.stop()
+        let member = QuorumProcess(in: scratch)
+        try member.start()
+        let actual = try #require(try Self.kubewatch(member.endpoint, "gzip") as? [String: Any])
+        for result in [expected, actual] {
+            #expect(result["error"] as? String == "", "\(result)")
+            #expect(
+                result["putOK"] as? Bool == true && result["getValueOK"] as? Bool == true
+                    && result["watchOK"] as? Bool == true && result["leaseOK"] as? Bool == true, "\(result)")
+            #expect((result["compressedResponses"] as? Int ?? 0) >= 2, "\(result)")
+        }
+    }
 }

@@ -204,17 +204,29 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         var isGRPC = false
         var method = ""
         var timeout: Duration?
+        var encoding = ""
         for (name, value, _) in payload.headers {
             switch name {
             case ":path": path = value
             case ":method": method = value
             case "content-type": isGRPC = value.utf8.starts(with: "application/grpc".utf8)
             case "grpc-timeout": timeout = GRPCWire.timeout(value[...])
+            case "grpc-encoding": encoding = value
             default: break
             }
         }
         let stream = RPCStreamState(id: id, maxMessageBytes: shared.maxMessageBytes)
         streams[id] = stream
+        if isGRPC && encoding == "gzip" {
+            // As a grpc-go server: a call that sends gzip gets its answers in gzip.
+            stream.reader.gzip = true
+            stream.compressResponses = true
+        } else if isGRPC && !encoding.isEmpty && encoding != "identity" {
+            finish(
+                stream, code: RPCError.Code.unimplemented.rawValue,
+                message: "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\"")
+            return
+        }
         if isGRPC && pendingResponseBytes > limits.maxPendingResponseBytes {
             // The client does not read its answers: it gets no more work done until it does.
             finish(stream, limits.overloaded)
@@ -410,6 +422,16 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             return
         }
         sendHeadersIfNeeded(stream)
+        var framed = framed
+        if stream.compressResponses {
+            do {
+                framed = try GRPCGzip.compressFramed(framed, allocator: context.channel.allocator)
+            } catch {
+                promise?.fail(error)
+                finish(stream, code: RPCError.Code.internalError.rawValue, message: "grpc: error while compressing")
+                return
+            }
+        }
         let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(framed), endStream: false)
         // Counted until the bytes reach the socket: a client that does not read (or keeps its window shut) holds
         // them here, and past `maxPendingResponseBytes` its new calls are refused.
@@ -426,6 +448,8 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     func sendHeadersIfNeeded(_ stream: RPCStreamState, _ headers: HPACKHeaders = GRPCWire.responseHeaders) {
         guard !stream.headersSent else { return }
         stream.headersSent = true
+        var headers = headers
+        if stream.compressResponses { headers.add(name: "grpc-encoding", value: "gzip") }
         context.write(
             wrapOutboundOut(
                 HTTP2Frame(streamID: stream.id, payload: .headers(.init(headers: headers, endStream: false)))),
@@ -568,6 +592,8 @@ final class RPCStreamState {
     var deadlineTask: Scheduled<Void>?
     /// Bytes of an incomplete message, counted in the connection's `bufferedRequestBytes`.
     var bufferedBytes = 0
+    /// The request came gzip-encoded: response messages go out gzip-encoded too (`grpc-encoding: gzip`).
+    var compressResponses = false
 
     init(id: HTTP2StreamID, maxMessageBytes: Int) {
         self.id = id
