@@ -90,6 +90,27 @@ import Testing
         print("etcd 3.5.1 progress notifications ahead of events: \(result["progressAhead"] ?? "?")")
     }
 
+    /// With auth on, a create request is authorized off the event loop; the requests after it on the stream wait,
+    /// as etcd handles a stream's requests in order: a progress request sent right after a create (raw stream,
+    /// nothing awaited in between) is answered after that watcher was created and caught up, and a second create
+    /// gets the next id. Before, the progress request overtook the create and was answered at once.
+    @Test func streamRequestsKeepTheirOrderWithAuthOn() throws {
+        let scratch = Scratch()
+        let member = QuorumProcess(in: scratch)
+        try member.start()
+        for step in [["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"], ["auth", "enable"]] {
+            let out = try etcdctl(member.endpoint, step)
+            #expect(out.ok, "\(step): \(out.stderr)")
+        }
+        let result = try #require(
+            try Self.kubewatch(member.endpoint, "auth-order", ["-user", "root:rootpw"]) as? [String: Any])
+        // The second watcher may be created before or after the first one caught up (both are etcd's order).
+        let responses = result["responses"] as? [String] ?? []
+        #expect(responses.first == "created 0" && responses.contains("progress -1"), "\(result)")
+        #expect(responses.filter { $0.hasPrefix("created") } == ["created 0", "created 1"], "\(result)")
+        #expect(result["eventsBeforeProgress"] as? Int == 300, "\(result)")
+    }
+
     @Test func reportsEtcd3513() async throws {
         let scratch = Scratch()
         let member = QuorumProcess(in: scratch)

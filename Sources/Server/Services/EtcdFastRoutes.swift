@@ -348,6 +348,13 @@ final class WatchCall: RPCCall {
     private let watchStream = WatchStream()
     private var unwritten = 0
     private var token: String?
+    /// A create request is being authorized (auth on: the caller's identity is resolved off the event loop).
+    private var authorizing = false
+    /// Requests that arrived meanwhile, handled in arrival order once it is decided, as etcd handles a stream's
+    /// requests one by one: a RequestProgress sent after a create must count that watcher, and watch ids follow
+    /// the order of the creates. At most `maxDeferred`; a client that sends more is refused.
+    private var deferred: [Etcdserverpb_WatchRequest] = []
+    static let maxDeferred = 1024
 
     init(handler: EtcdHandler, counters: RPCMethodCounters) {
         self.handler = handler
@@ -381,10 +388,23 @@ final class WatchCall: RPCCall {
                 code: RPCError.Code.internalError.rawValue, message: "grpc: error unmarshalling request: \(error)")
             return
         }
+        if authorizing {
+            guard deferred.count < Self.maxDeferred else {
+                stream.finish(.tooManyRequests)
+                return
+            }
+            deferred.append(request)
+            return
+        }
+        handle(request, stream: stream)
+    }
+
+    private func handle(_ request: Etcdserverpb_WatchRequest, stream: RPCStreamHandle) {
         let hub = handler.node.hub!
         switch request.requestUnion {
         case .createRequest(let create):
             if let credentials = stream.credentials(token: token) {
+                authorizing = true
                 // etcd's `isWatchPermitted`, at creation over the watched range.
                 let remote = stream.remote
                 let handler = self.handler
@@ -413,6 +433,8 @@ final class WatchCall: RPCCall {
                         } else {
                             call.create(create)
                         }
+                        call.authorizing = false
+                        call.handleDeferred(stream: handle)
                     }
                 }
                 return
@@ -424,6 +446,13 @@ final class WatchCall: RPCCall {
             hub.requestProgress(on: watchStream)
         case .none:
             break
+        }
+    }
+
+    /// Handles the requests that waited for an authorization, until one of them waits again.
+    private func handleDeferred(stream: RPCStreamHandle) {
+        while !authorizing && !deferred.isEmpty && !stream.isFinished {
+            handle(deferred.removeFirst(), stream: stream)
         }
     }
 

@@ -4,6 +4,9 @@
 //   - order: writes, watches from old revisions and RequestProgress interleaved on one watch stream. Every progress
 //     notification (revision R) a watcher receives must come after every event <= R it matches (etcd issue #15220),
 //     and every RequestProgress must be answered, also for a watcher that matches no event (etcd issue #17507).
+//   - auth-order: with authentication on, a create request, a progress request and a second create sent at once
+//     on a raw watch stream: handled in that order (the progress answer counts the first watcher and follows its
+//     events; watch ids follow the creates), although the server authorizes each create on its own.
 //   - fragment: a watch with WithFragment catching up a batch larger than the server's --max-request-bytes; clientv3
 //     reassembles the fragments, and a raw watch stream counts them.
 //   - gzip: the KV, Watch and Lease calls with grpc's gzip compressor; the client's stats handler tells whether the
@@ -36,7 +39,8 @@ import (
 
 func main() {
 	endpoint := flag.String("endpoints", "127.0.0.1:2379", "")
-	mode := flag.String("mode", "order", "order | fragment | gzip | alarm-activate | downgrade")
+	mode := flag.String("mode", "order", "order | auth-order | fragment | gzip | alarm-activate | downgrade")
+	user := flag.String("user", "", "user:password (auth-order mode)")
 	seed := flag.Int64("seed", time.Now().UnixNano(), "")
 	maxRequestBytes := flag.Int("max-request-bytes", 1572864, "the server's --max-request-bytes (fragment mode)")
 	target := flag.String("target", "3.4", "downgrade target version")
@@ -46,6 +50,8 @@ func main() {
 	switch *mode {
 	case "order":
 		out = order(*endpoint, *seed)
+	case "auth-order":
+		out = authOrder(*endpoint, *user)
 	case "fragment":
 		out = fragment(*endpoint, *maxRequestBytes)
 	case "gzip":
@@ -97,14 +103,14 @@ type watcherLog struct {
 }
 
 type orderResult struct {
-	Watchers          int      `json:"watchers"`
-	Events            int      `json:"events"`
-	ProgressSeen      int      `json:"progressSeen"`
-	ProgressRequests  int      `json:"progressRequests"`
-	ProgressAnswered  int      `json:"progressAnswered"`
-	EventsExact       bool     `json:"eventsExact"`
-	ProgressAhead     int      `json:"progressAhead"`
-	Samples           []string `json:"samples"`
+	Watchers         int      `json:"watchers"`
+	Events           int      `json:"events"`
+	ProgressSeen     int      `json:"progressSeen"`
+	ProgressRequests int      `json:"progressRequests"`
+	ProgressAnswered int      `json:"progressAnswered"`
+	EventsExact      bool     `json:"eventsExact"`
+	ProgressAhead    int      `json:"progressAhead"`
+	Samples          []string `json:"samples"`
 }
 
 func order(endpoint string, seed int64) orderResult {
@@ -581,5 +587,71 @@ func downgrade(endpoint, target string) []downgradeStep {
 		call("enable", target),
 		call("cancel", target),
 		call("cancel", target),
+	}
+}
+
+// MARK: auth-order
+
+type authOrderResult struct {
+	Responses       []string `json:"responses"`
+	EventsBefore    int      `json:"eventsBeforeProgress"`
+	ProgressAfterID bool     `json:"progressAfterCreated"`
+}
+
+func authOrder(endpoint, user string) authOrderResult {
+	parts := strings.SplitN(user, ":", 2)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second,
+		Username: parts[0], Password: parts[1]})
+	if err != nil {
+		fail(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p := fmt.Sprintf("/kubewatch-auth-%d", time.Now().UnixNano())
+	var first int64
+	for i := 0; i < 300; i++ {
+		resp, err := cli.Put(ctx, fmt.Sprintf("%s/%d", p, i), strings.Repeat("a", 512))
+		if err != nil {
+			fail(err)
+		}
+		if i == 0 {
+			first = resp.Header.Revision
+		}
+	}
+	stream, err := pb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
+	if err != nil {
+		fail(err)
+	}
+	create := func(start int64) *pb.WatchRequest {
+		return &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{
+			Key: []byte(p + "/"), RangeEnd: []byte(p + "0"), StartRevision: start}}}
+	}
+	progress := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}
+	for _, req := range []*pb.WatchRequest{create(first), progress, create(0)} {
+		if err := stream.Send(req); err != nil {
+			fail(err)
+		}
+	}
+	var r authOrderResult
+	created := 0
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			fail(err)
+		}
+		switch {
+		case resp.Created:
+			created++
+			r.Responses = append(r.Responses, fmt.Sprintf("created %d", resp.WatchId))
+		case len(resp.Events) > 0:
+			r.EventsBefore += len(resp.Events)
+		case resp.WatchId == -1:
+			r.Responses = append(r.Responses, "progress -1")
+			r.ProgressAfterID = created >= 1
+		}
+		if len(r.Responses) == 3 {
+			return r
+		}
 	}
 }
