@@ -189,6 +189,9 @@ import Testing
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
+            // etcd's peer /version, where etcd's leader reads each member's version, says the same.
+            #expect(
+                try await http(member.peerURL + "/version").body == #"{"etcdserver":"3.5.13","etcdcluster":"3.5.0"}"#)
             let metrics = try await http(member.endpoint + "/metrics").body
             #expect(metrics.contains(#"etcd_cluster_version{cluster_version="3.5"} 1"#), "\(member.name)")
         }
