@@ -208,6 +208,7 @@ import Testing
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let expected = try #require(try Self.kubewatch(etcd.endpoint, "downgrade") as? [[String: String]])
+        let gatewayExpected = try gatewayValidate(etcd.endpoint)
         etcd.stop()
         let cluster = QuorumCluster(size: 3, scratch: scratch)
         try cluster.start()
@@ -220,6 +221,8 @@ import Testing
             return version.contains(#""etcdcluster":"3.5.0""#)
         }
         let actual = try #require(try Self.kubewatch(follower.endpoint, "downgrade") as? [[String: String]])
+        #expect(try gatewayValidate(follower.endpoint) == gatewayExpected)
+        #expect(gatewayExpected.contains(#""version":"3.5.0""#), "\(gatewayExpected)")
         #expect(actual.count == expected.count)
         for (mine, theirs) in zip(actual, expected) {
             let timedOut = theirs["result"]?.contains("etcdserver: request timed out") == true
@@ -227,6 +230,17 @@ import Testing
                 mine == theirs || (timedOut && mine["result"] == "ok 3.5.0"),
                 "Quorum: \(mine)\netcd:   \(theirs)")
         }
+    }
+
+    /// VALIDATE through the JSON gateway (`/v3/maintenance/downgrade`), without the header (ids differ).
+    private func gatewayValidate(_ endpoint: String) throws -> String {
+        let out = try run(
+            "/usr/bin/env",
+            [
+                "curl", "-s", "-X", "POST", endpoint + "/v3/maintenance/downgrade", "-d",
+                #"{"action":"VALIDATE","version":"3.4"}"#,
+            ])
+        return out.stdout.replacing(/"header":\{[^}]*\},?/, with: "")
     }
 
     // MARK: Watch fragments and gzip
