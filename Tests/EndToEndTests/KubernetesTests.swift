@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -79,7 +80,7 @@ import Testing
     /// answers RequestProgress at once, ahead of the events of watchers still catching up (etcd issue #15220,
     /// fixed in 3.5.13), which is what the check above would catch.
     @Test func etcd351AnswersProgressAheadOfEvents() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         defer { etcd.stop() }
@@ -95,7 +96,7 @@ import Testing
     /// nothing awaited in between) is answered after that watcher was created and caught up, and a second create
     /// gets the next id. Before, the progress request overtook the create and was answered at once.
     @Test func streamRequestsKeepTheirOrderWithAuthOn() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         for step in [["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"], ["auth", "enable"]] {
@@ -112,7 +113,7 @@ import Testing
     }
 
     @Test func reportsEtcd3513() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         let version = try await http(member.endpoint + "/version")
@@ -131,7 +132,7 @@ import Testing
     /// `etcdserver: corrupt cluster` (gRPC DataLoss), reads still work, and disarming restores writes: the same
     /// steps on Quorum and etcd 3.5.1 give the same output.
     @Test func corruptAlarmRefusesWritesAsEtcdDoes() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let expected = try corruptSteps(etcd.endpoint)
@@ -204,7 +205,7 @@ import Testing
     /// with "request timed out" although they take effect (its apply never wakes the caller; fixed in 3.6):
     /// Quorum answers them with the cluster version.
     @Test func downgradeAnswersAsEtcd() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let expected = try #require(try Self.kubewatch(etcd.endpoint, "downgrade") as? [[String: String]])
@@ -249,7 +250,7 @@ import Testing
     /// below etcd's limit (max request bytes + 512 KiB) marked `fragment`, which clientv3 joins back into one
     /// response; without `fragment` they come whole. Same observations as etcd 3.5.1.
     @Test func largeWatchResponsesAreFragmentedAsEtcdDoes() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let limit = 262_144
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         etcd.extraArguments = ["--max-request-bytes", "\(limit)"]
@@ -273,7 +274,7 @@ import Testing
     /// grpc-go's gzip compressor: requests gzip-encoded are read, and the answers come back gzip-encoded, as from
     /// etcd (grpc-go's stats tell compressed responses by their wire length).
     @Test func gzipEncodedCallsWork() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let expected = try #require(try Self.kubewatch(etcd.endpoint, "gzip") as? [String: Any])

@@ -101,11 +101,14 @@ extension EtcdHandler {
         return false
     }
 
-    /// Runs `decideClusterVersion` every `interval` until cancelled (etcd checks every 4 seconds).
+    /// Runs `decideClusterVersion` every `interval` until cancelled (etcd checks every 4 seconds), and every 100 ms
+    /// while no cluster version is decided yet: members' versions arrive as they publish themselves at start, and
+    /// etcd too decides at once (on the leader's first commit), so /version and /metrics have it from the start.
     func monitorClusterVersion(every interval: Duration = .seconds(2), logger: Logger) async {
         while !Task.isCancelled {
             await decideClusterVersion(logger: logger)
-            try? await Task.sleep(for: interval)
+            let undecided = node.versions.values.clusterVersion == nil
+            try? await Task.sleep(for: undecided ? .milliseconds(100) : interval)
         }
     }
 }
