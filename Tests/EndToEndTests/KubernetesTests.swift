@@ -271,6 +271,27 @@ import Testing
         #expect(actual["rawFragments"] as? Int == expected["rawFragments"] as? Int, "\(actual) vs \(expected)")
     }
 
+    /// grpc-status and grpc-message for a Range in an encoding the server lacks, and for a compressed message in a
+    /// call that names no encoding (curl over h2c).
+    private func encodingRefusals(_ endpoint: String, scratch: TemporaryDirectory) throws -> [String] {
+        // A RangeRequest for key "a", once with the compressed flag.
+        try Bytes.write([0, 0, 0, 0, 3, 0x0A, 1, 0x61], to: scratch.file("plain.bin"))
+        try Bytes.write([1, 0, 0, 0, 3, 0x0A, 1, 0x61], to: scratch.file("flagged.bin"))
+        var lines: [String] = []
+        for (file, encoding) in [("plain.bin", ["-H", "grpc-encoding: snappy"]), ("flagged.bin", [])] {
+            let out = try run(
+                "/usr/bin/env",
+                [
+                    "curl", "-s", "-o", "/dev/null", "-D", "-", "--http2-prior-knowledge", "-H",
+                    "content-type: application/grpc", "-H", "te: trailers",
+                ] + encoding + ["--data-binary", "@" + scratch.file(file), endpoint + "/etcdserverpb.KV/Range"])
+            lines += out.stdout.split(separator: "\r\n").map(String.init).filter {
+                $0.hasPrefix("grpc-status") || $0.hasPrefix("grpc-message")
+            }
+        }
+        return lines
+    }
+
     /// grpc-go's gzip compressor: requests gzip-encoded are read, and the answers come back gzip-encoded, as from
     /// etcd (grpc-go's stats tell compressed responses by their wire length).
     @Test func gzipEncodedCallsWork() throws {
@@ -278,10 +299,13 @@ import Testing
         let etcd = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let expected = try #require(try Self.kubewatch(etcd.endpoint, "gzip") as? [String: Any])
+        let refusalsExpected = try encodingRefusals(etcd.endpoint, scratch: scratch)
         etcd.stop()
         let member = QuorumProcess(in: scratch)
         try member.start()
         let actual = try #require(try Self.kubewatch(member.endpoint, "gzip") as? [String: Any])
+        #expect(try encodingRefusals(member.endpoint, scratch: scratch) == refusalsExpected)
+        #expect(refusalsExpected.count == 4, "\(refusalsExpected)")
         for result in [expected, actual] {
             #expect(result["error"] as? String == "", "\(result)")
             #expect(
