@@ -49,6 +49,9 @@ public final class WatchHub: Sendable {
         let spec: WatchRequestSpec
         var nextRevision: Int64
         var synced: Bool
+        /// Events went out since the last periodic progress notification: the next one is skipped (etcd's
+        /// `serverWatchStream.progress`), since the events already told the client how far it is.
+        var sentSinceProgress = false
 
         init(key: UInt64, watchID: Int64, stream: WatchStream, spec: WatchRequestSpec, next: Int64, synced: Bool) {
             self.key = key
@@ -207,6 +210,7 @@ public final class WatchHub: Sendable {
             func deliver(_ variants: some Collection<Int>, to watcher: Watcher) {
                 if offer(variants, to: watcher, parts: &parts) {
                     watcher.nextRevision = revision + 1
+                    watcher.sentSinceProgress = true
                 } else {
                     watcher.synced = false
                     watcher.nextRevision = events[variants.first! / 2].kv.modRevision
@@ -312,6 +316,7 @@ public final class WatchHub: Sendable {
                 }
                 if !matched.isEmpty {
                     guard deliver(matched, to: watcher, revision: batch.covered) else { continue }
+                    watcher.sentSinceProgress = true
                 }
                 watcher.nextRevision = max(watcher.nextRevision, batch.covered + 1)
                 if watcher.nextRevision > s.currentRevision {
@@ -352,10 +357,16 @@ public final class WatchHub: Sendable {
         stream.send(response)
     }
 
-    /// Periodic progress notification for synced watchers that asked for it (`progress_notify`).
+    /// Periodic progress notification for synced watchers that asked for it (`progress_notify`), except those
+    /// that were sent events since the last one, as etcd skips them.
     public func notifyProgress() {
         state.withLock { s in
-            for watcher in s.watchers.values where watcher.synced && watcher.spec.progressNotify {
+            for watcher in s.watchers.values where watcher.spec.progressNotify {
+                if watcher.sentSinceProgress {
+                    watcher.sentSinceProgress = false
+                    continue
+                }
+                guard watcher.synced else { continue }
                 var response = Etcdserverpb_WatchResponse()
                 response.header = header(s.currentRevision)
                 response.watchID = watcher.watchID

@@ -44,6 +44,25 @@ import Testing
         #expect(responses.last?.watchID == -1)
     }
 
+    /// Periodic notifications skip a watcher that was sent events since the last one (etcd's behaviour), and
+    /// carry the newest revision otherwise.
+    @Test func periodicProgressSkipsWatchersThatGotEvents() throws {
+        let w = try WatchFixture()
+        let stream = WatchStream()
+        let id = try #require(w.hub.watch(WatchRequestSpec(range: .single(k("a")), progressNotify: true), on: stream))
+        _ = drain(stream)
+        w.hub.notifyProgress()
+        #expect(drain(stream).map(\.watchID) == [id])
+        try w.put("a", "1")
+        w.hub.notifyProgress()
+        #expect(drain(stream).map(\.events.count) == [1])  // the event, no notification
+        try w.put("b", "other key")
+        w.hub.notifyProgress()
+        let progress = drain(stream)
+        #expect(progress.map(\.watchID) == [id] && progress.first?.events.isEmpty == true)
+        #expect(progress.first?.header.revision == w.f.store.revisions.current)
+    }
+
     /// etcd's sendFragments: pieces below the limit (a single event may exceed it), `fragment` on all but the last.
     @Test func fragmentsSplitBelowTheLimit() throws {
         var response = Etcdserverpb_WatchResponse()
