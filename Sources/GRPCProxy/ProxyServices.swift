@@ -16,6 +16,21 @@ struct RawBytes: MessageSerializer, MessageDeserializer {
     }
 }
 
+/// Runs `body` until it ends or the client's call is cancelled (the client reset the stream or its connection went),
+/// whichever comes first: a stream that waits on a member (a watch, an election observer) must not outlive its
+/// client, and the transport reports a client gone after a half-close only through the RPC's cancellation.
+func untilCancelled(_ context: ServerContext, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await context.cancellation.cancelled
+            throw RPCError(code: .cancelled, message: "context canceled")
+        }
+        defer { group.cancelAll() }
+        try await group.next()
+    }
+}
+
 /// etcd's errors the proxy answers itself, with etcd's codes and messages.
 enum ProxyErrors {
     static let compacted = RPCError(
@@ -284,8 +299,8 @@ package struct ProxyService: RegistrableRPCService {
             forMethod: Etcdserverpb_Watch.Method.Watch.descriptor,
             deserializer: ProtobufDeserializer<Etcdserverpb_WatchRequest>(),
             serializer: ProtobufSerializer<Etcdserverpb_WatchResponse>()
-        ) { request, _ in
-            watch.serve(request)
+        ) { request, context in
+            watch.serve(request, context: context)
         }
     }
 
@@ -308,7 +323,7 @@ package struct ProxyService: RegistrableRPCService {
         let upstream = core.upstream
         let isStreaming = Self.streaming.contains(descriptor.fullyQualifiedMethod)
         router.registerHandler(forMethod: descriptor, deserializer: RawBytes(), serializer: RawBytes()) {
-            request, _ in
+            request, context in
             let metadata = ProxyCore.forwarded(request.metadata)
             let options = upstream.callOptions
             if !isStreaming {

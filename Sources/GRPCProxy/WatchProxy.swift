@@ -45,7 +45,7 @@ package final class WatchProxy: Sendable {
     /// Upstream watches open now (for tests and metrics).
     package var upstreamWatchCount: Int { state.withLock { $0.coalescer.upstreamCount } }
 
-    func serve(_ request: StreamingServerRequest<Etcdserverpb_WatchRequest>)
+    func serve(_ request: StreamingServerRequest<Etcdserverpb_WatchRequest>, context: ServerContext)
         -> StreamingServerResponse<Etcdserverpb_WatchResponse>
     {
         let metadata = ProxyCore.forwarded(request.metadata)
@@ -95,6 +95,11 @@ package final class WatchProxy: Sendable {
                     if client.overflowed.load(ordering: .relaxed) {
                         throw RPCError(code: .cancelled, message: "context canceled")
                     }
+                }
+                // A client that half-closed and then went away is noticed only through the RPC's cancellation.
+                group.addTask {
+                    try await context.cancellation.cancelled
+                    throw RPCError(code: .cancelled, message: "context canceled")
                 }
                 defer { group.cancelAll() }
                 try await group.next()
