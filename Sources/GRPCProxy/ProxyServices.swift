@@ -340,18 +340,21 @@ package struct ProxyService: RegistrableRPCService {
             return StreamingServerResponse(metadata: [:]) { writer in
                 let member = upstream.current
                 do {
-                    try await member.client.bidirectionalStreaming(
-                        request: StreamingClientRequest(metadata: metadata) { out in
-                            for try await message in request.messages { try await out.write(message) }
-                        },
-                        descriptor: descriptor, serializer: RawBytes(), deserializer: RawBytes(), options: options
-                    ) { response in
-                        for try await message in response.messages { try await writer.write(message) }
+                    try await untilCancelled(context) {
+                        try await member.client.bidirectionalStreaming(
+                            request: StreamingClientRequest(metadata: metadata) { out in
+                                for try await message in request.messages { try await out.write(message) }
+                            },
+                            descriptor: descriptor, serializer: RawBytes(), deserializer: RawBytes(),
+                            options: options
+                        ) { response in
+                            for try await message in response.messages { try await writer.write(message) }
+                        }
                     }
-                } catch  where Upstream.isUnreachable(error) {
+                } catch {
                     // The client retries; its next call goes to another member.
-                    upstream.failed(member)
-                    throw error
+                    if Upstream.isUnreachable(error) { upstream.failed(member) }
+                    throw Upstream.answer(error)
                 }
                 return [:]
             }

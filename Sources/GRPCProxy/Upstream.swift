@@ -117,7 +117,8 @@ package final class Upstream: Sendable {
         return error.code == .unavailable && !error.message.hasPrefix("etcdserver:")
     }
 
-    /// Runs a call on the current member, and on the next ones while members cannot be reached.
+    /// Runs a call on the current member, and on the next ones while members cannot be reached. The member's error
+    /// is returned as its code and message only (see `answer`).
     package func call<T: Sendable>(_ body: (Client) async throws -> T) async throws -> T {
         var lastError: (any Error)?
         for _ in 0..<members.count {
@@ -127,8 +128,17 @@ package final class Upstream: Sendable {
             } catch  where Self.isUnreachable(error) {
                 lastError = error
                 failed(member)
+            } catch {
+                throw Self.answer(error)
             }
         }
-        throw lastError ?? RPCError(code: .unavailable, message: "no endpoint available")
+        throw Self.answer(lastError ?? RPCError(code: .unavailable, message: "no endpoint available"))
+    }
+
+    /// A member's error as the proxy passes it on: its code and message. The trailers it came with (`grpc-status`,
+    /// `content-type`, ...) are the member's response's; sent again by the proxy they break its own response.
+    package static func answer(_ error: any Error) -> any Error {
+        guard let error = error as? RPCError else { return error }
+        return RPCError(code: error.code, message: error.message)
     }
 }

@@ -229,6 +229,74 @@ import Testing
         #expect(deleted == "1\na\n1\n", "\(deleted)")
     }
 
+    @Test func authTokensPassThroughTheProxy() throws {
+        let cluster = QuorumCluster(size: 1)
+        try cluster.start()
+        defer { cluster.stopAll() }
+        let member = cluster.members[0].endpoint
+        for step in [
+            ["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"], ["role", "add", "reader"],
+            ["role", "grant-permission", "reader", "read", "pub"], ["user", "add", "alice:pw"],
+            ["user", "grant-role", "alice", "reader"], ["auth", "enable"],
+        ] {
+            let result = try etcdctl(member, step)
+            #expect(result.status == 0, "\(step): \(result)")
+        }
+        let proxy = try Proxy(endpoints: cluster.endpoints)
+        defer { proxy.stop() }
+        #expect(try etcdctl(proxy.endpoint, ["--user=root:rootpw", "put", "pub", "v"]).stdout == "OK\n")
+        #expect(try etcdctl(proxy.endpoint, ["--user=root:rootpw", "put", "secret", "s"]).stdout == "OK\n")
+        // Each call carries its client's token: alice reads what her role allows and nothing else, cached or not.
+        #expect(try etcdctl(proxy.endpoint, ["--user=alice:pw", "get", "pub", "--print-value-only"]).stdout == "v\n")
+        for consistency in ["l", "s"] {
+            let denied = try etcdctl(
+                proxy.endpoint, ["--user=alice:pw", "get", "secret", "--consistency=\(consistency)"])
+            #expect(denied.status != 0 && denied.stderr.contains("permission denied"), "\(denied)")
+        }
+        let write = try etcdctl(proxy.endpoint, ["--user=alice:pw", "put", "pub", "x"])
+        #expect(write.status != 0 && write.stderr.contains("permission denied"), "\(write)")
+        let anonymous = try etcdctl(proxy.endpoint, ["get", "pub"])
+        #expect(anonymous.status != 0 && anonymous.stderr.contains("user name is empty"), "\(anonymous)")
+        // A watch through the proxy with alice's token sees root's writes.
+        let watch = try etcdctlInBackground(proxy.endpoint, ["--user=alice:pw", "watch", "pub"])
+        defer { watch.stop() }
+        try watch.waitFor(timeout: 30) { output in
+            if output.contains("PUT\npub\nfresh") { return true }
+            _ = try? etcdctl(proxy.endpoint, ["--user=root:rootpw", "put", "pub", "fresh"])
+            return false
+        }
+    }
+
+    @Test func proxiesRegisteredUnderAResolverPrefixListEachOther() throws {
+        let cluster = QuorumCluster(size: 1)
+        try cluster.start()
+        defer { cluster.stopAll() }
+        let first = try Proxy(
+            endpoints: cluster.endpoints, ["--resolver-prefix=___grpc_proxy_endpoint", "--resolver-ttl=5"])
+        defer { first.stop() }
+        let secondPort = freePort()
+        let second = try Proxy(
+            endpoints: cluster.endpoints,
+            [
+                "--resolver-prefix=___grpc_proxy_endpoint", "--resolver-ttl=5",
+                "--advertise-client-url=127.0.0.1:\(secondPort)",
+            ])
+        defer { second.stop() }
+        // The first advertises etcd's default (127.0.0.1:23790); both are the "members" either one lists.
+        try eventually(timeout: 30, "both proxies listed") {
+            let list = try etcdctl(first.endpoint, ["member", "list"]).stdout
+            return list.contains("127.0.0.1:23790") && list.contains("127.0.0.1:\(secondPort)")
+        }
+        // Their registrations are leased keys in the cluster (clientv3's endpoints records).
+        let keys = try etcdctl(cluster.members[0].endpoint, ["get", "___grpc_proxy_endpoint", "--prefix"]).stdout
+        #expect(keys.contains("\"Addr\":\"127.0.0.1:\(secondPort)\""), "\(keys)")
+        // A proxy that stops is gone once its lease expires.
+        second.stop()
+        try eventually(timeout: 30, "stopped proxy delisted") {
+            !(try etcdctl(first.endpoint, ["member", "list"]).stdout.contains("127.0.0.1:\(secondPort)"))
+        }
+    }
+
     @Test func refusalsAreEtcds() throws {
         let unknown = try run(Paths.quorum, ["grpc-proxy", "start", "--nope"])
         #expect(unknown.status == 1 && unknown.stderr.hasPrefix("Error: unknown flag: --nope\n"), "\(unknown)")
