@@ -106,11 +106,12 @@ package enum GRPCProxy {
     /// TLS to the members (`--cert`, `--key`, `--cacert`, `--insecure-skip-tls-verify`). As etcd's proxy, its
     /// client certificate must have an empty Common Name (etcd's `TLSInfo.EmptyCN`): a member with client
     /// certificate auth would otherwise take the proxy for that user.
+    /// Nil: no TLS flag was given.
     static func memberTLS(_ options: GRPCProxyOptions, logger: Logger) throws
-        -> HTTP2ClientTransport.Posix.TransportSecurity
+        -> HTTP2ClientTransport.Posix.TransportSecurity?
     {
         let anyTLS = !options.cert.isEmpty || !options.key.isEmpty || !options.cacert.isEmpty
-        guard anyTLS || options.insecureSkipTLSVerify else { return .plaintext }
+        guard anyTLS || options.insecureSkipTLSVerify else { return nil }
         if !options.cert.isEmpty {
             let pem: String
             do {

@@ -22,15 +22,24 @@ package final class Upstream: Sendable {
     private let preferred = Atomic<Int>(0)
     let logger: Logger
 
-    /// `endpoints`: `host:port`, optionally with `http://` or `https://` (ignored: TLS follows the flags, as in
-    /// clientv3).
+    /// `endpoints`: `host:port`, or a URL: as in clientv3, an `http://` endpoint is dialled in plaintext whatever
+    /// the TLS flags, an `https://` one with TLS (`security`, or TLS with the system's roots when no TLS flag was
+    /// given), and a bare `host:port` with `security`.
     package init(
-        endpoints: [String], security: HTTP2ClientTransport.Posix.TransportSecurity, maxSendBytes: Int,
+        endpoints: [String], security: HTTP2ClientTransport.Posix.TransportSecurity?, maxSendBytes: Int,
         maxReceiveBytes: Int, logger: Logger
     ) throws {
         self.logger = logger
+        let tlsIsDefault = security.map { _ in false } ?? true
+        let security = security ?? .plaintext
         var members: [Member] = []
         for endpoint in endpoints {
+            var memberSecurity = security
+            if endpoint.hasPrefix("http://") || endpoint.hasPrefix("unix://") {
+                memberSecurity = .plaintext
+            } else if endpoint.hasPrefix("https://") || endpoint.hasPrefix("unixs://"), tlsIsDefault {
+                memberSecurity = .tls(.defaults())
+            }
             var address = endpoint
             for scheme in ["http://", "https://", "unix://", "unixs://"] where address.hasPrefix(scheme) {
                 address.removeFirst(scheme.count)
@@ -57,7 +66,7 @@ package final class Upstream: Sendable {
             config.http2.maxFrameSize = 1 << 20
             let client = GRPCClient(
                 transport: try HTTP2ClientTransport.Posix(
-                    target: target, transportSecurity: security, config: config,
+                    target: target, transportSecurity: memberSecurity, config: config,
                     serviceConfig: ServiceConfig()))
             members.append(Member(address: address, client: client))
         }
