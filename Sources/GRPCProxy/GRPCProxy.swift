@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import PKI
 import RPCTransport
 import X509
@@ -143,7 +144,8 @@ package enum GRPCProxy {
     }
 
     /// TLS for the proxy's clients: `--cert-file`/`--key-file`, or with `--auto-tls` a self-signed certificate
-    /// under `<data-dir>/fixtures/proxy`. Clients are not asked for certificates (etcd's proxy does not ask either).
+    /// under `<data-dir>/fixtures/proxy`. With `--trusted-ca-file` clients must present a certificate signed by it
+    /// (etcd requires one then too), and with `--client-crl-file` one that list does not revoke.
     static func servingTLS(_ options: GRPCProxyOptions, logger: Logger) throws -> (any TLSContextSource)? {
         var certFile = options.certFile
         var keyFile = options.keyFile
@@ -172,22 +174,74 @@ package enum GRPCProxy {
             certificateChain: try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)))
         configuration.applicationProtocols = ["h2", "http/1.1"]
+        if !options.trustedCAFile.isEmpty {
+            // As etcd's `TLSInfo.ServerConfig`: a trusted CA means clients must present a certificate it signed.
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.trustRoots = .file(options.trustedCAFile)
+        }
+        var crl: CertificateRevocationList?
+        if !options.clientCRLFile.isEmpty {
+            crl = try CertificateRevocationList.load(from: URL(fileURLWithPath: options.clientCRLFile))
+        }
         logger.info("gRPC proxy server TLS", metadata: ["cert-file": "\(certFile)", "key-file": "\(keyFile)"])
-        return StaticTLSContext(context: try NIOSSLContext(configuration: configuration))
+        return StaticTLSContext(context: try NIOSSLContext(configuration: configuration), crl: crl)
     }
 }
 
-/// The proxy's serving TLS: one context for its life (etcd's proxy does not reload its certificate either).
+/// The proxy's serving TLS: one context for its life (etcd's proxy does not reload its certificate either), and
+/// the `--client-crl-file` check of each client's certificate.
 final class StaticTLSContext: TLSContextSource {
     let context: NIOSSLContext
+    let crl: CertificateRevocationList?
 
-    init(context: NIOSSLContext) {
+    init(context: NIOSSLContext, crl: CertificateRevocationList?) {
         self.context = context
+        self.crl = crl
     }
 
     func currentContext() -> NIOSSLContext? { context }
 
     func makeHandler(context: NIOSSLContext) -> NIOSSLServerHandler {
         NIOSSLServerHandler(context: context)
+    }
+
+    func configureConnection(channel: any Channel, context: NIOSSLContext) throws {
+        let tls = makeHandler(context: context)
+        try channel.pipeline.syncOperations.addHandler(tls)
+        if let crl { try channel.pipeline.syncOperations.addHandler(RevocationCheck(crl: crl, tls: tls)) }
+    }
+}
+
+/// Closes a connection whose client certificate the CRL revokes, as soon as its handshake completes and before
+/// anything it sent is read (reads are held until then).
+final class RevocationCheck: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+
+    private let crl: CertificateRevocationList
+    private let tls: NIOSSLServerHandler
+
+    init(crl: CertificateRevocationList, tls: NIOSSLServerHandler) {
+        self.crl = crl
+        self.tls = tls
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            let revoked = tls.peerCertificate.flatMap { try? Certificate(derEncoded: $0.toDERBytes()) }.map {
+                crl.isRevoked($0)
+            }
+            if revoked == true {
+                context.close(promise: nil)
+                return
+            }
+            context.pipeline.syncOperations.removeHandler(self, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // Nothing is read before the handshake completes (and this handler goes), so a read here is not expected;
+        // it is dropped rather than passed on unchecked.
     }
 }

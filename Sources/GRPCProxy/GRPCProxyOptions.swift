@@ -37,6 +37,7 @@ package struct GRPCProxyOptions: Sendable {
     package var certFile = ""
     package var keyFile = ""
     package var trustedCAFile = ""
+    package var clientCRLFile = ""
     package var autoTLS = false
     package var selfSignedCertValidity = 1
     package var enablePprof = false
@@ -247,8 +248,7 @@ package struct GRPCProxyOptions: Sendable {
                 }
             case "listen-cipher-suites":
                 if !value.isEmpty { notices.append("--\(name) has no effect: Quorum uses its TLS library's suites") }
-            case "client-crl-file":
-                if !value.isEmpty { notices.append("--\(name) has no effect: the proxy does not verify clients") }
+            case "client-crl-file": clientCRLFile = value
             case "experimental-leasing-prefix", "experimental-serializable-ordering":
                 if !value.isEmpty && value != "false" {
                     notices.append("--\(name) has no effect: not implemented by Quorum's grpc-proxy")
