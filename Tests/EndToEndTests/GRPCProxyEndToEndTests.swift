@@ -12,7 +12,7 @@ import Testing
 /// `quorum grpc-proxy start`, etcd's L7 gRPC proxy, in front of a 3-member cluster: real etcdctl 3.4 and 3.5
 /// through it, watchers of one key sharing one watch on the members, a member killed behind it, `--namespace`,
 /// and etcd's refusals.
-@Suite(.ownThread) struct GRPCProxyTests {
+@Suite(.ownThread) struct GRPCProxyEndToEndTests {
     /// A proxy process in front of `endpoints`, stopped by pid at the end.
     final class Proxy: @unchecked Sendable {
         let command: BackgroundCommand
