@@ -2,7 +2,8 @@ import Prometheus
 
 /// The proxy's own metrics, under etcd's names (`etcd_grpc_proxy_*`, from etcd's `proxy/grpcproxy/metrics.go`)
 /// plus two of Quorum's that show the coalescing directly: `quorum_grpc_proxy_client_watchers` (watchers served)
-/// and `quorum_grpc_proxy_upstream_watches` (watches held open on members).
+/// and `quorum_grpc_proxy_upstream_watches` (watches held open on members), and the count of watch streams cut
+/// off for not reading (`quorum_grpc_proxy_slow_watch_streams_total`).
 package final class ProxyMetrics: Sendable {
     package let registry = PrometheusCollectorRegistry()
     let watchersCoalescing: Gauge
@@ -12,6 +13,7 @@ package final class ProxyMetrics: Sendable {
     let cacheMisses: Gauge
     let watchers: Gauge
     let upstreamWatches: Gauge
+    let slowWatchStreams: Counter
 
     package init() {
         func named(_ namespace: String, _ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -31,6 +33,10 @@ package final class ProxyMetrics: Sendable {
             descriptor: named("quorum", "client", "watchers", "Client watchers open through the proxy"))
         upstreamWatches = registry.makeGauge(
             descriptor: named("quorum", "upstream", "watches", "Watches the proxy holds open on members"))
+        slowWatchStreams = registry.makeCounter(
+            descriptor: named(
+                "quorum", "slow_watch_streams", "total",
+                "Watch streams cut off because their client let 1024 responses queue up"))
     }
 
     /// The Prometheus text exposition.

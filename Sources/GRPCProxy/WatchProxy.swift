@@ -21,10 +21,14 @@ package final class WatchProxy: Sendable {
 
     private final class ClientStream: Sendable {
         let continuation: AsyncStream<Outbound>.Continuation
+        /// Told once when the client is cut off: its writer may be blocked on the client's flow control, so the
+        /// stream ends from here instead.
+        let cutOff: AsyncStream<Void>.Continuation
         let overflowed = Atomic<Bool>(false)
 
-        init(continuation: AsyncStream<Outbound>.Continuation) {
+        init(continuation: AsyncStream<Outbound>.Continuation, cutOff: AsyncStream<Void>.Continuation) {
             self.continuation = continuation
+            self.cutOff = cutOff
         }
     }
 
@@ -52,7 +56,9 @@ package final class WatchProxy: Sendable {
         return StreamingServerResponse(metadata: [:]) { [self] writer in
             let (responses, continuation) = AsyncStream.makeStream(
                 of: Outbound.self, bufferingPolicy: .bufferingOldest(Self.streamBuffer))
-            let client = ClientStream(continuation: continuation)
+            let (cutOff, cutOffContinuation) = AsyncStream.makeStream(
+                of: Void.self, bufferingPolicy: .bufferingNewest(1))
+            let client = ClientStream(continuation: continuation, cutOff: cutOffContinuation)
             let stream = state.withLock { state in
                 let number = state.nextStream
                 state.nextStream += 1
@@ -65,6 +71,7 @@ package final class WatchProxy: Sendable {
                     return state.coalescer.onStreamClosed(stream: stream)
                 }
                 continuation.finish()
+                cutOffContinuation.finish()
             }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { [self] in
@@ -95,6 +102,9 @@ package final class WatchProxy: Sendable {
                     if client.overflowed.load(ordering: .relaxed) {
                         throw RPCError(code: .cancelled, message: "context canceled")
                     }
+                }
+                group.addTask {
+                    for await _ in cutOff { throw RPCError(code: .cancelled, message: "context canceled") }
                 }
                 // A client that half-closed and then went away is noticed only through the RPC's cancellation.
                 group.addTask {
@@ -145,10 +155,14 @@ package final class WatchProxy: Sendable {
                 switch action {
                 case .send(let stream, let response):
                     guard let client = state.streams[stream] else { continue }
-                    if case .dropped = client.continuation.yield(.response(response)) {
+                    if case .dropped = client.continuation.yield(.response(response)),
+                        !client.overflowed.exchange(true, ordering: .relaxed)
+                    {
                         // A client this far behind is cut off (its watchers go when its stream ends).
-                        client.overflowed.store(true, ordering: .relaxed)
                         client.continuation.finish()
+                        client.cutOff.yield(())
+                        core.metrics.slowWatchStreams.increment()
+                        core.logger.warning("watch stream cut off: the client does not read its responses")
                     }
                 case .openUpstream(let broadcast, let key, let rangeEnd, _):
                     state.upstreams[broadcast] = Task { [self] in

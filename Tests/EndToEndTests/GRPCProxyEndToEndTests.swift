@@ -2,6 +2,7 @@ import EtcdAPI
 import EtcdProto
 import Foundation
 import GRPCCore
+import GRPCNIOTransportHTTP2
 import Synchronization
 import Testing
 
@@ -10,8 +11,8 @@ import Testing
 #endif
 
 /// `quorum grpc-proxy start`, etcd's L7 gRPC proxy, in front of a 3-member cluster: real etcdctl 3.4 and 3.5
-/// through it, watchers of one key sharing one watch on the members, a member killed behind it, `--namespace`,
-/// and etcd's refusals.
+/// through it, watchers of one key sharing one watch on the members, a watcher that does not read cut off, a member
+/// killed behind it, `--namespace`, auth tokens, `--resolver-prefix`, and etcd's refusals.
 @Suite(.ownThread) struct GRPCProxyEndToEndTests {
     /// A proxy process in front of `endpoints`, stopped by pid at the end.
     final class Proxy: @unchecked Sendable {
@@ -176,6 +177,75 @@ import Testing
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestFailure("\(what) did not happen within \(timeout)s")
+    }
+
+    /// A watcher that stops reading is cut off once 1024 responses queue up for it (its HTTP/2 window is full long
+    /// before), while a watcher of the same key that reads gets every event.
+    @Test func aWatcherThatDoesNotReadIsCutOffWithoutHoldingUpOthers() async throws {
+        let cluster = QuorumCluster(size: 1)
+        try cluster.start()
+        defer { cluster.stopAll() }
+        let proxy = try Proxy(endpoints: cluster.endpoints)
+        defer { proxy.stop() }
+        let puts = 1_300
+        let received = Counter()
+        var request = Etcdserverpb_WatchRequest()
+        request.createRequest.key = Data("busy".utf8)
+        let create = request
+        // The slow one: raw HTTP/2 that sends its watch and then never reads nor credits a byte of flow-control
+        // window, so the proxy can send it 64 KiB and no more.
+        let slow = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(slow) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(proxy.port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(slow, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(connected == 0)
+        let bytes = ClientFloodTests.floodBytes(
+            requests: 1, complete: 1, request: "/etcdserverpb.Watch/Watch", body: try create.serializedBytes(),
+            authority: proxy.endpoint)
+        #expect(bytes.withUnsafeBytes { send(slow, $0.baseAddress, $0.count, 0) } == bytes.count)
+        do {
+            try await EtcdClient.with(port: proxy.port) { client in
+                try await withThrowingTaskGroup(of: Void.self) { reading in
+                    reading.addTask {
+                        try await client.watch.watch(
+                            request: StreamingClientRequest { writer in
+                                try await writer.write(create)
+                                try await Task.sleep(for: .seconds(600))
+                            }
+                        ) { response in
+                            for try await message in response.messages {
+                                for _ in message.events { received.increment() }
+                                if received.value >= puts { return }
+                            }
+                        }
+                    }
+                    try await Self.waitUntil("both watchers created") {
+                        Self.metric(try proxy.metrics(), "quorum_grpc_proxy_client_watchers") == 2
+                    }
+                    // One at a time, so that each event is a response of its own (the member batches concurrent ones).
+                    let value = String(repeating: "v", count: 1_000)
+                    for i in 0..<puts { _ = try await client.put("busy", "\(i)-\(value)") }
+                    try await Self.waitUntil("every event reached the reading watcher", timeout: 120) {
+                        received.value >= puts
+                    }
+                    try await reading.waitForAll()
+                }
+                try await Self.waitUntil("the slow watcher cut off") {
+                    let text = try proxy.metrics()
+                    return Self.metric(text, "quorum_grpc_proxy_slow_watch_streams_total") == 1
+                        && Self.metric(text, "quorum_grpc_proxy_client_watchers") == 1
+                }
+            }
+        }
+        #expect(received.value == puts)
+        #expect(proxy.command.output.contains("watch stream cut off"))
     }
 
     @Test func aMemberKilledBehindTheProxyDoesNotBreakClients() throws {
