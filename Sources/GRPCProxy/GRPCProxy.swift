@@ -69,7 +69,8 @@ package enum GRPCProxy {
             if !options.resolverPrefix.isEmpty {
                 group.addTask {
                     await Registration.run(
-                        upstream: upstream, prefix: options.resolverPrefix, address: options.advertiseClientURL,
+                        upstream: upstream, prefix: options.namespace + options.resolverPrefix,
+                        address: options.advertiseClientURL,
                         ttl: options.resolverTTL, logger: logger)
                 }
             }

@@ -235,7 +235,8 @@ package final class ProxyCore: Sendable {
     /// holds `{"Op":0,"Addr":...,"Metadata":"{\"name\":...}"}`).
     private func registeredProxies(_ metadata: Metadata) async throws -> [Etcdserverpb_Member] {
         var request = Etcdserverpb_RangeRequest()
-        request.key = Data(resolverPrefix.utf8)
+        // Under `--namespace`, inside it (etcd's proxy watches the registrations through its namespaced client).
+        request.key = namespace.prefix + Data(resolverPrefix.utf8)
         request.rangeEnd = Registration.prefixEnd(request.key)
         request.serializable = true
         let options = upstream.callOptions

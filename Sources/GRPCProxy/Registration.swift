@@ -32,6 +32,8 @@ enum Registration {
         return Data([0])
     }
 
+    /// `prefix` is the whole key prefix: under `--namespace`, the namespace's and `--resolver-prefix` (etcd's proxy
+    /// registers through its namespaced client).
     static func run(upstream: Upstream, prefix: String, address: String, ttl: Int, logger: Logger) async {
         while !Task.isCancelled {
             do {
