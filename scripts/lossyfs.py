@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """lossyfs: a FUSE file system that forgets, at a power cut, everything that was not fsynced.
 
-    lossyfs.py BACKING MOUNTPOINT
+    lossyfs.py [--early-writeback P --seed S] BACKING MOUNTPOINT
     lossyfs.py --check            (exits 0 if fusepy and libfuse 2 are installed)
 
 Why a FUSE file system: the fault harness kills members with SIGKILL, which keeps the kernel's page cache, so
@@ -17,8 +17,15 @@ The durability model (stricter than ext4's, as POSIX allows; ALICE's and LazyFS'
 plus lost directory operations):
   * File data and size: a write or truncate is durable once fsync or fdatasync returns on that file (through any
     descriptor). Until then it lives in this process's memory (4 KiB dirty pages) and is lost at a cut: the file
-    comes back with its content and size as of its last fsync. Nothing is written back early: a cut drops every
-    unsynced page (a real disk may keep some of them; that variation is not modelled).
+    comes back with its content and size as of its last fsync. By default nothing is written back early: a cut
+    drops every unsynced page.
+  * With `--early-writeback P --seed S`, a disk that also writes some pages back before anyone asked, in no order:
+    after each write, with probability P, one of the file's unsynced pages (chosen by the seeded generator) goes to
+    BACKING at once, and one time in four only its first 512-byte sectors (a torn page: the rest of the page keeps
+    what was there, sectors themselves are atomic, as SQLite's powersafe-overwrite assumption and real disks have
+    it). The file's current view is unchanged; after a cut it comes back with its last synced content plus those
+    pages, its size grown to cover them: a log's tail can then hold a later record without an earlier one, half a
+    record, or zeros in between, which is what torn-tail repair has to handle.
   * Directory entries: create, mkdir, unlink, rmdir and rename change a directory's durable entries only once that
     directory is fsynced (`fsync` on a descriptor of the directory). A file created and fsynced in a directory that
     is never fsynced disappears at a cut; a file renamed over another reverts to the old one; a rename between two
@@ -42,6 +49,7 @@ kernel from caching sizes and names, and without `keep_cache` it drops a file's 
 import errno
 import json
 import os
+import random
 import stat
 import sys
 import time
@@ -75,8 +83,11 @@ class Node:
 
 
 class LossyFS:
-    def __init__(self, backing):
+    def __init__(self, backing, early_writeback=0.0, seed=0):
         self.backing = backing
+        self.early_writeback = early_writeback
+        self.random = random.Random(seed)
+        self.early_pages = 0
         self.objects = os.path.join(backing, "objects")
         os.makedirs(self.objects, exist_ok=True)
         self.manifest_path = os.path.join(backing, "manifest.json")
@@ -290,7 +301,7 @@ class LossyFS:
             walk(n)
         return json.dumps({
             "unsyncedFiles": dirty_files, "unsyncedBytes": dirty_bytes,
-            "unsyncedDirectories": len(self.unsynced_dirs),
+            "unsyncedDirectories": len(self.unsynced_dirs), "pagesWrittenEarly": self.early_pages,
         }).encode() + b"\n"
 
     # MARK: FUSE operations (fusepy installs those the object has an attribute for, then calls the object with the
@@ -425,7 +436,21 @@ class LossyFS:
     def write(self, path, data, offset, fh):
         node = self.handles.get(fh) or self.lookup(path)
         self.write_range(node, offset, data)
+        if self.early_writeback > 0 and node.dirty and self.random.random() < self.early_writeback:
+            self.write_back_early(node)
         return len(data)
+
+    def write_back_early(self, node):
+        """The disk writes one unsynced page of `node` now, whole or torn; nothing else changes."""
+        number = self.random.choice(sorted(node.dirty))
+        start = number * PAGE
+        length = min(PAGE, max(0, node.size - start))
+        if length == 0:
+            return
+        if self.random.random() < 0.25:
+            length = min(length, 512 * self.random.randint(1, PAGE // 512 - 1))
+        os.pwrite(self.object_fd(node), bytes(node.dirty[number][:length]), start)
+        self.early_pages += 1
 
     def truncate(self, path, length, fh=None):
         node = self.handles.get(fh) if fh is not None else None
@@ -492,13 +517,27 @@ class LossyFS:
 def main():
     if sys.argv[1:] == ["--check"]:
         return  # the imports above worked: fusepy and libfuse 2 are there
-    if len(sys.argv) != 3:
+    arguments = sys.argv[1:]
+    early_writeback, seed = 0.0, 0
+    while arguments and arguments[0].startswith("--") and len(arguments) > 1:
+        flag, value = arguments[0], arguments[1]
+        if flag == "--early-writeback":
+            early_writeback = float(value)
+        elif flag == "--seed":
+            seed = int(value)
+        else:
+            break
+        arguments = arguments[2:]
+    if len(arguments) != 2 or not 0 <= early_writeback <= 1:
         print(__doc__.split("\n\n")[0], file=sys.stderr)
         sys.exit(2)
-    backing, mountpoint = sys.argv[1], sys.argv[2]
+    backing, mountpoint = arguments
     os.makedirs(backing, exist_ok=True)
     os.makedirs(mountpoint, exist_ok=True)
-    fs = LossyFS(backing)
+    fs = LossyFS(backing, early_writeback, seed)
+    if early_writeback > 0:
+        print(f"lossyfs: early write-back of unsynced pages with probability {early_writeback}, seed {seed}",
+              file=sys.stderr, flush=True)
     # hard_remove: libfuse would otherwise rename an open file that is unlinked to `.fuse_hidden*` in its directory,
     # an entry a directory fsync would then make durable.
     FUSE(fs, mountpoint, foreground=True, nothreads=True, fsname="lossyfs", subtype="lossyfs",

@@ -20,6 +20,7 @@ command -v go >/dev/null || need+=(golang-go)
 [ -d /usr/share/gocode/src/go.etcd.io/etcd/clientv3 ] || need+=(golang-etcd-server-dev)
 [ -f /usr/include/sqlite3.h ] || need+=(libsqlite3-dev)
 [ -f /usr/include/crypt.h ] || need+=(libcrypt-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
 /sbin/ldconfig -p | grep -q 'libfuse\.so\.2 ' || need+=(libfuse2)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

@@ -23,15 +23,26 @@ public final class LossyFileSystem: @unchecked Sendable {
     private var daemon: Process?
     /// How often the file system was mounted (1 + power cuts).
     public private(set) var mounts = 0
+    /// The probability that a write makes one unsynced page durable early, whole or torn (0: never); see the
+    /// script's header.
+    let earlyWriteback: Double
+    /// Seeds the choice of those pages; each mount uses the next seed.
+    let seed: UInt64
 
     /// What a cut would drop now, as the file system reports it.
     public struct Unsynced: Sendable, Decodable {
         public var unsyncedFiles: Int
         public var unsyncedBytes: Int
         public var unsyncedDirectories: Int
+        /// Pages (or their first sectors) written back before an fsync since the mount.
+        public var pagesWrittenEarly: Int?
     }
 
-    public init(script: String, backing: String, mountPoint: String, log: String) {
+    public init(
+        script: String, backing: String, mountPoint: String, log: String, earlyWriteback: Double = 0, seed: UInt64 = 0
+    ) {
+        self.earlyWriteback = earlyWriteback
+        self.seed = seed
         self.script = script
         self.backing = backing
         self.mountPoint = mountPoint
@@ -58,7 +69,10 @@ public final class LossyFileSystem: @unchecked Sendable {
         log.seekToEndOfFile()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script, backing, mountPoint]
+        let early =
+            earlyWriteback > 0
+            ? ["--early-writeback", "\(earlyWriteback)", "--seed", "\(seed &+ UInt64(lock.withLock { mounts }))"] : []
+        process.arguments = ["python3", script] + early + [backing, mountPoint]
         let stdout = Pipe()
         process.standardOutput = stdout
         process.standardError = log

@@ -30,6 +30,8 @@ public struct PowerLossOptions: Sendable {
     public var schedule: [PowerCut]?
     /// Flags for every member (`--unsafe-no-fsync` shows the checks catch a loss).
     public var extraFlags: [String] = []
+    /// lossyfs's `--early-writeback`: the disks also write unsynced pages back early, whole or torn, in no order.
+    public var earlyWriteback = 0.0
 
     public init(seed: UInt64, binary: String, lossyfs: String, workDirectory: String) {
         self.seed = seed
@@ -69,6 +71,8 @@ public struct PowerLossReport: Sendable, CustomStringConvertible {
     public var droppedBytes = 0
     public var droppedFiles = 0
     public var droppedDirectories = 0
+    /// Unsynced pages the disks wrote back early (whole or torn) before the cuts.
+    public var pagesWrittenEarly = 0
     /// "mN lacks key@revision", per member.
     public var lostWrites: [String] = []
     /// Acknowledged keys missing on at least one member.
@@ -96,7 +100,8 @@ public struct PowerLossReport: Sendable, CustomStringConvertible {
         text += "events, \(restarts) restarts, \(acknowledgedWrites) acknowledged puts (\(failedWrites) failed), "
         text += "\(lostKeys) lost; revisions continuous to \(finalRevision): \(revisionGaps.isEmpty); "
         text += "dropped at the cuts: \(droppedBytes) unsynced bytes in \(droppedFiles) files, "
-        text += "\(droppedDirectories) directories' unsynced entries; \(snapshotsSaved) snapshots saved, "
+        text += "\(droppedDirectories) directories' unsynced entries, \(pagesWrittenEarly) pages written early; "
+        text += "\(snapshotsSaved) snapshots saved, "
         text += "\(snapshotsInstalled) installed, \(tornTailsRepaired) torn log tails repaired; "
         text += "\(String(format: "%.0f", seconds)) s"
         text += "\n  hashes: \(hashes.joined(separator: ", "))"
@@ -120,7 +125,8 @@ public enum PowerLossRun {
         let disks = (0..<options.members).map { h in
             LossyFileSystem(
                 script: options.lossyfs, backing: "\(work)/disk\(h)", mountPoint: "\(work)/mnt\(h)",
-                log: "\(work)/lossyfs\(h).log")
+                log: "\(work)/lossyfs\(h).log", earlyWriteback: options.earlyWriteback,
+                seed: options.seed &* 31 &+ UInt64(h) &* 1_000_003)
         }
         let members = ChaosMembers(
             network: network, binary: options.binary, workDirectory: work,
@@ -216,6 +222,7 @@ public enum PowerLossRun {
                 report.droppedBytes += lost.unsyncedBytes
                 report.droppedFiles += lost.unsyncedFiles
                 report.droppedDirectories += lost.unsyncedDirectories
+                report.pagesWrittenEarly += lost.pagesWrittenEarly ?? 0
                 dropped.append("m\(v) dropped \(lost.unsyncedBytes) B in \(lost.unsyncedFiles) files")
             }
             try disks[v].powerCut()

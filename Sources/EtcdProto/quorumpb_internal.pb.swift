@@ -134,6 +134,15 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
     set {request = .memberUpdate(newValue)}
   }
 
+  /// etcd's DowngradeInfoSet: a downgrade enabled (with its target cluster version) or canceled.
+  public var downgradeInfoSet: Etcdserverpb_DowngradeInfo {
+    get {
+      if case .downgradeInfoSet(let v)? = request {return v}
+      return Etcdserverpb_DowngradeInfo()
+    }
+    set {request = .downgradeInfoSet(newValue)}
+  }
+
   public var authEnable: Etcdserverpb_AuthEnableRequest {
     get {
       if case .authEnable(let v)? = request {return v}
@@ -284,6 +293,8 @@ public nonisolated struct Quorumpb_RaftRequest: Sendable {
     case publish(Quorumpb_MemberAttributes)
     case clusterVersion(Quorumpb_ClusterVersion)
     case memberUpdate(Etcdserverpb_MemberUpdateRequest)
+    /// etcd's DowngradeInfoSet: a downgrade enabled (with its target cluster version) or canceled.
+    case downgradeInfoSet(Etcdserverpb_DowngradeInfo)
     case authEnable(Etcdserverpb_AuthEnableRequest)
     case authDisable(Etcdserverpb_AuthDisableRequest)
     case authUserAdd(Etcdserverpb_AuthUserAddRequest)
@@ -336,11 +347,16 @@ public nonisolated struct Quorumpb_MemberAttributes: Sendable {
 
   public var clientUrls: [String] = []
 
+  /// The etcd server version the member reports (etcd's peer /version): the leader sets the cluster version to the
+  /// lowest of them. Empty from members that predate it.
+  public var serverVersion: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+/// etcd's ClusterVersionSet: the version the whole cluster runs at ("3.5.0"), decided by the leader.
 public nonisolated struct Quorumpb_ClusterVersion: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -403,7 +419,7 @@ fileprivate nonisolated let _protobuf_package = "quorumpb"
 
 nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}proposer\0\u{3}auth_username\0\u{3}auth_revision\0\u{1}internal\0\u{2}\u{5}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoint\0\u{1}alarm\0\u{1}publish\0\u{3}cluster_version\0\u{3}member_update\0\u{4}\u{a}auth_enable\0\u{3}auth_disable\0\u{3}auth_user_add\0\u{3}auth_user_delete\0\u{3}auth_user_change_password\0\u{3}auth_user_grant_role\0\u{3}auth_user_revoke_role\0\u{3}auth_role_add\0\u{3}auth_role_delete\0\u{3}auth_role_grant_permission\0\u{3}auth_role_revoke_permission\0\u{3}auth_authenticate\0\u{3}auth_status\0\u{3}auth_user_get\0\u{3}auth_user_list\0\u{3}auth_role_get\0\u{3}auth_role_list\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}proposer\0\u{3}auth_username\0\u{3}auth_revision\0\u{1}internal\0\u{2}\u{5}put\0\u{3}delete_range\0\u{1}txn\0\u{1}compaction\0\u{3}lease_grant\0\u{3}lease_revoke\0\u{3}lease_checkpoint\0\u{1}alarm\0\u{1}publish\0\u{3}cluster_version\0\u{3}member_update\0\u{3}downgrade_info_set\0\u{4}\u{9}auth_enable\0\u{3}auth_disable\0\u{3}auth_user_add\0\u{3}auth_user_delete\0\u{3}auth_user_change_password\0\u{3}auth_user_grant_role\0\u{3}auth_user_revoke_role\0\u{3}auth_role_add\0\u{3}auth_role_delete\0\u{3}auth_role_grant_permission\0\u{3}auth_role_revoke_permission\0\u{3}auth_authenticate\0\u{3}auth_status\0\u{3}auth_user_get\0\u{3}auth_user_list\0\u{3}auth_role_get\0\u{3}auth_role_list\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -557,6 +573,19 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.request = .memberUpdate(v)
+        }
+      }()
+      case 21: try {
+        var v: Etcdserverpb_DowngradeInfo?
+        var hadOneofValue = false
+        if let current = self.request {
+          hadOneofValue = true
+          if case .downgradeInfoSet(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.request = .downgradeInfoSet(v)
         }
       }()
       case 30: try {
@@ -850,6 +879,10 @@ nonisolated extension Quorumpb_RaftRequest: SwiftProtobuf.Message, SwiftProtobuf
       guard case .memberUpdate(let v)? = self.request else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
     }()
+    case .downgradeInfoSet?: try {
+      guard case .downgradeInfoSet(let v)? = self.request else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
     case .authEnable?: try {
       guard case .authEnable(let v)? = self.request else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
@@ -972,7 +1005,7 @@ nonisolated extension Quorumpb_InternalAuthenticateRequest: SwiftProtobuf.Messag
 
 nonisolated extension Quorumpb_MemberAttributes: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemberAttributes"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}member_id\0\u{1}name\0\u{3}client_urls\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}member_id\0\u{1}name\0\u{3}client_urls\0\u{3}server_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -983,6 +1016,7 @@ nonisolated extension Quorumpb_MemberAttributes: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.memberID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.clientUrls) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.serverVersion) }()
       default: break
       }
     }
@@ -998,6 +1032,9 @@ nonisolated extension Quorumpb_MemberAttributes: SwiftProtobuf.Message, SwiftPro
     if !self.clientUrls.isEmpty {
       try visitor.visitRepeatedStringField(value: self.clientUrls, fieldNumber: 3)
     }
+    if !self.serverVersion.isEmpty {
+      try visitor.visitSingularStringField(value: self.serverVersion, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1005,6 +1042,7 @@ nonisolated extension Quorumpb_MemberAttributes: SwiftProtobuf.Message, SwiftPro
     if lhs.memberID != rhs.memberID {return false}
     if lhs.name != rhs.name {return false}
     if lhs.clientUrls != rhs.clientUrls {return false}
+    if lhs.serverVersion != rhs.serverVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -12,11 +12,15 @@ public struct WatchRequestSpec: Sendable {
     public var filterDelete: Bool
     public var progressNotify: Bool
     public var requestedID: Int64
+    /// The watcher asked for `fragment`: responses of this many serialized bytes or more are split
+    /// (`Etcdserverpb_WatchResponse.fragments`). nil: never split.
+    public var fragmentLimit: Int?
 
     public init(
         range: KeyRange, startRevision: Int64 = 0, prevKV: Bool = false, filterPut: Bool = false,
-        filterDelete: Bool = false, progressNotify: Bool = false, requestedID: Int64 = 0
+        filterDelete: Bool = false, progressNotify: Bool = false, requestedID: Int64 = 0, fragmentLimit: Int? = nil
     ) {
+        self.fragmentLimit = fragmentLimit
         self.range = range
         self.startRevision = startRevision
         self.prevKV = prevKV
@@ -45,6 +49,9 @@ public final class WatchHub: Sendable {
         let spec: WatchRequestSpec
         var nextRevision: Int64
         var synced: Bool
+        /// Events went out since the last periodic progress notification: the next one is skipped (etcd's
+        /// `serverWatchStream.progress`), since the events already told the client how far it is.
+        var sentSinceProgress = false
 
         init(key: UInt64, watchID: Int64, stream: WatchStream, spec: WatchRequestSpec, next: Int64, synced: Bool) {
             self.key = key
@@ -143,6 +150,9 @@ public final class WatchHub: Sendable {
                 let key = keys.first(where: { s.watchers[$0]?.watchID == watchID })
             else { return false }
             remove(key, from: &s)
+            // The canceled watcher may have been the last one still catching up: a deferred progress request
+            // can be answered now.
+            sendProgressIfRequested(stream, in: s)
             return true
         }
         if removed { stream.releaseID(watchID) }
@@ -200,6 +210,7 @@ public final class WatchHub: Sendable {
             func deliver(_ variants: some Collection<Int>, to watcher: Watcher) {
                 if offer(variants, to: watcher, parts: &parts) {
                     watcher.nextRevision = revision + 1
+                    watcher.sentSinceProgress = true
                 } else {
                     watcher.synced = false
                     watcher.nextRevision = events[variants.first! / 2].kv.modRevision
@@ -235,14 +246,16 @@ public final class WatchHub: Sendable {
 
     /// Queues `variants` of the batch's events for `watcher`: in wire form if its stream writes to the wire.
     private func offer(_ variants: some Collection<Int>, to watcher: Watcher, parts: inout WatchResponseParts) -> Bool {
-        if watcher.stream.wireFormat, let encoded = parts.response(watchID: watcher.watchID, variants: variants) {
+        if watcher.stream.wireFormat, let encoded = parts.response(watchID: watcher.watchID, variants: variants),
+            encoded.byteCount < watcher.spec.fragmentLimit ?? Int.max
+        {
             return watcher.stream.offer(.encoded(encoded))
         }
         var response = Etcdserverpb_WatchResponse()
         response.header = parts.headerMessage
         response.watchID = watcher.watchID
         response.events = variants.map { parts.message($0) }
-        return watcher.stream.offer(.message(response))
+        return offer(response, to: watcher)
     }
 
     private func deliver(_ events: [Mvccpb_Event], to watcher: Watcher, revision: Int64) -> Bool {
@@ -250,6 +263,15 @@ public final class WatchHub: Sendable {
         response.header = header(revision)
         response.watchID = watcher.watchID
         response.events = events
+        return offer(response, to: watcher)
+    }
+
+    /// Queues an event response, split into fragments if the watcher asked for them; all or nothing.
+    private func offer(_ response: Etcdserverpb_WatchResponse, to watcher: Watcher) -> Bool {
+        if let limit = watcher.spec.fragmentLimit, response.events.count > 1 {
+            let pieces = response.fragments(limit: limit)
+            if pieces.count > 1 { return watcher.stream.offer(pieces.map { .message($0) }) }
+        }
         return watcher.stream.offer(.message(response))
     }
 
@@ -283,6 +305,7 @@ public final class WatchHub: Sendable {
                     watcher.stream.send(response)
                     remove(watcher.key, from: &s)
                     watcher.stream.releaseID(watcher.watchID)
+                    sendProgressIfRequested(watcher.stream, in: s)
                     continue
                 }
                 var matched: [Mvccpb_Event] = []
@@ -293,6 +316,7 @@ public final class WatchHub: Sendable {
                 }
                 if !matched.isEmpty {
                     guard deliver(matched, to: watcher, revision: batch.covered) else { continue }
+                    watcher.sentSinceProgress = true
                 }
                 watcher.nextRevision = max(watcher.nextRevision, batch.covered + 1)
                 if watcher.nextRevision > s.currentRevision {
@@ -305,8 +329,13 @@ public final class WatchHub: Sendable {
         }
     }
 
-    /// A client's progress request: answered with the newest revision once all of the stream's watchers have
-    /// caught up, since the revision promises that every earlier event was sent.
+    /// A client's progress request (`RequestProgress`): answered with watch id -1 and the newest revision once all
+    /// of the stream's watchers have caught up, since the revision promises that every earlier event the stream's
+    /// watchers match was sent. This is etcd 3.5.13's behaviour (etcd issues #15220 and #17507), which
+    /// kube-apiserver relies on for consistent reads from its watch cache: the answer goes through the stream's one
+    /// ordered queue behind the events already queued, and a request made while a watcher catches up (a watch
+    /// from an old revision, or one whose client read slowly) is deferred until the last of them is synced,
+    /// canceled or compacted away, with or without events on the way.
     public func requestProgress(on stream: WatchStream) {
         state.withLock { s in
             stream.state.withLock { $0.progressRequested = true }
@@ -328,10 +357,16 @@ public final class WatchHub: Sendable {
         stream.send(response)
     }
 
-    /// Periodic progress notification for synced watchers that asked for it (`progress_notify`).
+    /// Periodic progress notification for synced watchers that asked for it (`progress_notify`), except those
+    /// that were sent events since the last one, as etcd skips them.
     public func notifyProgress() {
         state.withLock { s in
-            for watcher in s.watchers.values where watcher.synced && watcher.spec.progressNotify {
+            for watcher in s.watchers.values where watcher.spec.progressNotify {
+                if watcher.sentSinceProgress {
+                    watcher.sentSinceProgress = false
+                    continue
+                }
+                guard watcher.synced else { continue }
                 var response = Etcdserverpb_WatchResponse()
                 response.header = header(s.currentRevision)
                 response.watchID = watcher.watchID

@@ -55,25 +55,43 @@ public final class WatchStream: Sendable {
         enqueue(response, force: false)
     }
 
+    /// Enqueues the fragments of one response together, or none of them if the queue is full. They may take the
+    /// queue past its capacity by their number (bounded by the events of one response), so that a response of more
+    /// fragments than the capacity can still go.
+    func offer(_ responses: [Outgoing]) -> Bool {
+        enqueue(responses, force: false)
+    }
+
     /// Enqueues a control response (created, canceled, progress): always accepted, since there is one per request.
     public func send(_ response: Response) {
         _ = enqueue(.message(response), force: true)
     }
 
     private func enqueue(_ item: Outgoing, force: Bool) -> Bool {
+        enqueue(CollectionOfOne(item), force: force)
+    }
+
+    private func enqueue(_ items: some Collection<Outgoing>, force: Bool) -> Bool {
         typealias Waiter = CheckedContinuation<Response?, Never>
         let (accepted, waiter, ready): (Bool, (Waiter, Response)?, (@Sendable () -> Void)?) =
             state.withLock { s in
                 if s.closed { return (true, nil, nil) }
-                if let waiter = s.waiter, let response = item.message {
+                var rest = items[...]
+                var handoff: (Waiter, Response)?
+                // A waiting consumer means an empty queue: it takes the first item directly.
+                if let waiter = s.waiter, let response = rest.first?.message {
                     s.waiter = nil
-                    return (true, (waiter, response), nil)
+                    handoff = (waiter, response)
+                    rest = rest.dropFirst()
+                } else if !force && s.queue.count >= capacity {
+                    return (false, nil, nil)
                 }
-                if !force && s.queue.count >= capacity { return (false, nil, nil) }
-                s.queue.append(item)
-                guard let handler = s.readyHandler, !s.readySignalled else { return (true, nil, nil) }
+                s.queue.append(contentsOf: rest)
+                guard !rest.isEmpty, let handler = s.readyHandler, !s.readySignalled else {
+                    return (true, handoff, nil)
+                }
                 s.readySignalled = true
-                return (true, nil, handler)
+                return (true, handoff, handler)
             }
         if let (waiter, response) = waiter { waiter.resume(returning: response) }
         ready?()

@@ -14,10 +14,15 @@ final class Applier {
     let alarms: AlarmSet
     let members: ClusterMembers
     let auth: AuthState
+    let versions: ClusterVersionState
     /// Events of the current batch, in revision order, for the watch hub.
     private(set) var events: [Mvccpb_Event] = []
 
-    init(store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState) {
+    init(
+        store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState,
+        versions: ClusterVersionState
+    ) {
+        self.versions = versions
         self.store = store
         self.leases = leases
         self.alarms = alarms
@@ -34,6 +39,15 @@ final class Applier {
 
     /// Applies one entry; `index` is its Raft index (it numbers simple tokens).
     func apply(_ request: Quorumpb_RaftRequest, index: UInt64) throws -> ApplyResult {
+        // etcd's applierV3Corrupt: while any member has the CORRUPT alarm, every member refuses what changes the
+        // key space or leases, before any other check, until the alarm is disarmed (reads are served, as etcd's
+        // ranges and read-only transactions bypass the applier).
+        if alarms.contains(.corrupt) {
+            switch request.request {
+            case .put, .deleteRange, .txn, .compaction, .leaseGrant, .leaseRevoke: return .failure(.corrupt)
+            default: break
+            }
+        }
         if auth.isEnabled && !request.internal, let denied = checkPermission(request) {
             return .failure(EtcdError(denied))
         }
@@ -70,6 +84,9 @@ final class Applier {
                 member.name = attributes.name
                 member.clientURLs = attributes.clientUrls
                 try members.upsert(member, backend: backend)
+                if !attributes.serverVersion.isEmpty {
+                    try versions.setMemberVersion(attributes.memberID, attributes.serverVersion, backend: backend)
+                }
             }
             return .success(.none)
         case .memberUpdate(let update):
@@ -86,7 +103,13 @@ final class Applier {
                 try update.run()
             }
             return .success(.none)
-        case .clusterVersion, .none:
+        case .clusterVersion(let r):
+            try versions.setClusterVersion(r.version, backend: backend)
+            return .success(.none)
+        case .downgradeInfoSet(let r):
+            try versions.setDowngrade(r, backend: backend)
+            return .success(.none)
+        case .none:
             return .success(.none)
         default:
             return .failure(.notCapable)

@@ -28,6 +28,8 @@ final class ApplyQueue: @unchecked Sendable {
     /// Someone is applying (the apply loop with what it took, or the Raft loop inline): the state machine has one
     /// writer at a time, and items are applied in the order they were queued.
     private var busy = false
+    /// The thread that holds `busy` (for `ownedByCaller`).
+    private var owner: pthread_t?
 
     func push(_ item: Item) {
         condition.lock()
@@ -63,6 +65,7 @@ final class ApplyQueue: @unchecked Sendable {
         }
         if busy { return nil }
         busy = true
+        owner = pthread_self()
         let taken = items
         items.removeAll(keepingCapacity: true)
         pendingEntries = 0
@@ -77,12 +80,14 @@ final class ApplyQueue: @unchecked Sendable {
         defer { condition.unlock() }
         guard items.isEmpty && !busy && !stopped else { return false }
         busy = true
+        owner = pthread_self()
         return true
     }
 
     func done() {
         condition.lock()
         busy = false
+        owner = nil
         // Only a `take` with items waiting can be blocked on `busy`. The apply loop otherwise sleeps until items
         // come, and waking it after every write the Raft loop applied inline cost a futex wake and a context switch
         // per write on the lone-client path.
@@ -95,6 +100,14 @@ final class ApplyQueue: @unchecked Sendable {
         stopped = true
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Whether the calling thread holds the state machine (took items or claimed it, and has not called `done()`):
+    /// what the apply loop's state may be touched under. For assertions: it takes the lock.
+    var ownedByCaller: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return busy && owner.map { pthread_equal($0, pthread_self()) != 0 } == true
     }
 
     var isEmpty: Bool {

@@ -11,6 +11,8 @@ public final class Leases: Sendable {
     /// Called after a keep-alive of a lease whose remaining TTL was checkpointed: the member proposes a checkpoint
     /// of 0, so that a later leader does not cut the renewed lease short. Set when checkpoints are enabled.
     let clearCheckpoint = Mutex<(@Sendable (Int64) -> Void)?>(nil)
+    /// Keep-alives granted (see `NodeCounters.leaseRenewals`).
+    public let renewals = Atomic<Int>(0)
 
     init(store: KVStore, minTTL: Int64, now: @escaping @Sendable () -> Int64) throws {
         self.lessor = Mutex(try Leases.load(store: store, minTTL: minTTL))
@@ -50,6 +52,7 @@ public final class Leases: Sendable {
         let (result, checkpointed) = lessor.withLock { l in (l.renew(id: id, now: t), l.hasCheckpoint(id: id)) }
         switch result {
         case .success(let ttl):
+            renewals.add(1, ordering: .relaxed)
             if checkpointed, let clear = clearCheckpoint.withLock({ $0 }) { clear(id) }
             return ttl
         case .failure(.notFound): return 0

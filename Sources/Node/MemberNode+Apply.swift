@@ -7,6 +7,13 @@ import Storage
 /// The apply loop: committed entries into the state machine, in log order, on a thread of its own (see
 /// `ApplyQueue` for why). It alone writes the backend; it completes proposals and linearizable reads.
 extension MemberNode {
+    /// The apply loop's state (the backend's writes, `heldReads`, compaction and snapshot bookkeeping) belongs to
+    /// whoever holds the state machine (`ApplyQueue`): checked in debug builds.
+    @inline(__always)
+    func assertOnApplyLoop(_ function: StaticString = #function) {
+        assert(applyQueue.ownedByCaller, "\(function) ran without holding the state machine (apply loop)")
+    }
+
     func runApplyLoop() {
         defer {
             for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
@@ -34,6 +41,7 @@ extension MemberNode {
     /// Applies everything taken at once: consecutive entry batches share one SQLite transaction. Runs on the apply
     /// loop, or on the Raft loop when it claimed the idle state machine (`ApplyQueue.claimIfIdle`).
     func applyItems(_ items: [ApplyQueue.Item]) throws {
+        assertOnApplyLoop()
         var entries: [Entry] = []
         var configurations: [UInt64: ConfState] = [:]
         func flush() throws {
@@ -65,6 +73,7 @@ extension MemberNode {
     /// crash the uncommitted tail is applied again from `consistent_index` on), and one commit for many batches
     /// writes each page of the history table once instead of once per batch.
     private func housekeeping() throws {
+        assertOnApplyLoop()
         let t = now()
         if backend.writer.isInTransaction && t - lastBackendCommit >= Self.backendCommitInterval {
             try commitBackend()
@@ -85,6 +94,7 @@ extension MemberNode {
     static let backendCommitInterval: Int64 = 25_000_000
 
     func commitBackend() throws {
+        assertOnApplyLoop()
         let start = monotonicNanoseconds()
         try backend.commitBatch()
         lastBackendCommit = now()
@@ -100,6 +110,7 @@ extension MemberNode {
     }
 
     private func releaseReads() {
+        assertOnApplyLoop()
         guard !heldReads.isEmpty else { return }
         let applied = appliedIndex.load(ordering: .acquiring)
         heldReads.removeAll { held in
@@ -110,6 +121,7 @@ extension MemberNode {
     }
 
     private func apply(_ entries: [Entry], configurations: [UInt64: ConfState]) throws {
+        assertOnApplyLoop()
         var results: [(UInt64, ApplyResult)] = []
         var removed = false
         try backend.beginBatch()
@@ -143,6 +155,11 @@ extension MemberNode {
                             ])
                     }
                     observer.applied(Self.kind(of: request))
+                    let succeeded: Bool
+                    if case .failure = result { succeeded = false } else { succeeded = true }
+                    observer.applyFinished(
+                        operation: Self.operationName(of: request), nanoseconds: took, succeeded: succeeded,
+                        slow: took > config.warningApplyNanoseconds)
                     if case .compaction = request.request, request.compaction.physical,
                         request.proposer == memberID
                     {
@@ -170,6 +187,35 @@ extension MemberNode {
         if removed {
             logger.warning("the member has been permanently removed from the cluster")
             onRemoved()
+        }
+    }
+
+    /// The request's name as etcd labels `etcd_server_apply_duration_seconds{op}`.
+    static func operationName(of request: Quorumpb_RaftRequest) -> String {
+        switch request.request {
+        case .put: return "Put"
+        case .deleteRange: return "DeleteRange"
+        case .txn: return "Txn"
+        case .compaction: return "Compaction"
+        case .leaseGrant: return "LeaseGrant"
+        case .leaseRevoke: return "LeaseRevoke"
+        case .leaseCheckpoint: return "LeaseCheckpoint"
+        case .alarm: return "Alarm"
+        case .publish: return "ClusterMemberAttrSet"
+        case .clusterVersion: return "ClusterVersionSet"
+        case .authEnable: return "AuthEnable"
+        case .authDisable: return "AuthDisable"
+        case .authAuthenticate: return "Authenticate"
+        case .authUserAdd: return "AuthUserAdd"
+        case .authUserDelete: return "AuthUserDelete"
+        case .authUserChangePassword: return "AuthUserChangePassword"
+        case .authUserGrantRole: return "AuthUserGrantRole"
+        case .authUserRevokeRole: return "AuthUserRevokeRole"
+        case .authRoleAdd: return "AuthRoleAdd"
+        case .authRoleDelete: return "AuthRoleDelete"
+        case .authRoleGrantPermission: return "AuthRoleGrantPermission"
+        case .authRoleRevokePermission: return "AuthRoleRevokePermission"
+        default: return "Other"
         }
     }
 
@@ -222,6 +268,7 @@ extension MemberNode {
     }
 
     private func compactStep() throws {
+        assertOnApplyLoop()
         try backend.beginBatch()
         try store.compactStep(budget: max(1, config.compactionBatchLimit))
         try backend.commitBatch()
@@ -235,6 +282,7 @@ extension MemberNode {
 
     /// Makes the state machine durable, then lets the Raft loop record the snapshot and truncate its log.
     private func takeSnapshot() throws {
+        assertOnApplyLoop()
         let applied = appliedIndex.load(ordering: .acquiring)
         try backend.makeDurable()
         appliedSinceSnapshot = 0
@@ -245,6 +293,7 @@ extension MemberNode {
     /// writer, so the image matches it exactly) and send it with the snapshot metadata rewritten to that index, as
     /// etcd merges its snapshot with the live backend. The Raft loop fills in the term and configuration.
     func sendSnapshot(_ message: Message) {
+        assertOnApplyLoop()
         let applied = appliedIndex.load(ordering: .acquiring)
         // A name of its own: an image is streamed while the next may already be written.
         let path =
@@ -264,6 +313,9 @@ extension MemberNode {
 
     /// Replaces the state machine with a database image received from the leader (see `installSnapshot`).
     func restoreStateMachine(from image: String, _ meta: SnapshotMetadata) throws {
+        assertOnApplyLoop()
+        counters.snapshotsApplying.add(1, ordering: .relaxed)
+        defer { counters.snapshotsApplying.subtract(1, ordering: .relaxed) }
         try backend.replace(with: image)
         try backend.beginBatch()
         try backend.setMetaInt("consistent_index", Int64(meta.index))
@@ -273,6 +325,7 @@ extension MemberNode {
         try store.reload()
         try leases.reload(store: store)
         try alarms.reload(backend: backend)
+        try versions.reload(backend: backend)
         try members.reload(backend: backend)
         try auth.reload(backend: backend)
         appliedSinceSnapshot = 0

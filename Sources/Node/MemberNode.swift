@@ -22,6 +22,8 @@ public final class MemberNode: @unchecked Sendable {
     public let store: KVStore
     public let leases: Leases
     public let alarms: AlarmSet
+    /// The cluster version, the versions members reported and the downgrade job.
+    public let versions: ClusterVersionState
     public let members: ClusterMembers
     /// Users, roles and tokens (see `AuthState`).
     public let auth: AuthState
@@ -44,6 +46,8 @@ public final class MemberNode: @unchecked Sendable {
     private let catchUpSignal = NSCondition()
     private let onFatal: @Sendable (String) -> Void
     public let observer: any NodeObserver
+    /// Events counted for the metrics (see `NodeCounters`).
+    public let counters = NodeCounters()
 
     // Owned by the Raft loop's thread.
     private var raft: RaftNode
@@ -222,60 +226,49 @@ public final class MemberNode: @unchecked Sendable {
             let metadata = try Quorumpb_NodeMetadata(serializedBytes: recovery.metadata)
             memberID = metadata.memberID
             clusterID = metadata.clusterID
-            let applied = UInt64(try backend.metaInt("consistent_index") ?? 0)
-            var snapshot: Snapshot? = nil
-            if let marker = recovery.snapshot {
-                snapshot = Snapshot(
-                    metadata: SnapshotMetadata(
-                        index: marker.index, term: marker.term,
-                        confState: ConfStateCodec.decode(marker.confState) ?? ConfState()))
+            let disk = Recovery.Disk(
+                hardState: recovery.hardState, snapshot: recovery.snapshot, entries: recovery.entries,
+                appliedIndex: UInt64(try backend.metaInt("consistent_index") ?? 0),
+                appliedTerm: try backend.metaInt("consistent_term").map { UInt64($0) },
+                appliedConf: try backend.metaData("conf_state").flatMap { ConfStateCodec.decode(Array($0)) })
+            let force =
+                config.forceNewCluster
+                ? Recovery.ForceNewCluster(
+                    memberID: memberID,
+                    members: Dictionary(
+                        uniqueKeysWithValues: try ClusterMembers(backend: backend).all.map { ($0.id, $0) }))
+                : nil
+            let plan: Recovery.Plan
+            do {
+                plan = try Recovery.plan(disk, forceNewCluster: force)
+            } catch {
+                throw EtcdError(.failedPrecondition, "cannot restart from \(config.dataDir): \(error)")
             }
-            var entries = recovery.entries.map {
-                Entry(term: $0.term, index: $0.index, kind: EntryKind(rawValue: $0.kind) ?? .normal, data: $0.data)
-            }
-            let last = entries.last?.index ?? snapshot?.metadata.index ?? 0
-            if applied > last {
-                // A snapshot from the leader was installed into the database, and the member stopped before
-                // the log recorded it: the database itself is the snapshot.
-                guard let term = try backend.metaInt("consistent_term"),
-                    let conf = try backend.metaData("conf_state").flatMap({ ConfStateCodec.decode(Array($0)) })
-                else {
-                    throw WALCorruption(
-                        file: config.walDirectory, offset: 0,
-                        reason: "database applied index \(applied) is beyond the end of the log (\(last))")
-                }
-                let marker = WALSnapshot(index: applied, term: UInt64(term), confState: ConfStateCodec.encode(conf))
-                try wal.saveSnapshot(marker)
-                snapshot = Snapshot(metadata: SnapshotMetadata(index: applied, term: UInt64(term), confState: conf))
-                entries = []
-            }
-            var hardState = HardState(
-                term: recovery.hardState.term, vote: recovery.hardState.vote, commit: recovery.hardState.commit)
-            if config.forceNewCluster {
-                let table = try ClusterMembers(backend: backend)
-                let outcome = try ForcedNewCluster.rewrite(
-                    memberID: memberID, base: snapshot?.metadata ?? SnapshotMetadata(), entries: entries,
-                    hardState: hardState, members: Dictionary(uniqueKeysWithValues: table.all.map { ($0.id, $0) }))
-                try wal.append(sync: true) { encoder in
-                    for e in outcome.appended {
-                        encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
+            for action in plan.actions {
+                switch action {
+                case .saveSnapshotMarker(let marker):
+                    try wal.saveSnapshot(marker)
+                case .append(let entries, let hs):
+                    try wal.append(sync: true) { encoder in
+                        for e in entries {
+                            encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
+                        }
+                        encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
                     }
-                    let hs = outcome.hardState
-                    encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
+                    logger.warning(
+                        "forcing a new one-member cluster: the other members are removed through the log",
+                        metadata: [
+                            "local-member-id": "\(Identity.hex(memberID))",
+                            "removed-members": "\(plan.removedMembers.map(Identity.hex))",
+                            "kept-through-index": "\(plan.recoveredThrough)",
+                            "previous-commit-index": "\(recovery.hardState.commit)",
+                        ])
                 }
-                logger.warning(
-                    "forcing a new one-member cluster: the other members are removed through the log",
-                    metadata: [
-                        "local-member-id": "\(Identity.hex(memberID))",
-                        "removed-members": "\(outcome.removed.map(Identity.hex))",
-                        "kept-through-index": "\(entries.last?.index ?? snapshot?.metadata.index ?? 0)",
-                        "previous-commit-index": "\(hardState.commit)",
-                    ])
-                entries += outcome.appended
-                hardState = outcome.hardState
             }
-            raftState = PersistentState(
-                hardState: hardState, snapshot: snapshot, entries: entries, applied: applied)
+            raftState = plan.state
+            let hardState = plan.state.hardState
+            let applied = plan.state.applied
+            let entries = plan.state.entries
             logger.info(
                 "restarting member",
                 metadata: [
@@ -291,6 +284,7 @@ public final class MemberNode: @unchecked Sendable {
         ids = RequestIDGenerator(memberID: memberID)
         store = try KVStore(backend: backend)
         alarms = try AlarmSet(backend: backend)
+        versions = try ClusterVersionState(backend: backend)
         members = try ClusterMembers(backend: backend)
         // etcd's minimum lease TTL: one and a half election timeouts, rounded up to whole seconds.
         let minTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
@@ -304,7 +298,8 @@ public final class MemberNode: @unchecked Sendable {
             throw EtcdError(.invalidArgument, "--auth-token: \(error)")
         }
         auth = try AuthState(backend: backend, tokens: tokens, bcryptCost: config.bcryptCost)
-        applier = Applier(store: store, leases: leases, alarms: alarms, members: members, auth: auth)
+        applier = Applier(
+            store: store, leases: leases, alarms: alarms, members: members, auth: auth, versions: versions)
 
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
         raftConfig.heartbeatTick = 1
@@ -428,6 +423,9 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     public var status: NodeStatus { published.withLock { $0 } }
+
+    /// Proposals made and not yet answered (committed and applied, or failed).
+    public var pendingProposalCount: Int { waiters.count }
 
     /// Database size as of the last applied batch.
     public var backendSize: Int64 { dbSize.load(ordering: .relaxed) }
@@ -582,6 +580,7 @@ public final class MemberNode: @unchecked Sendable {
         attributes.memberID = memberID
         attributes.name = config.name
         attributes.clientUrls = config.advertiseClientURLs
+        attributes.serverVersion = Version.etcdServer
         var request = Quorumpb_RaftRequest()
         request.publish = attributes
         let result = await propose(request)
@@ -737,7 +736,9 @@ public final class MemberNode: @unchecked Sendable {
             }
         }
         guard ready else { return .failure(.learnerNotReady) }
-        return await proposeMembershipChange(kind: .promoteLearner, member: member)
+        let promoted = await proposeMembershipChange(kind: .promoteLearner, member: member)
+        if case .success = promoted { counters.learnerPromotions.add(1, ordering: .relaxed) }
+        return promoted
     }
 
     /// Changes a member's peer URLs (a normal replicated request: the voting configuration is unchanged).
@@ -818,8 +819,16 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: The Raft loop
 
+    /// `raft`, the log and the read and snapshot bookkeeping belong to the Raft loop (`RaftLoop`), except while
+    /// `start()` prepares them before the loop runs: checked in debug builds.
+    @inline(__always)
+    private func assertOnRaftLoop(_ function: StaticString = #function) {
+        assert(loop.inLoop, "\(function) ran off the Raft loop")
+    }
+
     /// One pass of the Raft loop over everything queued: proposals, peer messages, actions, reads, then Ready.
     private func processInbox() {
+        assertOnRaftLoop()
         let work = inbox.take()
         guard !stopped.load(ordering: .relaxed), status.failure == nil else {
             for waiter in work.reads { waiter.completion(.stopped) }
@@ -861,6 +870,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func onTick() {
+        assertOnRaftLoop()
         let t = now()
         waiters.expire(now: t, with: .timeout)
         expireReads(now: t)
@@ -871,6 +881,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func drainReadies() throws {
+        assertOnRaftLoop()
         while raft.hasReady() {
             let rd = raft.ready()
             if let soft = rd.softState { onSoftState(soft) }
@@ -914,6 +925,7 @@ public final class MemberNode: @unchecked Sendable {
     /// older ones gets a database snapshot, as after a compaction). Without it, memory held every entry since the
     /// last snapshot: up to `--snapshot-count` of them.
     private func trimLog() {
+        assertOnRaftLoop()
         let applied = raft.appliedIndex
         guard applied >= raft.firstIndex + config.snapshotCatchUpEntries + Self.logTrimSlack else { return }
         raft.compact(through: applied, snapshotData: [])
@@ -923,6 +935,7 @@ public final class MemberNode: @unchecked Sendable {
     static let logTrimSlack: UInt64 = 1024
 
     private func persist(_ rd: Ready) throws {
+        assertOnRaftLoop()
         guard !rd.entries.isEmpty || rd.hardState != nil else { return }
         try wal.append(sync: rd.mustSync) { encoder in
             for e in rd.entries {
@@ -942,6 +955,7 @@ public final class MemberNode: @unchecked Sendable {
     /// Hands committed entries to the apply loop. Raft learns here that a configuration entry was applied
     /// (its configuration travels with the entries, for the member table), since only this thread may touch it.
     private func handOver(_ entries: [Entry]) throws {
+        assertOnRaftLoop()
         var configurations: [UInt64: ConfState] = [:]
         for entry in entries where entry.kind == .confChange {
             guard let change = try? ConfChange(serialized: entry.data) else { continue }
@@ -965,6 +979,7 @@ public final class MemberNode: @unchecked Sendable {
     /// apply loop, after everything queued before it), then the log's marker: a crash in between leaves a
     /// database ahead of the log, which the next start detects and treats as the snapshot.
     private func installSnapshot(_ snapshot: Snapshot) throws {
+        assertOnRaftLoop()
         let meta = snapshot.metadata
         guard let image = pendingSnapshotImages.removeValue(forKey: meta.index) else {
             throw EtcdError.internal("snapshot at index \(meta.index) arrived without its database image")
@@ -986,6 +1001,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func discardStaleSnapshotImages() {
+        assertOnRaftLoop()
         guard !pendingSnapshotImages.isEmpty else { return }
         let applied = raft.appliedIndex
         for (index, path) in pendingSnapshotImages where index <= applied {
@@ -996,6 +1012,7 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Sends a database image the apply loop wrote at `index`, with that index's snapshot metadata.
     func sendSnapshotImage(_ message: Message, index: UInt64, image: SnapshotImage) {
+        assertOnRaftLoop()
         guard let term = raft.term(at: index) else {
             try? FileSystem.remove(image.path)
             snapshotsInFlight.remove(message.to)
@@ -1014,6 +1031,7 @@ public final class MemberNode: @unchecked Sendable {
     /// The apply loop made the state machine durable through `applied`: record a snapshot there and let Raft
     /// and the log drop what precedes it.
     func compactLog(through applied: UInt64) {
+        assertOnRaftLoop()
         let start = monotonicNanoseconds()
         guard let term = raft.term(at: applied) else { return }
         do {
@@ -1030,6 +1048,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func onSoftState(_ soft: SoftState) {
+        assertOnRaftLoop()
         let previous = status.leader
         if soft.role == .leader {
             leases.promote()
@@ -1049,6 +1068,7 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func publishStatus() {
+        assertOnRaftLoop()
         // Cheap accessors only: `raft.status` builds per-peer progress, too much for every iteration.
         let term = raft.currentTerm
         let commit = raft.commitIndex
@@ -1061,7 +1081,9 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func proposeExpiredLeaseRevocations() {
+        assertOnRaftLoop()
         for id in leases.takeExpired(retryAfterNanoseconds: 3_000_000_000) {
+            counters.leaseExpirations.add(1, ordering: .relaxed)
             var request = Quorumpb_RaftRequest()
             request.proposer = memberID
             // The member revokes as etcd's `WithRoot`: whoever attached the keys, an expired lease goes.
@@ -1076,6 +1098,7 @@ public final class MemberNode: @unchecked Sendable {
     // MARK: Linearizable reads (Raft side)
 
     private func requestReadIndexIfNeeded() {
+        assertOnRaftLoop()
         guard !pendingReads.isEmpty else { return }
         if raft.leaderID == 0 && raft.role != .leader { return }
         readSequence += 1
@@ -1087,9 +1110,13 @@ public final class MemberNode: @unchecked Sendable {
     }
 
     private func expireReads(now t: Int64) {
+        assertOnRaftLoop()
         let error: EtcdError = status.hasLeader ? .timeout : .noLeader
+        let before = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
         pendingReads = ReadWaiter.expire(pendingReads, now: t, with: error)
         for (key, list) in readsInFlight { readsInFlight[key] = ReadWaiter.expire(list, now: t, with: error) }
+        let after = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
+        if after < before { counters.readIndexFailures.add(before - after, ordering: .relaxed) }
     }
 
     // MARK: Watch catch-up

@@ -8,10 +8,15 @@ public protocol NodeObserver: Sendable {
     func snapshotSaved(nanoseconds: UInt64)
     /// A Range was served (etcd's `etcd_mvcc_range_total`).
     func rangeServed()
+    /// One request of the log was applied: its etcd name, how long it took, whether it succeeded, and whether that
+    /// was longer than the member's warning threshold (etcd's `etcd_server_apply_duration_seconds`,
+    /// `etcd_server_slow_apply_total`).
+    func applyFinished(operation: String, nanoseconds: Int64, succeeded: Bool, slow: Bool)
 }
 
 extension NodeObserver {
     public func rangeServed() {}
+    public func applyFinished(operation: String, nanoseconds: Int64, succeeded: Bool, slow: Bool) {}
 }
 
 public enum AppliedKind: Sendable {

@@ -19,7 +19,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
     public var metrics: ServerMetrics {
         metricsStorage.withLock { stored in
             if let stored { return stored }
-            let made = ServerMetrics()
+            let made = ServerMetrics(extensive: config.extensiveMetrics)
             stored = made
             return made
         }
@@ -185,10 +185,11 @@ public final class QuorumServer: Service, @unchecked Sendable {
             },
             healthWarnings: {
                 tls.healthWarnings() + peers.certificateRefusals() + (backups?.healthProblem().map { [$0] } ?? [])
-            }, gatewayStreams: GatewayStreams.forLimit(config.maxConcurrentStreams))
+            }, gatewayStreams: GatewayStreams.forLimit(config.maxConcurrentStreams),
+            healthChecked: { metrics.healthChecked(healthy: $0) })
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
-            ClusterService(handler: handler), MaintenanceService(handler: handler), AuthService(handler: handler),
+            ClusterService(handler: handler), MaintenanceService(handler: handler, metrics: metrics), AuthService(handler: handler),
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
@@ -201,7 +202,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
         for (url, transport) in zip(config.listenClientURLs, clientTransports) {
             transport.route(
                 fastRoutes, http: clientRouter, tls: url.isTLS ? tls.client : nil,
-                authentication: ClientAuthentication(auth: node.auth, identities: url.isTLS ? identities : nil))
+                authentication: ClientAuthentication(auth: node.auth, identities: url.isTLS ? identities : nil),
+                traffic: metrics.clientTraffic)
         }
         for (url, transport) in zip(config.listenMetricsURLs, metricsTransports) {
             transport.route([:], http: MetricsRouter(router: router), tls: url.isTLS ? tls.client : nil)
@@ -254,7 +256,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 // A member that never gets a leader (a minority, a wrong token) keeps trying to publish itself
                 // until it is stopped.
                 let announced: Void? = try? await cancelWhenGracefulShutdown { [self] in
-                    try await announce(node: node, urls: config.listenClientURLs)
+                    try await announce(node: node, handler: handler, urls: config.listenClientURLs)
                 }
                 // Background duties stop with the member; the listeners end through graceful shutdown.
                 let corruption = CorruptionCheck(node: node, handler: handler, peers: peers, logger: logger)
@@ -262,6 +264,7 @@ public final class QuorumServer: Service, @unchecked Sendable {
                     Task { [self] in try? await runAutoCompaction(handler: handler) },
                     Task { [config] in await corruption.runPeriodically(every: config.corruptCheckInterval) },
                     Task { await backups?.run() },
+                    Task { [logger] in await handler.monitorClusterVersion(logger: logger) },
                     Task { [config] in
                         // etcd's lease checkpoints: the leader records remaining TTLs every interval.
                         let interval = config.node.leaseCheckpointNanoseconds
@@ -325,12 +328,15 @@ public final class QuorumServer: Service, @unchecked Sendable {
 
     /// Publishes the member through the log, then prints etcd's milestone lines, in etcd's order, only once
     /// the member really serves: deployment tooling waits for them.
-    private func announce(node: MemberNode, urls: [ListenURL]) async throws {
+    private func announce(node: MemberNode, handler: EtcdHandler, urls: [ListenURL]) async throws {
         while !Task.isCancelled {
             if node.status.failure != nil { throw ConfigError("member failed: \(node.status.failure!)") }
             if case .success = await node.publishAttributes() { break }
             try await Task.sleep(for: .milliseconds(100))
         }
+        // A leader that knows every member's version decides the cluster version before it says it serves
+        // (a lone member always does), rather than at the monitor's first pass.
+        if node.versions.values.clusterVersion == nil { await handler.decideClusterVersion(logger: logger) }
         logger.info(
             "published local member to cluster through raft",
             metadata: [
@@ -339,7 +345,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
                 "cluster-id": "\(Identity.hex(node.clusterID))",
             ])
         logger.info("ready to serve client requests")
-        let version = String(Version.etcdCluster.split(separator: ".").prefix(2).joined(separator: "."))
+        let decided = node.versions.values.clusterVersion ?? Version.etcdCluster
+        let version = String(decided.split(separator: ".").prefix(2).joined(separator: "."))
         logger.info("enabled capabilities for version", metadata: ["cluster-version": "\(version)"])
         for url in urls where !url.isTLS {
             logger.info(

@@ -73,6 +73,8 @@ public struct ServerConfig: Sendable {
     public var socketOptions = SocketOptions()
     /// `--enable-pprof`: `/debug/pprof/` on the client URLs.
     public var enablePprof = false
+    /// `--metrics extensive`: the per-method gRPC handling-time histograms too, as etcd.
+    public var extensiveMetrics = false
     /// What resolving the configuration found worth logging at start (e.g. the members DNS discovery found).
     public var notices: [ConfigNotice] = []
 

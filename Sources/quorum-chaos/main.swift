@@ -33,6 +33,11 @@ struct QuorumChaos: AsyncParsableCommand {
     var powerCuts: Int?
     @Option(help: "The lossyfs script (--power-cuts).") var lossyfs = "scripts/lossyfs.py"
     @Option(
+        help: ArgumentHelp(
+            "With --power-cuts: the probability that a write also makes one unsynced page durable early, whole or "
+                + "torn at a sector boundary (the disk writing back in its own order), 0 to 1."))
+    var earlyWriteback = 0.0
+    @Option(
         parsing: .unconditionalSingleValue,
         help: "A flag for every member of a --power-cuts run (e.g. --member-flag=--unsafe-no-fsync), repeatable.")
     var memberFlag: [String] = []
@@ -83,6 +88,7 @@ struct QuorumChaos: AsyncParsableCommand {
             options.members = members
             options.writers = clients
             options.extraFlags = memberFlag
+            options.earlyWriteback = earlyWriteback
             print("power-loss soak, seed \(seed): \(cuts) member power cuts, \(members) members, \(clients) writers")
             let report = await PowerLossRun.run(options)
             print(report)

@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Auth
@@ -7,7 +8,7 @@ import Testing
 /// Password hashing through libxcrypt, and the hashing step of the proposing member.
 @Suite struct BcryptTests {
     @Test func hashVerifiesAndHonoursTheCost() throws {
-        var generator = SeededGenerator(seed: 7)
+        var generator = SeededRandom(seed: 7)
         let hash = try Bcrypt(cost: 5).hash(password: "s3cret", using: &generator)
         #expect(hash.hasPrefix("$2b$05$"))
         #expect(hash.utf8.count == 60)
@@ -17,9 +18,9 @@ import Testing
     }
 
     @Test func saltsComeFromTheInjectedGenerator() throws {
-        var first = SeededGenerator(seed: 99)
-        var second = SeededGenerator(seed: 99)
-        var third = SeededGenerator(seed: 100)
+        var first = SeededRandom(seed: 99)
+        var second = SeededRandom(seed: 99)
+        var third = SeededRandom(seed: 100)
         let a = try testHasher.hash(password: "pw", using: &first)
         let b = try testHasher.hash(password: "pw", using: &second)
         let c = try testHasher.hash(password: "pw", using: &third)
@@ -61,14 +62,14 @@ import Testing
 
     @Test func passwordsLongerThan72BytesAreRefusedAsGoRefusesThem() throws {
         let longest = String(repeating: "a", count: 72)
-        var generator = SeededGenerator(seed: 1)
+        var generator = SeededRandom(seed: 1)
         let hash = try testHasher.hash(password: longest, using: &generator)
         #expect(Bcrypt.verify(password: longest, hash: Array(hash.utf8)))
         #expect(authError { _ = try testHasher.hash(password: longest + "a", using: &generator) } == .passwordTooLong)
     }
 
     @Test func proposalHashesUserAddAsEtcdDoes() throws {
-        var generator = SeededGenerator(seed: 5)
+        var generator = SeededRandom(seed: 5)
         var request = Etcdserverpb_AuthUserAddRequest()
         request.name = "alice"
         request.password = "pw"
@@ -86,7 +87,7 @@ import Testing
     }
 
     @Test func proposalLeavesAReadyMadeHashOfChangePassword() throws {
-        var generator = SeededGenerator(seed: 5)
+        var generator = SeededRandom(seed: 5)
         let readyMade = try testHasher.hash(password: "preset", using: &generator)
         var request = Etcdserverpb_AuthUserChangePasswordRequest()
         request.name = "alice"

@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Auth
@@ -20,14 +21,8 @@ struct EtcdComparisonTests {
         let endpoint: String
 
         init() throws {
-            func freePort() throws -> String {
-                try run([
-                    "python3", "-c",
-                    "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])",
-                ]).output.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            let client = try freePort()
-            let peer = try freePort()
+            let client = freePort()
+            let peer = freePort()
             directory = FileManager.default.temporaryDirectory.appendingPathComponent(
                 "authtests-etcd-\(UUID().uuidString)")
             endpoint = "127.0.0.1:\(client)"
@@ -42,7 +37,7 @@ struct EtcdComparisonTests {
             ]
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
-            try process.run()
+            try spawn(process)
             for _ in 0..<100 {
                 if try ctl(["endpoint", "health"]).error == nil { return }
                 Thread.sleep(forTimeInterval: 0.1)
@@ -74,7 +69,7 @@ struct EtcdComparisonTests {
             ctl.standardOutput = out
             ctl.standardError = err
             ctl.standardInput = stdin
-            try ctl.run()
+            try spawn(ctl)
             stdin.fileHandleForWriting.write(Data((input ?? "").utf8))
             try stdin.fileHandleForWriting.close()
             let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

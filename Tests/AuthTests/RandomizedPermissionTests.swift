@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Auth
@@ -13,13 +14,13 @@ import Testing
     /// Keys over a 4-byte alphabet that includes the extremes 0x00 and 0xff, up to 3 bytes long.
     static let alphabet: [UInt8] = [0x00, 0x61, 0x62, 0xff]
 
-    static func randomKey(_ generator: inout SeededGenerator, allowEmpty: Bool = false) -> [UInt8] {
+    static func randomKey(_ generator: inout SeededRandom, allowEmpty: Bool = false) -> [UInt8] {
         let length = Int.random(in: (allowEmpty ? 0 : 1)...3, using: &generator)
         return (0..<length).map { _ in alphabet.randomElement(using: &generator)! }
     }
 
     /// A random range end: the single key, from-key, or an arbitrary key (possibly not above the start).
-    static func randomEnd(_ generator: inout SeededGenerator) -> [UInt8] {
+    static func randomEnd(_ generator: inout SeededRandom) -> [UInt8] {
         switch Int.random(in: 0..<4, using: &generator) {
         case 0: return []
         case 1: return [0]
@@ -58,7 +59,7 @@ import Testing
     @Test func mergedCacheAgreesWithBruteForce() throws {
         let seed = UInt64.random(in: .min ... .max)
         print("RandomizedPermissionTests seed: \(seed)")
-        var generator = SeededGenerator(seed: seed)
+        var generator = SeededRandom(seed: seed)
         var checked = 0
         for round in 0..<300 {
             // Roles are built directly, as an old store may hold them: empty keys and empty ranges included.

@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Auth
@@ -8,8 +9,8 @@ import Testing
 @Suite struct SimpleTokenTests {
     @Test func prefixIsSixteenLettersFromTheGenerator() {
         let provider = SimpleTokenProvider()
-        var first = SeededGenerator(seed: 3)
-        var second = SeededGenerator(seed: 3)
+        var first = SeededRandom(seed: 3)
+        var second = SeededRandom(seed: 3)
         let prefix = provider.generatePrefix(using: &first)
         #expect(prefix.count == 16)
         #expect(prefix.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) })

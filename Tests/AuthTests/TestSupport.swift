@@ -1,24 +1,10 @@
 import EtcdProto
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Auth
-
-/// SplitMix64: a tiny seeded generator, so salts, prefixes and randomized cases repeat from a printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A wall clock the test moves by hand.
 final class ManualClock: Sendable {
@@ -63,7 +49,7 @@ func userAddRequest(_ name: String, password: String = "pass", noPassword: Bool 
     request.name = name
     request.password = password
     if noPassword { request.options.noPassword = true }
-    var generator = SeededGenerator(seed: seed)
+    var generator = SeededRandom(seed: seed)
     try! AuthProposal.prepare(&request, hasher: testHasher, using: &generator)
     return request
 }
@@ -152,7 +138,7 @@ func run(_ arguments: [String], input: Data? = nil) throws -> (status: Int32, ou
     process.standardError = FileHandle.nullDevice
     let inputPipe = Pipe()
     if input != nil { process.standardInput = inputPipe }
-    try process.run()
+    try spawn(process)
     if let input {
         inputPipe.fileHandleForWriting.write(input)
         try inputPipe.fileHandleForWriting.close()

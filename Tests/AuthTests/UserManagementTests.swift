@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Auth
@@ -106,7 +107,7 @@ import Testing
         var change = Etcdserverpb_AuthUserChangePasswordRequest()
         change.name = "alice"
         change.password = "new"
-        var generator = SeededGenerator(seed: 42)
+        var generator = SeededRandom(seed: 42)
         try AuthProposal.prepare(&change, hasher: testHasher, using: &generator)
         #expect(change.password.isEmpty && !change.hashedPassword.isEmpty)
         let before = store.revision

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Backup
@@ -76,7 +77,7 @@ import Testing
 
     @Test func namesSortByTime() throws {
         let seed = testSeed("namesSortByTime")
-        var generator = SeededGenerator(seed: seed)
+        var generator = SeededRandom(seed: seed)
         let names = (0..<200).map { _ in
             BackupName(
                 time: Date(timeIntervalSince1970: Double(Int.random(in: 0..<4_000_000_000, using: &generator))),
@@ -161,15 +162,15 @@ import Testing
 @Suite struct FileDigestTests {
     @Test func hashesLikeSha256sum() throws {
         let dir = TemporaryDirectory()
-        let empty = dir.file("empty")
+        let empty = dir.fileURL("empty")
         try Data().write(to: empty)
         #expect(try FileDigest.compute(file: empty) == FileDigest(size: 0, sha256: SigV4.emptyPayloadHash))
-        let abc = dir.file("abc")
+        let abc = dir.fileURL("abc")
         try Data("abc".utf8).write(to: abc)
         #expect(
             try FileDigest.compute(file: abc).sha256
                 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(throws: BackupError.self) { try FileDigest.compute(file: dir.file("missing")) }
+        #expect(throws: BackupError.self) { try FileDigest.compute(file: dir.fileURL("missing")) }
     }
 
     /// Streaming across chunk boundaries gives the same digest as hashing in one go.
@@ -177,8 +178,8 @@ import Testing
         let dir = TemporaryDirectory()
         let seed = testSeed("streamsAcrossChunks")
         let size = FileIO.chunkSize * 2 + 12345
-        let digest = try writeRandomFile(dir.file("f"), size: size, seed: seed)
-        let whole = Array(try Data(contentsOf: dir.file("f")))
+        let digest = try writeRandomFile(dir.fileURL("f"), size: size, seed: seed)
+        let whole = Array(try Data(contentsOf: dir.fileURL("f")))
         #expect(digest.size == Int64(size))
         #expect(digest.sha256 == S3Client.sha256(whole))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Backup
@@ -91,7 +92,7 @@ import Testing
         listener.serveOnce(Array("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b".utf8))
         let store = try Self.store(port: listener.port)
         let dir = TemporaryDirectory()
-        let target = dir.file("object")
+        let target = dir.fileURL("object")
         do {
             _ = try await store.client.download(key: "p/x", to: target.path)
             Issue.record("a truncated download succeeded")

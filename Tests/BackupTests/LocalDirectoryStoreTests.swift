@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Backup
@@ -10,7 +11,7 @@ import Testing
         _ store: any BackupStore, scratch: TemporaryDirectory, time: Date, revision: Int64, size: Int = 1000,
         seed: UInt64 = 1
     ) async throws -> (BackupName, BackupManifest) {
-        let file = scratch.file("source-\(revision)-\(Int(time.timeIntervalSince1970)).db")
+        let file = scratch.fileURL("source-\(revision)-\(Int(time.timeIntervalSince1970)).db")
         try writeRandomFile(file, size: size, seed: seed &+ UInt64(revision))
         let name = BackupName(time: time, revision: revision)
         let manifest = try makeManifest(name: name, file: file)
@@ -35,20 +36,20 @@ import Testing
     @Test func roundTripOfAMultiMebibyteSnapshot() async throws {
         let dir = TemporaryDirectory()
         let scratch = TemporaryDirectory()
-        let store = LocalDirectoryStore(directory: dir.file("backups"))
+        let store = LocalDirectoryStore(directory: dir.fileURL("backups"))
         let seed = testSeed("local roundTrip")
-        let source = scratch.file("snapshot.db")
+        let source = scratch.fileURL("snapshot.db")
         let digest = try writeRandomFile(source, size: 5 << 20 + 4321, seed: seed)
         let name = BackupName(time: referenceTime, revision: 42)
         let manifest = try makeManifest(name: name, file: source)
         try await store.put(name: name, snapshotFile: source, manifest: manifest)
 
-        #expect(Self.entries(dir.file("backups").path) == [name.rawValue])
-        #expect(Self.entries(dir.file("backups/\(name)").path) == ["manifest.json", "snapshot.db"])
+        #expect(Self.entries(dir.fileURL("backups").path) == [name.rawValue])
+        #expect(Self.entries(dir.fileURL("backups/\(name)").path) == ["manifest.json", "snapshot.db"])
         #expect(try await store.list() == [manifest])
         #expect(try await store.orphans().isEmpty)
 
-        let restored = scratch.file("restored.db")
+        let restored = scratch.fileURL("restored.db")
         try Data("old content".utf8).write(to: restored)
         let fetched = try await store.fetch(name: name, to: restored)
         #expect(fetched == manifest)
@@ -57,7 +58,7 @@ import Testing
 
         try await store.delete(name: name)
         #expect(try await store.list().isEmpty)
-        #expect(Self.entries(dir.file("backups").path).isEmpty)
+        #expect(Self.entries(dir.fileURL("backups").path).isEmpty)
         try await store.delete(name: name)  // idempotent
     }
 
@@ -70,11 +71,11 @@ import Testing
                 store, scratch: scratch, time: referenceTime.addingTimeInterval(Double(hour) * 3600),
                 revision: Int64(hour))
         }
-        try FileManager.default.createDirectory(at: dir.file("lost+found"), withIntermediateDirectories: false)
-        try Data("x".utf8).write(to: dir.file("notes.txt"))
-        try Data("x".utf8).write(to: dir.file("2026-12-06T09-00-00Z-9"))  // a file, not a folder
+        try FileManager.default.createDirectory(at: dir.fileURL("lost+found"), withIntermediateDirectories: false)
+        try Data("x".utf8).write(to: dir.fileURL("notes.txt"))
+        try Data("x".utf8).write(to: dir.fileURL("2026-12-06T09-00-00Z-9"))  // a file, not a folder
         try FileManager.default.createDirectory(
-            at: dir.file("2026-12-06T09-00-00Z-009"), withIntermediateDirectories: false)
+            at: dir.fileURL("2026-12-06T09-00-00Z-009"), withIntermediateDirectories: false)
         #expect(try await store.list().map(\.revision) == [3, 2, 1])
         #expect(try await store.orphans().isEmpty)
         // Pruning never touches what is not a backup.
@@ -95,10 +96,10 @@ import Testing
         let store = LocalDirectoryStore(directory: dir.url)
         let (complete, _) = try await Self.putBackup(store, scratch: scratch, time: referenceTime, revision: 1)
         let crashed = BackupName(time: referenceTime.addingTimeInterval(900), revision: 2)
-        try FileManager.default.createDirectory(at: dir.file(crashed.rawValue), withIntermediateDirectories: false)
-        try writeRandomFile(dir.file("\(crashed)/snapshot.db"), size: 2048, seed: 2)
+        try FileManager.default.createDirectory(at: dir.fileURL(crashed.rawValue), withIntermediateDirectories: false)
+        try writeRandomFile(dir.fileURL("\(crashed)/snapshot.db"), size: 2048, seed: 2)
         // A crash during the manifest's own write leaves its temporary file, which is no manifest either.
-        try Data("{\"form".utf8).write(to: dir.file("\(crashed)/manifest.json.tmp"))
+        try Data("{\"form".utf8).write(to: dir.fileURL("\(crashed)/manifest.json.tmp"))
 
         #expect(try await store.list().map(\.name) == [complete.rawValue])
         let orphans = try await store.orphans()
@@ -126,11 +127,11 @@ import Testing
         let (name, manifest) = try await Self.putBackup(store, scratch: scratch, time: referenceTime, revision: 5)
         var tampered = manifest
         tampered.snapshotSHA256 = String(repeating: "ab", count: 32)
-        try Data(tampered.encoded()).write(to: dir.file("\(name)/manifest.json"))
+        try Data(tampered.encoded()).write(to: dir.fileURL("\(name)/manifest.json"))
 
         // Listing cannot see content damage without reading every snapshot; fetch must.
         #expect(try await store.list() == [tampered])
-        let destination = scratch.file("restore.db")
+        let destination = scratch.fileURL("restore.db")
         let error = await Self.message { try await store.fetch(name: name, to: destination) }
         #expect(
             error
@@ -146,13 +147,13 @@ import Testing
         let store = LocalDirectoryStore(directory: dir.url)
         let (name, manifest) = try await Self.putBackup(
             store, scratch: scratch, time: referenceTime, revision: 6, size: 100_000)
-        let handle = try FileHandle(forWritingTo: dir.file("\(name)/snapshot.db"))
+        let handle = try FileHandle(forWritingTo: dir.fileURL("\(name)/snapshot.db"))
         try handle.truncate(atOffset: 65_536)
         try handle.close()
 
         #expect(try await store.list().isEmpty)
         #expect(try await store.orphans().map(\.reason) == ["snapshot is 65536 bytes, manifest says 100000"])
-        let error = await Self.message { try await store.fetch(name: name, to: scratch.file("r.db")) }
+        let error = await Self.message { try await store.fetch(name: name, to: scratch.fileURL("r.db")) }
         #expect(
             error
                 == "snapshot \(dir.path)/\(name)/snapshot.db is 65536 bytes "
@@ -168,10 +169,10 @@ import Testing
             store, scratch: scratch, time: referenceTime.addingTimeInterval(60), revision: 2)
         let (c, _) = try await Self.putBackup(
             store, scratch: scratch, time: referenceTime.addingTimeInterval(120), revision: 3)
-        try Data("{ not json".utf8).write(to: dir.file("\(a)/manifest.json"))
-        try FileManager.default.removeItem(at: dir.file("\(b)/snapshot.db"))
+        try Data("{ not json".utf8).write(to: dir.fileURL("\(a)/manifest.json"))
+        try FileManager.default.removeItem(at: dir.fileURL("\(b)/snapshot.db"))
         // c's folder gets b's manifest (a copy gone wrong).
-        try Data(manifestB.encoded()).write(to: dir.file("\(c)/manifest.json"))
+        try Data(manifestB.encoded()).write(to: dir.fileURL("\(c)/manifest.json"))
 
         #expect(try await store.list().isEmpty)
         let reasons = try await store.orphans().map { "\($0.name.revision): \($0.reason)" }
@@ -179,11 +180,11 @@ import Testing
         #expect(reasons[0] == "3: manifest names backup \(b)")
         #expect(reasons[1] == "2: manifest without snapshot")
         #expect(reasons[2].hasPrefix("1: invalid backup manifest \(dir.path)/\(a)/manifest.json: not JSON"))
-        let error = await Self.message { try await store.fetch(name: a, to: scratch.file("r.db")) }
+        let error = await Self.message { try await store.fetch(name: a, to: scratch.fileURL("r.db")) }
         #expect(error.hasPrefix("invalid backup manifest \(dir.path)/\(a)/manifest.json: not JSON"))
         let missing = BackupName(time: referenceTime, revision: 99)
         #expect(
-            await Self.message { try await store.fetch(name: missing, to: scratch.file("r.db")) }
+            await Self.message { try await store.fetch(name: missing, to: scratch.fileURL("r.db")) }
                 == "no complete backup named \(missing) in \(dir.path)")
     }
 
@@ -192,7 +193,7 @@ import Testing
         let scratch = TemporaryDirectory()
         let store = LocalDirectoryStore(directory: dir.url)
         let (name, _) = try await Self.putBackup(store, scratch: scratch, time: referenceTime, revision: 1)
-        let source = scratch.file("s.db")
+        let source = scratch.fileURL("s.db")
         try writeRandomFile(source, size: 5000, seed: 9)
 
         // The same name again.
@@ -211,7 +212,7 @@ import Testing
         let changed = await Self.message { try await store.put(name: other, snapshotFile: source, manifest: manifest) }
         #expect(changed.hasPrefix("snapshot \(source.path) has sha256 "))
         #expect(try await store.list().map(\.name) == [name.rawValue])
-        #expect(!FileManager.default.fileExists(atPath: dir.file("\(other)/manifest.json").path))
+        #expect(!FileManager.default.fileExists(atPath: dir.fileURL("\(other)/manifest.json").path))
         // A snapshot of another size than the manifest says.
         try writeRandomFile(source, size: 4000, seed: 10)
         #expect(
@@ -221,15 +222,15 @@ import Testing
         // A missing snapshot file.
         #expect(
             await Self.message {
-                try await store.put(name: other, snapshotFile: scratch.file("nope"), manifest: manifest)
-            } == "stat \(scratch.file("nope").path): snapshot file does not exist")
+                try await store.put(name: other, snapshotFile: scratch.fileURL("nope"), manifest: manifest)
+            } == "stat \(scratch.fileURL("nope").path): snapshot file does not exist")
     }
 
     @Test func aCancelledPutLeavesNoVisibleBackup() async throws {
         let dir = TemporaryDirectory()
         let scratch = TemporaryDirectory()
         let store = LocalDirectoryStore(directory: dir.url)
-        let source = scratch.file("s.db")
+        let source = scratch.fileURL("s.db")
         try writeRandomFile(source, size: 3 << 20, seed: 3)
         let name = BackupName(time: referenceTime, revision: 3)
         let manifest = try makeManifest(name: name, file: source)
@@ -239,7 +240,7 @@ import Testing
         }
         await #expect(throws: CancellationError.self) { try await task.value }
         #expect(try await store.list().isEmpty)
-        #expect(!FileManager.default.fileExists(atPath: dir.file("\(name)/manifest.json").path))
+        #expect(!FileManager.default.fileExists(atPath: dir.fileURL("\(name)/manifest.json").path))
     }
 
     /// Pruning a store of irregular backups leaves exactly what the policy keeps, and reports the newest.
@@ -248,7 +249,7 @@ import Testing
         let scratch = TemporaryDirectory()
         let store = LocalDirectoryStore(directory: dir.url)
         let seed = testSeed("pruneAppliesThePolicy")
-        var generator = SeededGenerator(seed: seed)
+        var generator = SeededRandom(seed: seed)
         var manifests: [BackupManifest] = []
         for i in 0..<40 {
             let age = Double(Int.random(in: 0..<(20 * 86_400), using: &generator))

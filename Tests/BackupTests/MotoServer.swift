@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 
 @testable import Backup
 
@@ -49,7 +50,7 @@ final class MotoServer: Sendable {
         process.standardError = pipe
         process.standardInput = stdin
         do {
-            try process.run()
+            try spawn(process)
         } catch {
             throw StartError(description: "could not run python3 to start moto: \(error). \(Self.hint)")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import Backup
@@ -133,7 +134,7 @@ import Testing
 
     @Test func inputOrderDoesNotMatter() {
         let seed = testSeed("inputOrderDoesNotMatter")
-        var generator = SeededGenerator(seed: seed)
+        var generator = SeededRandom(seed: seed)
         let now = Self.at("2026-09-01T00:00:00Z")
         // Irregular backups over 400 days, some in the future.
         let backups = (0..<3000).map { _ in

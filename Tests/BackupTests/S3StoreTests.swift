@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import TestSupport
 import Testing
 
 @testable import Backup
@@ -45,7 +46,7 @@ import Testing
         try await Self.withMoto { _, store in
             let scratch = TemporaryDirectory()
             let seed = testSeed("s3 roundTripWithASinglePut")
-            let source = scratch.file("snapshot.db")
+            let source = scratch.fileURL("snapshot.db")
             let digest = try writeRandomFile(source, size: 3 << 20 + 777, seed: seed)
             let name = BackupName(time: referenceTime, revision: 4242)
             let manifest = try makeManifest(name: name, file: source)
@@ -58,7 +59,7 @@ import Testing
             #expect(try await store.list() == [manifest])
             #expect(try await store.orphans().isEmpty)
 
-            let restored = scratch.file("restored.db")
+            let restored = scratch.fileURL("restored.db")
             #expect(try await store.fetch(name: name, to: restored) == manifest)
             #expect(try FileDigest.compute(file: restored) == digest)
             #expect(!FileManager.default.fileExists(atPath: restored.path + ".partial"))
@@ -87,7 +88,7 @@ import Testing
         }) { _, store in
             let scratch = TemporaryDirectory()
             let seed = testSeed("s3 roundTripWithAMultipartUpload")
-            let source = scratch.file("snapshot.db")
+            let source = scratch.fileURL("snapshot.db")
             let digest = try writeRandomFile(source, size: 12 << 20 + 12345, seed: seed)
             let name = BackupName(time: referenceTime, revision: 7)
             let manifest = try makeManifest(name: name, file: source)
@@ -99,7 +100,7 @@ import Testing
             #expect(snapshot.etag.hasSuffix("-3\""), "ETag \(snapshot.etag) is not a three-part upload's")
             #expect(try await store.list() == [manifest])
 
-            let restored = scratch.file("restored.db")
+            let restored = scratch.fileURL("restored.db")
             try await store.fetch(name: name, to: restored)
             #expect(try FileDigest.compute(file: restored) == digest)
         }
@@ -113,7 +114,7 @@ import Testing
             $0.partSize = 5 << 20
         }) { _, store in
             let scratch = TemporaryDirectory()
-            let source = scratch.file("snapshot.db")
+            let source = scratch.fileURL("snapshot.db")
             try writeRandomFile(source, size: 6 << 20, seed: 1)
             let name = BackupName(time: referenceTime, revision: 8)
             let manifest = try makeManifest(name: name, file: source)
@@ -159,7 +160,7 @@ import Testing
                 key: "clusters/prod/\(crashed)/snapshot.db", bytes: [UInt8](repeating: 7, count: 1000),
                 contentType: "application/octet-stream")
             // Truncated snapshot.
-            let source = scratch.file("t.db")
+            let source = scratch.fileURL("t.db")
             try writeRandomFile(source, size: 4000, seed: 3)
             let truncated = BackupName(time: referenceTime.addingTimeInterval(1800), revision: 3)
             try await store.client.putObject(
@@ -184,7 +185,7 @@ import Testing
                     "snapshot is 10 bytes, manifest says 4000", "snapshot without manifest (interrupted backup)",
                 ])
 
-            let restored = scratch.file("r.db")
+            let restored = scratch.fileURL("r.db")
             #expect(
                 await Self.message { try await store.fetch(name: wrong, to: restored) }
                     == "snapshot s3://quorum-backups/clusters/prod/\(wrong)/snapshot.db has sha256 \(manifest.snapshotSHA256) "
@@ -365,7 +366,7 @@ import Testing
         do {
             try await store.createBucket()
             let scratch = TemporaryDirectory()
-            let source = scratch.file("s.db")
+            let source = scratch.fileURL("s.db")
             let digest = try writeRandomFile(source, size: 11 << 20 + 5, seed: 11)
             let name = BackupName(time: referenceTime, revision: 11)
             let manifest = try makeManifest(name: name, file: source)
@@ -380,8 +381,8 @@ import Testing
                 try await store.client.listObjects(prefix: "").map(\.key).sorted() == [
                     "q/\(name)/manifest.json", "q/\(name)/snapshot.db", "q/single.db",
                 ])
-            #expect(try await store.fetch(name: name, to: scratch.file("r.db")) == manifest)
-            #expect(try FileDigest.compute(file: scratch.file("r.db")) == digest)
+            #expect(try await store.fetch(name: name, to: scratch.fileURL("r.db")) == manifest)
+            #expect(try FileDigest.compute(file: scratch.fileURL("r.db")) == digest)
             for key in ["q/\(name)/manifest.json", "q/\(name)/snapshot.db", "q/single.db"] {
                 try await store.client.deleteObject(key: key)
             }

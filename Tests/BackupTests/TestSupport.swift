@@ -1,38 +1,9 @@
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Backup
-
-/// A fresh directory under the system temp dir, removed when the value is deinitialised.
-final class TemporaryDirectory: Sendable {
-    let url: URL
-    var path: String { url.path }
-
-    init(_ name: String = #function) {
-        let safe = name.filter { $0.isLetter || $0.isNumber }
-        url = URL(fileURLWithPath: NSTemporaryDirectory())
-            .appendingPathComponent("quorum-backup-test-\(safe)-\(UUID().uuidString.prefix(8))")
-        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func file(_ name: String) -> URL { url.appendingPathComponent(name) }
-}
-
-/// A small deterministic generator (SplitMix64) so that failures can be replayed from the printed seed.
-struct SeededGenerator: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A seed from the environment (`BACKUP_TEST_SEED`) or the clock, printed so a failing run can be repeated.
 func testSeed(_ label: String) -> UInt64 {
@@ -46,7 +17,7 @@ func testSeed(_ label: String) -> UInt64 {
 /// Writes `size` pseudo-random bytes to `url` in 1 MiB pieces and returns their digest.
 @discardableResult
 func writeRandomFile(_ url: URL, size: Int, seed: UInt64) throws -> FileDigest {
-    var generator = SeededGenerator(seed: seed)
+    var generator = SeededRandom(seed: seed)
     try Data().write(to: url)
     let handle = try FileHandle(forWritingTo: url)
     defer { try? handle.close() }

@@ -1,5 +1,6 @@
 import Bolt
 import Foundation
+import TestSupport
 import Testing
 
 /// Damaged and foreign files produce a `BoltError` that names the file, says what is wrong and where — never a
@@ -7,7 +8,7 @@ import Testing
 @Suite struct BoltCorruptionTests {
     /// A file with an inline bucket and a bucket of 5000 keys (a branch root over leaves), and its bytes.
     struct Sample {
-        let scratch: Scratch
+        let scratch: TemporaryDirectory
         let path: String
         let bytes: [UInt8]
         let pageSize = 4096
@@ -15,7 +16,7 @@ import Testing
         let manyRoot: Int
 
         init(_ test: String = #function) throws {
-            scratch = try Scratch(test)
+            scratch = TemporaryDirectory(test)
             path = scratch.file("db")
             let writer = try BoltWriter(path: path)
             try writer.writeBucket([UInt8]("few"), [([UInt8]("k"), [UInt8]("v"))])
@@ -70,7 +71,7 @@ import Testing
     }
 
     @Test func anEmptyFileIsReportedAsTruncated() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("empty")
         try Bytes.write([], to: path)
         expectFailure(path, kind: .truncated, mentioning: ["empty"])
@@ -78,7 +79,7 @@ import Testing
 
     @Test func aFileThatIsNotBboltIsRecognisedAsSuch() throws {
         var random = SeededRandom()
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let noise = scratch.file("noise")
         try Bytes.write(random.bytes(3 * 4096 + 17), to: noise)
         expectFailure(noise, kind: .notBolt, mentioning: ["not a bbolt file", "bad magic"])

@@ -1,5 +1,6 @@
 import Bolt
 import Foundation
+import TestSupport
 import Testing
 
 /// Files that real bbolt wrote after deletes carry free pages, listed on a freelist page (or, with etcd's
@@ -9,7 +10,8 @@ import Testing
     /// A database with bucket "b", plus three free pages appended after it and listed on its freelist page, the
     /// way a bbolt file looks after a transaction freed pages. `edit` may change the freelist's ids.
     func databaseWithFreePages(
-        _ scratch: Scratch, name: String, escapedCount: Bool = false, edit: (inout [UInt64]) -> Void = { _ in }
+        _ scratch: TemporaryDirectory, name: String, escapedCount: Bool = false,
+        edit: (inout [UInt64]) -> Void = { _ in }
     ) throws -> (path: String, free: [UInt64], entries: [BoltEntry]) {
         let path = scratch.file(name)
         let entries = (0..<400).map { BoltEntry(key: Array("key-\(1000 + $0)".utf8), value: Array("value \($0)".utf8)) }
@@ -46,7 +48,7 @@ import Testing
     }
 
     @Test func freePagesOnAFreelistAreSkippedAndAccountedFor() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         for escaped in [false, true] {
             let db = try databaseWithFreePages(scratch, name: "free-\(escaped)", escapedCount: escaped)
             let reader = try BoltReader(path: db.path)
@@ -57,7 +59,7 @@ import Testing
     }
 
     @Test func theCheckReportsWhatBboltsCheckWould() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         // A live page on the freelist, a page freed twice, and a free page left off the list.
         let db = try databaseWithFreePages(scratch, name: "bad") { ids in
             ids = [3, ids[0], ids[0]]

@@ -1,5 +1,6 @@
 import Bolt
 import Foundation
+import TestSupport
 import Testing
 
 /// Files written by `BoltWriter` read back through `BoltReader` exactly, whatever the mix of bucket sizes, key
@@ -20,7 +21,7 @@ import Testing
 
     @Test func randomBucketsOfEveryShapeReadBackExactly() throws {
         var random = SeededRandom()
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         var rng = random
         // An empty bucket, a tiny one (inlined), one with empty values, one with values several pages long, one with
         // long keys, and one with 200k small entries (a three-level tree).
@@ -64,7 +65,7 @@ import Testing
     }
 
     @Test func smallBucketsAreInlinedAndLargeOnesGetTheirOwnPages() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("db")
         let writer = try BoltWriter(path: path)
         try writer.writeBucket([UInt8]("small"), [([UInt8]("k"), [UInt8]("v"))])
@@ -89,7 +90,7 @@ import Testing
 
     @Test func aValueOfManyPagesUsesOverflowPagesAndReadsBack() throws {
         var random = SeededRandom()
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("db")
         let huge = random.bytes(1_000_000)
         let writer = try BoltWriter(path: path)
@@ -104,7 +105,7 @@ import Testing
     }
 
     @Test func aMissingBucketIsReportedByName() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("db")
         let writer = try BoltWriter(path: path)
         try writer.writeBucket([UInt8]("present"), [([UInt8]("k"), [UInt8]("v"))])
@@ -118,7 +119,7 @@ import Testing
     }
 
     @Test func aDatabaseWithNoBucketsIsValid() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("db")
         let summary = try BoltWriter(path: path).finish()
         #expect(summary.highWaterMark == 4)  // two meta pages, an empty root leaf, the freelist
@@ -128,7 +129,7 @@ import Testing
     }
 
     @Test func theWriterRefusesWhatBboltWouldRefuse() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let writer = try BoltWriter(path: scratch.file("db"))
         try writer.beginBucket([UInt8]("b"))
         try writer.put(key: [UInt8]("b"), value: [])

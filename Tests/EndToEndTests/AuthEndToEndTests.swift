@@ -3,6 +3,7 @@ import EtcdProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import TestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -167,7 +168,7 @@ import Testing
     }
 
     @Test func permissionMatrixMatchesRealEtcd34() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let reference = RealEtcd.Member(.v34, dataDir: scratch.path + "/etcd.data")
         reference.extraArguments = ["--bcrypt-cost", "4"]
         try reference.start()
@@ -192,7 +193,7 @@ import Testing
     /// etcd 3.5.1's own etcdctl: `auth status`, `--no-password` users, and the same answers as real etcd 3.5.
     @Test func etcdctl35FlowMatchesRealEtcd35() throws {
         let ctl35 = try RealEtcd.etcd35("etcdctl")
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let reference = RealEtcd.Member(.v35, dataDir: scratch.path + "/etcd.data")
         reference.extraArguments = ["--bcrypt-cost", "4"]
         try reference.start()
@@ -255,7 +256,7 @@ import Testing
     /// The JSON gateway with a token in `Authorization`, and simple tokens that expire after `--auth-token-ttl`
     /// without use.
     @Test func gatewayTokensExpire() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--bcrypt-cost", "4", "--auth-token-ttl", "2"])
         try member.start()
         defer { member.stop() }
@@ -297,7 +298,7 @@ import Testing
     /// `--auth-token jwt` with RS256 and ES256 keys made by openssl: etcdctl logs in, its token is a signed JWT
     /// carrying the user, and permissions apply.
     @Test(arguments: ["RS256", "ES256"]) func jwtTokens(_ method: String) async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let openssl = try #require(Paths.tool("openssl"), "openssl is not installed")
         let key = scratch.path + "/jwt.key"
         let pub = scratch.path + "/jwt.pub"
@@ -365,7 +366,8 @@ import Testing
         let token = try #require(
             (try JSONSerialization.jsonObject(with: Data(login.body.utf8)) as? [String: Any])?["token"] as? String)
         for other in cluster.members where other !== leader {
-            let put = try await Self.post(other.endpoint + "/v3/kv/put", #"{"key":"cy8w","value":"MQ=="}"#, token: token)
+            let put = try await Self.post(
+                other.endpoint + "/v3/kv/put", #"{"key":"cy8w","value":"MQ=="}"#, token: token)
             #expect(put.status == 200, "\(put)")
         }
         for member in cluster.members {
@@ -396,7 +398,7 @@ import Testing
     /// Users and roles travel in etcd-format snapshots: Quorum → etcdutl restore → real etcd 3.5 lists the same,
     /// and real etcd 3.5's snapshot → quorumctl restore → Quorum lists the same.
     @Test func snapshotsCarryUsersAndRoles() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--bcrypt-cost", "4"])
         try member.start()
         defer { member.stop() }
@@ -506,7 +508,7 @@ import Testing
     }
 
     @Test func watchesLocksAndElectionsAreCheckedThroughTheirKeys() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let members = QuorumCluster(size: 1, scratch: scratch, extraArguments: ["--bcrypt-cost", "4"])
         try members.start()
         defer { members.stopAll() }
@@ -593,6 +595,6 @@ enum Processes {
     static func run(_ executable: String, _ arguments: [String], input: String? = nil, timeout: Double = 30) throws
         -> CommandResult
     {
-        try EndToEndTests.run(executable, arguments, input: input, timeout: timeout)
+        try TestSupport.run(executable, arguments, input: input, timeout: timeout)
     }
 }

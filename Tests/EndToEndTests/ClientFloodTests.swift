@@ -6,6 +6,7 @@ import GRPCNIOTransportHTTP2
 import NIOCore
 import NIOPosix
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -207,7 +208,7 @@ import Testing
     @Test func tenThousandConnectionsAndAHundredThousandRequests() async throws {
         let openFiles = try Self.raiseOpenFileLimit()
         try #require(openFiles >= Self.connections + 1000, "needs an open-file limit above \(Self.connections)")
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         // The member inherits the raised limit.
         let member = QuorumProcess(in: scratch)
         try member.start()

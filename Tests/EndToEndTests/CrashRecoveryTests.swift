@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -14,7 +15,7 @@ import Testing
     static var rounds: Int { Int(ProcessInfo.processInfo.environment["QUORUM_CRASH_ROUNDS"] ?? "") ?? 20 }
 
     @Test func acknowledgedWritesSurviveKillNine() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         var generator = SystemRandomNumberGenerator()
         let acknowledged = Acknowledged()

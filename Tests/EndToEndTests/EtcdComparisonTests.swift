@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -59,7 +60,7 @@ import Testing
         guard let etcd = Paths.tool("etcd") else {
             throw TestFailure("real etcd is not installed: run scripts/test.sh, which installs Debian's etcd-server")
         }
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let client = freePort()
         let peer = freePort()
         let reference = try BackgroundCommand(

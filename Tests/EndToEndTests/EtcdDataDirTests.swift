@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// A member started on the data directory etcd's own `etcdctl snapshot restore` (3.4) wrote: converted once, then
@@ -10,7 +11,7 @@ import Testing
     }
 
     @Test func aMemberStartsOnADataDirectoryEtcdctlRestored() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let source = QuorumProcess(in: scratch, name: "src")
         try source.start()
         for i in 0..<3 { #expect(try etcdctl(source.endpoint, ["put", "foo\(i)", "val\(i)"]).ok) }
@@ -55,7 +56,7 @@ import Testing
     /// etcd's backend records its cluster's members: a member whose flags name another membership is refused, and
     /// etcd's files are left as they were.
     @Test func anotherMembershipIsRefused() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let source = QuorumProcess(in: scratch, name: "src")
         try source.start()
         let snapshot = scratch.path + "/snap.db"
@@ -77,7 +78,7 @@ import Testing
 
     /// A directory a real etcd member ran on holds state in its log too: refused, with the way to migrate.
     @Test func aDataDirectoryEtcdRanOnIsRefused() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let etcd = RealEtcd.Member(.v34, name: "m1", dataDir: scratch.path + "/m1.quorum")
         try etcd.start()
         #expect(try etcdctl(etcd.endpoint, ["put", "k", "v"]).ok)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ import Testing
     // MARK: Metrics listener
 
     @Test func metricsAndHealthOnASeparatePlainPort() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let metricsPort = freePort()
         let member = QuorumProcess(
             in: scratch, extraArguments: ["--listen-metrics-urls", "http://127.0.0.1:\(metricsPort)"])
@@ -32,7 +33,7 @@ import Testing
     }
 
     @Test func metricsOverHTTPSWithTheClientTLSMaterial() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let metricsPort = freePort()
         let member = QuorumProcess(
             in: scratch, extraArguments: ["--listen-metrics-urls", "https://127.0.0.1:\(metricsPort)", "--auto-tls"])
@@ -53,7 +54,7 @@ import Testing
     }
 
     @Test func walDirHoldsTheLogAndRestartsFromIt() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let walDir = scratch.path + "/elsewhere/wal"
         let member = QuorumProcess(in: scratch, extraArguments: ["--wal-dir", walDir])
         try member.start()
@@ -70,7 +71,7 @@ import Testing
     /// the newest is obsolete): `--max-wals 2` leaves two segment files, `--max-wals 0` keeps them all; a member restarts from a log with old segments kept. Quorum writes no
     /// snapshot files, so `--max-snapshots` is logged as having no effect and `member/snap` holds the database only.
     @Test func maxWALsRemovesOldSegmentsAndMaxSnapshotsIsLogged() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let value = String(repeating: "x", count: 7000)
         var counts: [String: Int] = [:]
         for limit in ["2", "0"] {
@@ -159,7 +160,7 @@ import Testing
     }
 
     @Test func aClientPingingTooOftenIsSentAwayAndAQuietOneIsPinged() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(
             in: scratch,
             extraArguments: [
@@ -199,7 +200,7 @@ import Testing
     // MARK: Watch progress
 
     @Test func watchersThatAskGetProgressNotificationsAtTheInterval() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(
             in: scratch, extraArguments: ["--experimental-watch-progress-notify-interval", "1s"])
         try member.start()
@@ -247,7 +248,7 @@ import Testing
     // MARK: Logging
 
     @Test func logOutputsWriteEveryLineToEachFile() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let first = scratch.path + "/one.log"
         let second = scratch.path + "/two.log"
         let member = QuorumProcess(in: scratch, extraArguments: ["--log-outputs", "\(first),\(second)"])
@@ -265,7 +266,7 @@ import Testing
     }
 
     @Test func capnslogWritesEtcd34sTextLines() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--logger", "capnslog"])
         member.environment = ["ETCD_FOO": "bar"]
         try member.start()
@@ -296,7 +297,7 @@ import Testing
                     "conflicting environment variable \"ETCD_NAME\" is shadowed by corresponding command-line flag"),
             "\(conflict.stderr)")
 
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(
             in: scratch,
             extraArguments: [
@@ -329,7 +330,7 @@ import Testing
         }
         #expect(help.stdout.contains("[No effect in Quorum:"))
         let version = try run(Paths.quorum, ["--version"])
-        #expect(version.stdout.hasPrefix("etcd Version: 3.5.0\nGit SHA: "))
+        #expect(version.stdout.hasPrefix("etcd Version: 3.5.13\nGit SHA: "))
     }
 
     // MARK: Sockets and pprof
@@ -352,7 +353,7 @@ import Testing
             }
         }
         #expect(bound == 0 && listen(fd, 8) == 0)
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let refused = QuorumProcess(in: scratch, name: "refused", clientPort: port)
         try refused.start(waitReady: false)
         try eventually(timeout: 30, "the member without --socket-reuse-port exits") { !refused.isRunning }
@@ -373,7 +374,7 @@ import Testing
     }
 
     @Test func pprofServesHeapAndCPUReportsWhenEnabled() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--enable-pprof"])
         try member.start()
         defer { member.stop() }
@@ -453,7 +454,7 @@ import Testing
     }
 
     @Test func aMemberBootstrapsFromSRVRecords() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let client = freePort()
         let peer = freePort()
         let dns = OneRecordDNS(name: "_etcd-server._tcp.cluster.test", target: "127.0.0.1", targetPort: peer)

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The real etcdctl 3.4 against one Quorum member: the key-value surface.
 @Suite(.serialized, .ownThread) final class EtcdctlKVTests {
-    let scratch = Scratch()
+    let scratch = TemporaryDirectory()
     let member: QuorumProcess
 
     init() throws {
@@ -129,7 +130,10 @@ import Testing
     @Test func electionsAndLocksWork() throws {
         let holder = try etcdctlInBackground(member.endpoint, ["lock", "e2e-lock", "sleep", "2"])
         defer { holder.stop() }
-        Thread.sleep(forTimeInterval: 0.5)
+        // The holder's key under the lock's prefix is the event: from then on the lock is taken.
+        try waitUntil("the first holder takes the lock", timeout: 30) {
+            try ctl("get", "e2e-lock/", "--prefix", "--keys-only").stdout.contains("e2e-lock/")
+        }
         let start = Date()
         let second = try ctl("lock", "e2e-lock", "echo", "acquired")
         #expect(second.stdout == "acquired\n")

@@ -1,9 +1,10 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The real etcdctl 3.4 against one Quorum member: watches and leases.
 @Suite(.serialized, .ownThread) final class EtcdctlWatchLeaseTests {
-    let scratch = Scratch()
+    let scratch = TemporaryDirectory()
     let member: QuorumProcess
 
     init() throws {
@@ -16,9 +17,11 @@ import Testing
     func ctl(_ args: String...) throws -> CommandResult { try etcdctl(member.endpoint, args) }
 
     @Test func prefixWatchSeesPutsAndDeletesInOrder() throws {
-        let watch = try etcdctlInBackground(member.endpoint, ["watch", "w/", "--prefix"])
+        // From the next revision on, however late the watch is established: no event can be missed.
+        let header = try etcdJSON(try ctl("get", "w/", "--prefix", "-w", "json").stdout) as? [String: Any]
+        let revision = ((header?["header"] as? [String: Any])?["revision"] as? NSNumber)?.int64Value ?? 0
+        let watch = try etcdctlInBackground(member.endpoint, ["watch", "w/", "--prefix", "--rev=\(revision + 1)"])
         defer { watch.stop() }
-        Thread.sleep(forTimeInterval: 0.5)
         #expect(try ctl("put", "w/1", "a").ok)
         #expect(try ctl("put", "elsewhere", "b").ok)
         #expect(try ctl("put", "w/2", "c").ok)

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The JSON gateway (`/v3/...`) as etcd's grpc-gateway serves it: streams as newline-delimited `{"result":…}`
@@ -20,7 +21,7 @@ import Testing
     }
 
     @Test func watchStreamsEveryResponseAsItsOwnChunk() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }
@@ -63,7 +64,7 @@ import Testing
 
     /// The same stream over HTTP/2 (what Go and curl negotiate over TLS; h2c here): one DATA frame per response.
     @Test func watchStreamsOverHTTP2() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--max-concurrent-streams", "1"])
         try member.start()
         defer { member.stop() }
@@ -85,7 +86,7 @@ import Testing
     /// etcd's gateway is one gRPC connection to its member: its calls share `--max-concurrent-streams`, so with
     /// that many watches open a further call waits until one of them ends.
     @Test func gatewayCallsShareTheMaxConcurrentStreams() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--max-concurrent-streams", "2"])
         try member.start()
         defer { member.stop() }
@@ -113,7 +114,7 @@ import Testing
     }
 
     @Test func electionAndLockThroughTheGateway() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }
@@ -168,7 +169,7 @@ import Testing
     }
 
     @Test func snapshotStreamsAFileEtcdctlReads() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }
@@ -196,7 +197,7 @@ import Testing
     }
 
     @Test func errorsAreGrpcGatewayBodies() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }
@@ -224,7 +225,7 @@ import Testing
     /// OpenStack's etcd3gw (Python), which speaks only the gateway: a watch through `/v3/watch`, and its lock
     /// (a lease and transactions).
     @Test func etcd3gwWatchesAndLocks() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }

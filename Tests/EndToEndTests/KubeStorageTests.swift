@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -48,7 +49,7 @@ import Testing
     }
 
     @Test func kubeApiserverStoragePatternsBehaveAsOnEtcd() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let etcd = RealEtcd.Member(.v34, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let expected = try Self.observe(etcd.endpoint)

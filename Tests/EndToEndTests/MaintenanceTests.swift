@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -7,7 +8,7 @@ import Testing
 
 /// Maintenance through etcdctl and etcd's HTTP endpoints.
 @Suite(.serialized, .ownThread) final class MaintenanceTests {
-    let scratch = Scratch()
+    let scratch = TemporaryDirectory()
     let member: QuorumProcess
 
     init() throws {
@@ -29,7 +30,7 @@ import Testing
         let header = try #require(s["header"] as? [String: Any])
         #expect(s["leader"] as? String == header["member_id"] as? String)
         #expect((s["raftIndex"] as? Int ?? 0) >= 1 && (s["raftTerm"] as? Int ?? 0) >= 1)
-        #expect((s["dbSize"] as? Int ?? 0) > 0 && s["version"] as? String == "3.5.0")
+        #expect((s["dbSize"] as? Int ?? 0) > 0 && s["version"] as? String == "3.5.13")
         let members = try ctl("member", "list").stdout
         #expect(members.contains(", started, m1, http://127.0.0.1:\(member.peerPort), \(member.endpoint), false"))
     }
@@ -80,7 +81,7 @@ import Testing
         let serializable = try await http(member.endpoint + "/health?serializable=true")
         #expect(serializable.status == 200)
         let version = try await http(member.endpoint + "/version")
-        #expect(version.body == #"{"etcdserver":"3.5.0","etcdcluster":"3.5.0"}"#)
+        #expect(version.body == #"{"etcdserver":"3.5.13","etcdcluster":"3.5.0"}"#)
         let ready = try await http(member.endpoint + "/readyz?verbose")
         #expect(ready.status == 200 && ready.body.contains("[+]linearizable_read ok"))
         #expect(try await http(member.endpoint + "/livez").body == "ok\n")
@@ -95,7 +96,7 @@ import Testing
         #expect(bad.status == 400 && bad.body.contains("etcdserver: key is not provided"))
         let metrics = try await http(member.endpoint + "/metrics")
         for name in [
-            "etcd_server_has_leader 1", "etcd_server_version{server_version=\"3.5.0\"} 1", "etcd_mvcc_put_total ",
+            "etcd_server_has_leader 1", "etcd_server_version{server_version=\"3.5.13\"} 1", "etcd_mvcc_put_total ",
             "etcd_debugging_mvcc_keys_total", "etcd_mvcc_db_total_size_in_bytes",
             "etcd_disk_wal_fsync_duration_seconds_bucket", "grpc_server_handled_total{grpc_code=\"OK\"",
         ] {
@@ -123,7 +124,7 @@ import Testing
 /// alarm disarmed.
 @Suite(.ownThread) struct QuotaAlarmTests {
     @Test func noSpaceAlarmRefusesWritesUntilDisarmed() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch, extraArguments: ["--quota-backend-bytes", "300000"])
         try member.start()
         defer { member.stop() }

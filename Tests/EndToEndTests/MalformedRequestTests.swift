@@ -3,6 +3,7 @@ import EtcdProto
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import TestSupport
 import Testing
 
 /// Bytes that are not a valid protobuf message must get an error status, not a crash.
@@ -20,7 +21,7 @@ struct PassThroughDeserializer: MessageDeserializer {
 
 @Suite(.ownThread) struct MalformedRequestTests {
     @Test func malformedProtobufGetsAnErrorAndTheMemberKeepsServing() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -12,7 +13,7 @@ import Testing
     /// "Migrate a running etcd cluster to Quorum, and back": same member names, same URLs, so clients and their
     /// endpoint lists do not change; the data, revisions and leases come across unchanged both ways.
     @Test func migrateAnEtcdClusterToQuorumAndBack() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let names = ["n1", "n2", "n3"]
         let ports = names.map { _ in (client: freePort(), peer: freePort()) }
         let initialCluster = zip(names, ports).map { "\($0)=http://127.0.0.1:\($1.peer)" }.joined(separator: ",")

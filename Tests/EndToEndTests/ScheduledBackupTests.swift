@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -21,7 +22,7 @@ import Testing
 
     /// Restores `name` into a fresh single member, starts it, and returns it.
     static func restored(
-        _ name: String, from arguments: [String], in scratch: Scratch, environment: [String: String] = [:]
+        _ name: String, from arguments: [String], in scratch: TemporaryDirectory, environment: [String: String] = [:]
     ) throws -> QuorumProcess {
         let member = QuorumProcess(in: scratch, name: "restored-\(UUID().uuidString.prefix(4))")
         let out = try run(
@@ -37,7 +38,7 @@ import Testing
     }
 
     @Test func theLeaderBacksUpAndANewLeaderCarriesOn() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let directory = scratch.path + "/backups"
         let cluster = QuorumCluster(
             size: 3, scratch: scratch, extraArguments: ["--backup-dir", directory, "--backup-interval", "1s"])
@@ -75,7 +76,7 @@ import Testing
     /// A member killed in the middle of writing a backup never leaves something that looks complete: every backup
     /// `list` shows restores, and its sha256 matches its manifest (`fetch` checks it).
     @Test func killedDuringABackupLeavesNothingThatLooksComplete() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let directory = scratch.path + "/backups"
         let member = QuorumProcess(
             in: scratch, extraArguments: ["--backup-dir", directory, "--backup-interval", "1s"])
@@ -112,7 +113,7 @@ import Testing
     }
 
     @Test func backupsGoToS3AndComeBack() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let moto = try MotoS3(in: scratch)
         defer { moto.stop() }
         try moto.createBucket("quorum-backups")
@@ -143,7 +144,7 @@ final class MotoS3: @unchecked Sendable {
     let process: BackgroundCommand
     var endpoint: String { "http://127.0.0.1:\(port)" }
 
-    init(in scratch: Scratch) throws {
+    init(in scratch: TemporaryDirectory) throws {
         process = try BackgroundCommand(
             "/usr/bin/env", ["python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", "\(port)"])
         let deadline = Date().addingTimeInterval(30)

@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -63,7 +64,7 @@ import Testing
     /// after a few hundred calls ("transport is closing"), which has nothing to do with what is tested here.
     static func writeHistory(port: Int, seed: UInt64) async throws -> Int64 {
         print("history seed \(seed)")
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let leases = try await EtcdClient.with(port: port) { client in
             var ids: [Int64] = []
             for ttl in [600, 900, 1200] as [Int64] {
@@ -162,7 +163,7 @@ import Testing
 
     @Test(arguments: RealEtcd.Release.allCases)
     func etcdSnapshotsRestoreIntoAQuorumCluster(release: RealEtcd.Release) async throws {
-        let scratch = Scratch("etcd-into-quorum-\(release.rawValue)")
+        let scratch = TemporaryDirectory("etcd-into-quorum-\(release.rawValue)")
         let etcd = RealEtcd.Member(release, dataDir: scratch.path + "/etcd.data")
         try etcd.start()
         let compacted = try await Self.writeHistory(port: etcd.clientPort, seed: UInt64.random(in: 1...1_000_000))
@@ -200,7 +201,7 @@ import Testing
     /// A snapshot taken while writers write is the state at one revision: restored, it equals a read of the source
     /// at the revision the snapshot reports.
     @Test func aSnapshotUnderWritesIsConsistentAtItsRevision() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         let port = member.clientPort
@@ -248,7 +249,7 @@ import Testing
 
     /// Damaged and foreign files are refused, saying which file and what is wrong, and leave no directory behind.
     @Test func damagedSnapshotsAreRefusedAndLeaveNothingBehind() async throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         for i in 0..<200 {
@@ -303,17 +304,4 @@ final class ManagedFlag: @unchecked Sendable {
     private var value = false
     var isSet: Bool { lock.withLock { value } }
     func set() { lock.withLock { value = true } }
-}
-
-/// SplitMix64: a seeded generator whose seed the test prints.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

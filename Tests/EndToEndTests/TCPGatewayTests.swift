@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -9,7 +10,7 @@ import Testing
 /// connections left out and taken back after `--retry-delay`, endpoints from DNS SRV records, and etcd's refusals.
 @Suite(.ownThread) struct TCPGatewayTests {
     @Test func etcdctlWorksThroughTheGatewayAndDeadEndpointsAreSkipped() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }
@@ -52,7 +53,7 @@ import Testing
     }
 
     @Test func endpointsFromSRVRecords() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let member = QuorumProcess(in: scratch)
         try member.start()
         defer { member.stop() }

@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// `unix://` peer and client URLs (etcd's `unix://host:port` form: the socket file `host:port` in the working
 /// directory), listened on and dialled by real processes.
 @Suite(.ownThread) struct UnixSocketTests {
     @Test func membersReplicateOverUnixSockets() throws {
-        let scratch = Scratch()
+        let scratch = TemporaryDirectory()
         let names = ["m1", "m2"]
         let cluster = names.map { "\($0)=unix://\($0).peer:1" }.joined(separator: ",")
         let members = names.map { name in

@@ -2,6 +2,7 @@ import Bolt
 import EtcdProto
 import EtcdSnapshot
 import Foundation
+import TestSupport
 import Testing
 
 /// The acceptance: snapshots go both ways between Quorum's code and the real etcd 3.4.23 and 3.5.1 tools.
@@ -13,7 +14,7 @@ import Testing
 @Suite(.serialized) struct EtcdInteropTests {
     /// A snapshot of several thousand revisions with something in every bucket, written for `release`.
     struct WrittenSnapshot {
-        let scratch: Scratch
+        let scratch: TemporaryDirectory
         let path: String
         let history: History
         let state: BackendState
@@ -21,7 +22,7 @@ import Testing
 
         init(for release: EtcdRelease, test: String = #function) throws {
             var random = SeededRandom(test + " \(release)")
-            scratch = try Scratch(test)
+            scratch = TemporaryDirectory(test)
             path = scratch.file("written.db")
             history = Fixtures.history(operations: 3_000, using: &random)
             state = Fixtures.state(clusterVersion: release.clusterVersion, history: history)
@@ -93,7 +94,7 @@ import Testing
     @Test(arguments: EtcdRelease.allCases)
     func aSnapshotSavedByARealMemberReadsAsEtcdctlSeesIt(release: EtcdRelease) throws {
         var random = SeededRandom("real \(release)")
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let member = EtcdMember(release, in: scratch)
         try member.start()
         defer { member.stop() }

@@ -2,6 +2,7 @@ import Bolt
 import EtcdProto
 import EtcdSnapshot
 import Foundation
+import TestSupport
 import Testing
 
 /// Damaged snapshots fail with an `EtcdSnapshotError` that names the file and says what is wrong and where. The
@@ -10,14 +11,14 @@ import Testing
 @Suite struct EtcdSnapshotCorruptionTests {
     /// A written snapshot of a few hundred revisions, and its bytes.
     struct Sample {
-        let scratch: Scratch
+        let scratch: TemporaryDirectory
         let path: String
         let bytes: [UInt8]
         let revisions: [KeyRevision]
 
         init(_ test: String = #function) throws {
             var random = SeededRandom(test)
-            scratch = try Scratch(test)
+            scratch = TemporaryDirectory(test)
             path = scratch.file("snapshot.db")
             let history = Fixtures.history(operations: 600, using: &random)
             try EtcdSnapshotWriter.write(
@@ -68,7 +69,7 @@ import Testing
 
     @Test func anEmptyFileAndAForeignFileAreRefused() throws {
         var random = SeededRandom()
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let empty = scratch.file("empty")
         try Bytes.write([], to: empty)
         expectFailure(empty, kind: .database(.truncated), mentioning: ["empty"])
@@ -133,7 +134,7 @@ import Testing
     }
 
     @Test func recordsThatBreakEtcdsSchemaAreReportedWithBucketAndKey() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         func database(_ name: String, _ bucket: String, _ entries: [([UInt8], [UInt8])]) throws -> String {
             let path = scratch.file(name)
             let writer = try BoltWriter(path: path)

@@ -2,6 +2,7 @@ import Bolt
 import EtcdProto
 import EtcdSnapshot
 import Foundation
+import TestSupport
 import Testing
 
 /// What `EtcdSnapshotWriter` writes, `EtcdSnapshotReader` reads back unchanged: every revision in order, and every
@@ -25,7 +26,7 @@ import Testing
 
     @Test func aRandomHistoryAndAFullStateReadBackExactly() throws {
         var random = SeededRandom()
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let history = Fixtures.history(operations: 4_000, using: &random)
         var state = Fixtures.state(clusterVersion: "3.5.0", history: history)
         state.otherEntries = [
@@ -57,7 +58,7 @@ import Testing
     }
 
     @Test func anEmptyBackendStillHasEveryBucketEtcdCreates() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("empty.db")
         try EtcdSnapshotWriter.write(to: path, state: BackendState(), revisions: [])
         let reader = try EtcdSnapshotReader(path: path)
@@ -69,7 +70,7 @@ import Testing
     }
 
     @Test func membersAndConfStateAreStoredAsGoWouldEncodeThem() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("members.db")
         let members = [
             BackendMember(id: UInt64.max, name: "a<b>&\"c\"\\\n\u{1}é", peerURLs: ["http://[::1]:2380"]),
@@ -95,7 +96,7 @@ import Testing
     }
 
     @Test func revisionsOutOfOrderOrDuplicatedAreRefused() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let writer = try EtcdSnapshotWriter(path: scratch.file("bad.db"))
         try writer.append(
             .put(Array("a".utf8), [], revision: BackendRevision(main: 5, sub: 1), createRevision: 5, version: 1))
@@ -118,7 +119,7 @@ import Testing
     }
 
     @Test func aMillionRevisionsStreamWithAFewHundredSeparatorsInMemory() throws {
-        let scratch = try Scratch()
+        let scratch = TemporaryDirectory()
         let path = scratch.file("million.db")
         let writer = try EtcdSnapshotWriter(path: path)
         var kv = Mvccpb_KeyValue()

@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import Storage
+import TestSupport
 import Testing
 
 @testable import MVCC

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import PKI
@@ -7,8 +8,8 @@ import Testing
 struct AtomicFileWriterTests {
     @Test("create, replace with .prev, unchanged, modes, no temporary files left")
     func lifecycle() throws {
-        let dir = try TemporaryDirectory()
-        let target = dir.file("server.key")
+        let dir = TemporaryDirectory()
+        let target = dir.fileURL("server.key")
         #expect(try AtomicFileWriter.write("one", to: target, mode: 0o600) == .created)
         #expect(Files.mode(target) == 0o600)
         #expect(!Files.exists(PKILayout.previousCopy(of: target)))
@@ -29,8 +30,8 @@ struct AtomicFileWriterTests {
 
     @Test("directories are created and tightened to 0700")
     func directories() throws {
-        let dir = try TemporaryDirectory()
-        let nested = dir.file("a/b")
+        let dir = TemporaryDirectory()
+        let nested = dir.fileURL("a/b")
         try FileManager.default.createDirectory(
             at: nested, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
         try AtomicFileWriter.ensureDirectory(nested)
@@ -39,11 +40,11 @@ struct AtomicFileWriterTests {
 
     @Test("a failed write leaves the target intact and no temporary file")
     func failure() throws {
-        let dir = try TemporaryDirectory()
-        let target = dir.file("ca.crt")
+        let dir = TemporaryDirectory()
+        let target = dir.fileURL("ca.crt")
         try AtomicFileWriter.write("keep", to: target, mode: 0o644)
         // Renaming a file over a non-empty directory fails after the temporary file was written.
-        let blocker = dir.file("blocked")
+        let blocker = dir.fileURL("blocked")
         try FileManager.default.createDirectory(
             at: blocker.appendingPathComponent("x"), withIntermediateDirectories: true)
         #expect(throws: PKIError.self) {

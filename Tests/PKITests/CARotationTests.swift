@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -41,7 +42,7 @@ struct CARotationTests {
         func currentBundle() throws -> TrustBundle { try TrustBundle.load(from: layout.trustBundle(.clients)) }
 
         /// A leaf freshly issued by the current CA verifies against the current bundle.
-        func freshClientVerifies(at now: Date, rng: inout SeededGenerator) throws -> Bool {
+        func freshClientVerifies(at now: Date, rng: inout SeededRandom) throws -> Bool {
             let out = layout.root.deletingLastPathComponent().appendingPathComponent(
                 "client-\(Int(now.timeIntervalSince1970))")
             let result = try ClientCertificateIssuer.issue(
@@ -54,8 +55,8 @@ struct CARotationTests {
 
     @Test("rotation through every phase with a crash between every action; clients stay connected")
     func rotationWithCrashes() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 100)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 100)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
         var now = Fixtures.epoch
         _ = try pki.ensure(now: now, using: &rng)
@@ -150,8 +151,8 @@ struct CARotationTests {
     func crashAtEveryAction() throws {
         // For each action index k: run actions 0..<k of the step, "crash", then finish with the runner.
         for crashAfter in 0..<2 {
-            let dir = try TemporaryDirectory()
-            var rng = SeededGenerator(seed: 200 + UInt64(crashAfter))
+            let dir = TemporaryDirectory()
+            var rng = SeededRandom(seed: 200 + UInt64(crashAfter))
             let pki = Fixtures.managed(Fixtures.configuration(dir.url))
             _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
             let runner = CARotationRunner(dataDirectory: dir.url, kind: .peers)
@@ -181,8 +182,8 @@ struct CARotationTests {
 
     @Test("an expired CA is fixed by rotate-ca run to completion")
     func expiredCARecovery() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 300)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 300)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url, caValidity: 10 * Fixtures.day))
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         let later = Fixtures.epoch + 20 * Fixtures.day
@@ -205,15 +206,15 @@ struct CARotationTests {
 
     @Test("a staged CA from pki init is used by every member; state file is readable JSON")
     func sharedNextCA() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 400)
-        let bundleDir = dir.file("cluster")
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 400)
+        let bundleDir = dir.fileURL("cluster")
         _ = try PKIInit.run(outputDirectory: bundleDir, now: Fixtures.epoch, using: &rng)
         let members = ["m1", "m2"].map {
-            Fixtures.managed(Fixtures.configuration(dir.file($0), name: $0, createCAs: false, caSource: bundleDir))
+            Fixtures.managed(Fixtures.configuration(dir.fileURL($0), name: $0, createCAs: false, caSource: bundleDir))
         }
         for member in members { _ = try member.ensure(now: Fixtures.epoch, using: &rng) }
-        let nextDir = dir.file("next")
+        let nextDir = dir.fileURL("next")
         _ = try PKIInit.run(outputDirectory: nextDir, now: Fixtures.epoch + 60, using: &rng)
         for member in members {
             let runner = CARotationRunner(dataDirectory: member.configuration.dataDirectory, kind: .peers)

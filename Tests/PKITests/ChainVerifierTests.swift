@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -60,7 +61,7 @@ struct ChainVerifierTests {
 
     @Test("a re-created CA with the same name is reported as a signature mismatch")
     func sameNameDifferentKey() throws {
-        var rng = SeededGenerator(seed: 5)
+        var rng = SeededRandom(seed: 5)
         let impostor = try CertificateAuthority.generate(
             commonName: ca.certificate.subject.commonName!, now: Fixtures.epoch, using: &rng)
         let result = ChainVerifier.verify(
@@ -83,7 +84,7 @@ struct ChainVerifierTests {
 
     @Test("a client certificate cannot serve")
     func usage() throws {
-        var rng = SeededGenerator(seed: 4)
+        var rng = SeededRandom(seed: 4)
         let client = try LeafIssuer(authority: ca).issue(.client(user: "root"), now: Fixtures.epoch, using: &rng)
         let result = ChainVerifier.verify(
             client.certificate, against: bundle, at: Fixtures.epoch, requiredUsage: .serverAuth)
@@ -96,7 +97,7 @@ struct ChainVerifierTests {
     @Test("an expired CA is reported even when the leaf is still valid")
     func expiredCA() throws {
         let shortCA = try Fixtures.ca(validity: 10 * Fixtures.day)
-        var rng = SeededGenerator(seed: 8)
+        var rng = SeededRandom(seed: 8)
         // Issue with a CA that lives longer than the leaf by constructing the leaf before expiry.
         let leaf = try LeafIssuer(authority: shortCA).issue(
             LeafRequest(names: Fixtures.serverNames(), profile: .server, validity: 5 * Fixtures.day),
@@ -113,7 +114,7 @@ struct ChainVerifierTests {
 
     @Test("self-signed certificate pinned in a bundle verifies")
     func pinnedSelfSigned() throws {
-        var rng = SeededGenerator(seed: 6)
+        var rng = SeededRandom(seed: 6)
         let cert = try SelfSignedCertificate.make(
             names: SubjectNames(commonName: "auto", hosts: ["localhost"]), now: Fixtures.epoch, using: &rng)
         #expect(

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -13,8 +14,8 @@ struct DoctorTests {
         var layout: PKILayout { pki.layout }
 
         init(seed: UInt64 = 1) throws {
-            dir = try TemporaryDirectory()
-            var rng = SeededGenerator(seed: seed)
+            dir = TemporaryDirectory()
+            var rng = SeededRandom(seed: seed)
             pki = Fixtures.managed(Fixtures.configuration(dir.url))
             _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         }
@@ -58,7 +59,7 @@ struct DoctorTests {
     @Test("not-yet-valid leaf points at clocks")
     func notYetValid() throws {
         let member = try Member()
-        var rng = SeededGenerator(seed: 3)
+        var rng = SeededRandom(seed: 3)
         _ = try member.pki.ensure(now: Fixtures.epoch + Fixtures.day, forceRenewal: [.clientServer], using: &rng)
         let report = member.examine(at: Fixtures.epoch + 3600)
         let finding = try #require(report.findings(withCode: "leaf-not-yet-valid").first)
@@ -116,9 +117,9 @@ struct DoctorTests {
     @Test("key not matching certificate")
     func keyMismatch() throws {
         let member = try Member()
-        try FileManager.default.copyItem(at: member.layout.adminKey, to: member.dir.file("admin.key.copy"))
+        try FileManager.default.copyItem(at: member.layout.adminKey, to: member.dir.fileURL("admin.key.copy"))
         try AtomicFileWriter.write(
-            try String(contentsOf: member.dir.file("admin.key.copy"), encoding: .utf8), to: member.layout.peerKey,
+            try String(contentsOf: member.dir.fileURL("admin.key.copy"), encoding: .utf8), to: member.layout.peerKey,
             mode: 0o600)
         let report = member.examine(at: Fixtures.epoch + 60)
         #expect(report.findings(withCode: "key-mismatch").map(\.subject) == ["peers/peer.crt"])
@@ -167,7 +168,7 @@ struct DoctorTests {
 
     @Test("etcd-manager style: long-lived leaf from an external CA, not renewed, inside the warning window")
     func unmanagedLeaf() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let layout = PKILayout(dataDirectory: dir.url)
         let externalCA = try Fixtures.ca(seed: 88)
         let external = try Fixtures.leaf(from: externalCA, validity: 365 * Fixtures.day)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -18,8 +19,8 @@ struct ExpirationReportTests {
 
     @Test("table and JSON for a fresh member")
     func freshMember() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 1)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 1)
         _ = try Fixtures.managed(Fixtures.configuration(dir.url)).ensure(now: Fixtures.epoch, using: &rng)
         let report = ExpirationReport(dataDirectory: dir.url, now: Fixtures.epoch + Fixtures.day)
         #expect(
@@ -55,8 +56,8 @@ struct ExpirationReportTests {
 
     @Test("expired, missing, rotation and live-endpoint rows")
     func problemRows() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 2)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 2)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         _ = try CARotationRunner(dataDirectory: dir.url, kind: .clients).start(now: Fixtures.epoch, using: &rng)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -73,7 +74,7 @@ struct IssuanceTests {
     @Test("client certificate: CN is the user, clientAuth only, no SANs")
     func clientProfile() throws {
         let ca = try Fixtures.ca()
-        var rng = SeededGenerator(seed: 9)
+        var rng = SeededRandom(seed: 9)
         let issued = try LeafIssuer(authority: ca).issue(
             .client(user: "kube-apiserver"), now: Fixtures.epoch, using: &rng)
         let info = CertificateInfo(issued.certificate)
@@ -85,8 +86,8 @@ struct IssuanceTests {
 
     @Test("serials are positive 128-bit values, deterministic under a seed, distinct across draws")
     func serials() {
-        var a = SeededGenerator(seed: 42)
-        var b = SeededGenerator(seed: 42)
+        var a = SeededRandom(seed: 42)
+        var b = SeededRandom(seed: 42)
         let first = SerialNumberGenerator.next(using: &a)
         #expect(first == SerialNumberGenerator.next(using: &b))
         #expect(first.bytes.count == 16)
@@ -99,7 +100,7 @@ struct IssuanceTests {
 
     @Test("self-signed auto-tls certificate lasts the requested number of years")
     func selfSigned() throws {
-        var rng = SeededGenerator(seed: 3)
+        var rng = SeededRandom(seed: 3)
         let issued = try SelfSignedCertificate.make(
             names: SubjectNames(commonName: "default", hosts: ["localhost", "127.0.0.1"]),
             validityYears: 2, now: Fixtures.epoch, using: &rng)

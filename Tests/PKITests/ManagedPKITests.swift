@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -8,9 +9,9 @@ import X509
 struct ManagedPKITests {
     @Test("first start creates the etcd-manager layout with 0600 keys and 0700 directories")
     func firstStart() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
-        var rng = SeededGenerator(seed: 1)
+        var rng = SeededRandom(seed: 1)
         let report = try pki.ensure(now: Fixtures.epoch, using: &rng)
         let layout = pki.layout
 
@@ -65,9 +66,9 @@ struct ManagedPKITests {
 
     @Test("second start changes nothing; a forced renewal keeps the old files as .prev")
     func idempotentAndPrev() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
-        var rng = SeededGenerator(seed: 2)
+        var rng = SeededRandom(seed: 2)
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         let before = try String(contentsOf: pki.layout.serverCertificate, encoding: .utf8)
         let again = try pki.ensure(now: Fixtures.epoch + 60, using: &rng)
@@ -89,10 +90,10 @@ struct ManagedPKITests {
 
     @Test("renewal happens at 2/3 of the leaf lifetime as the injected clock advances")
     func renewalOverTime() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let lifetime = try LeafLifetime(parsing: "30d")
         let pki = Fixtures.managed(Fixtures.configuration(dir.url, lifetime: lifetime))
-        var rng = SeededGenerator(seed: 3)
+        var rng = SeededRandom(seed: 3)
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         let first = try PEMCodec.certificate(at: pki.layout.serverCertificate)
         let due = first.notValidBefore + (first.notValidAfter.timeIntervalSince(first.notValidBefore)) * 2 / 3
@@ -110,8 +111,8 @@ struct ManagedPKITests {
 
     @Test("advertise URL change re-issues only the affected certificate")
     func sanChange() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 4)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 4)
         _ = try Fixtures.managed(Fixtures.configuration(dir.url)).ensure(now: Fixtures.epoch, using: &rng)
         let moved = Fixtures.managed(Fixtures.configuration(dir.url, clientURLs: ["https://10.0.0.7:2379"]))
         let report = try moved.ensure(now: Fixtures.epoch + 10, using: &rng)
@@ -126,8 +127,8 @@ struct ManagedPKITests {
 
     @Test("an expired CA stops ensure with the file, the date and the fix command")
     func expiredCA() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 5)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 5)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url, caValidity: 30 * Fixtures.day))
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         let later = Fixtures.epoch + 31 * Fixtures.day
@@ -143,8 +144,8 @@ struct ManagedPKITests {
 
     @Test("a CA inside the warning window is reported loudly, with the rotate command")
     func caWarning() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 6)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 6)
         let config = Fixtures.configuration(
             dir.url, lifetime: try LeafLifetime(parsing: "7d"), caValidity: 365 * Fixtures.day)
         let pki = Fixtures.managed(config)
@@ -159,21 +160,21 @@ struct ManagedPKITests {
 
     @Test("without createCAsIfMissing a member refuses to invent its own CA, and imports one from pki init")
     func sharedCAs() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         #expect {
             try Fixtures.managed(Fixtures.configuration(dir.url, createCAs: false)).ensure(now: Fixtures.epoch)
         } throws: { error in
             "\(error)".contains("quorumctl pki init")
         }
-        var rng = SeededGenerator(seed: 7)
-        let bundleDir = dir.file("cluster-ca")
+        var rng = SeededRandom(seed: 7)
+        let bundleDir = dir.fileURL("cluster-ca")
         let initResult = try PKIInit.run(outputDirectory: bundleDir, now: Fixtures.epoch, using: &rng)
         #expect(Files.mode(bundleDir.appendingPathComponent("clients-ca.key")) == 0o600)
         #expect(throws: PKIError.self) { try PKIInit.run(outputDirectory: bundleDir, now: Fixtures.epoch, using: &rng) }
 
-        let member1 = Fixtures.managed(Fixtures.configuration(dir.file("m1"), createCAs: false, caSource: bundleDir))
+        let member1 = Fixtures.managed(Fixtures.configuration(dir.fileURL("m1"), createCAs: false, caSource: bundleDir))
         let member2 = Fixtures.managed(
-            Fixtures.configuration(dir.file("m2"), name: "member-2", createCAs: false, caSource: bundleDir))
+            Fixtures.configuration(dir.fileURL("m2"), name: "member-2", createCAs: false, caSource: bundleDir))
         let r1 = try member1.ensure(now: Fixtures.epoch, using: &rng)
         _ = try member2.ensure(now: Fixtures.epoch, using: &rng)
         #expect(r1.events.contains(.importedCA(.peers, from: bundleDir.path)))
@@ -188,8 +189,8 @@ struct ManagedPKITests {
 
     @Test("externally managed CA: leaves are verified, not renewed, and the warning says so")
     func externalCA() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 8)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 8)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url, lifetime: try LeafLifetime(parsing: "10d")))
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         try FileManager.default.removeItem(at: pki.layout.caKey(.clients))
@@ -204,8 +205,8 @@ struct ManagedPKITests {
 
     @Test("a corrupted server key is replaced at the next start")
     func corruptKey() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 9)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 9)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
         try "garbage".write(to: pki.layout.serverKey, atomically: true, encoding: .utf8)
@@ -223,11 +224,11 @@ struct ManagedPKITests {
 
     @Test("issue-client writes an etcdctl-ready set; revoke adds it to the CRL")
     func clientIssueAndRevoke() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 10)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 10)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
         _ = try pki.ensure(now: Fixtures.epoch, using: &rng)
-        let out = dir.file("out")
+        let out = dir.fileURL("out")
         let result = try ClientCertificateIssuer.issue(
             user: "kube-apiserver", validity: try LeafLifetime(parsing: "90d"), dataDirectory: dir.url,
             outputDirectory: out, now: Fixtures.epoch, using: &rng)
@@ -257,9 +258,9 @@ struct ManagedPKITests {
 
     @Test("one-second leaves renew on schedule under an injected clock")
     func shortLivedLeaves() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let lifetime = try LeafLifetime(parsing: "3s")
-        var rng = SeededGenerator(seed: 5)
+        var rng = SeededRandom(seed: 5)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url, lifetime: lifetime))
         let first = try pki.ensure(now: Fixtures.epoch, using: &rng)
         #expect(first.warnings.contains { $0.contains("below 1h") })
@@ -279,8 +280,8 @@ struct ManagedPKITests {
 
     @Test("TLS material is loaded as a matching snapshot, and a mismatched pair is refused")
     func tlsMaterial() throws {
-        let dir = try TemporaryDirectory()
-        var rng = SeededGenerator(seed: 11)
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 11)
         let pki = Fixtures.managed(Fixtures.configuration(dir.url))
         let report = try pki.ensure(now: Fixtures.epoch, using: &rng)
         let material = try TLSMaterial.load(dataDirectory: dir.url)

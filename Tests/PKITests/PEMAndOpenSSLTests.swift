@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -11,7 +12,7 @@ struct PEMAndOpenSSLTests {
 
     @Test("openssl verify accepts leaves from our CA and shows the SANs/EKU", arguments: KeyAlgorithm.allCases)
     func opensslAcceptsLeaf(algorithm: KeyAlgorithm) throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let ca = try Fixtures.ca(algorithm: algorithm)
         let leaf = try Fixtures.leaf(from: ca, algorithm: algorithm)
         let caFile = try dir.write(PEMCodec.pem(for: ca.certificate), to: "ca.crt")
@@ -46,7 +47,7 @@ struct PEMAndOpenSSLTests {
 
     @Test("openssl rejects a leaf against a different CA")
     func opensslRejectsForeignCA() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let ca = try Fixtures.ca()
         let other = try Fixtures.ca(seed: 77)
         let leaf = try Fixtures.leaf(from: other)
@@ -72,7 +73,7 @@ struct PEMAndOpenSSLTests {
 
     @Test("keys written by openssl in SEC1, PKCS#8 and PKCS#1 forms are read")
     func opensslKeyForms() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let forms: [(args: [String], header: String)] = [
             (["ecparam", "-name", "prime256v1", "-genkey", "-noout"], "BEGIN EC PRIVATE KEY"),
             (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], "BEGIN PRIVATE KEY"),
@@ -80,7 +81,7 @@ struct PEMAndOpenSSLTests {
             (["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], "BEGIN PRIVATE KEY"),
         ]
         for (index, form) in forms.enumerated() {
-            let path = dir.file("k\(index).pem").path
+            let path = dir.fileURL("k\(index).pem").path
             let bits = form.args[0] == "genrsa" ? ["2048"] : []  // genrsa takes the size after its options
             let generated = try OpenSSL.run(form.args + ["-out", path] + bits)
             #expect(generated.status == 0, "\(generated.combined)")

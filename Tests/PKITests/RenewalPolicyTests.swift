@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -136,7 +137,7 @@ struct RenewalPolicyTests {
         let na = leaf.certificate.notValidAfter
         let latest = nb + lifetime * 2 / 3
         let earliest = latest - lifetime * 0.1
-        var rng = SeededGenerator(seed: 2024)
+        var rng = SeededRandom(seed: 2024)
         var times: [Date] = []
         for _ in 0..<1000 {
             let at = jittered.renewalTime(notBefore: nb, notAfter: na, jitter: .random(using: &rng))
@@ -146,8 +147,8 @@ struct RenewalPolicyTests {
         #expect(Set(times).count > 990)  // members really spread out
         #expect(times.min()!.timeIntervalSince(earliest) < lifetime * 0.001)
         #expect(latest.timeIntervalSince(times.max()!) < lifetime * 0.001)
-        var a = SeededGenerator(seed: 7)
-        var b = SeededGenerator(seed: 7)
+        var a = SeededRandom(seed: 7)
+        var b = SeededRandom(seed: 7)
         #expect(RenewalJitter.random(using: &a) == RenewalJitter.random(using: &b))
         // At 2/3 of the lifetime every member has renewed, whatever its jitter.
         let atTwoThirds = decide(at: latest, policy: jittered, jitter: RenewalJitter(unit: 0.99))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 import X509
 
@@ -9,7 +10,7 @@ struct RevocationTests {
     @Test("issue, PEM round-trip, and detect a revoked client serial", arguments: KeyAlgorithm.allCases)
     func issueAndParse(algorithm: KeyAlgorithm) throws {
         let ca = try Fixtures.ca(algorithm: algorithm)
-        var rng = SeededGenerator(seed: 12)
+        var rng = SeededRandom(seed: 12)
         let revoked = try LeafIssuer(authority: ca).issue(
             .client(user: "kube-apiserver"), now: Fixtures.epoch, using: &rng)
         let kept = try LeafIssuer(authority: ca).issue(.client(user: "root"), now: Fixtures.epoch, using: &rng)
@@ -41,9 +42,9 @@ struct RevocationTests {
 
     @Test("openssl reads our CRL and rejects the revoked certificate with -crl_check")
     func opensslAgrees() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let ca = try Fixtures.ca()
-        var rng = SeededGenerator(seed: 13)
+        var rng = SeededRandom(seed: 13)
         let revoked = try LeafIssuer(authority: ca).issue(.client(user: "mallory"), now: Fixtures.epoch, using: &rng)
         let kept = try LeafIssuer(authority: ca).issue(.client(user: "root"), now: Fixtures.epoch, using: &rng)
         let crl = try CertificateRevocationList.issue(
@@ -74,9 +75,9 @@ struct RevocationTests {
 
     @Test("a CRL made by openssl is parsed")
     func parsesOpenSSLCRL() throws {
-        let dir = try TemporaryDirectory()
+        let dir = TemporaryDirectory()
         let ca = try Fixtures.ca()
-        var rng = SeededGenerator(seed: 14)
+        var rng = SeededRandom(seed: 14)
         let victim = try LeafIssuer(authority: ca).issue(.client(user: "x"), now: Fixtures.epoch, using: &rng)
         _ = try dir.write(PEMCodec.pem(for: ca.certificate), to: "ca.crt")
         _ = try dir.write(PEMCodec.pem(for: ca.privateKey), to: "ca.key")
@@ -94,22 +95,22 @@ struct RevocationTests {
         _ = try dir.write("", to: "index.txt")
         _ = try dir.write("1000\n", to: "crlnumber")
         let base = [
-            "-config", dir.file("openssl.cnf").path, "-keyfile", dir.file("ca.key").path, "-cert",
-            dir.file("ca.crt").path,
+            "-config", dir.fileURL("openssl.cnf").path, "-keyfile", dir.fileURL("ca.key").path, "-cert",
+            dir.fileURL("ca.crt").path,
         ]
-        let revoke = try OpenSSL.run(["ca"] + base + ["-revoke", dir.file("victim.crt").path])
+        let revoke = try OpenSSL.run(["ca"] + base + ["-revoke", dir.fileURL("victim.crt").path])
         #expect(revoke.status == 0, "\(revoke.combined)")
-        let gen = try OpenSSL.run(["ca"] + base + ["-gencrl", "-out", dir.file("crl.pem").path])
+        let gen = try OpenSSL.run(["ca"] + base + ["-gencrl", "-out", dir.fileURL("crl.pem").path])
         #expect(gen.status == 0, "\(gen.combined)")
-        let crl = try CertificateRevocationList.load(from: dir.file("crl.pem"))
+        let crl = try CertificateRevocationList.load(from: dir.fileURL("crl.pem"))
         #expect(crl.isRevoked(victim.certificate))
         #expect(crl.crlNumber == 0x1000)
         #expect(crl.isSignatureValid(from: ca.certificate))
         let der = try OpenSSL.run([
-            "crl", "-in", dir.file("crl.pem").path, "-outform", "DER", "-out", dir.file("crl.der").path,
+            "crl", "-in", dir.fileURL("crl.pem").path, "-outform", "DER", "-out", dir.fileURL("crl.der").path,
         ])
         #expect(der.status == 0)
-        #expect(try CertificateRevocationList.load(from: dir.file("crl.der")) == crl)
+        #expect(try CertificateRevocationList.load(from: dir.fileURL("crl.der")) == crl)
     }
 
     @Test("garbage is rejected with the source named")

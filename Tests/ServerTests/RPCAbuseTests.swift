@@ -111,6 +111,19 @@ import Testing
             try await h.send(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: 16_384)))
         }
         #expect(h.channel.isActive)
+        // So is credit returned in small steps for small responses, as grpc's C core (Python's grpcio) does: a
+        // stream and a connection WINDOW_UPDATE for each response's bytes, 150 calls' worth here.
+        for n in 0..<150 {
+            let id = 1 + 2 * n
+            try await h.request(id, path: "/etcdserverpb.KV/Put")
+            try await h.data(id, try T.framed(T.put("k\(n)")), endStream: true)
+            _ = try await h.frames(of: id, count: 3)
+            try await h.send(HTTP2Frame(streamID: HTTP2StreamID(id), payload: .windowUpdate(windowSizeIncrement: 20)))
+            try await h.send(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: 20)))
+        }
+        #expect(h.channel.isActive)
+        #expect(try await h.written().allSatisfy { if case .goAway = $0.payload { false } else { true } })
+        // Credit for nothing sent: past the allowance (100, plus two for each of the 150 responses), GOAWAY.
         for _ in 0..<101 {
             try await h.send(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: 1)))
         }

@@ -1,6 +1,7 @@
 import Foundation
 import PKI
 import Server
+import TestSupport
 import Testing
 import X509
 
@@ -17,8 +18,8 @@ struct ClientAuthTLSTests {
 
     @Test("managed PKI requires client certificates: none and a foreign CA's are refused, the admin's accepted")
     func managedPKIRequiresClientCertificates() async throws {
-        let dir = try TemporaryDirectory("mtls-default")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("mtls-default")
+        let data = dir.fileURL("data")
         let member = try QuorumMember(dataDir: data, extra: [])
         defer { member.stop() }
         let layout = PKILayout(dataDirectory: data)
@@ -34,7 +35,7 @@ struct ClientAuthTLSTests {
         #expect(bare.status != 0, "a client without a certificate is refused")
 
         let foreignCA = try TestPKI.ca()
-        try TestPKI.writeCA([foreignCA], to: dir.path("foreign-ca.crt"))
+        try TestPKI.writeCA([foreignCA], to: dir.fileURL("foreign-ca.crt"))
         let (cert, key) = try TestPKI.write(
             try TestPKI.leaf(foreignCA, cn: "root", profile: .client), dir.url, "foreign")
         let foreign = EndToEndTLSTests.Client(cacert: admin.cacert, cert: cert, key: key, serial: "")
@@ -45,8 +46,8 @@ struct ClientAuthTLSTests {
 
     @Test("--client-cert-auth=false opts out of client certificates in managed-PKI mode, with a warning")
     func managedPKIOptOut() async throws {
-        let dir = try TemporaryDirectory("mtls-optout")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("mtls-optout")
+        let data = dir.fileURL("data")
         let member = try QuorumMember(dataDir: data, extra: ["--client-cert-auth=false"])
         defer { member.stop() }
         let layout = PKILayout(dataDirectory: data)
@@ -58,14 +59,14 @@ struct ClientAuthTLSTests {
 
     @Test("with auth on, the certificate's CN is the user; a token wins over it")
     func commonNameIsTheUser() async throws {
-        let dir = try TemporaryDirectory("mtls-cn")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("mtls-cn")
+        let data = dir.fileURL("data")
         let member = try QuorumMember(dataDir: data, extra: ["--bcrypt-cost", "4"])
         defer { member.stop() }
         let layout = PKILayout(dataDirectory: data)
         let admin = EndToEndTLSTests.Client(
             cacert: layout.trustBundle(.clients), cert: layout.adminCertificate, key: layout.adminKey, serial: "")
-        let alice = try EndToEndTLSTests.Client.issue("alice", data: data, out: dir.path("alice"))
+        let alice = try EndToEndTLSTests.Client.issue("alice", data: data, out: dir.fileURL("alice"))
         for command in [
             ["user", "add", "root:rootpw"], ["user", "grant-role", "root", "root"], ["role", "add", "r"],
             ["role", "grant-permission", "r", "read", "shared/", "--prefix"], ["user", "add", "alice:alicepw"],

@@ -1,6 +1,7 @@
 import Foundation
 import PKI
 import Server
+import TestSupport
 import Testing
 import X509
 
@@ -90,19 +91,19 @@ struct EndToEndTLSTests {
 
     @Test("leaves living 4 s are renewed repeatedly under continuous puts and a watch: nothing fails")
     func renewalUnderLoad() async throws {
-        let dir = try TemporaryDirectory("renew")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("renew")
+        let data = dir.fileURL("data")
         let member = try QuorumMember(
             // Renewing at half the lifetime leaves 2 s of margin, enough for a loaded 2-core CI machine.
             dataDir: data, extra: ["--client-cert-auth", "--pki-leaf-validity", "4s", "--pki-renewal-fraction", "0.5"])
         defer { member.stop() }
-        let client = try Client.issue("root", data: data, out: dir.path("client"))
+        let client = try Client.issue("root", data: data, out: dir.fileURL("client"))
 
         let watch = try ChildProcess(
             URL(fileURLWithPath: Self.etcdctlPath),
             etcdctl(
                 member, cacert: client.cacert, cert: client.cert, key: client.key, ["watch", "--prefix", "/load/"]),
-            log: dir.path("watch.log"))
+            log: dir.fileURL("watch.log"))
         defer { watch.stop() }
         #expect(
             try await Self.establish(watch, key: "/load/ready") {
@@ -153,8 +154,8 @@ struct EndToEndTLSTests {
 
     @Test("a member whose leaves expired renews them before serving")
     func startupWithExpiredLeaves() async throws {
-        let dir = try TemporaryDirectory("expired")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("expired")
+        let data = dir.fileURL("data")
         // A PKI issued two hours ago with one-hour leaves: every leaf expired an hour ago.
         let pki = ManagedPKI(
             configuration: ManagedPKIConfiguration(
@@ -181,18 +182,18 @@ struct EndToEndTLSTests {
 
     @Test("externally managed files: expired at start, replaced on disk while serving, picked up without restart")
     func externalFilesReload() async throws {
-        let dir = try TemporaryDirectory("files")
+        let dir = TemporaryDirectory("files")
         let ca = try TestPKI.ca()
-        try TestPKI.writeCA([ca], to: dir.path("ca.crt"))
+        try TestPKI.writeCA([ca], to: dir.fileURL("ca.crt"))
         let expired = try TestPKI.leaf(ca, cn: "m1", validity: 60, now: Date() - 600)
         let (cert, key) = try TestPKI.write(expired, dir.url, "server")
         let (clientCert, clientKey) = try TestPKI.write(
             try TestPKI.leaf(ca, cn: "root", profile: .client), dir.url, "client")
-        let client = Client(cacert: dir.path("ca.crt"), cert: clientCert, key: clientKey, serial: "")
+        let client = Client(cacert: dir.fileURL("ca.crt"), cert: clientCert, key: clientKey, serial: "")
         let member = try QuorumMember(
-            dataDir: dir.path("data"),
+            dataDir: dir.fileURL("data"),
             extra: [
-                "--cert-file", cert.path, "--key-file", key.path, "--trusted-ca-file", dir.path("ca.crt").path,
+                "--cert-file", cert.path, "--key-file", key.path, "--trusted-ca-file", dir.fileURL("ca.crt").path,
                 "--client-cert-auth",
             ])
         defer { member.stop() }
@@ -211,7 +212,7 @@ struct EndToEndTLSTests {
         let watch = try ChildProcess(
             URL(fileURLWithPath: Self.etcdctlPath),
             etcdctl(member, cacert: client.cacert, cert: client.cert, key: client.key, ["watch", "--prefix", "w/"]),
-            log: dir.path("watch.log"))
+            log: dir.fileURL("watch.log"))
         defer { watch.stop() }
         #expect(
             try await Self.establish(watch, key: "w/ready") { try Self.ctl(member, client, ["put", "w/ready", "1"]) })
@@ -231,21 +232,21 @@ struct EndToEndTLSTests {
         let newCA = try TestPKI.ca()
         let (otherCert, otherKey) = try TestPKI.write(
             try TestPKI.leaf(newCA, cn: "svc", profile: .client), dir.url, "other")
-        let other = Client(cacert: dir.path("ca.crt"), cert: otherCert, key: otherKey, serial: "")
+        let other = Client(cacert: dir.fileURL("ca.crt"), cert: otherCert, key: otherKey, serial: "")
         #expect(try Self.ctl(member, other, ["put", "o", "1"], dialTimeout: "1s").status != 0)
-        try TestPKI.writeCA([ca, newCA], to: dir.path("ca.crt"))
+        try TestPKI.writeCA([ca, newCA], to: dir.fileURL("ca.crt"))
         #expect(
             await eventually(timeout: .seconds(5)) { (try? Self.ctl(member, other, ["put", "o", "2"]))?.status == 0 })
     }
 
     @Test("rejections with etcdctl and openssl are logged with their reason")
     func negativeMatrix() async throws {
-        let dir = try TemporaryDirectory("neg")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("neg")
+        let data = dir.fileURL("data")
         let member = try QuorumMember(
             dataDir: data, extra: ["--client-cert-auth", "--tls-min-version", "TLS1.3"])
         defer { member.stop() }
-        let alice = try Client.issue("alice", data: data, out: dir.path("alice"))
+        let alice = try Client.issue("alice", data: data, out: dir.fileURL("alice"))
         #expect(try Self.ctl(member, alice, ["put", "a", "1"]).status == 0)
 
         func refusedAndLogged(_ client: Client?, _ fragment: String, endpoint: String? = nil) async throws -> Bool {
@@ -271,10 +272,10 @@ struct EndToEndTLSTests {
         let mallory = Client(cacert: alice.cacert, cert: fc, key: fk, serial: "")
         #expect(try await refusedAndLogged(mallory, "signed by an unknown authority"))
 
-        let old = try Client.issue("old", data: data, out: dir.path("old"), validity: "60s", now: Date() - 250)
+        let old = try Client.issue("old", data: data, out: dir.fileURL("old"), validity: "60s", now: Date() - 250)
         #expect(try await refusedAndLogged(old, "expired at"))
 
-        let bob = try Client.issue("bob", data: data, out: dir.path("bob"))
+        let bob = try Client.issue("bob", data: data, out: dir.fileURL("bob"))
         #expect(try Self.ctl(member, bob, ["put", "b", "1"]).status == 0)
         let revoke = try runCommand(
             builtProduct("quorumctl").path, ["certs", "revoke", bob.serial, "--data-dir", data.path])
@@ -317,20 +318,20 @@ struct EndToEndTLSTests {
 
     @Test("CA rotation while serving, with clients on the old and the new bundle")
     func caRotationWhileServing() async throws {
-        let dir = try TemporaryDirectory("rotate")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("rotate")
+        let data = dir.fileURL("data")
         let member = try QuorumMember(dataDir: data, extra: ["--client-cert-auth"])
         defer { member.stop() }
         let layout = PKILayout(dataDirectory: data)
         let quorumctl = builtProduct("quorumctl").path
-        let oldBundle = dir.path("old-ca.crt")
+        let oldBundle = dir.fileURL("old-ca.crt")
         try FileManager.default.copyItem(at: layout.trustBundle(.clients), to: oldBundle)
-        let alice = try Client.issue("alice", data: data, out: dir.path("alice")).with(cacert: oldBundle)
+        let alice = try Client.issue("alice", data: data, out: dir.fileURL("alice")).with(cacert: oldBundle)
 
         let watch = try ChildProcess(
             URL(fileURLWithPath: Self.etcdctlPath),
             etcdctl(member, cacert: alice.cacert, cert: alice.cert, key: alice.key, ["watch", "--prefix", "/r/"]),
-            log: dir.path("watch.log"))
+            log: dir.fileURL("watch.log"))
         defer { watch.stop() }
         #expect(
             try await Self.establish(watch, key: "/r/ready") { try Self.ctl(member, alice, ["put", "/r/ready", "1"]) })
@@ -340,7 +341,7 @@ struct EndToEndTLSTests {
         let start = try runCommand(quorumctl, ["certs", "rotate-ca", "--kind", "clients", "--data-dir", data.path])
         #expect(start.status == 0, "\(start.output)")
         #expect(start.stdout.contains("stagedNewCA"))
-        let newBundle = dir.path("new-ca.crt")
+        let newBundle = dir.fileURL("new-ca.crt")
         try FileManager.default.copyItem(at: layout.trustBundle(.clients), to: newBundle)
         #expect(try TrustBundle.load(from: newBundle).certificates.count == 2)
         #expect(await eventually { member.log.contains("\"trusted-cas\":\"2\"") })
@@ -356,7 +357,7 @@ struct EndToEndTLSTests {
                 await Self.servedSerial(member, alice.with(cacert: newBundle)) != servedBefore
             })
         #expect(try Self.ctl(member, alice.with(cacert: newBundle), ["put", "/r/3", "reissued"]).status == 0)
-        let carol = try Client.issue("carol", data: data, out: dir.path("carol")).with(cacert: newBundle)
+        let carol = try Client.issue("carol", data: data, out: dir.fileURL("carol")).with(cacert: newBundle)
         #expect(try Self.ctl(member, carol, ["put", "/r/4", "new-ca-client"]).status == 0)
         let stale = try Self.ctl(member, alice, ["put", "/r/x", "old-bundle"], dialTimeout: "1s")
         #expect(stale.status != 0, "a client that never received the new bundle cannot verify the new server cert")
@@ -384,8 +385,8 @@ struct EndToEndTLSTests {
 
     @Test("an expired CA stops start-up with the file, the date and the fix; doctor and check-expiration agree")
     func expiredCA() async throws {
-        let dir = try TemporaryDirectory("ca")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("ca")
+        let data = dir.fileURL("data")
         var configuration = ManagedPKIConfiguration(
             dataDirectory: data, memberName: "m1", advertiseClientURLs: ["https://127.0.0.1:2379"],
             advertisePeerURLs: ["http://127.0.0.1:2380"], leafLifetime: try LeafLifetime(parsing: "10m"))

@@ -2,6 +2,7 @@ import Foundation
 import PKI
 import RPCTransport
 import Server
+import TestSupport
 import Testing
 import X509
 
@@ -37,20 +38,20 @@ struct PeerTLSClusterTests {
 
     @Test("members replicate over mutual peer TLS from shared CAs; a member with CAs of its own cannot join")
     func sharedCAsAuthenticatePeers() async throws {
-        let scratch = try TemporaryDirectory()
-        let caDir = scratch.path("ca")
+        let scratch = TemporaryDirectory()
+        let caDir = scratch.fileURL("ca")
         let initCA = try runCommand(builtProduct("quorumctl").path, ["pki", "init", "--out", caDir.path])
         #expect(initCA.status == 0, "\(initCA.output)")
 
-        let members = try (1...3).map { i in
-            Member(name: "m\(i)", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m\(i)"))
+        let members = (1...3).map { i in
+            Member(name: "m\(i)", clientPort: freePort(), peerPort: freePort(), dataDir: scratch.fileURL("m\(i)"))
         }
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
         let children = try members.map { m in
             try ChildProcess(
                 builtProduct("quorum"),
                 m.arguments(initialCluster: initial, state: "new", extra: ["--pki-ca-dir", caDir.path]),
-                log: scratch.path("\(m.name).log"))
+                log: scratch.fileURL("\(m.name).log"))
         }
         defer { for child in children { child.stop() } }
         let ready = await eventually(timeout: .seconds(40)) {
@@ -82,13 +83,13 @@ struct PeerTLSClusterTests {
         // A fourth member added to the cluster but started without the shared CAs makes CAs of its own: the
         // members refuse its certificate, it never joins, and the cluster keeps serving.
         let foreign = Member(
-            name: "m4", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m4"))
+            name: "m4", clientPort: freePort(), peerPort: freePort(), dataDir: scratch.fileURL("m4"))
         let added = try Self.ctl(endpoints, ["member", "add", foreign.name, "--peer-urls=\(foreign.peerURL)"])
         #expect(added.status == 0, "\(added.output)")
         let outsider = try ChildProcess(
             builtProduct("quorum"),
             foreign.arguments(initialCluster: initial + ",m4=\(foreign.peerURL)", state: "existing", extra: []),
-            log: scratch.path("m4.log"))
+            log: scratch.fileURL("m4.log"))
         defer { outsider.stop() }
         let refused = await eventually(timeout: .seconds(20)) {
             outsider.log.contains("rejected TLS connection") && outsider.log.contains("unknown_authority")
@@ -104,19 +105,19 @@ struct PeerTLSClusterTests {
     /// why; the others' `/health` say which peer's certificate they refuse. Staging the CA on the others mends it.
     @Test("a member whose peers refuse its certificate says so in /health and doctor, and recovers once they trust it")
     func peersRefusingACertificateAreReported() async throws {
-        let scratch = try TemporaryDirectory()
-        let caDir = scratch.path("ca")
+        let scratch = TemporaryDirectory()
+        let caDir = scratch.fileURL("ca")
         let quorumctl = builtProduct("quorumctl").path
         #expect(try runCommand(quorumctl, ["pki", "init", "--out", caDir.path]).status == 0)
-        let members = try (1...3).map { i in
-            Member(name: "m\(i)", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m\(i)"))
+        let members = (1...3).map { i in
+            Member(name: "m\(i)", clientPort: freePort(), peerPort: freePort(), dataDir: scratch.fileURL("m\(i)"))
         }
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
         let children = try members.map { m in
             try ChildProcess(
                 builtProduct("quorum"),
                 m.arguments(initialCluster: initial, state: "new", extra: ["--pki-ca-dir", caDir.path]),
-                log: scratch.path("\(m.name).log"))
+                log: scratch.fileURL("\(m.name).log"))
         }
         defer { for child in children { child.stop() } }
         let ready = await eventually(timeout: .seconds(40)) {
@@ -125,7 +126,7 @@ struct PeerTLSClusterTests {
         try #require(ready, "members did not become ready")
 
         // m3 alone moves to a peers CA nobody else trusts.
-        let other = scratch.path("other-ca")
+        let other = scratch.fileURL("other-ca")
         #expect(try runCommand(quorumctl, ["pki", "init", "--out", other.path]).status == 0)
         let m3 = members[2].dataDir.path
         for extra in [["--next-ca-dir", other.path], []] {
@@ -180,15 +181,15 @@ struct PeerTLSClusterTests {
     /// to verify against and etcd encrypts the links without authenticating them. Members must still form a cluster.
     @Test("--peer-auto-tls members form a cluster over encrypted, unauthenticated links, as etcd's do")
     func peerAutoTLSClusterForms() async throws {
-        let scratch = try TemporaryDirectory()
-        let members = try (1...3).map { i in
-            Member(name: "m\(i)", clientPort: try freePort(), peerPort: try freePort(), dataDir: scratch.path("m\(i)"))
+        let scratch = TemporaryDirectory()
+        let members = (1...3).map { i in
+            Member(name: "m\(i)", clientPort: freePort(), peerPort: freePort(), dataDir: scratch.fileURL("m\(i)"))
         }
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
         let children = try members.map { m in
             try ChildProcess(
                 builtProduct("quorum"), m.arguments(initialCluster: initial, state: "new", extra: ["--peer-auto-tls"]),
-                log: scratch.path("\(m.name).log"))
+                log: scratch.fileURL("\(m.name).log"))
         }
         defer { for child in children { child.stop() } }
         let ready = await eventually(timeout: .seconds(40)) {

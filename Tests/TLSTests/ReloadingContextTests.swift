@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import PKI
 import Server
+import TestSupport
 import Testing
 import X509
 
@@ -19,12 +20,13 @@ struct ReloadingContextTests {
         let identities = ClientIdentityRegistry()
 
         init(crl: Bool = false) throws {
-            dir = try TemporaryDirectory("ctx")
+            dir = TemporaryDirectory("ctx")
             ca = try TestPKI.ca()
             let server = try TestPKI.leaf(ca, cn: "m1")
             let (cert, key) = try TestPKI.write(server, dir.url, "server")
-            try TestPKI.writeCA([ca], to: dir.path("ca.crt"))
-            files = TLSFileSet(certificate: cert, key: key, trustBundle: dir.path("ca.crt"), crl: dir.path("crl.pem"))
+            try TestPKI.writeCA([ca], to: dir.fileURL("ca.crt"))
+            files = TLSFileSet(
+                certificate: cert, key: key, trustBundle: dir.fileURL("ca.crt"), crl: dir.fileURL("crl.pem"))
         }
 
         func context(_ options: TLSContextOptions) throws -> ReloadingTLSContext {
@@ -200,13 +202,13 @@ struct ReloadingContextTests {
 
     @Test("peer side: allowed CN and hostname are enforced when accepting, not when dialling (as etcd)")
     func peerPolicies() async throws {
-        let dir = try TemporaryDirectory("peer")
+        let dir = TemporaryDirectory("peer")
         let ca = try TestPKI.ca(.peers)
-        try TestPKI.writeCA([ca], to: dir.path("ca.crt"))
+        try TestPKI.writeCA([ca], to: dir.fileURL("ca.crt"))
         func peerFiles(_ name: String, hosts: [String]) throws -> TLSFileSet {
             let (cert, key) = try TestPKI.write(
                 try TestPKI.leaf(ca, cn: name, hosts: hosts, profile: .peer), dir.url, name)
-            return TLSFileSet(certificate: cert, key: key, trustBundle: dir.path("ca.crt"))
+            return TLSFileSet(certificate: cert, key: key, trustBundle: dir.fileURL("ca.crt"))
         }
         let logs = LogCapture()
         let metrics = ServerMetrics()

@@ -1,6 +1,7 @@
 import Foundation
 import PKI
 import Server
+import TestSupport
 import Testing
 
 /// What `/health` and `/readyz` learn from the TLS runtime: warnings for what will break unless someone acts,
@@ -18,11 +19,11 @@ struct TLSRuntimeHealthTests {
 
     @Test("an external certificate inside its warning window is a warning; an expired one a failure")
     func externalCertificates() throws {
-        let dir = try TemporaryDirectory("health")
+        let dir = TemporaryDirectory("health")
         let ca = try TestPKI.ca()
-        var config = try Self.config(dir.path("data"))
-        config.tls.client.certFile = dir.path("server.crt").path
-        config.tls.client.keyFile = dir.path("server.key").path
+        var config = try Self.config(dir.fileURL("data"))
+        config.tls.client.certFile = dir.fileURL("server.crt").path
+        config.tls.client.keyFile = dir.fileURL("server.key").path
 
         // 30 s lifetime, 25 s gone: 5 s left, inside a third of its lifetime, and nothing here can renew it.
         try TestPKI.write(try TestPKI.leaf(ca, cn: "m1", validity: 30, now: Date() - 25), dir.url, "server")
@@ -44,8 +45,8 @@ struct TLSRuntimeHealthTests {
 
     @Test("a managed CA within 90 days of expiry is announced with the command that fixes it")
     func caNearExpiry() throws {
-        let dir = try TemporaryDirectory("ca-soon")
-        let data = dir.path("data")
+        let dir = TemporaryDirectory("ca-soon")
+        let data = dir.fileURL("data")
         var pki = ManagedPKIConfiguration(
             dataDirectory: data, memberName: "m1", advertiseClientURLs: ["https://127.0.0.1:2379"],
             advertisePeerURLs: ["http://127.0.0.1:2380"])
@@ -69,18 +70,18 @@ struct TLSRuntimeHealthTests {
 
     @Test("etcd's TLS flags resolve, and bad combinations are refused as etcd refuses them")
     func flags() throws {
-        let dir = try TemporaryDirectory("flags")
+        let dir = TemporaryDirectory("flags")
         try TestPKI.write(try TestPKI.leaf(try TestPKI.ca(), cn: "m1"), dir.url, "s")
         func resolve(_ arguments: [String]) throws -> ServerConfig {
-            try EtcdFlags.parse(arguments: ["--data-dir", dir.path("d").path] + arguments).0.resolve()
+            try EtcdFlags.parse(arguments: ["--data-dir", dir.fileURL("d").path] + arguments).0.resolve()
         }
         let config = try resolve([
-            "--listen-client-urls", "https://127.0.0.1:2379", "--cert-file", dir.path("s.crt").path,
-            "--key-file", dir.path("s.key").path, "--tls-min-version", "TLS1.2", "--tls-max-version", "TLS1.3",
+            "--listen-client-urls", "https://127.0.0.1:2379", "--cert-file", dir.fileURL("s.crt").path,
+            "--key-file", dir.fileURL("s.key").path, "--tls-min-version", "TLS1.2", "--tls-max-version", "TLS1.3",
             "--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
             "--peer-cert-allowed-cn", "member", "--pki-leaf-validity", "90s",
         ])
-        #expect(config.tls.client.certFile == dir.path("s.crt").path)
+        #expect(config.tls.client.certFile == dir.fileURL("s.crt").path)
         #expect(config.tls.cipherSuites.count == 2)
         #expect(config.tls.peer.allowedCN == "member")
         #expect(config.tls.leafValidity.seconds == 90)
@@ -88,7 +89,7 @@ struct TLSRuntimeHealthTests {
         #expect(config.tls.peerMode(httpsURLs: false) == .none)
         #expect(TLSSettings().clientMode(httpsURLs: true) == .managed, "https without files: the managed PKI")
 
-        #expect(throws: ConfigError.self) { try resolve(["--cert-file", dir.path("s.crt").path]) }
+        #expect(throws: ConfigError.self) { try resolve(["--cert-file", dir.fileURL("s.crt").path]) }
         #expect(throws: ConfigError.self) {
             try resolve(["--tls-min-version", "TLS1.3", "--tls-max-version", "TLS1.2"])
         }

@@ -28,7 +28,10 @@ package enum GRPCWire {
     /// A message's five-byte prefix: a compression flag and a big-endian length.
     package static let prefixLength = 5
 
-    static let responseHeaders: HPACKHeaders = [":status": "200", "content-type": "application/grpc"]
+    /// Every response's headers say which message encodings requests may use (`GRPCGzip`), as grpc-go's do.
+    static let responseHeaders: HPACKHeaders = [
+        ":status": "200", "content-type": "application/grpc", "grpc-accept-encoding": GRPCGzip.acceptEncoding,
+    ]
     static let okTrailers: HPACKHeaders = ["grpc-status": "0"]
 
     /// Trailers carrying `code` and `message` (percent-encoded, as gRPC requires for grpc-message).
@@ -133,9 +136,13 @@ struct GRPCMessageReader {
     enum Failure: Error {
         case tooLarge(Int, limit: Int)
         case compressed
+        case decompressedTooLarge(Int, limit: Int)
+        case decompression(String)
     }
 
     let maxMessageBytes: Int
+    /// The request's `grpc-encoding` is gzip: compressed messages are gunzipped.
+    var gzip = false
     private var pending: ByteBuffer?
 
     init(maxMessageBytes: Int) {
@@ -166,11 +173,20 @@ struct GRPCMessageReader {
             let index = input.readerIndex
             let flag = input.getInteger(at: index, as: UInt8.self)!
             let length = Int(input.getInteger(at: index + 1, as: UInt32.self)!)
-            if flag != 0 { throw Failure.compressed }
+            if flag != 0 && !gzip { throw Failure.compressed }
             if length > maxMessageBytes { throw Failure.tooLarge(length, limit: maxMessageBytes) }
             guard input.readableBytes >= GRPCWire.prefixLength + length else { break }
             input.moveReaderIndex(forwardBy: GRPCWire.prefixLength)
-            let message = input.readSlice(length: length)!
+            var message = input.readSlice(length: length)!
+            if flag != 0 {
+                do {
+                    message = try GRPCGzip.decompress(message, limit: maxMessageBytes, allocator: ByteBufferAllocator())
+                } catch .tooLarge(let size) {
+                    throw Failure.decompressedTooLarge(size, limit: maxMessageBytes)
+                } catch .corrupt(let reason) {
+                    throw Failure.decompression(reason)
+                }
+            }
             try onMessage(message)
         }
         if input.readableBytes > 0 { pending = input }
@@ -182,7 +198,13 @@ struct GRPCMessageReader {
         case .tooLarge(let size, let limit):
             return (.resourceExhausted, "grpc: received message larger than max (\(size) vs. \(limit))")
         case .compressed:
-            return (.unimplemented, "grpc: compressed messages are not supported by this server")
+            return (.internalError, "grpc: compressed flag set with identity or empty encoding")
+        case .decompressedTooLarge(let size, let limit):
+            return (
+                .resourceExhausted, "grpc: received message after decompression larger than max (\(size) vs. \(limit))"
+            )
+        case .decompression(let reason):
+            return (.internalError, "grpc: failed to decompress the received message: \(reason)")
         }
     }
 }

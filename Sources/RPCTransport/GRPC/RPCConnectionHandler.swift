@@ -50,6 +50,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     /// Streams reset by the client before anything was sent on them, in the current window.
     private var prematureResets = 0
     private var smallWindowUpdates = 0
+    /// DATA frames sent in the current abuse window: each earns the client up to two small WINDOW_UPDATEs (stream
+    /// and connection), which is how grpc's C core returns credit for small responses.
+    private var dataFramesSent = 0
     private var abuseWindowStart = NIODeadline.now()
     var limits: RPCConnectionLimits { shared.limits }
     private(set) var remotePeer = "unknown"
@@ -145,8 +148,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         case .data(let payload):
             receivedData(frame.streamID, payload)
         case .windowUpdate(let increment) where increment < Self.smallWindowUpdate:
-            // NIO's handler does not rate-limit WINDOW_UPDATE; credit given a few bytes at a time is work for
-            // nothing (a real client gives back at least a quarter of its window at once).
+            // NIO's handler does not rate-limit WINDOW_UPDATE. Small credits are ordinary when they return what
+            // this side sent (grpc's C core gives back each small response's bytes, on the stream and on the
+            // connection); many more small credits than that are work for nothing.
             countSmallWindowUpdate()
         default:
             // PING, SETTINGS, WINDOW_UPDATE, GOAWAY and RST_STREAM are the HTTP/2 handler's business; a reset
@@ -200,17 +204,29 @@ final class RPCConnectionHandler: ChannelInboundHandler {
         var isGRPC = false
         var method = ""
         var timeout: Duration?
+        var encoding = ""
         for (name, value, _) in payload.headers {
             switch name {
             case ":path": path = value
             case ":method": method = value
             case "content-type": isGRPC = value.utf8.starts(with: "application/grpc".utf8)
             case "grpc-timeout": timeout = GRPCWire.timeout(value[...])
+            case "grpc-encoding": encoding = value
             default: break
             }
         }
         let stream = RPCStreamState(id: id, maxMessageBytes: shared.maxMessageBytes)
         streams[id] = stream
+        if isGRPC && encoding == "gzip" {
+            // As a grpc-go server: a call that sends gzip gets its answers in gzip.
+            stream.reader.gzip = true
+            stream.compressResponses = true
+        } else if isGRPC && !encoding.isEmpty && encoding != "identity" {
+            finish(
+                stream, code: RPCError.Code.unimplemented.rawValue,
+                message: "grpc: Decompressor is not installed for grpc-encoding \"\(encoding)\"")
+            return
+        }
         if isGRPC && pendingResponseBytes > limits.maxPendingResponseBytes {
             // The client does not read its answers: it gets no more work done until it does.
             finish(stream, limits.overloaded)
@@ -259,6 +275,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             do {
                 try stream.reader.append(bytes) { message in
                     guard !stream.finished else { return }
+                    shared.traffic?.received(bytes: GRPCWire.prefixLength + message.readableBytes)
                     stream.call.received(message, stream: RPCStreamHandle(connection: self, stream: stream))
                 }
                 // Whatever is left is part of a message still to come: bounded per connection and per listener.
@@ -321,7 +338,9 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     private func countSmallWindowUpdate() {
         rollAbuseWindow()
         smallWindowUpdates += 1
-        if smallWindowUpdates > limits.maxSmallWindowUpdates { calmDown("too_many_window_updates") }
+        if smallWindowUpdates > limits.maxSmallWindowUpdates + 2 * dataFramesSent {
+            calmDown("too_many_window_updates")
+        }
     }
 
     private func rollAbuseWindow() {
@@ -330,6 +349,7 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             abuseWindowStart = now
             prematureResets = 0
             smallWindowUpdates = 0
+            dataFramesSent = 0
         }
     }
 
@@ -402,10 +422,22 @@ final class RPCConnectionHandler: ChannelInboundHandler {
             return
         }
         sendHeadersIfNeeded(stream)
+        var framed = framed
+        if stream.compressResponses {
+            do {
+                framed = try GRPCGzip.compressFramed(framed, allocator: context.channel.allocator)
+            } catch {
+                promise?.fail(error)
+                finish(stream, code: RPCError.Code.internalError.rawValue, message: "grpc: error while compressing")
+                return
+            }
+        }
         let data = HTTP2Frame.FramePayload.Data(data: .byteBuffer(framed), endStream: false)
         // Counted until the bytes reach the socket: a client that does not read (or keeps its window shut) holds
         // them here, and past `maxPendingResponseBytes` its new calls are refused.
         let bytes = framed.readableBytes
+        shared.traffic?.sent(bytes: bytes)
+        dataFramesSent += 1
         pendingResponseBytes += bytes
         let written = promise ?? context.eventLoop.makePromise(of: Void.self)
         written.futureResult.assumeIsolated().whenComplete { [self] _ in pendingResponseBytes -= bytes }
@@ -416,6 +448,8 @@ final class RPCConnectionHandler: ChannelInboundHandler {
     func sendHeadersIfNeeded(_ stream: RPCStreamState, _ headers: HPACKHeaders = GRPCWire.responseHeaders) {
         guard !stream.headersSent else { return }
         stream.headersSent = true
+        var headers = headers
+        if stream.compressResponses { headers.add(name: "grpc-encoding", value: "gzip") }
         context.write(
             wrapOutboundOut(
                 HTTP2Frame(streamID: stream.id, payload: .headers(.init(headers: headers, endStream: false)))),
@@ -558,6 +592,8 @@ final class RPCStreamState {
     var deadlineTask: Scheduled<Void>?
     /// Bytes of an incomplete message, counted in the connection's `bufferedRequestBytes`.
     var bufferedBytes = 0
+    /// The request came gzip-encoded: response messages go out gzip-encoded too (`grpc-encoding: gzip`).
+    var compressResponses = false
 
     init(id: HTTP2StreamID, maxMessageBytes: Int) {
         self.id = id

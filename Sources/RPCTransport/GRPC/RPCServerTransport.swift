@@ -33,8 +33,8 @@ struct RPCConnectionLimits: Sendable {
     /// second are still ordinary; an attack runs at tens of thousands.
     var maxPrematureResets = 2_000
     var abuseWindow: TimeAmount = .seconds(10)
-    /// WINDOW_UPDATE frames crediting less than 1 KiB, per window, before GOAWAY ENHANCE_YOUR_CALM: NIO's handler
-    /// does not count WINDOW_UPDATE among the control frames it rate-limits.
+    /// WINDOW_UPDATE frames crediting less than 1 KiB, per window, beyond two for every DATA frame sent in it, before
+    /// GOAWAY ENHANCE_YOUR_CALM: NIO's handler does not count WINDOW_UPDATE among the control frames it rate-limits.
     var maxSmallWindowUpdates = 10_000
 
     /// etcd's default for `--max-concurrent-streams` is unbounded (2^32-1); an open stream costs this member about a
@@ -49,6 +49,13 @@ struct RPCConnectionLimits: Sendable {
 }
 
 /// What every connection of one listener shares.
+/// Counts the bytes of the gRPC messages a listener receives and sends, prefixes included; called on the
+/// connections' event loops, so it must be cheap (an atomic add).
+package protocol RPCTrafficObserver: Sendable {
+    func received(bytes: Int)
+    func sent(bytes: Int)
+}
+
 final class RPCListenerShared: Sendable {
     let fastRoutes: [String: FastRoute]
     let maxMessageBytes: Int
@@ -56,14 +63,18 @@ final class RPCListenerShared: Sendable {
     let http: (any HTTPRouting)?
     let authentication: (any RPCClientAuthentication)?
     let limits: RPCConnectionLimits
+    /// Counts message bytes in and out (the client listener's `etcd_network_client_grpc_*_bytes_total`).
+    let traffic: (any RPCTrafficObserver)?
     let connections = RPCConnectionRegistry()
     /// Bytes of incomplete request messages on all connections (bounded by `limits`).
     private let bufferedRequestBytes = Atomic<Int>(0)
 
     init(
         fastRoutes: [String: FastRoute], maxMessageBytes: Int, bridge: RPCBridge?, http: (any HTTPRouting)?,
-        authentication: (any RPCClientAuthentication)? = nil, limits: RPCConnectionLimits = RPCConnectionLimits()
+        authentication: (any RPCClientAuthentication)? = nil, limits: RPCConnectionLimits = RPCConnectionLimits(),
+        traffic: (any RPCTrafficObserver)? = nil
     ) {
+        self.traffic = traffic
         self.fastRoutes = fastRoutes
         self.maxMessageBytes = maxMessageBytes
         self.bridge = bridge
@@ -144,6 +155,7 @@ package final class RPCServerTransport: ServerTransport, Sendable {
         var http: (any HTTPRouting)?
         var tls: (any TLSContextSource)?
         var authentication: (any RPCClientAuthentication)?
+        var traffic: (any RPCTrafficObserver)?
         var shared: RPCListenerShared?
         var listener: (any Channel)?
         /// Opened by `open()`, adopted by the listener.
@@ -164,12 +176,14 @@ package final class RPCServerTransport: ServerTransport, Sendable {
     }
 
     /// What the listener serves besides grpc-swift's services: the fast routes, HTTP (nil answers 404), and
-    /// TLS for accepted connections (nil: plaintext). Set before serving; the socket may already be bound.
+    /// TLS for accepted connections (nil: plaintext), and who counts the bytes of its messages. Set before serving;
+    /// the socket may already be bound.
     package func route(
         _ fastRoutes: [String: FastRoute], http: (any HTTPRouting)?, tls: (any TLSContextSource)?,
-        authentication: (any RPCClientAuthentication)? = nil
+        authentication: (any RPCClientAuthentication)? = nil, traffic: (any RPCTrafficObserver)? = nil
     ) {
         state.withLock { s in
+            s.traffic = traffic
             s.fastRoutes = fastRoutes
             s.http = http
             s.tls = tls
@@ -208,15 +222,16 @@ package final class RPCServerTransport: ServerTransport, Sendable {
     ) async throws {
         try await bind()
         let (jobs, continuation) = AsyncStream.makeStream(of: BridgedJob.self)
-        let (methods, fastRoutes, http, authentication) = state.withLock {
-            ($0.methods, $0.fastRoutes, $0.http, $0.authentication)
+        let (methods, fastRoutes, http, authentication, traffic) = state.withLock {
+            ($0.methods, $0.fastRoutes, $0.http, $0.authentication, $0.traffic)
         }
         let bridge = RPCBridge(methods: methods, submit: { continuation.yield($0) })
         let shared = RPCListenerShared(
             fastRoutes: fastRoutes, maxMessageBytes: options.maxMessageBytes, bridge: bridge, http: http,
             authentication: authentication,
             limits: RPCConnectionLimits(
-                maxConcurrentStreams: options.maxConcurrentStreams, overloaded: options.overloaded))
+                maxConcurrentStreams: options.maxConcurrentStreams, overloaded: options.overloaded),
+            traffic: traffic)
         let (listener, alreadyStopping) = state.withLock { s in
             s.shared = shared
             s.jobs = continuation

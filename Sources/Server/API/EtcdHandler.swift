@@ -375,6 +375,7 @@ public final class EtcdHandler: Sendable {
         response.isLearner = s.isLearner
         response.dbSizeQuota = config.quotaBackendBytes
         response.storageVersion = Version.storage
+        response.downgradeInfo = node.versions.values.downgrade
         response.errors = node.alarms.all.map { "memberID:\($0.member) alarm:\($0.type)" }
         return response
     }

@@ -5,13 +5,14 @@ import MVCC
 // gateway's `/v3/watch`, so the two answer alike.
 
 extension WatchRequestSpec {
-    /// The watcher a create request asks for.
-    init(_ create: Etcdserverpb_WatchCreateRequest) {
+    /// The watcher a create request asks for. With `fragment`, responses are split from the size etcd splits
+    /// them at: the member's --max-request-bytes plus the 512 KiB etcd allows for gRPC's overhead.
+    init(_ create: Etcdserverpb_WatchCreateRequest, maxRequestBytes: Int) {
         self.init(
             range: KeyRange(key: create.key, rangeEnd: create.rangeEnd), startRevision: create.startRevision,
             prevKV: create.prevKv, filterPut: create.filters.contains(.noput),
             filterDelete: create.filters.contains(.nodelete), progressNotify: create.progressNotify,
-            requestedID: create.watchID)
+            requestedID: create.watchID, fragmentLimit: create.fragment ? maxRequestBytes + 512 * 1024 : nil)
     }
 }
 

@@ -315,8 +315,7 @@ extension EtcdFlags {
             .init(
                 "metrics", "'basic'",
                 "Set level of detail for exported metrics, specify 'extensive' to include server side grpc histogram metrics.",
-                .string, .monitoring,
-                .noEffect("Quorum always exports its full metric set, histograms included")),
+                .string, .monitoring),
             .init(
                 "listen-metrics-urls", "''", "List of URLs to listen on for the metrics and health endpoints.", .string,
                 .monitoring),
@@ -443,7 +442,8 @@ extension EtcdFlags {
                 .noEffect("Quorum does not defragment at start; run etcdctl defrag when needed")),
             .init(
                 "experimental-downgrade-check-time", "'5s'", "Duration of time between two downgrade status check.",
-                .duration, .experimental, .noEffect("Quorum has no cluster downgrade")),
+                .duration, .experimental,
+                .noEffect("Quorum's leader checks the cluster version and a downgrade job every 2 seconds")),
             .init(
                 "experimental-memory-mlock", "'false'",
                 "Enable to enforce etcd pages (in particular bbolt) to stay in RAM.", .bool, .experimental,

@@ -515,6 +515,7 @@ public struct EtcdFlags: Sendable {
         config.socketOptions.reusePort = try bool("socket-reuse-port")
         config.socketOptions.reuseAddress = try bool("socket-reuse-address")
         config.enablePprof = try bool("enable-pprof")
+        config.extensiveMetrics = string("metrics") == "extensive"
         config.node = node
         config.tls = try resolveTLS(config: config)
         return config

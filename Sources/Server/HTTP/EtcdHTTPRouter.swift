@@ -19,17 +19,22 @@ struct EtcdHTTPRouter: HTTPRouting {
     var healthWarnings: @Sendable () -> [String] = { [] }
     /// The JSON gateway's share of `--max-concurrent-streams` (nil: unbounded).
     var gatewayStreams: GatewayStreams? = nil
+    /// Told the outcome of every `/health` check (`etcd_server_health_success` / `_failures`).
+    var healthChecked: @Sendable (Bool) -> Void = { _ in }
 
     func handle(_ request: HTTPRequestInfo) async -> HTTPReply {
         switch request.path {
         case "/health":
-            return await health(request)
+            let reply = await health(request)
+            healthChecked(reply.status == .ok)
+            return reply
         case "/livez", "/livez/":
             return await probe(request, checks: ["serializable_read"])
         case "/readyz", "/readyz/":
             return await probe(request, checks: ["data_corruption", "serializable_read", "linearizable_read"])
         case "/version":
-            return .json(#"{"etcdserver":"\#(Version.etcdServer)","etcdcluster":"\#(Version.etcdCluster)"}"#)
+            // The cluster version the leader decided through Raft (etcd's "not_decided" before).
+            return .json(#"{"etcdserver":"\#(Version.etcdServer)","etcdcluster":"\#(handler.clusterVersionText)"}"#)
         case "/metrics":
             return HTTPReply(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics())
         default:
@@ -56,7 +61,9 @@ struct EtcdHTTPRouter: HTTPRouting {
             return .json(#"{"health":"false","reason":"\#(reason)"}"#, status: .serviceUnavailable)
         }
         for (_, failure) in extraChecks() {
-            if let failure { return .json(#"{"health":"false","reason":"\#(escape(failure))"}"#, status: .serviceUnavailable) }
+            if let failure {
+                return .json(#"{"health":"false","reason":"\#(escape(failure))"}"#, status: .serviceUnavailable)
+            }
         }
         let warnings = healthWarnings()
         return .json(#"{"health":"true","reason":"\#(escape(warnings.joined(separator: "; ")))"}"#)
@@ -105,7 +112,9 @@ struct EtcdHTTPRouter: HTTPRouting {
             lines += healthWarnings().map { "[!]warning: \($0)" }
         }
         if failed {
-            return .text(lines.joined(separator: "\n") + "\n\(request.path.hasPrefix("/livez") ? "livez" : "readyz") check failed\n",
+            return .text(
+                lines.joined(separator: "\n")
+                    + "\n\(request.path.hasPrefix("/livez") ? "livez" : "readyz") check failed\n",
                 status: .serviceUnavailable)
         }
         return .text(verbose ? lines.joined(separator: "\n") + "\nok\n" : "ok\n")

@@ -14,7 +14,7 @@ enum JSONGateway {
         case range, put, deleteRange, txn, compaction
         case leaseGrant, leaseRevoke, leaseKeepAlive, leaseTimeToLive, leaseLeases
         case memberList, memberAdd, memberRemove, memberUpdate, memberPromote
-        case alarm, status, defragment, hash, hashKV, moveLeader
+        case alarm, status, defragment, hash, hashKV, moveLeader, downgrade
         case authEnable, authDisable, authStatus, authenticate
         case userAdd, userGet, userList, userDelete, userChangePassword, userGrantRole, userRevokeRole
         case roleAdd, roleGet, roleList, roleDelete, roleGrantPermission, roleRevokePermission
@@ -34,6 +34,7 @@ enum JSONGateway {
         "cluster/member/update": .memberUpdate, "cluster/member/promote": .memberPromote,
         "maintenance/alarm": .alarm, "maintenance/status": .status, "maintenance/defragment": .defragment,
         "maintenance/hash": .hash, "maintenance/hashkv": .hashKV, "maintenance/transfer-leadership": .moveLeader,
+        "maintenance/downgrade": .downgrade,
         "auth/enable": .authEnable, "auth/disable": .authDisable, "auth/status": .authStatus,
         "auth/authenticate": .authenticate,
         "auth/user/add": .userAdd, "auth/user/get": .userGet, "auth/user/list": .userList,
@@ -184,6 +185,10 @@ enum JSONGateway {
             return await run(body) { (r: Etcdserverpb_MoveLeaderRequest) async throws(EtcdError) in
                 try await handler.moveLeader(r, caller)
             }
+        case .downgrade:
+            return await run(body) { (r: Etcdserverpb_DowngradeRequest) async throws(EtcdError) in
+                try await handler.downgrade(r, caller)
+            }
         case .authEnable:
             return await run(body) { (_: Etcdserverpb_AuthEnableRequest) async throws(EtcdError) in
                 try await handler.authEnable(caller)
@@ -325,7 +330,8 @@ enum JSONGateway {
                             handler.refuseWatch(reason: refusal, on: stream)
                             continue
                         }
-                        hub.watch(WatchRequestSpec(create), on: stream)
+                        hub.watch(
+                            WatchRequestSpec(create, maxRequestBytes: handler.node.config.maxRequestBytes), on: stream)
                     case .cancelRequest(let cancel):
                         handler.cancelWatch(cancel.watchID, on: stream)
                     case .progressRequest:

@@ -9,6 +9,8 @@ final class PeerMetrics: Sendable {
     private let counters = Mutex<[String: Counter]>([:])
     private let histograms = Mutex<[String: ValueHistogram]>([:])
     private let gauges = Mutex<[String: Gauge]>([:])
+    /// Whether each peer's link worked at the last report.
+    private let activeState = Mutex<[UInt64: Bool]>([:])
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -110,15 +112,37 @@ final class PeerMetrics: Sendable {
         histogram.record(seconds)
     }
 
-    func activePeers(_ count: Int, local: UInt64) {
-        let gauge = gauges.withLock { all in
-            if let g = all["active"] { return g }
-            let g = registry.makeGauge(
-                descriptor: descriptor("etcd_network_active_peers", "The current number of active peer connections."),
-                labels: [("Local", Identity.hex(local))])
-            all["active"] = g
-            return g
+    /// `etcd_network_active_peers{Local,Remote}`, 1 while the link to a peer works, and
+    /// `etcd_network_disconnected_peers_total{Local,Remote}`, counting the times a working link was lost, as etcd
+    /// labels them.
+    func activePeers(_ reachable: [UInt64: Bool], local: UInt64) {
+        let localHex = Identity.hex(local)
+        for (peer, isReachable) in reachable {
+            let remoteHex = Identity.hex(peer)
+            let (gauge, wasActive) = gauges.withLock { all -> (Gauge, Bool) in
+                let key = "active|" + remoteHex
+                if let g = all[key] { return (g, activeState.withLock { $0[peer] ?? false }) }
+                let g = registry.makeGauge(
+                    descriptor: descriptor(
+                        "etcd_network_active_peers", "The current number of active peer connections."),
+                    labels: [("Local", localHex), ("Remote", remoteHex)])
+                all[key] = g
+                return (g, false)
+            }
+            gauge.set(Double(isReachable ? 1 : 0))
+            activeState.withLock { $0[peer] = isReachable }
+            if wasActive && !isReachable {
+                counters.withLock { all in
+                    let key = "etcd_network_disconnected_peers_total|" + remoteHex
+                    if let c = all[key] { return c }
+                    let c = registry.makeCounter(
+                        descriptor: descriptor(
+                            "etcd_network_disconnected_peers_total", "The total number of disconnected peers."),
+                        labels: [("Local", localHex), ("Remote", remoteHex)])
+                    all[key] = c
+                    return c
+                }.increment()
+            }
         }
-        gauge.set(Double(count))
     }
 }

@@ -198,8 +198,8 @@ public final class PeerTransport: RaftTransport, Sendable {
 
     func reportActivePeers() {
         prune()
-        let active = senders.withLock { $0.values.filter { $0.reachable.load(ordering: .relaxed) }.count }
-        metrics?.activePeers(active, local: memberID.withLock { $0 })
+        let reachable = senders.withLock { $0.mapValues { $0.reachable.load(ordering: .relaxed) } }
+        metrics?.activePeers(reachable, local: memberID.withLock { $0 })
     }
 
     /// This member's certificate, key, bundle or CRL changed: every sender re-makes its client and re-establishes

@@ -112,6 +112,8 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     private var request: ByteBuffer?
     private var extraMessage = false
     private var token: String?
+    /// When the call started, for `grpc_server_handling_seconds` (only noted with `--metrics extensive`).
+    private var startedAt: NIODeadline?
 
     init(
         counters: RPCMethodCounters, auth: AuthState,
@@ -130,15 +132,19 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        counters.started()
+        if counters.timesCalls { startedAt = .now() }
         if auth?.isEnabled == true { token = headers.first(name: "token") }
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        counters.received()
         if request == nil { request = message } else { extraMessage = true }
     }
 
     func receivedEnd(stream: RPCStreamHandle) {
-        let responder = UnaryResponder(remote: stream.remote, counters: counters, deadline: stream.deadline)
+        let responder = UnaryResponder(
+            remote: stream.remote, counters: counters, deadline: stream.deadline, startedAt: startedAt)
         guard let bytes = request, !extraMessage else {
             return responder.fail(
                 code: .internalError,
@@ -166,6 +172,8 @@ struct UnaryResponder: Sendable {
     /// The caller's deadline (`grpc-timeout`): the connection answers DEADLINE_EXCEEDED when it passes, and the
     /// member does not propose a write whose deadline passed before it got to it.
     var deadline: NIODeadline? = nil
+    /// When the call started, if its handling time is measured (`--metrics extensive`).
+    var startedAt: NIODeadline? = nil
 
     func respond<Response: SwiftProtobuf.Message>(_ result: Result<Response, EtcdError>) {
         remote.run { handle in
@@ -175,10 +183,11 @@ struct UnaryResponder: Sendable {
             case .success(let response):
                 handle.send(response)
                 handle.finish()
-                counters.succeeded()
+                counters.sent()
+                counters.succeeded(startedAt: startedAt)
             case .failure(let error):
                 handle.finish(error)
-                counters.failed(code: error.code.rawValue)
+                counters.failed(code: error.code.rawValue, startedAt: startedAt)
             }
         }
     }
@@ -206,7 +215,7 @@ struct UnaryResponder: Sendable {
     func fail(code: RPCError.Code, message: String) {
         let number = code.rawValue
         remote.run { handle in handle?.finish(code: number, message: message) }
-        counters.failed(code: number)
+        counters.failed(code: number, startedAt: startedAt)
     }
 }
 
@@ -231,10 +240,12 @@ final class LeaseKeepAliveCall: RPCCall {
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        counters.started()
         token = headers.first(name: "token")
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        counters.received()
         let request: Etcdserverpb_LeaseKeepAliveRequest
         do {
             request = try Etcdserverpb_LeaseKeepAliveRequest(serializedBytes: message.readableBytesSpan)
@@ -274,6 +285,7 @@ final class LeaseKeepAliveCall: RPCCall {
     private func renew(_ id: Int64, stream: RPCStreamHandle) {
         if let response = handler.leaseKeepAliveNow(id) {
             stream.send(response)
+            counters.sent()
             return
         }
         outstanding += 1
@@ -303,9 +315,12 @@ final class LeaseKeepAliveCall: RPCCall {
     ) {
         remote.post { handle in
             guard let handle else { return }
-            if let call = handle.call as? LeaseKeepAliveCall { call.outstanding -= 1 }
+            let call = handle.call as? LeaseKeepAliveCall
+            call?.outstanding -= 1
             switch result {
-            case .success(let response): handle.send(response)
+            case .success(let response):
+                handle.send(response)
+                call?.counters.sent()
             case .failure(let error): handle.finish(error)
             }
         }
@@ -333,6 +348,13 @@ final class WatchCall: RPCCall {
     private let watchStream = WatchStream()
     private var unwritten = 0
     private var token: String?
+    /// A create request is being authorized (auth on: the caller's identity is resolved off the event loop).
+    private var authorizing = false
+    /// Requests that arrived meanwhile, handled in arrival order once it is decided, as etcd handles a stream's
+    /// requests one by one: a RequestProgress sent after a create must count that watcher, and watch ids follow
+    /// the order of the creates. At most `maxDeferred`; a client that sends more is refused.
+    private var deferred: [Etcdserverpb_WatchRequest] = []
+    static let maxDeferred = 1024
 
     init(handler: EtcdHandler, counters: RPCMethodCounters) {
         self.handler = handler
@@ -340,6 +362,7 @@ final class WatchCall: RPCCall {
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
+        counters.started()
         // clientv3's WithRequireLeader: a member without a leader refuses the watch instead of going silent.
         if headers.first(name: "hasleader") == "true" && !handler.node.status.hasLeader {
             stream.finish(.noLeader)
@@ -356,6 +379,7 @@ final class WatchCall: RPCCall {
     }
 
     func received(_ message: ByteBuffer, stream: RPCStreamHandle) {
+        counters.received()
         let request: Etcdserverpb_WatchRequest
         do {
             request = try Etcdserverpb_WatchRequest(serializedBytes: message.readableBytesSpan)
@@ -364,10 +388,23 @@ final class WatchCall: RPCCall {
                 code: RPCError.Code.internalError.rawValue, message: "grpc: error unmarshalling request: \(error)")
             return
         }
+        if authorizing {
+            guard deferred.count < Self.maxDeferred else {
+                stream.finish(.tooManyRequests)
+                return
+            }
+            deferred.append(request)
+            return
+        }
+        handle(request, stream: stream)
+    }
+
+    private func handle(_ request: Etcdserverpb_WatchRequest, stream: RPCStreamHandle) {
         let hub = handler.node.hub!
         switch request.requestUnion {
         case .createRequest(let create):
             if let credentials = stream.credentials(token: token) {
+                authorizing = true
                 // etcd's `isWatchPermitted`, at creation over the watched range.
                 let remote = stream.remote
                 let handler = self.handler
@@ -396,6 +433,8 @@ final class WatchCall: RPCCall {
                         } else {
                             call.create(create)
                         }
+                        call.authorizing = false
+                        call.handleDeferred(stream: handle)
                     }
                 }
                 return
@@ -410,8 +449,16 @@ final class WatchCall: RPCCall {
         }
     }
 
+    /// Handles the requests that waited for an authorization, until one of them waits again.
+    private func handleDeferred(stream: RPCStreamHandle) {
+        while !authorizing && !deferred.isEmpty && !stream.isFinished {
+            handle(deferred.removeFirst(), stream: stream)
+        }
+    }
+
     private func create(_ create: Etcdserverpb_WatchCreateRequest) {
-        handler.node.hub.watch(WatchRequestSpec(create), on: watchStream)
+        handler.node.hub.watch(
+            WatchRequestSpec(create, maxRequestBytes: handler.node.config.maxRequestBytes), on: watchStream)
     }
 
     private func refuse(reason: String) {
@@ -465,6 +512,7 @@ final class WatchCall: RPCCall {
                 }
             }
             if bytes == 0 { continue }
+            counters.sent(batch.count)
             unwritten += bytes
             let written = stream.eventLoop.makePromise(of: Void.self)
             stream.sendFramed(data, promise: written)
@@ -477,36 +525,5 @@ final class WatchCall: RPCCall {
                 }
             }
         }
-    }
-}
-
-/// `grpc_server_handled_total` for one method: the success counter is made once, so the hot path pays a single
-/// atomic increment.
-final class RPCMethodCounters: Sendable {
-    let service: String
-    let method: String
-    let type: String
-    private let ok: Counter
-    private let metrics: ServerMetrics
-
-    init(metrics: ServerMetrics, service: String, method: String, type: String) {
-        self.metrics = metrics
-        self.service = service
-        self.method = method
-        self.type = type
-        ok = metrics.rpcCounter(service: service, method: method, type: type, code: "OK")
-    }
-
-    func succeeded() { ok.increment() }
-
-    func failed(code: Int) {
-        metrics.rpcCounter(service: service, method: method, type: type, code: RPCMetricsInterceptor.name(code: code))
-            .increment()
-    }
-}
-
-extension ServerMetrics {
-    func rpcCounters(service: String, method: String, type: String) -> RPCMethodCounters {
-        RPCMethodCounters(metrics: self, service: service, method: method, type: type)
     }
 }

@@ -9,6 +9,8 @@ import Storage
 /// etcdserverpb.Maintenance over gRPC.
 struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     let handler: EtcdHandler
+    /// etcd's maintenance metrics (defragmentation, hashing, snapshots); nil where nobody scrapes them.
+    var metrics: ServerMetrics? = nil
 
     func alarm(request: Etcdserverpb_AlarmRequest, context: ServerContext) async throws -> Etcdserverpb_AlarmResponse {
         try await rpc { () async throws(EtcdError) in
@@ -25,17 +27,33 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
     func defragment(request: Etcdserverpb_DefragmentRequest, context: ServerContext) async throws
         -> Etcdserverpb_DefragmentResponse
     {
-        try await rpc { () async throws(EtcdError) in try await handler.defragment(try await handler.currentCaller()) }
+        let started = ContinuousClock.now
+        metrics?.defragmentations(inFlight: 1)
+        defer {
+            metrics?.defragmentations(inFlight: -1)
+            metrics?.defragmented(seconds: Self.seconds(since: started))
+        }
+        return try await rpc { () async throws(EtcdError) in
+            try await handler.defragment(try await handler.currentCaller())
+        }
     }
 
     func hash(request: Etcdserverpb_HashRequest, context: ServerContext) async throws -> Etcdserverpb_HashResponse {
-        try await rpc { () async throws(EtcdError) in try handler.hash(try await handler.currentCaller()) }
+        let started = ContinuousClock.now
+        let hash = try await rpc { () async throws(EtcdError) in try handler.hash(try await handler.currentCaller()) }
+        metrics?.hashed(seconds: Self.seconds(since: started), atRevision: false)
+        return hash
     }
 
     func hashKV(request: Etcdserverpb_HashKVRequest, context: ServerContext) async throws
         -> Etcdserverpb_HashKVResponse
     {
-        try await rpc { () async throws(EtcdError) in try handler.hashKV(request, try await handler.currentCaller()) }
+        let started = ContinuousClock.now
+        let hash = try await rpc { () async throws(EtcdError) in
+            try handler.hashKV(request, try await handler.currentCaller())
+        }
+        metrics?.hashed(seconds: Self.seconds(since: started), atRevision: true)
+        return hash
     }
 
     /// Streams an etcd snapshot: the bbolt database etcd would hold for this member's state, with etcd's sha256
@@ -59,6 +77,8 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         // What the apply loop holds in SQLite's open transaction goes in first, so the snapshot is as of now.
         try await rpc { () async throws(EtcdError) in try await node.commitBackend() }
         let summary: EtcdSnapshotExport.Summary
+        let started = ContinuousClock.now
+        defer { metrics?.snapshotSent(seconds: Self.seconds(since: started)) }
         do {
             summary = try await BlockingWork.run("quorum-snapshot") {
                 try EtcdSnapshotExport.write(backend: node.backend, to: path, term: node.status.term)
@@ -99,8 +119,12 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         -> Etcdserverpb_DowngradeResponse
     {
         try await rpc { () async throws(EtcdError) in
-            try handler.authorize(.downgrade, try await handler.currentCaller())
+            try await handler.downgrade(request, try await handler.currentCaller())
         }
-        throw RPCError(code: .unimplemented, message: "downgrade is not supported by Quorum")
+    }
+
+    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 }

@@ -1,7 +1,8 @@
 import GRPCCore
+import NIOCore
 
-/// Counts every RPC by service, method and final status code (`grpc_server_handled_total`), as etcd's
-/// go-grpc-prometheus middleware labels them.
+/// go-grpc-prometheus's server metrics for the methods grpc-swift serves (`RPCMethodCounters`): calls started and
+/// handled (by final status code), messages received and sent, and with `--metrics extensive` the handling time.
 struct RPCMetricsInterceptor: ServerInterceptor {
     let metrics: ServerMetrics
 
@@ -20,19 +21,26 @@ struct RPCMetricsInterceptor: ServerInterceptor {
         case .bidirectionalStreaming: type = "bidi_stream"
         case .none: type = "unknown"
         }
-        let metrics = self.metrics
+        let counters = metrics.rpcCounters(service: service, method: method, type: type)
+        counters.started()
+        let startedAt: NIODeadline? = counters.timesCalls ? .now() : nil
         @Sendable func record(_ error: (any Error)?) {
-            let code: String
-            if let error = error as? RPCError {
-                code = Self.name(error.code)
+            if let error {
+                let code = (error as? RPCError).map { $0.code.rawValue } ?? RPCError.Code.unknown.rawValue
+                counters.failed(code: code, startedAt: startedAt)
             } else {
-                code = error == nil ? "OK" : "Unknown"
+                counters.succeeded(startedAt: startedAt)
             }
-            metrics.rpcHandled(service: service, method: method, type: type, code: code)
         }
+        var counted = request
+        counted.messages = RPCAsyncSequence(
+            wrapping: request.messages.map { message in
+                counters.received()
+                return message
+            })
         var response: StreamingServerResponse<Output>
         do {
-            response = try await next(request, context)
+            response = try await next(counted, context)
         } catch {
             record(error)
             throw error
@@ -42,7 +50,8 @@ struct RPCMetricsInterceptor: ServerInterceptor {
             let producer = contents.producer
             contents.producer = { writer in
                 do {
-                    let trailers = try await producer(writer)
+                    let trailers = try await producer(
+                        RPCWriter(wrapping: CountingWriter(base: writer, counters: counters)))
                     record(nil)
                     return trailers
                 } catch {
@@ -81,5 +90,22 @@ struct RPCMetricsInterceptor: ServerInterceptor {
         case .unauthenticated: return "Unauthenticated"
         default: return "Unknown"
         }
+    }
+}
+
+/// Counts the messages a handler writes (`grpc_server_msg_sent_total`).
+private struct CountingWriter<Element: Sendable>: RPCWriterProtocol {
+    let base: RPCWriter<Element>
+    let counters: RPCMethodCounters
+
+    func write(_ element: Element) async throws {
+        try await base.write(element)
+        counters.sent()
+    }
+
+    func write(contentsOf elements: some Sequence<Element>) async throws {
+        let all = Array(elements)
+        try await base.write(contentsOf: all)
+        counters.sent(all.count)
     }
 }

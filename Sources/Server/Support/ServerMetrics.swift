@@ -2,6 +2,7 @@ import Backup
 import Foundation
 import Node
 import Prometheus
+import RPCTransport
 import Synchronization
 
 #if canImport(Glibc)
@@ -21,16 +22,48 @@ public final class ServerMetrics: NodeObserver, Sendable {
     private let deletes: Counter
     private let txns: Counter
     private let ranges: Counter
+    /// etcd 3.4 exports the mvcc counters twice, under `etcd_mvcc_` and `etcd_debugging_mvcc_`; dashboards use both.
+    private let debuggingPuts: Counter
+    private let debuggingDeletes: Counter
+    private let debuggingTxns: Counter
+    private let debuggingRanges: Counter
+    private let leasesGranted: Counter
+    private let leasesRevoked: Counter
+    /// A counter fed from the Raft status's running total when scraped (`leaderChangesCounted` is what it holds).
+    private let leaderChanges: Counter
+    private let leaderChangesCounted = Mutex(0)
+    private let slowApplies: Counter
+    /// Counters fed from running totals (`total`), with what they hold so far.
+    private let totals = Mutex<[String: (counter: Counter, counted: Int)]>([:])
+    private let defragInflight: Gauge
+    private let defragsInFlight = Mutex(0)
+    private let defragDuration: ValueHistogram
+    private let hashDuration: ValueHistogram
+    private let hashRevDuration: ValueHistogram
+    private let backendSnapshotDuration: ValueHistogram
+    /// `etcd_server_apply_duration_seconds` by operation (and "|false" for failures).
+    private let applyDurations = Mutex<[String: ValueHistogram]>([:])
+    private let cpuSeconds: Counter
+    private let cpuSecondsCounted = Mutex(0.0)
+    private let healthSuccesses: Counter
+    private let healthFailures: Counter
+    /// `etcd_network_client_grpc_received_bytes_total` and `…_sent_bytes_total`, fed by the client listeners.
+    let clientTraffic: ClientTraffic
+    /// `--metrics extensive`: also the per-method handling-time histograms (`grpc_server_handling_seconds`).
+    let extensive: Bool
     private let backupFailures: Counter
     private let proposalsFailed: Counter
     private let startTime: Double
     let rpcCounters = Mutex<[String: Counter]>([:])
+    /// Per-method gRPC counters, by "service/method" (`rpcCounters(service:method:type:)`).
+    let methodCounters = Mutex<[String: RPCMethodCounters]>([:])
     /// TLS and PKI counters by name and label values (created on first use).
     let tlsCounters = Mutex<[String: Counter]>([:])
     /// Certificate expiry gauges by "usage|subject|serial"; replaced certificates' gauges are unregistered.
     let expiryGauges = Mutex<[String: Gauge]>([:])
 
-    public init() {
+    public init(extensive: Bool = false) {
+        self.extensive = extensive
         let diskBuckets = (0..<14).map { 0.001 * pow(2, Double($0)) }
         walFsync = registry.makeValueHistogram(
             descriptor: Self.d(
@@ -52,6 +85,61 @@ public final class ServerMetrics: NodeObserver, Sendable {
             descriptor: Self.d("etcd_mvcc_txn_total", "Total number of txns seen by this member."))
         ranges = registry.makeCounter(
             descriptor: Self.d("etcd_mvcc_range_total", "Total number of ranges seen by this member."))
+        debuggingPuts = registry.makeCounter(
+            descriptor: Self.d("etcd_debugging_mvcc_put_total", "Total number of puts seen by this member."))
+        debuggingDeletes = registry.makeCounter(
+            descriptor: Self.d("etcd_debugging_mvcc_delete_total", "Total number of deletes seen by this member."))
+        debuggingTxns = registry.makeCounter(
+            descriptor: Self.d("etcd_debugging_mvcc_txn_total", "Total number of txns seen by this member."))
+        debuggingRanges = registry.makeCounter(
+            descriptor: Self.d("etcd_debugging_mvcc_range_total", "Total number of ranges seen by this member."))
+        leasesGranted = registry.makeCounter(
+            descriptor: Self.d("etcd_debugging_lease_granted_total", "The total number of granted leases."))
+        leasesRevoked = registry.makeCounter(
+            descriptor: Self.d("etcd_debugging_lease_revoked_total", "The total number of revoked leases."))
+        leaderChanges = registry.makeCounter(
+            descriptor: Self.d("etcd_server_leader_changes_seen_total", "The number of leader changes seen."))
+        defragInflight = registry.makeGauge(
+            descriptor: Self.d(
+                "etcd_disk_defrag_inflight",
+                "Whether or not defrag is active on the member. 1 means active, 0 means not."))
+        // etcd's buckets: defragmentation from 0.1 s to about 7 minutes, hashing from 0.01 s to about 3 minutes,
+        // snapshots from 0.01 s to about 22 minutes.
+        defragDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_disk_backend_defrag_duration_seconds", "The latency distribution of backend defragmentation."),
+            buckets: (0..<13).map { 0.1 * pow(2, Double($0)) })
+        hashDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_mvcc_hash_duration_seconds", "The latency distribution of storage hash operation."),
+            buckets: (0..<14).map { 0.01 * pow(2, Double($0)) })
+        hashRevDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_mvcc_hash_rev_duration_seconds", "The latency distribution of storage hash by revision operation."
+            ),
+            buckets: (0..<14).map { 0.01 * pow(2, Double($0)) })
+        backendSnapshotDuration = registry.makeValueHistogram(
+            descriptor: Self.d(
+                "etcd_disk_backend_snapshot_duration_seconds", "The latency distribution of backend snapshots."),
+            buckets: (0..<17).map { 0.01 * pow(2, Double($0)) })
+        slowApplies = registry.makeCounter(
+            descriptor: Self.d(
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk)."))
+        cpuSeconds = registry.makeCounter(
+            descriptor: Self.d("process_cpu_seconds_total", "Total user and system CPU time spent in seconds."))
+        healthSuccesses = registry.makeCounter(
+            descriptor: Self.d("etcd_server_health_success", "The total number of successful health checks"))
+        healthFailures = registry.makeCounter(
+            descriptor: Self.d("etcd_server_health_failures", "The total number of failed health checks"))
+        clientTraffic = ClientTraffic(
+            received: registry.makeCounter(
+                descriptor: Self.d(
+                    "etcd_network_client_grpc_received_bytes_total",
+                    "The total number of bytes received from grpc clients.")),
+            sent: registry.makeCounter(
+                descriptor: Self.d(
+                    "etcd_network_client_grpc_sent_bytes_total", "The total number of bytes sent to grpc clients.")))
         backupFailures = registry.makeCounter(
             descriptor: Self.d("quorum_backup_failures_total", "Scheduled backups that failed on this member."))
         proposalsFailed = registry.makeCounter(
@@ -70,14 +158,68 @@ public final class ServerMetrics: NodeObserver, Sendable {
 
     public func applied(_ kind: AppliedKind) {
         switch kind {
-        case .put: puts.increment()
-        case .deleteRange: deletes.increment()
-        case .txn: txns.increment()
+        case .put:
+            puts.increment()
+            debuggingPuts.increment()
+        case .deleteRange:
+            deletes.increment()
+            debuggingDeletes.increment()
+        case .txn:
+            txns.increment()
+            debuggingTxns.increment()
+        case .leaseGrant: leasesGranted.increment()
+        case .leaseRevoke: leasesRevoked.increment()
         default: break
         }
     }
 
-    public func rangeServed() { ranges.increment() }
+    public func applyFinished(operation: String, nanoseconds: Int64, succeeded: Bool, slow: Bool) {
+        if slow { slowApplies.increment() }
+        let key = succeeded ? operation : operation + "|false"
+        let histogram =
+            applyDurations.withLock { $0[key] }
+            ?? applyDurations.withLock { all in
+                let made = registry.makeValueHistogram(
+                    descriptor: Self.d(
+                        "etcd_server_apply_duration_seconds",
+                        "The latency distributions of v2 apply called by backend."),
+                    labels: [("op", operation), ("success", succeeded ? "true" : "false"), ("version", "v3")],
+                    buckets: (0..<20).map { 0.0001 * pow(2, Double($0)) })
+                all[key] = made
+                return made
+            }
+        histogram.record(Double(nanoseconds) / 1e9)
+    }
+
+    public func rangeServed() {
+        ranges.increment()
+        debuggingRanges.increment()
+    }
+
+    /// `etcd_disk_defrag_inflight`: 1 while a defragmentation runs.
+    func defragmentations(inFlight change: Int) {
+        let now = defragsInFlight.withLock { count in
+            count += change
+            return count
+        }
+        defragInflight.set(Double(max(0, now)))
+    }
+
+    /// `etcd_disk_backend_defrag_duration_seconds`.
+    func defragmented(seconds: Double) { defragDuration.record(seconds) }
+
+    /// `etcd_mvcc_hash_duration_seconds` (Hash) and `etcd_mvcc_hash_rev_duration_seconds` (HashKV).
+    func hashed(seconds: Double, atRevision: Bool) {
+        (atRevision ? hashRevDuration : hashDuration).record(seconds)
+    }
+
+    /// `etcd_disk_backend_snapshot_duration_seconds`: making and sending a snapshot to a client.
+    func snapshotSent(seconds: Double) { backendSnapshotDuration.record(seconds) }
+
+    /// A `/health` check answered (`etcd_server_health_success` / `etcd_server_health_failures`).
+    func healthChecked(healthy: Bool) {
+        if healthy { healthSuccesses.increment() } else { healthFailures.increment() }
+    }
 
     /// grpc_server_handled_total, as go-grpc-prometheus labels it.
     func rpcHandled(service: String, method: String, type: String, code: String) {
@@ -184,8 +326,12 @@ public final class ServerMetrics: NodeObserver, Sendable {
         gauge(
             "etcd_server_is_learner", "Whether or not this member is a learner. 1 if is, 0 otherwise.",
             status.isLearner ? 1 : 0)
-        gauge(
-            "etcd_server_leader_changes_seen_total", "The number of leader changes seen.", Double(status.leaderChanges))
+        leaderChangesCounted.withLock { counted in
+            if status.leaderChanges > counted {
+                leaderChanges.increment(by: Int64(status.leaderChanges - counted))
+                counted = status.leaderChanges
+            }
+        }
         gauge(
             "etcd_server_proposals_committed_total", "The total number of consensus proposals committed.",
             Double(status.commitIndex))
@@ -194,13 +340,16 @@ public final class ServerMetrics: NodeObserver, Sendable {
             Double(status.appliedIndex))
         gauge(
             "etcd_server_proposals_pending", "The current number of pending proposals to commit.",
-            Double(status.commitIndex >= status.appliedIndex ? 0 : 0))
+            Double(node.pendingProposalCount))
         gauge(
             "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.",
             Double(node.config.quotaBackendBytes))
         gauge(
             "etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.",
             Double(size.total))
+        gauge(
+            "etcd_debugging_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.", Double(size.total))
         gauge(
             "etcd_mvcc_db_total_size_in_use_in_bytes",
             "Total size of the underlying database logically in use in bytes.", Double(size.inUse))
@@ -219,15 +368,40 @@ public final class ServerMetrics: NodeObserver, Sendable {
         labeled(
             "etcd_server_version", "Which version is running. 1 for 'server_version' label with current version.",
             ("server_version", Version.etcdServer))
-        labeled(
-            "etcd_cluster_version",
-            "Which version is running. 1 for 'cluster_version' label with current cluster version",
-            ("cluster_version", String(Version.etcdCluster.split(separator: ".").prefix(2).joined(separator: "."))))
+        if let clusterVersion = node.versions.values.clusterVersion {
+            // Set once the leader decided it, as etcd sets it: major.minor only.
+            labeled(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                ("cluster_version", String(clusterVersion.split(separator: ".").prefix(2).joined(separator: "."))))
+        }
         labeled(
             "etcd_server_id", "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
             ("server_id", Identity.hex(node.memberID)))
-        gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Double(Self.residentBytes()))
-        gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", startTime)
+        let counters = node.counters
+        total(
+            "etcd_debugging_lease_renewed_total", "The number of renewed leases seen by the leader.",
+            node.leases.renewals.load(ordering: .relaxed))
+        total(
+            "etcd_debugging_server_lease_expired_total", "The total number of expired leases.",
+            counters.leaseExpirations.load(ordering: .relaxed))
+        total(
+            "etcd_server_read_indexes_failed_total", "The total number of failed read indexes seen.",
+            counters.readIndexFailures.load(ordering: .relaxed))
+        total(
+            "etcd_server_learner_promote_successes",
+            "The total number of successful learner promotions while this member is leader.",
+            counters.learnerPromotions.load(ordering: .relaxed))
+        gauge(
+            "etcd_server_snapshot_apply_in_progress_total",
+            "1 if the server is applying the incoming snapshot. 0 if none.",
+            Double(counters.snapshotsApplying.load(ordering: .relaxed)))
+        gauge(
+            "etcd_disk_wal_write_bytes_total", "Total number of bytes written in WAL.",
+            Double(node.walStats.withLock { $0.bytesWritten }))
+        gauge(
+            "etcd_debugging_auth_revision", "The current revision of auth store.", Double(node.auth.store.revision))
+        renderProcess()
         return registry.emitToBuffer()
     }
 
@@ -257,6 +431,18 @@ public final class ServerMetrics: NodeObserver, Sendable {
     /// A backup attempt failed.
     func backupFailed() { backupFailures.increment() }
 
+    /// A counter fed from a running total kept elsewhere: the difference since the last scrape is added.
+    private func total(_ name: String, _ help: String, _ value: Int, labels: [(String, String)] = []) {
+        let key = name + labels.map { "|\($0.1)" }.joined()
+        let (counter, added) = totals.withLock { all -> (Counter, Int) in
+            let counter = all[key]?.counter ?? registry.makeCounter(descriptor: Self.d(name, help), labels: labels)
+            let added = max(0, value - (all[key]?.counted ?? 0))
+            all[key] = (counter, max(value, all[key]?.counted ?? 0))
+            return (counter, added)
+        }
+        if added > 0 { counter.increment(by: Int64(added)) }
+    }
+
     private func gauge(_ name: String, _ help: String, _ value: Double) {
         registry.makeGauge(descriptor: Self.d(name, help)).set(Double(value))
     }
@@ -266,14 +452,30 @@ public final class ServerMetrics: NodeObserver, Sendable {
     }
 
     /// etcd's full metric names are given as is; an empty unit adds nothing to them.
-    private static func d(_ name: String, _ help: String) -> MetricNameDescriptor {
+    static func d(_ name: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
-    static func residentBytes() -> Int {
-        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-        let fields = text.split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    /// The Prometheus client's process collector and etcd's `os_fd_*`, read from /proc as Go's client reads them.
+    private func renderProcess() {
+        let process = ProcessStats.read()
+        gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Double(process.residentBytes))
+        gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", Double(process.virtualBytes))
+        gauge(
+            "process_virtual_memory_max_bytes", "Maximum amount of virtual memory available in bytes.",
+            process.virtualLimit)
+        gauge("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", startTime)
+        cpuSecondsCounted.withLock { counted in
+            if process.cpuSeconds > counted {
+                cpuSeconds.increment(by: process.cpuSeconds - counted)
+                counted = process.cpuSeconds
+            }
+        }
+        gauge("process_open_fds", "Number of open file descriptors.", Double(process.openFDs))
+        gauge("process_max_fds", "Maximum number of open file descriptors.", process.fdLimit)
+        gauge("os_fd_used", "The number of used file descriptors.", Double(process.openFDs))
+        gauge("os_fd_limit", "The file descriptor limit.", process.fdLimit)
     }
+
+    static func residentBytes() -> Int { ProcessStats.read().residentBytes }
 }

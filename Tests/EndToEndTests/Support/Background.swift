@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -8,7 +9,7 @@ import Foundation
 final class BackgroundCommand: @unchecked Sendable {
     let process = Process()
     let outputPath: String
-    private let scratch = Scratch("bg")
+    private let scratch = TemporaryDirectory("bg")
 
     init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         outputPath = scratch.path + "/out"
@@ -22,7 +23,7 @@ final class BackgroundCommand: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try spawn(process)
     }
 
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -6,10 +7,10 @@ import Foundation
 
 /// Several members on loopback, started together with one `--initial-cluster`.
 final class QuorumCluster: @unchecked Sendable {
-    let scratch: Scratch
+    let scratch: TemporaryDirectory
     var members: [QuorumProcess]
 
-    init(size: Int, scratch: Scratch = Scratch(), extraArguments: [String] = []) {
+    init(size: Int, scratch: TemporaryDirectory = TemporaryDirectory(), extraArguments: [String] = []) {
         self.scratch = scratch
         members = (1...size).map { QuorumProcess(in: scratch, name: "m\($0)", extraArguments: extraArguments) }
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")

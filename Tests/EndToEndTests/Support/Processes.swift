@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TestSupport
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -8,124 +9,6 @@ import Synchronization
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// Where the package lives, so tests find the binaries `swift build` produced.
-enum Paths {
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<4 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    static var quorum: String { packageRoot + "/.build/debug/quorum" }
-
-    /// An executable on PATH (etcdctl, etcd, openssl), or nil.
-    static func tool(_ name: String) -> String? {
-        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
-            let path = "\(dir)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return nil
-    }
-}
-
-/// A loopback port nobody listens on right now.
-/// The next port `freePort` tries, from a random start (printed nowhere: any free port will do).
-private let nextPort = Mutex(10_000 + Int.random(in: 0..<20_000))
-
-/// A port nothing listens on, below Linux's ephemeral range (32768 and up): a port the kernel handed out and took
-/// back could be given next as the source port of some other test's outgoing connection, and the member meant to
-/// listen on it would fail with "address already in use".
-func freePort() -> Int {
-    for _ in 0..<20_000 {
-        let candidate = nextPort.withLock { port -> Int in
-            defer { port = port >= 31_999 ? 10_000 : port + 1 }
-            return port
-        }
-        if canBind(candidate) { return candidate }
-    }
-    fatalError("no free port between 10000 and 31999")
-}
-
-private func canBind(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        }
-    }
-}
-
-/// A scratch directory removed at the end of the test.
-final class Scratch: @unchecked Sendable {
-    let path: String
-
-    init(_ name: String = #function) {
-        let safe = name.filter { $0.isLetter || $0.isNumber }.prefix(40)
-        path = NSTemporaryDirectory() + "quorum-e2e-\(safe)-\(UUID().uuidString.prefix(8))"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// The result of running a command to completion.
-struct CommandResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var ok: Bool { status == 0 }
-}
-
-/// Runs a command with a time limit; output goes through files so large outputs never block on a pipe.
-func run(
-    _ executable: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:],
-    timeout: Double = 30
-) throws -> CommandResult {
-    let scratch = Scratch("cmd")
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    for (k, v) in environment { env[k] = v }
-    process.environment = env
-    let outPath = scratch.path + "/out"
-    let errPath = scratch.path + "/err"
-    _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-    _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
-    if let input {
-        let inPath = scratch.path + "/in"
-        _ = FileManager.default.createFile(atPath: inPath, contents: Data(input.utf8))
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inPath))
-    } else {
-        process.standardInput = FileHandle.nullDevice
-    }
-    try process.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { usleep(5000) }
-    if process.isRunning {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        throw TestFailure("\(executable) \(arguments.joined(separator: " ")) did not finish within \(timeout)s")
-    }
-    process.waitUntilExit()
-    return CommandResult(
-        status: process.terminationStatus,
-        stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
-        stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
 
 /// A `quorum` member started by a test, stopped by pid when the test ends.
 final class QuorumProcess: @unchecked Sendable {
@@ -151,7 +34,7 @@ final class QuorumProcess: @unchecked Sendable {
     var peerURL: String { "http://127.0.0.1:\(peerPort)" }
 
     init(
-        in scratch: Scratch, name: String = "m1", extraArguments: [String] = [], clientPort: Int? = nil,
+        in scratch: TemporaryDirectory, name: String = "m1", extraArguments: [String] = [], clientPort: Int? = nil,
         peerPort: Int? = nil
     ) {
         self.name = name
@@ -192,7 +75,7 @@ final class QuorumProcess: @unchecked Sendable {
         p.standardInput = FileHandle.nullDevice
         if let workingDirectory { p.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
         let offset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
-        try p.run()
+        try spawn(p)
         process = p
         if !waitReady { return }
         try waitUntilReady(since: offset, timeout: timeout)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -103,15 +104,19 @@ enum RealEtcd {
     }
 
     /// Several members started together.
-    static func cluster(_ release: Release, names: [String], ports: [(client: Int, peer: Int)], in directory: String)
-        throws -> [Member]
-    {
+    static func cluster(
+        _ release: Release, names: [String], ports: [(client: Int, peer: Int)], in directory: String,
+        extraArguments: [String] = []
+    ) throws -> [Member] {
         let members = zip(names, ports).map { name, port in
             Member(
                 release, name: name, dataDir: directory + "/\(name).etcd", clientPort: port.client, peerPort: port.peer)
         }
         let initial = members.map { "\($0.name)=\($0.peerURL)" }.joined(separator: ",")
-        for m in members { m.initialCluster = initial }
+        for m in members {
+            m.initialCluster = initial
+            m.extraArguments = extraArguments
+        }
         for m in members { try m.start(waitReady: false) }
         for m in members { try m.waitUntilReady() }
         return members

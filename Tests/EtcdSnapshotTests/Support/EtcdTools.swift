@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -98,7 +99,7 @@ final class EtcdMember {
     var endpoint: String { "http://127.0.0.1:\(clientPort)" }
     var peerURL: String { "http://127.0.0.1:\(peerPort)" }
 
-    init(_ release: EtcdRelease, in scratch: Scratch, name: String = "m1") {
+    init(_ release: EtcdRelease, in scratch: TemporaryDirectory, name: String = "m1") {
         self.release = release
         self.name = name
         dataDirectory = scratch.file("\(name)-\(release.rawValue).etcd")

@@ -1,6 +1,7 @@
 import EtcdProto
 import EtcdSnapshot
 import Foundation
+import TestSupport
 
 /// Snapshot content with known meaning: a random but etcd-shaped history and a backend state around it.
 enum Fixtures {

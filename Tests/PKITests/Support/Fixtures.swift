@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TestSupport
 import X509
 
 @testable import PKI
@@ -17,7 +18,7 @@ enum Fixtures {
         at now: Date = epoch,
         seed: UInt64 = 1
     ) throws -> CertificateAuthority {
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededRandom(seed: seed)
         return try CertificateAuthority.generate(
             kind: kind, keyAlgorithm: algorithm, validity: validity, now: now, using: &rng)
     }
@@ -39,7 +40,7 @@ enum Fixtures {
         at now: Date = epoch,
         seed: UInt64 = 2
     ) throws -> IssuedCertificate {
-        var rng = SeededGenerator(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let request = LeafRequest(names: names, profile: profile, validity: validity, keyAlgorithm: algorithm)
         return try LeafIssuer(authority: ca).issue(request, now: now, using: &rng)
     }

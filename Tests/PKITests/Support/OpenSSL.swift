@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// Runs the system `openssl` binary, the independent implementation tests cross-check against.
 enum OpenSSL {
@@ -17,7 +18,7 @@ enum OpenSSL {
         let err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        try process.run()
+        try spawn(process)
         let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
         let stderrData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

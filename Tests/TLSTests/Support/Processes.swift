@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 #if canImport(Glibc)
     import Glibc
@@ -55,7 +56,7 @@ func runCommand(
     process.standardOutput = try FileHandle(forWritingTo: out)
     process.standardError = try FileHandle(forWritingTo: err)
     process.standardInput = FileHandle.nullDevice
-    try process.run()
+    try spawn(process)
     let deadline = Date() + timeout
     while process.isRunning && Date() < deadline { usleep(5_000) }
     if process.isRunning {
@@ -85,7 +86,7 @@ final class ChildProcess: @unchecked Sendable {
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try spawn(process)
     }
 
     var pid: Int32 { process.processIdentifier }
@@ -128,8 +129,8 @@ final class QuorumMember: @unchecked Sendable {
     init(dataDir: URL, scheme: String = "https", extra: [String], waitReady: Bool = true) throws {
         self.dataDir = dataDir
         self.scheme = scheme
-        clientPort = try freePort()
-        let peerPort = try freePort()
+        clientPort = freePort()
+        let peerPort = freePort()
         let arguments =
             [
                 "--name", "m1", "--data-dir", dataDir.path,

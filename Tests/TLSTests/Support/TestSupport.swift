@@ -4,26 +4,12 @@ import NIOCore
 import NIOPosix
 import PKI
 import Synchronization
+import TestSupport
 import X509
 
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// A temporary directory removed when the value goes away.
-final class TemporaryDirectory: Sendable {
-    let url: URL
-
-    init(_ label: String = "tls") throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent(
-            "quorum-\(label)-\(UUID().uuidString.prefix(8))", isDirectory: true)
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    func path(_ name: String) -> URL { url.appendingPathComponent(name) }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-}
 
 /// Certificates for tests, made with the PKI library the server itself uses.
 enum TestPKI {
@@ -90,15 +76,6 @@ final class LogCapture: Sendable {
                 "\(event.level) \(event.message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })")
         }
     }
-}
-
-/// A loopback port nothing listens on right now.
-func freePort() throws -> Int {
-    let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .bind(host: "127.0.0.1", port: 0).wait()
-    let port = channel.localAddress!.port!
-    try channel.close().wait()
-    return port
 }
 
 /// Polls `condition` every `interval` until it holds or `timeout` passes; returns whether it held.

@@ -11,10 +11,10 @@ import Testing
 /// pool stays free, and at most that many such tests run at once, as before, so the machine is not overloaded.
 ///
 /// The test still runs in its own task: task locals (the current test, so `#expect` is attributed to it) are kept.
-struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
-    var isRecursive: Bool { true }
+public struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
+    public var isRecursive: Bool { true }
 
-    func provideScope(
+    public func provideScope(
         for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void
     ) async throws {
         let executor = await BlockingSlots.shared.acquire()
@@ -30,7 +30,7 @@ struct OwnThreadTrait: SuiteTrait, TestTrait, TestScoping {
 
 extension Trait where Self == OwnThreadTrait {
     /// The suite's tests block on child processes: run them off the cooperative pool (see `OwnThreadTrait`).
-    static var ownThread: Self { OwnThreadTrait() }
+    public static var ownThread: Self { OwnThreadTrait() }
 }
 
 /// The dedicated threads blocking tests run on, handed out one test at a time.
