@@ -9,6 +9,7 @@
 //   Batching (a lock-protected batch of work for one consumer; shared by Node and RPCTransport)
 //   RPCTransport (the client port's transport: frame-level gRPC over HTTP/2, HTTP/1.1 and HTTP-over-HTTP/2, listening
 //   sockets, protocol sniffing, keepalive; knows nothing of etcd: no Node, MVCC, Auth or PKI)
+//   GRPCProxy (`quorum grpc-proxy start`: etcd's L7 proxy; over RPCTransport, EtcdAPI clients and PKI, no Node/MVCC)
 //   PKI (CAs, issuance, renewal) · Server (the etcd services, gateway, peers, TLS; over RPCTransport) · executables on top.
 //   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
 //   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
@@ -140,6 +141,24 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        .target(
+            name: "GRPCProxy",
+            dependencies: [
+                "EtcdAPI", "EtcdProto", "RPCTransport", "PKI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Collections", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .target(name: "Simulation", dependencies: ["Raft"]),
         .target(
             name: "Backup",
@@ -154,7 +173,7 @@ let package = Package(
         .executableTarget(
             name: "quorum",
             dependencies: [
-                "Server", "Node",
+                "Server", "Node", "GRPCProxy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -211,6 +230,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
+        .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
         .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),
         .testTarget(name: "EtcdSnapshotTests", dependencies: ["TestSupport", "EtcdSnapshot", "Bolt", "EtcdProto"]),

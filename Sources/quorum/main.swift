@@ -3,6 +3,7 @@
 // Flags are parsed Go-style (`-flag`, `--flag`, `--flag=value`, bare booleans) because that is the syntax
 // etcd's users and deployment tooling already write; an unknown or malformed flag exits with status 2, as etcd's.
 import Foundation
+import GRPCProxy
 import Logging
 import Node
 import Server
@@ -106,15 +107,54 @@ func runGateway(_ arguments: [String]) async -> Never {
     }
 }
 
+/// `quorum grpc-proxy start`: etcd's gRPC proxy (an L7 proxy in front of the cluster). Errors as etcd's cobra
+/// command reports them: "Error: ..." and the usage for flag errors (status 1); start-up failures on their own.
+func runGRPCProxy(_ arguments: [String]) async -> Never {
+    let options: GRPCProxyOptions
+    do {
+        options = try GRPCProxyOptions.parse(arguments)
+    } catch {
+        FileHandle.standardError.write(
+            Data(("Error: \(error)\n" + (error.showUsage ? GRPCProxyOptions.usage : "")).utf8))
+        exit(1)
+    }
+    if options.wantsHelp {
+        print(GRPCProxyOptions.usage)
+        exit(0)
+    }
+    var settings = LogSettings()
+    if options.debug { settings.level = .debug }
+    LoggingSystem.bootstrap { [settings] label in settings.makeHandler(label: label, fds: [2]) }
+    let logger = Logger(label: "grpc-proxy")
+    let task = Task { try await GRPCProxy.run(options, logger: logger) }
+    for signal in [SIGTERM, SIGINT] {
+        let source = DispatchSource.makeSignalSource(signal: signal)
+        Foundation.signal(signal, SIG_IGN)
+        source.setEventHandler { task.cancel() }
+        source.resume()
+        gatewaySignalSources.append(source)
+    }
+    do {
+        try await task.value
+        exit(0)
+    } catch is CancellationError {
+        exit(0)
+    } catch let error as GRPCProxyError {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        exit(1)
+    } catch {
+        logger.critical("grpc-proxy stopped: \(error)")
+        exit(1)
+    }
+}
+
 nonisolated(unsafe) var gatewaySignalSources: [any DispatchSourceSignal] = []
 
 switch arguments.first {
 case "gateway":
     await runGateway(Array(arguments.dropFirst()))
 case "grpc-proxy":
-    fail(
-        "grpc-proxy is not supported by Quorum (its L4 gateway is: quorum gateway start --endpoints ...)",
-        status: 1)
+    await runGRPCProxy(Array(arguments.dropFirst()))
 default:
     break
 }

@@ -82,7 +82,5 @@ import Testing
         let loop = try run(
             Paths.quorum, ["gateway", "start", "--listen-addr=127.0.0.1:\(port)", "--endpoints=127.0.0.1:\(port)"])
         #expect(loop.status == 1 && loop.stderr.contains("should not resolve to the gateway listen addr"), "\(loop)")
-        let proxy = try run(Paths.quorum, ["grpc-proxy", "start"])
-        #expect(proxy.status == 1 && proxy.stderr.contains("grpc-proxy is not supported"), "\(proxy)")
     }
 }
