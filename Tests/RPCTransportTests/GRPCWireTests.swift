@@ -1,5 +1,7 @@
 import Foundation
+import GRPCCore
 import NIOCore
+import NIOHPACK
 import SwiftProtobuf
 import Testing
 
@@ -33,5 +35,23 @@ import Testing
         var buffer = ByteBuffer()
         buffer.writeBytes([1, 0, 0, 0, 1, 0x08])
         #expect(throws: GRPCMessageReader.Failure.self) { try reader.append(buffer) { _ in } }
+    }
+}
+
+/// A relayed error's trailers must not be written twice: the transport writes status, content type and
+/// pseudo-headers itself.
+@Suite struct RelayedMetadataTests {
+    @Test func namesTheTransportWritesAreLeftOut() {
+        var metadata = Metadata()
+        metadata.addString("200", forKey: ":status")
+        metadata.addString("application/grpc", forKey: "content-type")
+        metadata.addString("5", forKey: "grpc-status")
+        metadata.addString("not found", forKey: "grpc-message")
+        metadata.addString("abc", forKey: "token")
+        metadata.addBinary([1, 2, 3], forKey: "trace-bin")
+        var headers = HPACKHeaders()
+        headers.add(metadata: metadata)
+        #expect(headers.map(\.name) == ["token", "trace-bin"])
+        #expect(headers.first(name: "trace-bin") == "AQID")
     }
 }

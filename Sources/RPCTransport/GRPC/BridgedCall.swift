@@ -205,12 +205,26 @@ extension Metadata {
 }
 
 extension HPACKHeaders {
+    /// Adds what a handler gave as metadata, except the names the transport writes itself: pseudo-headers,
+    /// `content-type`, `te`, the status and the encodings. An error relayed from another server (the gRPC proxy,
+    /// a call forwarded to the leader) carries that server's trailers; written again, a pseudo-header in trailers is
+    /// a protocol error and a second `grpc-status` contradicts the first, and the client got no answer at all.
     mutating func add(metadata: Metadata) {
-        for (key, value) in metadata {
+        for (key, value) in metadata where !Self.isWrittenByTransport(key) {
             switch value {
             case .string(let text): add(name: key, value: text)
             case .binary(let bytes): add(name: key, value: Data(bytes).base64EncodedString())
             }
+        }
+    }
+}
+
+extension HPACKHeaders {
+    static func isWrittenByTransport(_ name: String) -> Bool {
+        if name.hasPrefix(":") { return true }
+        switch name.lowercased() {
+        case "content-type", "te", "grpc-status", "grpc-message", "grpc-encoding", "grpc-accept-encoding": return true
+        default: return false
         }
     }
 }
