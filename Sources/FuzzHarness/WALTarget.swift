@@ -28,8 +28,7 @@ enum WALTarget {
         if let cut {
             Scratch.write(Array(bytes[..<cut]), to: directory + "/0000000000000000-0000000000000001.wal")
             let first = bytes.count > cut ? UInt64(bytes[cut]) + 1 : 1
-            let name = "0000000000000001-" + String(repeating: "0", count: 14) + hexByte(first)
-            Scratch.write(Array(bytes[cut...]), to: directory + "/" + name + ".wal")
+            Scratch.write(Array(bytes[cut...]), to: directory + "/0000000000000001-" + hex16(first) + ".wal")
         } else {
             Scratch.write(bytes, to: directory + "/0000000000000000-0000000000000001.wal")
         }
@@ -74,9 +73,10 @@ enum WALTarget {
         }
     }
 
-    static func hexByte(_ v: UInt64) -> String {
+    /// A segment name's 16-digit hexadecimal field.
+    static func hex16(_ v: UInt64) -> String {
         let s = String(v, radix: 16)
-        return String(repeating: "0", count: 2 - s.count) + s
+        return String(repeating: "0", count: 16 - s.count) + s
     }
 
     /// Rewrites each record's checksum (framing: `u32 length | u32 crc32c(body) | body`, little-endian) so that
