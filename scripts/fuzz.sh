@@ -41,6 +41,9 @@ echo "fuzz.sh: built in $(( $(date +%s) - start )) s"
 out="${QUORUM_FUZZ_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/quorum-fuzz.XXXXXX")}"
 # ASan's leak checker would report the process-wide caches (metrics registries, protobuf name maps) at exit.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
+# Swift's own crash handler, run inside an ASan process, trips ASan itself (a report about its memory reader
+# follows every trap); libFuzzer's handler prints the trap's stack instead.
+export SWIFT_BACKTRACE="${SWIFT_BACKTRACE:-enable=no}"
 status=0
 for target in "${targets[@]}"; do
     dir="$out/$target"
