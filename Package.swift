@@ -276,7 +276,8 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "quorum-fuzz", dependencies: ["FuzzHarness"]),
-        .testTarget(name: "FuzzTests", dependencies: ["FuzzHarness"], exclude: ["Corpus", "Regressions", "Dictionaries"]),
+        .testTarget(
+            name: "FuzzTests", dependencies: ["FuzzHarness"], exclude: ["Corpus", "Regressions", "Dictionaries"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [

@@ -36,8 +36,9 @@ package enum RequestParsing {
         return requests
     }
 
-    /// The watcher a create request asks for, as the gRPC Watch call and the gateway build it.
+    /// The watcher a create request asks for, as the gRPC Watch call and the gateway build it (responses fragmented
+    /// from etcd's default --max-request-bytes, 1.5 MiB, when the request asks for fragments).
     package static func watchSpec(_ create: Etcdserverpb_WatchCreateRequest) -> WatchRequestSpec {
-        WatchRequestSpec(create)
+        WatchRequestSpec(create, maxRequestBytes: 1_572_864)
     }
 }
