@@ -282,6 +282,24 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // Fuzzing (docs/FUZZING.md). What each target does with its bytes lives in FuzzHarness, a library, so that
+        // FuzzTests replays the committed corpora and every regression input in the ordinary suite; quorum-fuzz is
+        // the libFuzzer driver, built by scripts/fuzz.sh with -sanitize=fuzzer,address into its own scratch path.
+        .target(
+            name: "FuzzHarness",
+            dependencies: [
+                "Server", "RPCTransport", "Node", "EtcdProto", "Storage", "Raft", "Bolt", "EtcdSnapshot", "PKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(name: "quorum-fuzz", dependencies: ["FuzzHarness"]),
+        .testTarget(
+            name: "FuzzTests", dependencies: ["FuzzHarness"], exclude: ["Corpus", "Regressions", "Dictionaries"]),
         .testTarget(
             name: "ServerTests",
             dependencies: [

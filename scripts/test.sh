@@ -55,4 +55,10 @@ status=0
 swift test --skip-build --skip '^(TLSTests|ChaosTests)\.' "$@" || status=1
 swift test --skip-build --filter '^TLSTests\.' "$@" || status=1
 swift test --skip-build --filter '^ChaosTests\.' "$@" || status=1
+# Last, a brief run of every libFuzzer target (docs/FUZZING.md) from a sanitizer build of its own (.build-fuzz): the
+# committed corpora already replayed in FuzzTests above; this looks a little beyond them on every run.
+# QUORUM_FUZZ_SECONDS=0 skips it.
+if [ "${QUORUM_FUZZ_SECONDS:-15}" != 0 ]; then
+    scripts/fuzz.sh --seconds "${QUORUM_FUZZ_SECONDS:-15}" || status=1
+fi
 exit $status

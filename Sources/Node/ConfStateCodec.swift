@@ -1,8 +1,9 @@
 import Raft
 
-/// Encodes a configuration into a WAL snapshot marker (the log treats it as opaque bytes).
-enum ConfStateCodec {
-    static func encode(_ conf: ConfState) -> [UInt8] {
+/// Encodes a configuration into a WAL snapshot marker (the log treats it as opaque bytes). Package-visible so
+/// that the WAL fuzz target decodes recovered markers with the code recovery uses.
+package enum ConfStateCodec {
+    package static func encode(_ conf: ConfState) -> [UInt8] {
         var out: [UInt8] = [1]
         for list in [conf.voters, conf.learners] {
             append(UInt64(list.count), to: &out)
@@ -11,7 +12,7 @@ enum ConfStateCodec {
         return out
     }
 
-    static func decode(_ bytes: [UInt8]) -> ConfState? {
+    package static func decode(_ bytes: [UInt8]) -> ConfState? {
         guard bytes.first == 1 else { return nil }
         var offset = 1
         func next() -> UInt64? {

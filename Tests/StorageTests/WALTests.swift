@@ -147,6 +147,22 @@ import Testing
         }
     }
 
+    /// Found by the wal fuzz target (Tests/FuzzTests/Regressions/wal/): an entry at index 2^64 - 1 followed by
+    /// another made replay compute `index + 1` and trap. Such an index is damage, refused with the file and offset.
+    @Test func anEntryIndexAtTheTopOfTheRangeIsCorruption() throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [])
+        try append(log, [WALEntry(index: .max, term: 1, kind: 0, data: [1])])
+        try append(log, entries(5...5, term: 1))
+        do {
+            _ = try WriteAheadLog.open(in: dir.path)
+            Issue.record("an entry at index 2^64 - 1 must not be accepted")
+        } catch let error as WALCorruption {
+            #expect(error.description.contains("entry index 18446744073709551615 out of range"))
+            #expect(error.offset > 0)
+        }
+    }
+
     @Test func segmentsAreCutAndReleasedBehindASnapshot() throws {
         let dir = TemporaryDirectory()
         var options = WriteAheadLog.Options()

@@ -208,7 +208,9 @@ final class HTTPEndpointHandler: ChannelInboundHandler, RemovableChannelHandler 
         guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
         var query: [String: [String]] = [:]
         for pair in uri[uri.index(after: mark)...].split(separator: "&") {
-            let parts = pair.split(separator: "=", maxSplits: 1).map {
+            // Empty names and values are kept, as Go's url.ParseQuery keeps them: "=" is the name "" with the value
+            // "" (omitting empty pieces left "=" with none, and reading its name trapped the member).
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map {
                 String($0).removingPercentEncoding ?? String($0)
             }
             query[parts[0], default: []].append(parts.count > 1 ? parts[1] : "")

@@ -415,7 +415,7 @@ enum JSONGateway {
         }
     }
 
-    private static func decode<Request: SwiftProtobuf.Message>(_ body: [UInt8]) throws -> Request {
+    static func decode<Request: SwiftProtobuf.Message>(_ body: [UInt8]) throws -> Request {
         body.allSatisfy(isJSONSpace) ? Request() : try Request(jsonUTF8Bytes: body, options: decoding)
     }
 
@@ -485,7 +485,7 @@ enum JSONGateway {
         return values
     }
 
-    private static let decoding: JSONDecodingOptions = {
+    static let decoding: JSONDecodingOptions = {
         var options = JSONDecodingOptions()
         options.ignoreUnknownFields = true
         return options

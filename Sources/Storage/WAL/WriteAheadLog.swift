@@ -373,6 +373,12 @@ public final class WriteAheadLog {
             guard let index = reader.uint64(), let term = reader.uint64(), let kind = reader.uint8() else {
                 throw fail()
             }
+            // Recovery and the log after it count on `index + 1` (the next entry, the next segment's first index):
+            // no log written by a member comes near 2^64 - 1, so an index there is damage, refused as such rather
+            // than left to overflow.
+            if index == .max {
+                throw WALCorruption(file: path, offset: offset, reason: "entry index \(index) out of range")
+            }
             state.add(WALEntry(index: index, term: term, kind: kind, data: reader.rest()))
         case .hardState:
             guard let term = reader.uint64(), let vote = reader.uint64(), let commit = reader.uint64() else {
@@ -381,6 +387,9 @@ public final class WriteAheadLog {
             state.hardState = WALHardState(term: term, vote: vote, commit: commit)
         case .snapshot:
             guard let index = reader.uint64(), let term = reader.uint64() else { throw fail() }
+            if index == .max {
+                throw WALCorruption(file: path, offset: offset, reason: "snapshot index \(index) out of range")
+            }
             let snapshot = WALSnapshot(index: index, term: term, confState: reader.rest())
             if (state.snapshot?.index ?? 0) <= index { state.snapshot = snapshot }
         }
