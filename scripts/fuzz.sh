@@ -2,6 +2,8 @@
 # Runs Quorum's libFuzzer targets (docs/FUZZING.md).
 #
 #   scripts/fuzz.sh [--seconds N] [target...]      targets: grpc http peer wal snapshot pki config (default: all)
+#   scripts/fuzz.sh --runs N [--seed S] [target...]  exactly N executions per target from seed S (default 1): the
+#                                                    same inputs on every machine (what scripts/test.sh runs)
 #
 # Builds `quorum-fuzz` with libFuzzer and AddressSanitizer into its own scratch path (.build-fuzz, or
 # $QUORUM_FUZZ_SCRATCH; the ordinary .build is untouched), then runs each target N seconds (default 60) over its
@@ -16,11 +18,15 @@ cd "$(dirname "$0")/.."
 
 all=(grpc http peer wal snapshot pki config)
 seconds=60
+runs=""
+seed=""
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --seconds=*) seconds="${1#--seconds=}"; shift ;;
+        --runs) runs="$2"; shift 2 ;;
+        --seed) seed="$2"; shift 2 ;;
         -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *)
@@ -44,6 +50,16 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 # Swift's own crash handler, run inside an ASan process, trips ASan itself (a report about its memory reader
 # follows every trap); libFuzzer's handler prints the trap's stack instead.
 export SWIFT_BACKTRACE="${SWIFT_BACKTRACE:-enable=no}"
+# With --runs the exploration is a function of the seed alone: libFuzzer's own choices come from -seed, and Swift's
+# hashing (dictionary and set order, which coverage can depend on) is made deterministic. Time then only bounds it.
+limits=(-max_total_time="$seconds")
+if [ -n "$runs" ]; then
+    export SWIFT_DETERMINISTIC_HASHING=1
+    [ "$seconds" = 60 ] && seconds=600
+    limits=(-runs="$runs" -seed="${seed:-1}" -max_total_time="$seconds")
+elif [ -n "$seed" ]; then
+    limits+=(-seed="$seed")
+fi
 status=0
 for target in "${targets[@]}"; do
     dir="$out/$target"
@@ -53,11 +69,11 @@ for target in "${targets[@]}"; do
     options=()
     [ -f "Tests/FuzzTests/Dictionaries/$target.dict" ] && options+=("-dict=Tests/FuzzTests/Dictionaries/$target.dict")
     # -timeout: one input taking this long is a hang (generous: a loaded 2-core machine, a debug ASan build).
-    if "$bin" "$target" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=3072 -print_final_stats=1 \
+    if "$bin" "$target" "${limits[@]}" -timeout=60 -rss_limit_mb=3072 -print_final_stats=1 \
         -artifact_prefix="$dir/artifacts/" "${options[@]}" "$dir/new" "${corpora[@]}" >"$dir/log" 2>&1; then
-        runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/log" | awk '{print $2}')
         cov=$(grep -E '^#[0-9]+' "$dir/log" | tail -1 | grep -o 'cov: [0-9]* ft: [0-9]*' || true)
-        echo "fuzz.sh: $target ok: ${seconds} s, ${runs:-?} executions, $cov, $(ls "$dir/new" | wc -l) new inputs"
+        executed=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$dir/log" | awk '{print $2}')
+        echo "fuzz.sh: $target ok: ${executed:-?} executions, $cov, $(ls "$dir/new" | wc -l) new inputs"
     else
         status=1
         echo "fuzz.sh: $target FAILED; log: $dir/log"
