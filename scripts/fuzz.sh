@@ -2,8 +2,8 @@
 # Runs Quorum's libFuzzer targets (docs/FUZZING.md).
 #
 #   scripts/fuzz.sh [--seconds N] [target...]      targets: grpc http peer wal snapshot pki config (default: all)
-#   scripts/fuzz.sh --runs N [--seed S] [target...]  exactly N executions per target from seed S (default 1): the
-#                                                    same inputs on every machine (what scripts/test.sh runs)
+#   scripts/fuzz.sh --runs N [--seed S] [target...]  exactly N executions per target from seed S (default 1): nearly
+#                                                    the same inputs on every run (what scripts/test.sh runs)
 #
 # Builds `quorum-fuzz` with libFuzzer and AddressSanitizer into its own scratch path (.build-fuzz, or
 # $QUORUM_FUZZ_SCRATCH; the ordinary .build is untouched), then runs each target N seconds (default 60) over its

@@ -57,7 +57,7 @@ swift test --skip-build --filter '^TLSTests\.' "$@" || status=1
 swift test --skip-build --filter '^ChaosTests\.' "$@" || status=1
 # Last, a brief run of every libFuzzer target (docs/FUZZING.md) from a sanitizer build of its own (.build-fuzz): the
 # committed corpora are already replayed in FuzzTests above; this looks a little beyond them. A fixed number of
-# executions from a fixed seed, so every machine tries the same inputs and a red run is a reproducible one (the
+# executions from a fixed seed, so runs try nearly the same inputs and a red run comes with its reproducer (the
 # open-ended search is the soak's job). QUORUM_FUZZ_RUNS=0 skips it.
 if [ "${QUORUM_FUZZ_RUNS:-5000}" != 0 ]; then
     scripts/fuzz.sh --runs "${QUORUM_FUZZ_RUNS:-5000}" --seed "${QUORUM_FUZZ_SEED:-1}" || status=1
