@@ -10,32 +10,8 @@ import Testing
 /// golang-etcd-server-dev): `Tests/Interop/kubestorage/main.go`, built once per source version. Run against a
 /// three-member Quorum cluster and against real etcd 3.4, its observations must be the same.
 @Suite(.serialized, .ownThread) struct KubeStorageTests {
-    /// Builds the Go program (GOPATH mode, Debian's sources only) into a cache keyed by its source's hash.
-    static func program() throws -> String {
-        let source = Paths.packageRoot + "/Tests/Interop/kubestorage"
-        let text = try String(contentsOfFile: source + "/main.go", encoding: .utf8)
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        let binary = NSTemporaryDirectory() + "quorum-kubestorage-\(String(hash, radix: 16))"
-        if FileManager.default.isExecutableFile(atPath: binary) { return binary }
-        guard Paths.tool("go") != nil,
-            FileManager.default.fileExists(atPath: "/usr/share/gocode/src/go.etcd.io/etcd/clientv3")
-        else {
-            throw TestFailure(
-                "Go and etcd's Go sources are needed: run scripts/test.sh (golang-go, golang-etcd-server-dev)")
-        }
-        let gopath = NSTemporaryDirectory() + "quorum-kubestorage-gopath"
-        try FileManager.default.createDirectory(atPath: gopath + "/src", withIntermediateDirectories: true)
-        let built = try run(
-            "/usr/bin/env",
-            ["sh", "-c", "cd '\(source)' && go build -o '\(binary).tmp' . && mv '\(binary).tmp' '\(binary)'"],
-            environment: [
-                "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0", "GOPATH": gopath + ":/usr/share/gocode",
-                "GOCACHE": NSTemporaryDirectory() + "quorum-kubestorage-gocache",
-            ], timeout: 600)
-        guard built.ok else { throw TestFailure("building kubestorage failed: \(built.stderr)") }
-        return binary
-    }
+    /// `Tests/Interop/kubestorage`, built once per source version.
+    static func program() throws -> String { try buildInteropProgram("kubestorage") }
 
     /// The program's observations, as canonical JSON (sorted keys) for comparison.
     static func observe(_ endpoint: String) throws -> String {

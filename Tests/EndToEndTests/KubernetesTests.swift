@@ -11,32 +11,8 @@ import Testing
 /// and Downgrade. Driven by etcd's own Go client (`Tests/Interop/kubewatch`, clientv3 3.4 from Debian's
 /// golang-etcd-server-dev), against Quorum and against real etcd 3.5.1 as the reference.
 @Suite(.serialized, .ownThread) struct KubernetesTests {
-    /// Builds `Tests/Interop/kubewatch` (GOPATH mode, Debian's sources only) into a cache keyed by its source's hash.
-    static func program() throws -> String {
-        let source = Paths.packageRoot + "/Tests/Interop/kubewatch"
-        let text = try String(contentsOfFile: source + "/main.go", encoding: .utf8)
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        let binary = NSTemporaryDirectory() + "quorum-kubewatch-\(String(hash, radix: 16))"
-        if FileManager.default.isExecutableFile(atPath: binary) { return binary }
-        guard Paths.tool("go") != nil,
-            FileManager.default.fileExists(atPath: "/usr/share/gocode/src/go.etcd.io/etcd/clientv3")
-        else {
-            throw TestFailure(
-                "Go and etcd's Go sources are needed: run scripts/test.sh (golang-go, golang-etcd-server-dev)")
-        }
-        let gopath = NSTemporaryDirectory() + "quorum-kubewatch-gopath"
-        try FileManager.default.createDirectory(atPath: gopath + "/src", withIntermediateDirectories: true)
-        let built = try run(
-            "/usr/bin/env",
-            ["sh", "-c", "cd '\(source)' && go build -o '\(binary).tmp' . && mv '\(binary).tmp' '\(binary)'"],
-            environment: [
-                "GO111MODULE": "off", "GOFLAGS": "", "CGO_ENABLED": "0", "GOPATH": gopath + ":/usr/share/gocode",
-                "GOCACHE": NSTemporaryDirectory() + "quorum-kubewatch-gocache",
-            ], timeout: 600)
-        guard built.ok else { throw TestFailure("building kubewatch failed: \(built.stderr)") }
-        return binary
-    }
+    /// `Tests/Interop/kubewatch`, built once per source version.
+    static func program() throws -> String { try buildInteropProgram("kubewatch") }
 
     /// Runs one mode of the program against `endpoint`; its JSON output.
     static func kubewatch(_ endpoint: String, _ mode: String, _ arguments: [String] = []) throws -> Any {
