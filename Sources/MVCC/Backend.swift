@@ -197,6 +197,14 @@ public final class Backend: @unchecked Sendable {
         return try body(connection)
     }
 
+    /// Read transactions open on the database right now (pooled reads, whole-database scans such as snapshot
+    /// streams and backups, copies): etcd's `etcd_mvcc_db_open_read_transactions`.
+    public var openReadTransactions: Int {
+        readerGate.lock()
+        defer { readerGate.unlock() }
+        return readersOut
+    }
+
     /// Counts a reader in, after any `replace` under way.
     private func enterReader() {
         readerGate.lock()

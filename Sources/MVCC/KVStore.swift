@@ -50,6 +50,10 @@ public struct RevisionState: Sendable, Equatable {
 public final class KVStore: Sendable {
     public let backend: Backend
     let state: Mutex<MemoryState>
+    /// Bytes of key and value of every put applied (`etcd_debugging_mvcc_total_put_size_in_bytes`).
+    public let putBytes = Atomic<Int>(0)
+    /// History rows physical compaction removed (`etcd_debugging_mvcc_db_compaction_keys_total`).
+    public let compactedRows = Atomic<Int>(0)
 
     public init(backend: Backend) throws {
         self.backend = backend
@@ -264,12 +268,15 @@ public final class KVStore: Sendable {
     }
 
     /// Records a compaction at `revision` (validated against etcd's rules); the index forgets the superseded
-    /// versions at once, the rows go in steps (`compactStep`).
-    public func scheduleCompaction(_ revision: Int64) throws {
+    /// versions at once, the rows go in steps (`compactStep`). Returns how long the index was held, in nanoseconds
+    /// (reads and writes of the key space wait that long: etcd's index compaction pause).
+    @discardableResult
+    public func scheduleCompaction(_ revision: Int64) throws -> UInt64 {
         let current = revisions
         if revision <= current.compacted { throw MVCCError.compacted }
         if revision > current.current { throw MVCCError.futureRevision }
         try backend.setMetaInt("compact_rev", revision)
+        let start = monotonicNanoseconds()
         state.withLock { s in
             s.revisions.compacted = revision
             s.keys.mutateAll { _, entry in
@@ -278,6 +285,7 @@ public final class KVStore: Sendable {
                 if e.history.isEmpty && e.head == nil { entry = nil }
             }
         }
+        return monotonicNanoseconds() - start
     }
 
     /// Whether physical compaction has work left.
@@ -303,6 +311,7 @@ public final class KVStore: Sendable {
             delete.bind(1, rev).bind(2, sub)
             try delete.run()
         }
+        compactedRows.add(superseded.count, ordering: .relaxed)
         let done = rows.count < budget
         // Rows of one revision may straddle the budget; resuming at rev-1 re-examines them, harmlessly.
         let finished = done ? target : (rows.last?.0 ?? target) - 1

@@ -72,6 +72,7 @@ public final class KVWriteTxn {
         kv.createRevision = prev?.createRevision ?? rev
         kv.version = (prev?.version ?? 0) + 1
         try record(kv, head: kv)
+        store.putBytes.add(key.count + value.count, ordering: .relaxed)
         var event = Mvccpb_Event()
         event.type = .put
         event.kv = kv

@@ -86,6 +86,8 @@ public final class WatchHub: Sendable {
     let header: HeaderProvider
     /// Called (outside any lock) when a watcher falls behind, so the catch-up loop can wake at once.
     let onBehind: @Sendable () -> Void
+    /// The watch metrics of the streams made for this hub (`WatchStream(counters:)`).
+    public let counters = WatchCounters()
 
     public init(
         store: KVStore, currentRevision: Int64, header: @escaping HeaderProvider,

@@ -23,6 +23,14 @@ public final class WatchStream: Sendable {
             case .encoded(let encoded): return try? Response(serializedBytes: encoded.bytes)
             }
         }
+
+        /// The events it carries (none for a control response).
+        var eventCount: Int {
+            switch self {
+            case .message(let response): return response.events.count
+            case .encoded(let encoded): return encoded.events.count
+            }
+        }
     }
 
     struct State {
@@ -44,10 +52,22 @@ public final class WatchStream: Sendable {
     /// event is encoded once rather than a hundred times.
     public let wireFormat: Bool
     let state = Mutex(State())
+    /// The member's watch metrics (`WatchHub.counters`); nil for a stream nobody counts.
+    let counters: WatchCounters?
 
-    public init(capacity: Int = 256, wireFormat: Bool = true) {
+    public init(capacity: Int = 256, wireFormat: Bool = true, counters: WatchCounters? = nil) {
         self.capacity = capacity
         self.wireFormat = wireFormat
+        self.counters = counters
+        counters?.openStreams.add(1, ordering: .relaxed)
+    }
+
+    deinit {
+        // A stream dropped without `close()` is no longer open either.
+        if let counters, !state.withLock({ $0.closed }) {
+            counters.openStreams.subtract(1, ordering: .relaxed)
+            counters.dropped(state.withLock { s in s.queue.reduce(0) { $0 + $1.eventCount } })
+        }
     }
 
     /// Enqueues an event response unless the queue is full.
@@ -73,9 +93,9 @@ public final class WatchStream: Sendable {
 
     private func enqueue(_ items: some Collection<Outgoing>, force: Bool) -> Bool {
         typealias Waiter = CheckedContinuation<Response?, Never>
-        let (accepted, waiter, ready): (Bool, (Waiter, Response)?, (@Sendable () -> Void)?) =
+        let (accepted, waiter, ready, queued): (Bool, (Waiter, Response)?, (@Sendable () -> Void)?, Int) =
             state.withLock { s in
-                if s.closed { return (true, nil, nil) }
+                if s.closed { return (true, nil, nil, 0) }
                 var rest = items[...]
                 var handoff: (Waiter, Response)?
                 // A waiting consumer means an empty queue: it takes the first item directly.
@@ -84,15 +104,20 @@ public final class WatchStream: Sendable {
                     handoff = (waiter, response)
                     rest = rest.dropFirst()
                 } else if !force && s.queue.count >= capacity {
-                    return (false, nil, nil)
+                    return (false, nil, nil, 0)
                 }
                 s.queue.append(contentsOf: rest)
+                let queued = counters == nil ? 0 : rest.reduce(0) { $0 + $1.eventCount }
                 guard !rest.isEmpty, let handler = s.readyHandler, !s.readySignalled else {
-                    return (true, handoff, nil)
+                    return (true, handoff, nil, queued)
                 }
                 s.readySignalled = true
-                return (true, handoff, handler)
+                return (true, handoff, handler, queued)
             }
+        if let counters {
+            counters.queued(queued)
+            if let (_, response) = waiter { counters.handedOver(response.events.count) }
+        }
         if let (waiter, response) = waiter { waiter.resume(returning: response) }
         ready?()
         return accepted
@@ -113,27 +138,32 @@ public final class WatchStream: Sendable {
     /// Up to `limit` queued responses, without waiting. Once it has emptied the queue, the next response queued
     /// calls the ready handler again; a consumer that stops early (its client is slow) must come back by itself.
     public func take(limit: Int) -> [Outgoing] {
-        state.withLock { s in
+        let batch = state.withLock { s in
             let count = min(limit, s.queue.count)
             let batch = Array(s.queue.prefix(count))
             s.queue.removeFirst(count)
             if s.queue.isEmpty { s.readySignalled = false }
             return batch
         }
+        if let counters, !batch.isEmpty { counters.taken(batch.reduce(0) { $0 + $1.eventCount }) }
+        return batch
     }
 
     /// The next response to write, or nil once the stream is closed.
     public func next() async -> Response? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Response?, Never>) in
-                let ready: Response?? = state.withLock { s in
+                let (ready, taken): (Response??, Int) = state.withLock { s in
+                    var taken = 0
                     while let first = s.queue.popFirst() {
-                        if let response = first.message { return .some(response) }
+                        taken += first.eventCount
+                        if let response = first.message { return (.some(response), taken) }
                     }
-                    if s.closed { return .some(nil) }
+                    if s.closed { return (.some(nil), taken) }
                     s.waiter = continuation
-                    return nil
+                    return (nil, taken)
                 }
+                counters?.taken(taken)
                 if let ready { continuation.resume(returning: ready) }
             }
         } onCancel: {
@@ -143,12 +173,19 @@ public final class WatchStream: Sendable {
 
     /// Ends the stream; a pending `next()` returns nil.
     public func close() {
-        let waiter = state.withLock { s -> CheckedContinuation<Response?, Never>? in
+        let (waiter, wasOpen, dropped) = state.withLock {
+            s -> (CheckedContinuation<Response?, Never>?, Bool, Int) in
+            let wasOpen = !s.closed
+            let dropped = counters == nil ? 0 : s.queue.reduce(0) { $0 + $1.eventCount }
             s.closed = true
             s.queue.removeAll()
             s.readyHandler = nil
             defer { s.waiter = nil }
-            return s.waiter
+            return (s.waiter, wasOpen, dropped)
+        }
+        if let counters, wasOpen {
+            counters.openStreams.subtract(1, ordering: .relaxed)
+            counters.dropped(dropped)
         }
         waiter?.resume(returning: nil)
     }

@@ -15,14 +15,16 @@ final class Applier {
     let members: ClusterMembers
     let auth: AuthState
     let versions: ClusterVersionState
+    let observer: any NodeObserver
     /// Events of the current batch, in revision order, for the watch hub.
     private(set) var events: [Mvccpb_Event] = []
 
     init(
         store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState,
-        versions: ClusterVersionState
+        versions: ClusterVersionState, observer: any NodeObserver = NoObserver()
     ) {
         self.versions = versions
+        self.observer = observer
         self.store = store
         self.leases = leases
         self.alarms = alarms
@@ -65,7 +67,7 @@ final class Applier {
             return try write { txn in .txn(try self.txn(r, txn)) }
         case .compaction(let r):
             do {
-                try store.scheduleCompaction(r.revision)
+                observer.indexCompacted(nanoseconds: try store.scheduleCompaction(r.revision))
             } catch let error as MVCCError {
                 return .failure(error == .compacted ? .compacted : .futureRevision)
             }
@@ -267,6 +269,7 @@ final class Applier {
         let s = try backend.writer.statement("INSERT OR REPLACE INTO leases(id, ttl, remaining_ttl) VALUES(?1, ?2, 0)")
         s.bind(1, lease.id).bind(2, lease.ttl)
         try s.run()
+        observer.leaseGranted(ttl: lease.ttl)
         var response = Etcdserverpb_LeaseGrantResponse()
         response.header.revision = store.revisions.current
         response.id = lease.id

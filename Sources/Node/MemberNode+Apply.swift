@@ -160,6 +160,9 @@ extension MemberNode {
                     observer.applyFinished(
                         operation: Self.operationName(of: request), nanoseconds: took, succeeded: succeeded,
                         slow: took > config.warningApplyNanoseconds)
+                    if case .compaction = request.request, succeeded, compactionStartedAt == nil {
+                        compactionStartedAt = started
+                    }
                     if case .compaction = request.request, request.compaction.physical,
                         request.proposer == memberID
                     {
@@ -269,9 +272,20 @@ extension MemberNode {
 
     private func compactStep() throws {
         assertOnApplyLoop()
+        let pending = store.compactionPending
+        let start = monotonicNanoseconds()
         try backend.beginBatch()
         try store.compactStep(budget: max(1, config.compactionBatchLimit))
         try backend.commitBatch()
+        if pending {
+            // The step held the apply loop, so writes waited for it: etcd's compaction pause.
+            let end = monotonicNanoseconds()
+            observer.compactionStepped(nanoseconds: end - start)
+            if !store.compactionPending {
+                observer.compactionFinished(nanoseconds: end - (compactionStartedAt ?? start))
+                compactionStartedAt = nil
+            }
+        }
         let finished = store.revisions.compactionFinished
         physicalCompactions.removeAll { pending in
             guard pending.revision <= finished || !store.compactionPending else { return false }
@@ -329,6 +343,7 @@ extension MemberNode {
         try members.reload(backend: backend)
         try auth.reload(backend: backend)
         appliedSinceSnapshot = 0
+        compactionStartedAt = nil
         hub.resync(revision: store.revisions.current)
         refreshSize()
         appliedIndex.store(meta.index, ordering: .releasing)

@@ -54,7 +54,11 @@ public final class MemberNode: @unchecked Sendable {
     private let wal: WriteAheadLog
     private var pendingReads: [ReadWaiter] = []
     private var readsInFlight: [[UInt8]: [ReadWaiter]] = [:]
+    /// When each ReadIndex round in flight was asked for, until it is answered or given up (for the slow ones).
+    private var readIndexAskedAt: [[UInt8]: Int64] = [:]
     private var readSequence: UInt64 = 0
+    /// When this member, as leader, last handed each follower a heartbeat (to tell the late ones).
+    private var lastHeartbeatSent: [UInt64: Int64] = [:]
     /// Database images received from the leader, by snapshot index, until Raft hands the snapshot out.
     private var pendingSnapshotImages: [UInt64: String] = [:]
     /// Followers a database snapshot is being written or sent to (Raft loop only). Raft may ask again before the
@@ -71,6 +75,8 @@ public final class MemberNode: @unchecked Sendable {
     var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
     var appliedSinceSnapshot: UInt64 = 0
     var lastCompactionStep: Int64 = 0
+    /// When the compaction that physical compaction is working through was applied (monotonic nanoseconds).
+    var compactionStartedAt: UInt64?
     var lastBackendCommit: Int64 = 0
     var lastSizeCheck: Int64 = 0
     /// Highest log index the state machine has applied (written by the apply loop only).
@@ -299,7 +305,8 @@ public final class MemberNode: @unchecked Sendable {
         }
         auth = try AuthState(backend: backend, tokens: tokens, bcryptCost: config.bcryptCost)
         applier = Applier(
-            store: store, leases: leases, alarms: alarms, members: members, auth: auth, versions: versions)
+            store: store, leases: leases, alarms: alarms, members: members, auth: auth, versions: versions,
+            observer: observer)
 
         var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
         raftConfig.heartbeatTick = 1
@@ -896,12 +903,23 @@ public final class MemberNode: @unchecked Sendable {
                     return true
                 }
             }
-            if !outgoing.isEmpty { transport.send(outgoing) }
+            if !outgoing.isEmpty {
+                noteHeartbeats(outgoing)
+                transport.send(outgoing)
+            }
             if let snapshot = rd.snapshot { try installSnapshot(snapshot) }
             try persist(rd)
-            if !rd.messagesAfterPersist.isEmpty { transport.send(rd.messagesAfterPersist) }
+            if !rd.messagesAfterPersist.isEmpty {
+                noteHeartbeats(rd.messagesAfterPersist)
+                transport.send(rd.messagesAfterPersist)
+            }
             if !rd.committedEntries.isEmpty { try handOver(rd.committedEntries) }
             for state in rd.readStates {
+                if let asked = readIndexAskedAt.removeValue(forKey: state.context),
+                    now() - asked > Self.slowReadIndexNanoseconds
+                {
+                    counters.slowReadIndexes.add(1, ordering: .relaxed)
+                }
                 guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
                 if appliedIndex.load(ordering: .acquiring) >= state.index {
                     for waiter in waiting { waiter.completion(nil) }
@@ -911,6 +929,7 @@ public final class MemberNode: @unchecked Sendable {
                 }
             }
             for context in rd.droppedReadIndexes {
+                readIndexAskedAt[context] = nil
                 if let waiting = readsInFlight.removeValue(forKey: context) { pendingReads += waiting }
             }
             raft.advance(rd)
@@ -997,6 +1016,7 @@ public final class MemberNode: @unchecked Sendable {
         try outcome.withLock { $0 }?.get()
         try wal.saveSnapshot(
             WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)))
+        observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
         try wal.releaseSegments(through: meta.index)
     }
 
@@ -1043,6 +1063,7 @@ public final class MemberNode: @unchecked Sendable {
             fail("saving a snapshot failed: \(error)")
             return
         }
+        observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
         observer.snapshotSaved(nanoseconds: monotonicNanoseconds() - start)
         logger.info("saved snapshot", metadata: ["snapshot-index": "\(applied)"])
     }
@@ -1050,6 +1071,8 @@ public final class MemberNode: @unchecked Sendable {
     private func onSoftState(_ soft: SoftState) {
         assertOnRaftLoop()
         let previous = status.leader
+        // Heartbeats are timed within one term of leadership.
+        lastHeartbeatSent.removeAll()
         if soft.role == .leader {
             leases.promote()
         } else {
@@ -1105,18 +1128,59 @@ public final class MemberNode: @unchecked Sendable {
         var context: [UInt8] = []
         for i in 0..<8 { context.append(UInt8(truncatingIfNeeded: readSequence >> (8 * UInt64(i)))) }
         readsInFlight[context] = pendingReads
+        readIndexAskedAt[context] = now()
         pendingReads = []
         raft.readIndex(context: context)
     }
+
+    /// etcd's `readIndexRetryTime`: a ReadIndex round not answered within it is a slow one (etcd asks again then,
+    /// and counts the stale answers and the rounds that time out as `etcd_server_slow_read_indexes_total`).
+    static let slowReadIndexNanoseconds: Int64 = 500_000_000
 
     private func expireReads(now t: Int64) {
         assertOnRaftLoop()
         let error: EtcdError = status.hasLeader ? .timeout : .noLeader
         let before = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
         pendingReads = ReadWaiter.expire(pendingReads, now: t, with: error)
-        for (key, list) in readsInFlight { readsInFlight[key] = ReadWaiter.expire(list, now: t, with: error) }
+        for (key, list) in readsInFlight {
+            let left = ReadWaiter.expire(list, now: t, with: error)
+            if left.isEmpty && !list.isEmpty {
+                // Every read of the round timed out: the round is given up (a late answer finds nobody).
+                readsInFlight[key] = nil
+                if readIndexAskedAt.removeValue(forKey: key) != nil {
+                    counters.slowReadIndexes.add(1, ordering: .relaxed)
+                }
+            } else {
+                readsInFlight[key] = left
+            }
+        }
         let after = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
         if after < before { counters.readIndexFailures.add(before - after, ordering: .relaxed) }
+    }
+
+    /// etcd's heartbeat time detector: a heartbeat the leader hands a follower more than two heartbeat intervals
+    /// after the previous one was sent late (the Raft loop was held up, most often by a slow disk), and counts in
+    /// `etcd_server_heartbeat_send_failures_total`.
+    private func noteHeartbeats(_ messages: [Message]) {
+        assertOnRaftLoop()
+        var t: Int64?
+        let limit = 2 * Int64(config.heartbeatMilliseconds) * 1_000_000
+        for message in messages where message.kind == .heartbeat {
+            let sent = t ?? now()
+            t = sent
+            if let last = lastHeartbeatSent[message.to], sent - last > limit {
+                counters.heartbeatSendFailures.add(1, ordering: .relaxed)
+                logger.warning(
+                    "leader failed to send out heartbeat on time; leader is overloaded likely from slow disk",
+                    metadata: [
+                        "to": "\(Identity.hex(message.to))",
+                        "heartbeat-interval": "\(config.heartbeatMilliseconds)ms",
+                        "expected-duration": "\(2 * config.heartbeatMilliseconds)ms",
+                        "exceeded-duration": "\(Double(sent - last - limit) / 1e6)ms",
+                    ])
+            }
+            lastHeartbeatSent[message.to] = sent
+        }
     }
 
     // MARK: Watch catch-up

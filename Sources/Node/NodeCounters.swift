@@ -13,6 +13,12 @@ public final class NodeCounters: Sendable {
     public let learnerPromotions = Atomic<Int>(0)
     /// Snapshots from the leader being installed right now: `etcd_server_snapshot_apply_in_progress_total`.
     public let snapshotsApplying = Atomic<Int>(0)
+    /// Heartbeats this member (as leader) sent late or could not hand to a peer's link:
+    /// `etcd_server_heartbeat_send_failures_total`.
+    public let heartbeatSendFailures = Atomic<Int>(0)
+    /// ReadIndex rounds answered later than etcd's read index retry time, or given up when their reads timed out:
+    /// `etcd_server_slow_read_indexes_total`.
+    public let slowReadIndexes = Atomic<Int>(0)
 
     public init() {}
 }

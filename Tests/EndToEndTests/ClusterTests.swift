@@ -79,7 +79,7 @@ import Testing
         #expect(try etcdctl(cluster.endpoints, ["put", "after-move", "ok"]).ok)
     }
 
-    @Test func learnerCatchesUpBySnapshotAndIsPromoted() throws {
+    @Test func learnerCatchesUpBySnapshotAndIsPromoted() async throws {
         let cluster = QuorumCluster(
             size: 3, extraArguments: ["--snapshot-count", "40", "--experimental-snapshot-catchup-entries", "5"])
         try cluster.start()
@@ -99,6 +99,15 @@ import Testing
                 == "value-119\n"
         }
         #expect(learner.log.contains("installed database snapshot from the leader"))
+        // etcd's snapshot metrics count it: the database received and synced, and the snapshot's record synced.
+        var totals: [String: Double] = [:]
+        MetricsCompatibilityTests.sums(try await http(learner.endpoint + "/metrics").body, into: &totals)
+        for name in [
+            "etcd_snap_db_save_total_duration_seconds_count", "etcd_snap_db_fsync_duration_seconds_count",
+            "etcd_snap_fsync_duration_seconds_count",
+        ] {
+            #expect((totals[name] ?? 0) >= 1, "\(name) is \(totals[name] ?? 0) on the learner")
+        }
         let id = try memberID(cluster, peerURL: learner.peerURL)
         // Promotion goes through any member (followers forward it to the leader).
         try eventually("promotion") {

@@ -134,6 +134,9 @@ func k(_ s: String) -> Data { Data(s.utf8) }
         #expect(hashBefore.compactRevision == 0 && hashAfter.compactRevision == 8)
         let rows = try f.backend.writer.scalar("SELECT COUNT(*) FROM revs")
         #expect(rows == 2)  // a@6 and c@9: superseded versions and b's tombstone are gone
+        // What the metrics report: the rows compaction removed, and every put's key and value bytes.
+        #expect(f.store.compactedRows.load(ordering: .relaxed) == 6)
+        #expect(f.store.putBytes.load(ordering: .relaxed) == 7 * 2)
         #expect(throws: MVCCError.compacted) { try f.store.scheduleCompaction(8) }
         #expect(throws: MVCCError.futureRevision) { try f.store.scheduleCompaction(100) }
     }

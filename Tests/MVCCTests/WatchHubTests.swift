@@ -281,4 +281,33 @@ func events(_ responses: [Etcdserverpb_WatchResponse], id: Int64) -> [Mvccpb_Eve
         #expect(storage[0] == storage[1])
         #expect(try Etcdserverpb_WatchResponse(serializedBytes: encoded[0].bytes).events == response.events)
     }
+
+    /// What etcd's watch metrics read: open streams, events queued and not yet taken by the writer, events taken.
+    @Test func streamsCountTheirEventsFromQueuedToTaken() throws {
+        let w = try WatchFixture()
+        let counters = w.hub.counters
+        var stream: WatchStream? = WatchStream(counters: counters)
+        let closed = WatchStream(wireFormat: false, counters: counters)
+        #expect(counters.openStreams.load(ordering: .relaxed) == 2)
+        w.hub.watch(WatchRequestSpec(range: .interval(from: k("a"), to: KeyRange.prefixEnd(k("a")))), on: stream!)
+        w.hub.watch(WatchRequestSpec(range: .interval(from: k("a"), to: KeyRange.prefixEnd(k("a")))), on: closed)
+        try w.put("a1", "1")
+        try w.put("a2", "2")
+        #expect(counters.pendingEvents.load(ordering: .relaxed) == 4)
+        _ = stream!.take(limit: 10)
+        #expect(counters.pendingEvents.load(ordering: .relaxed) == 2)
+        #expect(counters.sentEvents.load(ordering: .relaxed) == 2)
+        // Closing drops what was queued: pending, never sent.
+        w.hub.closeStream(closed)
+        closed.close()
+        #expect(counters.openStreams.load(ordering: .relaxed) == 1)
+        #expect(counters.pendingEvents.load(ordering: .relaxed) == 0)
+        #expect(counters.sentEvents.load(ordering: .relaxed) == 2)
+        // A stream let go without a close is no longer open either.
+        w.hub.closeStream(stream!)
+        stream = WatchStream(counters: counters)
+        #expect(counters.openStreams.load(ordering: .relaxed) == 1)
+        stream = nil
+        #expect(counters.openStreams.load(ordering: .relaxed) == 0)
+    }
 }

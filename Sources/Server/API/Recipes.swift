@@ -98,10 +98,11 @@ struct Recipes: Sendable {
 /// A watcher used by the server itself (elections, locks): events of one range, from a revision on.
 final class InternalWatch: Sendable {
     private let hub: WatchHub
-    private let stream = WatchStream(capacity: 64, wireFormat: false)
+    private let stream: WatchStream
 
     init(handler: EtcdHandler, range: KeyRange, startRevision: Int64, filterPut: Bool = false) {
         hub = handler.node.hub
+        stream = WatchStream(capacity: 64, wireFormat: false, counters: hub.counters)
         hub.watch(WatchRequestSpec(range: range, startRevision: startRevision, filterPut: filterPut), on: stream)
     }
 

@@ -312,8 +312,8 @@ enum JSONGateway {
         return .streaming(
             HTTPBodyStream { write in
                 defer { release() }
-                let stream = WatchStream(wireFormat: false)
                 let hub = handler.node.hub!
+                let stream = WatchStream(wireFormat: false, counters: hub.counters)
                 defer { hub.closeStream(stream) }
                 var caller: Result<Caller, EtcdError>?
                 for request in sent {

@@ -150,8 +150,11 @@ final class PeerSender: Sendable {
     }
 
     /// Sends encoded messages; when they cannot go (link down, peer not reading), Raft hears the peer is
-    /// unreachable and probes again later.
-    func enqueue(_ batch: [[UInt8]]) {
-        if !link.send(batch) { transport.node?.reportUnreachable(peer) }
+    /// unreachable and probes again later, and the result is false.
+    @discardableResult
+    func enqueue(_ batch: [[UInt8]]) -> Bool {
+        if link.send(batch) { return true }
+        transport.node?.reportUnreachable(peer)
+        return false
     }
 }

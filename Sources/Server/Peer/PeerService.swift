@@ -32,9 +32,11 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
         var written = 0
         var digest = SHA256()
         var verified = false
+        var started: UInt64 = 0
         do {
             for try await chunk in request {
                 if message == nil {
+                    started = monotonicNanoseconds()
                     try check(clusterID: chunk.clusterID, from: chunk.from)
                     let m = try Message(serialized: chunk.message)
                     guard m.kind == .snapshot, let index = m.snapshot?.metadata.index else {
@@ -58,7 +60,10 @@ struct PeerService: Quorumpb_Peer.SimpleServiceProtocol {
             guard let message, let file, verified else {
                 throw RPCError(code: .dataLoss, message: "snapshot stream ended early")
             }
+            let syncStarted = monotonicNanoseconds()
             try file.sync(dataOnly: false)
+            let synced = monotonicNanoseconds()
+            node.observer.snapshotDatabaseSaved(nanoseconds: synced - started, syncNanoseconds: synced - syncStarted)
             logger.info(
                 "received database snapshot",
                 metadata: [

@@ -96,9 +96,18 @@ public final class PeerTransport: RaftTransport, Sendable {
     var node: MemberNode? { nodeBox.withLock { $0 } }
 
     public func send(_ messages: [Message]) {
-        var byPeer: [UInt64: [[UInt8]]] = [:]
-        for message in messages { byPeer[message.to, default: []].append(message.serialized()) }
-        for (peer, batch) in byPeer { sender(for: peer)?.enqueue(batch) }
+        var byPeer: [UInt64: (batch: [[UInt8]], heartbeats: Int)] = [:]
+        for message in messages {
+            byPeer[message.to, default: ([], 0)].batch.append(message.serialized())
+            if message.kind == .heartbeat { byPeer[message.to, default: ([], 0)].heartbeats += 1 }
+        }
+        for (peer, outgoing) in byPeer {
+            guard let sender = sender(for: peer) else { continue }
+            if !sender.enqueue(outgoing.batch) && outgoing.heartbeats > 0 {
+                // The leader's heartbeats did not go out: etcd's `etcd_server_heartbeat_send_failures_total`.
+                node?.counters.heartbeatSendFailures.add(outgoing.heartbeats, ordering: .relaxed)
+            }
+        }
     }
 
     public func sendSnapshot(_ message: Message, image: SnapshotImage) {

@@ -34,7 +34,7 @@ enum EtcdFastRoutes {
                 }
             }
             routes["/\(service)/\(method)"] = FastRoute {
-                UnaryCall<Request>(counters: counters, auth: auth, body: serve)
+                UnaryCall<Request>(counters: counters, auth: auth, requests: metrics.clientRequests, body: serve)
             }
         }
         let kv = "etcdserverpb.KV"
@@ -96,9 +96,14 @@ enum EtcdFastRoutes {
             responder.respondAsync { () async throws(EtcdError) in try await handler.leaseLeases(caller) }
         }
         let keepAlives = metrics.rpcCounters(service: lease, method: "LeaseKeepAlive", type: "bidi_stream")
-        routes["/\(lease)/LeaseKeepAlive"] = FastRoute { LeaseKeepAliveCall(handler: handler, counters: keepAlives) }
+        let requests = metrics.clientRequests
+        routes["/\(lease)/LeaseKeepAlive"] = FastRoute {
+            LeaseKeepAliveCall(handler: handler, counters: keepAlives, requests: requests)
+        }
         let watches = metrics.rpcCounters(service: "etcdserverpb.Watch", method: "Watch", type: "bidi_stream")
-        routes["/etcdserverpb.Watch/Watch"] = FastRoute { WatchCall(handler: handler, counters: watches) }
+        routes["/etcdserverpb.Watch/Watch"] = FastRoute {
+            WatchCall(handler: handler, counters: watches, requests: requests)
+        }
         return routes
     }
 }
@@ -107,6 +112,8 @@ enum EtcdFastRoutes {
 final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     private let counters: RPCMethodCounters
     private let auth: AuthState?
+    /// A client's call counts in `etcd_server_client_requests_total` (nil: a peer's).
+    private let requests: ClientRequestCounters?
     /// The request, and its credentials when auth is on (nil otherwise).
     private let body: @Sendable (Request, Credentials?, UnaryResponder) -> Void
     private var request: ByteBuffer?
@@ -116,11 +123,12 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     private var startedAt: NIODeadline?
 
     init(
-        counters: RPCMethodCounters, auth: AuthState,
+        counters: RPCMethodCounters, auth: AuthState, requests: ClientRequestCounters,
         body: @escaping @Sendable (Request, Credentials?, UnaryResponder) -> Void
     ) {
         self.counters = counters
         self.auth = auth
+        self.requests = requests
         self.body = body
     }
 
@@ -128,11 +136,13 @@ final class UnaryCall<Request: SwiftProtobuf.Message>: RPCCall {
     init(counters: RPCMethodCounters, body: @escaping @Sendable (Request, UnaryResponder) -> Void) {
         self.counters = counters
         self.auth = nil
+        self.requests = nil
         self.body = { request, _, responder in body(request, responder) }
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
         counters.started()
+        requests?.count(stream: false, version: headers.first(name: ClientRequestCounters.versionHeader))
         if counters.timesCalls { startedAt = .now() }
         if auth?.isEnabled == true { token = headers.first(name: "token") }
     }
@@ -230,17 +240,20 @@ final class LeaseKeepAliveCall: RPCCall {
 
     private let handler: EtcdHandler
     private let counters: RPCMethodCounters
+    private let requests: ClientRequestCounters
     private var token: String?
     /// Renewals received and not answered yet.
     private var outstanding = 0
 
-    init(handler: EtcdHandler, counters: RPCMethodCounters) {
+    init(handler: EtcdHandler, counters: RPCMethodCounters, requests: ClientRequestCounters) {
         self.handler = handler
         self.counters = counters
+        self.requests = requests
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
         counters.started()
+        requests.count(stream: true, version: headers.first(name: ClientRequestCounters.versionHeader))
         token = headers.first(name: "token")
     }
 
@@ -345,7 +358,8 @@ final class WatchCall: RPCCall {
 
     private let handler: EtcdHandler
     private let counters: RPCMethodCounters
-    private let watchStream = WatchStream()
+    private let requests: ClientRequestCounters
+    private let watchStream: WatchStream
     private var unwritten = 0
     private var token: String?
     /// A create request is being authorized (auth on: the caller's identity is resolved off the event loop).
@@ -356,13 +370,16 @@ final class WatchCall: RPCCall {
     private var deferred: [Etcdserverpb_WatchRequest] = []
     static let maxDeferred = 1024
 
-    init(handler: EtcdHandler, counters: RPCMethodCounters) {
+    init(handler: EtcdHandler, counters: RPCMethodCounters, requests: ClientRequestCounters) {
         self.handler = handler
         self.counters = counters
+        self.requests = requests
+        watchStream = WatchStream(counters: handler.node.hub.counters)
     }
 
     func started(headers: HPACKHeaders, stream: RPCStreamHandle) {
         counters.started()
+        requests.count(stream: true, version: headers.first(name: ClientRequestCounters.versionHeader))
         // clientv3's WithRequireLeader: a member without a leader refuses the watch instead of going silent.
         if headers.first(name: "hasleader") == "true" && !handler.node.status.hasLeader {
             stream.finish(.noLeader)

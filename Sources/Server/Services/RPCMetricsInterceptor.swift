@@ -23,6 +23,9 @@ struct RPCMetricsInterceptor: ServerInterceptor {
         }
         let counters = metrics.rpcCounters(service: service, method: method, type: type)
         counters.started()
+        metrics.clientRequests.count(
+            stream: type != "unary",
+            version: request.metadata[stringValues: ClientRequestCounters.versionHeader].first { _ in true })
         let startedAt: NIODeadline? = counters.timesCalls ? .now() : nil
         @Sendable func record(_ error: (any Error)?) {
             if let error {
