@@ -76,6 +76,12 @@ import Testing
         }
 
         var snapshot: (byStatus: [String: Int], answered: Int) { state.withLock { ($0.byStatus, $0.answered) } }
+
+        /// Connection-level events (GOAWAY, closes, errors) by kind: none is expected while the test runs, and
+        /// each explains unanswered requests.
+        func note(_ event: String) { events.withLock { $0[event, default: 0] += 1 } }
+        var connectionEvents: [String: Int] { events.withLock { $0 } }
+        private let events = Mutex<[String: Int]>([:])
     }
 
     /// The bytes one flood connection sends, encoded once: the connection preface, an empty SETTINGS, and per
@@ -133,12 +139,17 @@ import Testing
         typealias OutboundOut = ByteBuffer
         let tally: Tally
         let request: [UInt8]
+        /// Succeeds with the member's first bytes (its SETTINGS): proof that it accepted the connection, which a
+        /// completed TCP connect is not (the kernel completes it while the connection waits in the accept queue).
+        let accepted: EventLoopPromise<Void>
         private var pending = ByteBuffer()
         private var gotData: Set<UInt32> = []
+        private var heard = false
 
-        init(tally: Tally, request: [UInt8]) {
+        init(tally: Tally, request: [UInt8], accepted: EventLoopPromise<Void>) {
             self.tally = tally
             self.request = request
+            self.accepted = accepted
         }
 
         func channelActive(context: ChannelHandlerContext) {
@@ -148,6 +159,10 @@ import Testing
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             var bytes = unwrapInboundIn(data)
+            if !heard {
+                heard = true
+                accepted.succeed()
+            }
             pending.writeBuffer(&bytes)
             while pending.readableBytes >= 9 {
                 let header = pending.getBytes(at: pending.readerIndex, length: 9)!
@@ -165,11 +180,29 @@ import Testing
                     tally.record(gotData.remove(stream) != nil ? "response" : "trailers-only")
                 case 0x3:
                     tally.record("reset")
+                case 0x7 where length >= 8:
+                    let payload = pending.getBytes(at: pending.readerIndex - length, length: length)!
+                    let code = payload[4...7].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                    tally.note("GOAWAY \(code) \(String(decoding: payload.dropFirst(8), as: UTF8.self))")
                 default:
                     break
                 }
             }
             pending.discardReadBytes()
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            tally.note("closed by the member")
+            if !heard {
+                heard = true
+                accepted.fail(ChannelError.ioOnClosedChannel)
+            }
+            context.fireChannelInactive()
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            tally.note("error: \(error)")
+            context.close(promise: nil)
         }
     }
 
@@ -245,19 +278,27 @@ import Testing
             let flood = Task {
                 var channels: [any Channel] = []
                 channels.reserveCapacity(Self.connections)
-                // Connected 500 at a time, so the listen backlog never overflows into SYN retries.
+                // Connected 500 at a time, each batch once the member accepted the previous one (it answered with
+                // its SETTINGS), so its accept queue never overflows: an overflowing queue drops handshakes that
+                // the client believes complete, and after a minute of SYN-ACK retries they are reset unanswered.
                 for batchStart in stride(from: 0, to: Self.connections, by: 500) {
                     let batch = (batchStart..<min(Self.connections, batchStart + 500)).map { _ in
-                        ClientBootstrap(group: group)
+                        let accepted = group.next().makePromise(of: Void.self)
+                        let connected = ClientBootstrap(group: group)
                             .channelInitializer { channel in
                                 channel.eventLoop.makeCompletedFuture {
                                     try channel.pipeline.syncOperations.addHandler(
-                                        FloodHandler(tally: tally, request: request))
+                                        FloodHandler(tally: tally, request: request, accepted: accepted))
                                 }
                             }
                             .connect(host: "127.0.0.1", port: port)
+                        connected.whenFailure { accepted.fail($0) }
+                        return (connected, accepted.futureResult)
                     }
-                    for future in batch { channels.append(try await future.get()) }
+                    for (connected, accepted) in batch {
+                        channels.append(try await connected.get())
+                        try await accepted.get()
+                    }
                 }
                 print(
                     "flood: connected after \(ContinuousClock.now - started), \(tally.snapshot.answered) answered, "
@@ -278,7 +319,10 @@ import Testing
             }
             let channels = try await flood.value
             let allAnswered = await tally.waitForAll(timeout: .seconds(150))
-            #expect(allAnswered, "not every whole request was answered within 150 s")
+            let unanswered =
+                "not every whole request was answered within 150 s: \(tally.snapshot.answered) answers; connection "
+                + "events \(tally.connectionEvents); member log: \(member.logTail())"
+            #expect(allAnswered, "\(unanswered)")
             // Every connection up, its whole requests answered, the other nine streams of each still open and
             // half-sent (90,000 requests in flight): the other client is served meanwhile.
             var held: [Duration] = []

@@ -11,8 +11,25 @@ import NIOCore
 /// right after the flags are read, makes the port ready within the process's first milliseconds; the listener
 /// adopts it later (`ServerBootstrap.withBoundSocket`) and accepts once the member serves.
 enum ListeningSocket {
-    /// Connections that may wait in the accept queue (NIO's default is 128).
-    static let backlog: CInt = 1024
+    /// Connections that may wait in the accept queue: the system's limit (`net.core.somaxconn`), as Go's listeners
+    /// (etcd's) take it, instead of NIO's 128. A connection that finds the queue full is not refused: the kernel
+    /// drops its handshake's last ACK, the client believes it is connected, and if the queue stays full for the
+    /// whole SYN-ACK retry period (about a minute) the connection is reset with its requests unanswered. A storm of
+    /// reconnecting clients (every kube-apiserver after a leader change) must fit.
+    static let backlog: CInt = systemLimit() ?? 4096
+
+    /// `net.core.somaxconn`, or nil where it cannot be read.
+    static func systemLimit() -> CInt? {
+        let fd = Glibc.open("/proc/sys/net/core/somaxconn", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = read(fd, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        let digits = buffer[..<count].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+        guard let value = CInt(String(decoding: digits, as: UTF8.self)), value > 0 else { return nil }
+        return value
+    }
 
     /// Binds and listens on `host:port` (IP literals are not looked up); errors are `IOError`s with the errno.
     static func open(host: String, port: Int, unixPath: String? = nil, options: SocketOptions = SocketOptions()) throws

@@ -247,7 +247,7 @@ public final class PeerTransport: RaftTransport, Sendable {
             guard let identity = security.presentedIdentity else { return }
             message =
                 "peer \(Identity.hex(peer)) (\(url.description)) refuses this member's peer \(identity.description): "
-                + (identity.problem ?? Self.alert(in: error))
+                + (identity.problem ?? Self.alert(in: error)) + Self.goRemoteError(in: error)
         case "bad_certificate":
             guard let why = security.lastDialRejection(host: url.host) else { return }
             message = "this member refuses the certificate of peer \(Identity.hex(peer)) (\(url.description)): \(why)"
@@ -270,6 +270,24 @@ public final class PeerTransport: RaftTransport, Sendable {
             return text
         }
         return "it answered the handshake with \(text[range])"
+    }
+
+    /// etcd's wording of the same refusal, as Go's TLS stack prints it (` (remote error: tls: bad certificate)`), or
+    /// nothing. Operators and etcd's own tests search logs for these words (the seed's outage was diagnosed by
+    /// them). A member that refuses a certificate in its verification callback sends `bad_certificate` (42) with
+    /// Go and `certificate_unknown` (46) with BoringSSL; both mean "your certificate was refused", so both read as
+    /// Go's "bad certificate".
+    static func goRemoteError(in error: any Error) -> String {
+        let text = String(describing: error)
+        let words: [(alert: String, go: String)] = [
+            ("ALERT_BAD_CERTIFICATE", "bad certificate"), ("ALERT_CERTIFICATE_UNKNOWN", "bad certificate"),
+            ("ALERT_CERTIFICATE_EXPIRED", "expired certificate"), ("ALERT_CERTIFICATE_REVOKED", "revoked certificate"),
+            ("ALERT_UNKNOWN_CA", "unknown certificate authority"),
+            ("ALERT_UNSUPPORTED_CERTIFICATE", "unsupported certificate"),
+            ("ALERT_HANDSHAKE_FAILURE", "handshake failure"), ("ALERT_DECRYPT_ERROR", "error decrypting message"),
+        ]
+        guard let match = words.first(where: { text.contains($0.alert) }) else { return "" }
+        return " (remote error: tls: \(match.go))"
     }
 
     /// What `/health` says about peers refusing this member's certificate.
