@@ -142,6 +142,8 @@ struct PeerTLSClusterTests {
         }
         #expect(reported, "m3's /health: \(health(members[2]))\n\(children[2].log.suffix(3000))")
         #expect(health(members[2]).contains("\"health\":\"true\""), "a warning, not a failure of its own")
+        // Its log says it in etcd's words too, the ones operators search for (and etcd's TestEtcdPeerCNAuth).
+        #expect(children[2].log.contains("(remote error: tls: bad certificate)"), "\(children[2].log.suffix(3000))")
         let refusing = await eventually(timeout: .seconds(45)) {
             health(members[0]).contains("this member refuses the certificate of peer")
         }
