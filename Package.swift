@@ -125,6 +125,7 @@ let package = Package(
             name: "Server",
             dependencies: [
                 "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth", "Backup", "RPCTransport",
+                "ReloadingTLS",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -142,9 +143,22 @@ let package = Package(
             ]
         ),
         .target(
+            // TLS identities that follow their files (renewals, CA rotation, CRLs) without a restart, and the
+            // verification that explains every refusal: shared by members, the gRPC proxy and quorumctl.
+            name: "ReloadingTLS",
+            dependencies: [
+                "PKI", "RPCTransport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "GRPCProxy",
             dependencies: [
-                "EtcdAPI", "EtcdProto", "RPCTransport", "PKI",
+                "EtcdAPI", "EtcdProto", "RPCTransport", "PKI", "ReloadingTLS",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -181,7 +195,7 @@ let package = Package(
         .executableTarget(
             name: "quorumctl",
             dependencies: [
-                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto", "Backup",
+                "Server", "PKI", "EtcdAPI", "Node", "EtcdSnapshot", "EtcdProto", "Backup", "ReloadingTLS",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -263,7 +277,7 @@ let package = Package(
             name: "TLSTests",
             dependencies: [
                 "TestSupport",
-                "Server", "RPCTransport", "PKI",
+                "Server", "RPCTransport", "PKI", "ReloadingTLS",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -8,6 +8,7 @@ import NIOSSL
 import NIOTLS
 import PKI
 import RPCTransport
+import ReloadingTLS
 import X509
 
 /// `quorum grpc-proxy start`: etcd's gRPC proxy, a stateless L7 proxy in front of a cluster. Clients speak the
@@ -63,6 +64,7 @@ package enum GRPCProxy {
         }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await upstream.run() }
+            group.addTask { await followTLSFiles(options, serving: serving, upstream: upstream, logger: logger) }
             for server in servers {
                 group.addTask { try await server.serve() }
             }
@@ -77,6 +79,40 @@ package enum GRPCProxy {
             logger.info("started gRPC proxy", metadata: ["address": "\(options.listenAddress)"])
             if !options.namespace.isEmpty {
                 logger.info("namespacing requests", metadata: ["namespace": "\(options.namespace)"])
+            }
+        }
+    }
+
+    /// Follows the proxy's certificate files, so that renewing them on disk is enough (the outage Quorum exists to
+    /// prevent: a proxy presenting a certificate that expired while it ran). Every second: the serving side takes
+    /// new files for new handshakes (`ReloadingTLSContext`), and when `--cert`, `--key` or `--cacert` changed the
+    /// clients to the members are replaced (grpc-swift reads them once per client); a file set that does not load
+    /// is logged and the previous one kept until the files change again.
+    static func followTLSFiles(
+        _ options: GRPCProxyOptions, serving: ReloadingTLSContext?, upstream: Upstream, logger: Logger
+    ) async {
+        let memberFiles = [options.cert, options.key, options.cacert].filter { !$0.isEmpty }.map {
+            URL(fileURLWithPath: $0)
+        }
+        guard serving != nil || !memberFiles.isEmpty else { return }
+        var stamp = FileStamp(memberFiles)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            if let serving, serving.reloadIfChanged() {
+                logger.notice("reloaded the proxy's serving certificate", metadata: ["side": "client"])
+            }
+            guard !memberFiles.isEmpty else { continue }
+            let now = FileStamp(memberFiles)
+            guard now != stamp else { continue }
+            stamp = now
+            do {
+                guard let security = try memberTLS(options, logger: logger) else { continue }
+                try upstream.replaceClients(security: security)
+                logger.notice(
+                    "TLS files for the members changed; new calls use them, older connections close in \(upstream.retireAfter)",
+                    metadata: ["cert": "\(options.cert)", "cacert": "\(options.cacert)"])
+            } catch {
+                logger.error("cannot load the TLS files for the members; still using the previous ones: \(error)")
             }
         }
     }
@@ -147,7 +183,7 @@ package enum GRPCProxy {
     /// TLS for the proxy's clients: `--cert-file`/`--key-file`, or with `--auto-tls` a self-signed certificate
     /// under `<data-dir>/fixtures/proxy`. With `--trusted-ca-file` clients must present a certificate signed by it
     /// (etcd requires one then too), and with `--client-crl-file` one that list does not revoke.
-    static func servingTLS(_ options: GRPCProxyOptions, logger: Logger) throws -> (any TLSContextSource)? {
+    static func servingTLS(_ options: GRPCProxyOptions, logger: Logger) throws -> ReloadingTLSContext? {
         var certFile = options.certFile
         var keyFile = options.keyFile
         if certFile.isEmpty && keyFile.isEmpty && options.trustedCAFile.isEmpty && options.autoTLS {
@@ -171,78 +207,17 @@ package enum GRPCProxy {
             }
             return nil
         }
-        var configuration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)))
-        configuration.applicationProtocols = ["h2", "http/1.1"]
-        if !options.trustedCAFile.isEmpty {
-            // As etcd's `TLSInfo.ServerConfig`: a trusted CA means clients must present a certificate it signed.
-            configuration.certificateVerification = .noHostnameVerification
-            configuration.trustRoots = .file(options.trustedCAFile)
-        }
-        var crl: CertificateRevocationList?
-        if !options.clientCRLFile.isEmpty {
-            crl = try CertificateRevocationList.load(from: URL(fileURLWithPath: options.clientCRLFile))
-        }
+        let files = TLSFileSet(
+            certificate: URL(fileURLWithPath: certFile), key: URL(fileURLWithPath: keyFile),
+            trustBundle: options.trustedCAFile.isEmpty ? nil : URL(fileURLWithPath: options.trustedCAFile),
+            crl: options.clientCRLFile.isEmpty ? nil : URL(fileURLWithPath: options.clientCRLFile))
+        // As etcd's `TLSInfo.ServerConfig`: a trusted CA means clients must present a certificate it signed (and,
+        // with a CRL, one it does not revoke). Unlike etcd's proxy, the files are followed: see `followTLSFiles`.
+        let serving = try ReloadingTLSContext(
+            files: files,
+            options: TLSContextOptions(side: "client", clientCertAuth: !options.trustedCAFile.isEmpty),
+            sink: TLSEventSink(logger: logger, countFailure: nil))
         logger.info("gRPC proxy server TLS", metadata: ["cert-file": "\(certFile)", "key-file": "\(keyFile)"])
-        return StaticTLSContext(context: try NIOSSLContext(configuration: configuration), crl: crl)
-    }
-}
-
-/// The proxy's serving TLS: one context for its life (etcd's proxy does not reload its certificate either), and
-/// the `--client-crl-file` check of each client's certificate.
-final class StaticTLSContext: TLSContextSource {
-    let context: NIOSSLContext
-    let crl: CertificateRevocationList?
-
-    init(context: NIOSSLContext, crl: CertificateRevocationList?) {
-        self.context = context
-        self.crl = crl
-    }
-
-    func currentContext() -> NIOSSLContext? { context }
-
-    func makeHandler(context: NIOSSLContext) -> NIOSSLServerHandler {
-        NIOSSLServerHandler(context: context)
-    }
-
-    func configureConnection(channel: any Channel, context: NIOSSLContext) throws {
-        let tls = makeHandler(context: context)
-        try channel.pipeline.syncOperations.addHandler(tls)
-        if let crl { try channel.pipeline.syncOperations.addHandler(RevocationCheck(crl: crl, tls: tls)) }
-    }
-}
-
-/// Closes a connection whose client certificate the CRL revokes, as soon as its handshake completes and before
-/// anything it sent is read (reads are held until then).
-final class RevocationCheck: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    typealias OutboundIn = NIOAny
-
-    private let crl: CertificateRevocationList
-    private let tls: NIOSSLServerHandler
-
-    init(crl: CertificateRevocationList, tls: NIOSSLServerHandler) {
-        self.crl = crl
-        self.tls = tls
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? TLSUserEvent, case .handshakeCompleted = event {
-            let revoked = tls.peerCertificate.flatMap { try? Certificate(derEncoded: $0.toDERBytes()) }.map {
-                crl.isRevoked($0)
-            }
-            if revoked == true {
-                context.close(promise: nil)
-                return
-            }
-            context.pipeline.syncOperations.removeHandler(self, promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        // Nothing is read before the handshake completes (and this handler goes), so a read here is not expected;
-        // it is dropped rather than passed on unchecked.
+        return serving
     }
 }

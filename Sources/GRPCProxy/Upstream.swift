@@ -13,32 +13,65 @@ import Synchronization
 package final class Upstream: Sendable {
     package typealias Client = GRPCClient<HTTP2ClientTransport.Posix>
 
-    package struct Member: Sendable {
+    /// One `--endpoints` entry. Its client is replaced when the proxy's TLS files change (`replaceClients`), so a
+    /// call takes the client current when it starts.
+    package final class Member: Sendable {
         package let address: String
-        package let client: Client
+        /// Where it is dialled (a target per new client: grpc-swift's targets are not Sendable).
+        let target: @Sendable () -> any ResolvableTarget
+        /// nil: dialled with the proxy's TLS settings; otherwise fixed by the endpoint's scheme.
+        let fixedSecurity: HTTP2ClientTransport.Posix.TransportSecurity?
+        private let current: Mutex<Client>
+
+        init(
+            address: String, target: @escaping @Sendable () -> any ResolvableTarget,
+            fixedSecurity: HTTP2ClientTransport.Posix.TransportSecurity?, client: Client
+        ) {
+            self.address = address
+            self.target = target
+            self.fixedSecurity = fixedSecurity
+            current = Mutex(client)
+        }
+
+        package var client: Client { current.withLock { $0 } }
+
+        func swap(_ client: Client) -> Client {
+            current.withLock { old in
+                defer { old = client }
+                return old
+            }
+        }
     }
 
     package let members: [Member]
     private let preferred = Atomic<Int>(0)
     let logger: Logger
+    /// Clients made after `run` started: it runs their connections too.
+    private let added: (stream: AsyncStream<Client>, continuation: AsyncStream<Client>.Continuation)
+    /// How long a replaced client keeps serving the calls it has (watches above all) before it is stopped and they
+    /// resume on the new one.
+    let retireAfter: Duration
 
     /// `endpoints`: `host:port`, or a URL: as in clientv3, an `http://` endpoint is dialled in plaintext whatever
     /// the TLS flags, an `https://` one with TLS (`security`, or TLS with the system's roots when no TLS flag was
     /// given), and a bare `host:port` with `security`.
     package init(
         endpoints: [String], security: HTTP2ClientTransport.Posix.TransportSecurity?, maxSendBytes: Int,
-        maxReceiveBytes: Int, logger: Logger
+        maxReceiveBytes: Int, logger: Logger, retireAfter: Duration = .seconds(30)
     ) throws {
         self.logger = logger
+        self.retireAfter = retireAfter
+        added = AsyncStream.makeStream(of: Client.self, bufferingPolicy: .unbounded)
         let tlsIsDefault = security.map { _ in false } ?? true
-        let security = security ?? .plaintext
         var members: [Member] = []
         for endpoint in endpoints {
-            var memberSecurity = security
+            var fixed: HTTP2ClientTransport.Posix.TransportSecurity?
             if endpoint.hasPrefix("http://") || endpoint.hasPrefix("unix://") {
-                memberSecurity = .plaintext
+                fixed = .plaintext
             } else if endpoint.hasPrefix("https://") || endpoint.hasPrefix("unixs://"), tlsIsDefault {
-                memberSecurity = .tls(.defaults())
+                fixed = .tls(.defaults())
+            } else if security == nil {
+                fixed = .plaintext
             }
             var address = endpoint
             for scheme in ["http://", "https://", "unix://", "unixs://"] where address.hasPrefix(scheme) {
@@ -51,24 +84,15 @@ package final class Upstream: Sendable {
             }
             var host = String(address[..<colon])
             if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            let target: any ResolvableTarget
-            if host.contains(":") {
-                target = .ipv6(address: host, port: port)
-            } else if host.split(separator: ".").count == 4, host.split(separator: ".").allSatisfy({ UInt8($0) != nil })
-            {
-                target = .ipv4(address: host, port: port)
-            } else {
-                target = .dns(host: host, port: port)
+            let isIPv4 =
+                host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { UInt8($0) != nil }
+            let target: @Sendable () -> any ResolvableTarget = { [host] in
+                if host.contains(":") { return .ipv6(address: host, port: port) }
+                if isIPv4 { return .ipv4(address: host, port: port) }
+                return .dns(host: host, port: port)
             }
-            var config = HTTP2ClientTransport.Posix.Config.defaults
-            config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
-            config.connection.maxIdleTime = nil
-            config.http2.maxFrameSize = 1 << 20
-            let client = GRPCClient(
-                transport: try HTTP2ClientTransport.Posix(
-                    target: target, transportSecurity: memberSecurity, config: config,
-                    serviceConfig: ServiceConfig()))
-            members.append(Member(address: address, client: client))
+            let client = try Self.makeClient(target: target, security: fixed ?? security ?? .plaintext)
+            members.append(Member(address: address, target: target, fixedSecurity: fixed, client: client))
         }
         guard !members.isEmpty else { throw GRPCProxyError("no endpoints given") }
         self.members = members
@@ -76,21 +100,76 @@ package final class Upstream: Sendable {
         self.maxReceiveBytes = maxReceiveBytes
     }
 
+    static func makeClient(
+        target: @Sendable () -> any ResolvableTarget, security: HTTP2ClientTransport.Posix.TransportSecurity
+    )
+        throws -> Client
+    {
+        var config = HTTP2ClientTransport.Posix.Config.defaults
+        config.backoff = .init(initial: .milliseconds(100), max: .seconds(2), multiplier: 1.6, jitter: 0.2)
+        config.connection.maxIdleTime = nil
+        config.http2.maxFrameSize = 1 << 20
+        return GRPCClient(
+            transport: try HTTP2ClientTransport.Posix(
+                target: target(), transportSecurity: security, config: config, serviceConfig: ServiceConfig()))
+    }
+
     let maxSendBytes: Int
     let maxReceiveBytes: Int
 
-    /// Runs the clients' connections until cancelled.
+    /// New clients for every member dialled with the proxy's TLS settings, made with `security` (the files as they
+    /// are now: grpc-swift reads certificate files once per client). New calls take the new clients at once; the
+    /// old ones finish their calls for `retireAfter` and are then stopped, so no connection to a member outlives
+    /// the certificate it was opened with by more than that.
+    package func replaceClients(security: HTTP2ClientTransport.Posix.TransportSecurity) throws {
+        for member in members where member.fixedSecurity == nil {
+            let client = try Self.makeClient(target: member.target, security: security)
+            added.continuation.yield(client)
+            let old = member.swap(client)
+            old.beginGracefulShutdown()
+            retiring.withLock { $0.append((old, ContinuousClock.now + retireAfter)) }
+        }
+    }
+
+    /// The task running each client's connections.
+    private let running = Mutex<[ObjectIdentifier: Task<Void, Never>]>([:])
+
+    private func start(_ client: Client) {
+        let task = Task { _ = try? await client.runConnections() }
+        running.withLock { $0[ObjectIdentifier(client)] = task }
+    }
+
+    /// Replaced clients and when they are stopped.
+    private let retiring = Mutex<[(client: Client, at: ContinuousClock.Instant)]>([])
+
+    /// Runs the clients' connections until cancelled: the first ones, those `replaceClients` makes, and stops
+    /// replaced ones when their time is up.
     package func run() async {
         await withDiscardingTaskGroup { group in
-            for member in members {
-                group.addTask { try? await member.client.runConnections() }
+            for member in members { start(member.client) }
+            group.addTask { [self] in
+                for await client in added.stream { start(client) }
             }
             group.addTask { [self] in
                 // Cancellation of `run` stops the clients (and their calls).
                 await withTaskCancellationHandler {
-                    while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        let now = ContinuousClock.now
+                        let due = retiring.withLock { list in
+                            defer { list.removeAll { $0.at <= now } }
+                            return list.filter { $0.at <= now }.map(\.client)
+                        }
+                        for client in due {
+                            running.withLock { $0.removeValue(forKey: ObjectIdentifier(client)) }?.cancel()
+                        }
+                    }
+                    let all = running.withLock { $0.values }
+                    for task in all { _ = await task.value }
                 } onCancel: {
-                    for member in members { member.client.beginGracefulShutdown() }
+                    added.continuation.finish()
+                    let all = running.withLock { $0.values }
+                    for task in all { task.cancel() }
                 }
             }
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PKI
+import ReloadingTLS
 import Server
 import X509
 

@@ -1,5 +1,6 @@
 import Foundation
 import PKI
+import ReloadingTLS
 import Server
 import TestSupport
 import Testing

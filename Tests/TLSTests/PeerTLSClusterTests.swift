@@ -1,6 +1,7 @@
 import Foundation
 import PKI
 import RPCTransport
+import ReloadingTLS
 import Server
 import TestSupport
 import Testing

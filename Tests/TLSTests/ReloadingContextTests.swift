@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import PKI
+import ReloadingTLS
 import Server
 import TestSupport
 import Testing
@@ -32,7 +33,7 @@ struct ReloadingContextTests {
         func context(_ options: TLSContextOptions) throws -> ReloadingTLSContext {
             try ReloadingTLSContext(
                 files: files, options: options,
-                sink: TLSEventSink(logger: logs.logger(), metrics: metrics, identities: identities))
+                sink: TLSEventSink(logger: logs.logger(), countFailure: { metrics.tlsHandshakeFailed(reason: $0) }, identities: identities))
         }
 
         func failures(_ reason: String) -> Int {
@@ -212,7 +213,7 @@ struct ReloadingContextTests {
         }
         let logs = LogCapture()
         let metrics = ServerMetrics()
-        let sink = TLSEventSink(logger: logs.logger(), metrics: metrics)
+        let sink = TLSEventSink(logger: logs.logger(), countFailure: { metrics.tlsHandshakeFailed(reason: $0) })
         let serverSide = try ReloadingTLSContext(
             files: try peerFiles("m1", hosts: ["127.0.0.1", "m1.cluster"]),
             options: TLSContextOptions(

@@ -12,6 +12,7 @@ import NIOSSL
 import Node
 import PKI
 import Raft
+import ReloadingTLS
 import Storage
 import Synchronization
 

@@ -1,5 +1,6 @@
 import GRPCCore
 import Node
+import ReloadingTLS
 
 /// The credentials of the call a grpc-swift service method runs for (Cluster, Maintenance, Auth, Election, Lock),
 /// set by `AuthInterceptor` for the whole call, streaming responses included.

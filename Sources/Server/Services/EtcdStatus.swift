@@ -1,6 +1,7 @@
 import GRPCCore
 import Node
 import RPCTransport
+import ReloadingTLS
 
 extension EtcdError {
     /// The gRPC status etcd sends for this error.

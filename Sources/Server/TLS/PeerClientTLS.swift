@@ -2,6 +2,7 @@ import GRPCNIOTransportHTTP2
 import NIOCore
 import NIOSSL
 import PKI
+import ReloadingTLS
 import X509
 
 /// Dialling other members from the same reloadable peer material the listener serves.

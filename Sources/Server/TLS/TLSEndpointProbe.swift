@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import NIOTLS
 import PKI
+import ReloadingTLS
 import Synchronization
 import X509
 

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PKI
+import ReloadingTLS
 import Synchronization
 import X509
 
@@ -88,7 +89,9 @@ public final class TLSRuntime: Sendable {
             config.listenPeerURLs.contains(where: \.isTLS)
             || config.node.advertisePeerURLs.contains { $0.lowercased().hasPrefix("https://") }
         let peerMode = tls.peerMode(httpsURLs: peerHTTPS)
-        let sink = TLSEventSink(logger: logger, metrics: metrics)
+        var countFailure: (@Sendable (String) -> Void)?
+        if let metrics { countFailure = { reason in metrics.tlsHandshakeFailed(reason: reason) } }
+        let sink = TLSEventSink(logger: logger, countFailure: countFailure)
         let dataDirectory = URL(fileURLWithPath: config.node.dataDir)
 
         var pki: ManagedPKI?

@@ -4,6 +4,7 @@ import NIOPosix
 import NIOSSL
 import PKI
 import RPCTransport
+import ReloadingTLS
 import Server
 import X509
 

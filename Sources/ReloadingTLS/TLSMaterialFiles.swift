@@ -86,10 +86,10 @@ public struct LoadedTLSMaterial: Sendable {
 /// Following symlinks matters for Kubernetes secrets, which are replaced by swapping a `..data` symlink: the path
 /// stays the same but `stat` sees a different inode. Atomic rename-into-place (cert-manager, Quorum itself) changes
 /// the inode too, and in-place rewrites change size or mtime.
-struct FileStamp: Equatable, Sendable {
+package struct FileStamp: Equatable, Sendable {
     private var entries: [String]
 
-    init(_ urls: [URL]) {
+    package init(_ urls: [URL]) {
         entries = urls.map { url in
             var info = stat()
             guard stat(url.path, &info) == 0 else { return "\(url.path):absent" }

@@ -7,8 +7,8 @@ import X509
 /// Encrypts but does not authenticate (clients must skip verification), exactly as in etcd. The files are reused
 /// while valid and carrying the wanted names, and regenerated at start-up otherwise, so an auto-TLS member never
 /// starts with an expired certificate either.
-enum AutoTLS {
-    static func ensure(
+package enum AutoTLS {
+    package static func ensure(
         directory: URL, names: SubjectNames, validityYears: Int, keyAlgorithm: KeyAlgorithm, now: Date
     ) throws -> TLSFileSet {
         let certificateURL = directory.appendingPathComponent("cert.pem")

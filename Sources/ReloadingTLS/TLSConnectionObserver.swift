@@ -49,17 +49,20 @@ public final class ClientIdentityRegistry: Sendable {
 /// identity table.
 public final class TLSEventSink: Sendable {
     let logger: Logger
-    let metrics: ServerMetrics?
+    /// Counts a failure by reason (`quorum_tls_handshake_failures_total` on a member).
+    let countFailure: (@Sendable (String) -> Void)?
     public let identities: ClientIdentityRegistry
 
-    public init(logger: Logger, metrics: ServerMetrics?, identities: ClientIdentityRegistry = ClientIdentityRegistry())
-    {
+    public init(
+        logger: Logger, countFailure: (@Sendable (_ reason: String) -> Void)?,
+        identities: ClientIdentityRegistry = ClientIdentityRegistry()
+    ) {
         self.logger = logger
-        self.metrics = metrics
+        self.countFailure = countFailure
         self.identities = identities
     }
 
-    func handshakeFailed(_ rejection: TLSRejection, side: String, remote: SocketAddress?) {
+    package func handshakeFailed(_ rejection: TLSRejection, side: String, remote: SocketAddress?) {
         logger.warning(
             "rejected TLS connection: \(rejection.message)",
             metadata: [
@@ -67,7 +70,7 @@ public final class TLSEventSink: Sendable {
                 "reason": "\(rejection.reason)",
             ])
         // Counted after logging, so whoever waits for the counter also finds the log line.
-        metrics?.tlsHandshakeFailed(reason: rejection.reason)
+        countFailure?(rejection.reason)
     }
 }
 

@@ -44,7 +44,7 @@ public struct TLSContextOptions: Sendable {
         self.applicationProtocols = applicationProtocols
     }
 
-    var minimumVersionName: String { TLSFlagParsing.rank(minimumVersion) == 13 ? "TLS1.3" : "TLS1.2" }
+    var minimumVersionName: String { minimumVersion == .tlsv13 ? "TLS1.3" : "TLS1.2" }
 }
 
 /// A `TLSContextSource` whose certificate, key, CA bundle and CRL follow the files on disk without a restart.
@@ -58,7 +58,7 @@ public struct TLSContextOptions: Sendable {
 public final class ReloadingTLSContext: TLSContextSource, Sendable {
     public let files: TLSFileSet
     public let options: TLSContextOptions
-    let sink: TLSEventSink
+    package let sink: TLSEventSink
 
     struct Current: Sendable {
         var material: LoadedTLSMaterial
