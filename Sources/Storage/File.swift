@@ -60,10 +60,6 @@ public final class File: @unchecked Sendable {
         }
     }
 
-    public func write(_ bytes: [UInt8], at offset: Int) throws {
-        try bytes.withUnsafeBytes { (b) throws in try write(b, at: offset) }
-    }
-
     /// Reads up to `count` bytes at `offset` (fewer only at end of file).
     public func read(count: Int, at offset: Int) throws -> [UInt8] {
         var result = [UInt8](repeating: 0, count: count)
@@ -81,10 +77,6 @@ public final class File: @unchecked Sendable {
         }
         if done < count { result.removeLast(count - done) }
         return result
-    }
-
-    public func readAll() throws -> [UInt8] {
-        try read(count: try size, at: 0)
     }
 
     /// Makes written data durable. `fdatasync` skips metadata that is not needed to read the data back.
