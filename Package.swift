@@ -159,7 +159,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .target(name: "Simulation", dependencies: ["Raft"]),
+        .target(name: "Simulation", dependencies: ["Raft", "Storage"]),
         .target(
             name: "Backup",
             dependencies: [
@@ -229,7 +229,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
+        .testTarget(name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage"]),
         .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
         .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),

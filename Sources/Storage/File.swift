@@ -10,6 +10,12 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
     public var path: String
     public var errno: Int32
 
+    public init(operation: String, path: String, errno: Int32) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
     public var description: String {
         "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
     }
