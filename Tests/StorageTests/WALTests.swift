@@ -216,6 +216,28 @@ import Testing
         #expect(recovered.hardState.commit == 100)
     }
 
+    /// A new leader's overwrite makes a later segment start at a lower index than the one before it: releasing
+    /// segments behind a snapshot must still delete only the oldest run, or the sequence gap it leaves stops the
+    /// member from restarting (found by `WALPowerLossTests` on the simulated disk, seed 6413759).
+    @Test func releasingSegmentsNeverLeavesAGap() throws {
+        let dir = TemporaryDirectory()
+        var options = WriteAheadLog.Options()
+        options.segmentSize = 1  // every append cuts a segment
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
+        try append(log, entries(1...10, term: 1))  // segment 1 starts at 11
+        try append(log, entries(5...6, term: 2))  // segment 2 starts at 7
+        try append(log, entries(7...8, term: 2), hardState: WALHardState(term: 2, vote: 1, commit: 8))
+        #expect(try segmentFiles(dir.path).count == 4)
+        try log.saveSnapshot(WALSnapshot(index: 8, term: 2, confState: [1]))
+        try log.releaseSegments(through: 8)
+        let (reopened, recovered) = try WriteAheadLog.open(in: dir.path, options: options)
+        #expect(recovered.snapshot?.index == 8)
+        #expect(recovered.entries.isEmpty)
+        try append(reopened, entries(9...9, term: 2))
+        let (_, again) = try WriteAheadLog.open(in: dir.path, options: options)
+        #expect(again.entries.map(\.index) == [9])
+    }
+
     @Test func directoryLockIsExclusive() throws {
         let dir = TemporaryDirectory()
         let first = try DirectoryLock(directory: dir.path)

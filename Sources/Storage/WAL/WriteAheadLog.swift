@@ -54,8 +54,18 @@ public final class WriteAheadLogOn<D: Disk> {
     }
 
     /// Whether `directory` already holds a log.
+    ///
+    /// A directory that exists but cannot be listed (EIO, EMFILE) counts as holding one: the caller then opens it
+    /// and reports the error. Answering "no" would make a member create a log over its own, whose first segment has
+    /// the same name as the new one and is replaced by the rename. The simulated disk found it, with the power
+    /// going out while a restarting member listed its log directory.
     public static func exists(in directory: String, disk: D) -> Bool {
-        ((try? disk.list(directory)) ?? []).contains { $0.hasSuffix(".wal") }
+        guard disk.exists(directory) else { return false }
+        do {
+            return try disk.list(directory).contains { $0.hasSuffix(".wal") }
+        } catch {
+            return true
+        }
     }
 
     /// Creates a new log holding `entries` and `hardState` from the start. Fails if one already exists.
@@ -67,7 +77,8 @@ public final class WriteAheadLogOn<D: Disk> {
         hardState: WALHardState = WALHardState(term: 0, vote: 0, commit: 0), options: Options = Options()
     ) throws -> WriteAheadLogOn {
         try disk.makeDirectory(directory)
-        if exists(in: directory, disk: disk) {
+        // Listed with errors thrown, not through `exists`: a log is never created unless its absence is certain.
+        if try disk.list(directory).contains(where: { $0.hasSuffix(".wal") }) {
             throw FileError(operation: "create wal", path: directory, errno: EEXIST)
         }
         let (file, offset) = try startSegment(
@@ -165,11 +176,18 @@ public final class WriteAheadLogOn<D: Disk> {
 
     /// Deletes segments whose entries all lie at or before `index` (a snapshot's index), oldest first, as long as
     /// more than `options.maxFiles` segments exist.
+    ///
+    /// Only ever a run of the oldest: the first segment that must stay ends the deletion. Segment names are not
+    /// ordered by first index (a segment cut after a new leader overwrote an uncommitted suffix starts lower than
+    /// the one before it), so a later segment can qualify while an earlier one does not; deleting it left a gap in
+    /// the sequence that recovery refuses, and the member could not restart. The simulated disk found it (seed
+    /// 6413759 of `WALPowerLossTests`).
     public func releaseSegments(through index: UInt64) throws {
         let segments = try Self.segmentNames(in: directory, disk: disk)
         guard segments.count > 1, options.maxFiles > 0 else { return }
         var excess = segments.count - options.maxFiles
-        for i in 0..<(segments.count - 1) where excess > 0 && segments[i + 1].firstIndex <= index + 1 {
+        for i in 0..<(segments.count - 1) {
+            guard excess > 0, segments[i + 1].firstIndex <= index + 1 else { break }
             try disk.remove(directory + "/" + segments[i].file)
             excess -= 1
         }
