@@ -1,3 +1,4 @@
+import Foundation
 import Simulation
 import Storage
 import TestSupport
@@ -25,7 +26,9 @@ struct WALPowerLossTests {
         var rng = SimRandom(seed: seed)
         var totals = SimFileSystemStats()
         var cycles = 0
-        for run in 0..<40 {
+        // `QUORUM_WAL_SIM_RUNS` runs more than the suite's 40 (75 cycles each), to hunt rather than to check.
+        let runs = ProcessInfo.processInfo.environment["QUORUM_WAL_SIM_RUNS"].flatMap { Int($0) } ?? 40
+        for run in 0..<runs {
             var faults = SimDiskFaults()
             if run % 3 == 2 { faults = SimDiskFaults(writeError: 0.01, syncError: 0.02, directorySyncError: 0.02) }
             var harness = Harness(seed: rng.next(), faults: faults)

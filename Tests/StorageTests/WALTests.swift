@@ -124,6 +124,32 @@ import Testing
     }
 
     /// Damage before the last record cannot be a torn write: recovery refuses, naming the file and offset.
+    /// A power cut can keep a later sector and lose an earlier one, which then holds its old content: the records
+    /// synced before, zeros after. When the next record's header starts 2 bytes before the end of that sector, its
+    /// first 2 bytes read as zeros and the rest (and the records after it) as written: a torn write, to be cut off,
+    /// not corruption. Found by `WALPowerLossTests` on the simulated disk (seed 3491090915), where the log refused
+    /// to open.
+    @Test func aHeaderTornAcrossASectorBoundaryIsATornWrite() throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [])
+        try append(log, entries(1...3, term: 1))
+        let path = dir.path + "/" + (try segmentFiles(dir.path)[0])
+        var state = WriteAheadLog.ReplayState()
+        let end = try WriteAheadLog.replay(segment: path, disk: PosixDisk(), isLast: true, into: &state)
+        // Entry 4 ends 2 bytes short of a sector boundary (header 8 + type, index, term, kind 18 + data).
+        var length = 600
+        while (end + 26 + length) % 512 != 510 { length += 1 }
+        let synced = WALEntry(index: 4, term: 1, kind: 0, data: [UInt8](repeating: 0xA5, count: length))
+        try append(log, [synced])
+        try append(log, entries(5...9, term: 1))
+        // The sector as it was when entry 4 was synced: entry 5's first header bytes never reached the disk.
+        try File(path: path, writable: true).write([0, 0], at: end + 26 + length)
+        let (_, recovered) = try WriteAheadLog.open(in: dir.path)
+        #expect(recovered.repairedTail != nil)
+        #expect(recovered.entries.map(\.index) == [1, 2, 3, 4])
+        #expect(recovered.entries.last == synced)
+    }
+
     @Test func corruptionInTheMiddleIsRefusedWithFileAndOffset() throws {
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.create(in: dir.path, metadata: [])
