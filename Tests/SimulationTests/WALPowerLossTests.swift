@@ -43,6 +43,10 @@ struct WALPowerLossTests {
                 }
                 cycles += 1
             }
+            if let failure = harness.recover() {
+                Issue.record(Comment(rawValue: "seed \(seed) run \(run), last recovery: \(failure)"))
+                return
+            }
             totals.add(harness.fileSystem.stats)
         }
         print(
