@@ -14,8 +14,10 @@
 //   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
 //   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
 // Nothing below Server imports NIO or gRPC except RPCTransport and Backup, which know nothing of etcd. The simulator
-// (Simulation) drives the Raft core seed by seed; the member's own code (Node, Storage, MVCC) is exercised by real
-// processes (end-to-end, chaos), not yet by the simulator.
+// (Simulation, over Raft and Storage) drives the Raft core seed by seed, and runs the real write-ahead log on a
+// simulated disk (SimFileSystem: lost, reordered and torn unsynced writes, undone renames, failing fsync); the rest of
+// the member (Node, MVCC, SQLite, snapshots) is exercised by real processes (end-to-end, chaos), not yet by the
+// simulator.
 import PackageDescription
 
 let package = Package(
@@ -173,7 +175,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .target(name: "Simulation", dependencies: ["Raft"]),
+        .target(name: "Simulation", dependencies: ["Raft", "Storage"]),
         .target(
             name: "Backup",
             dependencies: [
@@ -243,7 +245,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Raft"]),
+        .testTarget(name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage"]),
         .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
         .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),

@@ -11,7 +11,8 @@ public enum DiskRecord: Sendable {
     case localSnapshot(Snapshot)
 }
 
-/// Durable storage as the simulator sees it: records are appended, `sync` makes everything written so far
+/// Durable storage as the cluster simulation sees it (records, not bytes: the Raft core's persistence, not the real
+/// write-ahead log; that one runs on `SimFileSystem` in its own suite, `WALPowerLossTests`): records are appended, `sync` makes everything written so far
 /// durable, and a crash keeps only what was synced plus, possibly, a prefix of what was not (the OS may have
 /// flushed some pages), with the last record possibly torn — a torn record fails its checksum and recovery
 /// stops there, like a real WAL reader.

@@ -10,6 +10,12 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
     public var path: String
     public var errno: Int32
 
+    public init(operation: String, path: String, errno: Int32) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
     public var description: String {
         "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
     }
@@ -60,10 +66,6 @@ public final class File: @unchecked Sendable {
         }
     }
 
-    public func write(_ bytes: [UInt8], at offset: Int) throws {
-        try bytes.withUnsafeBytes { (b) throws in try write(b, at: offset) }
-    }
-
     /// Reads up to `count` bytes at `offset` (fewer only at end of file).
     public func read(count: Int, at offset: Int) throws -> [UInt8] {
         var result = [UInt8](repeating: 0, count: count)
@@ -81,10 +83,6 @@ public final class File: @unchecked Sendable {
         }
         if done < count { result.removeLast(count - done) }
         return result
-    }
-
-    public func readAll() throws -> [UInt8] {
-        try read(count: try size, at: 0)
     }
 
     /// Makes written data durable. `fdatasync` skips metadata that is not needed to read the data back.

@@ -124,6 +124,32 @@ import Testing
     }
 
     /// Damage before the last record cannot be a torn write: recovery refuses, naming the file and offset.
+    /// A power cut can keep a later sector and lose an earlier one, which then holds its old content: the records
+    /// synced before, zeros after. When the next record's header starts 2 bytes before the end of that sector, its
+    /// first 2 bytes read as zeros and the rest (and the records after it) as written: a torn write, to be cut off,
+    /// not corruption. Found by `WALPowerLossTests` on the simulated disk (seed 3491090915), where the log refused
+    /// to open.
+    @Test func aHeaderTornAcrossASectorBoundaryIsATornWrite() throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [])
+        try append(log, entries(1...3, term: 1))
+        let path = dir.path + "/" + (try segmentFiles(dir.path)[0])
+        var state = WriteAheadLog.ReplayState()
+        let end = try WriteAheadLog.replay(segment: path, disk: PosixDisk(), isLast: true, into: &state)
+        // Entry 4 ends 2 bytes short of a sector boundary (header 8 + type, index, term, kind 18 + data).
+        var length = 600
+        while (end + 26 + length) % 512 != 510 { length += 1 }
+        let synced = WALEntry(index: 4, term: 1, kind: 0, data: [UInt8](repeating: 0xA5, count: length))
+        try append(log, [synced])
+        try append(log, entries(5...9, term: 1))
+        // The sector as it was when entry 4 was synced: entry 5's first header bytes never reached the disk.
+        try File(path: path, writable: true).write([0, 0], at: end + 26 + length)
+        let (_, recovered) = try WriteAheadLog.open(in: dir.path)
+        #expect(recovered.repairedTail != nil)
+        #expect(recovered.entries.map(\.index) == [1, 2, 3, 4])
+        #expect(recovered.entries.last == synced)
+    }
+
     @Test func corruptionInTheMiddleIsRefusedWithFileAndOffset() throws {
         let dir = TemporaryDirectory()
         let log = try WriteAheadLog.create(in: dir.path, metadata: [])
@@ -214,6 +240,28 @@ import Testing
         #expect(recovered.snapshot == WALSnapshot(index: 100, term: 1, confState: [1]))
         #expect(recovered.entries.isEmpty)
         #expect(recovered.hardState.commit == 100)
+    }
+
+    /// A new leader's overwrite makes a later segment start at a lower index than the one before it: releasing
+    /// segments behind a snapshot must still delete only the oldest run, or the sequence gap it leaves stops the
+    /// member from restarting (found by `WALPowerLossTests` on the simulated disk, seed 6413759).
+    @Test func releasingSegmentsNeverLeavesAGap() throws {
+        let dir = TemporaryDirectory()
+        var options = WriteAheadLog.Options()
+        options.segmentSize = 1  // every append cuts a segment
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
+        try append(log, entries(1...10, term: 1))  // segment 1 starts at 11
+        try append(log, entries(5...6, term: 2))  // segment 2 starts at 7
+        try append(log, entries(7...8, term: 2), hardState: WALHardState(term: 2, vote: 1, commit: 8))
+        #expect(try segmentFiles(dir.path).count == 4)
+        try log.saveSnapshot(WALSnapshot(index: 8, term: 2, confState: [1]))
+        try log.releaseSegments(through: 8)
+        let (reopened, recovered) = try WriteAheadLog.open(in: dir.path, options: options)
+        #expect(recovered.snapshot?.index == 8)
+        #expect(recovered.entries.isEmpty)
+        try append(reopened, entries(9...9, term: 2))
+        let (_, again) = try WriteAheadLog.open(in: dir.path, options: options)
+        #expect(again.entries.map(\.index) == [9])
     }
 
     @Test func directoryLockIsExclusive() throws {

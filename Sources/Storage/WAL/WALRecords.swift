@@ -53,6 +53,44 @@ public struct WALRecovery: Sendable {
     public var repairedTail: String?
 }
 
+/// How a log is laid out and synced.
+public struct WALOptions: Sendable {
+    /// A segment is cut once it grows past this size.
+    public var segmentSize: Int = 64 << 20
+    /// Off only with etcd's `--unsafe-no-fsync` (and in tests and benchmarks of the no-disk case).
+    public var fsync: Bool = true
+    /// etcd's `--max-wals`: how many segment files `releaseSegments` leaves, counting those a snapshot made
+    /// obsolete (removed oldest first beyond this number); 0 keeps them all. Segments still needed stay whatever
+    /// the number.
+    public var maxFiles: Int = 1
+    public init() {}
+}
+
+/// Counters for metrics and benchmarks.
+public struct WALStats: Sendable {
+    public var syncs: Int = 0
+    public var syncNanoseconds: UInt64 = 0
+    public var bytesWritten: Int = 0
+    public var entriesWritten: Int = 0
+    public var lastSyncNanoseconds: UInt64 = 0
+    public init() {}
+}
+
+/// Thrown by a log whose write or sync failed, then by every later call on it: what it wrote since its last good
+/// sync may not be on disk, whatever a retried fsync would say. Only reopening (a restart's recovery) continues.
+public struct WALFailed: Error, CustomStringConvertible, Sendable {
+    public var directory: String
+    /// The error of the write or sync that failed.
+    public var cause: String
+
+    public init(directory: String, cause: String) {
+        self.directory = directory
+        self.cause = cause
+    }
+
+    public var description: String { "wal: \(directory) stopped after a failed write or sync: \(cause)" }
+}
+
 /// Thrown when a record other than the last write is damaged: recovering past it could lose or reorder writes.
 public struct WALCorruption: Error, CustomStringConvertible, Sendable {
     public var file: String

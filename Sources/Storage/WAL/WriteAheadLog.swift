@@ -10,35 +10,26 @@
 /// `pwrite` and at most one `fdatasync`: the caller batches (group commit).
 ///
 /// Not thread-safe: one owner (the Raft loop) drives it.
-public final class WriteAheadLog {
-    public struct Options: Sendable {
-        /// A segment is cut once it grows past this size.
-        public var segmentSize: Int = 64 << 20
-        /// Off only with etcd's `--unsafe-no-fsync` (and in tests and benchmarks of the no-disk case).
-        public var fsync: Bool = true
-        /// etcd's `--max-wals`: how many segment files `releaseSegments` leaves, counting those a snapshot made
-        /// obsolete (removed oldest first beyond this number); 0 keeps them all. Segments still needed stay whatever
-        /// the number.
-        public var maxFiles: Int = 1
-        public init() {}
-    }
-
-    /// Counters for metrics and benchmarks.
-    public struct Stats: Sendable {
-        public var syncs: Int = 0
-        public var syncNanoseconds: UInt64 = 0
-        public var bytesWritten: Int = 0
-        public var entriesWritten: Int = 0
-        public var lastSyncNanoseconds: UInt64 = 0
-        public init() {}
-    }
+///
+/// Generic over the `Disk` so that the simulator runs this very code on a disk that loses unsynced writes and fails
+/// fsync from a seed; a member uses `WriteAheadLog`, this log on `PosixDisk`.
+///
+/// Once a write or sync fails the log refuses all further work (`WALFailed`): after a failed fsync Linux drops the
+/// dirty pages and a retried fsync succeeds without writing them, so nothing written since the last good sync can
+/// be trusted again in this process. The member fails; the next start recovers what really reached the disk.
+public final class WriteAheadLogOn<D: Disk> {
+    public typealias Options = WALOptions
+    public typealias Stats = WALStats
 
     public let directory: String
     public let options: Options
     public private(set) var stats = Stats()
+    /// The error that stopped the log, if one did.
+    public private(set) var failure: WALFailed?
 
+    private let disk: D
     private let metadata: [UInt8]
-    private var segment: File
+    private var segment: D.Handle
     private var segmentSequence: UInt64
     private var writeOffset: Int
     private var lastIndex: UInt64
@@ -47,9 +38,10 @@ public final class WriteAheadLog {
     private var scratch: [UInt8] = []
 
     private init(
-        directory: String, options: Options, metadata: [UInt8], segment: File, sequence: UInt64, writeOffset: Int,
-        lastIndex: UInt64, hardState: WALHardState, snapshot: WALSnapshot?
+        disk: D, directory: String, options: Options, metadata: [UInt8], segment: D.Handle, sequence: UInt64,
+        writeOffset: Int, lastIndex: UInt64, hardState: WALHardState, snapshot: WALSnapshot?
     ) {
+        self.disk = disk
         self.directory = directory
         self.options = options
         self.metadata = metadata
@@ -62,8 +54,18 @@ public final class WriteAheadLog {
     }
 
     /// Whether `directory` already holds a log.
-    public static func exists(in directory: String) -> Bool {
-        ((try? FileSystem.list(directory)) ?? []).contains { $0.hasSuffix(".wal") }
+    ///
+    /// A directory that exists but cannot be listed (EIO, EMFILE) counts as holding one: the caller then opens it
+    /// and reports the error. Answering "no" would make a member create a log over its own, whose first segment has
+    /// the same name as the new one and is replaced by the rename. The simulated disk found it, with the power
+    /// going out while a restarting member listed its log directory.
+    public static func exists(in directory: String, disk: D) -> Bool {
+        guard disk.exists(directory) else { return false }
+        do {
+            return try disk.list(directory).contains { $0.hasSuffix(".wal") }
+        } catch {
+            return true
+        }
     }
 
     /// Creates a new log holding `entries` and `hardState` from the start. Fails if one already exists.
@@ -71,26 +73,29 @@ public final class WriteAheadLog {
     /// The first segment is written whole (metadata, hard state, entries) under a temporary name, synced, then
     /// renamed into place: a log either does not exist or has its initial state, never one without the other.
     public static func create(
-        in directory: String, metadata: [UInt8], entries: [WALEntry] = [],
+        in directory: String, disk: D, metadata: [UInt8], entries: [WALEntry] = [],
         hardState: WALHardState = WALHardState(term: 0, vote: 0, commit: 0), options: Options = Options()
-    ) throws -> WriteAheadLog {
-        try FileSystem.makeDirectory(directory)
-        if exists(in: directory) { throw FileError(operation: "create wal", path: directory, errno: EEXIST) }
+    ) throws -> WriteAheadLogOn {
+        try disk.makeDirectory(directory)
+        // Listed with errors thrown, not through `exists`: a log is never created unless its absence is certain.
+        if try disk.list(directory).contains(where: { $0.hasSuffix(".wal") }) {
+            throw FileError(operation: "create wal", path: directory, errno: EEXIST)
+        }
         let (file, offset) = try startSegment(
-            in: directory, sequence: 0, firstIndex: 1, options: options, metadata: metadata, hardState: hardState,
-            snapshot: nil, entries: entries)
-        try FileSystem.syncDirectory(directory)
-        return WriteAheadLog(
-            directory: directory, options: options, metadata: metadata, segment: file, sequence: 0,
+            in: directory, disk: disk, sequence: 0, firstIndex: 1, options: options, metadata: metadata,
+            hardState: hardState, snapshot: nil, entries: entries)
+        try disk.syncDirectory(directory)
+        return WriteAheadLogOn(
+            disk: disk, directory: directory, options: options, metadata: metadata, segment: file, sequence: 0,
             writeOffset: offset, lastIndex: entries.last?.index ?? 0, hardState: hardState, snapshot: nil)
     }
 
     /// Opens an existing log, replays it, and positions appends after the last intact record.
     /// An incomplete final write is cut off (reported in `repairedTail`); damage anywhere else throws `WALCorruption`.
-    public static func open(in directory: String, options: Options = Options()) throws -> (
-        WriteAheadLog, WALRecovery
+    public static func open(in directory: String, disk: D, options: Options = Options()) throws -> (
+        WriteAheadLogOn, WALRecovery
     ) {
-        let segments = try segmentNames(in: directory)
+        let segments = try segmentNames(in: directory, disk: disk)
         guard !segments.isEmpty else { throw FileError(operation: "open wal", path: directory, errno: ENOENT) }
         var state = ReplayState()
         var lastEnd = 0
@@ -99,21 +104,22 @@ public final class WriteAheadLog {
         var first = 0
         if segments.count > 1 {
             var newest = ReplayState()
-            _ = try replay(segment: directory + "/" + segments[segments.count - 1].file, isLast: true, into: &newest)
+            _ = try replay(
+                segment: directory + "/" + segments[segments.count - 1].file, disk: disk, isLast: true, into: &newest)
             if let snapshot = newest.snapshot {
                 while first < segments.count - 1 && segments[first + 1].firstIndex <= snapshot.index + 1 { first += 1 }
             }
         }
         for (position, name) in segments.enumerated() where position >= first {
             let isLast = position == segments.count - 1
-            lastEnd = try replay(segment: directory + "/" + name.file, isLast: isLast, into: &state)
+            lastEnd = try replay(segment: directory + "/" + name.file, disk: disk, isLast: isLast, into: &state)
         }
         guard let metadata = state.metadata else {
             throw WALCorruption(file: directory + "/" + segments[0].file, offset: 0, reason: "no metadata record")
         }
         let last = segments[segments.count - 1]
         let path = directory + "/" + last.file
-        let file = try File(path: path, writable: true)
+        let file = try disk.open(path, writable: true, create: false, truncate: false, mode: 0o600)
         var repaired: String? = nil
         if let torn = state.tornAt {
             repaired = "\(path) at offset \(torn)"
@@ -123,8 +129,9 @@ public final class WriteAheadLog {
             try file.sync(dataOnly: false)
         }
         let lastIndex = state.entries.last?.index ?? state.snapshot?.index ?? 0
-        let log = WriteAheadLog(
-            directory: directory, options: options, metadata: metadata, segment: file, sequence: last.sequence,
+        let log = WriteAheadLogOn(
+            disk: disk, directory: directory, options: options, metadata: metadata, segment: file,
+            sequence: last.sequence,
             writeOffset: lastEnd, lastIndex: lastIndex, hardState: state.hardState, snapshot: state.snapshot)
         let snapIndex = state.snapshot?.index ?? 0
         let entries = state.entries.drop(while: { $0.index <= snapIndex })
@@ -143,6 +150,7 @@ public final class WriteAheadLog {
 
     /// Appends a batch built by `fill`; with `sync`, it is durable when this returns.
     public func append(sync: Bool, _ fill: (inout WALEncoder) -> Void) throws {
+        if let failure { throw failure }
         var encoder = WALEncoder(reusing: scratch)
         fill(&encoder)
         if let index = encoder.lastIndex { lastIndex = index }
@@ -158,6 +166,7 @@ public final class WriteAheadLog {
 
     /// Records that the state machine durably holds everything through `snapshot.index`.
     public func saveSnapshot(_ snapshot: WALSnapshot) throws {
+        if let failure { throw failure }
         var encoder = WALEncoder(reusing: [])
         encoder.appendSnapshot(snapshot)
         try write(encoder.buffer, sync: true)
@@ -167,28 +176,48 @@ public final class WriteAheadLog {
 
     /// Deletes segments whose entries all lie at or before `index` (a snapshot's index), oldest first, as long as
     /// more than `options.maxFiles` segments exist.
+    ///
+    /// Only ever a run of the oldest: the first segment that must stay ends the deletion. Segment names are not
+    /// ordered by first index (a segment cut after a new leader overwrote an uncommitted suffix starts lower than
+    /// the one before it), so a later segment can qualify while an earlier one does not; deleting it left a gap in
+    /// the sequence that recovery refuses, and the member could not restart. The simulated disk found it (seed
+    /// 6413759 of `WALPowerLossTests`).
     public func releaseSegments(through index: UInt64) throws {
-        let segments = try Self.segmentNames(in: directory)
+        let segments = try Self.segmentNames(in: directory, disk: disk)
         guard segments.count > 1, options.maxFiles > 0 else { return }
         var excess = segments.count - options.maxFiles
-        for i in 0..<(segments.count - 1) where excess > 0 && segments[i + 1].firstIndex <= index + 1 {
-            try FileSystem.remove(directory + "/" + segments[i].file)
+        for i in 0..<(segments.count - 1) {
+            guard excess > 0, segments[i + 1].firstIndex <= index + 1 else { break }
+            try disk.remove(directory + "/" + segments[i].file)
             excess -= 1
         }
     }
 
     /// Forces everything written so far to disk.
     public func sync() throws {
+        if let failure { throw failure }
         let start = monotonicNanoseconds()
-        if options.fsync { try segment.sync() }
+        if options.fsync { try failing { try segment.sync(dataOnly: true) } }
         recordSync(since: start)
     }
 
     private func write(_ bytes: [UInt8], sync: Bool) throws {
-        try bytes.withUnsafeBytes { try segment.write($0, at: writeOffset) }
+        try failing { try bytes.withUnsafeBytes { try segment.write($0, at: writeOffset) } }
         writeOffset += bytes.count
         stats.bytesWritten += bytes.count
         if sync { try self.sync() }
+    }
+
+    /// Runs a write or sync of the log; if it throws, the log stops for good (see the type's comment): a short or
+    /// failed write leaves unknown bytes at `writeOffset`, a failed fsync leaves unknown pages undurable.
+    private func failing<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch {
+            let stopped = WALFailed(directory: directory, cause: "\(error)")
+            failure = stopped
+            throw stopped
+        }
     }
 
     private func recordSync(since start: UInt64) {
@@ -199,24 +228,27 @@ public final class WriteAheadLog {
     }
 
     private func cut() throws {
-        try segment.sync()
         let next = segmentSequence + 1
-        let (file, offset) = try Self.startSegment(
-            in: directory, sequence: next, firstIndex: lastIndex + 1, options: options, metadata: metadata,
-            hardState: hardState, snapshot: snapshot)
-        try FileSystem.syncDirectory(directory)
+        let (file, offset) = try failing { () throws -> (D.Handle, Int) in
+            try segment.sync(dataOnly: true)
+            let started = try Self.startSegment(
+                in: directory, disk: disk, sequence: next, firstIndex: lastIndex + 1, options: options,
+                metadata: metadata, hardState: hardState, snapshot: snapshot)
+            try disk.syncDirectory(directory)
+            return started
+        }
         segment = file
         segmentSequence = next
         writeOffset = offset
     }
 
     private static func startSegment(
-        in directory: String, sequence: UInt64, firstIndex: UInt64, options: Options, metadata: [UInt8],
+        in directory: String, disk: D, sequence: UInt64, firstIndex: UInt64, options: Options, metadata: [UInt8],
         hardState: WALHardState, snapshot: WALSnapshot?, entries: [WALEntry] = []
-    ) throws -> (File, Int) {
+    ) throws -> (D.Handle, Int) {
         let name = directory + "/" + segmentFileName(sequence: sequence, firstIndex: firstIndex)
         let temporary = name + ".tmp"
-        let file = try File(path: temporary, writable: true, create: true, truncate: true, mode: 0o600)
+        let file = try disk.open(temporary, writable: true, create: true, truncate: true, mode: 0o600)
         file.preallocate(length: options.segmentSize)
         var encoder = WALEncoder(reusing: [])
         encoder.appendMetadata(metadata)
@@ -225,7 +257,7 @@ public final class WriteAheadLog {
         if let snapshot { encoder.appendSnapshot(snapshot) }
         try file.write(encoder.buffer, at: 0)
         try file.sync(dataOnly: false)
-        try FileSystem.rename(temporary, to: name)
+        try disk.rename(temporary, to: name)
         return (file, encoder.buffer.count)
     }
 
@@ -241,9 +273,9 @@ public final class WriteAheadLog {
         hex16(sequence) + "-" + hex16(firstIndex) + ".wal"
     }
 
-    static func segmentNames(in directory: String) throws -> [SegmentName] {
+    static func segmentNames(in directory: String, disk: D) throws -> [SegmentName] {
         var result: [SegmentName] = []
-        for file in try FileSystem.list(directory) where file.hasSuffix(".wal") {
+        for file in try disk.list(directory) where file.hasSuffix(".wal") {
             let stem = file.dropLast(4).split(separator: "-")
             guard stem.count == 2, let seq = UInt64(stem[0], radix: 16), let first = UInt64(stem[1], radix: 16) else {
                 continue
@@ -286,8 +318,8 @@ public final class WriteAheadLog {
     }
 
     /// Replays one segment; returns the offset after its last intact record.
-    static func replay(segment path: String, isLast: Bool, into state: inout ReplayState) throws -> Int {
-        let bytes = try File(path: path, writable: false).readAll()
+    static func replay(segment path: String, disk: D, isLast: Bool, into state: inout ReplayState) throws -> Int {
+        let bytes = try disk.open(path, writable: false, create: false, truncate: false, mode: 0).readAll()
         return try bytes.withUnsafeBytes { raw throws -> Int in
             var offset = 0
             while offset + WALFraming.headerSize <= raw.count {
@@ -334,6 +366,14 @@ public final class WriteAheadLog {
 
     /// A write interrupted by a crash shows as a record whose bytes partly never reached disk: a zeroed
     /// 512-byte sector inside it, or nothing intact after it. A bad record followed by good ones is corruption.
+    ///
+    /// A sector that never reached the disk holds its old content: records synced before, then the zeros of
+    /// preallocated space. Everything from the bad record on was written after the last sync, so in such a sector
+    /// the record's part and all that follows it in the sector are zero. That is the test (besides the record's own
+    /// part being 8 zero bytes or more), and it also catches a record that reaches only a few bytes into a lost
+    /// sector: a header split 2 + 6 across a sector boundary whose first sector the disk lost while keeping later
+    /// ones, the data after the record included. The simulated disk found that case (`WALPowerLossTests`, seed
+    /// 3491090915): the log refused to open after a power cut that lost nothing it had synced.
     static func isTorn(_ raw: UnsafeRawBufferPointer, recordStart: Int, recordEnd: Int) -> Bool {
         let sector = 512
         var s = (recordStart / sector) * sector
@@ -341,6 +381,7 @@ public final class WriteAheadLog {
             let lo = max(s, recordStart)
             let hi = min(s + sector, recordEnd)
             if hi - lo >= 8 && (lo..<hi).allSatisfy({ raw[$0] == 0 }) { return true }
+            if (lo..<min(s + sector, raw.count)).allSatisfy({ raw[$0] == 0 }) { return true }
             s += sector
         }
         // Nothing but zeros after it: it was the last write.
@@ -393,6 +434,33 @@ public final class WriteAheadLog {
             let snapshot = WALSnapshot(index: index, term: term, confState: reader.rest())
             if (state.snapshot?.index ?? 0) <= index { state.snapshot = snapshot }
         }
+    }
+}
+
+/// The log on the real file system: what a member, the tools and the tests outside the simulator use.
+public typealias WriteAheadLog = WriteAheadLogOn<PosixDisk>
+
+extension WriteAheadLogOn where D == PosixDisk {
+    /// Whether `directory` already holds a log.
+    public static func exists(in directory: String) -> Bool {
+        exists(in: directory, disk: PosixDisk())
+    }
+
+    /// Creates a new log on the real file system (see `create(in:disk:metadata:entries:hardState:options:)`).
+    public static func create(
+        in directory: String, metadata: [UInt8], entries: [WALEntry] = [],
+        hardState: WALHardState = WALHardState(term: 0, vote: 0, commit: 0), options: Options = Options()
+    ) throws -> WriteAheadLog {
+        try create(
+            in: directory, disk: PosixDisk(), metadata: metadata, entries: entries, hardState: hardState,
+            options: options)
+    }
+
+    /// Opens an existing log on the real file system (see `open(in:disk:options:)`).
+    public static func open(in directory: String, options: Options = Options()) throws -> (
+        WriteAheadLog, WALRecovery
+    ) {
+        try open(in: directory, disk: PosixDisk(), options: options)
     }
 }
 
