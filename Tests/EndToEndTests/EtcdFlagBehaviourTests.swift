@@ -343,6 +343,9 @@ import Testing
         defer { if open { close(fd) } }
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        // As every Go and Quorum listener: the port may have been a server's in an earlier test, with connections
+        // of it still in TIME_WAIT, which refuse a bind without SO_REUSEADDR (it never lets two sockets listen).
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -352,7 +355,7 @@ import Testing
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        #expect(bound == 0 && listen(fd, 8) == 0)
+        try #require(bound == 0 && listen(fd, 8) == 0, "the test's own listener on port \(port): errno \(errno)")
         let scratch = TemporaryDirectory()
         let refused = QuorumProcess(in: scratch, name: "refused", clientPort: port)
         try refused.start(waitReady: false)
