@@ -304,7 +304,7 @@ let package = Package(
         .target(
             name: "FuzzHarness",
             dependencies: [
-                "Server", "RPCTransport", "Node", "EtcdProto", "Storage", "Raft", "Bolt", "EtcdSnapshot", "PKI",
+                "Server", "RPCTransport", "Node", "EtcdProto", "Storage", "Raft", "Bolt", "EtcdSnapshot", "PKI", "Auth",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

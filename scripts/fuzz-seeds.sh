@@ -5,6 +5,8 @@
 #   wal         the WAL segment of a Quorum member after etcdctl writes (its preallocated zeros cut off)
 #   peer        Raft batches built by `quorum-fuzz seeds peer` from that WAL's real entries
 #   pki         a CA made by `quorumctl pki init`, certificates, keys and a CRL made by openssl
+#   auth        a token of every provider (simple, RS256, PS256, ES256, HS256) and --auth-token values, made by
+#               `quorum-fuzz seeds-auth` with the fixed keys and clock the target resolves them with
 #   config      etcd's etcd.conf.yml.sample ($ETCD_CONF_SAMPLE, or from golang-etcd-server-dev when it has it) and
 #               configurations written here
 # Needs etcd, etcdctl, openssl, curl, python3 and a debug build (`swift build --build-tests`). Files are named by
@@ -150,6 +152,9 @@ add wal "$work/wal-fixed"
 mkdir -p "$work/peer"
 "$bin/quorum-fuzz" seeds-peer "$work/q/member/wal" "$work/peer" >/dev/null
 for f in "$work"/peer/*; do add peer "$f"; done
+mkdir -p "$work/auth"
+"$bin/quorum-fuzz" seeds-auth "$work/auth" >/dev/null
+for f in "$work"/auth/*; do add auth "$f"; done
 
 # --- Certificates, keys, trust bundles, CRLs ---
 "$bin/quorumctl" pki init --out "$work/pki" >/dev/null

@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(grpc http peer wal snapshot pki config)
+all=(grpc http peer wal snapshot pki config auth)
 seconds=60
 runs=""
 seed=""

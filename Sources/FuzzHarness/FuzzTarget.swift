@@ -19,6 +19,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case pki
     /// The YAML configuration file.
     case config
+    /// Auth tokens from clients (simple and JWT) and `--auth-token` values.
+    case auth
 
     public func run(_ bytes: [UInt8]) {
         switch self {
@@ -29,6 +31,10 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .snapshot: SnapshotTarget.run(bytes)
         case .pki: PKITarget.run(bytes)
         case .config: ConfigTarget.run(bytes)
+        case .auth: AuthTarget.run(bytes)
         }
     }
 }
+
+/// The auth target's seeds (`quorum-fuzz seeds-auth OUTDIR`).
+public func writeAuthSeeds(to directory: String) throws { try AuthTarget.writeSeeds(to: directory) }

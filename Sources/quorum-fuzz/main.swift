@@ -1,6 +1,7 @@
 import Foundation
 // quorum-fuzz TARGET [libFuzzer options] [corpus directories or files]
 // quorum-fuzz seeds-peer WALDIR OUTDIR
+// quorum-fuzz seeds-auth OUTDIR
 //
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -DQUORUM_LIBFUZZER`: libFuzzer runs TARGET
 // (`FuzzTarget`) over the corpus. SwiftPM links an executable's own `main` (the code below) in place of libFuzzer's,
@@ -21,6 +22,16 @@ if arguments.count == 4 && arguments[1] == "seeds-peer" {
     // scripts/fuzz-seeds.sh: the peer target's seeds from a real member's WAL.
     do {
         try PeerSeeds.write(fromWAL: arguments[2], to: arguments[3])
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("quorum-fuzz: \(error)\n".utf8))
+        exit(1)
+    }
+}
+if arguments.count == 3 && arguments[1] == "seeds-auth" {
+    // scripts/fuzz-seeds.sh: the auth target's seeds, made by the providers it fuzzes.
+    do {
+        try writeAuthSeeds(to: arguments[2])
         exit(0)
     } catch {
         FileHandle.standardError.write(Data("quorum-fuzz: \(error)\n".utf8))

@@ -1,6 +1,7 @@
 import Foundation
-import FuzzHarness
 import Testing
+
+@testable import FuzzHarness
 
 /// Replays every committed fuzz input through its target without libFuzzer: the seed corpora (`Corpus/<target>/`,
 /// made by scripts/fuzz-seeds.sh from real files and traffic) and the inputs that once crashed a target
@@ -32,6 +33,19 @@ import Testing
     @Test(arguments: FuzzTarget.allCases)
     func regressions(_ target: FuzzTarget) throws {
         try Self.replay(Self.inputs("Regressions", target), target)
+    }
+
+    /// The auth seeds are tokens the target's providers accept, so the fuzzer starts from the paths that resolve a
+    /// user, not only from refusals.
+    @Test func authSeedsResolve() throws {
+        var resolved: [String] = []
+        for file in Self.inputs("Corpus", .auth) {
+            let token = try String(contentsOf: file, encoding: .utf8)
+            for var provider in AuthTarget.jwt where provider.info(token: token, currentRevision: 1) != nil {
+                resolved.append(provider.signMethod.rawValue)
+            }
+        }
+        #expect(Set(resolved) == ["RS256", "PS256", "ES256", "HS256"], "\(resolved)")
     }
 
     /// Inputs no target may crash on, whatever it parses: nothing, one byte, a run of zeros, of 0xFF.
