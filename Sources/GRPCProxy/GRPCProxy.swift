@@ -187,19 +187,26 @@ package enum GRPCProxy {
         var certFile = options.certFile
         var keyFile = options.keyFile
         if certFile.isEmpty && keyFile.isEmpty && options.trustedCAFile.isEmpty && options.autoTLS {
+            // Several proxies may share a data directory (etcd's tests start one per member with the default): the
+            // first makes the self-signed pair, under a lock, and the others take it, so nobody reads a file
+            // another is writing or a certificate with someone else's key.
             let directory = URL(fileURLWithPath: options.dataDir).appendingPathComponent("fixtures/proxy")
-            let host = (try? hostPort(options.listenAddress, flag: "listen-addr").host) ?? "127.0.0.1"
-            var rng = SystemRandomNumberGenerator()
-            let issued = try SelfSignedCertificate.make(
-                names: SubjectNames(commonName: "etcd", hosts: [host]),
-                validityYears: max(1, options.selfSignedCertValidity), keyAlgorithm: .ecdsaP256, now: Date(),
-                using: &rng)
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            certFile = directory.appendingPathComponent("cert.pem").path
-            keyFile = directory.appendingPathComponent("key.pem").path
-            try Data(issued.certificatePEM.utf8).write(to: URL(fileURLWithPath: certFile))
-            try Data(issued.privateKeyPEM.utf8).write(to: URL(fileURLWithPath: keyFile))
-            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyFile)
+            let cert = directory.appendingPathComponent("cert.pem")
+            let key = directory.appendingPathComponent("key.pem")
+            try PKILock.withLock(directory: directory) {
+                let existing = try? LoadedTLSMaterial.load(TLSFileSet(certificate: cert, key: key))
+                if let existing, existing.leaf.notValidAfter > Date() + 60 { return }
+                let host = (try? hostPort(options.listenAddress, flag: "listen-addr").host) ?? "127.0.0.1"
+                var rng = SystemRandomNumberGenerator()
+                let issued = try SelfSignedCertificate.make(
+                    names: SubjectNames(commonName: "etcd", hosts: [host]),
+                    validityYears: max(1, options.selfSignedCertValidity), keyAlgorithm: .ecdsaP256, now: Date(),
+                    using: &rng)
+                try AtomicFileWriter.write(issued.privateKeyPEM, to: key, mode: AtomicFileWriter.privateKeyMode)
+                try AtomicFileWriter.write(issued.certificatePEM, to: cert, mode: AtomicFileWriter.certificateMode)
+            }
+            certFile = cert.path
+            keyFile = key.path
         }
         guard !certFile.isEmpty || !keyFile.isEmpty else {
             if !options.trustedCAFile.isEmpty {

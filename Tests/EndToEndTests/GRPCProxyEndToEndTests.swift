@@ -275,6 +275,36 @@ import Testing
         #expect(proxy.command.output.contains("switching"))
     }
 
+    /// etcd's tests start one proxy per member with the same (default) data directory and `--auto-tls`: they share
+    /// one self-signed pair, made by the first under a lock, and every one of them serves TLS with it.
+    @Test func proxiesSharingADataDirectoryShareOneAutoTLSCertificate() throws {
+        let cluster = QuorumCluster(size: 1)
+        try cluster.start()
+        defer { cluster.stopAll() }
+        _ = try cluster.waitForLeader()
+        let dataDir = TemporaryDirectory()
+        let ports = (0..<3).map { _ in freePort() }
+        // Started together, so that they race for the files.
+        let proxies = try ports.map { port in
+            try BackgroundCommand(
+                Paths.quorum,
+                [
+                    "grpc-proxy", "start", "--endpoints=\(cluster.endpoints)", "--listen-addr=127.0.0.1:\(port)",
+                    "--auto-tls", "--data-dir=\(dataDir.path)",
+                ])
+        }
+        defer { for proxy in proxies { proxy.stop() } }
+        for proxy in proxies { try proxy.waitFor(timeout: 60) { $0.contains("started gRPC proxy") } }
+        for (n, port) in ports.enumerated() {
+            let put = try etcdctl(
+                "https://127.0.0.1:\(port)",
+                ["--insecure-transport=false", "--insecure-skip-tls-verify", "put", "k\(n)", "v"])
+            #expect(put.stdout == "OK\n", "proxy \(n): \(put.stderr)\n\(proxies[n].output.suffix(2000))")
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dataDir.path + "/fixtures/proxy")
+        #expect(Set(files).isSuperset(of: ["cert.pem", "key.pem"]), "\(files)")
+    }
+
     @Test func namespacePrefixesKeysAndStripsThem() throws {
         let cluster = QuorumCluster(size: 1)
         try cluster.start()

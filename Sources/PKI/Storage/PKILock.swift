@@ -15,8 +15,14 @@ import Foundation
 /// work (for example a new CA key next to the old CA certificate).
 public enum PKILock {
     public static func withLock<T>(_ layout: PKILayout, _ body: () throws -> T) throws -> T {
-        try AtomicFileWriter.ensureDirectory(layout.root)
-        let path = layout.root.appendingPathComponent(".lock").path
+        try withLock(directory: layout.root, body)
+    }
+
+    /// The same lock on `<directory>/.lock`, for certificate files outside a managed PKI that several processes may
+    /// create at once (the gRPC proxies of one data directory with `--auto-tls`).
+    public static func withLock<T>(directory: URL, _ body: () throws -> T) throws -> T {
+        try AtomicFileWriter.ensureDirectory(directory)
+        let path = directory.appendingPathComponent(".lock").path
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw PKIError.fileSystem(operation: "open lock", path: path, reason: String(cString: strerror(errno)))
