@@ -303,6 +303,15 @@ public final class KVStore: Sendable {
         var rows: [(Int64, Int64, Data)] = []
         while try scan.step() { rows.append((scan.int64(0), scan.int64(1), scan.data(2))) }
         scan.reset()
+        // A step ends on a whole revision: resuming inside one would scan the same rows again, and when they are all
+        // kept (a transaction's many puts, a budget smaller than its rows) compaction would never get past them.
+        if rows.count >= budget, let (lastRev, lastSub, _) = rows.last {
+            let rest = try backend.writer.statement(
+                "SELECT rev, sub, key FROM revs WHERE rev = ?1 AND sub > ?2 ORDER BY sub")
+            rest.bind(1, lastRev).bind(2, lastSub)
+            while try rest.step() { rows.append((rest.int64(0), rest.int64(1), rest.data(2))) }
+            rest.reset()
+        }
         let superseded = state.withLock { s in
             rows.filter { row in !(s.keys[row.2]?.retains(main: row.0, sub: row.1) ?? false) }
         }
@@ -313,8 +322,7 @@ public final class KVStore: Sendable {
         }
         compactedRows.add(superseded.count, ordering: .relaxed)
         let done = rows.count < budget
-        // Rows of one revision may straddle the budget; resuming at rev-1 re-examines them, harmlessly.
-        let finished = done ? target : (rows.last?.0 ?? target) - 1
+        let finished = done ? target : (rows.last?.0 ?? target)
         try backend.setMetaInt("compact_finished_rev", finished)
         state.withLock { $0.revisions.compactionFinished = finished }
         return done
