@@ -41,9 +41,10 @@ public struct RevisionState: Sendable, Equatable {
 ///
 /// SQLite's `revs` table is the history, keyed by revision as etcd's bbolt bucket is: every write appends rows
 /// in order, so a put costs a sequential insert rather than random B-tree pages (the old per-key tables wrote
-/// about four random pages per put). Memory holds the index (`MemoryState`): each key's newest version and the
-/// revisions of its history since the last compaction. Reads at the newest revision — nearly all of them — are
-/// answered from memory; historical reads and watch catch-up fetch exactly the rows the index names.
+/// about four random pages per put). Memory holds the index (`MemoryState`): each key's newest version without its
+/// value (`HeadMeta`) and the revisions of its history since the last compaction, and a `ValueCache` of values within
+/// a byte budget. Reads at the newest revision — nearly all of them — are answered from memory, fetching only the
+/// values the cache misses by their rows; historical reads and watch catch-up fetch exactly the rows the index names.
 ///
 /// The apply loop is the only writer and commits SQLite lazily (Raft's log makes the batches durable); rows not
 /// yet committed stay in memory, so readers never wait for a commit. `Backend` tells the store when it commits.
@@ -55,38 +56,43 @@ public final class KVStore: Sendable {
     /// History rows physical compaction removed (`etcd_debugging_mvcc_db_compaction_keys_total`).
     public let compactedRows = Atomic<Int>(0)
 
-    public init(backend: Backend) throws {
+    /// The value cache's budget in bytes (`--value-cache-bytes`).
+    public let valueCacheBytes: Int
+
+    /// The value cache's default budget: the values of a few hundred thousand typical keys (Kubernetes objects are
+    /// a few KiB), a small part of the 2 GiB a member should stay under whatever the size of its database.
+    public static let defaultValueCacheBytes = 256 << 20
+
+    public init(backend: Backend, valueCacheBytes: Int = KVStore.defaultValueCacheBytes) throws {
         self.backend = backend
-        state = Mutex(try KVStore.load(backend))
+        self.valueCacheBytes = valueCacheBytes
+        state = Mutex(try KVStore.load(backend, valueCacheBytes: valueCacheBytes))
         backend.onCommit = { [weak self] in self?.committed() }
     }
 
     /// Rebuilds the index from the database (startup: the history since the last compaction).
-    private static func load(_ backend: Backend) throws -> MemoryState {
+    private static func load(_ backend: Backend, valueCacheBytes: Int) throws -> MemoryState {
         let c = backend.writer
         var state = MemoryState(
             revisions: RevisionState(
                 current: try backend.metaInt("current_rev", on: c) ?? 1,
                 compacted: try backend.metaInt("compact_rev", on: c) ?? 0,
-                compactionFinished: try backend.metaInt("compact_finished_rev", on: c) ?? 0))
+                compactionFinished: try backend.metaInt("compact_finished_rev", on: c) ?? 0),
+            valueCacheBytes: valueCacheBytes)
         // One pass in revision order: each row becomes its key's newest version until a later row replaces it.
+        // No value is read: SQLite answers `length()` of a BLOB from the record header without loading its bytes
+        // or overflow pages, so start-up reads the keys and metadata only, whatever the size of the values.
         let rows = try c.statement(
-            "SELECT rev, sub, key, create_rev, version, lease, value FROM revs ORDER BY rev, sub")
+            "SELECT rev, sub, key, create_rev, version, lease, length(value) FROM revs ORDER BY rev, sub")
         while try rows.step() {
             let ref = RevisionRef(main: rows.int64(0), sub: rows.int64(1), tombstone: rows.int64(4) == 0)
-            let key = rows.data(2)
-            var head: Mvccpb_KeyValue? = nil
-            if !ref.tombstone {
-                var kv = Mvccpb_KeyValue()
-                kv.key = key
-                kv.modRevision = ref.main
-                kv.createRevision = rows.int64(3)
-                kv.version = rows.int64(4)
-                kv.lease = rows.int64(5)
-                kv.value = rows.data(6)
-                head = kv
-            }
-            state.record(key, ref, head: head)
+            let head =
+                ref.tombstone
+                ? nil
+                : HeadMeta(
+                    createRevision: rows.int64(3), version: rows.int64(4), lease: rows.int64(5),
+                    valueLength: Int(rows.int64(6)))
+            state.record(rows.data(2), ref, head: head)
         }
         rows.reset()
         // Rows a compaction superseded may still be on disk (it removes them in steps, and may have been cut short
@@ -105,7 +111,7 @@ public final class KVStore: Sendable {
 
     /// Re-reads everything after the backend was replaced by a snapshot.
     public func reload() throws {
-        let fresh = try KVStore.load(backend)
+        let fresh = try KVStore.load(backend, valueCacheBytes: valueCacheBytes)
         state.withLock { $0 = fresh }
     }
 
@@ -138,30 +144,71 @@ public final class KVStore: Sendable {
 
     /// A range read at `options.revision` (the newest when <= 0).
     public func range(_ range: KeyRange, options: RangeOptions) throws -> RangeResult {
-        var missing: [(index: Int, ref: RevisionRef)] = []
+        while true {
+            if let result = try rangeOnce(range, options: options) { return result }
+        }
+    }
+
+    /// A row a range read could not answer from memory: its whole row (a version older than the head) or only its
+    /// value (the head: the index has the rest).
+    struct MissingRow {
+        var index: Int
+        var ref: RevisionRef
+        var valueOnly: Bool
+    }
+
+    /// One attempt of `range`; nil when a head value the cache missed was gone from SQLite by the time it was read
+    /// (the key was written again and compacted meanwhile): a read at the newest revision then starts over.
+    private func rangeOnce(_ range: KeyRange, options: RangeOptions) throws -> RangeResult? {
+        var missing: [MissingRow] = []
         var result = try state.withLock { s throws(MVCCError) -> RangeResult in
             var rev = options.revision
             if rev > s.revisions.current { throw .futureRevision }
             if rev <= 0 { rev = s.revisions.current }
             if rev < s.revisions.compacted { throw .compacted }
             if range.isEmpty { return RangeResult(kvs: [], revision: s.revisions.current, count: 0) }
-            if rev == s.revisions.current { return KVStore.headRange(s, range, options) }
-            return KVStore.historicalRange(s, range, options, at: rev, missing: &missing)
+            return KVStore.rangeFromIndex(s, range, options, at: rev, missing: &missing)
         }
-        if !missing.isEmpty {
-            // Versions only the database holds: fetched after the lock, by their exact rows (all committed).
-            try backend.read { c in
-                let s = try c.statement(
-                    "SELECT create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
-                for (index, ref) in missing {
-                    s.bind(1, ref.main).bind(2, ref.sub)
-                    // A row gone meanwhile was compacted under the reader.
-                    guard try s.step() else { throw MVCCError.compacted }
-                    result.kvs[index].createRevision = s.int64(0)
-                    result.kvs[index].version = s.int64(1)
-                    result.kvs[index].lease = s.int64(2)
-                    if !options.keysOnly { result.kvs[index].value = s.data(3) }
-                    s.reset()
+        if missing.isEmpty { return result }
+        // Rows only the database holds: fetched after the lock, by their exact rows (all committed).
+        var fetched: [(ref: RevisionRef, key: Data, value: Data)] = []
+        fetched.reserveCapacity(missing.count)
+        let complete = try backend.read { c in
+            let values = try c.statement("SELECT value FROM revs WHERE rev = ?1 AND sub = ?2")
+            // A keys-only read leaves the value column alone (its overflow pages are never loaded).
+            let rows = try c.statement(
+                options.keysOnly
+                    ? "SELECT create_rev, version, lease FROM revs WHERE rev = ?1 AND sub = ?2"
+                    : "SELECT create_rev, version, lease, value FROM revs WHERE rev = ?1 AND sub = ?2")
+            for row in missing {
+                let s = row.valueOnly ? values : rows
+                s.bind(1, row.ref.main).bind(2, row.ref.sub)
+                guard try s.step() else { return false }
+                if !row.valueOnly {
+                    result.kvs[row.index].createRevision = s.int64(0)
+                    result.kvs[row.index].version = s.int64(1)
+                    result.kvs[row.index].lease = s.int64(2)
+                }
+                if !options.keysOnly {
+                    result.kvs[row.index].value = s.data(row.valueOnly ? 0 : 3)
+                    fetched.append((row.ref, result.kvs[row.index].key, result.kvs[row.index].value))
+                }
+                s.reset()
+            }
+            return true
+        }
+        guard complete else {
+            // A row gone meanwhile was compacted under the reader: an error for a read at a given revision, a retry
+            // for a read of the newest (which the compaction cannot have passed).
+            if options.revision > 0 { throw MVCCError.compacted }
+            return nil
+        }
+        if !fetched.isEmpty {
+            state.withLock { s in
+                for (ref, key, value) in fetched {
+                    let slot = s.values.insert(main: ref.main, sub: ref.sub, value)
+                    // A head's value: its entry remembers the slot, so the next read finds it without hashing.
+                    if slot >= 0, let entry = s.keys[key], entry.headRef == ref { entry.valueSlot = slot }
                 }
             }
         }
@@ -173,54 +220,55 @@ public final class KVStore: Sendable {
         try body(KVReadView(store: self, revisions: revisions))
     }
 
-    static func headRange(_ s: MemoryState, _ range: KeyRange, _ options: RangeOptions) -> RangeResult {
-        var kvs: [Mvccpb_KeyValue] = []
-        var count = 0
-        func take(_ head: Mvccpb_KeyValue) {
-            count += 1
-            guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
-            if options.keysOnly {
-                var stripped = head
-                stripped.value = Data()
-                kvs.append(stripped)
-            } else {
-                kvs.append(head)
-            }
-        }
-        if case .single(let key) = range {
-            if let head = s.keys[key]?.head { take(head) }
-        } else {
-            let (low, high) = range.bounds
-            s.keys.forEach(from: low) { key, entry in
-                if let high, KeyRange.compare(key, high) >= 0 { return false }
-                if let head = entry.head { take(head) }
-                return true
-            }
-        }
-        return RangeResult(kvs: kvs, revision: s.revisions.current, count: count)
-    }
-
-    /// The versions at `revision`; rows only SQLite holds come back as placeholders listed in `missing`.
-    static func historicalRange(
+    /// The versions at `revision`, from the index. The newest version of a key has its metadata there and its
+    /// value in the cache or the pending rows (a value neither has is listed in `missing`); older versions come
+    /// from the pending rows, or are listed in `missing` whole. Keys-only and count-only reads of newest versions
+    /// never look at values.
+    static func rangeFromIndex(
         _ s: MemoryState, _ range: KeyRange, _ options: RangeOptions, at revision: Int64,
-        missing: inout [(index: Int, ref: RevisionRef)]
+        missing: inout [MissingRow]
     ) -> RangeResult {
         var kvs: [Mvccpb_KeyValue] = []
         var count = 0
+        let atHead = revision == s.revisions.current
         func take(_ key: Data, _ entry: KeyEntry) {
-            guard let ref = entry.version(atOrBefore: revision), !ref.tombstone else { return }
-            count += 1
-            guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
-            if var kv = s.row(ref, key: key) {
-                if options.keysOnly { kv.value = Data() }
-                kvs.append(kv)
+            let ref: RevisionRef
+            let head: HeadMeta?
+            if atHead {
+                // A count-only read at the head looks at nothing but whether the key exists.
+                guard let h = entry.head else { return }
+                count += 1
+                guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
+                head = h
+                ref = entry.history[entry.history.count - 1]
             } else {
-                var placeholder = Mvccpb_KeyValue()
-                placeholder.key = key
-                placeholder.modRevision = ref.main
-                missing.append((kvs.count, ref))
-                kvs.append(placeholder)
+                guard let r = entry.version(atOrBefore: revision), !r.tombstone else { return }
+                count += 1
+                guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
+                ref = r
+                head = entry.history.last == r ? entry.head : nil
             }
+            var kv = Mvccpb_KeyValue()
+            kv.key = key
+            kv.modRevision = ref.main
+            if let head {
+                kv.createRevision = head.createRevision
+                kv.version = head.version
+                kv.lease = head.lease
+                if !options.keysOnly && head.valueLength > 0 {
+                    if let value = s.headValue(entry, ref) {
+                        kv.value = value
+                    } else {
+                        missing.append(MissingRow(index: kvs.count, ref: ref, valueOnly: true))
+                    }
+                }
+            } else if let rows = s.uncommitted[ref.main], Int(ref.sub) < rows.count {
+                kv = rows[Int(ref.sub)]
+                if options.keysOnly { kv.value = Data() }
+            } else {
+                missing.append(MissingRow(index: kvs.count, ref: ref, valueOnly: false))
+            }
+            kvs.append(kv)
         }
         if case .single(let key) = range {
             if let entry = s.keys[key] { take(key, entry) }
@@ -252,19 +300,31 @@ public final class KVStore: Sendable {
             for change in txn.changes {
                 s.record(
                     change.row.key, RevisionRef(main: revision, sub: change.sub, tombstone: change.head == nil),
-                    head: change.head, entry: txn.entries[change.row.key] ?? nil)
+                    head: change.head.map(HeadMeta.init), value: change.head?.value,
+                    entry: txn.entries[change.row.key] ?? nil)
             }
             s.uncommitted[revision] = txn.changes.map(\.row)
             s.revisions.current = revision
         }
     }
 
-    /// The entry of `key` and its newest version, as of the last ended write.
-    func entry(_ key: Data) -> (KeyEntry?, Mvccpb_KeyValue?) {
-        state.withLock { s in
-            let entry = s.keys[key]
-            return (entry, entry?.head)
+    /// The entry of `key` and its newest version, as of the last ended write. Apply loop only: a value memory does
+    /// not hold is read through the writer's connection, which sees every row written so far.
+    func entry(_ key: Data) throws -> (KeyEntry?, Mvccpb_KeyValue?) {
+        let (entry, found, ref) = state.withLock { s -> (KeyEntry?, Mvccpb_KeyValue?, RevisionRef?) in
+            guard let entry = s.keys[key] else { return (nil, nil, nil) }
+            guard let ref = entry.headRef, let head = entry.head else { return (entry, nil, nil) }
+            if head.valueLength == 0 { return (entry, entry.headKV(key: key, value: Data()), nil) }
+            if let value = s.headValue(entry, ref) { return (entry, entry.headKV(key: key, value: value), nil) }
+            return (entry, entry.headKV(key: key, value: Data()), ref)
         }
+        guard var kv = found, let ref else { return (entry, found) }
+        let s = try backend.writer.statement("SELECT value FROM revs WHERE rev = ?1 AND sub = ?2")
+        s.bind(1, ref.main).bind(2, ref.sub)
+        defer { s.reset() }
+        guard try s.step() else { throw MVCCError.compacted }
+        kv.value = s.data(0)
+        return (entry, kv)
     }
 
     /// Records a compaction at `revision` (validated against etcd's rules); the index forgets the superseded
@@ -303,6 +363,15 @@ public final class KVStore: Sendable {
         var rows: [(Int64, Int64, Data)] = []
         while try scan.step() { rows.append((scan.int64(0), scan.int64(1), scan.data(2))) }
         scan.reset()
+        // A step ends on a whole revision: resuming inside one would scan the same rows again, and when they are all
+        // kept (a transaction's many puts, a budget smaller than its rows) compaction would never get past them.
+        if rows.count >= budget, let (lastRev, lastSub, _) = rows.last {
+            let rest = try backend.writer.statement(
+                "SELECT rev, sub, key FROM revs WHERE rev = ?1 AND sub > ?2 ORDER BY sub")
+            rest.bind(1, lastRev).bind(2, lastSub)
+            while try rest.step() { rows.append((rest.int64(0), rest.int64(1), rest.data(2))) }
+            rest.reset()
+        }
         let superseded = state.withLock { s in
             rows.filter { row in !(s.keys[row.2]?.retains(main: row.0, sub: row.1) ?? false) }
         }
@@ -313,8 +382,7 @@ public final class KVStore: Sendable {
         }
         compactedRows.add(superseded.count, ordering: .relaxed)
         let done = rows.count < budget
-        // Rows of one revision may straddle the budget; resuming at rev-1 re-examines them, harmlessly.
-        let finished = done ? target : (rows.last?.0 ?? target) - 1
+        let finished = done ? target : (rows.last?.0 ?? target)
         try backend.setMetaInt("compact_finished_rev", finished)
         state.withLock { $0.revisions.compactionFinished = finished }
         return done

@@ -54,7 +54,7 @@ public final class KVWriteTxn {
     /// The newest version of `key`, if it exists.
     public func get(_ key: Data) throws -> Mvccpb_KeyValue? {
         if let index = overlay[key] { return changes[index].head }
-        let (entry, head) = store.entry(key)
+        let (entry, head) = try store.entry(key)
         entries[key] = entry
         return head
     }

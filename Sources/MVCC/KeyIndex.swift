@@ -8,21 +8,62 @@ struct RevisionRef: Equatable, Sendable {
     var tombstone: Bool
 }
 
-/// What memory holds for one key: its newest version while it exists, and every version since the last
-/// compaction (as etcd's tree index does), so that reads at the head never touch the database and historical
-/// reads know exactly which rows to fetch.
+/// The newest version of a live key, without its key, value and mod revision: the key is the map's, the mod
+/// revision (and sub) is the entry's newest history ref, and the value lives in SQLite and the `ValueCache`.
+struct HeadMeta: Equatable, Sendable {
+    var createRevision: Int64
+    var version: Int64
+    var lease: Int64
+    /// The value's length: a keys-only or count-only read never needs the value, and an empty one is never fetched.
+    var valueLength: UInt32
+
+    init(createRevision: Int64, version: Int64, lease: Int64, valueLength: Int) {
+        self.createRevision = createRevision
+        self.version = version
+        self.lease = lease
+        self.valueLength = UInt32(clamping: valueLength)
+    }
+
+    init(_ kv: Mvccpb_KeyValue) {
+        self.init(createRevision: kv.createRevision, version: kv.version, lease: kv.lease, valueLength: kv.value.count)
+    }
+}
+
+/// What memory holds for one key: its newest version's metadata while it exists (no value: values would make the
+/// index grow with the data, see `ValueCache`), and every version since the last compaction (as etcd's tree index
+/// does), so that keys-only and count-only reads at the head never touch the database, reads with values fetch
+/// exactly the rows they miss, and historical reads know exactly which rows to fetch.
 ///
-/// A class: the ordered map then moves pointers, not 100-byte values, when keys are inserted, and a write that
+/// A class: the ordered map then moves pointers, not 50-byte values, when keys are inserted, and a write that
 /// looked a key up updates its entry without a second search. Only the apply loop mutates entries, under the
 /// store's lock.
 final class KeyEntry {
-    var head: Mvccpb_KeyValue?
-    /// Ascending by revision; a deletion is a tombstone entry.
+    var head: HeadMeta?
+    /// Ascending by revision; a deletion is a tombstone entry. While the key exists the last one is its head's row.
     var history: [RevisionRef]
+    /// Where the value cache last put the head's value (checked against the row on use, so never stale): a hit
+    /// without hashing.
+    var valueSlot: Int32 = -1
 
-    init(head: Mvccpb_KeyValue? = nil, history: [RevisionRef] = []) {
+    init(head: HeadMeta? = nil, history: [RevisionRef] = []) {
         self.head = head
         self.history = history
+    }
+
+    /// The row of the newest version, while the key exists.
+    var headRef: RevisionRef? { head == nil ? nil : history.last }
+
+    /// The newest version with `value` (the caller found it in the cache, the pending rows or SQLite).
+    func headKV(key: Data, value: Data) -> Mvccpb_KeyValue? {
+        guard let head, let ref = history.last else { return nil }
+        var kv = Mvccpb_KeyValue()
+        kv.key = key
+        kv.modRevision = ref.main
+        kv.createRevision = head.createRevision
+        kv.version = head.version
+        kv.lease = head.lease
+        kv.value = value
+        return kv
     }
 
     /// The newest version at or before `revision`, tombstones included.
@@ -57,7 +98,8 @@ final class KeyEntry {
     }
 }
 
-/// The store's memory: the key index, the revision bookkeeping and the rows not yet committed to SQLite.
+/// The store's memory: the key index, the revision bookkeeping, the value cache and the rows not yet committed to
+/// SQLite.
 struct MemoryState {
     var keys = SortedKeyMap<KeyEntry>()
     var liveKeys = 0
@@ -67,28 +109,57 @@ struct MemoryState {
     var uncommitted: [Int64: [Mvccpb_KeyValue]] = [:]
     /// SQLite holds every row at or below this revision.
     var committedThrough: Int64
+    let values: ValueCache
 
-    init(revisions: RevisionState) {
+    init(revisions: RevisionState, valueCacheBytes: Int) {
         self.revisions = revisions
         committedThrough = revisions.current
+        values = ValueCache(budget: valueCacheBytes)
     }
 
     /// Records a version of `key` (a deletion when `head` is nil) at `ref`; `entry` is the key's entry when the
-    /// caller already found it.
-    mutating func record(_ key: Data, _ ref: RevisionRef, head: Mvccpb_KeyValue?, entry known: KeyEntry? = nil) {
+    /// caller already found it. The new head's value enters the cache (the apply loop has it), the superseded
+    /// head's leaves it: only historical reads want it, and its bytes serve live values better.
+    mutating func record(
+        _ key: Data, _ ref: RevisionRef, head: HeadMeta?, value: Data? = nil, entry known: KeyEntry? = nil
+    ) {
         let e = known ?? keys.value(for: key, orInsert: { KeyEntry() })
-        if e.head != nil { liveKeys -= 1 }
+        if let old = e.headRef {
+            liveKeys -= 1
+            values.remove(main: old.main, sub: old.sub)
+        }
         // One key written twice in a revision (only a replayed log could do it): the last change wins.
         if let last = e.history.last, last.main == ref.main { e.history.removeLast() }
         e.history.append(ref)
         e.head = head
-        if head != nil { liveKeys += 1 }
+        if head != nil {
+            liveKeys += 1
+            if let value { e.valueSlot = values.insert(main: ref.main, sub: ref.sub, value) }
+        }
     }
 
-    /// A row of the history that is still in memory (not yet committed), or the head when it is that version.
+    /// The value of a row if memory has it: cached, or written since the last commit.
+    @inline(__always)
+    func value(_ ref: RevisionRef) -> Data? {
+        if let value = values.value(main: ref.main, sub: ref.sub) { return value }
+        if let rows = uncommitted[ref.main], Int(ref.sub) < rows.count { return rows[Int(ref.sub)].value }
+        return nil
+    }
+
+    /// The value of `entry`'s head (at `ref`) if memory has it, through the entry's cache slot.
+    @inline(__always)
+    func headValue(_ entry: KeyEntry, _ ref: RevisionRef) -> Data? {
+        if let value = values.value(slot: entry.valueSlot, main: ref.main, sub: ref.sub) { return value }
+        if let rows = uncommitted[ref.main], Int(ref.sub) < rows.count { return rows[Int(ref.sub)].value }
+        return nil
+    }
+
+    /// A row of the history that is still in memory (not yet committed), or the head when it is that version and
+    /// its value is cached.
     func row(_ ref: RevisionRef, key: Data) -> Mvccpb_KeyValue? {
         if let rows = uncommitted[ref.main], Int(ref.sub) < rows.count { return rows[Int(ref.sub)] }
-        if let head = keys[key]?.head, head.modRevision == ref.main { return head }
-        return nil
+        guard let entry = keys[key], entry.headRef == ref, let value = values.value(main: ref.main, sub: ref.sub)
+        else { return nil }
+        return entry.headKV(key: key, value: value)
     }
 }

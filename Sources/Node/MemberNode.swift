@@ -288,7 +288,7 @@ public final class MemberNode: @unchecked Sendable {
             try? FileSystem.remove(config.dataDir + "/member/snap/" + name)
         }
         ids = RequestIDGenerator(memberID: memberID)
-        store = try KVStore(backend: backend)
+        store = try KVStore(backend: backend, valueCacheBytes: config.valueCacheBytes)
         alarms = try AlarmSet(backend: backend)
         versions = try ClusterVersionState(backend: backend)
         members = try ClusterMembers(backend: backend)

@@ -1,4 +1,5 @@
 import Foundation
+import MVCC
 
 /// How a member is configured: etcd's flags, after parsing and defaulting (the executable does the parsing).
 public struct NodeConfig: Sendable {
@@ -18,6 +19,9 @@ public struct NodeConfig: Sendable {
     public var snapshotCount: UInt64 = 100_000
     /// Database size beyond which writes are refused and NOSPACE is raised (etcd's default: 2 GiB).
     public var quotaBackendBytes: Int64 = 2 << 30
+    /// Quorum's `--value-cache-bytes`: the budget of the key space's value cache. The key index holds no values, so
+    /// this (not the size of the database) bounds the memory values take; see `ValueCache`.
+    public var valueCacheBytes = KVStore.defaultValueCacheBytes
     public var maxRequestBytes = 1_572_864
     public var maxTxnOps = 128
     /// Fsync the write-ahead log (always, except in tests of the no-disk path).

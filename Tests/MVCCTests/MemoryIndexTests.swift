@@ -225,6 +225,25 @@ import Testing
         #expect(try l.store.events(from: 6, through: 7, limit: 10, prevKV: true).events.map(\.type) == [.put, .delete])
     }
 
+    @Test func compactionStepsSmallerThanARevisionFinish() throws {
+        let l = try Lazy()
+        try l.backend.beginBatch()
+        let txn = l.store.beginWrite()
+        for i in 0..<5 { try txn.put(key: k("k\(i)"), value: k("v"), lease: 0) }  // 5 rows at revision 2, all kept
+        try l.store.end(txn)
+        try l.put("k0", "w")  // 3
+        try l.commit()
+        try l.backend.beginBatch()
+        try l.store.scheduleCompaction(3)
+        var steps = 0
+        while try !l.store.compactStep(budget: 2) {
+            steps += 1
+            try #require(steps < 10, "a step inside a revision of kept rows must not start over")
+        }
+        try l.commit()
+        #expect(try l.committedRows() == 5)  // k0@2 went
+    }
+
     @Test func databasesWithTheOldPerKeyTablesAreMigrated() throws {
         let dir = TemporaryDirectory()
         let path = dir.path + "/db"

@@ -236,10 +236,11 @@ import Testing
             "experimental-lease-checkpoint-interval": "2s", "grpc-keepalive-min-time": "1s",
             "grpc-keepalive-interval": "3s", "grpc-keepalive-timeout": "4s", "socket-reuse-port": "true",
             "socket-reuse-address": "true", "enable-pprof": "true", "max-concurrent-streams": "9",
-            "experimental-warning-apply-duration": "5ms",
+            "experimental-warning-apply-duration": "5ms", "value-cache-bytes": "1024",
         ]).resolve()
         #expect(config.node.walDirectory == "/w" && config.node.maxWALFiles == 2 && !config.node.fsync)
         #expect(config.node.compactionBatchLimit == 10)
+        #expect(config.node.valueCacheBytes == 1024)
         #expect(config.node.watchProgressNotifyNanoseconds == 1_000_000_000)
         #expect(config.node.leaseCheckpointNanoseconds == 2_000_000_000)
         #expect(config.node.warningApplyNanoseconds == 5_000_000)
@@ -250,6 +251,8 @@ import Testing
         let defaults = try EtcdFlags().resolve()
         #expect(defaults.node.walDirectory == "default.quorum/member/wal" && defaults.node.maxWALFiles == 5)
         #expect(defaults.node.leaseCheckpointNanoseconds == 0 && defaults.node.fsync)
+        #expect(defaults.node.valueCacheBytes == 256 << 20)
+        #expect(throws: ConfigError.self) { try EtcdFlags(values: ["value-cache-bytes": "-1"]).resolve() }
         let logging = try EtcdFlags(values: ["logger": "capnslog", "log-outputs": "stdout,/tmp/a", "debug": "true"])
             .logSettings()
         #expect(logging.format == .capnslog && logging.outputs == ["stdout", "/tmp/a"] && logging.level == .debug)

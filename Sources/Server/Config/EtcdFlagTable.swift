@@ -483,6 +483,10 @@ extension EtcdFlags {
                 .quorum),
             .init("backup-retention-daily", "''", "Then one backup per day for this long.", .string, .quorum),
             .init(
+                "value-cache-bytes", "268435456",
+                "Bytes of key values kept in memory (the rest are read from the backend on demand); 0 keeps none.",
+                .int, .quorum),
+            .init(
                 "managed-pki", "'false'", "Issue and renew member certificates from the data directory's CA.", .bool,
                 .quorum),
             .init(

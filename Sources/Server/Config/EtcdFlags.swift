@@ -432,6 +432,9 @@ public struct EtcdFlags: Sendable {
         let quota = try integer("quota-backend-bytes", default: 0)
         if quota < 0 { throw ConfigError("--quota-backend-bytes must not be negative") }
         node.quotaBackendBytes = quota == 0 ? 2 << 30 : quota
+        let valueCache = try integer("value-cache-bytes", default: Int64(NodeConfig().valueCacheBytes))
+        if valueCache < 0 { throw ConfigError("--value-cache-bytes must not be negative") }
+        node.valueCacheBytes = Int(valueCache)
         node.maxRequestBytes = Int(try integer("max-request-bytes", default: 1_572_864))
         node.maxTxnOps = Int(try integer("max-txn-ops", default: 128))
         if node.maxRequestBytes <= 0 || node.maxTxnOps <= 0 {
