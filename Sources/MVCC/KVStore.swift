@@ -111,8 +111,24 @@ public final class KVStore: Sendable {
 
     /// Re-reads everything after the backend was replaced by a snapshot.
     public func reload() throws {
-        let fresh = try KVStore.load(backend, valueCacheBytes: valueCacheBytes)
-        state.withLock { $0 = fresh }
+        var fresh = try KVStore.load(backend, valueCacheBytes: valueCacheBytes)
+        state.withLock { s in
+            fresh.earlierCacheLookups = (
+                s.earlierCacheLookups.hits + s.values.hits, s.earlierCacheLookups.misses + s.values.misses
+            )
+            s = fresh
+        }
+    }
+
+    /// The value cache's lookups since start (hits and misses, across snapshot installs) and the bytes it holds
+    /// now, for `/metrics`.
+    public var valueCacheStats: (hits: Int, misses: Int, bytes: Int) {
+        state.withLock { s in
+            (
+                s.earlierCacheLookups.hits + s.values.hits, s.earlierCacheLookups.misses + s.values.misses,
+                s.values.bytes
+            )
+        }
     }
 
     /// The backend committed: everything written so far is in SQLite.

@@ -110,6 +110,9 @@ struct MemoryState {
     /// SQLite holds every row at or below this revision.
     var committedThrough: Int64
     let values: ValueCache
+    /// Hits and misses of the caches an installed snapshot replaced, so that the counts exported as counters
+    /// never go back.
+    var earlierCacheLookups: (hits: Int, misses: Int) = (0, 0)
 
     init(revisions: RevisionState, valueCacheBytes: Int) {
         self.revisions = revisions

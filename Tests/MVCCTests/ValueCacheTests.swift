@@ -130,6 +130,28 @@ import Testing
         return o
     }
 
+    /// What `/metrics` exports (`quorum_mvcc_value_cache_*`): hits and misses counted across a snapshot install
+    /// (`reload`, which replaces the cache), so the counters never go back, and the bytes held now.
+    @Test func cacheStatsCountLookupsAcrossAReload() throws {
+        let m = try Member(budget: 1 << 20)
+        try m.backend.beginBatch()
+        let txn = m.store.beginWrite()
+        for key in Self.keys { _ = try txn.put(key: key, value: Data(repeating: 0x61, count: 100), lease: 0) }
+        try m.store.end(txn)
+        try m.backend.commitBatch()
+        let all = KeyRange(key: Data([0]), rangeEnd: Data([0]))
+        _ = try m.store.range(all, options: RangeOptions())
+        let before = m.store.valueCacheStats
+        #expect(before.hits >= Self.keys.count, "\(before)")
+        #expect(before.bytes >= Self.keys.count * 100, "\(before)")
+        try m.store.reload()
+        // The new cache is empty: the next read misses every value, and the counts go on from where they were.
+        _ = try m.store.range(all, options: RangeOptions())
+        let after = m.store.valueCacheStats
+        #expect(after.hits >= before.hits, "\(before) \(after)")
+        #expect(after.misses >= before.misses + Self.keys.count, "\(before) \(after)")
+    }
+
     @Test func aTinyCacheAnswersExactlyAsAnUnlimitedOne() throws {
         var g = SeededRandom()
         let tiny = try Member(budget: 1_024)

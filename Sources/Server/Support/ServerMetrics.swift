@@ -437,6 +437,15 @@ public final class ServerMetrics: NodeObserver, Sendable {
         gauge(
             "etcd_mvcc_db_open_read_transactions", "The number of currently open read transactions",
             Double(node.backend.openReadTransactions))
+        let cache = node.store.valueCacheStats
+        total(
+            "quorum_mvcc_value_cache_hits_total", "Values found in the value cache (--value-cache-bytes).", cache.hits)
+        total(
+            "quorum_mvcc_value_cache_misses_total", "Values the value cache did not hold, read from the backend.",
+            cache.misses)
+        gauge(
+            "quorum_mvcc_value_cache_bytes", "Bytes the value cache holds (values and their bookkeeping).",
+            Double(cache.bytes))
         let watches = node.hub.counters
         gauge(
             "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.",
