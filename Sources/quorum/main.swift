@@ -88,23 +88,7 @@ func runGateway(_ arguments: [String]) async -> Never {
     let settings = LogSettings()
     LoggingSystem.bootstrap { label in settings.makeHandler(label: label, fds: [2]) }
     let logger = Logger(label: "gateway")
-    let task = Task { try await TCPGateway.run(options, logger: logger) }
-    for signal in [SIGTERM, SIGINT] {
-        let source = DispatchSource.makeSignalSource(signal: signal)
-        Foundation.signal(signal, SIG_IGN)
-        source.setEventHandler { task.cancel() }
-        source.resume()
-        gatewaySignalSources.append(source)
-    }
-    do {
-        try await task.value
-        exit(0)
-    } catch is CancellationError {
-        exit(0)
-    } catch {
-        logger.critical("gateway stopped: \(error)")
-        exit(1)
-    }
+    await runUntilSignalled(name: "gateway", logger: logger) { try await TCPGateway.run(options, logger: logger) }
 }
 
 /// `quorum grpc-proxy start`: etcd's gRPC proxy (an L7 proxy in front of the cluster). Errors as etcd's cobra
@@ -126,7 +110,23 @@ func runGRPCProxy(_ arguments: [String]) async -> Never {
     if options.debug { settings.level = .debug }
     LoggingSystem.bootstrap { [settings] label in settings.makeHandler(label: label, fds: [2]) }
     let logger = Logger(label: "grpc-proxy")
-    let task = Task { try await GRPCProxy.run(options, logger: logger) }
+    await runUntilSignalled(name: "grpc-proxy", logger: logger) {
+        do {
+            try await GRPCProxy.run(options, logger: logger)
+        } catch let error as GRPCProxyError {
+            // A start-up refusal, worded as etcd's proxy words it: on its own line, not as a log record.
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            exit(1)
+        }
+    }
+}
+
+/// Runs `body` (the gateway or the gRPC proxy) until it returns or SIGTERM/SIGINT cancels it: exit status 0, or 1
+/// with the error logged.
+func runUntilSignalled(name: String, logger: Logger, _ body: @escaping @Sendable () async throws -> Void) async
+    -> Never
+{
+    let task = Task { try await body() }
     for signal in [SIGTERM, SIGINT] {
         let source = DispatchSource.makeSignalSource(signal: signal)
         Foundation.signal(signal, SIG_IGN)
@@ -139,11 +139,8 @@ func runGRPCProxy(_ arguments: [String]) async -> Never {
         exit(0)
     } catch is CancellationError {
         exit(0)
-    } catch let error as GRPCProxyError {
-        FileHandle.standardError.write(Data("\(error)\n".utf8))
-        exit(1)
     } catch {
-        logger.critical("grpc-proxy stopped: \(error)")
+        logger.critical("\(name) stopped: \(error)")
         exit(1)
     }
 }
