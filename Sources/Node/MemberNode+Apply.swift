@@ -325,7 +325,7 @@ extension MemberNode {
         }
     }
 
-    /// Replaces the state machine with a database image received from the leader (see `installSnapshot`).
+    /// Replaces the state machine with a database image received from the leader (see `restoreSnapshot`).
     func restoreStateMachine(from image: String, _ meta: SnapshotMetadata) throws {
         assertOnApplyLoop()
         counters.snapshotsApplying.add(1, ordering: .relaxed)

@@ -51,6 +51,8 @@ public final class MemberNode: @unchecked Sendable {
 
     // Owned by the Raft loop's thread.
     private var raft: RaftNode
+    /// Where the Ready in hand is (a snapshot restore spans several passes of the loop).
+    private var pipeline = ReadyPipeline()
     private let wal: WriteAheadLog
     private var pendingReads: [ReadWaiter] = []
     private var readsInFlight: [[UInt8]: [ReadWaiter]] = [:]
@@ -887,13 +889,26 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
+    /// Works through Raft's Readies until it has none, or one waits for a snapshot to be restored.
     private func drainReadies() throws {
         assertOnRaftLoop()
-        while raft.hasReady() {
-            let rd = raft.ready()
-            if let soft = rd.softState { onSoftState(soft) }
-            var outgoing = rd.messages
-            if outgoing.contains(where: { $0.kind == .snapshot }) {
+        while let steps = pipeline.next(&raft) {
+            guard try carryOut(steps) else { return }
+            pipeline.finished(&raft)
+            publishStatus()
+        }
+        trimLog()
+        discardStaleSnapshotImages()
+    }
+
+    /// Carries out a Ready's steps in order; false when the last one started a snapshot restore, whose end
+    /// (`onSnapshotRestored`) carries on with the rest.
+    private func carryOut(_ steps: [ReadyPipeline.Step]) throws -> Bool {
+        for step in steps {
+            switch step {
+            case .softState(let soft):
+                onSoftState(soft)
+            case .send(var outgoing):
                 // The database image must match an applied index exactly, so the apply loop writes it.
                 outgoing.removeAll { message in
                     guard message.kind == .snapshot else { return false }
@@ -902,41 +917,53 @@ public final class MemberNode: @unchecked Sendable {
                     }
                     return true
                 }
-            }
-            if !outgoing.isEmpty {
+                if !outgoing.isEmpty {
+                    noteHeartbeats(outgoing)
+                    transport.send(outgoing)
+                }
+            case .restoreSnapshot(let snapshot):
+                try restoreSnapshot(snapshot)
+                return false
+            case .recordSnapshot(let meta):
+                try wal.saveSnapshot(
+                    WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)))
+                observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
+                try wal.releaseSegments(through: meta.index)
+            case .persist(let entries, let hardState, let sync):
+                try persist(entries: entries, hardState: hardState, sync: sync)
+            case .sendAfterPersist(let outgoing):
                 noteHeartbeats(outgoing)
                 transport.send(outgoing)
-            }
-            if let snapshot = rd.snapshot { try installSnapshot(snapshot) }
-            try persist(rd)
-            if !rd.messagesAfterPersist.isEmpty {
-                noteHeartbeats(rd.messagesAfterPersist)
-                transport.send(rd.messagesAfterPersist)
-            }
-            if !rd.committedEntries.isEmpty { try handOver(rd.committedEntries) }
-            for state in rd.readStates {
-                if let asked = readIndexAskedAt.removeValue(forKey: state.context),
-                    now() - asked > Self.slowReadIndexNanoseconds
-                {
-                    counters.slowReadIndexes.add(1, ordering: .relaxed)
-                }
-                guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
-                if appliedIndex.load(ordering: .acquiring) >= state.index {
-                    for waiter in waiting { waiter.completion(nil) }
-                } else {
-                    // Released by the apply loop once it has applied the read's index.
-                    applyQueue.push(.reads(index: state.index, waiters: waiting))
+            case .apply(let entries):
+                try handOver(entries)
+            case .readStates(let states):
+                serveReads(states)
+            case .droppedReads(let contexts):
+                for context in contexts {
+                    readIndexAskedAt[context] = nil
+                    if let waiting = readsInFlight.removeValue(forKey: context) { pendingReads += waiting }
                 }
             }
-            for context in rd.droppedReadIndexes {
-                readIndexAskedAt[context] = nil
-                if let waiting = readsInFlight.removeValue(forKey: context) { pendingReads += waiting }
-            }
-            raft.advance(rd)
-            publishStatus()
         }
-        trimLog()
-        discardStaleSnapshotImages()
+        return true
+    }
+
+    /// Reads Raft confirmed: served now if applied far enough, else by the apply loop once it is.
+    private func serveReads(_ states: [ReadState]) {
+        for state in states {
+            if let asked = readIndexAskedAt.removeValue(forKey: state.context),
+                now() - asked > Self.slowReadIndexNanoseconds
+            {
+                counters.slowReadIndexes.add(1, ordering: .relaxed)
+            }
+            guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
+            if appliedIndex.load(ordering: .acquiring) >= state.index {
+                for waiter in waiting { waiter.completion(nil) }
+            } else {
+                // Released by the apply loop once it has applied the read's index.
+                applyQueue.push(.reads(index: state.index, waiters: waiting))
+            }
+        }
     }
 
     /// Keeps the log in memory to what followers may still ask for: applied entries beyond the catch-up window
@@ -953,21 +980,20 @@ public final class MemberNode: @unchecked Sendable {
     /// How many entries beyond the catch-up window accumulate before the log is trimmed (amortises the trim).
     static let logTrimSlack: UInt64 = 1024
 
-    private func persist(_ rd: Ready) throws {
+    private func persist(entries: [Entry], hardState: HardState?, sync: Bool) throws {
         assertOnRaftLoop()
-        guard !rd.entries.isEmpty || rd.hardState != nil else { return }
-        try wal.append(sync: rd.mustSync) { encoder in
-            for e in rd.entries {
+        try wal.append(sync: sync) { encoder in
+            for e in entries {
                 encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
             }
-            if let hs = rd.hardState {
+            if let hs = hardState {
                 encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
             }
         }
-        if rd.mustSync {
+        if sync {
             let stats = wal.stats
             walStats.withLock { $0 = stats }
-            observer.walSynced(nanoseconds: stats.lastSyncNanoseconds, entries: rd.entries.count)
+            observer.walSynced(nanoseconds: stats.lastSyncNanoseconds, entries: entries.count)
         }
     }
 
@@ -995,29 +1021,33 @@ public final class MemberNode: @unchecked Sendable {
     static let inlineApplyLimit = 2
 
     /// Replaces the state machine with a snapshot received from the leader. The database goes first (on the
-    /// apply loop, after everything queued before it), then the log's marker: a crash in between leaves a
-    /// database ahead of the log, which the next start detects and treats as the snapshot.
-    private func installSnapshot(_ snapshot: Snapshot) throws {
+    /// apply loop, after everything queued before it), then the log's marker (`recordSnapshot`, once the apply
+    /// loop reports back): a crash in between leaves a database ahead of the log, which the next start detects and
+    /// treats as the snapshot (`Recovery`). The Raft loop goes on meanwhile (`ReadyPipeline`).
+    private func restoreSnapshot(_ snapshot: Snapshot) throws {
         assertOnRaftLoop()
         let meta = snapshot.metadata
         guard let image = pendingSnapshotImages.removeValue(forKey: meta.index) else {
             throw EtcdError.internal("snapshot at index \(meta.index) arrived without its database image")
         }
-        let outcome = Mutex<Result<Void, any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
         applyQueue.push(
             .perform { node in
-                outcome.withLock { $0 = Result { try node.restoreStateMachine(from: image, meta) } }
-                done.signal()
+                let outcome = Result { try node.restoreStateMachine(from: image, meta) }
+                node.perform { node in node.onSnapshotRestored(outcome) }
             })
-        while done.wait(timeout: .now() + 0.1) == .timedOut {
-            if stopped.load(ordering: .relaxed) { throw EtcdError.stopped }
+    }
+
+    /// The apply loop restored the state machine from the leader's snapshot: the Ready that carried it goes on.
+    private func onSnapshotRestored(_ outcome: Result<Void, any Error>) {
+        assertOnRaftLoop()
+        run {
+            try outcome.get()
+            if try carryOut(pipeline.snapshotRestored()) {
+                pipeline.finished(&raft)
+                publishStatus()
+            }
+            try drainReadies()
         }
-        try outcome.withLock { $0 }?.get()
-        try wal.saveSnapshot(
-            WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)))
-        observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
-        try wal.releaseSegments(through: meta.index)
     }
 
     private func discardStaleSnapshotImages() {
@@ -1052,6 +1082,9 @@ public final class MemberNode: @unchecked Sendable {
     /// and the log drop what precedes it.
     func compactLog(through applied: UInt64) {
         assertOnRaftLoop()
+        // While a leader's snapshot is restored the log is about to start past `applied`; the next compaction
+        // after it does the work.
+        guard pipeline.stage == .idle else { return }
         let start = monotonicNanoseconds()
         guard let term = raft.term(at: applied) else { return }
         do {

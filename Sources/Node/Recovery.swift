@@ -10,7 +10,7 @@ import Storage
 /// - The database applied entries the log still holds: those after the database's `consistent_index` are handed
 ///   out again (Raft's `applied`), and applying is idempotent by index.
 /// - The database is *ahead* of the log's end: a snapshot from the leader was installed into the database and the
-///   member stopped before the log recorded its marker (`installSnapshot` writes the database first). The database
+///   member stopped before the log recorded its marker (`restoreSnapshot` writes the database first). The database
 ///   is then the snapshot: a marker at its index is written to the log. Without the database's term and
 ///   configuration at that index this cannot be repaired and the member refuses to start.
 /// - The database is *behind* the log's snapshot marker: the log released entries the database never made durable.
