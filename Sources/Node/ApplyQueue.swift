@@ -30,13 +30,37 @@ final class ApplyQueue: @unchecked Sendable {
     private var busy = false
     /// The thread that holds `busy` (for `ownedByCaller`).
     private var owner: pthread_t?
+    /// Where the queue's work is taken (`attach`), and whether a pass is already asked for there: one pass takes
+    /// everything queued, so a burst of pushes costs one wake-up of the apply loop.
+    private var loop: (any SerialLoop)?
+    private var pass: (@Sendable () -> Void)?
+    private var passScheduled = false
+
+    /// Connects the queue to the apply loop: `pass` runs on `loop` whenever there is work to take.
+    func attach(loop: any SerialLoop, pass: @escaping @Sendable () -> Void) {
+        condition.lock()
+        self.loop = loop
+        self.pass = pass
+        let wake = schedulePassLocked(force: !items.isEmpty || stopped)
+        condition.unlock()
+        wake?()
+    }
+
+    /// Asks for a pass if there is something to take and none is asked for yet; the caller runs the returned
+    /// closure once the lock is released.
+    private func schedulePassLocked(force: Bool = true) -> (() -> Void)? {
+        guard force, !passScheduled, !busy, let loop, let pass else { return nil }
+        passScheduled = true
+        return { loop.execute(pass) }
+    }
 
     func push(_ item: Item) {
         condition.lock()
         if case .entries(let entries, _) = item { pendingEntries += entries.count }
         items.append(item)
-        condition.broadcast()
+        let wake = schedulePassLocked()
         condition.unlock()
+        wake?()
     }
 
     /// Waits (at most `timeout` seconds) while more than `maxPendingEntries` entries are queued, and then for as
@@ -55,14 +79,13 @@ final class ApplyQueue: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Everything queued, waiting up to `deadline` for something; empty when stopped or timed out. Unless the
-    /// Raft loop is applying (then nil), the caller owns the state machine until it calls `done()`.
-    func take(waitingUntil deadline: Date) -> (items: [Item], stopped: Bool)? {
+    /// Everything queued, for a pass of the apply loop (empty when only `stopped` or a tick brought it). Nil when
+    /// the Raft loop is applying (its `done()` asks for the next pass). Otherwise the caller owns the state machine
+    /// until it calls `done()`.
+    func take() -> (items: [Item], stopped: Bool)? {
         condition.lock()
         defer { condition.unlock() }
-        while busy || (items.isEmpty && !stopped) {
-            if !condition.wait(until: deadline) { break }
-        }
+        passScheduled = false
         if busy { return nil }
         busy = true
         owner = pthread_self()
@@ -88,18 +111,22 @@ final class ApplyQueue: @unchecked Sendable {
         condition.lock()
         busy = false
         owner = nil
-        // Only a `take` with items waiting can be blocked on `busy`. The apply loop otherwise sleeps until items
-        // come, and waking it after every write the Raft loop applied inline cost a futex wake and a context switch
-        // per write on the lone-client path.
-        if !items.isEmpty || stopped { condition.broadcast() }
+        // Work pushed while the state machine was held waits for the next pass. The apply loop otherwise sleeps
+        // until work comes, and waking it after every write the Raft loop applied inline cost a wake-up and a
+        // context switch per write on the lone-client path.
+        let wake = schedulePassLocked(force: !items.isEmpty || stopped)
         condition.unlock()
+        wake?()
     }
 
+    /// No more work: the apply loop's next pass is its last (it sees `stopped`).
     func stop() {
         condition.lock()
         stopped = true
         condition.broadcast()
+        let wake = schedulePassLocked()
         condition.unlock()
+        wake?()
     }
 
     /// Whether the calling thread holds the state machine (took items or claimed it, and has not called `done()`):

@@ -14,27 +14,32 @@ extension MemberNode {
         assert(applyQueue.ownedByCaller, "\(function) ran without holding the state machine (apply loop)")
     }
 
-    func runApplyLoop() {
-        defer {
+    /// How often the apply loop passes even when nothing was queued: lazy SQLite commits, compaction steps and
+    /// the size refresh are due by time.
+    static let applyTickMilliseconds = 100
+
+    /// One pass of the apply loop: everything queued, then the time-driven work. The pass that sees the queue
+    /// stopped is the last: it commits SQLite (so a graceful stop leaves nothing to replay) and fails held reads.
+    func applyPass() {
+        guard applyRunning.load(ordering: .acquiring) else { return }
+        // nil: the Raft loop is applying a batch itself, and asks for a pass when done.
+        guard let (items, stopped) = applyQueue.take() else { return }
+        defer { applyQueue.done() }
+        if stopped {
+            try? commitBackend()
             for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
             heldReads = []
+            applyRunning.store(false, ordering: .sequentiallyConsistent)
+            return
         }
-        while true {
-            // nil: the Raft loop is applying a batch itself; try again.
-            guard let (items, stopped) = applyQueue.take(waitingUntil: Date().addingTimeInterval(0.1)) else { continue }
-            defer { applyQueue.done() }
-            if stopped {
-                // A graceful stop leaves SQLite current, so the next start has nothing to replay.
-                try? commitBackend()
-                return
-            }
-            do {
-                try applyItems(items)
-                try housekeeping()
-            } catch {
-                fail("apply loop stopped: \(error)")
-                return
-            }
+        do {
+            try applyItems(items)
+            try housekeeping()
+        } catch {
+            fail("apply loop stopped: \(error)")
+            for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
+            heldReads = []
+            applyRunning.store(false, ordering: .sequentiallyConsistent)
         }
     }
 

@@ -38,12 +38,15 @@ public final class MemberNode: @unchecked Sendable {
     private let ids: RequestIDGenerator
     let waiters = Waiters()
     private let inbox = ScheduledBatch(InboxWork())
-    /// Where the Raft loop's work runs (see `RaftLoop`).
-    private let loop: any RaftLoop
+    /// Where the three loops run (see `SerialLoop`): Raft, apply, and watch catch-up.
+    private let loop: any SerialLoop
+    let applyLoop: any SerialLoop
+    private let watchLoop: any SerialLoop
     let published = Mutex(NodeStatus())
     let dbSize = Atomic<Int64>(0)
     let dbSizeInUse = Atomic<Int64>(0)
-    private let catchUpSignal = NSCondition()
+    /// A catch-up pass is queued on the watch loop (so that a burst of wake-ups queues one).
+    private let catchUpScheduled = Atomic<Bool>(false)
     private let onFatal: @Sendable (String) -> Void
     public let observer: any NodeObserver
     /// Events counted for the metrics (see `NodeCounters`).
@@ -85,8 +88,10 @@ public final class MemberNode: @unchecked Sendable {
     let appliedIndex = Atomic<UInt64>(0)
 
     let onRemoved: @Sendable () -> Void
-    private let applyRunning = Atomic<Bool>(false)
-    private let catchUpRunning = Atomic<Bool>(false)
+    /// The apply loop has not taken its last pass yet (see `stop`).
+    let applyRunning = Atomic<Bool>(false)
+    /// When progress notifications were last sent (the watch loop's).
+    private var lastProgressNotify: Int64 = 0
     let stopped = Atomic<Bool>(false)
 
     struct ReadWaiter {
@@ -122,22 +127,28 @@ public final class MemberNode: @unchecked Sendable {
         observer: any NodeObserver = NoObserver(),
         now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
         onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) },
-        onRemoved: @escaping @Sendable () -> Void = {}, loop: (any RaftLoop)? = nil
+        onRemoved: @escaping @Sendable () -> Void = {}, loop: (any SerialLoop)? = nil,
+        applyLoop: (any SerialLoop)? = nil, watchLoop: (any SerialLoop)? = nil
     ) throws -> MemberNode {
         try FileSystem.makeDirectory(config.dataDir + "/member/snap")
         let lock = try DirectoryLock(directory: config.dataDir)
         return try MemberNode(
             config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
-            onFatal: onFatal, onRemoved: onRemoved, loop: loop ?? ThreadRaftLoop())
+            onFatal: onFatal, onRemoved: onRemoved, loop: loop ?? ThreadLoop(name: "quorum-raft"),
+            applyLoop: applyLoop ?? ThreadLoop(name: "quorum-apply"),
+            watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"))
     }
 
     private init(
         config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
-        onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any RaftLoop
+        onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any SerialLoop,
+        applyLoop: any SerialLoop, watchLoop: any SerialLoop
     ) throws {
         self.config = config
         self.loop = loop
+        self.applyLoop = applyLoop
+        self.watchLoop = watchLoop
         self.onRemoved = onRemoved
         self.observer = observer
         self.lock = lock
@@ -332,17 +343,30 @@ public final class MemberNode: @unchecked Sendable {
             header: { [weak self] revision in
                 self?.header(revision: revision) ?? Etcdserverpb_ResponseHeader()
             },
-            onBehind: { [catchUpSignal] in
-                catchUpSignal.lock()
-                catchUpSignal.signal()
-                catchUpSignal.unlock()
-            })
+            onBehind: { [weak self] in self?.scheduleCatchUp() })
     }
 
     // MARK: Lifecycle
 
-    /// Starts the Raft loop, the apply loop and the watch catch-up loop.
+    /// Starts the Raft loop, the apply loop and the watch catch-up loop, and returns once the entries the log
+    /// holds as committed are applied (see `begin`).
     public func start() {
+        begin()
+        // Entries the log holds as committed but the database had not recorded (it commits lazily) are applied
+        // again before the member serves: a read right after a restart sees every acknowledged write.
+        while appliedIndex.load(ordering: .acquiring) < recoveredCommit && status.failure == nil
+            && !stopped.load(ordering: .relaxed)
+        {
+            usleep(500)
+        }
+    }
+
+    /// Whether the entries the log held as committed at start-up are applied: until then a read could miss an
+    /// acknowledged write. `start()` waits for it; a caller of `begin()` (a simulation) must.
+    public var recovered: Bool { appliedIndex.load(ordering: .acquiring) >= recoveredCommit }
+
+    /// Starts the three loops and returns at once.
+    public func begin() {
         if config.leaseCheckpointNanoseconds > 0 {
             // A keep-alive of a checkpointed lease clears the checkpoint through the log (etcd's `Renew`).
             leases.clearCheckpoint.withLock { clear in
@@ -359,10 +383,9 @@ public final class MemberNode: @unchecked Sendable {
             for _ in 0..<max(0, raft.config.electionTick - 2) { raft.tick() }
         }
         applyRunning.store(true, ordering: .sequentiallyConsistent)
-        startThread("quorum-apply") { [self] in
-            runApplyLoop()
-            applyRunning.store(false, ordering: .sequentiallyConsistent)
-        }
+        applyQueue.attach(loop: applyLoop) { [self] in applyPass() }
+        // Time-driven work of the apply loop (lazy commits, compaction steps) happens even when nothing is applied.
+        applyLoop.schedule(every: .milliseconds(Self.applyTickMilliseconds)) { [self] in applyPass() }
         loop.execute { [self] in
             publishStatus()
             // Whatever happened before the loop started (a single member's election) is handled at once.
@@ -376,29 +399,9 @@ public final class MemberNode: @unchecked Sendable {
                 try drainReadies()
             }
         }
-        catchUpRunning.store(true, ordering: .sequentiallyConsistent)
-        startThread("quorum-watch") { [self] in
-            runCatchUp()
-            catchUpRunning.store(false, ordering: .sequentiallyConsistent)
-        }
-        // Entries the log holds as committed but the database had not recorded (it commits lazily) are applied
-        // again before the member serves: a read right after a restart sees every acknowledged write.
-        while appliedIndex.load(ordering: .acquiring) < recoveredCommit && status.failure == nil
-            && !stopped.load(ordering: .relaxed)
-        {
-            usleep(500)
-        }
-    }
-
-    private func startThread(_ name: String, _ body: @escaping @Sendable () -> Void) {
-        let thread = Thread {
-            // Set from inside, so that it reaches the kernel too (perf, top -H).
-            Thread.current.name = name
-            body()
-        }
-        thread.name = name
-        thread.stackSize = 8 << 20
-        thread.start()
+        lastProgressNotify = now()
+        // Watchers that fell behind are caught up when the hub says so, and at least every 100 ms (progress).
+        watchLoop.schedule(every: .milliseconds(100)) { [self] in catchUpPass() }
     }
 
     /// Stops the loops; pending requests fail with etcd's "server stopped".
@@ -416,15 +419,11 @@ public final class MemberNode: @unchecked Sendable {
         if !loop.inLoop { _ = drained.wait(timeout: .now() + 10) }
         loop.stop()
         for waiter in inbox.take().reads { waiter.completion(.stopped) }
+        // The apply loop's last pass commits SQLite and releases held reads.
         applyQueue.stop()
-        catchUpSignal.lock()
-        catchUpSignal.broadcast()
-        catchUpSignal.unlock()
-        while applyRunning.load(ordering: .sequentiallyConsistent)
-            || catchUpRunning.load(ordering: .sequentiallyConsistent)
-        {
-            usleep(1000)
-        }
+        while applyRunning.load(ordering: .sequentiallyConsistent) { usleep(1000) }
+        applyLoop.stop()
+        watchLoop.stop()
         waiters.failAll(with: .stopped)
         backend.closeReaders()
         // Release the data directory: the same process may open it again (tests restart members in place).
@@ -1218,22 +1217,25 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: Watch catch-up
 
-    private func runCatchUp() {
-        var lastProgress = now()
-        while !stopped.load(ordering: .relaxed) {
-            var more = false
-            do { more = try hub.catchUp() } catch { logger.warning("watch catch-up failed: \(error)") }
-            let interval = config.watchProgressNotifyNanoseconds
-            if interval > 0 && now() - lastProgress >= interval {
-                lastProgress = now()
-                hub.notifyProgress()
-            }
-            if !more {
-                catchUpSignal.lock()
-                _ = catchUpSignal.wait(until: Date().addingTimeInterval(0.1))
-                catchUpSignal.unlock()
-            }
+    /// Asks the watch loop for a catch-up pass, unless one is queued.
+    private func scheduleCatchUp() {
+        guard !catchUpScheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        watchLoop.execute { [self] in catchUpPass() }
+    }
+
+    /// Moves watchers that fell behind forward by a bounded step, and sends progress notifications when due; asks
+    /// for another pass while some are still behind (the loop takes other work in between).
+    private func catchUpPass() {
+        catchUpScheduled.store(false, ordering: .releasing)
+        guard !stopped.load(ordering: .relaxed) else { return }
+        var more = false
+        do { more = try hub.catchUp() } catch { logger.warning("watch catch-up failed: \(error)") }
+        let interval = config.watchProgressNotifyNanoseconds
+        if interval > 0 && now() - lastProgressNotify >= interval {
+            lastProgressNotify = now()
+            hub.notifyProgress()
         }
+        if more { scheduleCatchUp() }
     }
 
     // MARK: Failure

@@ -6,7 +6,7 @@ import Synchronization
 /// The Raft loop on a SwiftNIO event loop: the one that also owns every peer connection (the peer listeners
 /// accept onto it and `RaftLink` dials from it), so Raft messages are read into Raft and written out of it on
 /// one thread. The loop blocks on the log's fsync like a dedicated thread would; nothing else lives on it.
-final class EventLoopRaftLoop: RaftLoop {
+final class EventLoopRaftLoop: SerialLoop {
     let eventLoop: any EventLoop
     private let ticker = Mutex<RepeatedTask?>(nil)
 

@@ -1,12 +1,15 @@
 import Foundation
 
-/// Where a member's Raft loop runs: one thread at a time, in order, with a periodic tick.
+/// Where one of a member's three loops runs (Raft, apply, watch catch-up): one job at a time, in order, with a
+/// periodic tick.
 ///
-/// The node code does not care which thread that is. By default it is a thread of its own (`ThreadRaftLoop`);
-/// the server runs it on the event loop that also owns the peer connections, so that a Raft message goes from
-/// the socket into Raft, and Raft's answer back onto the socket, without changing threads: on a follower, an
-/// append and its acknowledgement cost no thread wake-up at all.
-public protocol RaftLoop: Sendable {
+/// The node code does not care which thread that is, and this seam is how it is kept from caring: by default each
+/// loop is a thread of its own (`ThreadLoop`); the server runs the Raft loop on the event loop that also owns the
+/// peer connections, so that a Raft message goes from the socket into Raft, and Raft's answer back onto the socket,
+/// without changing threads (on a follower, an append and its acknowledgement cost no thread wake-up at all); and a
+/// deterministic simulation can run every loop of every member on one scheduler, in an order chosen by a seed.
+/// The node never blocks one loop waiting for another.
+public protocol SerialLoop: Sendable {
     /// Runs `work` on the loop after what is already queued (from any thread, the loop's own included).
     func execute(_ work: @escaping @Sendable () -> Void)
     /// Calls `tick` on the loop every `interval` until `stop()`.
@@ -17,8 +20,8 @@ public protocol RaftLoop: Sendable {
     func stop()
 }
 
-/// A Raft loop on a dedicated thread: a queue of work and a tick, behind one condition variable.
-public final class ThreadRaftLoop: RaftLoop, @unchecked Sendable {
+/// A loop on a dedicated thread: a queue of work and a tick, behind one condition variable.
+public final class ThreadLoop: SerialLoop, @unchecked Sendable {
     // @unchecked: all state is under `condition`.
     private let condition = NSCondition()
     private var queue: [@Sendable () -> Void] = []
@@ -27,17 +30,20 @@ public final class ThreadRaftLoop: RaftLoop, @unchecked Sendable {
     private var exited = false
     private var thread: Thread?
 
-    public init(name: String = "quorum-raft") {
-        let thread = Thread { [self] in run() }
-        thread.name = name
-        thread.stackSize = 8 << 20
-        self.thread = thread
-        thread.start()
+    private let name: String
+
+    /// The thread starts with the first work or tick, so a loop made for a member that then fails to open costs
+    /// no thread.
+    public init(name: String) {
+        self.name = name
     }
 
     public func execute(_ work: @escaping @Sendable () -> Void) {
         condition.lock()
-        if !stopped { queue.append(work) }
+        if !stopped {
+            queue.append(work)
+            startIfNeededLocked()
+        }
         condition.signal()
         condition.unlock()
     }
@@ -45,24 +51,41 @@ public final class ThreadRaftLoop: RaftLoop, @unchecked Sendable {
     public func schedule(every interval: Duration, _ body: @escaping @Sendable () -> Void) {
         let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
         condition.lock()
-        tick = (seconds, Date().addingTimeInterval(seconds), body)
+        if !stopped {
+            tick = (seconds, Date().addingTimeInterval(seconds), body)
+            startIfNeededLocked()
+        }
         condition.signal()
         condition.unlock()
     }
 
-    public var inLoop: Bool { Thread.current === thread }
+    public var inLoop: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return thread.map { Thread.current === $0 } ?? false
+    }
 
     public func stop() {
         condition.lock()
         stopped = true
         queue.removeAll()
         condition.signal()
-        while !exited { condition.wait() }
+        while thread != nil && !exited { condition.wait() }
         condition.unlock()
     }
 
+    private func startIfNeededLocked() {
+        guard thread == nil else { return }
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
     private func run() {
-        Thread.current.name = thread?.name
+        // Set from inside, so that it reaches the kernel too (perf, top -H).
+        Thread.current.name = name
         condition.lock()
         while !stopped {
             if queue.isEmpty {
