@@ -175,7 +175,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .target(name: "Simulation", dependencies: ["Raft", "Storage"]),
+        .target(
+            name: "Simulation",
+            dependencies: [
+                "Raft", "Storage", "Node", "EtcdProto", .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "Backup",
             dependencies: [
@@ -206,7 +210,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "quorum-sim",
-            dependencies: ["Simulation", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Simulation", "Node", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "quorum-bench",
@@ -245,7 +249,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage"]),
+        .testTarget(
+            name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage", "Node", "EtcdProto"]),
         .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
         .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),

@@ -128,7 +128,7 @@ public final class MemberNode: @unchecked Sendable {
         now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
         onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) },
         onRemoved: @escaping @Sendable () -> Void = {}, loop: (any SerialLoop)? = nil,
-        applyLoop: (any SerialLoop)? = nil, watchLoop: (any SerialLoop)? = nil
+        applyLoop: (any SerialLoop)? = nil, watchLoop: (any SerialLoop)? = nil, raftSeed: UInt64? = nil
     ) throws -> MemberNode {
         try FileSystem.makeDirectory(config.dataDir + "/member/snap")
         let lock = try DirectoryLock(directory: config.dataDir)
@@ -136,14 +136,14 @@ public final class MemberNode: @unchecked Sendable {
             config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
             onFatal: onFatal, onRemoved: onRemoved, loop: loop ?? ThreadLoop(name: "quorum-raft"),
             applyLoop: applyLoop ?? ThreadLoop(name: "quorum-apply"),
-            watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"))
+            watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"), raftSeed: raftSeed ?? UInt64.random(in: 1...UInt64.max))
     }
 
     private init(
         config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
         onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any SerialLoop,
-        applyLoop: any SerialLoop, watchLoop: any SerialLoop
+        applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64
     ) throws {
         self.config = config
         self.loop = loop
@@ -321,7 +321,8 @@ public final class MemberNode: @unchecked Sendable {
             store: store, leases: leases, alarms: alarms, members: members, auth: auth, versions: versions,
             observer: observer)
 
-        var raftConfig = RaftConfig(id: memberID, randomSeed: UInt64.random(in: 1...UInt64.max))
+        var raftConfig = RaftConfig(id: memberID, randomSeed: raftSeed)
+        raftConfig.testingMutation = config.testingRaftMutation
         raftConfig.heartbeatTick = 1
         raftConfig.electionTick = max(2, config.electionMilliseconds / max(1, config.heartbeatMilliseconds))
         raftConfig.preVote = true
@@ -956,7 +957,9 @@ public final class MemberNode: @unchecked Sendable {
                 counters.slowReadIndexes.add(1, ordering: .relaxed)
             }
             guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
-            if appliedIndex.load(ordering: .acquiring) >= state.index {
+            if appliedIndex.load(ordering: .acquiring) >= state.index
+                || config.testingNodeMutation == .servesReadsBeforeApplying
+            {
                 for waiter in waiting { waiter.completion(nil) }
             } else {
                 // Released by the apply loop once it has applied the read's index.

@@ -1,3 +1,4 @@
+import Raft
 import Foundation
 import MVCC
 
@@ -73,6 +74,12 @@ public struct NodeConfig: Sendable {
     /// Linearizable reads waiting for their ReadIndex, at most; past it a read gets "too many requests".
     public var maxPendingReads = 20_000
 
+    /// TEST-ONLY: a Raft safety rule switched off, so that the member simulation can show it catches the bug
+    /// (`SafetyMutation`). Never set outside tests.
+    public var testingRaftMutation: SafetyMutation?
+    /// TEST-ONLY: a rule of the member itself switched off, for the same purpose (`NodeMutation`).
+    public var testingNodeMutation: NodeMutation?
+
     public init() {}
 
     /// etcd's request timeout: 5 s plus two election timeouts.
@@ -96,4 +103,13 @@ public struct NodeConfig: Sendable {
 
     public var walDirectory: String { walDir ?? dataDir + "/member/wal" }
     public var backendPath: String { dataDir + "/member/snap/db" }
+}
+
+/// Rules of a member (above Raft) that can be switched off to show that the member simulation catches their absence.
+///
+/// TEST-ONLY. Never set in production: every case makes the member unsafe by design.
+public enum NodeMutation: String, Sendable, CaseIterable {
+    /// Serve a linearizable read as soon as Raft confirms its read index, without waiting until this member has
+    /// applied up to that index (a follower then answers from behind the leader).
+    case servesReadsBeforeApplying
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Node
 import Raft
 import Simulation
 
@@ -37,13 +38,14 @@ func monotonicSeconds() -> Double {
 }
 
 extension SafetyMutation: ExpressibleByArgument {}
+extension NodeMutation: ExpressibleByArgument {}
 
 @main
 struct QuorumSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quorum-sim",
-        abstract: "Deterministic simulation of Quorum's Raft core.",
-        subcommands: [Run.self, Bench.self, Mutants.self],
+        abstract: "Deterministic simulation of Quorum's Raft core, and of real members.",
+        subcommands: [Run.self, Members.self, Bench.self, Mutants.self],
         defaultSubcommand: Run.self)
 }
 
@@ -150,6 +152,47 @@ struct Mutants: ParsableCommand {
             }
         }
         if missed > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Members: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Real members (Raft loop, write-ahead log, SQLite key space, apply loop) on the simulated network.",
+        discussion: "Clients put, read and compare-and-swap through any member while members are isolated; the "
+            + "history must be linearizable and the members must end with the same data.")
+
+    @Option(help: "Number of seeds to run.") var seeds: UInt64 = 100
+    @Option(help: "First seed of the sweep.") var startSeed: UInt64 = 1
+    @Option(help: "Run exactly this seed.") var seed: UInt64?
+    @Option(help: "Client operations per seed.") var operations = 200
+    @Option(help: "Members (3 or 5).") var members = 3
+    @Option(help: "Switch off a rule of the member, to see the checks catch it.") var nodeMutation: NodeMutation?
+    @Flag(help: "Print one line per seed.") var verbose = false
+
+    func run() throws {
+        installCrashReporter()
+        let list = seed.map { [$0] } ?? Array(startSeed..<startSeed + seeds)
+        let started = monotonicSeconds()
+        var failed = 0
+        for s in list {
+            currentSeed = s
+            var options = MemberSimulation.Options()
+            options.operations = operations
+            options.members = members
+            options.nodeMutation = nodeMutation
+            let report = try MemberSimulation(seed: s, options: options).run()
+            if !report.ok {
+                failed += 1
+                print("FAILED \(report)")
+            } else if verbose || seed != nil {
+                print(report)
+            }
+        }
+        let seconds = monotonicSeconds() - started
+        print(
+            "\(list.count) seeds, \(failed) failed, \(Int(seconds)) s"
+                + (list.count > 1 ? " (seeds \(list.first!)..<\(list.last! + 1))" : ""))
+        if failed > 0 { throw ExitCode(1) }
     }
 }
 

@@ -1,0 +1,289 @@
+import EtcdProto
+import Foundation
+import Logging
+import Node
+import Raft
+
+/// Real members (`MemberNode`: the production Raft loop, write-ahead log, SQLite key space and apply loop) in one
+/// process, driven by one `SimScheduler` from a seed: the network delays, drops, duplicates and partitions; clients
+/// put, read linearizably and compare-and-swap through any member; the history must be linearizable and the members
+/// must end with the same data.
+///
+/// What it does not simulate yet: the disk (members write real files in a temporary directory, without fsync, and
+/// are never crashed: a crash needs the simulated disk under SQLite too), leases and watches.
+public final class MemberSimulation: @unchecked Sendable {
+    // @unchecked: confined to the scheduler's thread.
+    public struct Options: Sendable {
+        public var members = 3
+        public var clients = 4
+        /// Keys the clients share (few, so that operations contend).
+        public var keys: UInt64 = 4
+        /// Client operations in all, at most.
+        public var operations = 200
+        /// Virtual time the run may take before it counts as stuck.
+        public var timeLimit: SimTime = .ms(120_000)
+        public var network = NetworkFaults()
+        /// Isolate a random member now and then, and heal.
+        public var partitions = true
+        /// Most a client waits between two operations (so that the run spans several faults).
+        public var thinkMilliseconds: Int64 = 200
+        /// A Raft safety rule switched off in every member, to show the checks catch it.
+        public var mutation: SafetyMutation?
+        /// A rule of the member itself switched off, likewise.
+        public var nodeMutation: NodeMutation?
+        public init() {}
+    }
+
+    public struct Report: Sendable, CustomStringConvertible {
+        public var seed: UInt64
+        public var operations: Int
+        public var acknowledged: Int
+        public var unknown: Int
+        public var violations: [String]
+        public var virtualMilliseconds: Int64
+        public var events: Int
+        public var messagesDelivered: Int
+        public var ok: Bool { violations.isEmpty }
+        public var description: String {
+            "seed \(seed): \(operations) operations (\(acknowledged) acknowledged, \(unknown) unknown), "
+                + "\(virtualMilliseconds) ms simulated, \(events) events, \(messagesDelivered) messages"
+                + (violations.isEmpty ? "" : "; VIOLATIONS: " + violations.joined(separator: "; "))
+        }
+    }
+
+    struct Member {
+        var id: UInt64 = 0
+        var name: String
+        var dataDir: String
+        var node: MemberNode?
+        var loops: [SimLoop] = []
+    }
+
+    public let seed: UInt64
+    public let options: Options
+    public let scheduler: SimScheduler
+    let peers: SimPeers
+    var members: [Member] = []
+    let root: String
+    var history: [HistoryEntry] = []
+    var issued = 0
+    var outstanding = 0
+    var failures: [String] = []
+    /// Each client's next value: unique across the run, so a read names the write it saw.
+    var nextValue: [Int64]
+
+    public init(seed: UInt64, options: Options = Options()) throws {
+        self.seed = seed
+        self.options = options
+        scheduler = SimScheduler(seed: seed)
+        peers = SimPeers(scheduler: scheduler, network: FaultyNetwork(faults: options.network))
+        var template = Array("/tmp/quorum-membersim-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw CocoaError(.fileWriteUnknown) }
+        root = String(cString: made)
+        nextValue = (0..<options.clients).map { Int64($0 + 1) * 1_000_000 }
+        let names = (1...options.members).map { "m\($0)" }
+        members = names.map { Member(name: $0, dataDir: root + "/" + $0) }
+    }
+
+    deinit {
+        for m in members { m.loops.forEach { $0.stop() } }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Runs the whole scenario and checks it.
+    public func run() -> Report {
+        for i in members.indices { startMember(i) }
+        for c in 0..<options.clients {
+            scheduler.after(.ms(Int64(500 + c * 37))) { [self] in nextOperation(client: c) }
+        }
+        if options.partitions { scheduleFault() }
+        let finished = scheduler.run(until: options.timeLimit) { [self] in
+            issued >= options.operations && outstanding == 0
+        }
+        if !finished { failures.append("the run did not finish within its step bound") }
+        if issued < options.operations || outstanding > 0 {
+            failures.append(
+                "stuck: \(issued) of \(options.operations) operations issued, \(outstanding) unanswered at "
+                    + "\(scheduler.now / 1000) ms")
+        }
+        settleAndCompare()
+        switch LinearizabilityChecker().check(history) {
+        case .linearizable: break
+        case .violation(let key): failures.append("the history of key \(key) is not linearizable")
+        case .inconclusive(let key): failures.append("the linearizability search gave up on key \(key)")
+        }
+        for m in members { m.loops.forEach { $0.stop() } }
+        return Report(
+            seed: seed, operations: history.count, acknowledged: history.filter { $0.output != .unknown }.count,
+            unknown: history.filter { $0.output == .unknown }.count, violations: failures,
+            virtualMilliseconds: scheduler.now / 1000, events: scheduler.steps, messagesDelivered: peers.delivered)
+    }
+
+    // MARK: Members
+
+    func startMember(_ i: Int) {
+        var config = NodeConfig()
+        config.name = members[i].name
+        config.dataDir = members[i].dataDir
+        config.initialCluster = members.map { ($0.name, ["http://\($0.name):2380"]) }
+        config.advertisePeerURLs = ["http://\(members[i].name):2380"]
+        config.advertiseClientURLs = ["http://\(members[i].name):2379"]
+        config.fsync = false
+        config.testingRaftMutation = options.mutation
+        config.testingNodeMutation = options.nodeMutation
+        config.snapshotCount = 400
+        config.snapshotCatchUpEntries = 50
+        var logger = Logger(label: "sim.\(members[i].name)")
+        logger.logLevel = .critical
+        let scheduler = self.scheduler
+        let name = members[i].name
+        let loops = ["raft", "apply", "watch"].map { SimLoop("\(name).\($0)", on: scheduler) }
+        let outbox = peers.outbox()
+        do {
+            let node = try MemberNode.open(
+                config: config, transport: outbox, logger: logger,
+                now: { scheduler.nanoseconds },
+                onFatal: { [weak self] message in self?.failures.append("\(name) failed: \(message)") },
+                loop: loops[0], applyLoop: loops[1], watchLoop: loops[2], raftSeed: scheduler.random.next())
+            members[i].id = node.memberID
+            outbox.from = node.memberID
+            members[i].node = node
+            members[i].loops = loops
+            peers.attach(node, dataDir: config.dataDir)
+            node.begin()
+        } catch {
+            failures.append("\(name) did not open: \(error)")
+        }
+    }
+
+    /// Isolates a member for a while, now and then.
+    func scheduleFault() {
+        scheduler.after(.ms(scheduler.random.int(in: 500...2000))) { [self] in
+            guard issued < options.operations else { return }
+            // The leader most of the time: the member whose isolation tests the most (stale reads, lost writes).
+            let leader = members.first { $0.node?.status.isLeader == true }?.id
+            let victim = leader.flatMap { scheduler.random.chance(0.7) ? $0 : nil } ?? scheduler.random.pick(members).id
+            let others = members.map(\.id).filter { $0 != victim }
+            peers.network.partition([[victim], others])
+            scheduler.after(.ms(scheduler.random.int(in: 1000...4000))) { [self] in
+                peers.network.heal()
+                scheduleFault()
+            }
+        }
+    }
+
+    /// After the clients are done: heal, let the members catch up, and compare what they hold.
+    func settleAndCompare() {
+        peers.network.heal()
+        let deadline = scheduler.now + .ms(20_000)
+        scheduler.run(until: deadline) { [self] in converged }
+        guard converged else {
+            let applied = members.map { "\($0.name)=\($0.node?.applied ?? 0)" }.joined(separator: " ")
+            failures.append("members did not converge after healing (applied: \(applied))")
+            return
+        }
+        var hashes: Set<String> = []
+        for m in members {
+            guard let node = m.node, let h = try? node.store.hashKV(revision: 0) else { continue }
+            hashes.insert("\(h.hash)@\(h.revision)")
+        }
+        if hashes.count > 1 { failures.append("members hold different data: \(hashes.sorted())") }
+    }
+
+    var converged: Bool {
+        let nodes = members.compactMap(\.node)
+        guard nodes.count == members.count, let first = nodes.first else { return false }
+        let commit = nodes.map(\.status.commitIndex).max() ?? 0
+        return nodes.allSatisfy { $0.applied == commit && $0.applied == first.applied }
+            && nodes.contains { $0.status.isLeader }
+    }
+
+    // MARK: Clients
+
+    func nextOperation(client: Int) {
+        guard issued < options.operations else { return }
+        issued += 1
+        outstanding += 1
+        let key = UInt64(scheduler.random.int(0..<Int(options.keys)))
+        let member = scheduler.random.pick(members.filter { $0.node != nil })
+        guard let node = member.node else { return }
+        let call = scheduler.now
+        switch scheduler.random.int(0..<10) {
+        case 0..<4:
+            nextValue[client] += 1
+            let value = nextValue[client]
+            var put = Etcdserverpb_PutRequest()
+            put.key = Self.key(key)
+            put.value = Data(String(value).utf8)
+            var request = Quorumpb_RaftRequest()
+            request.put = put
+            node.propose(request) { [self] result in
+                let output: KVOutput = if case .success(.put) = result { .ok } else { .unknown }
+                finish(client: client, .put(key: key, value: value), output, call: call)
+            }
+        case 4..<7:
+            node.readBarrier { [self] error in
+                if error != nil {
+                    // A read that failed had no effect: it is left out of the history.
+                    outstanding -= 1
+                    scheduler.after(.ms(10)) { [self] in nextOperation(client: client) }
+                    return
+                }
+                do {
+                    var r = Etcdserverpb_RangeRequest()
+                    r.key = Self.key(key)
+                    let response = try node.store.read { view in
+                        try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
+                    }
+                    let value = response.kvs.first.flatMap { Int64(String(decoding: $0.value, as: UTF8.self)) }
+                    finish(client: client, .get(key: key), .value(value), call: call)
+                } catch {
+                    failures.append("a read after its barrier failed: \(error)")
+                    finish(client: client, .get(key: key), .unknown, call: call)
+                }
+            }
+        default:
+            // Compare-and-swap against a value this client may have seen (or a fresh one: fails unless absent).
+            let expected = nextValue[client]
+            nextValue[client] += 1
+            let value = nextValue[client]
+            var txn = Etcdserverpb_TxnRequest()
+            var compare = Etcdserverpb_Compare()
+            compare.key = Self.key(key)
+            compare.target = .value
+            compare.result = .equal
+            compare.value = Data(String(expected).utf8)
+            txn.compare = [compare]
+            var op = Etcdserverpb_RequestOp()
+            var put = Etcdserverpb_PutRequest()
+            put.key = Self.key(key)
+            put.value = Data(String(value).utf8)
+            op.requestPut = put
+            txn.success = [op]
+            var request = Quorumpb_RaftRequest()
+            request.txn = txn
+            let operation = KVOperation.cas(key: key, expected: expected, new: value)
+            node.propose(request) { [self] result in
+                let output: KVOutput =
+                    if case .success(.txn(let response)) = result { response.succeeded ? .ok : .casFailed } else {
+                        .unknown
+                    }
+                finish(client: client, operation, output, call: call)
+            }
+        }
+    }
+
+    /// Records what the client saw and lets it think a little before its next operation.
+    func finish(client: Int, _ op: KVOperation, _ output: KVOutput, call: SimTime) {
+        history.append(
+            HistoryEntry(
+                client: UInt64(client), op: op, output: output, call: call,
+                ret: output == .unknown ? .max : scheduler.now))
+        outstanding -= 1
+        scheduler.after(.ms(scheduler.random.int(in: 0...options.thinkMilliseconds))) { [self] in
+            nextOperation(client: client)
+        }
+    }
+
+    static func key(_ k: UInt64) -> Data { Data("k\(k)".utf8) }
+}
