@@ -178,7 +178,7 @@ let package = Package(
         .target(
             name: "Simulation",
             dependencies: [
-                "Raft", "Storage", "Node", "EtcdProto", .product(name: "Logging", package: "swift-log"),
+                "Raft", "Storage", "Node", "MVCC", "EtcdProto", .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
             name: "Backup",
@@ -250,7 +250,8 @@ let package = Package(
             ]
         ),
         .testTarget(
-            name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage", "Node", "EtcdProto"]),
+            name: "SimulationTests",
+            dependencies: ["TestSupport", "Simulation", "Raft", "Storage", "Node", "MVCC", "EtcdProto"]),
         .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
         .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),

@@ -89,10 +89,14 @@ public final class WatchHub: Sendable {
     /// The watch metrics of the streams made for this hub (`WatchStream(counters:)`).
     public let counters = WatchCounters()
 
+    /// TEST-ONLY: a rule switched off to show that the member simulation's watch checks catch it.
+    let testingMutation: WatchMutation?
+
     public init(
         store: KVStore, currentRevision: Int64, header: @escaping HeaderProvider,
-        onBehind: @escaping @Sendable () -> Void = {}
+        onBehind: @escaping @Sendable () -> Void = {}, testingMutation: WatchMutation? = nil
     ) {
+        self.testingMutation = testingMutation
         self.store = store
         self.header = header
         self.onBehind = onBehind
@@ -277,7 +281,10 @@ public final class WatchHub: Sendable {
         return watcher.stream.offer(.message(response))
     }
 
-    /// Moves unsynced watchers forward from history, at most `limit` events per call. Returns whether work remains.
+    /// Moves unsynced watchers forward from history, at most `limit` events per call. Returns whether another call
+    /// right away could do more: work remains *and* this call moved some watcher forward. A watcher whose stream is
+    /// full cannot move until its client reads; calling again at once would spin (the caller's periodic pass, or the
+    /// next event, retries it).
     @discardableResult
     public func catchUp(limit: Int = 1000) throws -> Bool {
         let pending: [(Watcher, Int64)] = state.withLock { s in
@@ -293,6 +300,7 @@ public final class WatchHub: Sendable {
         }
         let compacted = batch.revisions.compacted
         return state.withLock { s in
+            var moved = false
             for (watcher, next) in pending {
                 // Skip watchers that were removed or moved on since the snapshot above.
                 guard s.watchers[watcher.key] === watcher, !watcher.synced, watcher.nextRevision == next else {
@@ -308,10 +316,12 @@ public final class WatchHub: Sendable {
                     remove(watcher.key, from: &s)
                     watcher.stream.releaseID(watcher.watchID)
                     sendProgressIfRequested(watcher.stream, in: s)
+                    moved = true
                     continue
                 }
                 var matched: [Mvccpb_Event] = []
-                for event in batch.events where event.kv.modRevision >= next && watcher.matches(event) {
+                let first = testingMutation == .catchUpStartsPastTheNextRevision ? next + 1 : next
+                for event in batch.events where event.kv.modRevision >= first && watcher.matches(event) {
                     var event = event
                     if !watcher.spec.prevKV { event.clearPrevKv() }
                     matched.append(event)
@@ -320,6 +330,7 @@ public final class WatchHub: Sendable {
                     guard deliver(matched, to: watcher, revision: batch.covered) else { continue }
                     watcher.sentSinceProgress = true
                 }
+                moved = moved || batch.covered + 1 > watcher.nextRevision
                 watcher.nextRevision = max(watcher.nextRevision, batch.covered + 1)
                 if watcher.nextRevision > s.currentRevision {
                     watcher.synced = true
@@ -327,7 +338,7 @@ public final class WatchHub: Sendable {
                     sendProgressIfRequested(watcher.stream, in: s)
                 }
             }
-            return !s.unsynced.isEmpty
+            return moved && !s.unsynced.isEmpty
         }
     }
 
@@ -376,4 +387,13 @@ public final class WatchHub: Sendable {
             }
         }
     }
+}
+
+/// Rules of the watch hub that can be switched off to show that the member simulation catches their absence.
+///
+/// TEST-ONLY. Never set in production: every case breaks a watch guarantee by design.
+public enum WatchMutation: String, Sendable, CaseIterable {
+    /// Catching a watcher up from history starts one revision past the one it needs next (an off-by-one): that
+    /// revision is lost (a gap) whenever a watcher starts in the past, resumes, or fell behind.
+    case catchUpStartsPastTheNextRevision
 }

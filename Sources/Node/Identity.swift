@@ -40,9 +40,11 @@ final class RequestIDGenerator: Sendable {
     private let prefix: UInt64
     private let counter: Atomic<UInt64>
 
-    init(memberID: UInt64) {
+    /// `now` is the wall clock: ids start from the time, so a member that restarts does not reuse the ids of its
+    /// previous run (a simulation passes its own clock).
+    init(memberID: UInt64, now: Date = Date()) {
         prefix = (memberID & 0xffff) << 48
-        let millis = UInt64(Date().timeIntervalSince1970 * 1000)
+        let millis = UInt64(max(0, now.timeIntervalSince1970) * 1000)
         counter = Atomic((millis << 8) & ((1 << 48) - 1))
     }
 

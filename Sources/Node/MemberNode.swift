@@ -128,7 +128,8 @@ public final class MemberNode: @unchecked Sendable {
         now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
         onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) },
         onRemoved: @escaping @Sendable () -> Void = {}, loop: (any SerialLoop)? = nil,
-        applyLoop: (any SerialLoop)? = nil, watchLoop: (any SerialLoop)? = nil, raftSeed: UInt64? = nil
+        applyLoop: (any SerialLoop)? = nil, watchLoop: (any SerialLoop)? = nil, raftSeed: UInt64? = nil,
+        wallClock: @escaping @Sendable () -> Date = { Date() }
     ) throws -> MemberNode {
         try FileSystem.makeDirectory(config.dataDir + "/member/snap")
         let lock = try DirectoryLock(directory: config.dataDir)
@@ -136,14 +137,16 @@ public final class MemberNode: @unchecked Sendable {
             config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
             onFatal: onFatal, onRemoved: onRemoved, loop: loop ?? ThreadLoop(name: "quorum-raft"),
             applyLoop: applyLoop ?? ThreadLoop(name: "quorum-apply"),
-            watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"), raftSeed: raftSeed ?? UInt64.random(in: 1...UInt64.max))
+            watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"),
+            raftSeed: raftSeed ?? UInt64.random(in: 1...UInt64.max), wallClock: wallClock)
     }
 
     private init(
         config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
         onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any SerialLoop,
-        applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64
+        applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64,
+        wallClock: @Sendable () -> Date
     ) throws {
         self.config = config
         self.loop = loop
@@ -300,7 +303,7 @@ public final class MemberNode: @unchecked Sendable {
         where ["incoming-", "outgoing-", "snapshot-"].contains(where: name.hasPrefix) {
             try? FileSystem.remove(config.dataDir + "/member/snap/" + name)
         }
-        ids = RequestIDGenerator(memberID: memberID)
+        ids = RequestIDGenerator(memberID: memberID, now: wallClock())
         store = try KVStore(backend: backend, valueCacheBytes: config.valueCacheBytes)
         alarms = try AlarmSet(backend: backend)
         versions = try ClusterVersionState(backend: backend)
@@ -344,7 +347,7 @@ public final class MemberNode: @unchecked Sendable {
             header: { [weak self] revision in
                 self?.header(revision: revision) ?? Etcdserverpb_ResponseHeader()
             },
-            onBehind: { [weak self] in self?.scheduleCatchUp() })
+            onBehind: { [weak self] in self?.scheduleCatchUp() }, testingMutation: config.testingWatchMutation)
     }
 
     // MARK: Lifecycle
@@ -384,7 +387,7 @@ public final class MemberNode: @unchecked Sendable {
             for _ in 0..<max(0, raft.config.electionTick - 2) { raft.tick() }
         }
         applyRunning.store(true, ordering: .sequentiallyConsistent)
-        applyQueue.attach(loop: applyLoop) { [self] in applyPass() }
+        applyQueue.attach(loop: applyLoop) { [weak self] in self?.applyPass() }
         // Time-driven work of the apply loop (lazy commits, compaction steps) happens even when nothing is applied.
         applyLoop.schedule(every: .milliseconds(Self.applyTickMilliseconds)) { [self] in applyPass() }
         loop.execute { [self] in

@@ -1,6 +1,6 @@
-import Raft
 import Foundation
 import MVCC
+import Raft
 
 /// How a member is configured: etcd's flags, after parsing and defaulting (the executable does the parsing).
 public struct NodeConfig: Sendable {
@@ -79,6 +79,8 @@ public struct NodeConfig: Sendable {
     public var testingRaftMutation: SafetyMutation?
     /// TEST-ONLY: a rule of the member itself switched off, for the same purpose (`NodeMutation`).
     public var testingNodeMutation: NodeMutation?
+    /// TEST-ONLY: a rule of the watch hub switched off (`WatchMutation`).
+    public var testingWatchMutation: WatchMutation?
 
     public init() {}
 

@@ -69,6 +69,8 @@ public final class ThreadLoop: SerialLoop, @unchecked Sendable {
         condition.lock()
         stopped = true
         queue.removeAll()
+        // The tick usually captures its owner: dropping it lets the owner go.
+        tick = nil
         condition.signal()
         while thread != nil && !exited { condition.wait() }
         condition.unlock()

@@ -60,7 +60,8 @@ final class Waiters: Sendable {
     /// Fails waiters whose deadline passed (with their own expiry error, if they have one).
     func expire(now: Int64, with error: EtcdError) {
         let expired = state.withLock { s -> [Waiter] in
-            let ids = s.waiting.filter { $0.value.deadline <= now }.map(\.key)
+            // In id order (the order they were proposed), not the dictionary's.
+            let ids = s.waiting.filter { $0.value.deadline <= now }.map(\.key).sorted()
             return ids.compactMap { Self.remove($0, from: &s) }
         }
         for waiter in expired { waiter.completion(.failure(waiter.expiry ?? error)) }
@@ -72,7 +73,7 @@ final class Waiters: Sendable {
                 s.waiting.removeAll()
                 s.bytes = 0
             }
-            return Array(s.waiting.values)
+            return s.waiting.sorted { $0.key < $1.key }.map(\.value)
         }
         for waiter in all { waiter.completion(.failure(error)) }
     }

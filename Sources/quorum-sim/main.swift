@@ -31,6 +31,19 @@ func installCrashReporter() {
     for sig in [SIGILL, SIGTRAP, SIGSEGV, SIGABRT, SIGBUS] { signal(sig, handler) }
 }
 
+/// Swift seeds the hash of every dictionary and set with its storage's address unless this variable is set when the
+/// process starts, so their iteration order (which real member code observes) would differ from run to run. The
+/// member simulation re-executes itself with it, so that a seed replays exactly, in any process.
+func ensureDeterministicHashing() {
+    guard getenv("SWIFT_DETERMINISTIC_HASHING") == nil else { return }
+    setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+    var argv = CommandLine.arguments.map { strdup($0) }
+    argv.append(nil)
+    execv("/proc/self/exe", argv)
+    perror("quorum-sim: re-executing with SWIFT_DETERMINISTIC_HASHING=1")
+    exit(1)
+}
+
 func monotonicSeconds() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -170,6 +183,7 @@ struct Members: ParsableCommand {
     @Flag(help: "Print one line per seed.") var verbose = false
 
     func run() throws {
+        ensureDeterministicHashing()
         installCrashReporter()
         let list = seed.map { [$0] } ?? Array(startSeed..<startSeed + seeds)
         let started = monotonicSeconds()

@@ -1,6 +1,7 @@
 import EtcdProto
 import Foundation
 import Logging
+import MVCC
 import Node
 import Raft
 
@@ -25,12 +26,16 @@ public final class MemberSimulation: @unchecked Sendable {
         public var network = NetworkFaults()
         /// Isolate a random member now and then, and heal.
         public var partitions = true
+        /// Watchers of the whole key space (one from the first revision, the others moving between members).
+        public var watchers = 4
         /// Most a client waits between two operations (so that the run spans several faults).
         public var thinkMilliseconds: Int64 = 200
         /// A Raft safety rule switched off in every member, to show the checks catch it.
         public var mutation: SafetyMutation?
         /// A rule of the member itself switched off, likewise.
         public var nodeMutation: NodeMutation?
+        /// A rule of the watch hub switched off, likewise.
+        public var watchMutation: WatchMutation?
         public init() {}
     }
 
@@ -71,6 +76,7 @@ public final class MemberSimulation: @unchecked Sendable {
     var failures: [String] = []
     /// Each client's next value: unique across the run, so a read names the write it saw.
     var nextValue: [Int64]
+    lazy var watchers = SimWatchers(simulation: self)
 
     public init(seed: UInt64, options: Options = Options()) throws {
         self.seed = seed
@@ -85,8 +91,27 @@ public final class MemberSimulation: @unchecked Sendable {
         members = names.map { Member(name: $0, dataDir: root + "/" + $0) }
     }
 
-    deinit {
-        for m in members { m.loops.forEach { $0.stop() } }
+    /// Stops every member's loops and drops every pending event, so that the members are freed (their files
+    /// closed), then removes the run's directory. A run holds real files: a sweep of thousands of seeds must not
+    /// keep them.
+    func tearDown() {
+        final class Weak { weak var node: MemberNode? }
+        let refs = members.map { m in
+            let r = Weak()
+            r.node = m.node
+            return r
+        }
+        for i in members.indices {
+            members[i].loops.forEach { $0.stop() }
+            members[i].loops = []
+            peers.detach(members[i].id)
+            members[i].node = nil
+        }
+        watchers.release()
+        scheduler.clear()
+        if refs.contains(where: { $0.node != nil }) {
+            failures.append("members outlived the run (a reference cycle keeps their files open)")
+        }
         try? FileManager.default.removeItem(atPath: root)
     }
 
@@ -97,6 +122,7 @@ public final class MemberSimulation: @unchecked Sendable {
             scheduler.after(.ms(Int64(500 + c * 37))) { [self] in nextOperation(client: c) }
         }
         if options.partitions { scheduleFault() }
+        watchers.start(count: options.watchers)
         let finished = scheduler.run(until: options.timeLimit) { [self] in
             issued >= options.operations && outstanding == 0
         }
@@ -107,12 +133,13 @@ public final class MemberSimulation: @unchecked Sendable {
                     + "\(scheduler.now / 1000) ms")
         }
         settleAndCompare()
+        checkWatchers()
         switch LinearizabilityChecker().check(history) {
         case .linearizable: break
         case .violation(let key): failures.append("the history of key \(key) is not linearizable")
         case .inconclusive(let key): failures.append("the linearizability search gave up on key \(key)")
         }
-        for m in members { m.loops.forEach { $0.stop() } }
+        tearDown()
         return Report(
             seed: seed, operations: history.count, acknowledged: history.filter { $0.output != .unknown }.count,
             unknown: history.filter { $0.output == .unknown }.count, violations: failures,
@@ -131,8 +158,11 @@ public final class MemberSimulation: @unchecked Sendable {
         config.fsync = false
         config.testingRaftMutation = options.mutation
         config.testingNodeMutation = options.nodeMutation
+        config.testingWatchMutation = options.watchMutation
         config.snapshotCount = 400
         config.snapshotCatchUpEntries = 50
+        // Small log segments: a sweep runs thousands of members, each preallocating its first segment.
+        config.walSegmentBytes = 256 << 10
         var logger = Logger(label: "sim.\(members[i].name)")
         logger.logLevel = .critical
         let scheduler = self.scheduler
@@ -144,7 +174,8 @@ public final class MemberSimulation: @unchecked Sendable {
                 config: config, transport: outbox, logger: logger,
                 now: { scheduler.nanoseconds },
                 onFatal: { [weak self] message in self?.failures.append("\(name) failed: \(message)") },
-                loop: loops[0], applyLoop: loops[1], watchLoop: loops[2], raftSeed: scheduler.random.next())
+                loop: loops[0], applyLoop: loops[1], watchLoop: loops[2], raftSeed: scheduler.random.next(),
+                wallClock: { Date(timeIntervalSince1970: 1_800_000_000 + Double(scheduler.now) / 1e6) })
             members[i].id = node.memberID
             outbox.from = node.memberID
             members[i].node = node
@@ -188,6 +219,17 @@ public final class MemberSimulation: @unchecked Sendable {
             hashes.insert("\(h.hash)@\(h.revision)")
         }
         if hashes.count > 1 { failures.append("members hold different data: \(hashes.sorted())") }
+    }
+
+    /// Lets the watchers drain (slow ones are caught up from history), then checks what they received.
+    func checkWatchers() {
+        guard options.watchers > 0, let last = members.compactMap({ $0.node?.store.revisions.current }).max() else {
+            return
+        }
+        scheduler.run(until: scheduler.now + .ms(20_000)) { [self] in
+            watchers.watchers.allSatisfy { $0.next - 1 >= last }
+        }
+        failures += watchers.check(lastRevision: last, history: history)
     }
 
     var converged: Bool {

@@ -57,6 +57,12 @@ public final class SimScheduler: @unchecked Sendable {
         return true
     }
 
+    /// Drops every scheduled event (the end of a run: what they capture can then be freed).
+    public func clear() {
+        assertOwned()
+        events = EventQueue()
+    }
+
     /// Virtual time as a member reads it (nanoseconds).
     public var nanoseconds: Int64 { now * 1000 }
 }
@@ -88,7 +94,9 @@ public final class SimLoop: SerialLoop, @unchecked Sendable {
     }
 
     public func schedule(every interval: Duration, _ tick: @escaping @Sendable () -> Void) {
-        let micros = SimTime(interval.components.seconds) * 1_000_000 + SimTime(interval.components.attoseconds / 1_000_000_000_000)
+        let micros =
+            SimTime(interval.components.seconds) * 1_000_000
+            + SimTime(interval.components.attoseconds / 1_000_000_000_000)
         func arm() {
             scheduler.after(max(1, micros)) { [self] in
                 guard !stopped else { return }

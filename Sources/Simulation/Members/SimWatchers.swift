@@ -1,0 +1,229 @@
+import EtcdProto
+import Foundation
+import MVCC
+import Node
+
+/// Watchers of the member simulation and the checks of etcd's watch guarantees on what they receive.
+///
+/// Every revision of the simulated workload is one put on a `k` key, so a watcher of the whole `k` range from
+/// revision S must receive exactly the revisions S, S+1, … up to the last one, each once and in order, whatever
+/// happens on the way: its member partitioned, its client slow enough to overflow its stream (the member then
+/// catches it up from history), or the watcher moved to another member and resumed from the next revision it
+/// needs. What each watcher receives must agree with every other watcher and with the clients' acknowledged writes,
+/// `prev_kv` must be the key's previous value, and a progress notification must never claim a revision whose events
+/// were not delivered yet.
+final class SimWatchers: @unchecked Sendable {
+    // @unchecked: confined to the scheduler's thread.
+    struct Received {
+        var key: Data
+        var value: Data
+        var prev: Data?
+    }
+
+    final class Watcher: @unchecked Sendable {
+        let id: Int
+        var member: Int
+        var stream: WatchStream?
+        var watchID: Int64?
+        let prevKV: Bool
+        /// The next revision this watcher must receive.
+        var next: Int64
+        var events: [(revision: Int64, event: Received)] = []
+        var moves = 0
+        var progressReplies = 0
+
+        init(id: Int, member: Int, prevKV: Bool, next: Int64) {
+            self.id = id
+            self.member = member
+            self.prevKV = prevKV
+            self.next = next
+        }
+    }
+
+    unowned let simulation: MemberSimulation
+    var watchers: [Watcher] = []
+    /// What some watcher received at each revision: every other watcher must agree.
+    var truth: [Int64: Received] = [:]
+    var violations: [String] = []
+    static let capacity = 16
+
+    init(simulation: MemberSimulation) {
+        self.simulation = simulation
+    }
+
+    var scheduler: SimScheduler { simulation.scheduler }
+
+    /// Watcher 0 watches from revision 1 on the first member for the whole run (the reference); the others start
+    /// later, from the past or from now, with or without `prev_kv`, and move between members.
+    func start(count: Int) {
+        guard count > 0 else { return }
+        open(Watcher(id: 0, member: 0, prevKV: true, next: 2))
+        for id in 1..<count {
+            scheduler.after(.ms(scheduler.random.int(in: 300...5000))) { [self] in
+                let member = scheduler.random.int(0..<simulation.members.count)
+                guard let node = simulation.members[member].node else { return }
+                let current = node.store.revisions.current
+                // Revision 1 is the empty store: the first event is at 2.
+                let from = scheduler.random.chance(0.5) ? 0 : scheduler.random.int(in: 2...max(2, current))
+                let watcher = Watcher(
+                    id: id, member: member, prevKV: scheduler.random.chance(0.5), next: from == 0 ? current + 1 : from)
+                open(watcher)
+                scheduleMove(watcher)
+            }
+        }
+    }
+
+    private func open(_ w: Watcher) {
+        if w.id >= watchers.count { watchers.append(w) }
+        guard let node = simulation.members[w.member].node else { return }
+        let stream = WatchStream(capacity: Self.capacity, wireFormat: false)
+        w.stream = stream
+        stream.onReady { [self] in
+            // Mostly prompt, sometimes a slow client whose stream overflows.
+            let delay: SimTime =
+                scheduler.random.chance(0.1)
+                ? .ms(scheduler.random.int(in: 500...2500)) : .ms(scheduler.random.int(in: 0...20))
+            scheduler.after(delay) { [self] in drain(w, stream) }
+        }
+        w.watchID = node.hub.watch(
+            WatchRequestSpec(
+                range: KeyRange(key: Data("k".utf8), rangeEnd: Data("l".utf8)), startRevision: w.next, prevKV: w.prevKV),
+            on: stream)
+        if w.watchID == nil { violations.append("watcher \(w.id): refused on member \(w.member)") }
+    }
+
+    /// Now and then: a progress request, or the watcher closed and resumed on another member from where it was.
+    private func scheduleMove(_ w: Watcher) {
+        scheduler.after(.ms(scheduler.random.int(in: 500...4000))) { [self] in
+            guard !finished, let stream = w.stream, let node = simulation.members[w.member].node else { return }
+            if scheduler.random.chance(0.5) {
+                node.hub.requestProgress(on: stream)
+            } else {
+                if let id = w.watchID { node.hub.cancel(watchID: id, on: stream) }
+                node.hub.closeStream(stream)
+                stream.close()
+                w.stream = nil
+                w.moves += 1
+                w.member = scheduler.random.int(0..<simulation.members.count)
+                open(w)
+            }
+            scheduleMove(w)
+        }
+    }
+
+    var finished = false
+
+    private func drain(_ w: Watcher, _ stream: WatchStream) {
+        guard w.stream === stream else { return }  // moved since
+        let batch = stream.take(limit: 8)
+        for outgoing in batch {
+            guard case .message(let response) = outgoing else {
+                violations.append("watcher \(w.id): an encoded response on a stream that asked for messages")
+                continue
+            }
+            receive(w, response)
+        }
+        if batch.count == 8 { scheduler.after(.ms(1)) { [self] in drain(w, stream) } }
+    }
+
+    private func receive(_ w: Watcher, _ response: Etcdserverpb_WatchResponse) {
+        if response.created {
+            if response.canceled {
+                violations.append("watcher \(w.id): canceled at creation: \(response.cancelReason)")
+            }
+            return
+        }
+        if response.canceled {
+            violations.append("watcher \(w.id): canceled by member \(w.member): \(response.cancelReason)")
+            return
+        }
+        if response.events.isEmpty {
+            // A progress notification: everything up to its revision must already be here.
+            w.progressReplies += 1
+            let revision = response.header.revision
+            if revision > w.next - 1 {
+                violations.append(
+                    "watcher \(w.id): progress at revision \(revision) before the events from \(w.next) were delivered")
+            }
+            return
+        }
+        for event in response.events {
+            let revision = event.kv.modRevision
+            if revision != w.next {
+                violations.append(
+                    "watcher \(w.id) on member \(w.member): expected revision \(w.next), got \(revision) "
+                        + (revision < w.next ? "(repeated or out of order)" : "(a gap)"))
+            }
+            w.next = max(w.next, revision + 1)
+            guard event.type == .put else {
+                violations.append("watcher \(w.id): a \(event.type) event where the workload only puts")
+                continue
+            }
+            let received = Received(
+                key: event.kv.key, value: event.kv.value, prev: event.hasPrevKv ? event.prevKv.value : nil)
+            w.events.append((revision, received))
+            if let seen = truth[revision] {
+                if seen.key != received.key || seen.value != received.value {
+                    violations.append("revision \(revision): watchers disagree on its event")
+                }
+            } else {
+                truth[revision] = Received(key: received.key, value: received.value)
+            }
+        }
+    }
+
+    /// After the run: every watcher received everything up to `last`; acknowledged writes appear exactly once;
+    /// `prev_kv` is right.
+    func check(lastRevision last: Int64, history: [HistoryEntry]) -> [String] {
+        finished = true
+        var found = violations
+        for w in watchers where w.next - 1 != last {
+            found.append("watcher \(w.id) on member \(w.member) ended at revision \(w.next - 1), the store at \(last)")
+        }
+        // The reference watcher saw every revision from 2 on.
+        var values: [Data: Int64] = [:]
+        for revision in truth.keys.sorted() {
+            if let earlier = values.updateValue(revision, forKey: truth[revision]!.value) {
+                found.append("value written twice, at revisions \(earlier) and \(revision)")
+            }
+        }
+        for h in history {
+            let written: Int64? =
+                switch (h.op, h.output) {
+                case (.put(_, let v), .ok): v
+                case (.cas(_, _, let v), .ok): v
+                default: nil
+                }
+            if let v = written, values[Data(String(v).utf8)] == nil {
+                found.append("an acknowledged write of \(v) never reached a watcher")
+            }
+        }
+        // The reference watcher saw every revision from 2 on: with it, `prev_kv` is the key's value before.
+        guard truth.count == Int(max(0, last - 1)) else {
+            found.append("the watchers saw \(truth.count) revisions of the \(last - 1) the store made")
+            return Array(found.prefix(10))
+        }
+        var latest: [Data: Data] = [:]
+        var previous: [Int64: Data] = [:]
+        for revision in truth.keys.sorted() {
+            let r = truth[revision]!
+            previous[revision] = latest[r.key]
+            latest[r.key] = r.value
+        }
+        for w in watchers where w.prevKV {
+            if let wrong = w.events.first(where: { previous[$0.revision] != $0.event.prev }) {
+                found.append("watcher \(w.id): wrong prev_kv at revision \(wrong.revision)")
+            }
+        }
+        return Array(found.prefix(10))
+    }
+
+    /// Closes every stream (their handlers capture this object).
+    func release() {
+        for w in watchers {
+            w.stream?.close()
+            w.stream = nil
+        }
+        watchers = []
+    }
+}
