@@ -14,10 +14,11 @@
 //   Backup (scheduled etcd-format backups to a directory or S3; its own small HTTP/1.1 S3 client on NIO) stands apart:
 //   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
 // Nothing below Server imports NIO or gRPC except RPCTransport and Backup, which know nothing of etcd. The simulator
-// (Simulation, over Raft and Storage) drives the Raft core seed by seed, and runs the real write-ahead log on a
-// simulated disk (SimFileSystem: lost, reordered and torn unsynced writes, undone renames, failing fsync); the rest of
-// the member (Node, MVCC, SQLite, snapshots) is exercised by real processes (end-to-end, chaos), not yet by the
-// simulator.
+// (Simulation, over Raft, Storage, MVCC and Node) drives the Raft core seed by seed; runs the real write-ahead log on a
+// simulated disk (SimFileSystem: lost, reordered and torn unsynced writes, undone renames, failing fsync); and runs
+// real members (MemberNode: the Raft loop, log, SQLite key space, apply loop, watches) on one scheduler in virtual
+// time, on a simulated network, with linearizability and watch checks. Members in the simulator still write real
+// files (no fsync) and are not crashed yet: power loss of whole members is exercised by real processes (chaos).
 import PackageDescription
 
 let package = Package(
