@@ -126,6 +126,12 @@ public final class Backend: @unchecked Sendable {
         if !writer.isInTransaction { try writer.execute("BEGIN IMMEDIATE") }
     }
 
+    /// Drops the batch not yet committed, as a killed process loses it (a simulated crash): the connection then
+    /// holds no lock, so the database can be opened again in the same process.
+    public func abandonBatch() {
+        if writer.isInTransaction { try? writer.execute("ROLLBACK") }
+    }
+
     /// Commits the batch; readers see it from now on.
     public func commitBatch() throws {
         guard writer.isInTransaction else { return }

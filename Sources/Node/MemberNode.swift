@@ -434,6 +434,20 @@ public final class MemberNode: @unchecked Sendable {
         lock = nil
     }
 
+    /// Stops the member where it is, as a killed process stops: its loops end between two jobs, nothing is
+    /// committed, flushed or handed over, and what it wrote stays on disk. Then it lets go of its data directory
+    /// (the directory lock, SQLite's uncommitted batch), so that the same process may open the directory again:
+    /// a crash in a simulation. Not to be called from one of the member's loops.
+    public func halt() {
+        guard !stopped.exchange(true, ordering: .sequentiallyConsistent) else { return }
+        loop.stop()
+        applyLoop.stop()
+        watchLoop.stop()
+        backend.abandonBatch()
+        waiters.failAll(with: .stopped)
+        lock = nil
+    }
+
     public var status: NodeStatus { published.withLock { $0 } }
 
     /// Proposals made and not yet answered (committed and applied, or failed).

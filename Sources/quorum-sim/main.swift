@@ -181,6 +181,7 @@ struct Members: ParsableCommand {
     @Option(help: "Members (3 or 5).") var members = 3
     @Option(help: "Switch off a rule of the member, to see the checks catch it.") var nodeMutation: NodeMutation?
     @Flag(help: "Print one line per seed.") var verbose = false
+    @Flag(help: "Print a readable trace of the run (use with --seed).") var trace = false
 
     func run() throws {
         ensureDeterministicHashing()
@@ -194,6 +195,7 @@ struct Members: ParsableCommand {
             options.operations = operations
             options.members = members
             options.nodeMutation = nodeMutation
+            options.trace = trace
             let report = try MemberSimulation(seed: s, options: options).run()
             if !report.ok {
                 failed += 1

@@ -26,6 +26,10 @@ public final class MemberSimulation: @unchecked Sendable {
         public var network = NetworkFaults()
         /// Isolate a random member now and then, and heal.
         public var partitions = true
+        /// Print a readable line for every fault, member start, client operation and watch response.
+        public var trace = false
+        /// Crash a member now and then (a killed process: what it wrote stays) and restart it from its files.
+        public var crashes = true
         /// Watchers of the whole key space (one from the first revision, the others moving between members).
         public var watchers = 4
         /// Most a client waits between two operations (so that the run spans several faults).
@@ -48,10 +52,12 @@ public final class MemberSimulation: @unchecked Sendable {
         public var virtualMilliseconds: Int64
         public var events: Int
         public var messagesDelivered: Int
+        public var crashes: Int
         public var ok: Bool { violations.isEmpty }
         public var description: String {
             "seed \(seed): \(operations) operations (\(acknowledged) acknowledged, \(unknown) unknown), "
-                + "\(virtualMilliseconds) ms simulated, \(events) events, \(messagesDelivered) messages"
+                + "\(virtualMilliseconds) ms simulated, \(events) events, \(messagesDelivered) messages, "
+                + "\(crashes) crashes"
                 + (violations.isEmpty ? "" : "; VIOLATIONS: " + violations.joined(separator: "; "))
         }
     }
@@ -77,6 +83,9 @@ public final class MemberSimulation: @unchecked Sendable {
     /// Each client's next value: unique across the run, so a read names the write it saw.
     var nextValue: [Int64]
     lazy var watchers = SimWatchers(simulation: self)
+    var inFlight: [UInt64: InFlight] = [:]
+    var nextToken: UInt64 = 0
+    var crashes = 0
 
     public init(seed: UInt64, options: Options = Options()) throws {
         self.seed = seed
@@ -122,6 +131,7 @@ public final class MemberSimulation: @unchecked Sendable {
             scheduler.after(.ms(Int64(500 + c * 37))) { [self] in nextOperation(client: c) }
         }
         if options.partitions { scheduleFault() }
+        if options.crashes { scheduleCrash() }
         watchers.start(count: options.watchers)
         let finished = scheduler.run(until: options.timeLimit) { [self] in
             issued >= options.operations && outstanding == 0
@@ -143,7 +153,15 @@ public final class MemberSimulation: @unchecked Sendable {
         return Report(
             seed: seed, operations: history.count, acknowledged: history.filter { $0.output != .unknown }.count,
             unknown: history.filter { $0.output == .unknown }.count, violations: failures,
-            virtualMilliseconds: scheduler.now / 1000, events: scheduler.steps, messagesDelivered: peers.delivered)
+            virtualMilliseconds: scheduler.now / 1000, events: scheduler.steps, messagesDelivered: peers.delivered,
+            crashes: crashes)
+    }
+
+    /// A line of the trace (`Options.trace`), stamped with the virtual time.
+    func trace(_ line: @autoclosure () -> String) {
+        guard options.trace else { return }
+        let ms = scheduler.now / 1000
+        print("[\(ms / 1000).\(String(format: "%03d", ms % 1000))] \(line())")
     }
 
     // MARK: Members
@@ -182,6 +200,7 @@ public final class MemberSimulation: @unchecked Sendable {
             members[i].loops = loops
             peers.attach(node, dataDir: config.dataDir)
             node.begin()
+            trace("\(name) started (revision \(node.store.revisions.current), applied \(node.applied))")
         } catch {
             failures.append("\(name) did not open: \(error)")
         }
@@ -196,8 +215,10 @@ public final class MemberSimulation: @unchecked Sendable {
             let victim = leader.flatMap { scheduler.random.chance(0.7) ? $0 : nil } ?? scheduler.random.pick(members).id
             let others = members.map(\.id).filter { $0 != victim }
             peers.network.partition([[victim], others])
+            trace("partition: \(members.first { $0.id == victim }?.name ?? "?") isolated")
             scheduler.after(.ms(scheduler.random.int(in: 1000...4000))) { [self] in
                 peers.network.heal()
+                trace("partition healed")
                 scheduleFault()
             }
         }
@@ -242,14 +263,33 @@ public final class MemberSimulation: @unchecked Sendable {
 
     // MARK: Clients
 
+    /// An operation waiting for its member's answer. Completions find it by token and ignore it once gone: a crash
+    /// of its member answers it as `.unknown` (the write may or may not have happened) and its node is dropped.
+    struct InFlight {
+        var client: Int
+        var op: KVOperation
+        var call: SimTime
+        var member: Int
+    }
+
     func nextOperation(client: Int) {
         guard issued < options.operations else { return }
+        // Only members that serve: running, and recovered (a real member answers no request before).
+        let serving = members.indices.filter { members[$0].node?.recovered == true }
+        guard !serving.isEmpty else {
+            scheduler.after(.ms(50)) { [self] in nextOperation(client: client) }
+            return
+        }
         issued += 1
         outstanding += 1
         let key = UInt64(scheduler.random.int(0..<Int(options.keys)))
-        let member = scheduler.random.pick(members.filter { $0.node != nil })
-        guard let node = member.node else { return }
-        let call = scheduler.now
+        let m = scheduler.random.pick(serving)
+        let node = members[m].node!
+        nextToken += 1
+        let token = nextToken
+        func track(_ op: KVOperation) {
+            inFlight[token] = InFlight(client: client, op: op, call: scheduler.now, member: m)
+        }
         switch scheduler.random.int(0..<10) {
         case 0..<4:
             nextValue[client] += 1
@@ -259,16 +299,18 @@ public final class MemberSimulation: @unchecked Sendable {
             put.value = Data(String(value).utf8)
             var request = Quorumpb_RaftRequest()
             request.put = put
+            track(.put(key: key, value: value))
             node.propose(request) { [self] result in
                 let output: KVOutput = if case .success(.put) = result { .ok } else { .unknown }
-                finish(client: client, .put(key: key, value: value), output, call: call)
+                finish(token, output)
             }
         case 4..<7:
+            track(.get(key: key))
             node.readBarrier { [self] error in
+                guard let node = members[m].node, inFlight[token] != nil else { return }
                 if error != nil {
                     // A read that failed had no effect: it is left out of the history.
-                    outstanding -= 1
-                    scheduler.after(.ms(10)) { [self] in nextOperation(client: client) }
+                    finish(token, nil)
                     return
                 }
                 do {
@@ -278,10 +320,10 @@ public final class MemberSimulation: @unchecked Sendable {
                         try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
                     }
                     let value = response.kvs.first.flatMap { Int64(String(decoding: $0.value, as: UTF8.self)) }
-                    finish(client: client, .get(key: key), .value(value), call: call)
+                    finish(token, .value(value))
                 } catch {
                     failures.append("a read after its barrier failed: \(error)")
-                    finish(client: client, .get(key: key), .unknown, call: call)
+                    finish(token, nil)
                 }
             }
         default:
@@ -304,27 +346,65 @@ public final class MemberSimulation: @unchecked Sendable {
             txn.success = [op]
             var request = Quorumpb_RaftRequest()
             request.txn = txn
-            let operation = KVOperation.cas(key: key, expected: expected, new: value)
+            track(.cas(key: key, expected: expected, new: value))
             node.propose(request) { [self] result in
                 let output: KVOutput =
                     if case .success(.txn(let response)) = result { response.succeeded ? .ok : .casFailed } else {
                         .unknown
                     }
-                finish(client: client, operation, output, call: call)
+                finish(token, output)
             }
         }
     }
 
-    /// Records what the client saw and lets it think a little before its next operation.
-    func finish(client: Int, _ op: KVOperation, _ output: KVOutput, call: SimTime) {
-        history.append(
-            HistoryEntry(
-                client: UInt64(client), op: op, output: output, call: call,
-                ret: output == .unknown ? .max : scheduler.now))
+    /// Records what the client saw (nil: nothing to record, the operation had no effect) and lets it think a little
+    /// before its next operation. An operation already answered (its member crashed) is ignored.
+    func finish(_ token: UInt64, _ output: KVOutput?) {
+        guard let op = inFlight.removeValue(forKey: token) else { return }
+        trace("client \(op.client) on \(members[op.member].name): \(op.op) -> \(output.map { "\($0)" } ?? "failed")")
+        if let output {
+            history.append(
+                HistoryEntry(
+                    client: UInt64(op.client), op: op.op, output: output, call: op.call,
+                    ret: output == .unknown ? .max : scheduler.now))
+        }
         outstanding -= 1
         scheduler.after(.ms(scheduler.random.int(in: 0...options.thinkMilliseconds))) { [self] in
-            nextOperation(client: client)
+            nextOperation(client: op.client)
         }
+    }
+
+    // MARK: Crashes
+
+    /// Now and then a member crashes (its loops stop where they are, nothing is flushed, its files stay as they
+    /// are: a killed process) and restarts from its files a moment later. Its clients' pending operations are
+    /// answered as unknown.
+    func scheduleCrash() {
+        scheduler.after(.ms(scheduler.random.int(in: 2000...6000))) { [self] in
+            guard issued < options.operations else { return }
+            let running = members.indices.filter { members[$0].node != nil }
+            // One member down at a time; the leader half of the time.
+            guard running.count == members.count else { return scheduleCrash() }
+            let leader = running.first { members[$0].node?.status.isLeader == true }
+            let victim = leader.flatMap { scheduler.random.chance(0.5) ? $0 : nil } ?? scheduler.random.pick(running)
+            crash(victim)
+            scheduler.after(.ms(scheduler.random.int(in: 200...3000))) { [self] in
+                startMember(victim)
+                crashes += 1
+                scheduleCrash()
+            }
+        }
+    }
+
+    func crash(_ i: Int) {
+        trace("\(members[i].name) crashed (revision \(members[i].node?.store.revisions.current ?? 0))")
+        members[i].node?.halt()
+        members[i].loops.forEach { $0.stop() }
+        members[i].loops = []
+        peers.detach(members[i].id)
+        watchers.memberCrashed(i)
+        members[i].node = nil
+        for (token, op) in inFlight.sorted(by: { $0.key < $1.key }) where op.member == i { finish(token, .unknown) }
     }
 
     static func key(_ k: UInt64) -> Data { Data("k\(k)".utf8) }

@@ -74,8 +74,17 @@ final class SimWatchers: @unchecked Sendable {
     }
 
     private func open(_ w: Watcher) {
-        if w.id >= watchers.count { watchers.append(w) }
-        guard let node = simulation.members[w.member].node else { return }
+        if !watchers.contains(where: { $0 === w }) { watchers.append(w) }
+        guard let node = simulation.members[w.member].node else {
+            // Its member is down: try another in a moment.
+            scheduler.after(.ms(100)) { [self] in
+                let running = simulation.members.indices.filter { simulation.members[$0].node != nil }
+                guard !finished, w.stream == nil, !running.isEmpty else { return }
+                w.member = scheduler.random.pick(running)
+                open(w)
+            }
+            return
+        }
         let stream = WatchStream(capacity: Self.capacity, wireFormat: false)
         w.stream = stream
         stream.onReady { [self] in
@@ -85,6 +94,9 @@ final class SimWatchers: @unchecked Sendable {
                 ? .ms(scheduler.random.int(in: 500...2500)) : .ms(scheduler.random.int(in: 0...20))
             scheduler.after(delay) { [self] in drain(w, stream) }
         }
+        simulation.trace(
+            "watcher \(w.id) opens on member \(w.member) from revision \(w.next) (member at \(node.store.revisions.current))"
+        )
         w.watchID = node.hub.watch(
             WatchRequestSpec(
                 range: KeyRange(key: Data("k".utf8), rangeEnd: Data("l".utf8)), startRevision: w.next, prevKV: w.prevKV),
@@ -95,8 +107,10 @@ final class SimWatchers: @unchecked Sendable {
     /// Now and then: a progress request, or the watcher closed and resumed on another member from where it was.
     private func scheduleMove(_ w: Watcher) {
         scheduler.after(.ms(scheduler.random.int(in: 500...4000))) { [self] in
-            guard !finished, let stream = w.stream, let node = simulation.members[w.member].node else { return }
+            guard !finished else { return }
+            guard let stream = w.stream, let node = simulation.members[w.member].node else { return scheduleMove(w) }
             if scheduler.random.chance(0.5) {
+                simulation.trace("watcher \(w.id) on member \(w.member) requests progress")
                 node.hub.requestProgress(on: stream)
             } else {
                 if let id = w.watchID { node.hub.cancel(watchID: id, on: stream) }
@@ -112,6 +126,22 @@ final class SimWatchers: @unchecked Sendable {
     }
 
     var finished = false
+
+    /// The watchers of a crashed member lost their stream: as a client would, each reconnects to another member a
+    /// moment later and resumes from the next revision it needs.
+    func memberCrashed(_ member: Int) {
+        for w in watchers where w.member == member && w.stream != nil {
+            w.stream = nil
+            scheduler.after(.ms(scheduler.random.int(in: 10...500))) { [self] in
+                guard !finished, w.stream == nil else { return }
+                let running = simulation.members.indices.filter { simulation.members[$0].node != nil }
+                guard !running.isEmpty else { return memberCrashed(member) }
+                w.moves += 1
+                w.member = scheduler.random.pick(running)
+                open(w)
+            }
+        }
+    }
 
     private func drain(_ w: Watcher, _ stream: WatchStream) {
         guard w.stream === stream else { return }  // moved since
@@ -141,12 +171,16 @@ final class SimWatchers: @unchecked Sendable {
             // A progress notification: everything up to its revision must already be here.
             w.progressReplies += 1
             let revision = response.header.revision
+            simulation.trace("watcher \(w.id) on member \(w.member): progress \(revision)")
             if revision > w.next - 1 {
                 violations.append(
                     "watcher \(w.id): progress at revision \(revision) before the events from \(w.next) were delivered")
             }
             return
         }
+        simulation.trace(
+            "watcher \(w.id) on member \(w.member): revisions \(response.events.map { String($0.kv.modRevision) }.joined(separator: ","))"
+        )
         for event in response.events {
             let revision = event.kv.modRevision
             if revision != w.next {
