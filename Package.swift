@@ -245,7 +245,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage"]),
+        .testTarget(
+            name: "SimulationTests", dependencies: ["TestSupport", "Simulation", "Raft", "Storage", "MVCC", "EtcdProto"]),
         .testTarget(name: "GRPCProxyTests", dependencies: ["GRPCProxy", "EtcdProto"]),
         .testTarget(name: "StorageTests", dependencies: ["TestSupport", "Storage"]),
         .testTarget(name: "BoltTests", dependencies: ["TestSupport", "Bolt"]),

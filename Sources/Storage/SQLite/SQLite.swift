@@ -22,12 +22,15 @@ public final class SQLiteConnection: @unchecked Sendable {
     public let path: String
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
+    /// The VFS the connection runs on, held so that it outlives the connection; nil for SQLite's own (POSIX).
+    public let vfs: DiskVFS?
 
-    public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    /// Opens `path` with SQLite's default VFS, or on `vfs` (a `Disk` such as the simulator's).
+    public init(path: String, readOnly: Bool = false, vfs: DiskVFS? = nil) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags =
             (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(path, &db, flags, vfs?.name)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             if let db { sqlite3_close_v2(db) }
@@ -35,6 +38,7 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
         self.path = path
         self.handle = db
+        self.vfs = vfs
         sqlite3_busy_timeout(db, 10_000)
         sqlite3_extended_result_codes(db, 1)
     }
