@@ -33,7 +33,8 @@ public struct RevisionState: Sendable, Equatable {
     public var current: Int64
     /// Revisions below this are gone (etcd's compactMainRev): reads there fail with `compacted`.
     public var compacted: Int64
-    /// Physical removal has progressed through this revision.
+    /// Physical removal of the current compaction has progressed through this revision (0 when it is scheduled: it
+    /// starts from the oldest row).
     public var compactionFinished: Int64
 }
 
@@ -352,9 +353,15 @@ public final class KVStore: Sendable {
         if revision <= current.compacted { throw MVCCError.compacted }
         if revision > current.current { throw MVCCError.futureRevision }
         try backend.setMetaInt("compact_rev", revision)
+        // Physical removal starts over from the oldest row: the version of a key that an earlier compaction kept (at
+        // or below its revision) is superseded now if the key was written or deleted since, and a scan resuming
+        // after the earlier revision would remove the newer rows and leave that one, to come back at the next start.
+        // The rows below are few: at most one per key.
+        try backend.setMetaInt("compact_finished_rev", 0)
         let start = monotonicNanoseconds()
         state.withLock { s in
             s.revisions.compacted = revision
+            s.revisions.compactionFinished = 0
             s.keys.mutateAll { _, entry in
                 guard let e = entry else { return }
                 e.compact(at: revision)
@@ -368,7 +375,7 @@ public final class KVStore: Sendable {
     public var compactionPending: Bool { state.withLock { $0.revisions.compactionFinished < $0.revisions.compacted } }
 
     /// Removes up to `budget` superseded rows at or below the compaction revision, oldest first (the index
-    /// already forgot them, so no reader asks for them). Returns true when done.
+    /// already forgot them, so no reader asks for them), resuming after the last step. Returns true when done.
     @discardableResult
     public func compactStep(budget: Int = 10_000) throws -> Bool {
         let (from, target) = state.withLock { ($0.revisions.compactionFinished, $0.revisions.compacted) }
