@@ -44,8 +44,9 @@ public final class Backend: @unchecked Sendable {
             PRAGMA synchronous=NORMAL;
             PRAGMA cache_size=-512;
             PRAGMA temp_store=MEMORY;
-            PRAGMA wal_autocheckpoint=4096;
             """)
+        // wal_autocheckpoint=4096, except that a failed checkpoint fails the COMMIT instead of going unnoticed.
+        writer.checkpointAutomatically(everyFrames: 4096)
         try writer.execute(Backend.schema)
         try migrate(writer)
         return writer
@@ -147,9 +148,14 @@ public final class Backend: @unchecked Sendable {
     }
 
     /// Makes every committed batch durable (a full checkpoint with fsync), before the WAL is released behind it.
+    ///
+    /// A read transaction that began while the WAL was wholly checkpointed holds SQLite's read lock 0, and one on an
+    /// older snapshot pins the frames after it: a long one (a snapshot stream, a backup) outlasts the busy timeout and
+    /// the checkpoint gives up, having synced nothing when it could copy nothing. The WAL is then synced directly,
+    /// which makes every commit durable all the same (recovery replays it).
     public func makeDurable() throws {
         try commitBatch()
-        try writer.execute("PRAGMA wal_checkpoint(FULL)")
+        if try !writer.checkpointFull() { try writer.syncJournal() }
     }
 
     // MARK: Meta rows
