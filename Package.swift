@@ -15,9 +15,10 @@
 //   it receives the snapshot producer as a closure, so it depends on no other Quorum target.
 // Nothing below Server imports NIO or gRPC except RPCTransport and Backup, which know nothing of etcd. The simulator
 // (Simulation, over Raft and Storage) drives the Raft core seed by seed, and runs the real write-ahead log on a
-// simulated disk (SimFileSystem: lost, reordered and torn unsynced writes, undone renames, failing fsync); the rest of
-// the member (Node, MVCC, SQLite, snapshots) is exercised by real processes (end-to-end, chaos), not yet by the
-// simulator.
+// simulated disk (SimFileSystem: lost, reordered and torn unsynced writes, undone renames, failing fsync); in
+// SimulationTests the real key space (MVCC's KVStore and Backend on SQLite, through Storage's DiskVFS) runs on that
+// disk too. The rest of the member (Node, snapshot files, its loops) is exercised by real processes (end-to-end,
+// chaos), not yet by the simulator.
 import PackageDescription
 
 let package = Package(

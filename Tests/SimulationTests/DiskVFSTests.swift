@@ -72,6 +72,28 @@ struct DiskVFSTests {
         #expect(try Self.count(a) == 2)
     }
 
+    /// What `Backend.makeDurable` must allow for, on SQLite's own VFS as on this one: a read transaction that began
+    /// on a wholly checkpointed WAL (read lock 0) keeps a FULL checkpoint from copying anything, and SQLite reports
+    /// that only as SQLITE_BUSY (a result row, for `PRAGMA wal_checkpoint`).
+    @Test(arguments: ["simulated", "posix"])
+    func aReadOfTheCheckpointedDatabaseKeepsAFullCheckpointBusy(_ where: String) throws {
+        let place = try `where` == "simulated" ? Self.simulated() : Self.posix()
+        let writer = try place.open()
+        try writer.execute("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=0; CREATE TABLE t(x INTEGER)")
+        try writer.execute("INSERT INTO t VALUES(1)")
+        #expect(try writer.checkpointFull())
+        let reader = try place.open()
+        try reader.execute("BEGIN")
+        #expect(try Self.count(reader) == 1)
+        try writer.execute("INSERT INTO t VALUES(2)")
+        #expect(try !writer.checkpointFull())
+        let row = try writer.statement("PRAGMA wal_checkpoint(FULL)")
+        #expect(try row.step() && row.int64(0) == 1, "busy, in the row; the statement itself succeeds")
+        row.reset()
+        try reader.execute("COMMIT")
+        #expect(try writer.checkpointFull())
+    }
+
     /// The busy handler waits through the VFS's sleep, which a simulation owns: with a 10 s timeout the second writer
     /// still gets SQLITE_BUSY, having asked to sleep that long, at once.
     @Test func theBusyHandlerSleepsThroughTheOwner() throws {
