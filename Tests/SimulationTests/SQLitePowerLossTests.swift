@@ -81,6 +81,8 @@ struct SQLitePowerLossTests {
         #expect(totals.pagesTorn > 0 && totals.pagesLost > 0)
         #expect(outcomes.newest > 0 && outcomes.older > 0)
         #expect(totals.writeErrors > 0 && totals.syncErrors > 0 && outcomes.errors > 0)
+        // Every failed disk call surfaced as an error: no step succeeded across one.
+        #expect(outcomes.absorbed == 0)
     }
 }
 
