@@ -33,8 +33,7 @@ public struct RevisionState: Sendable, Equatable {
     public var current: Int64
     /// Revisions below this are gone (etcd's compactMainRev): reads there fail with `compacted`.
     public var compacted: Int64
-    /// Physical removal of the current compaction has progressed through this revision (0 when it is scheduled: it
-    /// starts from the oldest row).
+    /// Physical removal has progressed through this revision.
     public var compactionFinished: Int64
 }
 
@@ -353,29 +352,39 @@ public final class KVStore: Sendable {
         if revision <= current.compacted { throw MVCCError.compacted }
         if revision > current.current { throw MVCCError.futureRevision }
         try backend.setMetaInt("compact_rev", revision)
-        // Physical removal starts over from the oldest row: the version of a key that an earlier compaction kept (at
-        // or below its revision) is superseded now if the key was written or deleted since, and a scan resuming
-        // after the earlier revision would remove the newer rows and leave that one, to come back at the next start.
-        // The rows below are few: at most one per key.
-        try backend.setMetaInt("compact_finished_rev", 0)
+        // Physical removal resumes after `compactionFinished`; the rows at or below it are the versions earlier
+        // compactions kept (at most one per key). One this compaction drops (its key was written or deleted since)
+        // would never be scanned, and would bring the key back at the next start: such rows go now, in this batch.
+        let finished = current.compactionFinished
+        var orphans: [RevisionRef] = []
         let start = monotonicNanoseconds()
         state.withLock { s in
             s.revisions.compacted = revision
-            s.revisions.compactionFinished = 0
             s.keys.mutateAll { _, entry in
                 guard let e = entry else { return }
+                let kept = e.history.first.flatMap { $0.main <= finished ? $0 : nil }
                 e.compact(at: revision)
+                if let kept, e.history.first != kept { orphans.append(kept) }
                 if e.history.isEmpty && e.head == nil { entry = nil }
             }
         }
-        return monotonicNanoseconds() - start
+        let took = monotonicNanoseconds() - start
+        if !orphans.isEmpty {
+            let delete = try backend.writer.statement("DELETE FROM revs WHERE rev = ?1 AND sub = ?2")
+            for ref in orphans {
+                delete.bind(1, ref.main).bind(2, ref.sub)
+                try delete.run()
+            }
+            compactedRows.add(orphans.count, ordering: .relaxed)
+        }
+        return took
     }
 
     /// Whether physical compaction has work left.
     public var compactionPending: Bool { state.withLock { $0.revisions.compactionFinished < $0.revisions.compacted } }
 
     /// Removes up to `budget` superseded rows at or below the compaction revision, oldest first (the index
-    /// already forgot them, so no reader asks for them), resuming after the last step. Returns true when done.
+    /// already forgot them, so no reader asks for them). Returns true when done.
     @discardableResult
     public func compactStep(budget: Int = 10_000) throws -> Bool {
         let (from, target) = state.withLock { ($0.revisions.compactionFinished, $0.revisions.compacted) }
