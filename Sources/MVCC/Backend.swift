@@ -9,8 +9,14 @@ import Synchronization
 /// SQLite runs with `synchronous=NORMAL`: a power loss may roll back the newest batches but never corrupts the
 /// file, and those batches are replayed from Quorum's own write-ahead log, which the `consistent_index` meta
 /// row says where to resume. Before the log is truncated behind a snapshot, `makeDurable()` checkpoints.
+///
+/// A member opens it on SQLite's own unix VFS. The simulator opens the same schema, pragmas, writer and readers on
+/// a `DiskVFS` (a simulated disk); there `replace(with:)` is refused and `copy(to:)` and the WAL part of `size()`
+/// still go to POSIX paths, since they move files outside SQLite.
 public final class Backend: @unchecked Sendable {
     public let path: String
+    /// The VFS every connection opens on; nil for SQLite's default (POSIX).
+    public let vfs: DiskVFS?
     /// The apply loop's connection. Not to be used from any other thread.
     public private(set) var writer: SQLiteConnection
     private let readers = Mutex<[SQLiteConnection]>([])
@@ -23,22 +29,24 @@ public final class Backend: @unchecked Sendable {
     /// before the backend is shared.
     public var onCommit: (@Sendable () -> Void)?
 
-    public init(path: String, maxIdleReaders: Int = 8) throws {
+    public init(path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil) throws {
         self.path = path
         self.maxIdleReaders = maxIdleReaders
-        writer = try Backend.openWriter(path: path)
+        self.vfs = vfs
+        writer = try Backend.openWriter(path: path, vfs: vfs)
     }
 
-    private static func openWriter(path: String) throws -> SQLiteConnection {
-        let writer = try SQLiteConnection(path: path)
+    private static func openWriter(path: String, vfs: DiskVFS?) throws -> SQLiteConnection {
+        let writer = try SQLiteConnection(path: path, vfs: vfs)
         try writer.execute(
             """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
             PRAGMA cache_size=-512;
             PRAGMA temp_store=MEMORY;
-            PRAGMA wal_autocheckpoint=4096;
             """)
+        // wal_autocheckpoint=4096, except that a failed checkpoint fails the COMMIT instead of going unnoticed.
+        writer.checkpointAutomatically(everyFrames: 4096)
         try writer.execute(Backend.schema)
         try migrate(writer)
         return writer
@@ -65,6 +73,8 @@ public final class Backend: @unchecked Sendable {
     /// the image is synced and renamed over the database, and the old WAL journal files are removed so SQLite
     /// cannot replay them onto the new image. Apply loop only, between batches.
     public func replace(with image: String) throws {
+        // The swap renames files behind SQLite's back, on POSIX paths.
+        if vfs != nil { throw FileError(operation: "replace (on a DiskVFS)", path: path, errno: ENOTSUP) }
         rollbackBatch()
         // No reader may be on the old file when it goes: one returned to the pool afterwards would read the replaced
         // database forever, and its close would checkpoint into, and delete, journal files by the name the new
@@ -89,7 +99,7 @@ public final class Backend: @unchecked Sendable {
         try FileSystem.rename(image, to: path)
         let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
-        writer = try Backend.openWriter(path: path)
+        writer = try Backend.openWriter(path: path, vfs: vfs)
     }
 
     /// Writes a compact, consistent image of the committed database to `destination` (what a leader sends a
@@ -144,9 +154,14 @@ public final class Backend: @unchecked Sendable {
     }
 
     /// Makes every committed batch durable (a full checkpoint with fsync), before the WAL is released behind it.
+    ///
+    /// A read transaction that began while the WAL was wholly checkpointed holds SQLite's read lock 0, and one on an
+    /// older snapshot pins the frames after it: a long one (a snapshot stream, a backup) outlasts the busy timeout and
+    /// the checkpoint gives up, having synced nothing when it could copy nothing. The WAL is then synced directly,
+    /// which makes every commit durable all the same (recovery replays it).
     public func makeDurable() throws {
         try commitBatch()
-        try writer.execute("PRAGMA wal_checkpoint(FULL)")
+        if try !writer.checkpointFull() { try writer.syncJournal() }
     }
 
     // MARK: Meta rows
@@ -196,7 +211,7 @@ public final class Backend: @unchecked Sendable {
     public func readUnmapped<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         enterReader()
         defer { leaveReader() }
-        let connection = try SQLiteConnection(path: path)
+        let connection = try SQLiteConnection(path: path, vfs: vfs)
         try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-2048; PRAGMA mmap_size=0;")
         try connection.execute("BEGIN")
         defer { try? connection.execute("COMMIT") }
@@ -238,7 +253,7 @@ public final class Backend: @unchecked Sendable {
     }
 
     private func openReader() throws -> SQLiteConnection {
-        let connection = try SQLiteConnection(path: path)
+        let connection = try SQLiteConnection(path: path, vfs: vfs)
         // Readers (history reads, watch catch-up) map the file instead of copying pages into a cache of their own;
         // the writer does not, so rebuilding the index at start-up and appending leave no mapped pages behind.
         try connection.execute("PRAGMA query_only=1; PRAGMA cache_size=-256; PRAGMA mmap_size=17179869184;")

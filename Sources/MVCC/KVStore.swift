@@ -352,16 +352,32 @@ public final class KVStore: Sendable {
         if revision <= current.compacted { throw MVCCError.compacted }
         if revision > current.current { throw MVCCError.futureRevision }
         try backend.setMetaInt("compact_rev", revision)
+        // Physical removal resumes after `compactionFinished`; the rows at or below it are the versions earlier
+        // compactions kept (at most one per key). One this compaction drops (its key was written or deleted since)
+        // would never be scanned, and would bring the key back at the next start: such rows go now, in this batch.
+        let finished = current.compactionFinished
+        var orphans: [RevisionRef] = []
         let start = monotonicNanoseconds()
         state.withLock { s in
             s.revisions.compacted = revision
             s.keys.mutateAll { _, entry in
                 guard let e = entry else { return }
+                let kept = e.history.first.flatMap { $0.main <= finished ? $0 : nil }
                 e.compact(at: revision)
+                if let kept, e.history.first != kept { orphans.append(kept) }
                 if e.history.isEmpty && e.head == nil { entry = nil }
             }
         }
-        return monotonicNanoseconds() - start
+        let took = monotonicNanoseconds() - start
+        if !orphans.isEmpty {
+            let delete = try backend.writer.statement("DELETE FROM revs WHERE rev = ?1 AND sub = ?2")
+            for ref in orphans {
+                delete.bind(1, ref.main).bind(2, ref.sub)
+                try delete.run()
+            }
+            compactedRows.add(orphans.count, ordering: .relaxed)
+        }
+        return took
     }
 
     /// Whether physical compaction has work left.

@@ -40,7 +40,8 @@ public struct SimFileSystemStats: Sendable {
 }
 
 /// A file system in memory with a page cache and a power switch, so the real write-ahead log (`WriteAheadLogOn`)
-/// runs on a disk that misbehaves the way real ones do, from a seed.
+/// and the real SQLite database under the key space (through `Storage.DiskVFS`) run on a disk that misbehaves the
+/// way real ones do, from a seed.
 ///
 /// What it models:
 /// - Each file has durable bytes and a page cache: writes go to the cache (what reads see) and mark 4 KiB pages
@@ -59,7 +60,8 @@ public struct SimFileSystemStats: Sendable {
 ///   whatever the caller was doing (cutting a segment, repairing a tail); `crash(rng:)` then decides what survived.
 ///
 /// Not modelled: several processes, hard links, file modes, `O_DIRECT`, metadata-only fsync differences
-/// (`fdatasync` and `fsync` both write the size), and disks that lie about fsync.
+/// (`fdatasync` and `fsync` both write the size), and disks that lie about fsync. It is not thread-safe: `DiskVFS`
+/// serialises the calls of SQLite's connections under one lock.
 public final class SimFileSystem: Disk {
     public static let pageSize = 4096
     public static let sectorSize = 512

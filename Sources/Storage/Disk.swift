@@ -6,7 +6,8 @@
 
 /// The file system as the write-ahead log sees it: exactly the calls whose durability it reasons about, so that the
 /// same log code runs on POSIX in a member and on a simulated disk (`Simulation.SimFileSystem`) that loses unsynced
-/// writes, tears sectors and fails fsync from a seed.
+/// writes, tears sectors and fails fsync from a seed. SQLite runs on it too, through `DiskVFS` (the simulation
+/// tests open the real key space that way); a member's database uses SQLite's own unix VFS, not this seam.
 ///
 /// Durability is part of the contract, not an implementation detail: written bytes are durable only after the file's
 /// `sync`, and a file's name (created or renamed) only after `syncDirectory` of the directory holding it. After a

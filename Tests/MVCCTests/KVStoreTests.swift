@@ -141,6 +141,30 @@ func k(_ s: String) -> Data { Data(s.utf8) }
         #expect(throws: MVCCError.futureRevision) { try f.store.scheduleCompaction(100) }
     }
 
+    /// Regression, found by `SQLitePowerLossTests`: a key whose newest version one compaction kept, deleted before
+    /// the next compaction, lost only its tombstone to that compaction's physical removal (which began after the
+    /// previous compaction revision), so the kept version stayed in SQLite and the key came back at the next start.
+    @Test func aKeyDeletedBetweenTwoCompactionsStaysDeletedAfterARestart() throws {
+        let f = try StoreFixture()
+        func compact(_ revision: Int64) throws {
+            try f.backend.beginBatch()
+            try f.store.scheduleCompaction(revision)
+            while try !f.store.compactStep(budget: 2) {}
+            try f.backend.commitBatch()
+        }
+        try f.put("a", "1")  // 2
+        try f.put("b", "1")  // 3
+        try compact(3)  // keeps a@2 and b@3
+        try f.delete(.single(k("a")))  // 4
+        try f.put("c", "1")  // 5
+        try compact(5)  // a is gone: a@2 and its tombstone go
+        #expect(try f.get(.single(k("a"))).kvs.isEmpty)
+        #expect(try f.backend.writer.scalar("SELECT COUNT(*) FROM revs") == 2)  // b@3 and c@5
+        let restarted = try KVStore(backend: try Backend(path: f.dir.path + "/db"))
+        #expect(try restarted.range(.single(k("a")), options: RangeOptions()).kvs.isEmpty)
+        #expect(restarted.keyCount() == 2)
+    }
+
     @Test func historyEventsComeInRevisionOrderWithPreviousValues() throws {
         let f = try StoreFixture()
         try f.put("a", "1")

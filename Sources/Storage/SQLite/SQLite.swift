@@ -22,12 +22,15 @@ public final class SQLiteConnection: @unchecked Sendable {
     public let path: String
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
+    /// The VFS the connection runs on, held so that it outlives the connection; nil for SQLite's own (POSIX).
+    public let vfs: DiskVFS?
 
-    public init(path: String, readOnly: Bool = false) throws(SQLiteError) {
+    /// Opens `path` with SQLite's default VFS, or on `vfs` (a `Disk` such as the simulator's).
+    public init(path: String, readOnly: Bool = false, vfs: DiskVFS? = nil) throws(SQLiteError) {
         var db: OpaquePointer?
         let flags =
             (readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let rc = sqlite3_open_v2(path, &db, flags, vfs?.name)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             if let db { sqlite3_close_v2(db) }
@@ -35,6 +38,7 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
         self.path = path
         self.handle = db
+        self.vfs = vfs
         sqlite3_busy_timeout(db, 10_000)
         sqlite3_extended_result_codes(db, 1)
     }
@@ -90,6 +94,45 @@ public final class SQLiteConnection: @unchecked Sendable {
         SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), context: context)
     }
 
+    /// SQLite's automatic checkpoint (`PRAGMA wal_autocheckpoint`) with its errors reported: after a COMMIT that left
+    /// at least `frames` frames in the WAL, a PASSIVE checkpoint runs, and if it fails (an fsync that failed) the
+    /// COMMIT reports the error (the transaction is committed all the same). SQLite's own hook ignores the error, and
+    /// after a failed fsync Linux forgets the dirty pages, so a later checkpoint that "succeeds" may copy a WAL that is
+    /// not on disk into the database: a power cut in that copy corrupts it.
+    public func checkpointAutomatically(everyFrames frames: Int) {
+        sqlite3_wal_hook(
+            handle,
+            { threshold, db, name, frames in
+                guard frames >= Int32(Int(bitPattern: threshold)) else { return SQLITE_OK }
+                let rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+                // Busy: another connection is checkpointing; nothing failed.
+                return rc == SQLITE_BUSY ? SQLITE_OK : rc
+            }, UnsafeMutableRawPointer(bitPattern: max(1, frames)))
+    }
+
+    /// A FULL checkpoint: copies the WAL into the database and syncs both, waiting (the busy timeout) for readers on
+    /// older snapshots. Returns false when readers still kept it from copying every frame: SQLITE_BUSY, which
+    /// `PRAGMA wal_checkpoint` reports only in a result row. A checkpoint that could copy nothing synced nothing.
+    public func checkpointFull() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_FULL, nil, nil)
+        if rc == SQLITE_BUSY { return false }
+        guard rc == SQLITE_OK else { throw error(rc, "wal_checkpoint(FULL)") }
+        return true
+    }
+
+    /// Syncs the connection's WAL (or rollback journal) through its VFS, as a commit with `synchronous=FULL` would:
+    /// every frame written so far becomes durable. Nothing to do when none is open.
+    public func syncJournal() throws(SQLiteError) {
+        var file: UnsafeMutablePointer<sqlite3_file>?
+        let rc = sqlite3_file_control(handle, "main", SQLITE_FCNTL_JOURNAL_POINTER, &file)
+        guard rc == SQLITE_OK else { throw error(rc, "journal pointer") }
+        guard let file, let sync = file.pointee.pMethods?.pointee.xSync else { return }
+        let synced = sync(file, SQLITE_SYNC_NORMAL)
+        guard synced == SQLITE_OK else {
+            throw SQLiteError(code: synced, message: "syncing the journal failed", context: "\(path) journal sync")
+        }
+    }
+
     /// Single integer result of a query (e.g. a PRAGMA), or nil.
     public func scalar(_ sql: String) throws(SQLiteError) -> Int64? {
         let s = try statement(sql)
@@ -127,7 +170,8 @@ public final class SQLiteStatement {
     public func bind(_ index: Int32, _ value: [UInt8]) -> SQLiteStatement {
         value.withUnsafeBytes { raw in
             // A zero-length blob must still bind as a blob, not NULL: empty values are legal in etcd.
-            _ = sqlite3_bind_blob(handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
+            _ = sqlite3_bind_blob(
+                handle, index, raw.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(raw.count), transient)
         }
         return self
     }
