@@ -10,8 +10,9 @@ import Raft
 /// put, read linearizably and compare-and-swap through any member; the history must be linearizable and the members
 /// must end with the same data.
 ///
-/// What it does not simulate yet: the disk (members write real files in a temporary directory, without fsync, and
-/// are never crashed: a crash needs the simulated disk under SQLite too), leases and watches.
+/// Members crash and restart (`MemberNode.halt`: a killed process, what it wrote stays) and watchers follow the
+/// clients' writes. What it does not simulate yet: the disk (members write real files in a temporary directory,
+/// without fsync, so a crash is never a power cut: that needs the member on `Disk` and `DiskVFS`), leases.
 public final class MemberSimulation: @unchecked Sendable {
     // @unchecked: confined to the scheduler's thread.
     public struct Options: Sendable {
