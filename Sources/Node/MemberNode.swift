@@ -56,7 +56,7 @@ public final class MemberNode: @unchecked Sendable {
     private var raft: RaftNode
     /// Where the Ready in hand is (a snapshot restore spans several passes of the loop).
     private var pipeline = ReadyPipeline()
-    private let wal: WriteAheadLog
+    private let wal: any RaftLog
     private var pendingReads: [ReadWaiter] = []
     private var readsInFlight: [[UInt8]: [ReadWaiter]] = [:]
     /// When each ReadIndex round in flight was asked for, until it is answered or given up (for the slow ones).
@@ -134,15 +134,32 @@ public final class MemberNode: @unchecked Sendable {
         try FileSystem.makeDirectory(config.dataDir + "/member/snap")
         let lock = try DirectoryLock(directory: config.dataDir)
         return try MemberNode(
-            config: config, lock: lock, transport: transport, logger: logger, observer: observer, now: now,
-            onFatal: onFatal, onRemoved: onRemoved, loop: loop ?? ThreadLoop(name: "quorum-raft"),
-            applyLoop: applyLoop ?? ThreadLoop(name: "quorum-apply"),
+            config: config, disk: PosixDisk(), vfs: nil, lock: lock, transport: transport, logger: logger,
+            observer: observer, now: now, onFatal: onFatal, onRemoved: onRemoved,
+            loop: loop ?? ThreadLoop(name: "quorum-raft"), applyLoop: applyLoop ?? ThreadLoop(name: "quorum-apply"),
             watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"),
             raftSeed: raftSeed ?? UInt64.random(in: 1...UInt64.max), wallClock: wallClock)
     }
 
-    private init(
-        config: NodeConfig, lock: DirectoryLock, transport: any RaftTransport, logger: Logger,
+    /// Opens a member whose log and database live on `disk` (SQLite through `vfs`, a VFS over the same disk): a
+    /// simulation's member on a simulated disk. Everything else is as `open`, every loop and clock given. The member
+    /// sends no database snapshots from such a disk yet (`Backend.replace` and image files are POSIX-only), so a
+    /// simulation keeps the whole log (`snapshotCount`).
+    public static func open<D: Disk>(
+        config: NodeConfig, disk: D, vfs: DiskVFS, transport: any RaftTransport, logger: Logger,
+        now: @escaping @Sendable () -> Int64, onFatal: @escaping @Sendable (String) -> Void,
+        loop: any SerialLoop, applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64,
+        wallClock: @escaping @Sendable () -> Date
+    ) throws -> MemberNode {
+        try disk.makeDirectory(config.dataDir + "/member/snap")
+        return try MemberNode(
+            config: config, disk: disk, vfs: vfs, lock: nil, transport: transport, logger: logger,
+            observer: NoObserver(), now: now, onFatal: onFatal, onRemoved: {}, loop: loop, applyLoop: applyLoop,
+            watchLoop: watchLoop, raftSeed: raftSeed, wallClock: wallClock)
+    }
+
+    private init<D: Disk>(
+        config: NodeConfig, disk: D, vfs: DiskVFS?, lock: DirectoryLock?, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
         onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any SerialLoop,
         applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64,
@@ -160,14 +177,14 @@ public final class MemberNode: @unchecked Sendable {
         self.now = now
         self.onFatal = onFatal
         var walOptions = WriteAheadLog.Options()
-        walOptions.fsync = config.fsync
+        walOptions.fsync = config.fsync && config.testingNodeMutation != .neverSyncsTheLog
         walOptions.segmentSize = config.walSegmentBytes
         walOptions.maxFiles = config.maxWALFiles
 
-        let backend = try Backend(path: config.backendPath)
+        let backend = try Backend(path: config.backendPath, vfs: vfs)
         self.backend = backend
         let raftState: PersistentState
-        let isNew = !WriteAheadLog.exists(in: config.walDirectory)
+        let isNew = !WriteAheadLogOn<D>.exists(in: config.walDirectory, disk: disk)
         if isNew, let join = config.join {
             // Joining a running cluster: the members told us who we are; the leader sends the state.
             var metadata = Quorumpb_NodeMetadata()
@@ -179,8 +196,8 @@ public final class MemberNode: @unchecked Sendable {
             for m in join.members { try members.upsert(m, backend: backend) }
             try backend.setMetaInt("consistent_index", 0)
             try backend.makeDurable()
-            wal = try WriteAheadLog.create(
-                in: config.walDirectory, metadata: try metadata.serializedBytes(), options: walOptions)
+            wal = try WriteAheadLogOn<D>.create(
+                in: config.walDirectory, disk: disk, metadata: try metadata.serializedBytes(), options: walOptions)
             memberID = join.memberID
             clusterID = join.clusterID
             raftState = PersistentState()
@@ -222,8 +239,8 @@ public final class MemberNode: @unchecked Sendable {
             // The log is born with the founding configuration in it (see `RaftNode.bootstrapState`): there is no
             // moment at which it exists without it.
             let founding = RaftNode.bootstrapState(peers: initial.map(\.id))
-            wal = try WriteAheadLog.create(
-                in: config.walDirectory, metadata: try metadata.serializedBytes(),
+            wal = try WriteAheadLogOn<D>.create(
+                in: config.walDirectory, disk: disk, metadata: try metadata.serializedBytes(),
                 entries: founding.entries.map {
                     WALEntry(index: $0.index, term: $0.term, kind: $0.kind.rawValue, data: $0.data)
                 },
@@ -240,7 +257,7 @@ public final class MemberNode: @unchecked Sendable {
                     "initial-cluster-size": "\(initial.count)",
                 ])
         } else {
-            let (log, recovery) = try WriteAheadLog.open(in: config.walDirectory, options: walOptions)
+            let (log, recovery) = try WriteAheadLogOn<D>.open(in: config.walDirectory, disk: disk, options: walOptions)
             wal = log
             if let repaired = recovery.repairedTail {
                 logger.warning("repaired torn write-ahead log tail", metadata: ["position": "\(repaired)"])
@@ -299,9 +316,9 @@ public final class MemberNode: @unchecked Sendable {
                     "wal-entries": "\(entries.count)",
                 ])
         }
-        for name in (try? FileSystem.list(config.dataDir + "/member/snap")) ?? []
+        for name in (try? disk.list(config.dataDir + "/member/snap")) ?? []
         where ["incoming-", "outgoing-", "snapshot-"].contains(where: name.hasPrefix) {
-            try? FileSystem.remove(config.dataDir + "/member/snap/" + name)
+            try? disk.remove(config.dataDir + "/member/snap/" + name)
         }
         ids = RequestIDGenerator(memberID: memberID, now: wallClock())
         store = try KVStore(backend: backend, valueCacheBytes: config.valueCacheBytes)

@@ -114,4 +114,7 @@ public enum NodeMutation: String, Sendable, CaseIterable {
     /// Serve a linearizable read as soon as Raft confirms its read index, without waiting until this member has
     /// applied up to that index (a follower then answers from behind the leader).
     case servesReadsBeforeApplying
+    /// Write the log without ever syncing it, while acknowledging as if it were durable: a power cut of the whole
+    /// cluster then loses acknowledged writes.
+    case neverSyncsTheLog
 }

@@ -91,6 +91,14 @@ enum Recovery {
         }
         let recoveredThrough = entries.last?.index ?? snapshot?.metadata.index ?? 0
         var hardState = HardState(term: disk.hardState.term, vote: disk.hardState.vote, commit: disk.hardState.commit)
+        if hardState.commit > recoveredThrough {
+            // The hard state is written after the entries it covers, so a log that still has it has them, unless
+            // the disk lost writes it had reported synced. Raft would trap on it; a clear refusal is better.
+            throw Refusal(
+                description:
+                    "the write-ahead log ends at index \(recoveredThrough) but records index \(hardState.commit) as "
+                    + "committed: entries it had made durable are gone (the disk lost synced writes)")
+        }
         var removed: [UInt64] = []
         if let force = forceNewCluster {
             let outcome: ForcedNewCluster.Outcome

@@ -182,6 +182,8 @@ struct Members: ParsableCommand {
     @Option(help: "Switch off a rule of the member, to see the checks catch it.") var nodeMutation: NodeMutation?
     @Flag(help: "Print one line per seed.") var verbose = false
     @Flag(help: "Print a readable trace of the run (use with --seed).") var trace = false
+    @Flag(help: "Members on simulated disks: a crash is a power cut that loses what was not synced.")
+    var simulatedDisks = false
 
     func run() throws {
         ensureDeterministicHashing()
@@ -196,6 +198,7 @@ struct Members: ParsableCommand {
             options.members = members
             options.nodeMutation = nodeMutation
             options.trace = trace
+            options.simulatedDisks = simulatedDisks
             let report = try MemberSimulation(seed: s, options: options).run()
             if !report.ok {
                 failed += 1

@@ -62,6 +62,17 @@ import Testing
         #expect(error?.description.contains("released its entries through 100") == true)
     }
 
+    @Test func aLogThatLostCommittedEntriesIsRefusedInsteadOfTrappingInRaft() throws {
+        // The hard state says 32 was committed, but the log ends at 3: a disk that lost synced writes.
+        let error = #expect(throws: Recovery.Refusal.self) {
+            try Recovery.plan(Self.disk(marker: nil, entries: Self.entries(1...3), applied: 0, commit: 32))
+        }
+        #expect(error?.description.contains("ends at index 3 but records index 32 as committed") == true)
+        // Up to the end of the log is fine.
+        let plan = try Recovery.plan(Self.disk(marker: nil, entries: Self.entries(1...3), applied: 0, commit: 3))
+        #expect(plan.state.hardState.commit == 3)
+    }
+
     @Test func forcingANewClusterRemovesTheOtherMembersThroughTheLog() throws {
         let members = Dictionary(
             uniqueKeysWithValues: [1, 2, 3].map {

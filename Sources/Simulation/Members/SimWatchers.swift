@@ -77,13 +77,8 @@ final class SimWatchers: @unchecked Sendable {
         if !watchers.contains(where: { $0 === w }) { watchers.append(w) }
         guard let node = simulation.members[w.member].node else {
             // Its member is down: try another in a moment.
-            scheduler.after(.ms(100)) { [self] in
-                let running = simulation.members.indices.filter { simulation.members[$0].node != nil }
-                guard !finished, w.stream == nil, !running.isEmpty else { return }
-                w.member = scheduler.random.pick(running)
-                open(w)
-            }
-            return
+            w.stream = nil
+            return reconnect(w)
         }
         let stream = WatchStream(capacity: Self.capacity, wireFormat: false)
         w.stream = stream
@@ -132,14 +127,19 @@ final class SimWatchers: @unchecked Sendable {
     func memberCrashed(_ member: Int) {
         for w in watchers where w.member == member && w.stream != nil {
             w.stream = nil
-            scheduler.after(.ms(scheduler.random.int(in: 10...500))) { [self] in
-                guard !finished, w.stream == nil else { return }
-                let running = simulation.members.indices.filter { simulation.members[$0].node != nil }
-                guard !running.isEmpty else { return memberCrashed(member) }
-                w.moves += 1
-                w.member = scheduler.random.pick(running)
-                open(w)
-            }
+            reconnect(w)
+        }
+    }
+
+    /// Opens the watcher again on a running member a moment from now (and again later while none runs).
+    private func reconnect(_ w: Watcher) {
+        scheduler.after(.ms(scheduler.random.int(in: 10...500))) { [self] in
+            guard !finished, w.stream == nil else { return }
+            let running = simulation.members.indices.filter { simulation.members[$0].node != nil }
+            guard !running.isEmpty else { return reconnect(w) }
+            w.moves += 1
+            w.member = scheduler.random.pick(running)
+            open(w)
         }
     }
 

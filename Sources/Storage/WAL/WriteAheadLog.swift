@@ -440,6 +440,18 @@ public final class WriteAheadLogOn<D: Disk> {
 /// The log on the real file system: what a member, the tools and the tests outside the simulator use.
 public typealias WriteAheadLog = WriteAheadLogOn<PosixDisk>
 
+/// What a member does with its open log, whatever disk it is on: the member holds it as `any RaftLog`, so one
+/// member type runs on POSIX and on a simulated disk. A handful of calls per Raft cycle go through it; the per-record
+/// work stays inside the concrete, specialised log.
+public protocol RaftLog: AnyObject {
+    func append(sync: Bool, _ fill: (inout WALEncoder) -> Void) throws
+    func saveSnapshot(_ snapshot: WALSnapshot) throws
+    func releaseSegments(through index: UInt64) throws
+    var stats: WALStats { get }
+}
+
+extension WriteAheadLogOn: RaftLog {}
+
 extension WriteAheadLogOn where D == PosixDisk {
     /// Whether `directory` already holds a log.
     public static func exists(in directory: String) -> Bool {
