@@ -327,7 +327,9 @@ public final class MemberNode: @unchecked Sendable {
         members = try ClusterMembers(backend: backend)
         // etcd's minimum lease TTL: one and a half election timeouts, rounded up to whole seconds.
         let minTTL = Int64((Double(config.electionMilliseconds) * 1.5 / 1000).rounded(.up))
-        leases = try Leases(store: store, minTTL: max(1, minTTL), now: now)
+        var leaseClock = now
+        if config.testingNodeMutation == .leaseClockRunsFast { leaseClock = { [now] in now() * 2 } }
+        leases = try Leases(store: store, minTTL: max(1, minTTL), now: leaseClock)
         let tokens: any TokenProvider
         do {
             tokens = try makeTokenProvider(

@@ -117,4 +117,6 @@ public enum NodeMutation: String, Sendable, CaseIterable {
     /// Write the log without ever syncing it, while acknowledging as if it were durable: a power cut of the whole
     /// cluster then loses acknowledged writes.
     case neverSyncsTheLog
+    /// The lessor's clock runs twice as fast: leases expire, and their keys go, at half their TTL.
+    case leaseClockRunsFast
 }

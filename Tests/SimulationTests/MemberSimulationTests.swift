@@ -123,4 +123,23 @@ import Testing
         #expect(p.terminationStatus != 0, "30 seeds from \(start) never caught a log that is never synced:\n\(text)")
         #expect(text.contains("FAILED") || text.contains("while simulating seed"), "\(text)")
     }
+
+    /// Leases whose clock runs twice as fast delete their keys at half their TTL: the lease check must see a key
+    /// gone while the leader's last keep-alive still had time to run.
+    @Test func leasesExpiringEarlyAreCaught() throws {
+        var options = MemberSimulation.Options()
+        options.nodeMutation = .leaseClockRunsFast
+        options.leaseClients = 3
+        let start = Self.seeds(1)[0]
+        var caught: UInt64?
+        for seed in start..<start + 40 {
+            let report = try MemberSimulation(seed: seed, options: options).run()
+            if !report.ok {
+                caught = seed
+                print("caught (as it must be): \(report)")
+                break
+            }
+        }
+        #expect(caught != nil, "40 seeds from \(start) never caught leases expiring early")
+    }
 }

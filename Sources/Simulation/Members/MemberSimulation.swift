@@ -35,6 +35,8 @@ public final class MemberSimulation: @unchecked Sendable {
         /// Members on simulated disks (`SimFileSystem`, SQLite through `DiskVFS`): a crash is then a power cut that
         /// loses, keeps or tears what was not synced. Off: real files in a temporary directory (a crash keeps them).
         public var simulatedDisks = false
+        /// Clients that grant leases, attach keys, keep them alive, revoke them or let them expire.
+        public var leaseClients = 2
         /// Watchers of the whole key space (one from the first revision, the others moving between members).
         public var watchers = 4
         /// Most a client waits between two operations (so that the run spans several faults).
@@ -91,6 +93,7 @@ public final class MemberSimulation: @unchecked Sendable {
     /// Each client's next value: unique across the run, so a read names the write it saw.
     var nextValue: [Int64]
     lazy var watchers = SimWatchers(simulation: self)
+    lazy var leases = SimLeases(simulation: self)
     var inFlight: [UInt64: InFlight] = [:]
     var nextToken: UInt64 = 0
     var crashes = 0
@@ -125,6 +128,7 @@ public final class MemberSimulation: @unchecked Sendable {
             members[i].node = nil
         }
         watchers.release()
+        leases.finished = true
         scheduler.clear()
         if refs.contains(where: { $0.node != nil }) {
             failures.append("members outlived the run (a reference cycle keeps their files open)")
@@ -144,6 +148,7 @@ public final class MemberSimulation: @unchecked Sendable {
         if options.partitions { scheduleFault() }
         if options.crashes { scheduleCrash() }
         watchers.start(count: options.watchers)
+        leases.start(clients: options.leaseClients)
         let finished = scheduler.run(until: options.timeLimit) { [self] in
             issued >= options.operations && outstanding == 0
         }
@@ -154,6 +159,7 @@ public final class MemberSimulation: @unchecked Sendable {
                     + "\(scheduler.now / 1000) ms")
         }
         settleAndCompare()
+        checkLeases()
         checkWatchers()
         switch LinearizabilityChecker().check(history) {
         case .linearizable: break
@@ -277,6 +283,17 @@ public final class MemberSimulation: @unchecked Sendable {
             hashes.insert("\(h.hash)@\(h.revision)")
         }
         if hashes.count > 1 { failures.append("members hold different data: \(hashes.sorted())") }
+    }
+
+    /// Lease safety from what the clients saw, then liveness: once every lease has had its time, the keys of those
+    /// revoked or left to expire are gone (checked on a member that caught up).
+    func checkLeases() {
+        guard options.leaseClients > 0 else { return }
+        failures += leases.check()
+        scheduler.run(until: scheduler.now + .ms(leases.longestTTL * 1000 + 3000))
+        scheduler.run(until: scheduler.now + .ms(20_000)) { [self] in converged }
+        guard converged, let node = members.compactMap(\.node).first else { return }
+        failures += leases.checkLiveness(on: node)
     }
 
     /// Lets the watchers drain (slow ones are caught up from history), then checks what they received.

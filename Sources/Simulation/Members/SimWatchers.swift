@@ -5,8 +5,9 @@ import Node
 
 /// Watchers of the member simulation and the checks of etcd's watch guarantees on what they receive.
 ///
-/// Every revision of the simulated workload is one put on a `k` key, so a watcher of the whole `k` range from
-/// revision S must receive exactly the revisions S, S+1, … up to the last one, each once and in order, whatever
+/// Every revision of the simulated workload is one change (a put on a `k` key, a lease key's put, or the delete of a
+/// lease's key when it is revoked or expires), so a watcher of every key from revision S must receive exactly the
+/// revisions S, S+1, … up to the last one, each once and in order, whatever
 /// happens on the way: its member partitioned, its client slow enough to overflow its stream (the member then
 /// catches it up from history), or the watcher moved to another member and resumed from the next revision it
 /// needs. What each watcher receives must agree with every other watcher and with the clients' acknowledged writes,
@@ -18,6 +19,7 @@ final class SimWatchers: @unchecked Sendable {
         var key: Data
         var value: Data
         var prev: Data?
+        var deleted = false
     }
 
     final class Watcher: @unchecked Sendable {
@@ -94,7 +96,7 @@ final class SimWatchers: @unchecked Sendable {
         )
         w.watchID = node.hub.watch(
             WatchRequestSpec(
-                range: KeyRange(key: Data("k".utf8), rangeEnd: Data("l".utf8)), startRevision: w.next, prevKV: w.prevKV),
+                range: KeyRange(key: Data([0]), rangeEnd: Data([0])), startRevision: w.next, prevKV: w.prevKV),
             on: stream)
         if w.watchID == nil { violations.append("watcher \(w.id): refused on member \(w.member)") }
     }
@@ -189,19 +191,16 @@ final class SimWatchers: @unchecked Sendable {
                         + (revision < w.next ? "(repeated or out of order)" : "(a gap)"))
             }
             w.next = max(w.next, revision + 1)
-            guard event.type == .put else {
-                violations.append("watcher \(w.id): a \(event.type) event where the workload only puts")
-                continue
-            }
             let received = Received(
-                key: event.kv.key, value: event.kv.value, prev: event.hasPrevKv ? event.prevKv.value : nil)
+                key: event.kv.key, value: event.kv.value, prev: event.hasPrevKv ? event.prevKv.value : nil,
+                deleted: event.type == .delete)
             w.events.append((revision, received))
             if let seen = truth[revision] {
-                if seen.key != received.key || seen.value != received.value {
+                if seen.key != received.key || seen.value != received.value || seen.deleted != received.deleted {
                     violations.append("revision \(revision): watchers disagree on its event")
                 }
             } else {
-                truth[revision] = Received(key: received.key, value: received.value)
+                truth[revision] = Received(key: received.key, value: received.value, deleted: received.deleted)
             }
         }
     }
@@ -216,7 +215,7 @@ final class SimWatchers: @unchecked Sendable {
         }
         // The reference watcher saw every revision from 2 on.
         var values: [Data: Int64] = [:]
-        for revision in truth.keys.sorted() {
+        for revision in truth.keys.sorted() where truth[revision]!.key.first == UInt8(ascii: "k") {
             if let earlier = values.updateValue(revision, forKey: truth[revision]!.value) {
                 found.append("value written twice, at revisions \(earlier) and \(revision)")
             }
@@ -242,7 +241,7 @@ final class SimWatchers: @unchecked Sendable {
         for revision in truth.keys.sorted() {
             let r = truth[revision]!
             previous[revision] = latest[r.key]
-            latest[r.key] = r.value
+            latest[r.key] = r.deleted ? nil : r.value
         }
         for w in watchers where w.prevKV {
             if let wrong = w.events.first(where: { previous[$0.revision] != $0.event.prev }) {
