@@ -463,7 +463,19 @@ public final class MemberNode: @unchecked Sendable {
         applyLoop.stop()
         watchLoop.stop()
         backend.abandonBatch()
+        // The loops are stopped, so their state is nobody's: drop what holds requests' callbacks (which hold this
+        // member), so that the halted member is freed and its files closed.
         waiters.failAll(with: .stopped)
+        for waiter in pendingReads + readsInFlight.values.flatMap({ $0 }) + inbox.take().reads {
+            waiter.completion(.stopped)
+        }
+        pendingReads = []
+        readsInFlight = [:]
+        for (_, held) in heldReads { for waiter in held { waiter.completion(.stopped) } }
+        heldReads = []
+        applyQueue.stop()
+        _ = applyQueue.take()
+        applyQueue.done()
         lock = nil
     }
 

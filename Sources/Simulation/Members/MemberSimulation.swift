@@ -97,6 +97,9 @@ public final class MemberSimulation: @unchecked Sendable {
     var inFlight: [UInt64: InFlight] = [:]
     var nextToken: UInt64 = 0
     var crashes = 0
+    /// Every member halted by a crash: all must be freed by the end of the run.
+    var haltedNodes: [WeakNode] = []
+    final class WeakNode { weak var node: MemberNode? }
 
     public init(seed: UInt64, options: Options = Options()) throws {
         self.seed = seed
@@ -115,12 +118,12 @@ public final class MemberSimulation: @unchecked Sendable {
     /// closed), then removes the run's directory. A run holds real files: a sweep of thousands of seeds must not
     /// keep them.
     func tearDown() {
-        final class Weak { weak var node: MemberNode? }
-        let refs = members.map { m in
-            let r = Weak()
-            r.node = m.node
-            return r
-        }
+        let refs =
+            members.map { m in
+                let r = WeakNode()
+                r.node = m.node
+                return r
+            } + haltedNodes
         for i in members.indices {
             members[i].loops.forEach { $0.stop() }
             members[i].loops = []
@@ -467,6 +470,9 @@ public final class MemberSimulation: @unchecked Sendable {
 
     func crash(_ i: Int) {
         trace("\(members[i].name) crashed (revision \(members[i].node?.store.revisions.current ?? 0))")
+        let halted = WeakNode()
+        halted.node = members[i].node
+        haltedNodes.append(halted)
         members[i].node?.halt()
         if let disk = members[i].disk {
             // The power goes out: what was not synced is lost, kept or torn.

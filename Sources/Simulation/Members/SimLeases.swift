@@ -135,8 +135,12 @@ final class SimLeases: @unchecked Sendable {
         guard let node = anyMember() else { return }
         let call = scheduler.now
         let key = leases[index].key
+        // The callback finds the member again (holding it would keep a crashed member alive).
+        let member = ObjectIdentifier(node)
         node.readBarrier { [self] error in
-            guard error == nil, !finished else { return }
+            guard error == nil, !finished,
+                let node = simulation.members.compactMap(\.node).first(where: { ObjectIdentifier($0) == member })
+            else { return }
             var r = Etcdserverpb_RangeRequest()
             r.key = key
             guard
