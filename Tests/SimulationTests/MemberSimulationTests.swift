@@ -21,6 +21,20 @@ import Testing
         return (0..<UInt64(n)).map { start + $0 }
     }
 
+    /// Runs up to `limit` seeds with a rule switched off and returns the first whose checks failed (printing it).
+    static func firstCaught(_ options: MemberSimulation.Options, limit: UInt64) throws -> (start: UInt64, seed: UInt64?)
+    {
+        let start = seeds(1)[0]
+        for seed in start..<start + limit {
+            let report = try MemberSimulation(seed: seed, options: options).run()
+            if !report.ok {
+                print("caught (as it must be): \(report)")
+                return (start, seed)
+            }
+        }
+        return (start, nil)
+    }
+
     @Test func realMembersStayLinearizableUnderPartitions() throws {
         for seed in Self.seeds(4) {
             let report = try MemberSimulation(seed: seed).run()
@@ -58,16 +72,7 @@ import Testing
     @Test func readsServedBeforeApplyingAreCaught() throws {
         var options = MemberSimulation.Options()
         options.nodeMutation = .servesReadsBeforeApplying
-        let start = Self.seeds(1)[0]
-        var caught: UInt64?
-        for seed in start..<start + 20 {
-            let report = try MemberSimulation(seed: seed, options: options).run()
-            if !report.ok {
-                caught = seed
-                print("caught (as it must be): \(report)")
-                break
-            }
-        }
+        let (start, caught) = try Self.firstCaught(options, limit: 20)
         #expect(caught != nil, "20 seeds from \(start) never caught reads served before applying")
     }
 
@@ -75,16 +80,7 @@ import Testing
     @Test func aWatchGapIsCaught() throws {
         var options = MemberSimulation.Options()
         options.watchMutation = .catchUpStartsPastTheNextRevision
-        let start = Self.seeds(1)[0]
-        var caught: UInt64?
-        for seed in start..<start + 20 {
-            let report = try MemberSimulation(seed: seed, options: options).run()
-            if !report.ok {
-                caught = seed
-                print("caught (as it must be): \(report)")
-                break
-            }
-        }
+        let (start, caught) = try Self.firstCaught(options, limit: 20)
         #expect(caught != nil, "20 seeds from \(start) never caught the gap")
     }
 
@@ -130,16 +126,7 @@ import Testing
         var options = MemberSimulation.Options()
         options.nodeMutation = .leaseClockRunsFast
         options.leaseClients = 3
-        let start = Self.seeds(1)[0]
-        var caught: UInt64?
-        for seed in start..<start + 40 {
-            let report = try MemberSimulation(seed: seed, options: options).run()
-            if !report.ok {
-                caught = seed
-                print("caught (as it must be): \(report)")
-                break
-            }
-        }
+        let (start, caught) = try Self.firstCaught(options, limit: 40)
         #expect(caught != nil, "40 seeds from \(start) never caught leases expiring early")
     }
 }
