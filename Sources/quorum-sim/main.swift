@@ -184,6 +184,8 @@ struct Members: ParsableCommand {
     @Flag(help: "Print a readable trace of the run (use with --seed).") var trace = false
     @Flag(help: "Members on simulated disks: a crash is a power cut that loses what was not synced.")
     var simulatedDisks = false
+    @Option(help: "With --simulated-disks: the chance that a write or an fsync fails (EIO/ENOSPC).")
+    var diskFaultRate = 0.0
 
     func run() throws {
         ensureDeterministicHashing()
@@ -199,6 +201,7 @@ struct Members: ParsableCommand {
             options.nodeMutation = nodeMutation
             options.trace = trace
             options.simulatedDisks = simulatedDisks
+            options.diskFaultRate = diskFaultRate
             let report = try MemberSimulation(seed: s, options: options).run()
             if !report.ok {
                 failed += 1

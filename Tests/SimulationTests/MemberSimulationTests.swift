@@ -129,4 +129,17 @@ import Testing
         let (start, caught) = try Self.firstCaught(options, limit: 40)
         #expect(caught != nil, "40 seeds from \(start) never caught leases expiring early")
     }
+
+    /// Disks that fail writes and fsyncs now and then (EIO, ENOSPC): a member that hits one stops rather than go on
+    /// with data it cannot trust, is restarted, and nothing acknowledged is lost.
+    @Test func diskErrorsStopAMemberAndLoseNothing() throws {
+        var options = MemberSimulation.Options()
+        options.simulatedDisks = true
+        options.diskFaultRate = 0.001
+        for seed in Self.seeds(3) {
+            let report = try MemberSimulation(seed: seed, options: options).run()
+            print(report)
+            #expect(report.ok, "\(report)")
+        }
+    }
 }

@@ -35,6 +35,10 @@ public final class MemberSimulation: @unchecked Sendable {
         /// Members on simulated disks (`SimFileSystem`, SQLite through `DiskVFS`): a crash is then a power cut that
         /// loses, keeps or tears what was not synced. Off: real files in a temporary directory (a crash keeps them).
         public var simulatedDisks = false
+        /// With simulated disks: the chance that a write, an fsync or a directory fsync fails (EIO, ENOSPC). A member
+        /// that hits one must stop (never go on with data it cannot trust); the simulator then restarts it, as a
+        /// supervisor would, and every check still holds.
+        public var diskFaultRate = 0.0
         /// Clients that grant leases, attach keys, keep them alive, revoke them or let them expire.
         public var leaseClients = 2
         /// Watchers of the whole key space (one from the first revision, the others moving between members).
@@ -207,14 +211,26 @@ public final class MemberSimulation: @unchecked Sendable {
         }
         // Small log segments: a sweep runs thousands of members, each preallocating its first segment.
         config.walSegmentBytes = 256 << 10
-        var logger = Logger(label: "sim.\(members[i].name)")
-        logger.logLevel = .critical
+        // The members' own logs are noise in a sweep (a stopped member says so in the trace).
+        let logger = Logger(label: "sim.\(members[i].name)", factory: { _ in SwiftLogNoOpLogHandler() })
         let scheduler = self.scheduler
         let name = members[i].name
         let loops = ["raft", "apply", "watch"].map { SimLoop("\(name).\($0)", on: scheduler) }
         let outbox = peers.outbox()
+        let diskFaults = options.simulatedDisks && options.diskFaultRate > 0
         let onFatal: @Sendable (String) -> Void = { [weak self] message in
-            self?.failures.append("\(name) failed: \(message)")
+            guard let self else { return }
+            guard diskFaults else { return failures.append("\(name) failed: \(message)") }
+            // A member that stopped on a disk error is restarted by its supervisor (outside its own loops).
+            trace("\(name) stopped: \(message)")
+            let incarnation = members[i].node.map(ObjectIdentifier.init)
+            scheduler.after(.ms(1)) { [self] in
+                guard let node = members[i].node, ObjectIdentifier(node) == incarnation else { return }
+                crash(i)
+                scheduler.after(.ms(scheduler.random.int(in: 100...1000))) { [self] in
+                    if members[i].node == nil { startMember(i) }
+                }
+            }
         }
         let wallClock: @Sendable () -> Date = {
             Date(timeIntervalSince1970: 1_800_000_000 + Double(scheduler.now) / 1e6)
@@ -223,7 +239,10 @@ public final class MemberSimulation: @unchecked Sendable {
             let node: MemberNode
             if options.simulatedDisks {
                 if members[i].disk == nil {
-                    let disk = SimFileSystem(seed: scheduler.random.next())
+                    let rate = options.diskFaultRate
+                    let disk = SimFileSystem(
+                        seed: scheduler.random.next(),
+                        faults: SimDiskFaults(writeError: rate, syncError: rate, directorySyncError: rate))
                     try disk.makeDirectory("/tmp")
                     members[i].disk = disk
                     members[i].vfs = DiskVFS(
@@ -248,7 +267,26 @@ public final class MemberSimulation: @unchecked Sendable {
             node.begin()
             trace("\(name) started (revision \(node.store.revisions.current), applied \(node.applied))")
         } catch {
+            if diskFaults && Self.isDiskError(error) {
+                // The disk failed under the restart itself: the supervisor tries again.
+                trace("\(name) did not open: \(error)")
+                loops.forEach { $0.stop() }
+                scheduler.after(.ms(scheduler.random.int(in: 100...1000))) { [self] in
+                    if members[i].node == nil { startMember(i) }
+                }
+                return
+            }
             failures.append("\(name) did not open: \(error)")
+        }
+    }
+
+    /// An error the simulated disk injected (EIO, ENOSPC), as opposed to a member refusing what it found.
+    static func isDiskError(_ error: any Error) -> Bool {
+        switch error {
+        case let e as FileError: return e.errno == EIO || e.errno == ENOSPC
+        case is WALFailed: return true
+        case let e as SQLiteError: return [10, 13].contains(e.code & 0xff)  // SQLITE_IOERR, SQLITE_FULL
+        default: return false
         }
     }
 
