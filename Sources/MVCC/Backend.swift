@@ -11,8 +11,8 @@ import Synchronization
 /// row says where to resume. Before the log is truncated behind a snapshot, `makeDurable()` checkpoints.
 ///
 /// A member opens it on SQLite's own unix VFS. The simulator opens the same schema, pragmas, writer and readers on
-/// a `DiskVFS` (a simulated disk); there `replace(with:)` is refused and `copy(to:)` and the WAL part of `size()`
-/// still go to POSIX paths, since they move files outside SQLite.
+/// a `DiskVFS` (a simulated disk); there `replace(with:)` and `writeImage(to:)` move files on the VFS's disk, while
+/// `copy(to:)` and the WAL part of `size()` still go to POSIX paths.
 public final class Backend: @unchecked Sendable {
     public let path: String
     /// The VFS every connection opens on; nil for SQLite's default (POSIX).
@@ -73,8 +73,6 @@ public final class Backend: @unchecked Sendable {
     /// the image is synced and renamed over the database, and the old WAL journal files are removed so SQLite
     /// cannot replay them onto the new image. Apply loop only, between batches.
     public func replace(with image: String) throws {
-        // The swap renames files behind SQLite's back, on POSIX paths.
-        if vfs != nil { throw FileError(operation: "replace (on a DiskVFS)", path: path, errno: ENOTSUP) }
         rollbackBatch()
         // No reader may be on the old file when it goes: one returned to the pool afterwards would read the replaced
         // database forever, and its close would checkpoint into, and delete, journal files by the name the new
@@ -90,6 +88,17 @@ public final class Backend: @unchecked Sendable {
             readerGate.unlock()
         }
         closeReaders()
+        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if let vfs {
+            // The same swap on the VFS's disk (a simulated member).
+            try vfs.syncFile(image)
+            writer = try SQLiteConnection(path: ":memory:")
+            try? vfs.removeFile(path + "-wal")
+            try vfs.renameFile(image, to: path)
+            try vfs.syncDirectory(directory.isEmpty ? "/" : directory)
+            writer = try Backend.openWriter(path: path, vfs: vfs)
+            return
+        }
         let file = try File(path: image, writable: true)
         try file.sync(dataOnly: false)
         // Closing the writer checkpoints and deletes its journal; then the image takes the database's place.
@@ -97,7 +106,6 @@ public final class Backend: @unchecked Sendable {
         try? FileSystem.remove(path + "-wal")
         try? FileSystem.remove(path + "-shm")
         try FileSystem.rename(image, to: path)
-        let directory = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
         writer = try Backend.openWriter(path: path, vfs: vfs)
     }
@@ -106,7 +114,7 @@ public final class Backend: @unchecked Sendable {
     /// follower that needs a snapshot). Apply loop only, so the image matches the applied index exactly.
     public func writeImage(to destination: String) throws {
         try commitBatch()
-        try? FileSystem.remove(destination)
+        if let vfs { try? vfs.removeFile(destination) } else { try? FileSystem.remove(destination) }
         let s = try writer.statement("VACUUM INTO ?1")
         s.bind(1, destination)
         try s.run()

@@ -325,7 +325,7 @@ extension MemberNode {
             reportSnapshot(to: message.to, succeeded: false)
             return
         }
-        let size = FileSystem.fileSize(path) ?? 0
+        let size = (backend.vfs.map { $0.fileSize(path) } ?? FileSystem.fileSize(path)) ?? 0
         perform { node in node.sendSnapshotImage(message, index: applied, image: SnapshotImage(path: path, size: size))
         }
     }

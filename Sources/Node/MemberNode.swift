@@ -352,7 +352,8 @@ public final class MemberNode: @unchecked Sendable {
         raftConfig.maxUncommittedEntriesSize = 1 << 30
         raftConfig.snapshotCatchUpEntries = config.snapshotCatchUpEntries
         // A follower catching up through a snapshot then needs the entries written while it travelled.
-        raftConfig.catchUpRetention = max(5000, 5 * config.snapshotCatchUpEntries)
+        raftConfig.catchUpRetention =
+            config.catchUpRetentionEntries ?? max(5000, 5 * config.snapshotCatchUpEntries)
         raft = RaftNode(config: raftConfig, state: raftState)
         let size = try backend.size()
         dbSize.store(size.total, ordering: .relaxed)
@@ -699,7 +700,7 @@ public final class MemberNode: @unchecked Sendable {
             guard let index = message.snapshot?.metadata.index else { return }
             // The same snapshot may arrive twice (the leader retried): keep the newest image, drop the other.
             if let previous = node.pendingSnapshotImages[index], previous != imagePath {
-                try? FileSystem.remove(previous)
+                node.removeFile(previous)
             }
             node.pendingSnapshotImages[index] = imagePath
             try? node.raft.step(message)
@@ -1105,7 +1106,7 @@ public final class MemberNode: @unchecked Sendable {
         guard !pendingSnapshotImages.isEmpty else { return }
         let applied = raft.appliedIndex
         for (index, path) in pendingSnapshotImages where index <= applied {
-            try? FileSystem.remove(path)
+            removeFile(path)
             pendingSnapshotImages[index] = nil
         }
     }
@@ -1114,7 +1115,7 @@ public final class MemberNode: @unchecked Sendable {
     func sendSnapshotImage(_ message: Message, index: UInt64, image: SnapshotImage) {
         assertOnRaftLoop()
         guard let term = raft.term(at: index) else {
-            try? FileSystem.remove(image.path)
+            removeFile(image.path)
             snapshotsInFlight.remove(message.to)
             raft.reportSnapshot(message.to, succeeded: false)
             return
@@ -1287,6 +1288,11 @@ public final class MemberNode: @unchecked Sendable {
             hub.notifyProgress()
         }
         if more { scheduleCatchUp() }
+    }
+
+    /// Removes a snapshot image, on whichever disk the member lives (POSIX, or a simulated one through its VFS).
+    func removeFile(_ path: String) {
+        if let vfs = backend.vfs { try? vfs.removeFile(path) } else { try? FileSystem.remove(path) }
     }
 
     // MARK: Failure

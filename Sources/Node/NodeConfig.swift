@@ -31,6 +31,9 @@ public struct NodeConfig: Sendable {
     public var requestTimeoutMilliseconds = 0
     /// Entries kept in the log behind a snapshot, so a briefly lagging follower catches up without one.
     public var snapshotCatchUpEntries: UInt64 = 5000
+    /// Entries a leader keeps beyond a snapshot for followers that are catching up right now (nil: five times
+    /// `snapshotCatchUpEntries`, at least 5,000). Simulations shrink it so that lagging members need snapshots.
+    public var catchUpRetentionEntries: UInt64?
     /// Refuse membership changes that would leave too few started members for a quorum (etcd's default).
     public var strictReconfigCheck = true
     /// etcd's `--initial-election-tick-advance`: a member that starts without a leader fast-forwards its election

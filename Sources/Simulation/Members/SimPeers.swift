@@ -13,17 +13,22 @@ public final class SimPeers: @unchecked Sendable {
     private var members: [UInt64: MemberNode] = [:]
     /// Member id → its data directory (where an incoming snapshot image is written).
     private var dataDirs: [UInt64: String] = [:]
+    /// Member id → its simulated disk, when it has one (images are then files on it, not on the host).
+    private var disks: [UInt64: SimFileSystem] = [:]
     public private(set) var delivered = 0
     public private(set) var dropped = 0
+    /// Database snapshots delivered.
+    public private(set) var snapshots = 0
 
     public init(scheduler: SimScheduler, network: FaultyNetwork) {
         self.scheduler = scheduler
         self.network = network
     }
 
-    public func attach(_ member: MemberNode, dataDir: String) {
+    public func attach(_ member: MemberNode, dataDir: String, disk: SimFileSystem? = nil) {
         members[member.memberID] = member
         dataDirs[member.memberID] = dataDir
+        disks[member.memberID] = disk
     }
 
     public func detach(_ id: UInt64) { members[id] = nil }
@@ -54,19 +59,45 @@ public final class SimPeers: @unchecked Sendable {
         let arrival = network.route(
             from: from, to: message.to, now: scheduler.now, rng: &scheduler.random
         ).first
+        let source = disks[from]
         scheduler.at(arrival ?? scheduler.now) { [self] in
-            defer { try? FileSystem.remove(image.path) }
+            defer {
+                if let source { try? source.remove(image.path) } else { try? FileSystem.remove(image.path) }
+            }
             var ok = false
             if arrival != nil, let target = members[message.to], let dir = dataDirs[message.to],
                 network.isConnected(from: from, to: message.to)
             {
                 let path = dir + "/member/snap/incoming-\(message.to)-\(scheduler.steps).db"
-                if (try? FileManager.default.copyItem(atPath: image.path, toPath: path)) != nil {
+                if copy(image.path, from: source, to: path, on: disks[message.to]) {
                     target.receiveSnapshot(message, imagePath: path)
+                    snapshots += 1
                     ok = true
                 }
             }
             members[from]?.reportSnapshot(to: message.to, succeeded: ok)
+        }
+    }
+
+    /// Copies an image between members' disks (simulated or the host's); false if either side failed.
+    private func copy(_ path: String, from source: SimFileSystem?, to target: String, on disk: SimFileSystem?) -> Bool {
+        do {
+            let bytes: [UInt8]
+            if let source {
+                bytes = try source.open(path, writable: false, create: false, truncate: false, mode: 0o644).readAll()
+            } else {
+                bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+            }
+            if let disk {
+                let file = try disk.open(target, writable: true, create: true, truncate: true, mode: 0o644)
+                try file.write(bytes, at: 0)
+                try file.sync(dataOnly: false)
+            } else {
+                try Data(bytes).write(to: URL(fileURLWithPath: target))
+            }
+            return true
+        } catch {
+            return false
         }
     }
 

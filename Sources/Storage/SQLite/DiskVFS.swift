@@ -124,6 +124,7 @@ struct ErasedDisk {
     let exists: (String) -> Bool
     let remove: (String) throws -> Void
     let syncDirectory: (String) throws -> Void
+    let rename: (String, String) throws -> Void
 
     init<D: Disk>(_ disk: D) {
         open = { path, writable, create in
@@ -132,6 +133,21 @@ struct ErasedDisk {
         exists = { disk.exists($0) }
         remove = { try disk.remove($0) }
         syncDirectory = { try disk.syncDirectory($0) }
+        rename = { try disk.rename($0, to: $1) }
+    }
+}
+
+/// The file operations a database on the VFS needs beside SQLite's own (`Backend.replace` swapping in an image,
+/// snapshot images written and removed), on the same disk and under the same lock as the VFS's callbacks.
+extension DiskVFS {
+    public func removeFile(_ path: String) throws { try lock.withLock { try disk.remove(path) } }
+    public func renameFile(_ from: String, to: String) throws { try lock.withLock { try disk.rename(from, to) } }
+    public func syncDirectory(_ directory: String) throws { try lock.withLock { try disk.syncDirectory(directory) } }
+    public func syncFile(_ path: String) throws {
+        try lock.withLock { try disk.open(path, true, false).sync(dataOnly: false) }
+    }
+    public func fileSize(_ path: String) -> Int? {
+        lock.withLock { try? disk.open(path, false, false).size }
     }
 }
 
