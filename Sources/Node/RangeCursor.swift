@@ -80,7 +80,7 @@ public struct RangeCursor {
         pin(result)
         counted += result.kvs.count
         var kvs = result.kvs
-        adapt(kvs, byteBudget: byteBudget)
+        if result.resume != nil { adapt(kvs, byteBudget: byteBudget) }
         if filtered {
             let r = request
             kvs.removeAll { kv in

@@ -3,6 +3,7 @@
 //
 //	rangebench load --endpoint 127.0.0.1:2379 --keys 1000000 --val-size 100 --batch 128 --clients 8
 //	rangebench get  --endpoint 127.0.0.1:2379 [--keys-only] [--count-only] [--stream]
+//	rangebench small --endpoint 127.0.0.1:2379 --keys 1000000 --n 2000 --span 100
 //
 // `get` sends the RangeRequest as bytes and receives the answer as bytes (a raw codec), so the client neither
 // needs RangeStream in its generated code nor spends its time decoding while the server is measured; the answer
@@ -15,7 +16,9 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"math/rand"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +57,8 @@ func main() {
 	countOnly := fs.Bool("count-only", false, "get: count_only")
 	stream := fs.Bool("stream", false, "get: RangeStream instead of Range")
 	timeout := fs.Duration("timeout", 10*time.Minute, "bound of the whole run")
+	n := fs.Int("n", 2000, "small: requests")
+	span := fs.Int("span", 100, "small: keys per range (1: a get of one key)")
 	fs.Parse(os.Args[2:])
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -62,6 +67,8 @@ func main() {
 		load(ctx, *endpoint, *keys, *valSize, *batch, *clients)
 	case "get":
 		get(ctx, *endpoint, *keysOnly, *countOnly, *stream)
+	case "small":
+		small(ctx, *endpoint, *keys, *n, *span)
 	default:
 		fail("unknown command %q", os.Args[1])
 	}
@@ -204,4 +211,42 @@ func uvarint(b []byte) (uint64, int) {
 	}
 	fail("bad varint")
 	return 0, 0
+}
+
+// small times n serializable Ranges of `span` consecutive loaded keys (a get of one key when span is 1), one at a
+// time from one client: the hot path a large-range change must not slow down.
+func small(ctx context.Context, endpoint string, keys, n, span int) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second})
+	if err != nil {
+		fail("connect: %v", err)
+	}
+	defer cli.Close()
+	rng := rand.New(rand.NewSource(1))
+	latencies := make([]float64, 0, n)
+	for i := 0; i < n; i++ {
+		start := rng.Intn(keys - span)
+		from := fmt.Sprintf("%s%08d", prefix, start)
+		opts := []clientv3.OpOption{clientv3.WithSerializable()}
+		if span > 1 {
+			opts = append(opts, clientv3.WithRange(fmt.Sprintf("%s%08d", prefix, start+span)))
+		}
+		t := time.Now()
+		r, err := cli.Get(ctx, from, opts...)
+		if err != nil {
+			fail("get: %v", err)
+		}
+		latencies = append(latencies, float64(time.Since(t).Microseconds()))
+		if len(r.Kvs) != span {
+			fail("got %d keys, want %d", len(r.Kvs), span)
+		}
+	}
+	sort.Float64s(latencies)
+	sum := 0.0
+	for _, l := range latencies {
+		sum += l
+	}
+	out, _ := json.Marshal(map[string]interface{}{
+		"n": n, "span": span, "mean_us": sum / float64(n), "p50_us": latencies[n/2], "p99_us": latencies[n*99/100],
+	})
+	fmt.Println(string(out))
 }

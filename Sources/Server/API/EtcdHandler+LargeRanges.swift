@@ -45,12 +45,16 @@ extension EtcdHandler {
     /// The framed RangeResponse: prefix, header, every page's key-values, `more`, `count`.
     private func encodeRange(_ r: Etcdserverpb_RangeRequest) throws(EtcdError) -> ByteBuffer {
         var cursor = RangeCursor(r, store: node.store)
-        var buffer = ByteBufferAllocator().buffer(capacity: 512)
-        GRPCWire.writePrefix(length: 0, to: &buffer)  // the length is known at the end
+        var buffer = ByteBufferAllocator().buffer(capacity: 0)
         var first = true
         repeat {
             let kvs = try cursor.next(byteBudget: Self.unaryRangePageBytes)
+            // The page's exact size, and room for the prefix, the header and the tail: a range of one page (nearly
+            // every range) is one allocation of the right size; a larger one doubles, as writes would.
+            let needed = buffer.writerIndex + RangeWire.size(of: kvs) + (first ? 64 : 0) + 16
+            if needed > buffer.capacity { buffer.reserveCapacity(first ? needed : max(needed, buffer.capacity * 2)) }
             if first {
+                GRPCWire.writePrefix(length: 0, to: &buffer)  // the length is known at the end
                 RangeWire.write(node.header(revision: cursor.headerRevision), to: &buffer)
                 first = false
             }
