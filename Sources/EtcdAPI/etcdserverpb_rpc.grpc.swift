@@ -89,13 +89,27 @@ public enum Etcdserverpb_KV: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RangeStream" metadata.
+        public enum RangeStream: Sendable {
+            /// Request type for "RangeStream".
+            public typealias Input = Etcdserverpb_RangeRequest
+            /// Response type for "RangeStream".
+            public typealias Output = Etcdserverpb_RangeStreamResponse
+            /// Descriptor for "RangeStream".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "etcdserverpb.KV"),
+                method: "RangeStream",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "etcdserverpb.KV" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Range.descriptor,
             Put.descriptor,
             DeleteRange.descriptor,
             Txn.descriptor,
-            Compact.descriptor
+            Compact.descriptor,
+            RangeStream.descriptor
         ]
     }
 }
@@ -191,6 +205,24 @@ extension Etcdserverpb_KV {
             request: GRPCCore.StreamingServerRequest<Etcdserverpb_CompactionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_CompactionResponse>
+
+        /// Handle the "RangeStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Etcdserverpb_RangeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_RangeStreamResponse` messages.
+        func rangeStream(
+            request: GRPCCore.StreamingServerRequest<Etcdserverpb_RangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_RangeStreamResponse>
     }
 
     /// Service protocol for the "etcdserverpb.KV" service.
@@ -270,6 +302,24 @@ extension Etcdserverpb_KV {
             request: GRPCCore.ServerRequest<Etcdserverpb_CompactionRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Etcdserverpb_CompactionResponse>
+
+        /// Handle the "RangeStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_RangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Etcdserverpb_RangeStreamResponse` messages.
+        func rangeStream(
+            request: GRPCCore.ServerRequest<Etcdserverpb_RangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_RangeStreamResponse>
     }
 
     /// Simple service protocol for the "etcdserverpb.KV" service.
@@ -347,6 +397,25 @@ extension Etcdserverpb_KV {
             request: Etcdserverpb_CompactionRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Etcdserverpb_CompactionResponse
+
+        /// Handle the "RangeStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+        ///
+        /// - Parameters:
+        ///   - request: A `Etcdserverpb_RangeRequest` message.
+        ///   - response: A response stream of `Etcdserverpb_RangeStreamResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func rangeStream(
+            request: Etcdserverpb_RangeRequest,
+            response: GRPCCore.RPCWriter<Etcdserverpb_RangeStreamResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -404,6 +473,17 @@ extension Etcdserverpb_KV.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_CompactionResponse>(),
             handler: { request, context in
                 try await self.compact(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.RangeStream.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_RangeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_RangeStreamResponse>(),
+            handler: { request, context in
+                try await self.rangeStream(
                     request: request,
                     context: context
                 )
@@ -468,6 +548,17 @@ extension Etcdserverpb_KV.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func rangeStream(
+        request: GRPCCore.StreamingServerRequest<Etcdserverpb_RangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_RangeStreamResponse> {
+        let response = try await self.rangeStream(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 }
 
@@ -536,6 +627,23 @@ extension Etcdserverpb_KV.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func rangeStream(
+        request: GRPCCore.ServerRequest<Etcdserverpb_RangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Etcdserverpb_RangeStreamResponse> {
+        return GRPCCore.StreamingServerResponse<Etcdserverpb_RangeStreamResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.rangeStream(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -642,6 +750,29 @@ extension Etcdserverpb_KV {
             deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_CompactionResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Etcdserverpb_CompactionResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RangeStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_RangeRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_RangeRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_RangeStreamResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func rangeStream<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_RangeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_RangeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_RangeStreamResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Etcdserverpb_RangeStreamResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -810,6 +941,38 @@ extension Etcdserverpb_KV {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "RangeStream" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Etcdserverpb_RangeRequest` message.
+        ///   - serializer: A serializer for `Etcdserverpb_RangeRequest` messages.
+        ///   - deserializer: A deserializer for `Etcdserverpb_RangeStreamResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func rangeStream<Result>(
+            request: GRPCCore.ClientRequest<Etcdserverpb_RangeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Etcdserverpb_RangeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Etcdserverpb_RangeStreamResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Etcdserverpb_RangeStreamResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: Etcdserverpb_KV.Method.RangeStream.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -936,6 +1099,33 @@ extension Etcdserverpb_KV.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_CompactionRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_CompactionResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RangeStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Etcdserverpb_RangeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rangeStream<Result>(
+        request: GRPCCore.ClientRequest<Etcdserverpb_RangeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Etcdserverpb_RangeStreamResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.rangeStream(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Etcdserverpb_RangeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Etcdserverpb_RangeStreamResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1084,6 +1274,37 @@ extension Etcdserverpb_KV.ClientProtocol {
             metadata: metadata
         )
         return try await self.compact(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RangeStream" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > etcd 3.7: the answer of Range in chunks. Merging the messages in stream order gives exactly the unary answer.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func rangeStream<Result>(
+        _ message: Etcdserverpb_RangeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Etcdserverpb_RangeStreamResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Etcdserverpb_RangeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.rangeStream(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -295,6 +295,24 @@ package struct ProxyService: RegistrableRPCService {
         unary(Etcdserverpb_KV.Method.Compact.descriptor, with: &router) { try await core.compact($0, $1) }
         unary(Etcdserverpb_Lease.Method.LeaseTimeToLive.descriptor, with: &router) { try await core.timeToLive($0, $1) }
         unary(Etcdserverpb_Cluster.Method.MemberList.descriptor, with: &router) { try await core.memberList($0, $1) }
+        // RangeStream falls back to unary Range upstream (as etcd's proxy does): the members' answer, with the proxy's
+        // namespace and cache applied, goes out in chunks. Merged, the chunks are the Range answer.
+        router.registerHandler(
+            forMethod: Etcdserverpb_KV.Method.RangeStream.descriptor,
+            deserializer: ProtobufDeserializer<Etcdserverpb_RangeRequest>(),
+            serializer: ProtobufSerializer<Etcdserverpb_RangeStreamResponse>()
+        ) { request, _ in
+            let single = try await ServerRequest(stream: request)
+            let message = single.message
+            guard RangeStreamChunks.sortsByKey(message) else {
+                throw RPCError(code: .invalidArgument, message: RangeStreamChunks.sortRefused)
+            }
+            let response = try await core.range(message, single.metadata)
+            return StreamingServerResponse { writer in
+                try await writer.write(contentsOf: RangeStreamChunks.split(response))
+                return [:]
+            }
+        }
         let watch = self.watch
         router.registerHandler(
             forMethod: Etcdserverpb_Watch.Method.Watch.descriptor,

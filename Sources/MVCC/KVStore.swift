@@ -11,6 +11,13 @@ public struct RangeOptions: Sendable {
     public var revision: Int64 = 0
     public var countOnly = false
     public var keysOnly = false
+    /// Where the walk starts instead of the range's first key (a key inside the range): the rest of a range read in
+    /// pages. Ignored for a single key.
+    public var from: Data? = nil
+    /// Page mode when > 0: the walk stops before a key that would follow `limit` keys, or follow keys and values of
+    /// at least this many bytes (values whose length memory does not know count as empty), and the result says where
+    /// to resume. `count` then counts only the keys returned, so that a page costs what it returns, not the range.
+    public var pageBytes: Int = 0
 
     public init(limit: Int = 0, revision: Int64 = 0, countOnly: Bool = false, keysOnly: Bool = false) {
         self.limit = limit
@@ -24,8 +31,10 @@ public struct RangeResult: Sendable {
     public var kvs: [Mvccpb_KeyValue]
     /// The store revision the read observed.
     public var revision: Int64
-    /// Number of keys in the range at that revision, regardless of `limit`.
+    /// Number of keys in the range at that revision, regardless of `limit` (in page mode: of the page).
     public var count: Int
+    /// Page mode: the first key of the next page (nil: the range ends with this page).
+    public var resume: Data? = nil
 }
 
 /// Store-wide revision bookkeeping.
@@ -247,20 +256,32 @@ public final class KVStore: Sendable {
         var kvs: [Mvccpb_KeyValue] = []
         var count = 0
         let atHead = revision == s.revisions.current
-        func take(_ key: Data, _ entry: KeyEntry) {
+        let paged = options.pageBytes > 0
+        var pageBytes = 0
+        var resume: Data? = nil
+        /// Whether the walk goes on: false once a page is full (`resume` is then the key it stopped before).
+        func take(_ key: Data, _ entry: KeyEntry) -> Bool {
             let ref: RevisionRef
             let head: HeadMeta?
             if atHead {
                 // A count-only read at the head looks at nothing but whether the key exists.
-                guard let h = entry.head else { return }
+                guard let h = entry.head else { return true }
+                if paged && ((options.limit > 0 && kvs.count >= options.limit) || pageBytes >= options.pageBytes) {
+                    resume = key
+                    return false
+                }
                 count += 1
-                guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
+                guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return true }
                 head = h
                 ref = entry.history[entry.history.count - 1]
             } else {
-                guard let r = entry.version(atOrBefore: revision), !r.tombstone else { return }
+                guard let r = entry.version(atOrBefore: revision), !r.tombstone else { return true }
+                if paged && ((options.limit > 0 && kvs.count >= options.limit) || pageBytes >= options.pageBytes) {
+                    resume = key
+                    return false
+                }
                 count += 1
-                guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return }
+                guard !options.countOnly, options.limit <= 0 || kvs.count < options.limit else { return true }
                 ref = r
                 head = entry.history.last == r ? entry.head : nil
             }
@@ -284,19 +305,22 @@ public final class KVStore: Sendable {
             } else {
                 missing.append(MissingRow(index: kvs.count, ref: ref, valueOnly: false))
             }
+            if paged { pageBytes += key.count + (options.keysOnly ? 0 : Int(head?.valueLength ?? 0)) + 16 }
             kvs.append(kv)
+            return true
         }
         if case .single(let key) = range {
-            if let entry = s.keys[key] { take(key, entry) }
+            if let entry = s.keys[key] { _ = take(key, entry) }
         } else {
             let (low, high) = range.bounds
-            s.keys.forEach(from: low) { key, entry in
+            var start = low
+            if let from = options.from, KeyRange.compare(from, low) > 0 { start = from }
+            s.keys.forEach(from: start) { key, entry in
                 if let high, KeyRange.compare(key, high) >= 0 { return false }
-                take(key, entry)
-                return true
+                return take(key, entry)
             }
         }
-        return RangeResult(kvs: kvs, revision: s.revisions.current, count: count)
+        return RangeResult(kvs: kvs, revision: s.revisions.current, count: count, resume: resume)
     }
 
     // MARK: Writes (apply loop only)

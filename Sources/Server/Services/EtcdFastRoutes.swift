@@ -38,24 +38,32 @@ enum EtcdFastRoutes {
             }
         }
         let kv = "etcdserverpb.KV"
+        // The answer is encoded as the key space is read (`rangeFramed`): a large Range holds its encoded bytes only.
         unary(kv, "Range", Etcdserverpb_RangeRequest.self, Etcdserverpb_RangeResponse.self) { r, caller, responder in
             do throws(EtcdError) { try TxnRules.validate(r) } catch {
-                return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error))
+                return responder.respond(framed: .failure(error))
             }
             guard handler.needsReadBarrier(r) else {
                 // On the event loop as always, unless resolving a simple token waited for its index on the apply loop.
                 if responder.remote.eventLoop.inEventLoop {
-                    return responder.respond(Result { () throws(EtcdError) in try handler.rangeNow(r, caller) })
+                    return responder.respond(
+                        framed: Result { () throws(EtcdError) in try handler.rangeFramed(r, caller) })
                 }
-                return responder.respond(computing: {
-                    Result { () throws(EtcdError) in try handler.rangeNow(r, caller) }
+                return responder.respond(computingFramed: {
+                    Result { () throws(EtcdError) in try handler.rangeFramed(r, caller) }
                 })
             }
             handler.node.readBarrier(deadline: handler.nodeDeadline(responder.deadline)) { error in
-                if let error { return responder.respond(Result<Etcdserverpb_RangeResponse, EtcdError>.failure(error)) }
+                if let error { return responder.respond(framed: .failure(error)) }
                 // The read itself runs back on the event loop, never on the Raft loop that completed the barrier.
-                responder.respond(computing: { Result { () throws(EtcdError) in try handler.rangeNow(r, caller) } })
+                responder.respond(computingFramed: {
+                    Result { () throws(EtcdError) in try handler.rangeFramed(r, caller) }
+                })
             }
+        }
+        let rangeStreams = metrics.rpcCounters(service: kv, method: "RangeStream", type: "server_stream")
+        routes["/\(kv)/RangeStream"] = FastRoute {
+            RangeStreamCall(handler: handler, counters: rangeStreams, requests: metrics.clientRequests)
         }
         unary(kv, "Put", Etcdserverpb_PutRequest.self, Etcdserverpb_PutResponse.self) { r, caller, responder in
             handler.put(r, caller, deadline: handler.nodeDeadline(responder.deadline), completion: responder.respond)
@@ -200,6 +208,28 @@ struct UnaryResponder: Sendable {
                 counters.failed(code: error.code.rawValue, startedAt: startedAt)
             }
         }
+    }
+
+    /// Answers with an already framed message (`EtcdHandler.rangeFramed`).
+    func respond(framed result: Result<ByteBuffer, EtcdError>) {
+        remote.run { handle in
+            guard let handle, !handle.isFinished else { return }
+            switch result {
+            case .success(let framed):
+                handle.sendFramed(framed)
+                handle.finish()
+                counters.sent()
+                counters.succeeded(startedAt: startedAt)
+            case .failure(let error):
+                handle.finish(error)
+                counters.failed(code: error.code.rawValue, startedAt: startedAt)
+            }
+        }
+    }
+
+    /// Computes a framed answer on the event loop, then answers.
+    func respond(computingFramed result: @escaping @Sendable () -> Result<ByteBuffer, EtcdError>) {
+        remote.run { _ in respond(framed: result()) }
     }
 
     /// Computes the result on the event loop, then answers.
