@@ -1,3 +1,5 @@
+import MVCC
+
 /// gRPC status codes, as numbers on the wire (kept here so the node code needs no gRPC import).
 public enum StatusCode: Int, Sendable {
     case ok = 0, canceled = 1, unknown = 2, invalidArgument = 3, deadlineExceeded = 4, notFound = 5
@@ -66,4 +68,15 @@ public struct EtcdError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Storage failures are internal: the member cannot continue safely and stops serving.
     public static func `internal`(_ message: String) -> EtcdError { EtcdError(.internal, message) }
+}
+
+extension EtcdError {
+    /// The key space's errors as etcd reports them to clients.
+    public init(_ error: MVCCError) {
+        switch error {
+        case .compacted: self = .compacted
+        case .futureRevision: self = .futureRevision
+        default: self = .internal(error.description)
+        }
+    }
 }

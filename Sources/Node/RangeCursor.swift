@@ -135,11 +135,7 @@ public struct RangeCursor {
         do {
             return try store.range(range, options: options)
         } catch let error as MVCCError {
-            switch error {
-            case .compacted: throw .compacted
-            case .futureRevision: throw .futureRevision
-            default: throw .internal(error.description)
-            }
+            throw EtcdError(error)
         } catch {
             throw .internal("\(error)")
         }

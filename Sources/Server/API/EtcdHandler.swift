@@ -484,11 +484,7 @@ public final class EtcdHandler: Sendable {
         } catch let error as EtcdError {
             throw error
         } catch let error as MVCCError {
-            switch error {
-            case .compacted: throw .compacted
-            case .futureRevision: throw .futureRevision
-            default: throw .internal(error.description)
-            }
+            throw EtcdError(error)
         } catch {
             throw .internal("\(error)")
         }

@@ -194,29 +194,24 @@ struct UnaryResponder: Sendable {
     var startedAt: NIODeadline? = nil
 
     func respond<Response: SwiftProtobuf.Message>(_ result: Result<Response, EtcdError>) {
-        remote.run { handle in
-            // Gone (connection closed), or answered already (reset, deadline passed): nothing to say, nothing to count.
-            guard let handle, !handle.isFinished else { return }
-            switch result {
-            case .success(let response):
-                handle.send(response)
-                handle.finish()
-                counters.sent()
-                counters.succeeded(startedAt: startedAt)
-            case .failure(let error):
-                handle.finish(error)
-                counters.failed(code: error.code.rawValue, startedAt: startedAt)
-            }
-        }
+        answer(result) { handle, response in handle.send(response) }
     }
 
     /// Answers with an already framed message (`EtcdHandler.rangeFramed`).
     func respond(framed result: Result<ByteBuffer, EtcdError>) {
+        answer(result) { handle, framed in handle.sendFramed(framed) }
+    }
+
+    /// Sends the answer (`send`) or the error, finishes the call and counts it.
+    private func answer<Value: Sendable>(
+        _ result: Result<Value, EtcdError>, send: @escaping @Sendable (RPCStreamHandle, Value) -> Void
+    ) {
         remote.run { handle in
+            // Gone (connection closed), or answered already (reset, deadline passed): nothing to say, nothing to count.
             guard let handle, !handle.isFinished else { return }
             switch result {
-            case .success(let framed):
-                handle.sendFramed(framed)
+            case .success(let value):
+                send(handle, value)
                 handle.finish()
                 counters.sent()
                 counters.succeeded(startedAt: startedAt)
