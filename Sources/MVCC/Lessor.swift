@@ -11,6 +11,10 @@ public struct Lease: Sendable, Equatable {
     /// The remaining TTL (seconds) the leader last recorded through the log (etcd's lease checkpoints); 0 when none
     /// was, or since the last renewal. A new leader starts the deadline from it rather than from the whole TTL.
     public var remainingTTL: Int64 = 0
+    /// The leader proposed its revocation (it expired): a keep-alive can no longer save it. Without this, the
+    /// postponed deadline (`postpone`) let a renewal succeed while the revocation was in flight, and the client was
+    /// told its lease lived on while its keys were about to go (found by the member simulation's lease check).
+    public var revoking = false
 
     /// What a new deadline starts from: the checkpointed remaining TTL, else the whole TTL.
     var restartTTL: Int64 { remainingTTL > 0 ? remainingTTL : ttl }
@@ -93,6 +97,7 @@ public struct Lessor: Sendable {
     public mutating func renew(id: Int64, now: Int64) -> Result<Int64, RenewError> {
         guard isPrimary else { return .failure(.notPrimary) }
         guard var lease = leases[id] else { return .failure(.notFound) }
+        if lease.revoking { return .failure(.notFound) }
         if let expiry = lease.expiry, expiry <= now { return .failure(.notFound) }
         lease.expiry = now + lease.ttl * 1_000_000_000
         leases[id] = lease
@@ -120,7 +125,11 @@ public struct Lessor: Sendable {
     /// Became leader: every deadline starts afresh.
     public mutating func promote(now: Int64) {
         isPrimary = true
-        for id in leases.keys { leases[id]!.expiry = now + leases[id]!.restartTTL * 1_000_000_000 }
+        for id in leases.keys {
+            leases[id]!.expiry = now + leases[id]!.restartTTL * 1_000_000_000
+            // A revocation the previous leader proposed is decided by the log; this leader starts afresh.
+            leases[id]!.revoking = false
+        }
     }
 
     /// Lost leadership: deadlines are the new leader's business.
@@ -130,7 +139,12 @@ public struct Lessor: Sendable {
     }
 
     /// Pushes a deadline out (an expired lease whose revocation is in flight must not be proposed twice).
+    /// The lease expired and its revocation was proposed: it is tried again after `deadline` if that proposal is
+    /// lost, and no renewal saves it meanwhile.
     public mutating func postpone(id: Int64, until deadline: Int64) {
-        if leases[id]?.expiry != nil { leases[id]!.expiry = deadline }
+        if leases[id]?.expiry != nil {
+            leases[id]!.expiry = deadline
+            leases[id]!.revoking = true
+        }
     }
 }

@@ -198,6 +198,24 @@ func events(_ responses: [Etcdserverpb_WatchResponse], id: Int64) -> [Mvccpb_Eve
         #expect(lessor.renew(id: 9, now: 0) == .failure(.notPrimary))
     }
 
+    /// Once the leader proposed an expired lease's revocation (and postponed its deadline, so as not to propose it
+    /// twice), a keep-alive must not answer that the lease lives on: its keys are about to go. A new leader decides
+    /// afresh. Found by the member simulation (seed 4003042, `--simulated-disks --disk-fault-rate 0.0003`).
+    @Test func aLeaseBeingRevokedCannotBeKeptAlive() {
+        var lessor = Lessor(minTTL: 1)
+        lessor.promote(now: 0)
+        _ = lessor.grant(id: 7, ttl: 3, now: 0)
+        #expect(lessor.expired(now: 3 * second) == [7])
+        // The revocation is proposed; the deadline moves on so the lease is not proposed again at once.
+        lessor.postpone(id: 7, until: 5 * second)
+        #expect(lessor.renew(id: 7, now: 3 * second + 1) == .failure(.notFound))
+        #expect(lessor.renew(id: 7, now: 4 * second) == .failure(.notFound))
+        // Leadership changed before the revocation was applied: the next leader starts the lease afresh.
+        lessor.demote()
+        lessor.promote(now: 10 * second)
+        #expect(lessor.renew(id: 7, now: 11 * second) == .success(3))
+    }
+
     @Test func revokeReturnsAttachedKeysSorted() {
         var lessor = Lessor(minTTL: 1)
         _ = lessor.grant(id: 3, ttl: 10, now: 0)

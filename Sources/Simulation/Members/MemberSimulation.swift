@@ -157,6 +157,7 @@ public final class MemberSimulation: @unchecked Sendable {
         }
         if options.partitions { scheduleFault() }
         if options.crashes { scheduleCrash() }
+        if options.trace { traceLeaders(last: "") }
         watchers.start(count: options.watchers)
         leases.start(clients: options.leaseClients)
         let finished = scheduler.run(until: options.timeLimit) { [self] in
@@ -193,6 +194,15 @@ public final class MemberSimulation: @unchecked Sendable {
         guard options.trace else { return }
         let ms = scheduler.now / 1000
         print("[\(ms / 1000).\(String(format: "%03d", ms % 1000))] \(line())")
+    }
+
+    /// With the trace on: a line whenever who leads (and in which term) changes, sampled every 10 ms.
+    func traceLeaders(last: String) {
+        let now = members.filter { $0.node?.status.isLeader == true }
+            .map { "\($0.name) (term \($0.node!.status.term))" }.joined(separator: ", ")
+        if now != last { trace("leaders: \(now.isEmpty ? "none" : now)") }
+        guard issued < options.operations || outstanding > 0 else { return }
+        scheduler.after(.ms(10)) { [self] in traceLeaders(last: now) }
     }
 
     // MARK: Members

@@ -122,6 +122,9 @@ final class SimLeases: @unchecked Sendable {
         // A keep-alive goes to the leader (as a follower forwards it); only the real leader's counts.
         if let leader = realLeader(), let ttl = leader.leases.renew(lease.id), ttl > 0 {
             leases[index].alive.append(scheduler.now)
+            simulation.trace(
+                "lease \(lease.id) kept alive by \(simulation.members.first { $0.id == leader.memberID }?.name ?? "?") "
+                    + "(term \(leader.status.term), ttl \(ttl))")
         }
         read(index)
         let interval = lease.ttl * 1000 / 3
