@@ -1179,10 +1179,14 @@ public final class MemberNode: @unchecked Sendable {
         // Cheap accessors only: `raft.status` builds per-peer progress, too much for every iteration.
         let term = raft.currentTerm
         let commit = raft.commitIndex
+        let lastIndex = raft.lastIndex
+        let lastTerm = raft.term(at: lastIndex) ?? 0
         let isLearner = raft.configuration.learners.contains(memberID)
         published.withLock { p in
             p.term = term
             p.commitIndex = commit
+            p.lastIndex = lastIndex
+            p.lastTerm = lastTerm
             p.isLearner = isLearner
         }
     }

@@ -3,6 +3,9 @@ public struct NodeStatus: Sendable, Equatable {
     public var leader: UInt64 = 0
     public var term: UInt64 = 0
     public var commitIndex: UInt64 = 0
+    /// The last index of this member's log, and its term (what an election compares).
+    public var lastIndex: UInt64 = 0
+    public var lastTerm: UInt64 = 0
     public var appliedIndex: UInt64 = 0
     public var isLeader = false
     public var isLearner = false

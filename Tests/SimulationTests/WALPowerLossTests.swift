@@ -95,6 +95,30 @@ struct WALPowerLossTests {
         }
     }
 
+    /// A `create` whose final directory sync failed leaves a first segment whose name a power cut may undo. A member
+    /// that retries opens that log: the open must make the names durable before anything is appended, or entries the
+    /// log synced and acknowledged vanish with the name. Found by the member simulation (seed 1025502444 with
+    /// `--simulated-disks --disk-fault-rate 0.0003`: a leader's whole log gone after a power cut, its member
+    /// re-bootstrapped empty, and the cluster committed two different entries at one index).
+    @Test func aLogOpenedAfterAFailedCreateKeepsWhatItSynced() throws {
+        for seed: UInt64 in 1...40 {
+            let fs = SimFileSystem(seed: seed)
+            fs.faults.directorySyncError = 1
+            #expect(throws: (any Error).self) {
+                _ = try WriteAheadLogOn.create(in: Self.directory, disk: fs, metadata: Self.metadata)
+            }
+            fs.faults.directorySyncError = 0
+            // The retry finds the segment (its rename is in the page cache) and opens it.
+            let (log, _) = try WriteAheadLogOn.open(in: Self.directory, disk: fs)
+            try log.append(sync: true) { $0.appendEntry(index: 1, term: 1, kind: 0, data: [1, 2, 3]) }
+            var rng = SimRandom(seed: seed)
+            fs.crash(rng: &rng)
+            let (_, recovery) = try WriteAheadLogOn.open(in: Self.directory, disk: fs)
+            #expect(
+                recovery.entries.map(\.index) == [1], "seed \(seed): a synced entry was lost with its segment's name")
+        }
+    }
+
     /// The disk itself behaves as Linux does after a failed fsync: the next fsync succeeds, yet the data written
     /// before the failure may be gone after a power cut. This is what makes retrying fsync wrong.
     @Test func theSimulatedDiskDropsPagesOfAFailedFsync() throws {

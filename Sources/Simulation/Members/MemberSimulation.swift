@@ -200,7 +200,15 @@ public final class MemberSimulation: @unchecked Sendable {
     func traceLeaders(last: String) {
         let now = members.filter { $0.node?.status.isLeader == true }
             .map { "\($0.name) (term \($0.node!.status.term))" }.joined(separator: ", ")
-        if now != last { trace("leaders: \(now.isEmpty ? "none" : now)") }
+        if now != last {
+            let logs = members.map { m in
+                m.node.map { n in
+                    let s = n.status
+                    return "\(m.name) log \(s.lastIndex)@\(s.lastTerm) commit \(s.commitIndex)"
+                } ?? "\(m.name) down"
+            }
+            trace("leaders: \(now.isEmpty ? "none" : now) [\(logs.joined(separator: "; "))]")
+        }
         guard issued < options.operations || outstanding > 0 else { return }
         scheduler.after(.ms(10)) { [self] in traceLeaders(last: now) }
     }
@@ -280,7 +288,9 @@ public final class MemberSimulation: @unchecked Sendable {
             members[i].loops = loops
             peers.attach(node, dataDir: config.dataDir, disk: members[i].disk)
             node.begin()
-            trace("\(name) started (revision \(node.store.revisions.current), applied \(node.applied))")
+            trace(
+                "\(name) started (revision \(node.store.revisions.current), applied \(node.applied), log "
+                    + "\(node.status.lastIndex)@\(node.status.lastTerm), commit \(node.status.commitIndex))")
         } catch {
             if diskFaults && Self.isDiskError(error) {
                 // The disk failed under the restart itself: the supervisor tries again.

@@ -124,6 +124,11 @@ final class SimWatchers: @unchecked Sendable {
 
     var finished = false
 
+    static func describe(_ r: Received) -> String {
+        (r.deleted ? "delete " : "put ") + String(decoding: r.key, as: UTF8.self)
+            + (r.deleted ? "" : "=" + String(decoding: r.value, as: UTF8.self))
+    }
+
     /// The watchers of a crashed member lost their stream: as a client would, each reconnects to another member a
     /// moment later and resumes from the next revision it needs.
     func memberCrashed(_ member: Int) {
@@ -197,7 +202,9 @@ final class SimWatchers: @unchecked Sendable {
             w.events.append((revision, received))
             if let seen = truth[revision] {
                 if seen.key != received.key || seen.value != received.value || seen.deleted != received.deleted {
-                    violations.append("revision \(revision): watchers disagree on its event")
+                    violations.append(
+                        "revision \(revision): watchers disagree on its event (watcher \(w.id) on member \(w.member) "
+                            + "saw \(Self.describe(received)), an earlier watcher \(Self.describe(seen)))")
                 }
             } else {
                 truth[revision] = Received(key: received.key, value: received.value, deleted: received.deleted)

@@ -97,6 +97,11 @@ public final class WriteAheadLogOn<D: Disk> {
     ) {
         let segments = try segmentNames(in: directory, disk: disk)
         guard !segments.isEmpty else { throw FileError(operation: "open wal", path: directory, errno: ENOENT) }
+        // The segments' names are made durable before anything is appended: a `create` whose last step (the
+        // directory sync) failed leaves a first segment whose name a power cut may still undo, and a member that
+        // retried would append, fsync and acknowledge into a file that could vanish — its whole log with it. (The
+        // member simulation found it: a member re-bootstrapped from nothing after such a power cut.)
+        try disk.syncDirectory(directory)
         var state = ReplayState()
         var lastEnd = 0
         // Segments kept for `maxFiles` but wholly covered by the newest snapshot are not replayed: the last segment
