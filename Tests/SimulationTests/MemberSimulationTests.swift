@@ -21,6 +21,13 @@ import Testing
         return (0..<UInt64(n)).map { start + $0 }
     }
 
+    /// `quorum-sim` with `arguments`, in a process of its own (where a seed replays exactly), bounded in time.
+    static func quorumSim(_ arguments: [String]) throws -> CommandResult {
+        let binary = Paths.packageRoot + "/.build/debug/quorum-sim"
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build quorum-sim first")
+        return try run(binary, arguments, timeout: 300)
+    }
+
     /// Runs up to `limit` seeds with a rule switched off and returns the first whose checks failed (printing it).
     static func firstCaught(_ options: MemberSimulation.Options, limit: UInt64) throws -> (start: UInt64, seed: UInt64?)
     {
@@ -48,19 +55,10 @@ import Testing
     /// run to the event (the simulator makes Swift's hashing deterministic for it).
     @Test func theSameSeedReplaysTheSameRunInAnotherProcess() throws {
         let seed = Self.seeds(1)[0]
-        let binary = Paths.packageRoot + "/.build/debug/quorum-sim"
-        try #require(FileManager.default.isExecutableFile(atPath: binary), "build quorum-sim first")
         func once() throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: binary)
-            p.arguments = ["members", "--seed", "\(seed)", "--operations", "80"]
-            let out = Pipe()
-            p.standardOutput = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
+            let result = try Self.quorumSim(["members", "--seed", "\(seed)", "--operations", "80"])
             // The last line is the wall-clock summary; the first names the run down to its event count.
-            return String(decoding: data, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+            return result.stdout.split(separator: "\n").first.map(String.init) ?? ""
         }
         let first = try once()
         let second = try once()
@@ -101,22 +99,13 @@ import Testing
     /// notice, whether as a violation of its checks or as Raft refusing a log that lost what it acknowledged (a
     /// trap, as etcd panics): run in a process of its own.
     @Test func aLogThatIsNeverSyncedIsCaught() throws {
-        let binary = Paths.packageRoot + "/.build/debug/quorum-sim"
-        try #require(FileManager.default.isExecutableFile(atPath: binary), "build quorum-sim first")
         let start = Self.seeds(1)[0]
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = [
+        let result = try Self.quorumSim([
             "members", "--simulated-disks", "--node-mutation", "neverSyncsTheLog", "--seeds", "30", "--start-seed",
             "\(start)",
-        ]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0, "30 seeds from \(start) never caught a log that is never synced:\n\(text)")
+        ])
+        let text = result.stdout + result.stderr
+        #expect(result.status != 0, "30 seeds from \(start) never caught a log that is never synced:\n\(text)")
         #expect(text.contains("FAILED") || text.contains("while simulating seed"), "\(text)")
     }
 
@@ -134,19 +123,10 @@ import Testing
     /// with data it cannot trust, is restarted, and nothing acknowledged is lost. Fixed seeds in a process of its own
     /// (deterministic there): one seed in about 4,000 still ends in a Raft trap with faults on (docs/SIMULATION.md).
     @Test func diskErrorsStopAMemberAndLoseNothing() throws {
-        let binary = Paths.packageRoot + "/.build/debug/quorum-sim"
-        try #require(FileManager.default.isExecutableFile(atPath: binary), "build quorum-sim first")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = [
+        let result = try Self.quorumSim([
             "members", "--simulated-disks", "--disk-fault-rate", "0.001", "--seeds", "5", "--start-seed", "1",
-        ]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0 && text.contains("5 seeds, 0 failed"), "\(text)")
+        ])
+        let text = result.stdout + result.stderr
+        #expect(result.status == 0 && text.contains("5 seeds, 0 failed"), "\(text)")
     }
 }
