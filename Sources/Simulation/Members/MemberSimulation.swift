@@ -437,12 +437,9 @@ public final class MemberSimulation: @unchecked Sendable {
                     return
                 }
                 do {
-                    var r = Etcdserverpb_RangeRequest()
-                    r.key = Self.key(key)
-                    let response = try node.store.read { view in
-                        try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
+                    let value = try Self.read(Self.key(key), on: node).flatMap {
+                        Int64(String(decoding: $0.value, as: UTF8.self))
                     }
-                    let value = response.kvs.first.flatMap { Int64(String(decoding: $0.value, as: UTF8.self)) }
                     finish(token, .value(value))
                 } catch {
                     failures.append("a read after its barrier failed: \(error)")
@@ -551,6 +548,15 @@ public final class MemberSimulation: @unchecked Sendable {
         watchers.memberCrashed(i)
         members[i].node = nil
         for (token, op) in inFlight.sorted(by: { $0.key < $1.key }) where op.member == i { finish(token, .unknown) }
+    }
+
+    /// A key as a member serves a Range of it (after the caller's read barrier, for a linearizable read).
+    static func read(_ key: Data, on node: MemberNode) throws -> Mvccpb_KeyValue? {
+        var r = Etcdserverpb_RangeRequest()
+        r.key = key
+        return try node.store.read { view in
+            try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
+        }.kvs.first
     }
 
     static func key(_ k: UInt64) -> Data { Data("k\(k)".utf8) }

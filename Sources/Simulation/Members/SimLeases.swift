@@ -144,14 +144,9 @@ final class SimLeases: @unchecked Sendable {
             guard error == nil, !finished,
                 let node = simulation.members.compactMap(\.node).first(where: { ObjectIdentifier($0) == member })
             else { return }
-            var r = Etcdserverpb_RangeRequest()
-            r.key = key
-            guard
-                let response = try? node.store.read({ view in
-                    try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
-                })
-            else { return }
-            reads.append((index, call, scheduler.now, !response.kvs.isEmpty))
+            let kv: Mvccpb_KeyValue?
+            do { kv = try MemberSimulation.read(key, on: node) } catch { return }
+            reads.append((index, call, scheduler.now, kv != nil))
         }
     }
 
@@ -177,13 +172,9 @@ final class SimLeases: @unchecked Sendable {
     func checkLiveness(on node: MemberNode) -> [String] {
         var found: [String] = []
         for lease in leases where lease.abandoned != nil && lease.attached {
-            var r = Etcdserverpb_RangeRequest()
-            r.key = lease.key
-            let present =
-                (try? node.store.read { view in
-                    try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
-                })?.kvs.isEmpty == false
-            if present { found.append("lease \(lease.id): its key outlived the lease") }
+            if (try? MemberSimulation.read(lease.key, on: node)) != nil {
+                found.append("lease \(lease.id): its key outlived the lease")
+            }
         }
         return Array(found.prefix(10))
     }
