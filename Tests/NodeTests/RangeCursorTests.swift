@@ -83,9 +83,15 @@ import Testing
         case 1: r.countOnly = true
         default: break
         }
-        if Bool.random(using: &g) {
-            // From just below the compaction (refused) to just past the newest (refused too).
+        switch Int.random(in: 0..<4, using: &g) {
+        case 0:
+            // Anywhere from just below the compaction (refused) to just past the newest (refused too).
             r.revision = Int64.random(in: max(1, revisions.compacted - 2)...revisions.current + 1, using: &g)
+        case 1:
+            // The edges themselves, so every run asks for compacted and future revisions, not only a lucky seed.
+            let edges = [revisions.compacted - 1, revisions.compacted, revisions.current, revisions.current + 1]
+            r.revision = max(1, edges[Int.random(in: 0..<edges.count, using: &g)])
+        default: break
         }
         if Int.random(in: 0..<3, using: &g) == 0 {
             let pick = { (g: inout SeededRandom) in Int64.random(in: 0...revisions.current, using: &g) }
