@@ -286,7 +286,7 @@ public final class MemberNode: @unchecked Sendable {
             for action in plan.actions {
                 switch action {
                 case .saveSnapshotMarker(let marker):
-                    try wal.saveSnapshot(marker)
+                    try wal.saveSnapshot(marker, replacingLog: false)
                 case .append(let entries, let hs):
                     try wal.append(sync: true) { encoder in
                         for e in entries {
@@ -974,8 +974,10 @@ public final class MemberNode: @unchecked Sendable {
                 try restoreSnapshot(snapshot)
                 return false
             case .recordSnapshot(let meta):
+                // Raft installs a leader's snapshot only over a log that diverged from it, and drops that log.
                 try wal.saveSnapshot(
-                    WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)))
+                    WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)),
+                    replacingLog: true)
                 observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
                 try wal.releaseSegments(through: meta.index)
             case .persist(let entries, let hardState, let sync):
@@ -1140,7 +1142,8 @@ public final class MemberNode: @unchecked Sendable {
         guard let term = raft.term(at: applied) else { return }
         do {
             let conf = raft.confState(at: applied)
-            try wal.saveSnapshot(WALSnapshot(index: applied, term: term, confState: ConfStateCodec.encode(conf)))
+            try wal.saveSnapshot(
+                WALSnapshot(index: applied, term: term, confState: ConfStateCodec.encode(conf)), replacingLog: false)
             raft.compact(through: applied, snapshotData: [])
             try wal.releaseSegments(through: applied)
         } catch {

@@ -201,7 +201,7 @@ extension SimFileSystemStats {
 enum Record {
     case entry(WALEntry)
     case hardState(WALHardState)
-    case snapshot(WALSnapshot)
+    case snapshot(WALSnapshot, replacingLog: Bool)
 }
 
 /// What the log holds, by the same rules recovery applies (a later entry replaces the suffix from its index; a gap
@@ -222,8 +222,10 @@ struct LogModel {
             entries.append(entry)
         case .hardState(let state):
             hardState = state
-        case .snapshot(let marker):
+        case .snapshot(let marker, let replacingLog):
             if (snapshot?.index ?? 0) <= marker.index { snapshot = marker }
+            // A leader's snapshot over a diverged log: Raft dropped the whole log, the suffix included.
+            if replacingLog { entries.removeAll() }
             // Nothing is ever written at or below a snapshot again: keep the model small.
             entries.removeAll { $0.index <= marker.index }
         }
@@ -400,12 +402,19 @@ struct Harness {
         } else if roll < 95 {
             guard commit > snapIndex else { return }
             let index = snapIndex + 1 + UInt64(rng.int(0..<Int(commit - snapIndex)))
-            try saveSnapshot(log, WALSnapshot(index: index, term: term, confState: [UInt8(index & 0xFF), 1, 2]))
+            // A local snapshot carries the term of the entry it ends at, as the member records it.
+            let entryTerm = current.entries.first(where: { $0.index == index })?.term ?? term
+            try saveSnapshot(log, WALSnapshot(index: index, term: entryTerm, confState: [UInt8(index & 0xFF), 1, 2]))
             if rng.chance(0.6) { try log.releaseSegments(through: index) }
         } else {
-            // A snapshot received from the leader, beyond the log; the hard state commits it.
-            let index = last + 1 + UInt64(rng.int(0..<5))
-            try saveSnapshot(log, WALSnapshot(index: index, term: term, confState: [9]))
+            // A snapshot received from the leader: beyond the log, or (a new leader's) inside an uncommitted suffix
+            // this log holds from an older term, which Raft then drops whole. The hard state commits it.
+            var index = last + 1 + UInt64(rng.int(0..<5))
+            if last > commit && rng.chance(0.5) {
+                index = commit + 1 + UInt64(rng.int(0..<Int(last - commit)))
+                term += 1
+            }
+            try saveSnapshot(log, WALSnapshot(index: index, term: term, confState: [9]), replacingLog: true)
             let state = WALHardState(term: term, vote: 0, commit: index)
             pending.append(.hardState(state))
             try log.append(sync: true) { $0.appendHardState(state) }
@@ -413,9 +422,9 @@ struct Harness {
         }
     }
 
-    mutating func saveSnapshot(_ log: Log, _ marker: WALSnapshot) throws {
-        pending.append(.snapshot(marker))
-        try log.saveSnapshot(marker)
+    mutating func saveSnapshot(_ log: Log, _ marker: WALSnapshot, replacingLog: Bool = false) throws {
+        pending.append(.snapshot(marker, replacingLog: replacingLog))
+        try log.saveSnapshot(marker, replacingLog: replacingLog)
         synced()
     }
 

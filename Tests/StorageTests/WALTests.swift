@@ -66,6 +66,34 @@ import Testing
         #expect(recovered.entries == entries(1...5, term: 1) + entries(6...8, term: 2, tag: "new"))
     }
 
+    /// A follower whose log diverged takes the leader's snapshot and crashes before the leader's next entries reach
+    /// its log: the stale suffix past the snapshot must not come back (Raft dropped it), or the recovered log's terms
+    /// would go down after the snapshot.
+    @Test func aLeadersSnapshotOverADivergedSuffixDropsTheSuffix() throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [])
+        try append(log, entries(1...9, term: 7), hardState: WALHardState(term: 7, vote: 1, commit: 6))
+        try log.saveSnapshot(WALSnapshot(index: 7, term: 8, confState: [1]), replacingLog: true)
+        let (_, recovered) = try WriteAheadLog.open(in: dir.path)
+        #expect(recovered.snapshot == WALSnapshot(index: 7, term: 8, confState: [1]))
+        #expect(recovered.entries.isEmpty)
+        // The leader's entries that follow are kept.
+        let (reopened, _) = try WriteAheadLog.open(in: dir.path)
+        try append(reopened, entries(8...8, term: 8, tag: "new"))
+        let (_, again) = try WriteAheadLog.open(in: dir.path)
+        #expect(again.entries == entries(8...8, term: 8, tag: "new"))
+    }
+
+    /// A local snapshot (the entry at its index has its term) keeps the entries after it.
+    @Test func aLocalSnapshotKeepsTheEntriesAfterIt() throws {
+        let dir = TemporaryDirectory()
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [])
+        try append(log, entries(1...4, term: 1) + entries(5...9, term: 2))
+        try log.saveSnapshot(WALSnapshot(index: 6, term: 2, confState: [1]))
+        let (_, recovered) = try WriteAheadLog.open(in: dir.path)
+        #expect(recovered.entries == entries(7...9, term: 2))
+    }
+
     @Test func appendsContinueAfterReopen() throws {
         let dir = TemporaryDirectory()
         do {

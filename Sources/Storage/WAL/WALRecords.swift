@@ -111,6 +111,8 @@ enum WALRecordType: UInt8 {
     case entry = 2
     case hardState = 3
     case snapshot = 4
+    /// A leader's snapshot installed over this log: the marker, and every entry written before it is void.
+    case logReplacedBySnapshot = 5
 }
 
 /// Record framing: `u32 length | u32 crc32c(body) | body`, body = `u8 type | payload`, little-endian.
@@ -152,8 +154,8 @@ public struct WALEncoder: ~Copyable {
         hardState = state
     }
 
-    mutating func appendSnapshot(_ snapshot: WALSnapshot) {
-        let start = beginRecord(.snapshot)
+    mutating func appendSnapshot(_ snapshot: WALSnapshot, replacingLog: Bool = false) {
+        let start = beginRecord(replacingLog ? .logReplacedBySnapshot : .snapshot)
         putUInt64(snapshot.index)
         putUInt64(snapshot.term)
         buffer.append(contentsOf: snapshot.confState)

@@ -170,13 +170,21 @@ public final class WriteAheadLogOn<D: Disk> {
     }
 
     /// Records that the state machine durably holds everything through `snapshot.index`.
-    public func saveSnapshot(_ snapshot: WALSnapshot) throws {
+    ///
+    /// `replacingLog` says the snapshot is a leader's, installed because this log diverged from the leader's (Raft
+    /// installs one only then, and drops its whole log): recovery forgets every entry written before the marker.
+    /// Without it, a follower that took a leader's snapshot over a suffix from an older term and crashed before the
+    /// leader's next entries overwrote that suffix came back with it past the snapshot, a log whose terms go down,
+    /// which Raft refuses to start from. The member simulation found it (seed 5003309 on simulated disks with faults).
+    /// An explicit record rather than comparing terms at replay: the entry at the snapshot's index may sit in a
+    /// segment the replay skips.
+    public func saveSnapshot(_ snapshot: WALSnapshot, replacingLog: Bool = false) throws {
         if let failure { throw failure }
         var encoder = WALEncoder(reusing: [])
-        encoder.appendSnapshot(snapshot)
+        encoder.appendSnapshot(snapshot, replacingLog: replacingLog)
         try write(encoder.buffer, sync: true)
         self.snapshot = snapshot
-        if snapshot.index > lastIndex { lastIndex = snapshot.index }
+        if snapshot.index > lastIndex || replacingLog { lastIndex = snapshot.index }
     }
 
     /// Deletes segments whose entries all lie at or before `index` (a snapshot's index), oldest first, as long as
@@ -431,11 +439,12 @@ public final class WriteAheadLogOn<D: Disk> {
                 throw fail()
             }
             state.hardState = WALHardState(term: term, vote: vote, commit: commit)
-        case .snapshot:
+        case .snapshot, .logReplacedBySnapshot:
             guard let index = reader.uint64(), let term = reader.uint64() else { throw fail() }
             if index == .max {
                 throw WALCorruption(file: path, offset: offset, reason: "snapshot index \(index) out of range")
             }
+            if type == .logReplacedBySnapshot { state.entries.removeAll() }
             let snapshot = WALSnapshot(index: index, term: term, confState: reader.rest())
             if (state.snapshot?.index ?? 0) <= index { state.snapshot = snapshot }
         }
@@ -450,7 +459,7 @@ public typealias WriteAheadLog = WriteAheadLogOn<PosixDisk>
 /// work stays inside the concrete, specialised log.
 public protocol RaftLog: AnyObject {
     func append(sync: Bool, _ fill: (inout WALEncoder) -> Void) throws
-    func saveSnapshot(_ snapshot: WALSnapshot) throws
+    func saveSnapshot(_ snapshot: WALSnapshot, replacingLog: Bool) throws
     func releaseSegments(through index: UInt64) throws
     var stats: WALStats { get }
 }
