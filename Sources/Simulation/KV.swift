@@ -5,10 +5,12 @@ public enum KVOperation: Sendable, Equatable {
     case put(key: UInt64, value: Int64)
     case get(key: UInt64)
     case cas(key: UInt64, expected: Int64, new: Int64)
+    /// Deletes the key; answers how many keys it deleted (0 or 1).
+    case delete(key: UInt64)
 
     public var key: UInt64 {
         switch self {
-        case .put(let k, _), .get(let k), .cas(let k, _, _): k
+        case .put(let k, _), .get(let k), .cas(let k, _, _), .delete(let k): k
         }
     }
 }
@@ -19,6 +21,8 @@ public enum KVOutput: Sendable, Equatable {
     case casFailed
     /// A read's result; `nil` when the key is absent.
     case value(Int64?)
+    /// A delete's result: how many keys it removed.
+    case deleted(Int64)
     /// The client gave up waiting: the operation may or may not have taken effect.
     case unknown
 }
@@ -54,6 +58,12 @@ struct KVCommand: Equatable {
             varint(k)
             varint(UInt64(bitPattern: e))
             varint(UInt64(bitPattern: n))
+        case .delete(let k):
+            out.append(3)
+            varint(client)
+            varint(seq)
+            varint(k)
+            varint(0)
         case .get:
             preconditionFailure("reads do not go through the log")
         }
@@ -90,6 +100,7 @@ struct KVCommand: Equatable {
         case 2:
             guard let b = varint() else { return nil }
             op = .cas(key: k, expected: Int64(bitPattern: a), new: Int64(bitPattern: b))
+        case 3: op = .delete(key: k)
         default: return nil
         }
     }
@@ -116,6 +127,8 @@ struct KVStore: Equatable {
                 return .ok
             }
             return .casFailed
+        case .delete(let k):
+            return .deleted(values.removeValue(forKey: k) == nil ? 0 : 1)
         case .get:
             return nil
         }

@@ -66,6 +66,9 @@ public struct LinearizabilityChecker: Sendable {
             case .casFailed: return state != e ? .some(state) : nil
             default: return .some(state == e ? n : state)
             }
+        case .delete:
+            if case .deleted(let count) = output { return (count == 1) == (state != nil) ? .some(nil) : nil }
+            return .some(nil)
         }
     }
 

@@ -54,6 +54,34 @@ struct LinearizabilityCheckerTests {
         #expect(LinearizabilityChecker().check(bad) == .violation(key: 0))
     }
 
+    @Test func deleteSemantics() {
+        let ok = [
+            h(1, .put(key: 0, value: 1), .ok, 0, 1),
+            h(2, .delete(key: 0), .deleted(1), 2, 3),
+            h(3, .delete(key: 0), .deleted(0), 4, 5),
+            h(1, .get(key: 0), .value(nil), 6, 7),
+        ]
+        let resurrected = [
+            h(1, .put(key: 0, value: 1), .ok, 0, 1),
+            h(2, .delete(key: 0), .deleted(1), 2, 3),
+            h(1, .get(key: 0), .value(1), 4, 5),  // the delete returned before the read began
+        ]
+        let wrongCount = [
+            h(1, .put(key: 0, value: 1), .ok, 0, 1),
+            h(2, .delete(key: 0), .deleted(0), 2, 3),  // the key was there
+        ]
+        let mayHaveDeleted = [
+            h(1, .put(key: 0, value: 1), .ok, 0, 1),
+            h(2, .delete(key: 0), .unknown, 2, .max),
+            h(1, .get(key: 0), .value(nil), 4, 5),
+            h(3, .get(key: 0), .value(nil), 6, 7),
+        ]
+        #expect(LinearizabilityChecker().check(ok) == .linearizable)
+        #expect(LinearizabilityChecker().check(resurrected) == .violation(key: 0))
+        #expect(LinearizabilityChecker().check(wrongCount) == .violation(key: 0))
+        #expect(LinearizabilityChecker().check(mayHaveDeleted) == .linearizable)
+    }
+
     @Test func keysAreCheckedIndependently() {
         let history = [
             h(1, .put(key: 0, value: 1), .ok, 0, 10),

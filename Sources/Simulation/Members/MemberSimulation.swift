@@ -39,6 +39,9 @@ public final class MemberSimulation: @unchecked Sendable {
         /// that hits one must stop (never go on with data it cannot trust); the simulator then restarts it, as a
         /// supervisor would, and every check still holds.
         public var diskFaultRate = 0.0
+        /// Compact the key space now and then (to a revision 10-50 behind the newest), while watchers read
+        /// history and clients read serializably at revisions a compaction may take.
+        public var compactions = true
         /// Clients that grant leases, attach keys, keep them alive, revoke them or let them expire.
         public var leaseClients = 2
         /// Watchers of the whole key space (one from the first revision, the others moving between members).
@@ -101,6 +104,14 @@ public final class MemberSimulation: @unchecked Sendable {
     lazy var leases = SimLeases(simulation: self)
     var inFlight: [UInt64: InFlight] = [:]
     var nextToken: UInt64 = 0
+    /// A serializable read as its client saw it: after the run, the key must have had that value at that revision.
+    struct SerializableRead {
+        var member: Int
+        var key: UInt64
+        var value: Int64?
+        var revision: Int64
+    }
+    var serializableReads: [SerializableRead] = []
     var crashes = 0
     /// Every member halted by a crash: all must be freed by the end of the run.
     var haltedNodes: [WeakNode] = []
@@ -157,6 +168,7 @@ public final class MemberSimulation: @unchecked Sendable {
         }
         if options.partitions { scheduleFault() }
         if options.crashes { scheduleCrash() }
+        if options.compactions { scheduleCompaction() }
         if options.trace { traceLeaders(last: "") }
         watchers.start(count: options.watchers)
         leases.start(clients: options.leaseClients)
@@ -172,6 +184,7 @@ public final class MemberSimulation: @unchecked Sendable {
         settleAndCompare()
         checkLeases()
         checkWatchers()
+        checkSerializableReads()
         // Many operations of unknown outcome on one key (crashes, timeouts) can exhaust the usual search budget; such
         // a history is searched again with a far larger one before it counts as a failure.
         var verdict = LinearizabilityChecker().check(history)
@@ -414,7 +427,7 @@ public final class MemberSimulation: @unchecked Sendable {
             inFlight[token] = InFlight(client: client, op: op, call: scheduler.now, member: m)
         }
         switch scheduler.random.int(0..<10) {
-        case 0..<4:
+        case 0..<3:
             nextValue[client] += 1
             let value = nextValue[client]
             var put = Etcdserverpb_PutRequest()
@@ -427,7 +440,37 @@ public final class MemberSimulation: @unchecked Sendable {
                 let output: KVOutput = if case .success(.put) = result { .ok } else { .unknown }
                 finish(token, output)
             }
-        case 4..<7:
+        case 3:
+            track(.delete(key: key))
+            var delete = Etcdserverpb_DeleteRangeRequest()
+            delete.key = Self.key(key)
+            var request = Quorumpb_RaftRequest()
+            request.deleteRange = delete
+            node.propose(request) { [self] result in
+                let output: KVOutput =
+                    if case .success(.deleteRange(let response)) = result { .deleted(response.deleted) } else {
+                        .unknown
+                    }
+                finish(token, output)
+            }
+        case 4:
+            // A serializable read: this member's applied state, however far behind; checked after the run against
+            // the revision it names (`checkSerializableReads`), not for linearizability.
+            do {
+                let (kv, revision) = try Self.readWithRevision(Self.key(key), on: node)
+                serializableReads.append(
+                    SerializableRead(
+                        member: m, key: key, value: kv.flatMap { Int64(String(decoding: $0.value, as: UTF8.self)) },
+                        revision: revision))
+                trace("client \(client) on \(members[m].name): serializable get(key: \(key)) at \(revision)")
+            } catch {
+                failures.append("a serializable read failed: \(error)")
+            }
+            outstanding -= 1
+            scheduler.after(.ms(scheduler.random.int(in: 0...options.thinkMilliseconds))) { [self] in
+                nextOperation(client: client)
+            }
+        case 5..<7:
             track(.get(key: key))
             node.readBarrier { [self] error in
                 guard let node = members[m].node, inFlight[token] != nil else { return }
@@ -494,6 +537,60 @@ public final class MemberSimulation: @unchecked Sendable {
         }
     }
 
+    /// Now and then a client compacts the key space to a revision 10-50 behind the newest, through any member that
+    /// serves, as `etcdctl compact` does; a compaction already passed is refused, which is fine.
+    func scheduleCompaction() {
+        scheduler.after(.ms(scheduler.random.int(in: 2_000...6_000))) { [self] in
+            guard issued < options.operations else { return }
+            let serving = members.indices.filter { members[$0].node?.recovered == true }
+            if let m = serving.isEmpty ? nil : scheduler.random.pick(serving), let node = members[m].node {
+                let revisions = node.store.revisions
+                let target = revisions.current - Int64(scheduler.random.int(in: 10...50))
+                if target > revisions.compacted {
+                    var compaction = Etcdserverpb_CompactionRequest()
+                    compaction.revision = target
+                    var request = Quorumpb_RaftRequest()
+                    request.compaction = compaction
+                    trace("compaction to revision \(target) through \(members[m].name)")
+                    node.propose(request) { [self] result in
+                        trace("compaction to revision \(target): \(result)")
+                    }
+                }
+            }
+            scheduleCompaction()
+        }
+    }
+
+    /// Every serializable read saw the key as it was at the revision its answer names: by what the watchers saw
+    /// (every revision, checked against each other), or else on a member that caught up, unless a compaction took
+    /// that revision.
+    func checkSerializableReads() {
+        guard let node = members.compactMap(\.node).first else { return }
+        var unverifiable = 0
+        for read in serializableReads {
+            let key = Self.key(read.key)
+            let expected: Int64?
+            if options.watchers > 0, let seen = watchers.value(of: key, at: read.revision) {
+                expected = seen.flatMap { Int64(String(decoding: $0, as: UTF8.self)) }
+            } else if read.revision > node.store.revisions.compacted,
+                let (kv, _) = try? Self.readWithRevision(key, at: read.revision, on: node)
+            {
+                expected = kv.flatMap { Int64(String(decoding: $0.value, as: UTF8.self)) }
+            } else {
+                unverifiable += 1
+                continue
+            }
+            if read.revision > node.store.revisions.current || expected != read.value {
+                failures.append(
+                    "a serializable read on \(members[read.member].name) of key \(read.key) at revision "
+                        + "\(read.revision) saw \(read.value.map(String.init) ?? "nothing"), the cluster's history has "
+                        + "\(expected.map(String.init) ?? "nothing")")
+                return
+            }
+        }
+        trace("serializable reads: \(serializableReads.count), \(unverifiable) at compacted revisions")
+    }
+
     // MARK: Crashes
 
     /// Now and then a member crashes (its loops stop where they are, nothing is flushed, its files stay as they
@@ -552,11 +649,20 @@ public final class MemberSimulation: @unchecked Sendable {
 
     /// A key as a member serves a Range of it (after the caller's read barrier, for a linearizable read).
     static func read(_ key: Data, on node: MemberNode) throws -> Mvccpb_KeyValue? {
+        try readWithRevision(key, on: node).kv
+    }
+
+    /// The key at `revision` (0: the newest), and the revision the answer is of.
+    static func readWithRevision(_ key: Data, at revision: Int64 = 0, on node: MemberNode) throws -> (
+        kv: Mvccpb_KeyValue?, revision: Int64
+    ) {
         var r = Etcdserverpb_RangeRequest()
         r.key = key
-        return try node.store.read { view in
+        r.revision = revision
+        let response = try node.store.read { view in
             try RangeExecution.execute(r) { range, options in try view.range(range, options: options) }
-        }.kvs.first
+        }
+        return (response.kvs.first, response.header.revision)
     }
 
     static func key(_ k: UInt64) -> Data { Data("k\(k)".utf8) }
