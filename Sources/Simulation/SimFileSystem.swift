@@ -17,11 +17,19 @@ public struct SimDiskFaults: Sendable {
     public var syncError: Double = 0
     /// Probability that fsync of a directory fails with EIO; the names changed in it stay undurable.
     public var directorySyncError: Double = 0
+    /// Probability that an fsync (of a file or a directory) is slow: the device is busy or failing, and the call
+    /// blocks its caller for a time drawn from `stall` (reported through `SimFileSystem.onStall`). etcd's operators
+    /// know the symptom: a leader whose fdatasync takes a second misses its heartbeats and loses its leadership.
+    public var slowSync: Double = 0
+    public var stall: ClosedRange<SimTime> = .ms(50) ... .ms(1_500)
 
-    public init(writeError: Double = 0, syncError: Double = 0, directorySyncError: Double = 0) {
+    public init(
+        writeError: Double = 0, syncError: Double = 0, directorySyncError: Double = 0, slowSync: Double = 0
+    ) {
         self.writeError = writeError
         self.syncError = syncError
         self.directorySyncError = directorySyncError
+        self.slowSync = slowSync
     }
 }
 
@@ -36,6 +44,9 @@ public struct SimFileSystemStats: Sendable {
     public var namesLost = 0
     public var writeErrors = 0
     public var syncErrors = 0
+    /// Slow fsyncs, and the virtual time they blocked their callers in all.
+    public var stalls = 0
+    public var stalledMicroseconds: SimTime = 0
     public init() {}
 }
 
@@ -92,6 +103,9 @@ public final class SimFileSystem: Disk {
 
     public var faults: SimDiskFaults
     public private(set) var stats = SimFileSystemStats()
+    /// Told how long a slow fsync blocks its caller (`SimDiskFaults.slowSync`): the member simulation charges it to
+    /// the loop that made the call, which runs nothing else meanwhile.
+    public var onStall: ((SimTime) -> Void)?
 
     private var rng: SimRandom
     private var names: [String: Inode] = [:]
@@ -200,6 +214,7 @@ public final class SimFileSystem: Disk {
         guard directories.contains(directory) else {
             throw FileError(operation: "open", path: directory, errno: ENOENT)
         }
+        stallNow()
         if rng.chance(faults.directorySyncError) {
             stats.syncErrors += 1
             throw FileError(operation: "fsync", path: directory, errno: EIO)
@@ -260,6 +275,7 @@ public final class SimFileSystem: Disk {
 
     func sync(_ file: SimFile) throws {
         try check(file, "fsync")
+        stallNow()
         if rng.chance(faults.syncError) {
             stats.syncErrors += 1
             // The writeback failed part way: what reached the disk is random, and the kernel forgets the rest.
@@ -267,6 +283,16 @@ public final class SimFileSystem: Disk {
             throw FileError(operation: "fsync", path: file.path, errno: EIO)
         }
         writeBack(file.inode, completely: true, rng: &rng)
+    }
+
+    /// A slow fsync, now and then. Draws from the generator only when slow fsyncs are asked for, so that seeds
+    /// without them replay as before.
+    private func stallNow() {
+        guard faults.slowSync > 0, rng.chance(faults.slowSync) else { return }
+        let stall = rng.int(in: faults.stall)
+        stats.stalls += 1
+        stats.stalledMicroseconds += stall
+        onStall?(stall)
     }
 
     func truncate(_ file: SimFile, to length: Int) throws {

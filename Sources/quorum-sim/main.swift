@@ -186,6 +186,8 @@ struct Members: ParsableCommand {
     var simulatedDisks = false
     @Option(help: "With --simulated-disks: the chance that a write or an fsync fails (EIO/ENOSPC).")
     var diskFaultRate = 0.0
+    @Option(help: "With --simulated-disks: the chance that an fsync stalls its caller for 50 ms to 1.5 s.")
+    var slowSyncRate = 0.0
 
     func run() throws {
         ensureDeterministicHashing()
@@ -202,6 +204,7 @@ struct Members: ParsableCommand {
             options.trace = trace
             options.simulatedDisks = simulatedDisks
             options.diskFaultRate = diskFaultRate
+            options.slowSyncRate = slowSyncRate
             let report = try MemberSimulation(seed: s, options: options).run()
             if !report.ok {
                 failed += 1

@@ -39,6 +39,9 @@ public final class MemberSimulation: @unchecked Sendable {
         /// that hits one must stop (never go on with data it cannot trust); the simulator then restarts it, as a
         /// supervisor would, and every check still holds.
         public var diskFaultRate = 0.0
+        /// With simulated disks: the chance that an fsync is slow (50 ms to 1.5 s of virtual time), blocking the
+        /// member's loop that called it (its Raft loop for the log, its apply loop for SQLite) meanwhile.
+        public var slowSyncRate = 0.0
         /// Compact the key space now and then (to a revision 10-50 behind the newest), while watchers read
         /// history and clients read serializably at revisions a compaction may take.
         public var compactions = true
@@ -68,11 +71,13 @@ public final class MemberSimulation: @unchecked Sendable {
         public var messagesDelivered: Int
         public var crashes: Int
         public var snapshots: Int
+        /// Slow fsyncs (`Options.slowSyncRate`).
+        public var stalls: Int
         public var ok: Bool { violations.isEmpty }
         public var description: String {
             "seed \(seed): \(operations) operations (\(acknowledged) acknowledged, \(unknown) unknown), "
                 + "\(virtualMilliseconds) ms simulated, \(events) events, \(messagesDelivered) messages, "
-                + "\(crashes) crashes, \(snapshots) snapshots"
+                + "\(crashes) crashes, \(snapshots) snapshots" + (stalls > 0 ? ", \(stalls) slow fsyncs" : "")
                 + (violations.isEmpty ? "" : "; VIOLATIONS: " + violations.joined(separator: "; "))
         }
     }
@@ -194,12 +199,13 @@ public final class MemberSimulation: @unchecked Sendable {
         case .violation(let key): failures.append("the history of key \(key) is not linearizable")
         case .inconclusive(let key): failures.append("the linearizability search gave up on key \(key)")
         }
+        let stalls = members.compactMap(\.disk).map(\.stats.stalls).reduce(0, +)
         tearDown()
         return Report(
             seed: seed, operations: history.count, acknowledged: history.filter { $0.output != .unknown }.count,
             unknown: history.filter { $0.output == .unknown }.count, violations: failures,
             virtualMilliseconds: scheduler.now / 1000, events: scheduler.steps, messagesDelivered: peers.delivered,
-            crashes: crashes, snapshots: peers.snapshots)
+            crashes: crashes, snapshots: peers.snapshots, stalls: stalls)
     }
 
     /// A line of the trace (`Options.trace`), stamped with the virtual time.
@@ -278,7 +284,13 @@ public final class MemberSimulation: @unchecked Sendable {
                     let rate = options.diskFaultRate
                     let disk = SimFileSystem(
                         seed: scheduler.random.next(),
-                        faults: SimDiskFaults(writeError: rate, syncError: rate, directorySyncError: rate))
+                        faults: SimDiskFaults(
+                            writeError: rate, syncError: rate, directorySyncError: rate,
+                            slowSync: options.slowSyncRate))
+                    disk.onStall = { [weak self] time in
+                        self?.scheduler.block(time)
+                        self?.trace("\(name): an fsync stalls for \(time / 1000) ms")
+                    }
                     try disk.makeDirectory("/tmp")
                     members[i].disk = disk
                     members[i].vfs = DiskVFS(

@@ -38,8 +38,9 @@ public final class SimPeers: @unchecked Sendable {
 
     fileprivate func send(_ messages: [Message], from: UInt64) {
         for message in messages {
+            // A message sent after a slow fsync leaves when the fsync returns.
             let arrivals = network.route(
-                from: from, to: message.to, now: scheduler.now, rng: &scheduler.random)
+                from: from, to: message.to, now: scheduler.effectiveNow, rng: &scheduler.random)
             if arrivals.isEmpty { dropped += 1 }
             for time in arrivals {
                 scheduler.at(time) { [self] in
@@ -57,10 +58,10 @@ public final class SimPeers: @unchecked Sendable {
 
     fileprivate func sendSnapshot(_ message: Message, image: SnapshotImage, from: UInt64) {
         let arrival = network.route(
-            from: from, to: message.to, now: scheduler.now, rng: &scheduler.random
+            from: from, to: message.to, now: scheduler.effectiveNow, rng: &scheduler.random
         ).first
         let source = disks[from]
-        scheduler.at(arrival ?? scheduler.now) { [self] in
+        scheduler.at(arrival ?? scheduler.effectiveNow) { [self] in
             defer {
                 if let source { try? source.remove(image.path) } else { try? FileSystem.remove(image.path) }
             }

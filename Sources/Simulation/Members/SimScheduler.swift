@@ -17,6 +17,18 @@ public final class SimScheduler: @unchecked Sendable {
     fileprivate(set) var running: ObjectIdentifier?
     /// Events run so far (a bound for runs that would never end).
     public private(set) var steps = 0
+    /// Virtual time the running job has spent blocked so far (a slow fsync): its loop starts nothing else until it
+    /// has passed, and what the job sends leaves when the block ends. Work itself still takes no time.
+    public fileprivate(set) var blocked: SimTime = 0
+
+    /// The running job blocks for `time` (see `blocked`); outside a loop's job there is nothing to block.
+    public func block(_ time: SimTime) {
+        assertOwned()
+        if running != nil { blocked += time }
+    }
+
+    /// The virtual time at which what the running job does now takes effect: now, plus what it was blocked.
+    public var effectiveNow: SimTime { now + blocked }
 
     public init(seed: UInt64) {
         random = SimRandom(seed: seed)
@@ -76,6 +88,11 @@ public final class SimLoop: SerialLoop, @unchecked Sendable {
     private var queue: [@Sendable () -> Void] = []
     private var head = 0
     private var stopped = false
+    /// Until when the loop is blocked by its last job (`SimScheduler.block`): later jobs wait for it.
+    private var busyUntil: SimTime = 0
+    /// Whether a tick is queued and has not run: a blocked loop owes one tick, not one per interval it missed, as
+    /// `ThreadLoop` does.
+    private var tickQueued = false
     public let name: String
 
     public init(_ name: String, on scheduler: SimScheduler, jitter: SimTime = 50) {
@@ -100,7 +117,13 @@ public final class SimLoop: SerialLoop, @unchecked Sendable {
         func arm() {
             scheduler.after(max(1, micros)) { [self] in
                 guard !stopped else { return }
-                execute(tick)
+                if !tickQueued {
+                    tickQueued = true
+                    execute { [self] in
+                        tickQueued = false
+                        tick()
+                    }
+                }
                 arm()
             }
         }
@@ -118,15 +141,21 @@ public final class SimLoop: SerialLoop, @unchecked Sendable {
 
     private func runFirst() {
         guard !stopped, head < queue.count else { return }
+        if busyUntil > scheduler.now {
+            scheduler.at(busyUntil) { [self] in runFirst() }
+            return
+        }
         let job = queue[head]
         head += 1
         if head > 1024 && head * 2 > queue.count {
             queue.removeFirst(head)
             head = 0
         }
-        let outer = scheduler.running
+        let outer = (scheduler.running, scheduler.blocked)
         scheduler.running = ObjectIdentifier(self)
+        scheduler.blocked = 0
         job()
-        scheduler.running = outer
+        if scheduler.blocked > 0 { busyUntil = scheduler.now + scheduler.blocked }
+        (scheduler.running, scheduler.blocked) = outer
     }
 }
