@@ -12,7 +12,7 @@ final class ApplyQueue: @unchecked Sendable {
         /// Committed entries, with the configuration each `.confChange` entry left (the Raft loop asked Raft).
         case entries([Entry], configurations: [UInt64: ConfState])
         /// Linearizable reads confirmed at `index`: released once the state machine has applied it.
-        case reads(index: UInt64, waiters: [MemberNode.ReadWaiter])
+        case reads(index: UInt64, waiters: [ReadWaiter])
         /// Anything else that needs the state machine (snapshots, defragmentation): runs in order with the rest.
         case perform(@Sendable (MemberNode) -> Void)
     }

@@ -57,13 +57,9 @@ public final class MemberNode: @unchecked Sendable {
     /// Where the Ready in hand is (a snapshot restore spans several passes of the loop).
     private var pipeline = ReadyPipeline()
     private let wal: any RaftLog
-    private var pendingReads: [ReadWaiter] = []
-    private var readsInFlight: [[UInt8]: [ReadWaiter]] = [:]
-    /// When each ReadIndex round in flight was asked for, until it is answered or given up (for the slow ones).
-    private var readIndexAskedAt: [[UInt8]: Int64] = [:]
-    private var readSequence: UInt64 = 0
+    private var reads = ReadIndexRounds<ReadWaiter>()
     /// When this member, as leader, last handed each follower a heartbeat (to tell the late ones).
-    private var lastHeartbeatSent: [UInt64: Int64] = [:]
+    private var lateHeartbeats: LateHeartbeats
     /// Database images received from the leader, by snapshot index, until Raft hands the snapshot out.
     private var pendingSnapshotImages: [UInt64: String] = [:]
     /// Followers a database snapshot is being written or sent to (Raft loop only). Raft may ask again before the
@@ -93,24 +89,6 @@ public final class MemberNode: @unchecked Sendable {
     /// When progress notifications were last sent (the watch loop's).
     private var lastProgressNotify: Int64 = 0
     let stopped = Atomic<Bool>(false)
-
-    struct ReadWaiter {
-        /// Called on a loop thread: nil once the read may proceed, or why it may not.
-        var completion: @Sendable (EtcdError?) -> Void
-        var deadline: Int64
-        /// What the waiter hears when its deadline passes (nil: the error `expire` is given): the caller's own
-        /// deadline answers "deadline exceeded", the member's request timeout "request timed out".
-        var expiry: EtcdError? = nil
-
-        /// Fails the waiters whose deadline passed; returns the others.
-        static func expire(_ list: [ReadWaiter], now: Int64, with error: EtcdError) -> [ReadWaiter] {
-            var keep: [ReadWaiter] = []
-            for waiter in list {
-                if waiter.deadline <= now { waiter.completion(waiter.expiry ?? error) } else { keep.append(waiter) }
-            }
-            return keep
-        }
-    }
 
     /// etcd's `maxGapBetweenApplyAndCommitIndex`: while more committed entries than this wait to be applied, new
     /// proposals are refused with "too many requests" (applying is the bottleneck; queueing more only grows memory).
@@ -354,6 +332,7 @@ public final class MemberNode: @unchecked Sendable {
         // A follower catching up through a snapshot then needs the entries written while it travelled.
         raftConfig.catchUpRetention =
             config.catchUpRetentionEntries ?? max(5000, 5 * config.snapshotCatchUpEntries)
+        lateHeartbeats = LateHeartbeats(heartbeatNanoseconds: Int64(config.heartbeatMilliseconds) * 1_000_000)
         raft = RaftNode(config: raftConfig, state: raftState)
         let size = try backend.size()
         dbSize.store(size.total, ordering: .relaxed)
@@ -435,9 +414,7 @@ public final class MemberNode: @unchecked Sendable {
         let drained = DispatchSemaphore(value: 0)
         loop.execute { [self] in
             // Whoever still waits for a read hears that the member stopped.
-            for waiter in pendingReads + readsInFlight.values.flatMap({ $0 }) { waiter.completion(.stopped) }
-            pendingReads = []
-            readsInFlight = [:]
+            for waiter in reads.takeAll() { waiter.completion(.stopped) }
             drained.signal()
         }
         if !loop.inLoop { _ = drained.wait(timeout: .now() + 10) }
@@ -467,11 +444,7 @@ public final class MemberNode: @unchecked Sendable {
         // The loops are stopped, so their state is nobody's: drop what holds requests' callbacks (which hold this
         // member), so that the halted member is freed and its files closed.
         waiters.failAll(with: .stopped)
-        for waiter in pendingReads + readsInFlight.values.flatMap({ $0 }) + inbox.take().reads {
-            waiter.completion(.stopped)
-        }
-        pendingReads = []
-        readsInFlight = [:]
+        for waiter in reads.takeAll() + inbox.take().reads { waiter.completion(.stopped) }
         for (_, held) in heldReads { for waiter in held { waiter.completion(.stopped) } }
         heldReads = []
         applyQueue.stop()
@@ -911,7 +884,7 @@ public final class MemberNode: @unchecked Sendable {
             }
             for message in work.messages { try? raft.step(message) }
             for action in work.actions { action(self) }
-            pendingReads += work.reads
+            reads.add(work.reads)
             requestReadIndexIfNeeded()
             try drainReadies()
         }
@@ -990,10 +963,7 @@ public final class MemberNode: @unchecked Sendable {
             case .readStates(let states):
                 serveReads(states)
             case .droppedReads(let contexts):
-                for context in contexts {
-                    readIndexAskedAt[context] = nil
-                    if let waiting = readsInFlight.removeValue(forKey: context) { pendingReads += waiting }
-                }
+                for context in contexts { reads.onDropped(context) }
             }
         }
         return true
@@ -1002,12 +972,9 @@ public final class MemberNode: @unchecked Sendable {
     /// Reads Raft confirmed: served now if applied far enough, else by the apply loop once it is.
     private func serveReads(_ states: [ReadState]) {
         for state in states {
-            if let asked = readIndexAskedAt.removeValue(forKey: state.context),
-                now() - asked > Self.slowReadIndexNanoseconds
-            {
-                counters.slowReadIndexes.add(1, ordering: .relaxed)
-            }
-            guard let waiting = readsInFlight.removeValue(forKey: state.context) else { continue }
+            let (waiting, slow) = reads.onConfirmed(state.context, now: now())
+            if slow { counters.slowReadIndexes.add(1, ordering: .relaxed) }
+            guard !waiting.isEmpty else { continue }
             if appliedIndex.load(ordering: .acquiring) >= state.index
                 || config.testingNodeMutation == .servesReadsBeforeApplying
             {
@@ -1159,7 +1126,7 @@ public final class MemberNode: @unchecked Sendable {
         assertOnRaftLoop()
         let previous = status.leader
         // Heartbeats are timed within one term of leadership.
-        lastHeartbeatSent.removeAll()
+        lateHeartbeats.reset()
         if soft.role == .leader {
             leases.promote()
         } else {
@@ -1213,64 +1180,37 @@ public final class MemberNode: @unchecked Sendable {
 
     private func requestReadIndexIfNeeded() {
         assertOnRaftLoop()
-        guard !pendingReads.isEmpty else { return }
         if raft.leaderID == 0 && raft.role != .leader { return }
-        readSequence += 1
-        var context: [UInt8] = []
-        for i in 0..<8 { context.append(UInt8(truncatingIfNeeded: readSequence >> (8 * UInt64(i)))) }
-        readsInFlight[context] = pendingReads
-        readIndexAskedAt[context] = now()
-        pendingReads = []
-        raft.readIndex(context: context)
+        if let context = reads.startRound(now: now()) { raft.readIndex(context: context) }
     }
 
-    /// etcd's `readIndexRetryTime`: a ReadIndex round not answered within it is a slow one (etcd asks again then,
-    /// and counts the stale answers and the rounds that time out as `etcd_server_slow_read_indexes_total`).
-    static let slowReadIndexNanoseconds: Int64 = 500_000_000
-
+    /// Fails the reads whose deadline passed: no leader to confirm them, or none in time.
     private func expireReads(now t: Int64) {
         assertOnRaftLoop()
+        let (expired, givenUp) = reads.expire(now: t, deadline: \.deadline)
         let error: EtcdError = status.hasLeader ? .timeout : .noLeader
-        let before = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
-        pendingReads = ReadWaiter.expire(pendingReads, now: t, with: error)
-        for (key, list) in readsInFlight {
-            let left = ReadWaiter.expire(list, now: t, with: error)
-            if left.isEmpty && !list.isEmpty {
-                // Every read of the round timed out: the round is given up (a late answer finds nobody).
-                readsInFlight[key] = nil
-                if readIndexAskedAt.removeValue(forKey: key) != nil {
-                    counters.slowReadIndexes.add(1, ordering: .relaxed)
-                }
-            } else {
-                readsInFlight[key] = left
-            }
-        }
-        let after = pendingReads.count + readsInFlight.values.reduce(0) { $0 + $1.count }
-        if after < before { counters.readIndexFailures.add(before - after, ordering: .relaxed) }
+        for waiter in expired { waiter.completion(waiter.expiry ?? error) }
+        if !expired.isEmpty { counters.readIndexFailures.add(expired.count, ordering: .relaxed) }
+        if givenUp > 0 { counters.slowReadIndexes.add(givenUp, ordering: .relaxed) }
     }
 
-    /// etcd's heartbeat time detector: a heartbeat the leader hands a follower more than two heartbeat intervals
-    /// after the previous one was sent late (the Raft loop was held up, most often by a slow disk), and counts in
-    /// `etcd_server_heartbeat_send_failures_total`.
+    /// etcd's heartbeat time detector (`LateHeartbeats`), counted in `etcd_server_heartbeat_send_failures_total`.
     private func noteHeartbeats(_ messages: [Message]) {
         assertOnRaftLoop()
         var t: Int64?
-        let limit = 2 * Int64(config.heartbeatMilliseconds) * 1_000_000
         for message in messages where message.kind == .heartbeat {
             let sent = t ?? now()
             t = sent
-            if let last = lastHeartbeatSent[message.to], sent - last > limit {
-                counters.heartbeatSendFailures.add(1, ordering: .relaxed)
-                logger.warning(
-                    "leader failed to send out heartbeat on time; leader is overloaded likely from slow disk",
-                    metadata: [
-                        "to": "\(Identity.hex(message.to))",
-                        "heartbeat-interval": "\(config.heartbeatMilliseconds)ms",
-                        "expected-duration": "\(2 * config.heartbeatMilliseconds)ms",
-                        "exceeded-duration": "\(Double(sent - last - limit) / 1e6)ms",
-                    ])
-            }
-            lastHeartbeatSent[message.to] = sent
+            guard let late = lateHeartbeats.onSent(to: message.to, now: sent) else { continue }
+            counters.heartbeatSendFailures.add(1, ordering: .relaxed)
+            logger.warning(
+                "leader failed to send out heartbeat on time; leader is overloaded likely from slow disk",
+                metadata: [
+                    "to": "\(Identity.hex(message.to))",
+                    "heartbeat-interval": "\(config.heartbeatMilliseconds)ms",
+                    "expected-duration": "\(2 * config.heartbeatMilliseconds)ms",
+                    "exceeded-duration": "\(Double(late) / 1e6)ms",
+                ])
         }
     }
 
@@ -1323,6 +1263,6 @@ struct InboxWork: Sendable {
 
     var proposals: [Proposal] = []
     var messages: [Message] = []
-    var reads: [MemberNode.ReadWaiter] = []
+    var reads: [ReadWaiter] = []
     var actions: [@Sendable (MemberNode) -> Void] = []
 }
