@@ -72,8 +72,8 @@ echo "member simulation: seeds $members_start..<$(( members_start + members_seed
 bin=$(swift build --show-bin-path)
 "$bin/quorum-sim" members --start-seed "$members_start" --seeds "$half" &
 first=$!
-"$bin/quorum-sim" members --simulated-disks --disk-fault-rate 0.0003 --slow-sync-rate 0.005 --start-seed $(( members_start + half )) \
-    --seeds $(( members_seeds - half )) || status=1
+"$bin/quorum-sim" members --simulated-disks --disk-fault-rate 0.0003 --slow-sync-rate 0.005 \
+    --start-seed $(( members_start + half )) --seeds $(( members_seeds - half )) || status=1
 wait $first || status=1
 # Last, a brief run of every libFuzzer target (docs/FUZZING.md) from a sanitizer build of its own (.build-fuzz): the
 # committed corpora are already replayed in FuzzTests above; this looks a little beyond them. A fixed number of
