@@ -22,6 +22,16 @@ import Testing
             "lossyfs needs root, /dev/fuse, python3 with fusepy and libfuse 2 (scripts/test.sh installs them)")
     }
 
+    /// A run's options on the debug build, in a fresh work directory named after `label`, with a seed printed (and
+    /// replayed from `QUORUM_CHAOS_SEED`, which repeats the choice of victims and timings).
+    static func options(_ label: String) -> PowerLossOptions {
+        let seed = Self.seed()
+        print("power-loss (\(label)) seed \(seed) (QUORUM_CHAOS_SEED replays the choice of victims and timings)")
+        return PowerLossOptions(
+            seed: seed, binary: ChaosTests.packageRoot + "/.build/debug/quorum", lossyfs: Self.script,
+            workDirectory: NSTemporaryDirectory() + "quorum-power-\(label)-\(UUID().uuidString.prefix(8))")
+    }
+
     /// The file system itself: after a cut, a file keeps exactly what its last fsync made durable, and a directory
     /// exactly the entries its last fsync made durable.
     @Test func lossyfsKeepsOnlyWhatWasSynced() throws {
@@ -80,12 +90,8 @@ import Testing
     /// acknowledged is lost, revisions stay continuous, the members converge, and the cuts did drop data.
     @Test func acknowledgedWritesSurvivePowerCuts() async throws {
         try Self.requireSupport()
-        let seed = Self.seed()
-        print("power-loss seed \(seed) (QUORUM_CHAOS_SEED replays the choice of victims and timings)")
-        let work = NSTemporaryDirectory() + "quorum-power-test-\(UUID().uuidString.prefix(8))"
-        var options = PowerLossOptions(
-            seed: seed, binary: ChaosTests.packageRoot + "/.build/debug/quorum", lossyfs: Self.script,
-            workDirectory: work)
+        var options = Self.options("test")
+        let work = options.workDirectory
         options.schedule = [.leader, .follower, .everyMember, .leader]
         let report = await PowerLossRun.run(options)
         print(report)
@@ -101,12 +107,8 @@ import Testing
     /// keep every acknowledged write and nothing that would reorder revisions.
     @Test func cutsWithPagesWrittenBackEarlyAndTornLoseNothingAcknowledged() async throws {
         try Self.requireSupport()
-        let seed = Self.seed()
-        print("power-loss (early, torn write-back) seed \(seed)")
-        let work = NSTemporaryDirectory() + "quorum-power-torn-\(UUID().uuidString.prefix(8))"
-        var options = PowerLossOptions(
-            seed: seed, binary: ChaosTests.packageRoot + "/.build/debug/quorum", lossyfs: Self.script,
-            workDirectory: work)
+        var options = Self.options("torn")
+        let work = options.workDirectory
         options.schedule = [.everyMember, .leader, .everyMember]
         options.earlyWriteback = 0.3
         let report = await PowerLossRun.run(options)
@@ -122,12 +124,8 @@ import Testing
     /// without any of its acknowledged writes.
     @Test func aLoneMemberKeepsItsAcknowledgedWritesAcrossCuts() async throws {
         try Self.requireSupport()
-        let seed = Self.seed()
-        print("power-loss (one member) seed \(seed)")
-        let work = NSTemporaryDirectory() + "quorum-power-one-\(UUID().uuidString.prefix(8))"
-        var options = PowerLossOptions(
-            seed: seed, binary: ChaosTests.packageRoot + "/.build/debug/quorum", lossyfs: Self.script,
-            workDirectory: work)
+        var options = Self.options("one")
+        let work = options.workDirectory
         options.members = 1
         options.writers = 2
         options.schedule = [.leader, .leader]
@@ -142,12 +140,8 @@ import Testing
     /// writes, and the run says so.
     @Test func theChecksCatchWritesLostWithoutFsync() async throws {
         try Self.requireSupport()
-        let seed = Self.seed()
-        print("power-loss (no fsync) seed \(seed)")
-        let work = NSTemporaryDirectory() + "quorum-power-nofsync-\(UUID().uuidString.prefix(8))"
-        var options = PowerLossOptions(
-            seed: seed, binary: ChaosTests.packageRoot + "/.build/debug/quorum", lossyfs: Self.script,
-            workDirectory: work)
+        var options = Self.options("nofsync")
+        let work = options.workDirectory
         options.schedule = [.everyMember]
         options.extraFlags = ["--unsafe-no-fsync"]
         let report = await PowerLossRun.run(options)
