@@ -1,9 +1,12 @@
 extension RaftNode {
     /// Feeds a message received from a peer. Messages addressed to another member are ignored, as are
     /// messages from past terms (apart from the answers that let a stale leader or candidate catch up).
+    /// A message no correct member sends is refused with `RaftError.invalidMessage` and changes nothing: peers
+    /// may be buggy, stale or hostile, and none of them may make this member trap.
     public mutating func step(_ m: Message) throws(RaftError) {
         guard m.to == id else { return }
         guard m.from != 0, m.from != id else { throw .stepLocalMessage }
+        if let invalidity = m.invalidity { throw .invalidMessage(invalidity) }
         switch m.kind {
         case .propose, .readIndex, .transferLeader:
             // Term-less requests: valid in whatever term the receiver is in.
