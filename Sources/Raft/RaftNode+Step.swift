@@ -183,8 +183,10 @@ extension RaftNode {
     }
 
     mutating func handleHeartbeat(_ m: Message) {
-        // The leader never sends a commit index beyond what we acknowledged, so this stays within our log.
-        log.commit(to: m.commit)
+        // The leader never sends a commit index beyond what we acknowledged. One beyond our log means the leader
+        // is wrong about it (a lost log, a bug, a lie): the entries we hold may not be the ones it committed, so
+        // nothing is committed; the next append finds where the logs match.
+        if m.commit <= log.lastIndex { log.commit(to: m.commit) }
         send(Message(kind: .heartbeatResponse, to: m.from, context: m.context))
     }
 

@@ -14,6 +14,19 @@ struct PeerInputTests {
         expect * term=2 commit=4 last=4
         """
 
+    /// `heartbeat-commit-beyond-log`: `RaftLog.commit` trapped ("commit index beyond last index").
+    @Test func aHeartbeatCommitBeyondTheLogCommitsNothing() {
+        ScriptHarness.run(
+            Self.cluster + """
+
+                inject 1->2 heartbeat term=2 commit=99
+                expect 2 commit=4 last=4 lead=1
+                propose 1 x
+                stabilize
+                expect * commit=5 data=x
+                """)
+    }
+
     /// `append-entries-not-contiguous`: `RaftLog.maybeAppend` cut the entries at a negative offset and trapped.
     @Test func appendedEntriesMustFollowTheirPreviousEntry() {
         ScriptHarness.run(
