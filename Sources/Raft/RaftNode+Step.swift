@@ -262,6 +262,9 @@ extension RaftNode {
             }
             return
         }
+        // An acknowledgement of entries we do not have was not an answer to anything we sent: counting it as a
+        // match would let the commit index run past the log.
+        guard m.index <= log.lastIndex else { return }
         let wasPaused = tracker.progress[i].isPaused
         guard tracker.progress[i].maybeUpdate(m.index) else {
             if wasPaused && tracker.progress[i].state == .probe { tracker.progress[i].probeSent = false }

@@ -55,6 +55,21 @@ struct PeerInputTests {
                 """)
     }
 
+    /// An acknowledgement of entries the leader does not have answers nothing it sent: counted, it made the
+    /// follower's match run past the log, and the leader had nothing left to send it.
+    @Test func anAppendResponseBeyondTheLeadersLogIsIgnored() {
+        ScriptHarness.run(
+            Self.cluster + """
+
+                inject 2->1 appendResponse term=2 index=99
+                inject 3->1 appendResponse term=2 index=99
+                expect 1 commit=4 match-2=4 match-3=4
+                propose 1 x
+                stabilize
+                expect * commit=5 data=x
+                """)
+    }
+
     /// Terms and indexes near 2^64 would overflow the `+ 1` of the next election or entry.
     @Test func termsAndIndexesAtTheTopOfTheRangeAreRefused() {
         ScriptHarness.run(
