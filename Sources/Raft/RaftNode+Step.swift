@@ -102,11 +102,10 @@ extension RaftNode {
             heardFromLeader(m.from)
             handleSnapshot(m)
         case .transferLeader:
-            if lead != 0 && lead != m.from {
-                var forwarded = m
-                forwarded.to = lead
-                msgs.append(forwarded)
-            }
+            // Like proposals, a transfer request is forwarded once, by the follower whose application asked
+            // (`transferLeadership`), never relayed for a peer: a relayed message would leave under the peer's
+            // name, and two followers with stale views of the leader would pass it back and forth.
+            break
         case .timeoutNow:
             // The leader chose us: campaign at once, skipping pre-vote (the leader is still alive and would
             // make the pre-vote fail) and telling voters to ignore their lease.

@@ -70,6 +70,23 @@ struct PeerInputTests {
                 """)
     }
 
+    /// `transfer-leader-relayed-for-another-member`: a follower relayed a peer's (here a stranger's) transfer request
+    /// to the leader under the peer's name, and the leader handed leadership over on its word.
+    @Test func aFollowerDoesNotRelayAPeersTransferRequest() {
+        ScriptHarness.run(
+            Self.cluster + """
+
+                inject 9->2 transferLeader index=3
+                inject 3->2 transferLeader index=3
+                stabilize
+                expect 1 role=leader term=2 transferee=0
+                expect 3 role=follower
+                transfer 3 3                # its own request still goes to the leader
+                stabilize
+                expect 3 role=leader term=3
+                """)
+    }
+
     /// Terms and indexes near 2^64 would overflow the `+ 1` of the next election or entry.
     @Test func termsAndIndexesAtTheTopOfTheRangeAreRefused() {
         ScriptHarness.run(
