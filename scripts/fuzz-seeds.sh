@@ -7,6 +7,9 @@
 #   pki         a CA made by `quorumctl pki init`, certificates, keys and a CRL made by openssl
 #   auth        a token of every provider (simple, RS256, PS256, ES256, HS256) and --auth-token values, made by
 #               `quorum-fuzz seeds-auth` with the fixed keys and clock the target resolves them with
+#   raft        the messages a member of the raft target's scenarios exchanges with its peers (appends, heartbeats,
+#               votes, a snapshot, a transfer, reads) and odd ones (unknown members, stale and future terms), made by
+#               `quorum-fuzz seeds-raft`
 #   config      etcd's etcd.conf.yml.sample ($ETCD_CONF_SAMPLE, or from golang-etcd-server-dev when it has it) and
 #               configurations written here
 # Needs etcd, etcdctl, openssl, curl, python3 and a debug build (`swift build --build-tests`). Files are named by
@@ -155,6 +158,9 @@ for f in "$work"/peer/*; do add peer "$f"; done
 mkdir -p "$work/auth"
 "$bin/quorum-fuzz" seeds-auth "$work/auth" >/dev/null
 for f in "$work"/auth/*; do add auth "$f"; done
+mkdir -p "$work/raft"
+"$bin/quorum-fuzz" seeds-raft "$work/raft" >/dev/null
+for f in "$work"/raft/*; do add raft "$f"; done
 
 # --- Certificates, keys, trust bundles, CRLs ---
 "$bin/quorumctl" pki init --out "$work/pki" >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Quorum's libFuzzer targets (docs/FUZZING.md).
 #
-#   scripts/fuzz.sh [--seconds N] [target...]      targets: grpc http peer wal snapshot pki config (default: all)
+#   scripts/fuzz.sh [--seconds N] [target...]      targets: grpc http peer wal snapshot pki config auth raft
+#                                                  (default: all)
 #   scripts/fuzz.sh --runs N [--seed S] [target...]  exactly N executions per target from seed S (default 1): nearly
 #                                                    the same inputs on every run (what scripts/test.sh runs)
 #
@@ -16,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(grpc http peer wal snapshot pki config auth)
+all=(grpc http peer wal snapshot pki config auth raft)
 seconds=60
 runs=""
 seed=""
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
         --seconds=*) seconds="${1#--seconds=}"; shift ;;
         --runs) runs="$2"; shift 2 ;;
         --seed) seed="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *)
             if [[ " ${all[*]} " != *" $1 "* ]]; then echo "fuzz.sh: unknown target $1 (${all[*]})" >&2; exit 2; fi

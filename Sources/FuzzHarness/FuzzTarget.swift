@@ -21,6 +21,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case config
     /// Auth tokens from clients (simple and JWT) and `--auth-token` values.
     case auth
+    /// Peer messages stepped into a real Raft member, its Readies worked through as the member does.
+    case raft
 
     public func run(_ bytes: [UInt8]) {
         switch self {
@@ -32,6 +34,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .pki: PKITarget.run(bytes)
         case .config: ConfigTarget.run(bytes)
         case .auth: AuthTarget.run(bytes)
+        case .raft: RaftTarget.run(bytes)
         }
     }
 }

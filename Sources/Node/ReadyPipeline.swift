@@ -11,10 +11,11 @@ import Raft
 /// `ready()` and `advance()`, and it hands out no further Ready until this one is advanced, so nothing it decides
 /// meanwhile (acknowledgements, votes) leaves before it is durable.
 ///
-/// The pipeline holds no I/O and no threads: `ReadyPipelineTests` drive it with a real `RaftNode`.
-struct ReadyPipeline {
+/// The pipeline holds no I/O and no threads: `ReadyPipelineTests` drive it with a real `RaftNode`. Package-visible so
+/// that the raft fuzz target (FuzzHarness) works through Readies exactly as the member does.
+package struct ReadyPipeline {
     /// Where the Ready in hand is.
-    enum Stage: Equatable {
+    package enum Stage: Equatable {
         /// No Ready taken from Raft.
         case idle
         /// The shell is carrying out the steps `next` or `snapshotRestored` gave; it calls `finished` after the last.
@@ -24,7 +25,7 @@ struct ReadyPipeline {
     }
 
     /// One thing the shell does, in order.
-    enum Step {
+    package enum Step {
         /// The leader or this member's role changed.
         case softState(SoftState)
         /// Messages that may leave before anything is durable (a leader's appends, heartbeats).
@@ -45,12 +46,14 @@ struct ReadyPipeline {
         case droppedReads([[UInt8]])
     }
 
-    private(set) var stage: Stage = .idle
+    package private(set) var stage: Stage = .idle
     /// The Ready in hand, from `next` to `finished`.
     private var ready: Ready?
 
+    package init() {}
+
     /// The steps of Raft's next Ready, or nil when it has nothing or a Ready is already in hand.
-    mutating func next(_ raft: inout RaftNode) -> [Step]? {
+    package mutating func next(_ raft: inout RaftNode) -> [Step]? {
         guard stage == .idle, raft.hasReady() else { return nil }
         let rd = raft.ready()
         ready = rd
@@ -67,7 +70,7 @@ struct ReadyPipeline {
     }
 
     /// The shell restored the state machine from the snapshot: the rest of the Ready's steps.
-    mutating func snapshotRestored() -> [Step] {
+    package mutating func snapshotRestored() -> [Step] {
         guard case .restoringSnapshot = stage, let rd = ready else {
             preconditionFailure("snapshotRestored() without a snapshot being restored (stage \(stage))")
         }
@@ -76,7 +79,7 @@ struct ReadyPipeline {
     }
 
     /// The shell carried out every step: Raft counts the Ready done, and the next one may be asked for.
-    mutating func finished(_ raft: inout RaftNode) {
+    package mutating func finished(_ raft: inout RaftNode) {
         guard stage == .handling, let rd = ready else {
             preconditionFailure("finished() without a Ready being handled (stage \(stage))")
         }

@@ -1,9 +1,12 @@
 extension RaftNode {
     /// Feeds a message received from a peer. Messages addressed to another member are ignored, as are
     /// messages from past terms (apart from the answers that let a stale leader or candidate catch up).
+    /// A message no correct member sends is refused with `RaftError.invalidMessage` and changes nothing: peers
+    /// may be buggy, stale or hostile, and none of them may make this member trap.
     public mutating func step(_ m: Message) throws(RaftError) {
         guard m.to == id else { return }
         guard m.from != 0, m.from != id else { throw .stepLocalMessage }
+        if let invalidity = m.invalidity { throw .invalidMessage(invalidity) }
         switch m.kind {
         case .propose, .readIndex, .transferLeader:
             // Term-less requests: valid in whatever term the receiver is in.
@@ -99,11 +102,10 @@ extension RaftNode {
             heardFromLeader(m.from)
             handleSnapshot(m)
         case .transferLeader:
-            if lead != 0 && lead != m.from {
-                var forwarded = m
-                forwarded.to = lead
-                msgs.append(forwarded)
-            }
+            // Like proposals, a transfer request is forwarded once, by the follower whose application asked
+            // (`transferLeadership`), never relayed for a peer: a relayed message would leave under the peer's
+            // name, and two followers with stale views of the leader would pass it back and forth.
+            break
         case .timeoutNow:
             // The leader chose us: campaign at once, skipping pre-vote (the leader is still alive and would
             // make the pre-vote fail) and telling voters to ignore their lease.
@@ -180,8 +182,10 @@ extension RaftNode {
     }
 
     mutating func handleHeartbeat(_ m: Message) {
-        // The leader never sends a commit index beyond what we acknowledged, so this stays within our log.
-        log.commit(to: m.commit)
+        // The leader never sends a commit index beyond what we acknowledged. One beyond our log means the leader
+        // is wrong about it (a lost log, a bug, a lie): the entries we hold may not be the ones it committed, so
+        // nothing is committed; the next append finds where the logs match.
+        if m.commit <= log.lastIndex { log.commit(to: m.commit) }
         send(Message(kind: .heartbeatResponse, to: m.from, context: m.context))
     }
 
@@ -257,6 +261,9 @@ extension RaftNode {
             }
             return
         }
+        // An acknowledgement of entries we do not have was not an answer to anything we sent: counting it as a
+        // match would let the commit index run past the log.
+        guard m.index <= log.lastIndex else { return }
         let wasPaused = tracker.progress[i].isPaused
         guard tracker.progress[i].maybeUpdate(m.index) else {
             if wasPaused && tracker.progress[i].state == .probe { tracker.progress[i].probeSent = false }

@@ -170,6 +170,9 @@ public enum RaftError: Error, Sendable, Equatable {
     case snapshotTemporarilyUnavailable
     /// Bytes given to a decoder are not a valid encoding.
     case malformed(String)
+    /// A peer's message that no correct member sends (entries out of order, terms from the future, indexes at the
+    /// top of the range; see `Message.maxTermOrIndex`): refused whole by `step`, which changed nothing.
+    case invalidMessage(String)
 }
 
 /// Where a follower's replication stands, from the leader's point of view.

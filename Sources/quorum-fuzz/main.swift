@@ -2,6 +2,7 @@ import Foundation
 // quorum-fuzz TARGET [libFuzzer options] [corpus directories or files]
 // quorum-fuzz seeds-peer WALDIR OUTDIR
 // quorum-fuzz seeds-auth OUTDIR
+// quorum-fuzz seeds-raft OUTDIR
 //
 // Built by scripts/fuzz.sh with `-sanitize=fuzzer,address -DQUORUM_LIBFUZZER`: libFuzzer runs TARGET
 // (`FuzzTarget`) over the corpus. SwiftPM links an executable's own `main` (the code below) in place of libFuzzer's,
@@ -28,10 +29,12 @@ if arguments.count == 4 && arguments[1] == "seeds-peer" {
         exit(1)
     }
 }
-if arguments.count == 3 && arguments[1] == "seeds-auth" {
-    // scripts/fuzz-seeds.sh: the auth target's seeds, made by the providers it fuzzes.
+// scripts/fuzz-seeds.sh: the auth target's seeds, made by the providers it fuzzes, and the raft target's, the
+// messages of the scenarios' cluster.
+let seedWriters: [String: (String) throws -> Void] = ["seeds-auth": writeAuthSeeds, "seeds-raft": writeRaftSeeds]
+if arguments.count == 3, let write = seedWriters[arguments[1]] {
     do {
-        try writeAuthSeeds(to: arguments[2])
+        try write(arguments[2])
         exit(0)
     } catch {
         FileHandle.standardError.write(Data("quorum-fuzz: \(error)\n".utf8))

@@ -12,6 +12,9 @@ import Testing
 ///     transfer 1 2 | read 1 ctx | compact 1 INDEX
 ///     process 1                    # hand out node 1's Ready: persist, queue messages, apply, advance
 ///     deliver 1->2 [N]             # deliver the first N (default all) queued messages from 1 to 2
+///     inject 2->1 KIND [term=T] [logterm=T] [index=I] [commit=C] [hint=H] [reject] [entries=I@T,...]
+///            [snapshot=I@T] [voters=1,2,3] [learners=4] [context=text]
+///                                  # step a message as a buggy, stale or hostile peer could send it
 ///     drop 1->2 | drop-all        # discard queued messages
 ///     stabilize                    # process and deliver until nothing moves (honours partitions)
 ///     partition 1 | 2 3            # cut every link between the groups; `heal` restores them
@@ -39,6 +42,63 @@ struct ScriptHarness {
         var from: NodeID
         var to: NodeID
         static func < (a: Link, b: Link) -> Bool { (a.from, a.to) < (b.from, b.to) }
+
+        init(from: NodeID, to: NodeID) {
+            self.from = from
+            self.to = to
+        }
+
+        /// `1->2`.
+        init(_ word: String) {
+            let parts = word.split(separator: "-").map { $0.trimmingCharacters(">") }
+            self.init(from: NodeID(parts[0])!, to: NodeID(parts[1])!)
+        }
+    }
+
+    /// The message of `inject 2->1 KIND key=value...`: every field a peer controls, zero unless given.
+    static func message(_ words: [String]) throws -> Message {
+        guard words.count > 1, let kind = MessageKind.allCases.first(where: { "\($0)" == words[1] }) else {
+            throw Failure(description: "inject needs a link and a message kind")
+        }
+        let link = Link(words[0])
+        var m = Message(kind: kind, from: link.from, to: link.to)
+        var voters: [NodeID] = []
+        var learners: [NodeID] = []
+        func ids(_ list: String) -> [NodeID] { list.split(separator: ",").compactMap { NodeID($0) } }
+        /// `INDEX@TERM`.
+        func position(_ text: String) throws -> (index: UInt64, term: UInt64) {
+            let parts = text.split(separator: "@")
+            guard parts.count == 2, let index = UInt64(parts[0]), let term = UInt64(parts[1]) else {
+                throw Failure(description: "bad position \(text) (INDEX@TERM)")
+            }
+            return (index, term)
+        }
+        for word in words.dropFirst(2) {
+            let kv = word.split(separator: "=", maxSplits: 1).map(String.init)
+            let value = kv.count > 1 ? kv[1] : ""
+            switch kv[0] {
+            case "term": m.term = UInt64(value)!
+            case "logterm": m.logTerm = UInt64(value)!
+            case "index": m.index = UInt64(value)!
+            case "commit": m.commit = UInt64(value)!
+            case "hint": m.rejectHint = UInt64(value)!
+            case "reject": m.reject = true
+            case "context": m.context = Array(value.utf8)
+            case "entries":
+                m.entries = try value.split(separator: ",").map {
+                    let (index, term) = try position(String($0))
+                    return Entry(term: term, index: index, data: Array("e\(index)".utf8))
+                }
+            case "snapshot":
+                let (index, term) = try position(value)
+                m.snapshot = Snapshot(metadata: SnapshotMetadata(index: index, term: term))
+            case "voters": voters = ids(value)
+            case "learners": learners = ids(value)
+            default: throw Failure(description: "unknown message field \(kv[0])")
+            }
+        }
+        m.snapshot?.metadata.confState = ConfState(voters: voters, learners: learners)
+        return m
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -136,8 +196,7 @@ struct ScriptHarness {
         case "process":
             try process(try id(0))
         case "deliver", "drop":
-            let parts = words[0].split(separator: "-").map { $0.trimmingCharacters(">") }
-            let link = Link(from: NodeID(parts[0])!, to: NodeID(parts[1])!)
+            let link = Link(words[0])
             let n = words.count > 1 ? Int(words[1])! : Int.max
             var q = queues[link] ?? []
             let batch = Array(q.prefix(n))
@@ -167,8 +226,9 @@ struct ScriptHarness {
                 cut.insert(Link(from: b, to: a))
             }
         case "cut":
-            let parts = words[0].split(separator: "-").map { $0.trimmingCharacters(">") }
-            cut.insert(Link(from: NodeID(parts[0])!, to: NodeID(parts[1])!))
+            cut.insert(Link(words[0]))
+        case "inject":
+            try deliver(try Self.message(words))
         case "heal":
             cut.removeAll()
         case "crash":
