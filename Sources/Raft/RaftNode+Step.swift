@@ -197,9 +197,11 @@ extension RaftNode {
             return
         }
         if log.matchTerm(meta.index, meta.term) {
-            // We already hold the entries the snapshot covers: just learn that they are committed.
+            // We already hold the entries the snapshot covers: just learn that they are committed. The answer is the
+            // commit index, not our last index: entries past the snapshot may be a stale suffix of an older term, and
+            // a leader counting them as matching its own could commit an entry on replicas that do not hold it.
             log.commit(to: meta.index)
-            send(Message(kind: .appendResponse, to: m.from, index: log.lastIndex))
+            send(Message(kind: .appendResponse, to: m.from, index: log.committed))
             return
         }
         log.restore(snap)

@@ -118,4 +118,36 @@ struct PeerInputTests {
                 expect 2 last=20 commit=20 snapshot=20
                 """)
     }
+
+    /// A follower told of a snapshot whose last entry it already holds learns that entry committed, and acknowledges
+    /// the snapshot's index, not its own last: entries past it may be stale (here 6 of term 2, where the leader has 6
+    /// of term 3), and counting them as matching the leader's could commit an entry on replicas that lack it. etcd
+    /// answers its commit index there too. Found by reading, while the raft target was written.
+    @Test func aSnapshotTheFollowerAlreadyHoldsIsAcknowledgedAtItsIndexOnly() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 prevote=false checkquorum=false
+            campaign 1
+            stabilize
+            expect * term=2 commit=4
+            partition 2 | 1 3
+            propose 1 a
+            stabilize
+            expect 1 commit=5
+            # Node 2, cut off, holds 5 and a stale 6 of term 2 that no other member has.
+            inject 1->2 append term=2 logterm=2 index=4 entries=5@2,6@2 commit=4
+            expect 2 last=6 commit=4 logterms=1,1,1,2,2,2
+            campaign 3
+            stabilize
+            expect 3 role=leader term=3 last=6 commit=6 logterms=1,1,1,2,2,3
+            heal
+            inject 3->2 snapshot term=3 snapshot=5@2 voters=1,2,3
+            process 2
+            expect 2 commit=5 last=6
+            deliver 2->3
+            expect 3 match-2=5
+            stabilize
+            expect * commit=6 logterms=1,1,1,2,2,3
+            """)
+    }
 }
