@@ -465,7 +465,8 @@ public final class KVStore: Sendable {
             }
         }
         return try backend.read { c in
-            // Pass 1: which version of each key the compaction keeps (the newest at or below it, unless deleted).
+            // Pass 1: which version of each key the compaction keeps (the newest at or below it, unless deleted
+            // before it).
             var kept: [Data: (Int64, Int64, Bool)] = [:]
             let newest = try c.statement(
                 "SELECT key, rev, sub, version FROM revs WHERE rev <= ?1 AND rev <= ?2 ORDER BY rev, sub")
@@ -477,7 +478,9 @@ public final class KVStore: Sendable {
             var crc = CRC32C()
             func add(_ row: Row) {
                 if row.rev <= compacted {
-                    guard let k = kept[row.key], k.0 == row.rev, k.1 == row.sub, !k.2 else { return }
+                    guard let k = kept[row.key], k.0 == row.rev, k.1 == row.sub,
+                        KeyEntry.compactionKeeps(k.0, tombstone: k.2, at: compacted)
+                    else { return }
                 }
                 row.key.withUnsafeBytes { crc.update(buffer: $0) }
                 for v in [row.rev, row.sub, row.create, row.version, row.lease] {

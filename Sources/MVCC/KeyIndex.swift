@@ -88,13 +88,23 @@ final class KeyEntry {
     }
 
     /// etcd's compaction of one key at `revision`: versions after it stay, and so does the newest one at or
-    /// before it unless that is a deletion.
+    /// before it unless that is a deletion made before `revision`.
+    ///
+    /// A deletion made at `revision` itself stays (until a later compaction): a watcher may start at the compaction
+    /// revision, and its first event is that deletion. etcd dropped it until 3.5.15 (etcd issue 18089, "Watch
+    /// dropping an event when compacting on delete"); the member simulation found Quorum doing the same.
     func compact(at revision: Int64) {
         guard let first = history.first, first.main <= revision else { return }
         let above = history.firstIndex { $0.main > revision } ?? history.count
         let newest = history[above - 1]
-        if above == 1 && !newest.tombstone { return }
-        history = (newest.tombstone ? [] : [newest]) + history[above...]
+        let keepsNewest = Self.compactionKeeps(newest.main, tombstone: newest.tombstone, at: revision)
+        if above == 1 && keepsNewest { return }
+        history = (keepsNewest ? [newest] : []) + history[above...]
+    }
+
+    /// Whether a compaction at `revision` keeps a key's newest version at or before it (see `compact(at:)`).
+    static func compactionKeeps(_ main: Int64, tombstone: Bool, at revision: Int64) -> Bool {
+        !tombstone || main == revision
     }
 }
 

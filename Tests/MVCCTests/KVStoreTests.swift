@@ -133,12 +133,44 @@ func k(_ s: String) -> Data { Data(s.utf8) }
         #expect(hashScheduled.hash == hashAfter.hash)
         #expect(hashBefore.compactRevision == 0 && hashAfter.compactRevision == 8)
         let rows = try f.backend.writer.scalar("SELECT COUNT(*) FROM revs")
-        #expect(rows == 2)  // a@6 and c@9: superseded versions and b's tombstone are gone
+        // a@6, b's tombstone (made at the compaction revision itself: see the next test) and c@9; the superseded
+        // versions are gone.
+        #expect(rows == 3)
         // What the metrics report: the rows compaction removed, and every put's key and value bytes.
-        #expect(f.store.compactedRows.load(ordering: .relaxed) == 6)
+        #expect(f.store.compactedRows.load(ordering: .relaxed) == 5)
         #expect(f.store.putBytes.load(ordering: .relaxed) == 7 * 2)
         #expect(throws: MVCCError.compacted) { try f.store.scheduleCompaction(8) }
         #expect(throws: MVCCError.futureRevision) { try f.store.scheduleCompaction(100) }
+    }
+
+    /// A deletion made at the compaction revision stays until a later compaction: a watcher may start at the
+    /// compaction revision, and its first event is that deletion (etcd issue 18089; the member simulation found
+    /// Quorum dropping it). Across a restart too, where the tombstone is the key's only row (etcd issue 19179).
+    @Test func aDeletionAtTheCompactionRevisionStaysForWatchersStartingThere() throws {
+        let f = try StoreFixture()
+        func compact(_ revision: Int64, on store: KVStore) throws {
+            try f.backend.beginBatch()
+            try store.scheduleCompaction(revision)
+            while try !store.compactStep(budget: 2) {}
+            try f.backend.commitBatch()
+        }
+        try f.put("a", "1")  // 2
+        try f.delete(.single(k("a")))  // 3
+        try f.put("b", "1")  // 4
+        try compact(3, on: f.store)
+        let events = try f.store.events(from: 3, through: 4, limit: 100, prevKV: true).events
+        #expect(events.map(\.type) == [.delete, .put] && events.map(\.kv.modRevision) == [3, 4])
+        #expect(!events[0].hasPrevKv, "the version before the compaction revision is gone, as in etcd")
+        #expect(try f.get(.single(k("a"))).kvs.isEmpty)
+        let hash = try f.store.hashKV(revision: 4)
+        let restarted = try KVStore(backend: f.backend)
+        #expect(
+            try restarted.events(from: 3, through: 4, limit: 100, prevKV: false).events.map(\.type) == [.delete, .put])
+        #expect(try restarted.hashKV(revision: 4).hash == hash.hash)
+        #expect(restarted.keyCount() == 1)
+        // The next compaction takes it.
+        try compact(4, on: restarted)
+        #expect(try f.backend.writer.scalar("SELECT COUNT(*) FROM revs") == 1)  // b@4
     }
 
     /// Regression, found by `SQLitePowerLossTests`: a key whose newest version one compaction kept, deleted before

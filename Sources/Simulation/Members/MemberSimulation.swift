@@ -398,7 +398,8 @@ public final class MemberSimulation: @unchecked Sendable {
         scheduler.run(until: scheduler.now + .ms(20_000)) { [self] in
             watchers.watchers.allSatisfy { $0.next - 1 >= last }
         }
-        failures += watchers.check(lastRevision: last, history: history)
+        let compacted = members.compactMap { $0.node?.store.revisions.compacted }.max() ?? 0
+        failures += watchers.check(lastRevision: last, compacted: compacted, history: history)
     }
 
     var converged: Bool {
