@@ -28,6 +28,13 @@ public final class Backend: @unchecked Sendable {
     /// Called after every successful COMMIT (the key space learns that SQLite caught up with it). Set once,
     /// before the backend is shared.
     public var onCommit: (@Sendable () -> Void)?
+    /// Set when a COMMIT failed: SQLite rolled the batch back (SQLITE_FULL, an I/O error), so the key space in memory
+    /// is ahead of the database, and its `consistent_index` behind what the member applied. No later batch may join
+    /// that database (the next one would record a `consistent_index` past rows that are gone, and an image written
+    /// from it would claim them): every batch and image refuses from then on, the member stops, and its next start
+    /// replays the lost entries from its log. The member simulation found a leader that went on after a failed
+    /// COMMIT and sent a follower an image without the rows of three applied entries (seed 8002345).
+    public private(set) var failure: BackendFailed?
 
     public init(path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil) throws {
         self.path = path
@@ -114,6 +121,7 @@ public final class Backend: @unchecked Sendable {
     /// follower that needs a snapshot). Apply loop only, so the image matches the applied index exactly.
     public func writeImage(to destination: String) throws {
         try commitBatch()
+        if let failure { throw failure }
         if let vfs { try? vfs.removeFile(destination) } else { try? FileSystem.remove(destination) }
         let s = try writer.statement("VACUUM INTO ?1")
         s.bind(1, destination)
@@ -141,6 +149,7 @@ public final class Backend: @unchecked Sendable {
 
     /// Opens the transaction that the following writes join.
     public func beginBatch() throws {
+        if let failure { throw failure }
         if !writer.isInTransaction { try writer.execute("BEGIN IMMEDIATE") }
     }
 
@@ -152,8 +161,17 @@ public final class Backend: @unchecked Sendable {
 
     /// Commits the batch; readers see it from now on.
     public func commitBatch() throws {
+        if let failure { throw failure }
         guard writer.isInTransaction else { return }
-        try writer.execute("COMMIT")
+        do {
+            try writer.execute("COMMIT")
+        } catch {
+            // A COMMIT that fails on an I/O error or a full disk leaves no transaction open: the batch is gone.
+            let failed = BackendFailed(path: path, cause: "\(error)")
+            failure = failed
+            if writer.isInTransaction { try? writer.execute("ROLLBACK") }
+            throw failed
+        }
         onCommit?()
     }
 
@@ -309,5 +327,14 @@ public final class Backend: @unchecked Sendable {
         let source = try takeReader()
         defer { returnReader(source) }
         try SQLiteBackup.copy(from: source, to: destination)
+    }
+}
+
+/// The database refuses work after a failed COMMIT (see `Backend.failure`).
+public struct BackendFailed: Error, CustomStringConvertible {
+    public var path: String
+    public var cause: String
+    public var description: String {
+        "backend: \(path) stopped after a failed commit (the batch was rolled back): \(cause)"
     }
 }

@@ -629,6 +629,7 @@ public final class MemberNode: @unchecked Sendable {
                         try node.commitBackend()
                         continuation.resume(returning: nil)
                     } catch {
+                        if let failure = node.backend.failure { node.fail("apply loop stopped: \(failure)") }
                         continuation.resume(returning: .internal("commit: \(error)"))
                     }
                 })
@@ -646,6 +647,7 @@ public final class MemberNode: @unchecked Sendable {
                         node.refreshSize()
                         continuation.resume(returning: nil)
                     } catch {
+                        if let failure = node.backend.failure { node.fail("apply loop stopped: \(failure)") }
                         continuation.resume(returning: .internal("defragment: \(error)"))
                     }
                 })

@@ -151,8 +151,38 @@ extension SQLitePowerLossTests {
         fs.faults.syncError = 1
         // More than 4096 pages: the COMMIT leaves more frames than the production threshold.
         try put("c", bytes: 17 << 20)
-        #expect(throws: SQLiteError.self) { try store.backend.commitBatch() }
+        #expect(throws: BackendFailed.self) { try store.backend.commitBatch() }
         #expect(fs.stats.syncErrors > 0)
+    }
+
+    /// Regression (member simulation, seed 8002345): a COMMIT that fails on a full disk rolls the batch back, so the
+    /// key space in memory is ahead of SQLite. The leader went on: its next batch recorded a `consistent_index`
+    /// past the lost rows, and the image it wrote for a follower claimed an applied index whose rows were gone, so
+    /// the follower diverged. After a failed COMMIT the backend refuses every batch and image; a reopen finds the
+    /// state of the last good COMMIT.
+    @Test func aFailedCommitStopsTheBackend() throws {
+        let fs = SimFileSystem(seed: 2)
+        try fs.makeDirectory(Self.directory)
+        let vfs = DiskVFS(disk: fs, temporaryDirectory: Self.directory, seed: 2)
+        let store = try KVStore(backend: Backend(path: Self.path, vfs: vfs))
+        func put(_ key: String) throws {
+            try store.backend.beginBatch()
+            let txn = store.beginWrite()
+            try txn.put(key: Data(key.utf8), value: Data(repeating: 7, count: 100), lease: 0)
+            try store.end(txn)
+        }
+        try put("a")
+        try store.backend.commitBatch()
+        try put("b")
+        fs.faults.writeError = 1
+        #expect(throws: BackendFailed.self) { try store.backend.commitBatch() }
+        fs.faults.writeError = 0
+        #expect(store.backend.failure != nil)
+        #expect(throws: BackendFailed.self) { try store.backend.beginBatch() }
+        #expect(throws: BackendFailed.self) { try store.backend.writeImage(to: Self.directory + "/image.db") }
+        let reopened = try KVStore(backend: Backend(path: Self.path, vfs: vfs))
+        #expect(reopened.revisions.current == 2, "the last good COMMIT: a at revision 2, without b")
+        #expect(try reopened.range(.single(Data("b".utf8)), options: RangeOptions()).kvs.isEmpty)
     }
 }
 
