@@ -186,6 +186,8 @@ struct Members: ParsableCommand {
     var simulatedDisks = false
     @Option(help: "With --simulated-disks: the chance that a write or an fsync fails (EIO/ENOSPC).")
     var diskFaultRate = 0.0
+    @Flag(help: "Add, promote and remove members now and then (three to five voters).")
+    var membershipChanges = false
 
     func run() throws {
         ensureDeterministicHashing()
@@ -202,6 +204,7 @@ struct Members: ParsableCommand {
             options.trace = trace
             options.simulatedDisks = simulatedDisks
             options.diskFaultRate = diskFaultRate
+            options.membershipChanges = membershipChanges
             let report = try MemberSimulation(seed: s, options: options).run()
             if !report.ok {
                 failed += 1
