@@ -242,7 +242,8 @@ public final class MemberSimulation: @unchecked Sendable {
                 leaderOfTerm[status.term] = m.id
                 continue
             }
-            let violation = "\(members.first { $0.id == first }?.name ?? "?") and \(m.name) both led term \(status.term)"
+            let violation =
+                "\(members.first { $0.id == first }?.name ?? "?") and \(m.name) both led term \(status.term)"
             if first != m.id && !failures.contains(violation) { failures.append(violation) }
         }
         let now = leading.joined(separator: ", ")

@@ -74,7 +74,8 @@ final class SimMembership: @unchecked Sendable {
     }
 
     /// A change's answer, back on the scheduler (it came on a member's loop).
-    private func answer<T>(_ body: @escaping (Result<T, EtcdError>) -> Void) -> @Sendable (Result<T, EtcdError>)
+    private func answer<T>(_ body: @escaping (Result<T, EtcdError>) -> Void)
+        -> @Sendable (Result<T, EtcdError>)
         -> Void
     {
         let scheduler = self.scheduler
@@ -101,68 +102,76 @@ final class SimMembership: @unchecked Sendable {
         member.standing = .added(join: nil)
         simulation.members.append(member)
         simulation.trace("member add \(name) as a learner (through \(node.config.name))")
-        node.addMember(peerURLs: [MemberSimulation.peerURL(name)], isLearner: true, completion: answer { [self] result in
-            switch result {
-            case .success(let (added, list)):
-                join(i, NodeConfig.JoinInfo(clusterID: node.clusterID, memberID: added.id, members: list))
-            case .failure(let error):
-                simulation.trace("member add \(name): \(error)")
-                if Self.refused(error) { simulation.members[i].standing = .removed }
-            }
-            next(in: 1000...4000)
-        })
+        node.addMember(
+            peerURLs: [MemberSimulation.peerURL(name)], isLearner: true,
+            completion: answer { [self] result in
+                switch result {
+                case .success(let (added, list)):
+                    join(i, NodeConfig.JoinInfo(clusterID: node.clusterID, memberID: added.id, members: list))
+                case .failure(let error):
+                    simulation.trace("member add \(name): \(error)")
+                    if Self.refused(error) { simulation.members[i].standing = .removed }
+                }
+                next(in: 1000...4000)
+            })
     }
 
     /// etcd admits one learner: asking the leader for a second must be refused.
     private func addSecondLearner(via leader: MemberNode) {
         let url = MemberSimulation.peerURL("m\(simulation.members.count + 1)-refused")
-        leader.addMember(peerURLs: [url], isLearner: true, completion: answer { [self] result in
-            switch result {
-            case .success: violations.append("a second learner was added (\(url)): etcd allows one")
-            case .failure(let error):
-                simulation.trace("member add of a second learner: \(error)")
-                if error != .tooManyLearners {
-                    violations.append("a second learner was refused with \(error), not too many learners")
+        leader.addMember(
+            peerURLs: [url], isLearner: true,
+            completion: answer { [self] result in
+                switch result {
+                case .success: violations.append("a second learner was added (\(url)): etcd allows one")
+                case .failure(let error):
+                    simulation.trace("member add of a second learner: \(error)")
+                    if error != .tooManyLearners {
+                        violations.append("a second learner was refused with \(error), not too many learners")
+                    }
                 }
-            }
-            next(in: 300...1500)
-        })
+                next(in: 300...1500)
+            })
     }
 
     private func promote(_ id: UInt64, via leader: MemberNode) {
         simulation.trace("member promote \(name(of: id))")
-        leader.promoteMember(id, completion: answer { [self] result in
-            switch result {
-            case .success:
-                applied += 1
-                promotionAttempts = 0
-                simulation.trace("member promote \(name(of: id)): done")
-                next(in: 2000...6000)
-            case .failure(let error):
-                simulation.trace("member promote \(name(of: id)): \(error)")
-                if error == .learnerNotReady { promotionAttempts += 1 }
-                next(in: 300...1500)
-            }
-        })
+        leader.promoteMember(
+            id,
+            completion: answer { [self] result in
+                switch result {
+                case .success:
+                    applied += 1
+                    promotionAttempts = 0
+                    simulation.trace("member promote \(name(of: id)): done")
+                    next(in: 2000...6000)
+                case .failure(let error):
+                    simulation.trace("member promote \(name(of: id)): \(error)")
+                    if error == .learnerNotReady { promotionAttempts += 1 }
+                    next(in: 300...1500)
+                }
+            })
     }
 
     private func remove(_ id: UInt64, via node: MemberNode) {
         simulation.trace("member remove \(name(of: id)) (through \(node.config.name))")
-        node.removeMember(id, completion: answer { [self] result in
-            switch result {
-            case .success:
-                applied += 1
-                promotionAttempts = 0
-                simulation.trace("member remove \(name(of: id)): done")
-                // The operator then stops the removed member's process (if it has not stopped itself).
-                scheduler.after(.ms(scheduler.random.int(in: 200...2000))) { [self] in
-                    if let i = index(of: id) { free(i) }
+        node.removeMember(
+            id,
+            completion: answer { [self] result in
+                switch result {
+                case .success:
+                    applied += 1
+                    promotionAttempts = 0
+                    simulation.trace("member remove \(name(of: id)): done")
+                    // The operator then stops the removed member's process (if it has not stopped itself).
+                    scheduler.after(.ms(scheduler.random.int(in: 200...2000))) { [self] in
+                        if let i = index(of: id) { free(i) }
+                    }
+                case .failure(let error):
+                    simulation.trace("member remove \(name(of: id)): \(error)")
                 }
-            case .failure(let error):
-                simulation.trace("member remove \(name(of: id)): \(error)")
-            }
-            next(in: 1000...4000)
-        })
+                next(in: 1000...4000)
+            })
     }
 
     // MARK: Members
@@ -200,8 +209,9 @@ final class SimMembership: @unchecked Sendable {
         let m = simulation.members[i]
         guard m.isMember else { return }
         if let node = m.node {
-            if node.isRemoved && !m.noticedRemoval {
-                violations.append("\(m.name) applied its removal without noticing (onRemoved)")
+            // It applied its removal, or a peer told it: it must have told its owner.
+            if (node.isRemoved || simulation.peers.toldRemoved.contains(m.id)) && !m.noticedRemoval {
+                violations.append("\(m.name) was removed and told so, and went on without noticing (onRemoved)")
             }
             simulation.crash(i, losingPower: false)
         }

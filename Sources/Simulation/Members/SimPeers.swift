@@ -19,6 +19,8 @@ public final class SimPeers: @unchecked Sendable {
     public private(set) var dropped = 0
     /// Database snapshots delivered.
     public private(set) var snapshots = 0
+    /// Members a peer refused as removed from the cluster (each was told so).
+    public private(set) var toldRemoved: Set<UInt64> = []
 
     public init(scheduler: SimScheduler, network: FaultyNetwork) {
         self.scheduler = scheduler
@@ -42,7 +44,10 @@ public final class SimPeers: @unchecked Sendable {
     private func admitted(from: UInt64, to target: MemberNode) -> Bool {
         if let sender = members[from], sender.members.member(target.memberID) == nil { return false }
         guard target.members.isRemoved(from) else { return true }
-        members[from]?.removedByPeer()
+        if let sender = members[from] {
+            toldRemoved.insert(from)
+            sender.removedByPeer()
+        }
         return false
     }
 
