@@ -411,7 +411,11 @@ public final class MemberSimulation: @unchecked Sendable {
         // member still failing now and then would keep handing leases a fresh TTL through new leaders).
         for m in members { m.disk?.faults = SimDiskFaults() }
         let deadline = scheduler.now + .ms(20_000)
-        scheduler.run(until: deadline) { [self] in converged }
+        // A change whose answer was lost is read back as the cluster settles (`SimMembership.reconcile`).
+        scheduler.run(until: deadline) { [self] in
+            if options.membershipChanges { membership.reconcile() }
+            return converged
+        }
         guard converged else {
             let applied = members.filter(\.isMember).map { "\($0.name)=\($0.node?.applied ?? 0)" }
                 .joined(separator: " ")
@@ -561,7 +565,9 @@ public final class MemberSimulation: @unchecked Sendable {
     /// before its next operation. An operation already answered (its member crashed) is ignored.
     func finish(_ token: UInt64, _ output: KVOutput?) {
         guard let op = inFlight.removeValue(forKey: token) else { return }
-        if let output, output != .unknown, members[op.member].node?.isRemoved == true {
+        // After the member told its owner it was removed (entries before its removal are answered with the batch
+        // that applies it, a moment before).
+        if let output, output != .unknown, members[op.member].noticedRemoval {
             failures.append("\(members[op.member].name) answered \(op.op) -> \(output) after applying its removal")
         }
         trace("client \(op.client) on \(members[op.member].name): \(op.op) -> \(output.map { "\($0)" } ?? "failed")")

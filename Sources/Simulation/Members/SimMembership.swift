@@ -185,6 +185,11 @@ final class SimMembership: @unchecked Sendable {
         scheduler.after(.ms(scheduler.random.int(in: 50...1500))) { [self] in simulation.restart(i) }
     }
 
+    /// `reconcile(with:)` the leader of the newest term, if there is one.
+    func reconcile() {
+        if let leader = leader() { reconcile(with: leader) }
+    }
+
     /// Brings the simulation's view in line with the leader's member table after answers were lost: an add the
     /// cluster applied starts its member; a member the cluster removed is stopped.
     private func reconcile(with leader: MemberNode) {
