@@ -118,9 +118,10 @@ extension MemberNode {
         assertOnApplyLoop()
         guard !heldReads.isEmpty else { return }
         let applied = appliedIndex.load(ordering: .acquiring)
+        let removed = answersNothing
         heldReads.removeAll { held in
             guard held.index <= applied else { return false }
-            for waiter in held.waiters { waiter.completion(nil) }
+            for waiter in held.waiters { waiter.completion(removed ? .stopped : nil) }
             return true
         }
     }
@@ -173,7 +174,9 @@ extension MemberNode {
                     {
                         physicalCompactions.append((request.compaction.revision, request.id, result))
                     } else if request.proposer == memberID && request.id != 0 {
-                        results.append((request.id, result))
+                        // An entry after this member's removal is applied (the state stays whole) but not vouched
+                        // for: the member is stopping, as etcd's does, and the client learns nothing.
+                        results.append((request.id, answersNothing ? .failure(.stopped) : result))
                     }
                 }
             }
@@ -192,10 +195,7 @@ extension MemberNode {
         waiters.resume(results)
         if !physicalCompactions.isEmpty { try compactStep() }
         if appliedSinceSnapshot >= config.snapshotCount { try takeSnapshot() }
-        if removed {
-            logger.warning("the member has been permanently removed from the cluster")
-            onRemoved()
-        }
+        if removed { noticeRemoval() }
     }
 
     /// The request's name as etcd labels `etcd_server_apply_duration_seconds{op}`.

@@ -36,6 +36,8 @@ public final class MemberNode: @unchecked Sendable {
     private var lock: DirectoryLock?
     let transport: any RaftTransport
     private let ids: RequestIDGenerator
+    /// The wall clock new member ids are made from (etcd's MemberAdd hashes the time in).
+    private let wallClock: @Sendable () -> Date
     let waiters = Waiters()
     private let inbox = ScheduledBatch(InboxWork())
     /// Where the three loops run (see `SerialLoop`): Raft, apply, and watch catch-up.
@@ -84,6 +86,8 @@ public final class MemberNode: @unchecked Sendable {
     let appliedIndex = Atomic<UInt64>(0)
 
     let onRemoved: @Sendable () -> Void
+    /// `onRemoved` was called (it is called once).
+    let removalNoticed = Atomic<Bool>(false)
     /// The apply loop has not taken its last pass yet (see `stop`).
     let applyRunning = Atomic<Bool>(false)
     /// When progress notifications were last sent (the watch loop's).
@@ -126,13 +130,13 @@ public final class MemberNode: @unchecked Sendable {
     public static func open<D: Disk>(
         config: NodeConfig, disk: D, vfs: DiskVFS, transport: any RaftTransport, logger: Logger,
         now: @escaping @Sendable () -> Int64, onFatal: @escaping @Sendable (String) -> Void,
-        loop: any SerialLoop, applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64,
-        wallClock: @escaping @Sendable () -> Date
+        onRemoved: @escaping @Sendable () -> Void = {}, loop: any SerialLoop, applyLoop: any SerialLoop,
+        watchLoop: any SerialLoop, raftSeed: UInt64, wallClock: @escaping @Sendable () -> Date
     ) throws -> MemberNode {
         try disk.makeDirectory(config.dataDir + "/member/snap")
         return try MemberNode(
             config: config, disk: disk, vfs: vfs, lock: nil, transport: transport, logger: logger,
-            observer: NoObserver(), now: now, onFatal: onFatal, onRemoved: {}, loop: loop, applyLoop: applyLoop,
+            observer: NoObserver(), now: now, onFatal: onFatal, onRemoved: onRemoved, loop: loop, applyLoop: applyLoop,
             watchLoop: watchLoop, raftSeed: raftSeed, wallClock: wallClock)
     }
 
@@ -141,9 +145,10 @@ public final class MemberNode: @unchecked Sendable {
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
         onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any SerialLoop,
         applyLoop: any SerialLoop, watchLoop: any SerialLoop, raftSeed: UInt64,
-        wallClock: @Sendable () -> Date
+        wallClock: @escaping @Sendable () -> Date
     ) throws {
         self.config = config
+        self.wallClock = wallClock
         self.loop = loop
         self.applyLoop = applyLoop
         self.watchLoop = watchLoop
@@ -496,6 +501,7 @@ public final class MemberNode: @unchecked Sendable {
     ) {
         let current = status
         if let failure = current.failure { return completion(.failure(.internal(failure))) }
+        if answersNothing { return completion(.failure(.stopped)) }
         if current.commitIndex > appliedIndex.load(ordering: .relaxed) + Self.maxCommitApplyGap {
             observer.proposalFailed()
             return completion(.failure(.tooManyRequests))
@@ -538,6 +544,7 @@ public final class MemberNode: @unchecked Sendable {
     /// a read still waiting when it passes fails with "deadline exceeded". Past `maxPendingReads` waiting reads,
     /// "too many requests" at once.
     public func readBarrier(deadline: Int64? = nil, completion: @escaping @Sendable (EtcdError?) -> Void) {
+        if answersNothing { return completion(.stopped) }
         if pendingReadCount.wrappingAdd(1, ordering: .relaxed).newValue > config.maxPendingReads {
             pendingReadCount.wrappingSubtract(1, ordering: .relaxed)
             return completion(.tooManyRequests)
@@ -567,6 +574,26 @@ public final class MemberNode: @unchecked Sendable {
 
     /// The index this member has applied through.
     public var applied: UInt64 { appliedIndex.load(ordering: .acquiring) }
+
+    /// This member applied its own removal from the cluster, or a peer said the cluster removed it.
+    public var isRemoved: Bool { members.isRemoved(memberID) || removalNoticed.load(ordering: .acquiring) }
+
+    /// A removed member answers no more requests (nor entries applied after its removal): it no longer belongs to
+    /// the cluster whose answers it would give, and its owner is stopping it (`onRemoved`), as etcd's server stops.
+    var answersNothing: Bool { isRemoved && config.testingNodeMutation != .removedMemberKeepsServing }
+
+    /// Tells the owner, once, that the member was removed (`onRemoved`), whichever way it learned.
+    func noticeRemoval() {
+        guard config.testingNodeMutation != .removedMemberKeepsServing else { return }
+        guard !removalNoticed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        logger.warning("the member has been permanently removed from the cluster")
+        onRemoved()
+    }
+
+    /// A peer refused this member's messages because the cluster removed it (etcd's peers answer such a member
+    /// "410 Gone" and it stops). The usual way a removed follower learns it: the leader stops replicating to a
+    /// member as soon as it appends the entry removing it, so that member seldom applies its own removal.
+    public func removedByPeer() { noticeRemoval() }
 
     /// etcd's lease checkpoints (`--experimental-enable-lease-checkpoint`): on the leader, records the remaining
     /// TTL of every lease through the log (in batches of 1000, as etcd's `maxLeaseCheckpointBatchSize`), so that
@@ -607,6 +634,13 @@ public final class MemberNode: @unchecked Sendable {
 
     /// Announces this member's name and client URLs to the cluster.
     public func publishAttributes() async -> ApplyResult {
+        await withCheckedContinuation { continuation in
+            publishAttributes { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// `publishAttributes` for callers that cannot suspend: `completion` runs on one of the member's loops.
+    public func publishAttributes(completion: @escaping @Sendable (ApplyResult) -> Void) {
         var attributes = Quorumpb_MemberAttributes()
         attributes.memberID = memberID
         attributes.name = config.name
@@ -614,9 +648,10 @@ public final class MemberNode: @unchecked Sendable {
         attributes.serverVersion = Version.etcdServer
         var request = Quorumpb_RaftRequest()
         request.publish = attributes
-        let result = await propose(request)
-        if case .success = result { published.withLock { $0.published = true } }
-        return result
+        propose(request) { [self] result in
+            if case .success = result { published.withLock { $0.published = true } }
+            completion(result)
+        }
     }
 
     /// Commits what the apply loop has applied so far to SQLite, for readers of the database file itself (a
@@ -696,8 +731,11 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: Membership
 
-    /// Proposes a membership change and waits until it is applied here; returns the members afterwards.
-    func proposeMembershipChange(kind: ConfChangeKind, member: MemberInfo) async -> Result<[MemberInfo], EtcdError> {
+    /// Proposes a membership change; `completion` runs once it is applied here, with the members afterwards.
+    func proposeMembershipChange(
+        kind: ConfChangeKind, member: MemberInfo,
+        completion: @escaping @Sendable (Result<[MemberInfo], EtcdError>) -> Void
+    ) {
         let id = ids.next()
         var context = Quorumpb_ConfChangeContext()
         context.member = member.proto
@@ -707,71 +745,104 @@ public final class MemberNode: @unchecked Sendable {
         do {
             change = ConfChange(kind: kind, node: member.id, context: try context.serializedBytes())
         } catch {
-            return .failure(.internal("encode: \(error)"))
+            return completion(.failure(.internal("encode: \(error)")))
         }
         let deadline = now() + config.effectiveRequestTimeout
-        let result = await withCheckedContinuation { continuation in
-            waiters.register(id, deadline: deadline) { continuation.resume(returning: $0) }
-            perform { node in
-                do {
-                    try node.raft.proposeConfChange(change)
-                } catch {
-                    // etcd lets such a change time out; saying why is kinder.
-                    let reason: EtcdError =
-                        node.raft.leaderID == 0 ? .noLeader : EtcdError(.unavailable, "etcdserver: \(error)")
-                    node.waiters.resume(id, with: .failure(reason))
-                }
-            }
+        waiters.register(id, deadline: deadline) { result in
+            completion(
+                result.flatMap { response in
+                    if case .members(let list) = response { return .success(list) }
+                    return .failure(.internal("unexpected apply result"))
+                })
         }
-        return result.flatMap { response in
-            if case .members(let list) = response { return .success(list) }
-            return .failure(.internal("unexpected apply result"))
+        perform { node in
+            do {
+                try node.raft.proposeConfChange(change)
+            } catch {
+                // etcd lets such a change time out; saying why is kinder.
+                let reason: EtcdError =
+                    node.raft.leaderID == 0 ? .noLeader : EtcdError(.unavailable, "etcdserver: \(error)")
+                node.waiters.resume(id, with: .failure(reason))
+            }
         }
     }
 
-    /// etcd's MemberAdd: a new id from the peer URLs, the token and the time; refused if it would break quorum.
+    /// etcd's `--max-learners` default: a cluster holds at most one learner.
+    public static let maxLearners = 1
+
+    /// etcd's MemberAdd: a new id from the peer URLs, the token and the time; refused if it would break quorum or
+    /// exceed `maxLearners` (etcd checks the learners when it applies the change; checking before proposing can
+    /// let two concurrent adds through, which Raft's one-pending-change rule makes rare).
     public func addMember(peerURLs: [String], isLearner: Bool) async -> Result<(MemberInfo, [MemberInfo]), EtcdError> {
+        await withCheckedContinuation { continuation in
+            addMember(peerURLs: peerURLs, isLearner: isLearner) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// `addMember` for callers that cannot suspend (the simulation): `completion` runs on one of the member's loops.
+    public func addMember(
+        peerURLs: [String], isLearner: Bool,
+        completion: @escaping @Sendable (Result<(MemberInfo, [MemberInfo]), EtcdError>) -> Void
+    ) {
         let existing = members.all
         if existing.contains(where: { !Set($0.peerURLs).isDisjoint(with: peerURLs) }) {
-            return .failure(.peerURLExists)
+            return completion(.failure(.peerURLExists))
         }
         if !isLearner && config.strictReconfigCheck && !readyToAddVoter(existing) {
-            return .failure(.memberNotEnoughStarted)
+            return completion(.failure(.memberNotEnoughStarted))
         }
-        var id = Identity.memberID(peerURLs: peerURLs, token: config.initialClusterToken, time: Date())
+        if isLearner && existing.filter(\.isLearner).count >= Self.maxLearners {
+            return completion(.failure(.tooManyLearners))
+        }
+        // The member's wall clock (a simulation's is virtual, so that the new id replays with its seed).
+        var id = Identity.memberID(peerURLs: peerURLs, token: config.initialClusterToken, time: wallClock())
         while members.member(id) != nil || members.isRemoved(id) { id &+= 1 }
         let member = MemberInfo(id: id, name: "", peerURLs: peerURLs, clientURLs: [], isLearner: isLearner)
-        return await proposeMembershipChange(kind: isLearner ? .addLearner : .addVoter, member: member).map {
-            (member, $0)
+        proposeMembershipChange(kind: isLearner ? .addLearner : .addVoter, member: member) { result in
+            completion(result.map { (member, $0) })
         }
     }
 
     public func removeMember(_ id: UInt64) async -> Result<[MemberInfo], EtcdError> {
-        guard let member = members.member(id) else { return .failure(.memberNotFound) }
-        if !member.isLearner && config.strictReconfigCheck && !readyToRemoveVoter(id) {
-            return .failure(.memberNotEnoughStarted)
+        await withCheckedContinuation { continuation in
+            removeMember(id) { continuation.resume(returning: $0) }
         }
-        return await proposeMembershipChange(kind: .removeNode, member: member)
+    }
+
+    /// `removeMember` for callers that cannot suspend: `completion` runs on one of the member's loops.
+    public func removeMember(_ id: UInt64, completion: @escaping @Sendable (Result<[MemberInfo], EtcdError>) -> Void) {
+        guard let member = members.member(id) else { return completion(.failure(.memberNotFound)) }
+        if !member.isLearner && config.strictReconfigCheck && !readyToRemoveVoter(id) {
+            return completion(.failure(.memberNotEnoughStarted))
+        }
+        proposeMembershipChange(kind: .removeNode, member: member, completion: completion)
     }
 
     /// Promotes a learner once it has caught up (leader only: only the leader knows how far it got).
     public func promoteMember(_ id: UInt64) async -> Result<[MemberInfo], EtcdError> {
-        guard let member = members.member(id) else { return .failure(.memberNotFound) }
-        guard member.isLearner else { return .failure(.memberNotLearner) }
-        guard status.isLeader else { return .failure(.notLeader) }
-        let ready: Bool = await withCheckedContinuation { continuation in
-            perform { node in
-                let progress = node.raft.status.progress
-                let leaderMatch = progress[node.memberID]?.match ?? node.raft.lastIndex
-                let learnerMatch = progress[id]?.match ?? 0
-                // etcd's rule: a learner is ready once it holds 90% of what the leader holds.
-                continuation.resume(returning: leaderMatch > 0 && Double(learnerMatch) >= 0.9 * Double(leaderMatch))
+        await withCheckedContinuation { continuation in
+            promoteMember(id) { continuation.resume(returning: $0) }
+        }
+    }
+
+    /// `promoteMember` for callers that cannot suspend: `completion` runs on one of the member's loops.
+    public func promoteMember(_ id: UInt64, completion: @escaping @Sendable (Result<[MemberInfo], EtcdError>) -> Void) {
+        guard let member = members.member(id) else { return completion(.failure(.memberNotFound)) }
+        guard member.isLearner else { return completion(.failure(.memberNotLearner)) }
+        guard status.isLeader else { return completion(.failure(.notLeader)) }
+        perform { node in
+            let progress = node.raft.status.progress
+            let leaderMatch = progress[node.memberID]?.match ?? node.raft.lastIndex
+            let learnerMatch = progress[id]?.match ?? 0
+            // etcd's rule: a learner is ready once it holds 90% of what the leader holds.
+            guard leaderMatch > 0 && Double(learnerMatch) >= 0.9 * Double(leaderMatch) else {
+                return completion(.failure(.learnerNotReady))
+            }
+            node.proposeMembershipChange(kind: .promoteLearner, member: member) { promoted in
+                if case .success = promoted { node.counters.learnerPromotions.add(1, ordering: .relaxed) }
+                completion(promoted)
             }
         }
-        guard ready else { return .failure(.learnerNotReady) }
-        let promoted = await proposeMembershipChange(kind: .promoteLearner, member: member)
-        if case .success = promoted { counters.learnerPromotions.add(1, ordering: .relaxed) }
-        return promoted
     }
 
     /// Changes a member's peer URLs (a normal replicated request: the voting configuration is unchanged).

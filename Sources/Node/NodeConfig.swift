@@ -122,4 +122,7 @@ public enum NodeMutation: String, Sendable, CaseIterable {
     case neverSyncsTheLog
     /// The lessor's clock runs twice as fast: leases expire, and their keys go, at half their TTL.
     case leaseClockRunsFast
+    /// A member that applied its own removal goes on answering requests and never tells its owner (`onRemoved`),
+    /// as if it had not noticed.
+    case removedMemberKeepsServing
 }

@@ -188,6 +188,8 @@ struct Members: ParsableCommand {
     var diskFaultRate = 0.0
     @Option(help: "With --simulated-disks: the chance that an fsync stalls its caller for 50 ms to 1.5 s.")
     var slowSyncRate = 0.0
+    @Flag(help: "Add, promote and remove members now and then (three to five voters).")
+    var membershipChanges = false
 
     func run() throws {
         ensureDeterministicHashing()
@@ -205,6 +207,7 @@ struct Members: ParsableCommand {
             options.simulatedDisks = simulatedDisks
             options.diskFaultRate = diskFaultRate
             options.slowSyncRate = slowSyncRate
+            options.membershipChanges = membershipChanges
             let report = try MemberSimulation(seed: s, options: options).run()
             if !report.ok {
                 failed += 1

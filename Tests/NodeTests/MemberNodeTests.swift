@@ -22,6 +22,8 @@ final class NodeFixture {
     let clock: ManualClock
     var node: MemberNode!
     var config: NodeConfig
+    /// What the member calls once it learns the cluster removed it.
+    var onRemoved: @Sendable () -> Void = {}
 
     init(
         dir: TemporaryDirectory = TemporaryDirectory(), clock: ManualClock = ManualClock(),
@@ -42,7 +44,7 @@ final class NodeFixture {
         var logger = Logger(label: "test")
         logger.logLevel = .error
         let clock = self.clock
-        node = try MemberNode.open(config: config, logger: logger, now: { clock.now })
+        node = try MemberNode.open(config: config, logger: logger, now: { clock.now }, onRemoved: onRemoved)
         node.start()
     }
 
@@ -129,6 +131,44 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
         #expect(f.node.store.revisions.current == 22)
         let after = try await f.put("a", "2")
         #expect(after.header.revision == 23)
+    }
+
+    /// etcd admits one learner (`--max-learners` 1): a second MemberAdd of a learner is refused with etcd's error.
+    @Test func aSecondLearnerIsRefused() async throws {
+        let f = try NodeFixture()
+        try await f.waitUntil { f.node.status.isLeader }
+        let (learner, list) = try await f.node.addMember(peerURLs: ["http://l1:2380"], isLearner: true).get()
+        #expect(learner.isLearner && list.count == 2)
+        let second = await f.node.addMember(peerURLs: ["http://l2:2380"], isLearner: true)
+        #expect(second.map(\.0.id) == .failure(.tooManyLearners))
+        #expect(f.node.members.all.count == 2)
+    }
+
+    /// A member told by a peer that the cluster removed it (the member simulation, seed 16 with membership changes:
+    /// a removed follower never got the entry removing it) tells its owner once and answers nothing more: no write
+    /// is acknowledged and no linearizable read served by a member that no longer belongs to the cluster.
+    @Test func aRemovedMemberAnswersNothingMore() async throws {
+        let notices = Atomic<Int>(0)
+        let f = try NodeFixture()
+        f.onRemoved = { notices.add(1, ordering: .relaxed) }
+        try f.restart()
+        try await f.waitUntil { f.node.status.isLeader }
+        _ = try await f.put("a", "1")
+        f.node.removedByPeer()
+        f.node.removedByPeer()
+        #expect(notices.load(ordering: .relaxed) == 1)
+        #expect(f.node.isRemoved)
+        var put = Quorumpb_RaftRequest()
+        put.put.key = Data("a".utf8)
+        put.put.value = Data("2".utf8)
+        let refused = await f.node.propose(put)
+        guard case .failure(let error) = refused else {
+            Issue.record("a removed member acknowledged a put")
+            return
+        }
+        #expect(error == .stopped)
+        await #expect(throws: EtcdError.stopped) { try await f.node.readBarrier() }
+        #expect(try f.get("a")?.value == Data("1".utf8))
     }
 
     @Test func snapshotsTruncateTheLogAndRestartStillRecovers() async throws {

@@ -119,6 +119,34 @@ import Testing
         #expect(caught != nil, "40 seeds from \(start) never caught leases expiring early")
     }
 
+    /// Members added (as learners that join, catch up and are promoted) and removed (the leader too) while the
+    /// other faults go on: every check holds over the changing membership, and at the end the members agree on who
+    /// they are. Fixed seeds (each found a bug or covers a path: seed 16 removes followers that never get the entry
+    /// removing them), then a few fresh ones, on real files and on simulated disks.
+    @Test(arguments: [false, true]) func membershipChangesKeepEveryCheck(simulatedDisks: Bool) throws {
+        var options = MemberSimulation.Options()
+        options.membershipChanges = true
+        options.simulatedDisks = simulatedDisks
+        var changes = 0
+        for seed in [16, 2] + Self.seeds(2) {
+            let report = try MemberSimulation(seed: seed, options: options).run()
+            print(report)
+            #expect(report.ok, "\(report)")
+            changes += report.membershipChanges
+        }
+        #expect(changes > 4, "too few membership changes to show anything")
+    }
+
+    /// A member that applied its removal and goes on serving (and never tells its owner): the membership check
+    /// must see it.
+    @Test func aRemovedMemberThatKeepsServingIsCaught() throws {
+        var options = MemberSimulation.Options()
+        options.membershipChanges = true
+        options.nodeMutation = .removedMemberKeepsServing
+        let (start, caught) = try Self.firstCaught(options, limit: 20)
+        #expect(caught != nil, "20 seeds from \(start) never caught a removed member that keeps serving")
+    }
+
     /// Disks that fail writes and fsyncs now and then (EIO, ENOSPC): a member that hits one stops rather than go on
     /// with data it cannot trust, is restarted, and nothing acknowledged is lost. In a process of its own, where a
     /// trap (Raft refusing a log) fails the run instead of the test process.

@@ -57,6 +57,9 @@ public final class MemberSimulation: @unchecked Sendable {
         public var nodeMutation: NodeMutation?
         /// A rule of the watch hub switched off, likewise.
         public var watchMutation: WatchMutation?
+        /// Change the membership now and then through the members' own API (`SimMembership`): add a learner that
+        /// joins and catches up, promote it, remove a voter (the leader too), keeping three to five voters.
+        public var membershipChanges = false
         public init() {}
     }
 
@@ -73,11 +76,14 @@ public final class MemberSimulation: @unchecked Sendable {
         public var snapshots: Int
         /// Slow fsyncs (`Options.slowSyncRate`).
         public var stalls: Int
+        /// Membership changes the cluster applied (adds, promotions, removals).
+        public var membershipChanges = 0
         public var ok: Bool { violations.isEmpty }
         public var description: String {
             "seed \(seed): \(operations) operations (\(acknowledged) acknowledged, \(unknown) unknown), "
                 + "\(virtualMilliseconds) ms simulated, \(events) events, \(messagesDelivered) messages, "
                 + "\(crashes) crashes, \(snapshots) snapshots" + (stalls > 0 ? ", \(stalls) slow fsyncs" : "")
+                + (membershipChanges > 0 ? ", \(membershipChanges) membership changes" : "")
                 + (violations.isEmpty ? "" : "; VIOLATIONS: " + violations.joined(separator: "; "))
         }
     }
@@ -91,6 +97,29 @@ public final class MemberSimulation: @unchecked Sendable {
         /// Its disk and the SQLite VFS over it, with `Options.simulatedDisks`.
         var disk: SimFileSystem?
         var vfs: DiskVFS?
+        /// Where it stands in the cluster's membership (`SimMembership`).
+        var standing = Standing.founder
+        /// It called `onRemoved`: it noticed it was removed.
+        var noticedRemoval = false
+
+        enum Standing {
+            /// Listed in `--initial-cluster`.
+            case founder
+            /// Added through MemberAdd; `join` is what it starts with (`--initial-cluster-state existing`), nil
+            /// until the cluster confirmed the add (or the add's outcome is unknown and it has not shown up yet).
+            case added(join: NodeConfig.JoinInfo?)
+            /// Removed from the cluster, stopped and freed: never started again.
+            case removed
+        }
+
+        /// Part of the cluster as far as the simulation knows: started once, or to be started, and not removed.
+        var isMember: Bool {
+            switch standing {
+            case .founder: true
+            case .added(let join): join != nil
+            case .removed: false
+            }
+        }
     }
 
     public let seed: UInt64
@@ -121,6 +150,9 @@ public final class MemberSimulation: @unchecked Sendable {
     /// Every member halted by a crash: all must be freed by the end of the run.
     var haltedNodes: [WeakNode] = []
     final class WeakNode { weak var node: MemberNode? }
+    lazy var membership = SimMembership(simulation: self)
+    /// Term → the member seen leading it (sampled): two leaders in one term is a violation.
+    var leaderOfTerm: [UInt64: UInt64] = [:]
 
     public init(seed: UInt64, options: Options = Options()) throws {
         self.seed = seed
@@ -174,7 +206,8 @@ public final class MemberSimulation: @unchecked Sendable {
         if options.partitions { scheduleFault() }
         if options.crashes { scheduleCrash() }
         if options.compactions { scheduleCompaction() }
-        if options.trace { traceLeaders(last: "") }
+        if options.membershipChanges { membership.start() }
+        watchLeaders(last: "")
         watchers.start(count: options.watchers)
         leases.start(clients: options.leaseClients)
         let finished = scheduler.run(until: options.timeLimit) { [self] in
@@ -187,6 +220,7 @@ public final class MemberSimulation: @unchecked Sendable {
                     + "\(scheduler.now / 1000) ms")
         }
         settleAndCompare()
+        if options.membershipChanges { failures += membership.check() }
         checkLeases()
         checkWatchers()
         checkSerializableReads()
@@ -205,7 +239,7 @@ public final class MemberSimulation: @unchecked Sendable {
             seed: seed, operations: history.count, acknowledged: history.filter { $0.output != .unknown }.count,
             unknown: history.filter { $0.output == .unknown }.count, violations: failures,
             virtualMilliseconds: scheduler.now / 1000, events: scheduler.steps, messagesDelivered: peers.delivered,
-            crashes: crashes, snapshots: peers.snapshots, stalls: stalls)
+            crashes: crashes, snapshots: peers.snapshots, stalls: stalls, membershipChanges: membership.applied)
     }
 
     /// A line of the trace (`Options.trace`), stamped with the virtual time.
@@ -215,11 +249,24 @@ public final class MemberSimulation: @unchecked Sendable {
         print("[\(ms / 1000).\(String(format: "%03d", ms % 1000))] \(line())")
     }
 
-    /// With the trace on: a line whenever who leads (and in which term) changes, sampled every 10 ms.
-    func traceLeaders(last: String) {
-        let now = members.filter { $0.node?.status.isLeader == true }
-            .map { "\($0.name) (term \($0.node!.status.term))" }.joined(separator: ", ")
-        if now != last {
+    /// Every 5 ms: who leads in which term. Two members leading one term is a violation (Raft's election safety;
+    /// a membership change that let two majorities form would show here). With the trace on, a line whenever it
+    /// changes.
+    func watchLeaders(last: String) {
+        var leading: [String] = []
+        for m in members {
+            guard let status = m.node?.status, status.isLeader else { continue }
+            leading.append("\(m.name) (term \(status.term))")
+            guard let first = leaderOfTerm[status.term] else {
+                leaderOfTerm[status.term] = m.id
+                continue
+            }
+            let violation =
+                "\(members.first { $0.id == first }?.name ?? "?") and \(m.name) both led term \(status.term)"
+            if first != m.id && !failures.contains(violation) { failures.append(violation) }
+        }
+        let now = leading.joined(separator: ", ")
+        if options.trace && now != last {
             let logs = members.map { m in
                 m.node.map { n in
                     let s = n.status
@@ -229,7 +276,7 @@ public final class MemberSimulation: @unchecked Sendable {
             trace("leaders: \(now.isEmpty ? "none" : now) [\(logs.joined(separator: "; "))]")
         }
         guard issued < options.operations || outstanding > 0 else { return }
-        scheduler.after(.ms(10)) { [self] in traceLeaders(last: now) }
+        scheduler.after(.ms(5)) { [self] in watchLeaders(last: now) }
     }
 
     // MARK: Members
@@ -238,8 +285,14 @@ public final class MemberSimulation: @unchecked Sendable {
         var config = NodeConfig()
         config.name = members[i].name
         config.dataDir = members[i].dataDir
-        config.initialCluster = members.map { ($0.name, ["http://\($0.name):2380"]) }
-        config.advertisePeerURLs = ["http://\(members[i].name):2380"]
+        config.initialCluster = members.prefix(options.members).map { ($0.name, [Self.peerURL($0.name)]) }
+        if case .added(let join) = members[i].standing {
+            // A member added through MemberAdd starts as etcd's does with `--initial-cluster-state existing`: it
+            // learned its id and the members from the cluster (`ClusterJoin` in a real server).
+            config.initialClusterState = .existing
+            config.join = join
+        }
+        config.advertisePeerURLs = [Self.peerURL(members[i].name)]
         config.advertiseClientURLs = ["http://\(members[i].name):2379"]
         config.fsync = false
         config.testingRaftMutation = options.mutation
@@ -269,9 +322,19 @@ public final class MemberSimulation: @unchecked Sendable {
             scheduler.after(.ms(1)) { [self] in
                 guard let node = members[i].node, ObjectIdentifier(node) == incarnation else { return }
                 crash(i)
-                scheduler.after(.ms(scheduler.random.int(in: 100...1000))) { [self] in
-                    if members[i].node == nil { startMember(i) }
-                }
+                scheduler.after(.ms(scheduler.random.int(in: 100...1000))) { [self] in restart(i) }
+            }
+        }
+        // A member that applied its own removal tells its owner, who stops it (a real server exits).
+        let onRemoved: @Sendable () -> Void = { [weak self] in
+            guard let self else { return }
+            members[i].noticedRemoval = true
+            let incarnation = members[i].node.map(ObjectIdentifier.init)
+            // Stopped from outside its loops (this runs on its apply loop).
+            scheduler.after(0) { [self] in
+                guard let node = members[i].node, ObjectIdentifier(node) == incarnation else { return }
+                trace("\(name) noticed its removal")
+                membership.free(i)
             }
         }
         let wallClock: @Sendable () -> Date = {
@@ -299,12 +362,12 @@ public final class MemberSimulation: @unchecked Sendable {
                 }
                 node = try MemberNode.open(
                     config: config, disk: members[i].disk!, vfs: members[i].vfs!, transport: outbox, logger: logger,
-                    now: { scheduler.nanoseconds }, onFatal: onFatal, loop: loops[0], applyLoop: loops[1],
-                    watchLoop: loops[2], raftSeed: scheduler.random.next(), wallClock: wallClock)
+                    now: { scheduler.nanoseconds }, onFatal: onFatal, onRemoved: onRemoved, loop: loops[0],
+                    applyLoop: loops[1], watchLoop: loops[2], raftSeed: scheduler.random.next(), wallClock: wallClock)
             } else {
                 node = try MemberNode.open(
                     config: config, transport: outbox, logger: logger, now: { scheduler.nanoseconds },
-                    onFatal: onFatal, loop: loops[0], applyLoop: loops[1], watchLoop: loops[2],
+                    onFatal: onFatal, onRemoved: onRemoved, loop: loops[0], applyLoop: loops[1], watchLoop: loops[2],
                     raftSeed: scheduler.random.next(), wallClock: wallClock)
             }
             members[i].id = node.memberID
@@ -313,6 +376,7 @@ public final class MemberSimulation: @unchecked Sendable {
             members[i].loops = loops
             peers.attach(node, dataDir: config.dataDir, disk: members[i].disk)
             node.begin()
+            if options.membershipChanges { membership.publish(i, node) }
             trace(
                 "\(name) started (revision \(node.store.revisions.current), applied \(node.applied), log "
                     + "\(node.status.lastIndex)@\(node.status.lastTerm), commit \(node.status.commitIndex))")
@@ -321,14 +385,20 @@ public final class MemberSimulation: @unchecked Sendable {
                 // The disk failed under the restart itself: the supervisor tries again.
                 trace("\(name) did not open: \(error)")
                 loops.forEach { $0.stop() }
-                scheduler.after(.ms(scheduler.random.int(in: 100...1000))) { [self] in
-                    if members[i].node == nil { startMember(i) }
-                }
+                scheduler.after(.ms(scheduler.random.int(in: 100...1000))) { [self] in restart(i) }
                 return
             }
             failures.append("\(name) did not open: \(error)")
         }
     }
+
+    /// Starts a member that is down again, unless it was removed meanwhile.
+    func restart(_ i: Int) {
+        if members[i].node == nil && members[i].isMember { startMember(i) }
+    }
+
+    /// A member's advertised peer URL (what MemberAdd is given, and what names it in the member table).
+    static func peerURL(_ name: String) -> String { "http://\(name):2380" }
 
     /// An error the simulated disk injected (EIO, ENOSPC), as opposed to a member refusing what it found.
     static func isDiskError(_ error: any Error) -> Bool {
@@ -345,9 +415,10 @@ public final class MemberSimulation: @unchecked Sendable {
         scheduler.after(.ms(scheduler.random.int(in: 500...2000))) { [self] in
             guard issued < options.operations else { return }
             // The leader most of the time: the member whose isolation tests the most (stale reads, lost writes).
-            let leader = members.first { $0.node?.status.isLeader == true }?.id
-            let victim = leader.flatMap { scheduler.random.chance(0.7) ? $0 : nil } ?? scheduler.random.pick(members).id
-            let others = members.map(\.id).filter { $0 != victim }
+            let current = members.filter { $0.isMember && $0.id != 0 }
+            let leader = current.first { $0.node?.status.isLeader == true }?.id
+            let victim = leader.flatMap { scheduler.random.chance(0.7) ? $0 : nil } ?? scheduler.random.pick(current).id
+            let others = current.map(\.id).filter { $0 != victim }
             peers.network.partition([[victim], others])
             trace("partition: \(members.first { $0.id == victim }?.name ?? "?") isolated")
             scheduler.after(.ms(scheduler.random.int(in: 1000...4000))) { [self] in
@@ -365,14 +436,19 @@ public final class MemberSimulation: @unchecked Sendable {
         // member still failing now and then would keep handing leases a fresh TTL through new leaders).
         for m in members { m.disk?.faults = SimDiskFaults() }
         let deadline = scheduler.now + .ms(20_000)
-        scheduler.run(until: deadline) { [self] in converged }
+        // A change whose answer was lost is read back as the cluster settles (`SimMembership.reconcile`).
+        scheduler.run(until: deadline) { [self] in
+            if options.membershipChanges { membership.reconcile() }
+            return converged
+        }
         guard converged else {
-            let applied = members.map { "\($0.name)=\($0.node?.applied ?? 0)" }.joined(separator: " ")
+            let applied = members.filter(\.isMember).map { "\($0.name)=\($0.node?.applied ?? 0)" }
+                .joined(separator: " ")
             failures.append("members did not converge after healing (applied: \(applied))")
             return
         }
         var hashes: Set<String> = []
-        for m in members {
+        for m in members where m.isMember {
             guard let node = m.node, let h = try? node.store.hashKV(revision: 0) else { continue }
             hashes.insert("\(h.hash)@\(h.revision)")
         }
@@ -402,9 +478,11 @@ public final class MemberSimulation: @unchecked Sendable {
         failures += watchers.check(lastRevision: last, compacted: compacted, history: history)
     }
 
+    /// Every current member runs and has applied what was committed, and one of them leads.
     var converged: Bool {
-        let nodes = members.compactMap(\.node)
-        guard nodes.count == members.count, let first = nodes.first else { return false }
+        let current = members.filter(\.isMember)
+        let nodes = current.compactMap(\.node)
+        guard nodes.count == current.count, let first = nodes.first else { return false }
         let commit = nodes.map(\.status.commitIndex).max() ?? 0
         return nodes.allSatisfy { $0.applied == commit && $0.applied == first.applied }
             && nodes.contains { $0.status.isLeader }
@@ -423,8 +501,7 @@ public final class MemberSimulation: @unchecked Sendable {
 
     func nextOperation(client: Int) {
         guard issued < options.operations else { return }
-        // Only members that serve: running, and recovered (a real member answers no request before).
-        let serving = members.indices.filter { members[$0].node?.recovered == true }
+        let serving = members.indices.filter(servesClients)
         guard !serving.isEmpty else {
             scheduler.after(.ms(50)) { [self] in nextOperation(client: client) }
             return
@@ -533,10 +610,22 @@ public final class MemberSimulation: @unchecked Sendable {
         }
     }
 
+    /// Whether clients may send requests to member `i`: it runs, it recovered (a real member answers no request
+    /// before) and it is no learner (etcd's learners refuse linearizable reads, writes and watches).
+    func servesClients(_ i: Int) -> Bool {
+        guard let node = members[i].node else { return false }
+        return node.recovered && !node.status.isLearner
+    }
+
     /// Records what the client saw (nil: nothing to record, the operation had no effect) and lets it think a little
     /// before its next operation. An operation already answered (its member crashed) is ignored.
     func finish(_ token: UInt64, _ output: KVOutput?) {
         guard let op = inFlight.removeValue(forKey: token) else { return }
+        // After the member told its owner it was removed (entries before its removal are answered with the batch
+        // that applies it, a moment before).
+        if let output, output != .unknown, members[op.member].noticedRemoval {
+            failures.append("\(members[op.member].name) answered \(op.op) -> \(output) after applying its removal")
+        }
         trace("client \(op.client) on \(members[op.member].name): \(op.op) -> \(output.map { "\($0)" } ?? "failed")")
         if let output {
             history.append(
@@ -612,9 +701,10 @@ public final class MemberSimulation: @unchecked Sendable {
     func scheduleCrash() {
         scheduler.after(.ms(scheduler.random.int(in: 2000...6000))) { [self] in
             guard issued < options.operations else { return }
-            let running = members.indices.filter { members[$0].node != nil }
+            let current = members.indices.filter { members[$0].isMember }
+            let running = current.filter { members[$0].node != nil }
             // One member down at a time; the leader half of the time.
-            guard running.count == members.count else { return scheduleCrash() }
+            guard running.count == current.count else { return scheduleCrash() }
             if options.simulatedDisks && scheduler.random.chance(0.25) {
                 // The whole cluster loses power at once: only what each member synced survives anywhere.
                 trace("power failure of every member")
@@ -622,7 +712,7 @@ public final class MemberSimulation: @unchecked Sendable {
                 var left = running.count
                 for i in running {
                     scheduler.after(.ms(scheduler.random.int(in: 100...2000))) { [self] in
-                        startMember(i)
+                        restart(i)
                         crashes += 1
                         left -= 1
                         if left == 0 { scheduleCrash() }
@@ -634,20 +724,22 @@ public final class MemberSimulation: @unchecked Sendable {
             let victim = leader.flatMap { scheduler.random.chance(0.5) ? $0 : nil } ?? scheduler.random.pick(running)
             crash(victim)
             scheduler.after(.ms(scheduler.random.int(in: 200...3000))) { [self] in
-                startMember(victim)
+                restart(victim)
                 crashes += 1
                 scheduleCrash()
             }
         }
     }
 
-    func crash(_ i: Int) {
+    /// Kills member `i` (`losingPower`: with a simulated disk, a power cut too) and answers its clients' pending
+    /// operations as unknown.
+    func crash(_ i: Int, losingPower: Bool = true) {
         trace("\(members[i].name) crashed (revision \(members[i].node?.store.revisions.current ?? 0))")
         let halted = WeakNode()
         halted.node = members[i].node
         haltedNodes.append(halted)
         members[i].node?.halt()
-        if let disk = members[i].disk {
+        if losingPower, let disk = members[i].disk {
             // The power goes out: what was not synced is lost, kept or torn.
             disk.crash(rng: &scheduler.random)
             members[i].vfs?.restart()

@@ -44,9 +44,11 @@ final class SimLeases: @unchecked Sendable {
         }
     }
 
-    /// A member that serves (running and recovered), at random.
+    /// A member that serves clients (running, recovered, no learner), at random.
     private func anyMember() -> MemberNode? {
-        let serving = simulation.members.compactMap(\.node).filter(\.recovered)
+        let serving = simulation.members.indices.filter(simulation.servesClients).compactMap {
+            simulation.members[$0].node
+        }
         return serving.isEmpty ? nil : scheduler.random.pick(serving)
     }
 

@@ -19,6 +19,8 @@ public final class SimPeers: @unchecked Sendable {
     public private(set) var dropped = 0
     /// Database snapshots delivered.
     public private(set) var snapshots = 0
+    /// Members a peer refused as removed from the cluster (each was told so).
+    public private(set) var toldRemoved: Set<UInt64> = []
 
     public init(scheduler: SimScheduler, network: FaultyNetwork) {
         self.scheduler = scheduler
@@ -36,6 +38,19 @@ public final class SimPeers: @unchecked Sendable {
     /// The transport a member sends through; its `from` is set once the member knows its id.
     public func outbox() -> Outbox { Outbox(peers: self) }
 
+    /// Whether the real peer transport would carry a message: the sender dials only members its member table lists
+    /// (`PeerTransport.sender(for:)`), and the receiver refuses a member the cluster removed (`PeerCheck`), which
+    /// tells the sender it was removed.
+    private func admitted(from: UInt64, to target: MemberNode) -> Bool {
+        if let sender = members[from], sender.members.member(target.memberID) == nil { return false }
+        guard target.members.isRemoved(from) else { return true }
+        if let sender = members[from] {
+            toldRemoved.insert(from)
+            sender.removedByPeer()
+        }
+        return false
+    }
+
     fileprivate func send(_ messages: [Message], from: UInt64) {
         for message in messages {
             // A message sent after a slow fsync leaves when the fsync returns.
@@ -44,7 +59,8 @@ public final class SimPeers: @unchecked Sendable {
             if arrivals.isEmpty { dropped += 1 }
             for time in arrivals {
                 scheduler.at(time) { [self] in
-                    guard let target = members[message.to], network.isConnected(from: from, to: message.to)
+                    guard let target = members[message.to], network.isConnected(from: from, to: message.to),
+                        admitted(from: from, to: target)
                     else {
                         dropped += 1
                         return
@@ -67,7 +83,7 @@ public final class SimPeers: @unchecked Sendable {
             }
             var ok = false
             if arrival != nil, let target = members[message.to], let dir = dataDirs[message.to],
-                network.isConnected(from: from, to: message.to)
+                network.isConnected(from: from, to: message.to), admitted(from: from, to: target)
             {
                 let path = dir + "/member/snap/incoming-\(message.to)-\(scheduler.steps).db"
                 if copy(image.path, from: source, to: path, on: disks[message.to]) {

@@ -79,8 +79,8 @@ final class SimWatchers: @unchecked Sendable {
 
     private func open(_ w: Watcher) {
         if !watchers.contains(where: { $0 === w }) { watchers.append(w) }
-        guard let node = simulation.members[w.member].node else {
-            // Its member is down: try another in a moment.
+        guard let node = simulation.members[w.member].node, !node.status.isLearner else {
+            // Its member is down (or a learner, which serves no watch): try another in a moment.
             w.stream = nil
             return reconnect(w)
         }
@@ -144,7 +144,9 @@ final class SimWatchers: @unchecked Sendable {
     private func reconnect(_ w: Watcher) {
         scheduler.after(.ms(scheduler.random.int(in: 10...500))) { [self] in
             guard !finished, w.stream == nil else { return }
-            let running = simulation.members.indices.filter { simulation.members[$0].node != nil }
+            let running = simulation.members.indices.filter {
+                simulation.members[$0].node.map { !$0.status.isLearner } ?? false
+            }
             guard !running.isEmpty else { return reconnect(w) }
             w.moves += 1
             w.member = scheduler.random.pick(running)
