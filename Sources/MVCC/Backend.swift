@@ -167,7 +167,7 @@ public final class Backend: @unchecked Sendable {
             try writer.execute("COMMIT")
         } catch {
             // A COMMIT that fails on an I/O error or a full disk leaves no transaction open: the batch is gone.
-            let failed = BackendFailed(path: path, cause: "\(error)")
+            let failed = BackendFailed(path: path, underlying: error)
             failure = failed
             if writer.isInTransaction { try? writer.execute("ROLLBACK") }
             throw failed
@@ -333,8 +333,9 @@ public final class Backend: @unchecked Sendable {
 /// The database refuses work after a failed COMMIT (see `Backend.failure`).
 public struct BackendFailed: Error, CustomStringConvertible {
     public var path: String
-    public var cause: String
+    /// The COMMIT's own error (SQLite's full disk or I/O error).
+    public var underlying: any Error
     public var description: String {
-        "backend: \(path) stopped after a failed commit (the batch was rolled back): \(cause)"
+        "backend: \(path) stopped after a failed commit (the batch was rolled back): \(underlying)"
     }
 }

@@ -405,6 +405,7 @@ public final class MemberSimulation: @unchecked Sendable {
         switch error {
         case let e as FileError: return e.errno == EIO || e.errno == ENOSPC
         case is WALFailed: return true
+        case let e as BackendFailed: return isDiskError(e.underlying)
         case let e as SQLiteError: return [10, 13].contains(e.code & 0xff)  // SQLITE_IOERR, SQLITE_FULL
         default: return false
         }
