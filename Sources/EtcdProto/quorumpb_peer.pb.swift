@@ -41,6 +41,11 @@ public nonisolated struct Quorumpb_RaftBatch: Sendable {
 
   public var messages: [Data] = []
 
+  /// The sender's advertised peer URLs. A member whose member table does not list the sender yet (it is behind: a
+  /// member added while it was down or cut off) answers it there, as etcd's members add a "remote" for an unknown
+  /// sender from its X-PeerURLs header; otherwise it could never answer a leader it does not know.
+  public var fromPeerUrls: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -159,7 +164,7 @@ fileprivate nonisolated let _protobuf_package = "quorumpb"
 
 nonisolated extension Quorumpb_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RaftBatch"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}from\0\u{1}to\0\u{1}messages\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{1}from\0\u{1}to\0\u{1}messages\0\u{3}from_peer_urls\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -171,6 +176,7 @@ nonisolated extension Quorumpb_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf._
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.from) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.to) }()
       case 4: try { try decoder.decodeRepeatedBytesField(value: &self.messages) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.fromPeerUrls) }()
       default: break
       }
     }
@@ -189,6 +195,9 @@ nonisolated extension Quorumpb_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.messages.isEmpty {
       try visitor.visitRepeatedBytesField(value: self.messages, fieldNumber: 4)
     }
+    if !self.fromPeerUrls.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fromPeerUrls, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -197,6 +206,7 @@ nonisolated extension Quorumpb_RaftBatch: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.from != rhs.from {return false}
     if lhs.to != rhs.to {return false}
     if lhs.messages != rhs.messages {return false}
+    if lhs.fromPeerUrls != rhs.fromPeerUrls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

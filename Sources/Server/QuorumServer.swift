@@ -189,7 +189,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
             healthChecked: { metrics.healthChecked(healthy: $0) })
         // KV, Lease and Watch are served in place by the transport (EtcdFastRoutes); these run on grpc-swift.
         let services: [any RegistrableRPCService] = [
-            ClusterService(handler: handler), MaintenanceService(handler: handler, metrics: metrics), AuthService(handler: handler),
+            ClusterService(handler: handler), MaintenanceService(handler: handler, metrics: metrics),
+            AuthService(handler: handler),
             ElectionService(handler: handler), LockService(handler: handler),
         ]
         let fastRoutes = EtcdFastRoutes.make(handler: handler, metrics: metrics)
@@ -211,7 +212,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
         }
         // The peer port: quorumpb.Raft in place, quorumpb.Peer on grpc-swift, and the same HTTP endpoints as the
         // client port (handy for probing a member from its peers' network).
-        let peerRoutes = PeerFastRoutes.make(node: node, logger: logger, metrics: metrics, peerMetrics: peers.metrics)
+        let peerRoutes = PeerFastRoutes.make(
+            node: node, transport: peers, logger: logger, metrics: metrics, peerMetrics: peers.metrics)
         for (url, transport) in zip(config.listenPeerURLs, peerTransports) {
             transport.route(peerRoutes, http: router, tls: url.isTLS ? tls.peer : nil)
         }

@@ -69,7 +69,7 @@ import Testing
         let link = RaftLink(
             peer: 2, url: try ListenURL("http://127.0.0.1:\(peer.port)"), security: PlaintextPeers(),
             logger: Logger(label: "test"),
-            identity: { RaftLink.Identity(clusterID: 1, from: 1) },
+            identity: { RaftLink.Identity(clusterID: 1, from: 1, peerURLs: ["http://127.0.0.1:1"]) },
             events: RaftLink.Events(
                 broken: { broken.withLock { $0.append(Date()) } }, sent: { _ in },
                 dialed: { error in dials.withLock { $0.append((Date(), error.map { "\($0)" } ?? "ok")) } },

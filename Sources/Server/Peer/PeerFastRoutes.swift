@@ -10,13 +10,13 @@ import SwiftProtobuf
 /// `quorumpb.Raft`, served in place on the peer port's event loops: every Raft message between members passes
 /// here, so it goes from the socket to the Raft loop's inbox without a task or a thread hop of its own.
 enum PeerFastRoutes {
-    static func make(node: MemberNode, logger: Logger, metrics: ServerMetrics, peerMetrics: PeerMetrics?)
-        -> [String: FastRoute]
-    {
+    static func make(
+        node: MemberNode, transport: PeerTransport, logger: Logger, metrics: ServerMetrics, peerMetrics: PeerMetrics?
+    ) -> [String: FastRoute] {
         let renewals = metrics.rpcCounters(service: "quorumpb.Raft", method: "LeaseRenew", type: "unary")
         return [
             "/quorumpb.Raft/Messages": FastRoute {
-                RaftMessagesCall(node: node, logger: logger, metrics: peerMetrics)
+                RaftMessagesCall(node: node, transport: transport, logger: logger, metrics: peerMetrics)
             },
             "/quorumpb.Raft/LeaseRenew": FastRoute {
                 UnaryCall<Quorumpb_LeaseRenewRequest>(counters: renewals) { request, responder in
@@ -45,12 +45,14 @@ enum PeerFastRoutes {
 /// cluster; a stranger is refused with etcd's errors.
 final class RaftMessagesCall: RPCCall {
     private let node: MemberNode
+    private let transport: PeerTransport
     private let logger: Logger
     private let metrics: PeerMetrics?
     private var checked = false
 
-    init(node: MemberNode, logger: Logger, metrics: PeerMetrics?) {
+    init(node: MemberNode, transport: PeerTransport, logger: Logger, metrics: PeerMetrics?) {
         self.node = node
+        self.transport = transport
         self.logger = logger
         self.metrics = metrics
     }
@@ -69,6 +71,8 @@ final class RaftMessagesCall: RPCCall {
                 return stream.finish(refusal)
             }
             checked = true
+            // A sender this member's table does not list yet is answered where it says it is (`addRemote`).
+            if node.members.member(batch.from) == nil { transport.addRemote(batch.from, peerURLs: batch.fromPeerUrls) }
         }
         var messages: [Raft.Message] = []
         messages.reserveCapacity(batch.messages.count)

@@ -47,7 +47,8 @@ final class PeerSender: Sendable {
             group: transport.eventLoopGroup,
             identity: { [unowned(unsafe) transport] in
                 RaftLink.Identity(
-                    clusterID: transport.clusterID.withLock { $0 }, from: transport.memberID.withLock { $0 })
+                    clusterID: transport.clusterID.withLock { $0 }, from: transport.memberID.withLock { $0 },
+                    peerURLs: transport.ownPeerURLs.withLock { $0 })
             },
             events: RaftLink.Events(
                 broken: { [unowned(unsafe) transport] in

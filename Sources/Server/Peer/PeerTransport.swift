@@ -66,6 +66,11 @@ public final class PeerTransport: RaftTransport, Sendable {
     let security: any PeerClientSecurity
     private let nodeBox = Mutex<MemberNode?>(nil)
     private let senders = Mutex<[UInt64: PeerSender]>([:])
+    /// Members this one's member table does not list yet, with the peer URLs their Raft batches gave: answered there
+    /// until the table lists them (see `addRemote`).
+    private let remotes = Mutex<[UInt64: [String]]>([:])
+    /// This member's advertised peer URLs, sent with every Raft batch.
+    let ownPeerURLs = Mutex<[String]>([])
     let metrics: PeerMetrics?
 
     /// Where Raft links dial from: the Raft loop's event loop.
@@ -89,6 +94,7 @@ public final class PeerTransport: RaftTransport, Sendable {
         security.onMaterialChange { [weak self] in self?.materialChanged() }
         memberID.withLock { $0 = node.memberID }
         clusterID.withLock { $0 = node.clusterID }
+        ownPeerURLs.withLock { $0 = node.config.advertisePeerURLs }
         // Dial every member now: links that are already up carry the first election's votes, instead of
         // dropping them while they connect (which costs the cluster another election timeout).
         for member in node.members.all { _ = sender(for: member.id) }
@@ -178,18 +184,44 @@ public final class PeerTransport: RaftTransport, Sendable {
         peerURLs.lazy.compactMap { try? ListenURL($0) }.first
     }
 
+    /// A member this one's table does not list sent Raft messages from `peerURLs`: until the table lists it (or
+    /// records its removal), this member answers it there. Without it, a member whose table is behind the leader's
+    /// (the leader joined while it was down or cut off) could never answer that leader, and stayed behind for good:
+    /// the member simulation found it (seeds 973 and 8001257 with membership changes on simulated disks). etcd does
+    /// the same (`AddRemote`, from a message's X-PeerURLs).
+    func addRemote(_ id: UInt64, peerURLs: [String]) {
+        guard id != 0, id != memberID.withLock({ $0 }), !peerURLs.isEmpty else { return }
+        let added = remotes.withLock { remotes in
+            defer { remotes[id] = peerURLs }
+            return remotes[id] != peerURLs
+        }
+        if added {
+            logger.info(
+                "added remote peer",
+                metadata: ["remote-peer-id": "\(Identity.hex(id))", "remote-peer-urls": "\(peerURLs)"])
+        }
+    }
+
+    /// Where a member is dialled: its entry in the member table, else (not removed) the URLs it sent (`addRemote`).
+    private func peerURLs(of id: UInt64) -> [String]? {
+        guard let node else { return nil }
+        if let member = node.members.member(id) { return member.peerURLs }
+        if node.members.isRemoved(id) { return nil }
+        return remotes.withLock { $0[id] }
+    }
+
     /// The sender for a member, created on first use; nil for unknown or removed members.
     ///
     /// Called for every batch of Raft messages: an existing sender is reused while the member's advertised peer
     /// URLs are unchanged, so the URLs are parsed only when a sender is made.
     func sender(for id: UInt64) -> PeerSender? {
-        guard id != 0, id != memberID.withLock({ $0 }), let member = node?.members.member(id) else { return nil }
-        if let existing = senders.withLock({ $0[id] }), existing.peerURLs == member.peerURLs { return existing }
-        guard let url = Self.dialURL(member.peerURLs) else { return nil }
+        guard id != 0, id != memberID.withLock({ $0 }), let peerURLs = peerURLs(of: id) else { return nil }
+        if let existing = senders.withLock({ $0[id] }), existing.peerURLs == peerURLs { return existing }
+        guard let url = Self.dialURL(peerURLs) else { return nil }
         return senders.withLock { senders in
-            if let existing = senders[id], existing.peerURLs == member.peerURLs { return existing }
+            if let existing = senders[id], existing.peerURLs == peerURLs { return existing }
             senders[id]?.stop()
-            let sender = PeerSender(peer: id, url: url, peerURLs: member.peerURLs, transport: self)
+            let sender = PeerSender(peer: id, url: url, peerURLs: peerURLs, transport: self)
             senders[id] = sender
             sender.start()
             return sender
@@ -301,10 +333,12 @@ public final class PeerTransport: RaftTransport, Sendable {
     /// Drops senders of members no longer in the cluster.
     func prune() {
         guard let node else { return }
-        let stale = senders.withLock { senders -> [PeerSender] in
-            let gone = senders.keys.filter { node.members.member($0) == nil }
-            return gone.compactMap { senders.removeValue(forKey: $0) }
+        // A remote is needed only until the table lists the member or its removal.
+        remotes.withLock { remotes in
+            remotes = remotes.filter { id, _ in node.members.member(id) == nil && !node.members.isRemoved(id) }
         }
+        let gone = Set(senders.withLock { Array($0.keys) }.filter { peerURLs(of: $0) == nil })
+        let stale = senders.withLock { senders -> [PeerSender] in gone.compactMap { senders.removeValue(forKey: $0) } }
         for sender in stale { sender.stop() }
     }
 

@@ -24,6 +24,8 @@ final class RaftLink: Sendable {
     struct Identity: Sendable {
         var clusterID: UInt64
         var from: UInt64
+        /// This member's advertised peer URLs (see `Quorumpb_RaftBatch.fromPeerUrls`).
+        var peerURLs: [String]
     }
 
     /// What the link tells its owner.
@@ -85,6 +87,7 @@ final class RaftLink: Sendable {
         var batch = Quorumpb_RaftBatch()
         batch.clusterID = who.clusterID
         batch.from = who.from
+        batch.fromPeerUrls = who.peerURLs
         batch.to = peer
         batch.messages = messages.map { Data($0) }
         guard let framed = try? GRPCWire.frame(batch) else { return false }

@@ -21,6 +21,9 @@ public final class SimPeers: @unchecked Sendable {
     public private(set) var snapshots = 0
     /// Members a peer refused as removed from the cluster (each was told so).
     public private(set) var toldRemoved: Set<UInt64> = []
+    /// For each member, the members it heard from that its table does not list: it answers them all the same, as
+    /// the real transport does from the peer URLs a batch carries (`PeerTransport.addRemote`).
+    private var remotes: [UInt64: Set<UInt64>] = [:]
 
     public init(scheduler: SimScheduler, network: FaultyNetwork) {
         self.scheduler = scheduler
@@ -42,8 +45,15 @@ public final class SimPeers: @unchecked Sendable {
     /// (`PeerTransport.sender(for:)`), and the receiver refuses a member the cluster removed (`PeerCheck`), which
     /// tells the sender it was removed.
     private func admitted(from: UInt64, to target: MemberNode) -> Bool {
-        if let sender = members[from], sender.members.member(target.memberID) == nil { return false }
-        guard target.members.isRemoved(from) else { return true }
+        if let sender = members[from], sender.members.member(target.memberID) == nil,
+            !(remotes[from]?.contains(target.memberID) ?? false) || sender.members.isRemoved(target.memberID)
+        {
+            return false
+        }
+        guard target.members.isRemoved(from) else {
+            if target.members.member(from) == nil { remotes[target.memberID, default: []].insert(from) }
+            return true
+        }
         if let sender = members[from] {
             toldRemoved.insert(from)
             sender.removedByPeer()

@@ -175,6 +175,9 @@ final class SimWatchers: @unchecked Sendable {
         guard w.stream === stream else { return }  // moved since
         let batch = stream.take(limit: 8)
         for outgoing in batch {
+            // Canceled as compacted, the watcher left this stream: what follows on it (a progress notification for a
+            // stream with no watcher left) is no longer about the watcher.
+            guard w.stream === stream else { break }
             guard case .message(let response) = outgoing else {
                 violations.append("watcher \(w.id): an encoded response on a stream that asked for messages")
                 continue
