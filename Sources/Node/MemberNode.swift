@@ -1254,7 +1254,7 @@ public final class MemberNode: @unchecked Sendable {
     private func requestReadIndexIfNeeded() {
         assertOnRaftLoop()
         if raft.leaderID == 0 && raft.role != .leader { return }
-        if let context = reads.startRound(now: now()) { raft.readIndex(context: context) }
+        if let context = reads.startRound(now: now(), id: ids.next()) { raft.readIndex(context: context) }
     }
 
     /// Fails the reads whose deadline passed: no leader to confirm them, or none in time.

@@ -28,7 +28,6 @@ struct ReadIndexRounds<Waiter> {
     private(set) var pending: [Waiter] = []
     /// Rounds asked of Raft and not answered: their reads, and when each was asked (for the slow ones).
     private var inFlight: [[UInt8]: (waiters: [Waiter], askedAt: Int64)] = [:]
-    private var sequence: UInt64 = 0
 
     /// etcd's `readIndexRetryTime`: a round not answered within it is a slow one (etcd counts the late answers and
     /// the rounds given up as `etcd_server_slow_read_indexes_total`).
@@ -39,10 +38,16 @@ struct ReadIndexRounds<Waiter> {
     mutating func add(_ waiters: [Waiter]) { pending += waiters }
 
     /// Starts a round with every pending read: the context to ask Raft's read index for, or nil with none pending.
-    mutating func startRound(now: Int64) -> [UInt8]? {
+    ///
+    /// `id` names the round and must never repeat, not even across restarts of the member (a request id: its
+    /// counter starts from the wall clock). A leader's answer to a round of the member's previous run can arrive
+    /// after a restart; with contexts counted from 1 in every run it matched the new run's round of the same number
+    /// and released its reads at the old, lower index: a linearizable read that missed an acknowledged write. The
+    /// member simulation found it (seed 8021666: a member back from a crash, its Raft loop held by a slow fsync,
+    /// took the old answer from its inbox in the same pass as the new read). etcd's contexts are request ids too.
+    mutating func startRound(now: Int64, id: UInt64) -> [UInt8]? {
         guard !pending.isEmpty else { return nil }
-        sequence += 1
-        let context = (0..<8).map { UInt8(truncatingIfNeeded: sequence >> (8 * UInt64($0))) }
+        let context = (0..<8).map { UInt8(truncatingIfNeeded: id >> (8 * UInt64($0))) }
         inFlight[context] = (pending, now)
         pending = []
         return context
