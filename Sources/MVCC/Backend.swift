@@ -35,6 +35,9 @@ public final class Backend: @unchecked Sendable {
     /// replays the lost entries from its log. The member simulation found a leader that went on after a failed
     /// COMMIT and sent a follower an image without the rows of three applied entries (seed 8002345).
     public private(set) var failure: BackendFailed?
+    /// Called once, when a COMMIT fails (`failure` is set): the member stops there, whoever committed and whatever
+    /// it does with the error. Set once, before the backend is shared.
+    public var onFailure: (@Sendable (BackendFailed) -> Void)?
 
     public init(path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil) throws {
         self.path = path
@@ -121,7 +124,6 @@ public final class Backend: @unchecked Sendable {
     /// follower that needs a snapshot). Apply loop only, so the image matches the applied index exactly.
     public func writeImage(to destination: String) throws {
         try commitBatch()
-        if let failure { throw failure }
         if let vfs { try? vfs.removeFile(destination) } else { try? FileSystem.remove(destination) }
         let s = try writer.statement("VACUUM INTO ?1")
         s.bind(1, destination)
@@ -170,6 +172,7 @@ public final class Backend: @unchecked Sendable {
             let failed = BackendFailed(path: path, underlying: error)
             failure = failed
             if writer.isInTransaction { try? writer.execute("ROLLBACK") }
+            onFailure?(failed)
             throw failed
         }
         onCommit?()

@@ -321,8 +321,7 @@ extension MemberNode {
         do {
             try backend.writeImage(to: path)
         } catch {
-            // A failed COMMIT on the way stops the member (`Backend.failure`); anything else fails this image only.
-            if let failure = backend.failure { return fail("apply loop stopped: \(failure)") }
+            // A failed COMMIT on the way has stopped the member (`Backend.onFailure`); this image fails either way.
             logger.warning("writing a snapshot for a follower failed: \(error)")
             reportSnapshot(to: message.to, succeeded: false)
             return

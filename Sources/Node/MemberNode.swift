@@ -352,6 +352,9 @@ public final class MemberNode: @unchecked Sendable {
                 self?.header(revision: revision) ?? Etcdserverpb_ResponseHeader()
             },
             onBehind: { [weak self] in self?.scheduleCatchUp() }, testingMutation: config.testingWatchMutation)
+        // A failed COMMIT stops the member wherever it happened, even where the caller only reports the error (an
+        // image for a follower, an RPC's commit or defragmentation): the database is behind the key space in memory.
+        backend.onFailure = { [weak self] failure in self?.fail("apply loop stopped: \(failure)") }
     }
 
     // MARK: Lifecycle
@@ -664,7 +667,6 @@ public final class MemberNode: @unchecked Sendable {
                         try node.commitBackend()
                         continuation.resume(returning: nil)
                     } catch {
-                        if let failure = node.backend.failure { node.fail("apply loop stopped: \(failure)") }
                         continuation.resume(returning: .internal("commit: \(error)"))
                     }
                 })
@@ -682,7 +684,6 @@ public final class MemberNode: @unchecked Sendable {
                         node.refreshSize()
                         continuation.resume(returning: nil)
                     } catch {
-                        if let failure = node.backend.failure { node.fail("apply loop stopped: \(failure)") }
                         continuation.resume(returning: .internal("defragment: \(error)"))
                     }
                 })
@@ -1317,9 +1318,16 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: Failure
 
+    /// Stops the member for good on the first failure; a later one (the same fault reported again where the error
+    /// surfaces, say) is only logged.
     func fail(_ message: String) {
         logger.critical("\(message)")
-        published.withLock { $0.failure = message }
+        let first = published.withLock { s -> Bool in
+            guard s.failure == nil else { return false }
+            s.failure = message
+            return true
+        }
+        guard first else { return }
         waiters.failAll(with: .internal(message))
         onFatal(message)
     }
