@@ -41,9 +41,10 @@ public nonisolated struct Quorumpb_RaftBatch: Sendable {
 
   public var messages: [Data] = []
 
-  /// The sender's advertised peer URLs. A member whose member table does not list the sender yet (it is behind: a
-  /// member added while it was down or cut off) answers it there, as etcd's members add a "remote" for an unknown
-  /// sender from its X-PeerURLs header; otherwise it could never answer a leader it does not know.
+  /// The sender's advertised peer URLs, in a stream's first batch. A member whose member table does not list the
+  /// sender yet (it is behind: a member added while it was down or cut off) answers it there, as etcd's members add
+  /// a "remote" for an unknown sender from its X-PeerURLs header; otherwise it could never answer a leader it does
+  /// not know.
   public var fromPeerUrls: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

@@ -69,7 +69,7 @@ public final class PeerTransport: RaftTransport, Sendable {
     /// Members this one's member table does not list yet, with the peer URLs their Raft batches gave: answered there
     /// until the table lists them (see `addRemote`).
     private let remotes = Mutex<[UInt64: [String]]>([:])
-    /// This member's advertised peer URLs, sent with every Raft batch.
+    /// This member's advertised peer URLs, sent in the first Raft batch of each stream (`RaftLink`).
     let ownPeerURLs = Mutex<[String]>([])
     let metrics: PeerMetrics?
 

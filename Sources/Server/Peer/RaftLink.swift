@@ -47,6 +47,9 @@ final class RaftLink: Sendable {
         var connections: [UInt64: (channel: any Channel, stream: any Channel)] = [:]
         /// The open connection's stream, for `send` (the hot path reads only this).
         var stream: (any Channel)?
+        /// The connection (attempt number) whose stream carried this member's peer URLs in its first batch: the
+        /// receiver reads them there only, so later batches leave them out.
+        var introduced: UInt64?
     }
 
     let peer: UInt64
@@ -78,8 +81,8 @@ final class RaftLink: Sendable {
     /// Sends encoded Raft messages (any thread). Returns false when they were dropped.
     @discardableResult
     func send(_ messages: [[UInt8]]) -> Bool {
-        let (stream, actions) = state.withLock { s in
-            (s.stream, s.machine.onSendAttempt(now: Self.now()))
+        let (stream, connection, introduced, actions) = state.withLock { s in
+            (s.stream, s.machine.openConnection, s.introduced, s.machine.onSendAttempt(now: Self.now()))
         }
         perform(actions)
         guard let stream, stream.isWritable else { return false }
@@ -87,11 +90,13 @@ final class RaftLink: Sendable {
         var batch = Quorumpb_RaftBatch()
         batch.clusterID = who.clusterID
         batch.from = who.from
-        batch.fromPeerUrls = who.peerURLs
+        let introducing = connection != nil && connection != introduced
+        if introducing { batch.fromPeerUrls = who.peerURLs }
         batch.to = peer
         batch.messages = messages.map { Data($0) }
         guard let framed = try? GRPCWire.frame(batch) else { return false }
         stream.writeAndFlush(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(framed))), promise: nil)
+        if introducing { state.withLock { $0.introduced = connection } }
         events.sent(framed.readableBytes)
         return true
     }
