@@ -333,6 +333,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
     private func announce(node: MemberNode, handler: EtcdHandler, urls: [ListenURL]) async throws {
         while !Task.isCancelled {
             if node.status.failure != nil { throw ConfigError("member failed: \(node.status.failure!)") }
+            // Removed while it was down, a member learns it from its peers before it ever publishes itself.
+            if node.isRemoved { throw ConfigError("the member has been permanently removed from the cluster") }
             if case .success = await node.publishAttributes() { break }
             try await Task.sleep(for: .milliseconds(100))
         }

@@ -155,6 +155,32 @@ import Testing
         #expect(list.split(separator: "\n").count == 3 && !list.contains(id))
     }
 
+    /// A member removed while it was down never applies its own removal: the leader no longer replicates to it. When
+    /// it comes back, its peers refuse its messages as a removed member's, and that answer is how it learns to stop
+    /// (etcd's peers answer 410 Gone). Before, it ran on, campaigning forever, and served its stale data.
+    @Test func aMemberRemovedWhileDownLearnsItFromItsPeersAndStops() throws {
+        let cluster = QuorumCluster(size: 3)
+        try cluster.start()
+        #expect(try etcdctl(cluster.endpoints, ["put", "before", "removal"]).ok)
+        let leader = try cluster.waitForLeader()
+        let absent = try #require(cluster.members.first { $0 !== leader })
+        let id = try memberID(cluster, peerURL: absent.peerURL)
+        absent.stop()
+        let survivors = cluster.members.filter { $0 !== absent }.map(\.endpoint).joined(separator: ",")
+        #expect(try etcdctl(survivors, ["member", "remove", id]).stdout.contains("removed from cluster"))
+        try absent.start(waitReady: false)
+        do {
+            try eventually("the removed member exits") { !absent.isRunning }
+        } catch {
+            Issue.record("\(error)\n\(absent.logTail(40))")
+            return
+        }
+        #expect(absent.log.contains("peer refused this member's messages: the cluster removed it"))
+        #expect(absent.log.contains("the member has been permanently removed from the cluster"))
+        #expect(try etcdctl(survivors, ["put", "after", "removal"]).ok)
+        #expect(try etcdctl(survivors, ["member", "list"]).stdout.split(separator: "\n").count == 2)
+    }
+
     @Test func gracefulStopOfTheLeaderTransfersLeadership() throws {
         let cluster = QuorumCluster(size: 3)
         try cluster.start()

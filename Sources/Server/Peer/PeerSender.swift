@@ -57,7 +57,8 @@ final class PeerSender: Sendable {
                 },
                 sent: { [unowned(unsafe) transport] bytes in transport.metrics?.sent(bytes: bytes, to: peer) },
                 dialed: { [unowned(unsafe) transport] error in transport.dialed(peer, url: url, error: error) },
-                replaced: { [unowned(unsafe) transport] reason in transport.metrics?.linkReplaced(to: peer, reason) }))
+                replaced: { [unowned(unsafe) transport] reason in transport.metrics?.linkReplaced(to: peer, reason) },
+                refused: { [unowned(unsafe) transport] refusal in transport.refused(by: peer, refusal) }))
     }
 
     func start() {

@@ -255,6 +255,31 @@ public final class PeerTransport: RaftTransport, Sendable {
 
     // MARK: Refusals
 
+    /// A peer refused this member's Raft stream. Refused as removed, this member stops (`removedByPeer`): a member
+    /// removed while it was down or cut off never applies its own removal (the leader stops replicating to it once
+    /// it appends the removal), so its peers' answer is how it learns. Any other refusal (another cluster's member)
+    /// is logged once per change; the link keeps redialling with backoff.
+    func refused(by peer: UInt64, _ refusal: RPCRefusal) {
+        if refusal.saysRemoved {
+            logger.warning(
+                "peer refused this member's messages: the cluster removed it",
+                metadata: ["peer": "\(Identity.hex(peer))", "message": "\(refusal.message)"])
+            node?.removedByPeer()
+            return
+        }
+        let isNew = lastRefusal.withLock { last in
+            defer { last[peer] = refusal }
+            return last[peer] != refusal
+        }
+        if isNew {
+            logger.warning(
+                "peer refused this member's Raft messages",
+                metadata: ["peer": "\(Identity.hex(peer))", "code": "\(refusal.code)", "message": "\(refusal.message)"])
+        }
+    }
+
+    private let lastRefusal = Mutex<[UInt64: RPCRefusal]>([:])
+
     /// A peer that refused this member's certificate at the last dial, and why as far as this member can tell.
     struct Refusal: Sendable {
         var url: String

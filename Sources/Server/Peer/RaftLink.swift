@@ -39,6 +39,9 @@ final class RaftLink: Sendable {
         var dialed: @Sendable ((any Error)?) -> Void
         /// A working connection was replaced by a fresh one (for the reconnect metric).
         var replaced: @Sendable (RaftLinkState.Renewal) -> Void
+        /// The other member refused the stream with a gRPC status (its code and message): a stranger's cluster, or
+        /// this member removed from the cluster.
+        var refused: @Sendable (RPCRefusal) -> Void = { _ in }
     }
 
     private struct Shell {
@@ -178,7 +181,7 @@ final class RaftLink: Sendable {
             ?? bootstrap.connect(host: url.host, port: url.port)
         connected.flatMap { channel in
             Self.openStream(
-                on: channel, url: url,
+                on: channel, url: url, onRefused: self.events.refused,
                 onGoAway: { [weak self] in
                     guard let self else { return }
                     self.perform(self.state.withLock { $0.machine.onRenew(.goAway, connection: attempt) })
@@ -231,7 +234,8 @@ final class RaftLink: Sendable {
     /// TLS alert instead, and fails the dial with it). `onGoAway` runs when the other side asks for the connection
     /// to be replaced.
     private static func openStream(
-        on channel: any Channel, url: ListenURL, onGoAway: @escaping @Sendable () -> Void,
+        on channel: any Channel, url: ListenURL, onRefused: @escaping @Sendable (RPCRefusal) -> Void,
+        onGoAway: @escaping @Sendable () -> Void,
         onSilent: @escaping @Sendable () -> Void
     ) -> EventLoopFuture<any Channel> {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
@@ -262,7 +266,7 @@ final class RaftLink: Sendable {
             }
             return multiplexer.createStreamChannel { stream in
                 stream.eventLoop.makeCompletedFuture {
-                    try stream.pipeline.syncOperations.addHandler(RaftLinkResponseHandler())
+                    try stream.pipeline.syncOperations.addHandler(RaftLinkResponseHandler(onRefused: onRefused))
                 }
             }
         }.flatMap { (stream: any Channel) in
@@ -361,13 +365,43 @@ final class LinkConnectionWatcher: ChannelInboundHandler {
     }
 }
 
+/// A gRPC status other than OK that ended a stream: what the other member said when it refused this one.
+struct RPCRefusal: Sendable, Equatable {
+    var code: Int
+    var message: String
+
+    /// The status in a stream's trailers, nil when it is OK or absent.
+    init?(trailers: HPACKHeaders) {
+        guard let status = trailers.first(name: "grpc-status").flatMap(Int.init), status != 0 else { return nil }
+        code = status
+        let encoded = trailers.first(name: "grpc-message") ?? ""
+        message = encoded.removingPercentEncoding ?? encoded
+    }
+
+    init(code: Int, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The answer a member gives one the cluster removed (`PeerCheck`): permission denied, "the member has been
+    /// permanently removed from the cluster", as etcd's peers answer such a member with 410 Gone.
+    var saysRemoved: Bool { code == 7 && message.contains("permanently removed from the cluster") }
+}
+
 /// Reads what the receiving member answers on the stream: nothing until it refuses or ends the stream, which
-/// closes it (and with it the connection, so the link redials).
+/// closes it (and with it the connection, so the link redials). A refusal's status goes to `onRefused` first.
 final class RaftLinkResponseHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
 
+    private let onRefused: @Sendable (RPCRefusal) -> Void
+
+    init(onRefused: @escaping @Sendable (RPCRefusal) -> Void) {
+        self.onRefused = onRefused
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .headers(let headers) = unwrapInboundIn(data), headers.endStream {
+            if let refusal = RPCRefusal(trailers: headers.headers) { onRefused(refusal) }
             context.close(promise: nil)
         }
     }
