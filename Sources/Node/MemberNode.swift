@@ -35,9 +35,9 @@ public final class MemberNode: @unchecked Sendable {
     let logger: Logger
     private var lock: DirectoryLock?
     let transport: any RaftTransport
-    private let ids: RequestIDGenerator
+    let ids: RequestIDGenerator
     /// The wall clock new member ids are made from (etcd's MemberAdd hashes the time in).
-    private let wallClock: @Sendable () -> Date
+    let wallClock: @Sendable () -> Date
     let waiters = Waiters()
     private let inbox = ScheduledBatch(InboxWork())
     /// Where the three loops run (see `SerialLoop`): Raft, apply, and watch catch-up.
@@ -55,7 +55,7 @@ public final class MemberNode: @unchecked Sendable {
     public let counters = NodeCounters()
 
     // Owned by the Raft loop's thread.
-    private var raft: RaftNode
+    var raft: RaftNode
     /// Where the Ready in hand is (a snapshot restore spans several passes of the loop).
     private var pipeline = ReadyPipeline()
     private let wal: any RaftLog
@@ -101,46 +101,8 @@ public final class MemberNode: @unchecked Sendable {
     /// Linearizable reads registered and not yet released or failed (bounded by `maxPendingReads`).
     let pendingReadCount = Atomic<Int>(0)
 
-    // MARK: Opening
-
-    /// Opens the member's data directory, creating and bootstrapping it on first start.
-    public static func open(
-        config: NodeConfig, transport: any RaftTransport = NoPeers(), logger: Logger,
-        observer: any NodeObserver = NoObserver(),
-        now: @escaping @Sendable () -> Int64 = { Int64(monotonicNanoseconds()) },
-        onFatal: @escaping @Sendable (String) -> Void = { fatalError($0) },
-        onRemoved: @escaping @Sendable () -> Void = {}, loop: (any SerialLoop)? = nil,
-        applyLoop: (any SerialLoop)? = nil, watchLoop: (any SerialLoop)? = nil, raftSeed: UInt64? = nil,
-        wallClock: @escaping @Sendable () -> Date = { Date() }
-    ) throws -> MemberNode {
-        try FileSystem.makeDirectory(config.dataDir + "/member/snap")
-        let lock = try DirectoryLock(directory: config.dataDir)
-        return try MemberNode(
-            config: config, disk: PosixDisk(), vfs: nil, lock: lock, transport: transport, logger: logger,
-            observer: observer, now: now, onFatal: onFatal, onRemoved: onRemoved,
-            loop: loop ?? ThreadLoop(name: "quorum-raft"), applyLoop: applyLoop ?? ThreadLoop(name: "quorum-apply"),
-            watchLoop: watchLoop ?? ThreadLoop(name: "quorum-watch"),
-            raftSeed: raftSeed ?? UInt64.random(in: 1...UInt64.max), wallClock: wallClock)
-    }
-
-    /// Opens a member whose log and database live on `disk` (SQLite through `vfs`, a VFS over the same disk): a
-    /// simulation's member on a simulated disk. Everything else is as `open`, every loop and clock given. The member
-    /// sends no database snapshots from such a disk yet (`Backend.replace` and image files are POSIX-only), so a
-    /// simulation keeps the whole log (`snapshotCount`).
-    public static func open<D: Disk>(
-        config: NodeConfig, disk: D, vfs: DiskVFS, transport: any RaftTransport, logger: Logger,
-        now: @escaping @Sendable () -> Int64, onFatal: @escaping @Sendable (String) -> Void,
-        onRemoved: @escaping @Sendable () -> Void = {}, loop: any SerialLoop, applyLoop: any SerialLoop,
-        watchLoop: any SerialLoop, raftSeed: UInt64, wallClock: @escaping @Sendable () -> Date
-    ) throws -> MemberNode {
-        try disk.makeDirectory(config.dataDir + "/member/snap")
-        return try MemberNode(
-            config: config, disk: disk, vfs: vfs, lock: nil, transport: transport, logger: logger,
-            observer: NoObserver(), now: now, onFatal: onFatal, onRemoved: onRemoved, loop: loop, applyLoop: applyLoop,
-            watchLoop: watchLoop, raftSeed: raftSeed, wallClock: wallClock)
-    }
-
-    private init<D: Disk>(
+    /// See `open` (MemberNode+Open.swift).
+    init<D: Disk>(
         config: NodeConfig, disk: D, vfs: DiskVFS?, lock: DirectoryLock?, transport: any RaftTransport, logger: Logger,
         observer: any NodeObserver, now: @escaping @Sendable () -> Int64,
         onFatal: @escaping @Sendable (String) -> Void, onRemoved: @escaping @Sendable () -> Void, loop: any SerialLoop,
@@ -166,139 +128,12 @@ public final class MemberNode: @unchecked Sendable {
 
         let backend = try Backend(path: config.backendPath, vfs: vfs)
         self.backend = backend
-        let raftState: PersistentState
-        let isNew = !WriteAheadLogOn<D>.exists(in: config.walDirectory, disk: disk)
-        if isNew, let join = config.join {
-            // Joining a running cluster: the members told us who we are; the leader sends the state.
-            var metadata = Quorumpb_NodeMetadata()
-            metadata.memberID = join.memberID
-            metadata.clusterID = join.clusterID
-            metadata.name = config.name
-            let members = try ClusterMembers(backend: backend)
-            try backend.beginBatch()
-            for m in join.members { try members.upsert(m, backend: backend) }
-            try backend.setMetaInt("consistent_index", 0)
-            try backend.makeDurable()
-            wal = try WriteAheadLogOn<D>.create(
-                in: config.walDirectory, disk: disk, metadata: try metadata.serializedBytes(), options: walOptions)
-            memberID = join.memberID
-            clusterID = join.clusterID
-            raftState = PersistentState()
-            logger.info(
-                "joining an existing cluster",
-                metadata: [
-                    "local-member-id": "\(Identity.hex(memberID))", "cluster-id": "\(Identity.hex(clusterID))",
-                    "members": "\(join.members.count)",
-                ])
-        } else if isNew {
-            guard config.initialClusterState == .new else {
-                throw EtcdError(
-                    .failedPrecondition,
-                    "a member with --initial-cluster-state=existing must learn the cluster from its peers first")
-            }
-            let initial = config.initialCluster.map { member in
-                MemberInfo(
-                    id: Identity.memberID(peerURLs: member.peerURLs, token: config.initialClusterToken),
-                    name: "", peerURLs: member.peerURLs, clientURLs: [], isLearner: false)
-            }
-            guard let me = config.initialCluster.first(where: { $0.name == config.name }) else {
-                throw EtcdError(
-                    .invalidArgument,
-                    "couldn't find local name \"\(config.name)\" in the initial cluster configuration")
-            }
-            let myID = Identity.memberID(peerURLs: me.peerURLs, token: config.initialClusterToken)
-            let clusterID = Identity.clusterID(memberIDs: initial.map(\.id))
-            var metadata = Quorumpb_NodeMetadata()
-            metadata.memberID = myID
-            metadata.clusterID = clusterID
-            metadata.name = config.name
-            // The database learns the founding members before the log exists, so a crash between the two
-            // leaves a database that the next start simply rewrites.
-            let members = try ClusterMembers(backend: backend)
-            try backend.beginBatch()
-            for m in initial { try members.upsert(m, backend: backend) }
-            try backend.setMetaInt("consistent_index", 0)
-            try backend.makeDurable()
-            // The log is born with the founding configuration in it (see `RaftNode.bootstrapState`): there is no
-            // moment at which it exists without it.
-            let founding = RaftNode.bootstrapState(peers: initial.map(\.id))
-            wal = try WriteAheadLogOn<D>.create(
-                in: config.walDirectory, disk: disk, metadata: try metadata.serializedBytes(),
-                entries: founding.entries.map {
-                    WALEntry(index: $0.index, term: $0.term, kind: $0.kind.rawValue, data: $0.data)
-                },
-                hardState: WALHardState(
-                    term: founding.hardState.term, vote: founding.hardState.vote, commit: founding.hardState.commit),
-                options: walOptions)
-            memberID = myID
-            self.clusterID = clusterID
-            raftState = founding
-            logger.info(
-                "bootstrapping a new cluster",
-                metadata: [
-                    "local-member-id": "\(Identity.hex(myID))", "cluster-id": "\(Identity.hex(clusterID))",
-                    "initial-cluster-size": "\(initial.count)",
-                ])
-        } else {
-            let (log, recovery) = try WriteAheadLogOn<D>.open(in: config.walDirectory, disk: disk, options: walOptions)
-            wal = log
-            if let repaired = recovery.repairedTail {
-                logger.warning("repaired torn write-ahead log tail", metadata: ["position": "\(repaired)"])
-            }
-            let metadata = try Quorumpb_NodeMetadata(serializedBytes: recovery.metadata)
-            memberID = metadata.memberID
-            clusterID = metadata.clusterID
-            let disk = Recovery.Disk(
-                hardState: recovery.hardState, snapshot: recovery.snapshot, entries: recovery.entries,
-                appliedIndex: UInt64(try backend.metaInt("consistent_index") ?? 0),
-                appliedTerm: try backend.metaInt("consistent_term").map { UInt64($0) },
-                appliedConf: try backend.metaData("conf_state").flatMap { ConfStateCodec.decode(Array($0)) })
-            let force =
-                config.forceNewCluster
-                ? Recovery.ForceNewCluster(
-                    memberID: memberID,
-                    members: Dictionary(
-                        uniqueKeysWithValues: try ClusterMembers(backend: backend).all.map { ($0.id, $0) }))
-                : nil
-            let plan: Recovery.Plan
-            do {
-                plan = try Recovery.plan(disk, forceNewCluster: force)
-            } catch {
-                throw EtcdError(.failedPrecondition, "cannot restart from \(config.dataDir): \(error)")
-            }
-            for action in plan.actions {
-                switch action {
-                case .saveSnapshotMarker(let marker):
-                    try wal.saveSnapshot(marker, replacingLog: false)
-                case .append(let entries, let hs):
-                    try wal.append(sync: true) { encoder in
-                        for e in entries {
-                            encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
-                        }
-                        encoder.appendHardState(WALHardState(term: hs.term, vote: hs.vote, commit: hs.commit))
-                    }
-                    logger.warning(
-                        "forcing a new one-member cluster: the other members are removed through the log",
-                        metadata: [
-                            "local-member-id": "\(Identity.hex(memberID))",
-                            "removed-members": "\(plan.removedMembers.map(Identity.hex))",
-                            "kept-through-index": "\(plan.recoveredThrough)",
-                            "previous-commit-index": "\(recovery.hardState.commit)",
-                        ])
-                }
-            }
-            raftState = plan.state
-            let hardState = plan.state.hardState
-            let applied = plan.state.applied
-            let entries = plan.state.entries
-            logger.info(
-                "restarting member",
-                metadata: [
-                    "local-member-id": "\(Identity.hex(memberID))", "cluster-id": "\(Identity.hex(clusterID))",
-                    "commit-index": "\(hardState.commit)", "applied-index": "\(applied)",
-                    "wal-entries": "\(entries.count)",
-                ])
-        }
+        let opened = try Self.openLog(
+            config: config, disk: disk, backend: backend, walOptions: walOptions, logger: logger)
+        wal = opened.wal
+        memberID = opened.memberID
+        clusterID = opened.clusterID
+        let raftState = opened.state
         for name in (try? disk.list(config.dataDir + "/member/snap")) ?? []
         where ["incoming-", "outgoing-", "snapshot-"].contains(where: name.hasPrefix) {
             try? disk.remove(config.dataDir + "/member/snap/" + name)
@@ -728,149 +563,6 @@ public final class MemberNode: @unchecked Sendable {
 
     public func reportUnreachable(_ peer: UInt64) {
         perform { node in node.raft.reportUnreachable(peer) }
-    }
-
-    // MARK: Membership
-
-    /// Proposes a membership change; `completion` runs once it is applied here, with the members afterwards.
-    func proposeMembershipChange(
-        kind: ConfChangeKind, member: MemberInfo,
-        completion: @escaping @Sendable (Result<[MemberInfo], EtcdError>) -> Void
-    ) {
-        let id = ids.next()
-        var context = Quorumpb_ConfChangeContext()
-        context.member = member.proto
-        context.requestID = id
-        context.proposer = memberID
-        let change: ConfChange
-        do {
-            change = ConfChange(kind: kind, node: member.id, context: try context.serializedBytes())
-        } catch {
-            return completion(.failure(.internal("encode: \(error)")))
-        }
-        let deadline = now() + config.effectiveRequestTimeout
-        waiters.register(id, deadline: deadline) { result in
-            completion(
-                result.flatMap { response in
-                    if case .members(let list) = response { return .success(list) }
-                    return .failure(.internal("unexpected apply result"))
-                })
-        }
-        perform { node in
-            do {
-                try node.raft.proposeConfChange(change)
-            } catch {
-                // etcd lets such a change time out; saying why is kinder.
-                let reason: EtcdError =
-                    node.raft.leaderID == 0 ? .noLeader : EtcdError(.unavailable, "etcdserver: \(error)")
-                node.waiters.resume(id, with: .failure(reason))
-            }
-        }
-    }
-
-    /// etcd's `--max-learners` default: a cluster holds at most one learner.
-    public static let maxLearners = 1
-
-    /// etcd's MemberAdd: a new id from the peer URLs, the token and the time; refused if it would break quorum or
-    /// exceed `maxLearners` (etcd checks the learners when it applies the change; checking before proposing can
-    /// let two concurrent adds through, which Raft's one-pending-change rule makes rare).
-    public func addMember(peerURLs: [String], isLearner: Bool) async -> Result<(MemberInfo, [MemberInfo]), EtcdError> {
-        await withCheckedContinuation { continuation in
-            addMember(peerURLs: peerURLs, isLearner: isLearner) { continuation.resume(returning: $0) }
-        }
-    }
-
-    /// `addMember` for callers that cannot suspend (the simulation): `completion` runs on one of the member's loops.
-    public func addMember(
-        peerURLs: [String], isLearner: Bool,
-        completion: @escaping @Sendable (Result<(MemberInfo, [MemberInfo]), EtcdError>) -> Void
-    ) {
-        let existing = members.all
-        if existing.contains(where: { !Set($0.peerURLs).isDisjoint(with: peerURLs) }) {
-            return completion(.failure(.peerURLExists))
-        }
-        if !isLearner && config.strictReconfigCheck && !readyToAddVoter(existing) {
-            return completion(.failure(.memberNotEnoughStarted))
-        }
-        if isLearner && existing.filter(\.isLearner).count >= Self.maxLearners {
-            return completion(.failure(.tooManyLearners))
-        }
-        // The member's wall clock (a simulation's is virtual, so that the new id replays with its seed).
-        var id = Identity.memberID(peerURLs: peerURLs, token: config.initialClusterToken, time: wallClock())
-        while members.member(id) != nil || members.isRemoved(id) { id &+= 1 }
-        let member = MemberInfo(id: id, name: "", peerURLs: peerURLs, clientURLs: [], isLearner: isLearner)
-        proposeMembershipChange(kind: isLearner ? .addLearner : .addVoter, member: member) { result in
-            completion(result.map { (member, $0) })
-        }
-    }
-
-    public func removeMember(_ id: UInt64) async -> Result<[MemberInfo], EtcdError> {
-        await withCheckedContinuation { continuation in
-            removeMember(id) { continuation.resume(returning: $0) }
-        }
-    }
-
-    /// `removeMember` for callers that cannot suspend: `completion` runs on one of the member's loops.
-    public func removeMember(_ id: UInt64, completion: @escaping @Sendable (Result<[MemberInfo], EtcdError>) -> Void) {
-        guard let member = members.member(id) else { return completion(.failure(.memberNotFound)) }
-        if !member.isLearner && config.strictReconfigCheck && !readyToRemoveVoter(id) {
-            return completion(.failure(.memberNotEnoughStarted))
-        }
-        proposeMembershipChange(kind: .removeNode, member: member, completion: completion)
-    }
-
-    /// Promotes a learner once it has caught up (leader only: only the leader knows how far it got).
-    public func promoteMember(_ id: UInt64) async -> Result<[MemberInfo], EtcdError> {
-        await withCheckedContinuation { continuation in
-            promoteMember(id) { continuation.resume(returning: $0) }
-        }
-    }
-
-    /// `promoteMember` for callers that cannot suspend: `completion` runs on one of the member's loops.
-    public func promoteMember(_ id: UInt64, completion: @escaping @Sendable (Result<[MemberInfo], EtcdError>) -> Void) {
-        guard let member = members.member(id) else { return completion(.failure(.memberNotFound)) }
-        guard member.isLearner else { return completion(.failure(.memberNotLearner)) }
-        guard status.isLeader else { return completion(.failure(.notLeader)) }
-        perform { node in
-            let progress = node.raft.status.progress
-            let leaderMatch = progress[node.memberID]?.match ?? node.raft.lastIndex
-            let learnerMatch = progress[id]?.match ?? 0
-            // etcd's rule: a learner is ready once it holds 90% of what the leader holds.
-            guard leaderMatch > 0 && Double(learnerMatch) >= 0.9 * Double(leaderMatch) else {
-                return completion(.failure(.learnerNotReady))
-            }
-            node.proposeMembershipChange(kind: .promoteLearner, member: member) { promoted in
-                if case .success = promoted { node.counters.learnerPromotions.add(1, ordering: .relaxed) }
-                completion(promoted)
-            }
-        }
-    }
-
-    /// Changes a member's peer URLs (a normal replicated request: the voting configuration is unchanged).
-    public func updateMember(_ id: UInt64, peerURLs: [String]) async -> Result<[MemberInfo], EtcdError> {
-        guard members.member(id) != nil else { return .failure(.memberNotFound) }
-        if members.all.contains(where: { $0.id != id && !Set($0.peerURLs).isDisjoint(with: peerURLs) }) {
-            return .failure(.peerURLExists)
-        }
-        var request = Quorumpb_RaftRequest()
-        request.memberUpdate.id = id
-        request.memberUpdate.peerUrls = peerURLs
-        return await propose(request).map { _ in self.members.all }
-    }
-
-    /// A started member has published its name (etcd's notion of "started").
-    private func readyToAddVoter(_ all: [MemberInfo]) -> Bool {
-        let voters = all.filter { !$0.isLearner }
-        let started = voters.filter { !$0.name.isEmpty }.count
-        let after = voters.count + 1
-        if started == 1 && after == 2 { return true }  // growing a one-member cluster, as etcd allows
-        return started >= after / 2 + 1
-    }
-
-    private func readyToRemoveVoter(_ id: UInt64) -> Bool {
-        let voters = members.all.filter { !$0.isLearner && $0.id != id }
-        let started = voters.filter { !$0.name.isEmpty }.count
-        return started >= voters.count / 2 + 1
     }
 
     /// Before a graceful stop, a leader hands over to the most up-to-date voter so the cluster does not wait
