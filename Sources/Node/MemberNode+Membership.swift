@@ -30,11 +30,11 @@ extension MemberNode {
         }
         perform { node in
             do {
-                try node.raft.proposeConfChange(change)
+                try node.driver.raft.proposeConfChange(change)
             } catch {
                 // etcd lets such a change time out; saying why is kinder.
                 let reason: EtcdError =
-                    node.raft.leaderID == 0 ? .noLeader : EtcdError(.unavailable, "etcdserver: \(error)")
+                    node.driver.raft.leaderID == 0 ? .noLeader : EtcdError(.unavailable, "etcdserver: \(error)")
                 node.waiters.resume(id, with: .failure(reason))
             }
         }
@@ -104,8 +104,8 @@ extension MemberNode {
         guard member.isLearner else { return completion(.failure(.memberNotLearner)) }
         guard status.isLeader else { return completion(.failure(.notLeader)) }
         perform { node in
-            let progress = node.raft.status.progress
-            let leaderMatch = progress[node.memberID]?.match ?? node.raft.lastIndex
+            let progress = node.driver.raft.status.progress
+            let leaderMatch = progress[node.memberID]?.match ?? node.driver.raft.lastIndex
             let learnerMatch = progress[id]?.match ?? 0
             // etcd's rule: a learner is ready once it holds 90% of what the leader holds.
             guard leaderMatch > 0 && Double(learnerMatch) >= 0.9 * Double(leaderMatch) else {

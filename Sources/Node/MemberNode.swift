@@ -55,19 +55,11 @@ public final class MemberNode: @unchecked Sendable {
     public let counters = NodeCounters()
 
     // Owned by the Raft loop's thread.
-    var raft: RaftNode
-    /// Where the Ready in hand is (a snapshot restore spans several passes of the loop).
-    private var pipeline = ReadyPipeline()
+    /// Raft and the Raft loop's decisions (see `RaftDriver`); the shell below carries them out.
+    var driver: RaftDriver
+    /// The driver's actions, reused from pass to pass.
+    private var actionBuffer: [RaftDriver.Action] = []
     private let wal: any RaftLog
-    private var reads = ReadIndexRounds<ReadWaiter>()
-    /// When this member, as leader, last handed each follower a heartbeat (to tell the late ones).
-    private var lateHeartbeats: LateHeartbeats
-    /// Database images received from the leader, by snapshot index, until Raft hands the snapshot out.
-    private var pendingSnapshotImages: [UInt64: String] = [:]
-    /// Followers a database snapshot is being written or sent to (Raft loop only). Raft may ask again before the
-    /// first attempt reported back; a second transfer to the same follower would only compete with the first.
-    private var snapshotsInFlight: Set<UInt64> = []
-    private var lastLeaseCheck: Int64 = 0
     /// The commit index the log recorded before this start: `start()` returns once it is applied.
     private var recoveredCommit: UInt64 = 0
 
@@ -172,8 +164,10 @@ public final class MemberNode: @unchecked Sendable {
         // A follower catching up through a snapshot then needs the entries written while it travelled.
         raftConfig.catchUpRetention =
             config.catchUpRetentionEntries ?? max(5000, 5 * config.snapshotCatchUpEntries)
-        lateHeartbeats = LateHeartbeats(heartbeatNanoseconds: Int64(config.heartbeatMilliseconds) * 1_000_000)
-        raft = RaftNode(config: raftConfig, state: raftState)
+        let raft = RaftNode(config: raftConfig, state: raftState)
+        driver = RaftDriver(
+            raft: raft, catchUpEntries: config.snapshotCatchUpEntries,
+            heartbeatNanoseconds: Int64(config.heartbeatMilliseconds) * 1_000_000)
         let size = try backend.size()
         dbSize.store(size.total, ordering: .relaxed)
         dbSizeInUse.store(size.inUse, ordering: .relaxed)
@@ -221,30 +215,23 @@ public final class MemberNode: @unchecked Sendable {
         }
         // A single voter elects itself at once instead of waiting out an election timeout; done before the loop
         // runs so that no request can arrive to a member that has not yet led.
-        if raft.configuration.voters == [memberID] {
-            try? raft.campaign()
-        } else if config.initialElectionTickAdvance && raft.configuration.voters.contains(memberID) {
+        if driver.raft.configuration.voters == [memberID] {
+            try? driver.raft.campaign()
+        } else if config.initialElectionTickAdvance && driver.raft.configuration.voters.contains(memberID) {
             // Two ticks short of an election timeout, as etcd advances them: the randomised timeout still decides
             // who campaigns first.
-            for _ in 0..<max(0, raft.config.electionTick - 2) { raft.tick() }
+            for _ in 0..<max(0, driver.raft.config.electionTick - 2) { driver.raft.tick() }
         }
         applyRunning.store(true, ordering: .sequentiallyConsistent)
         applyQueue.attach(loop: applyLoop) { [weak self] in self?.applyPass() }
         // Time-driven work of the apply loop (lazy commits, compaction steps) happens even when nothing is applied.
         applyLoop.schedule(every: .milliseconds(Self.applyTickMilliseconds)) { [self] in applyPass() }
         loop.execute { [self] in
-            publishStatus()
+            publishStatus(driver.status)
             // Whatever happened before the loop started (a single member's election) is handled at once.
-            run { try drainReadies() }
+            run { try drive { driver, actions in driver.onReady(now: now(), roundID: { ids.next() }, into: &actions) } }
         }
-        loop.schedule(every: .milliseconds(config.heartbeatMilliseconds)) { [self] in
-            run {
-                raft.tick()
-                onTick()
-                requestReadIndexIfNeeded()
-                try drainReadies()
-            }
-        }
+        loop.schedule(every: .milliseconds(config.heartbeatMilliseconds)) { [self] in run { try onTick() } }
         lastProgressNotify = now()
         // Watchers that fell behind are caught up when the hub says so, and at least every 100 ms (progress).
         watchLoop.schedule(every: .milliseconds(100)) { [self] in catchUpPass() }
@@ -257,7 +244,7 @@ public final class MemberNode: @unchecked Sendable {
         let drained = DispatchSemaphore(value: 0)
         loop.execute { [self] in
             // Whoever still waits for a read hears that the member stopped.
-            for waiter in reads.takeAll() { waiter.completion(.stopped) }
+            for waiter in driver.takeAllReads() { waiter.completion(.stopped) }
             drained.signal()
         }
         if !loop.inLoop { _ = drained.wait(timeout: .now() + 10) }
@@ -287,7 +274,7 @@ public final class MemberNode: @unchecked Sendable {
         // The loops are stopped, so their state is nobody's: drop what holds requests' callbacks (which hold this
         // member), so that the halted member is freed and its files closed.
         waiters.failAll(with: .stopped)
-        for waiter in reads.takeAll() + inbox.take().reads { waiter.completion(.stopped) }
+        for waiter in driver.takeAllReads() + inbox.take().reads { waiter.completion(.stopped) }
         for (_, held) in heldReads { for waiter in held { waiter.completion(.stopped) } }
         heldReads = []
         applyQueue.stop()
@@ -531,7 +518,7 @@ public final class MemberNode: @unchecked Sendable {
         guard let member = members.member(target), !member.isLearner else { throw .badLeaderTransferee }
         guard status.isLeader else { throw .notLeader }
         if target == memberID { return }
-        perform { node in node.raft.transferLeadership(to: target) }
+        perform { node in node.driver.raft.transferLeadership(to: target) }
         let deadline = now() + config.effectiveRequestTimeout
         while now() < deadline {
             if status.leader == target { return }
@@ -543,26 +530,21 @@ public final class MemberNode: @unchecked Sendable {
     /// A snapshot message from the leader, whose database image the transport already wrote to `imagePath`.
     public func receiveSnapshot(_ message: Message, imagePath: String) {
         perform { node in
-            guard let index = message.snapshot?.metadata.index else { return }
-            // The same snapshot may arrive twice (the leader retried): keep the newest image, drop the other.
-            if let previous = node.pendingSnapshotImages[index], previous != imagePath {
-                node.removeFile(previous)
+            node.run {
+                try node.drive { driver, actions in
+                    driver.onSnapshotReceived(message, imagePath: imagePath, into: &actions)
+                }
             }
-            node.pendingSnapshotImages[index] = imagePath
-            try? node.raft.step(message)
         }
     }
 
     /// The outcome of sending a snapshot (Raft keeps the follower waiting until it hears).
     public func reportSnapshot(to peer: UInt64, succeeded: Bool) {
-        perform { node in
-            node.snapshotsInFlight.remove(peer)
-            node.raft.reportSnapshot(peer, succeeded: succeeded)
-        }
+        perform { node in node.driver.onSnapshotReported(to: peer, succeeded: succeeded) }
     }
 
     public func reportUnreachable(_ peer: UInt64) {
-        perform { node in node.raft.reportUnreachable(peer) }
+        perform { node in node.driver.raft.reportUnreachable(peer) }
     }
 
     /// Before a graceful stop, a leader hands over to the most up-to-date voter so the cluster does not wait
@@ -571,15 +553,15 @@ public final class MemberNode: @unchecked Sendable {
         guard status.isLeader else { return }
         let target: UInt64? = await withCheckedContinuation { continuation in
             perform { node in
-                let voters = node.raft.configuration.voters.filter { $0 != node.memberID }
-                let progress = node.raft.status.progress
+                let voters = node.driver.raft.configuration.voters.filter { $0 != node.memberID }
+                let progress = node.driver.raft.status.progress
                 let best = voters.max { (progress[$0]?.match ?? 0) < (progress[$1]?.match ?? 0) }
                 continuation.resume(returning: best)
             }
         }
         guard let target else { return }
         logger.info("transferring leadership before stopping", metadata: ["transferee": "\(Identity.hex(target))"])
-        perform { node in node.raft.transferLeadership(to: target) }
+        perform { node in node.driver.raft.transferLeadership(to: target) }
         let deadline = now() + Int64(config.electionMilliseconds) * 2_000_000
         while now() < deadline && status.leader == memberID {
             try? await Task.sleep(for: .milliseconds(10))
@@ -589,7 +571,7 @@ public final class MemberNode: @unchecked Sendable {
     /// Raft's view of each member's replication (leader only; empty elsewhere).
     public func replicationProgress() async -> [UInt64: ProgressStatus] {
         await withCheckedContinuation { continuation in
-            perform { node in continuation.resume(returning: node.raft.status.progress) }
+            perform { node in continuation.resume(returning: node.driver.raft.status.progress) }
         }
     }
 
@@ -616,7 +598,7 @@ public final class MemberNode: @unchecked Sendable {
 
     // MARK: The Raft loop
 
-    /// `raft`, the log and the read and snapshot bookkeeping belong to the Raft loop (`RaftLoop`), except while
+    /// The driver (Raft and the read and snapshot bookkeeping) and the log belong to the Raft loop, except while
     /// `start()` prepares them before the loop runs: checked in debug builds.
     @inline(__always)
     private func assertOnRaftLoop(_ function: StaticString = #function) {
@@ -632,27 +614,10 @@ public final class MemberNode: @unchecked Sendable {
             return
         }
         run {
-            let started = work.proposals.contains { $0.deadline != nil } ? now() : 0
-            for proposal in work.proposals {
-                let id = proposal.id
-                if let deadline = proposal.deadline, deadline <= started {
-                    // The caller gave up before this loop got to it: never replicated, never applied.
-                    observer.proposalFailed()
-                    waiters.resume(id, with: .failure(.deadlineExceeded))
-                    continue
-                }
-                do {
-                    try raft.propose(proposal.data)
-                } catch {
-                    observer.proposalFailed()
-                    waiters.resume(id, with: .failure(status.hasLeader ? .leaderChanged : .noLeader))
-                }
-            }
-            for message in work.messages { try? raft.step(message) }
+            let t = work.proposals.contains { $0.deadline != nil } ? now() : 0
+            try drive { driver, actions in driver.onInbox(work, now: t, into: &actions) }
             for action in work.actions { action(self) }
-            reads.add(work.reads)
-            requestReadIndexIfNeeded()
-            try drainReadies()
+            try drive { driver, actions in driver.onReady(now: now(), roundID: { ids.next() }, into: &actions) }
         }
     }
 
@@ -666,108 +631,102 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    private func onTick() {
+    private func onTick() throws {
         assertOnRaftLoop()
         let t = now()
         waiters.expire(now: t, with: .timeout)
-        expireReads(now: t)
-        if t - lastLeaseCheck >= 500_000_000 {
-            lastLeaseCheck = t
-            if raft.role == .leader { proposeExpiredLeaseRevocations() }
+        try drive { driver, actions in
+            driver.onTick(now: t, roundID: { ids.next() }, revocations: expiredLeaseRevocations, into: &actions)
         }
     }
 
-    /// Works through Raft's Readies until it has none, or one waits for a snapshot to be restored.
-    private func drainReadies() throws {
+    /// Lets the driver decide (`RaftDriver`), then carries out its actions in order. The actions array is reused
+    /// from pass to pass (taken out meanwhile, so that a nested pass gets one of its own).
+    private func drive(_ decide: (inout RaftDriver, inout [RaftDriver.Action]) -> Void) throws {
         assertOnRaftLoop()
-        while let steps = pipeline.next(&raft) {
-            guard try carryOut(steps) else { return }
-            pipeline.finished(&raft)
-            publishStatus()
+        var actions = actionBuffer
+        actionBuffer = []
+        decide(&driver, &actions)
+        defer {
+            actions.removeAll(keepingCapacity: true)
+            actionBuffer = actions
         }
-        trimLog()
-        discardStaleSnapshotImages()
+        for action in actions { guard try carryOut(action) else { return } }
     }
 
-    /// Carries out a Ready's steps in order; false when the last one started a snapshot restore, whose end
-    /// (`onSnapshotRestored`) carries on with the rest.
-    private func carryOut(_ steps: [ReadyPipeline.Step]) throws -> Bool {
-        for step in steps {
-            switch step {
-            case .softState(let soft):
-                onSoftState(soft)
-            case .send(var outgoing):
-                // The database image must match an applied index exactly, so the apply loop writes it.
-                outgoing.removeAll { message in
-                    guard message.kind == .snapshot else { return false }
-                    if snapshotsInFlight.insert(message.to).inserted {
-                        applyQueue.push(.perform { node in node.sendSnapshot(message) })
-                    }
-                    return true
-                }
-                if !outgoing.isEmpty {
-                    noteHeartbeats(outgoing)
-                    transport.send(outgoing)
-                }
-            case .restoreSnapshot(let snapshot):
-                try restoreSnapshot(snapshot)
-                return false
-            case .recordSnapshot(let meta):
-                // Raft installs a leader's snapshot only over a log that diverged from it, and drops that log.
-                try wal.saveSnapshot(
-                    WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)),
-                    replacingLog: true)
-                observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
-                try wal.releaseSegments(through: meta.index)
-            case .persist(let entries, let hardState, let sync):
-                try persist(entries: entries, hardState: hardState, sync: sync)
-            case .sendAfterPersist(let outgoing):
-                noteHeartbeats(outgoing)
-                transport.send(outgoing)
-            case .apply(let entries):
-                try handOver(entries)
-            case .readStates(let states):
-                serveReads(states)
-            case .droppedReads(let contexts):
-                for context in contexts { reads.onDropped(context) }
+    /// Carries out one action of the driver; false when the member must stop.
+    private func carryOut(_ action: RaftDriver.Action) throws -> Bool {
+        switch action {
+        case .softState(let soft, let previousLeader, let term):
+            onSoftState(soft, previousLeader: previousLeader, term: term)
+        case .send(let outgoing):
+            transport.send(outgoing)
+        case .lateHeartbeat(let peer, let late):
+            counters.heartbeatSendFailures.add(1, ordering: .relaxed)
+            logger.warning(
+                "leader failed to send out heartbeat on time; leader is overloaded likely from slow disk",
+                metadata: [
+                    "to": "\(Identity.hex(peer))",
+                    "heartbeat-interval": "\(config.heartbeatMilliseconds)ms",
+                    "expected-duration": "\(2 * config.heartbeatMilliseconds)ms",
+                    "exceeded-duration": "\(Double(late) / 1e6)ms",
+                ])
+        case .writeSnapshotImage(let message):
+            applyQueue.push(.perform { node in node.sendSnapshot(message) })
+        case .sendSnapshot(let message, let image):
+            logger.info(
+                "sending database snapshot",
+                metadata: [
+                    "to": "\(Identity.hex(message.to))", "index": "\(message.snapshot?.metadata.index ?? 0)",
+                    "bytes": "\(image.size)",
+                ])
+            transport.sendSnapshot(message, image: image)
+        case .restoreSnapshot(let snapshot, let image):
+            restoreSnapshot(snapshot.metadata, from: image)
+        case .recordSnapshot(let meta, let replacingLog):
+            let start = monotonicNanoseconds()
+            try wal.saveSnapshot(
+                WALSnapshot(index: meta.index, term: meta.term, confState: ConfStateCodec.encode(meta.confState)),
+                replacingLog: replacingLog)
+            try wal.releaseSegments(through: meta.index)
+            observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
+            if !replacingLog {
+                observer.snapshotSaved(nanoseconds: monotonicNanoseconds() - start)
+                logger.info("saved snapshot", metadata: ["snapshot-index": "\(meta.index)"])
             }
-        }
-        return true
-    }
-
-    /// Reads Raft confirmed: served now if applied far enough, else by the apply loop once it is.
-    private func serveReads(_ states: [ReadState]) {
-        for state in states {
-            let (waiting, slow) = reads.onConfirmed(state.context, now: now())
-            if slow { counters.slowReadIndexes.add(1, ordering: .relaxed) }
-            guard !waiting.isEmpty else { continue }
-            if appliedIndex.load(ordering: .acquiring) >= state.index
+        case .persist(let entries, let hardState, let sync):
+            try persist(entries: entries, hardState: hardState, sync: sync)
+        case .apply(let entries, let configurations):
+            try handOver(entries, configurations: configurations)
+        case .serveReads(let index, let waiting):
+            if appliedIndex.load(ordering: .acquiring) >= index
                 || config.testingNodeMutation == .servesReadsBeforeApplying
             {
                 for waiter in waiting { waiter.completion(nil) }
             } else {
                 // Released by the apply loop once it has applied the read's index.
-                applyQueue.push(.reads(index: state.index, waiters: waiting))
+                applyQueue.push(.reads(index: index, waiters: waiting))
             }
+        case .expireReads(let expired, let error):
+            for waiter in expired { waiter.completion(waiter.expiry ?? error) }
+            counters.readIndexFailures.add(expired.count, ordering: .relaxed)
+        case .slowReadIndexes(let count):
+            counters.slowReadIndexes.add(count, ordering: .relaxed)
+        case .failProposal(let id, let error):
+            observer.proposalFailed()
+            waiters.resume(id, with: .failure(error))
+        case .publishStatus(let raftStatus):
+            publishStatus(raftStatus)
+        case .removeFile(let path):
+            removeFile(path)
+        case .fail(let message):
+            fail(message)
+            return false
         }
+        return true
     }
-
-    /// Keeps the log in memory to what followers may still ask for: applied entries beyond the catch-up window
-    /// are dropped from memory (the write-ahead log keeps them until the next snapshot; a follower that needs
-    /// older ones gets a database snapshot, as after a compaction). Without it, memory held every entry since the
-    /// last snapshot: up to `--snapshot-count` of them.
-    private func trimLog() {
-        assertOnRaftLoop()
-        let applied = raft.appliedIndex
-        guard applied >= raft.firstIndex + config.snapshotCatchUpEntries + Self.logTrimSlack else { return }
-        raft.compact(through: applied, snapshotData: [])
-    }
-
-    /// How many entries beyond the catch-up window accumulate before the log is trimmed (amortises the trim).
-    static let logTrimSlack: UInt64 = 1024
 
     private func persist(entries: [Entry], hardState: HardState?, sync: Bool) throws {
-        assertOnRaftLoop()
         try wal.append(sync: sync) { encoder in
             for e in entries {
                 encoder.appendEntry(index: e.index, term: e.term, kind: e.kind.rawValue, data: e.data)
@@ -783,15 +742,8 @@ public final class MemberNode: @unchecked Sendable {
         }
     }
 
-    /// Hands committed entries to the apply loop. Raft learns here that a configuration entry was applied
-    /// (its configuration travels with the entries, for the member table), since only this thread may touch it.
-    private func handOver(_ entries: [Entry]) throws {
-        assertOnRaftLoop()
-        var configurations: [UInt64: ConfState] = [:]
-        for entry in entries where entry.kind == .confChange {
-            guard let change = try? ConfChange(serialized: entry.data) else { continue }
-            configurations[entry.index] = raft.applyConfChange(change)
-        }
+    /// Hands committed entries to the apply loop.
+    private func handOver(_ entries: [Entry], configurations: [UInt64: ConfState]) throws {
         // A lone client's write would otherwise wait for the apply loop to wake: a few entries arriving at an idle
         // apply loop are applied right here. Anything more goes to the apply loop, which overlaps the next fsync.
         if entries.count <= Self.inlineApplyLimit && applyQueue.claimIfIdle() {
@@ -810,12 +762,7 @@ public final class MemberNode: @unchecked Sendable {
     /// apply loop, after everything queued before it), then the log's marker (`recordSnapshot`, once the apply
     /// loop reports back): a crash in between leaves a database ahead of the log, which the next start detects and
     /// treats as the snapshot (`Recovery`). The Raft loop goes on meanwhile (`ReadyPipeline`).
-    private func restoreSnapshot(_ snapshot: Snapshot) throws {
-        assertOnRaftLoop()
-        let meta = snapshot.metadata
-        guard let image = pendingSnapshotImages.removeValue(forKey: meta.index) else {
-            throw EtcdError.internal("snapshot at index \(meta.index) arrived without its database image")
-        }
+    private func restoreSnapshot(_ meta: SnapshotMetadata, from image: String) {
         applyQueue.push(
             .perform { node in
                 let outcome = Result { try node.restoreStateMachine(from: image, meta) }
@@ -825,74 +772,32 @@ public final class MemberNode: @unchecked Sendable {
 
     /// The apply loop restored the state machine from the leader's snapshot: the Ready that carried it goes on.
     private func onSnapshotRestored(_ outcome: Result<Void, any Error>) {
-        assertOnRaftLoop()
         run {
             try outcome.get()
-            if try carryOut(pipeline.snapshotRestored()) {
-                pipeline.finished(&raft)
-                publishStatus()
-            }
-            try drainReadies()
-        }
-    }
-
-    private func discardStaleSnapshotImages() {
-        assertOnRaftLoop()
-        guard !pendingSnapshotImages.isEmpty else { return }
-        let applied = raft.appliedIndex
-        for (index, path) in pendingSnapshotImages where index <= applied {
-            removeFile(path)
-            pendingSnapshotImages[index] = nil
+            try drive { driver, actions in driver.onSnapshotRestored(now: now(), into: &actions) }
         }
     }
 
     /// Sends a database image the apply loop wrote at `index`, with that index's snapshot metadata.
     func sendSnapshotImage(_ message: Message, index: UInt64, image: SnapshotImage) {
-        assertOnRaftLoop()
-        guard let term = raft.term(at: index) else {
-            removeFile(image.path)
-            snapshotsInFlight.remove(message.to)
-            raft.reportSnapshot(message.to, succeeded: false)
-            return
+        run {
+            try drive { driver, actions in
+                driver.onSnapshotImageWritten(message, index: index, image: image, into: &actions)
+            }
         }
-        var message = message
-        message.snapshot = Snapshot(
-            metadata: SnapshotMetadata(index: index, term: term, confState: raft.confState(at: index)))
-        logger.info(
-            "sending database snapshot",
-            metadata: ["to": "\(Identity.hex(message.to))", "index": "\(index)", "bytes": "\(image.size)"])
-        transport.sendSnapshot(message, image: image)
     }
 
     /// The apply loop made the state machine durable through `applied`: record a snapshot there and let Raft
     /// and the log drop what precedes it.
     func compactLog(through applied: UInt64) {
-        assertOnRaftLoop()
-        // While a leader's snapshot is restored the log is about to start past `applied`; the next compaction
-        // after it does the work.
-        guard pipeline.stage == .idle else { return }
-        let start = monotonicNanoseconds()
-        guard let term = raft.term(at: applied) else { return }
         do {
-            let conf = raft.confState(at: applied)
-            try wal.saveSnapshot(
-                WALSnapshot(index: applied, term: term, confState: ConfStateCodec.encode(conf)), replacingLog: false)
-            raft.compact(through: applied, snapshotData: [])
-            try wal.releaseSegments(through: applied)
+            try drive { driver, actions in driver.onApplyCompacted(through: applied, into: &actions) }
         } catch {
             fail("saving a snapshot failed: \(error)")
-            return
         }
-        observer.snapshotSynced(nanoseconds: wal.stats.lastSyncNanoseconds)
-        observer.snapshotSaved(nanoseconds: monotonicNanoseconds() - start)
-        logger.info("saved snapshot", metadata: ["snapshot-index": "\(applied)"])
     }
 
-    private func onSoftState(_ soft: SoftState) {
-        assertOnRaftLoop()
-        let previous = status.leader
-        // Heartbeats are timed within one term of leadership.
-        lateHeartbeats.reset()
+    private func onSoftState(_ soft: SoftState, previousLeader previous: UInt64, term: UInt64) {
         if soft.role == .leader {
             leases.promote()
         } else {
@@ -906,30 +811,23 @@ public final class MemberNode: @unchecked Sendable {
         if soft.leader != previous {
             logger.info(
                 soft.leader == 0 ? "raft lost leader" : "raft elected leader",
-                metadata: ["leader": "\(Identity.hex(soft.leader))", "term": "\(raft.currentTerm)"])
+                metadata: ["leader": "\(Identity.hex(soft.leader))", "term": "\(term)"])
         }
     }
 
-    private func publishStatus() {
-        assertOnRaftLoop()
-        // Cheap accessors only: `raft.status` builds per-peer progress, too much for every iteration.
-        let term = raft.currentTerm
-        let commit = raft.commitIndex
-        let lastIndex = raft.lastIndex
-        let lastTerm = raft.term(at: lastIndex) ?? 0
-        let isLearner = raft.configuration.learners.contains(memberID)
+    private func publishStatus(_ raftStatus: RaftDriver.Status) {
         published.withLock { p in
-            p.term = term
-            p.commitIndex = commit
-            p.lastIndex = lastIndex
-            p.lastTerm = lastTerm
-            p.isLearner = isLearner
+            p.term = raftStatus.term
+            p.commitIndex = raftStatus.commitIndex
+            p.lastIndex = raftStatus.lastIndex
+            p.lastTerm = raftStatus.lastTerm
+            p.isLearner = raftStatus.isLearner
         }
     }
 
-    private func proposeExpiredLeaseRevocations() {
-        assertOnRaftLoop()
-        for id in leases.takeExpired(retryAfterNanoseconds: 3_000_000_000) {
+    /// A leader's proposals revoking the leases that expired (the driver asks for them on its lease check).
+    private func expiredLeaseRevocations() -> [[UInt8]] {
+        leases.takeExpired(retryAfterNanoseconds: 3_000_000_000).compactMap { id in
             counters.leaseExpirations.add(1, ordering: .relaxed)
             var request = Quorumpb_RaftRequest()
             request.proposer = memberID
@@ -938,45 +836,7 @@ public final class MemberNode: @unchecked Sendable {
             var revoke = Etcdserverpb_LeaseRevokeRequest()
             revoke.id = id
             request.leaseRevoke = revoke
-            if let data = try? request.serializedBytes() as [UInt8] { try? raft.propose(data) }
-        }
-    }
-
-    // MARK: Linearizable reads (Raft side)
-
-    private func requestReadIndexIfNeeded() {
-        assertOnRaftLoop()
-        if raft.leaderID == 0 && raft.role != .leader { return }
-        if let context = reads.startRound(now: now(), id: ids.next()) { raft.readIndex(context: context) }
-    }
-
-    /// Fails the reads whose deadline passed: no leader to confirm them, or none in time.
-    private func expireReads(now t: Int64) {
-        assertOnRaftLoop()
-        let (expired, givenUp) = reads.expire(now: t, deadline: \.deadline)
-        let error: EtcdError = status.hasLeader ? .timeout : .noLeader
-        for waiter in expired { waiter.completion(waiter.expiry ?? error) }
-        if !expired.isEmpty { counters.readIndexFailures.add(expired.count, ordering: .relaxed) }
-        if givenUp > 0 { counters.slowReadIndexes.add(givenUp, ordering: .relaxed) }
-    }
-
-    /// etcd's heartbeat time detector (`LateHeartbeats`), counted in `etcd_server_heartbeat_send_failures_total`.
-    private func noteHeartbeats(_ messages: [Message]) {
-        assertOnRaftLoop()
-        var t: Int64?
-        for message in messages where message.kind == .heartbeat {
-            let sent = t ?? now()
-            t = sent
-            guard let late = lateHeartbeats.onSent(to: message.to, now: sent) else { continue }
-            counters.heartbeatSendFailures.add(1, ordering: .relaxed)
-            logger.warning(
-                "leader failed to send out heartbeat on time; leader is overloaded likely from slow disk",
-                metadata: [
-                    "to": "\(Identity.hex(message.to))",
-                    "heartbeat-interval": "\(config.heartbeatMilliseconds)ms",
-                    "expected-duration": "\(2 * config.heartbeatMilliseconds)ms",
-                    "exceeded-duration": "\(Double(late) / 1e6)ms",
-                ])
+            return try? request.serializedBytes() as [UInt8]
         }
     }
 
