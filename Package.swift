@@ -17,10 +17,10 @@
 // (Simulation, over Raft, Storage, MVCC and Node) drives the Raft core seed by seed; runs the real write-ahead log on a
 // simulated disk (SimFileSystem: lost, reordered and torn unsynced writes, undone renames, failing fsync); and runs
 // real members (MemberNode: the Raft loop, log, SQLite key space, apply loop, watches) on one scheduler in virtual
-// time, on a simulated network, crashed and restarted, with linearizability and watch checks. In SimulationTests the
-// real key space (MVCC's KVStore and Backend on SQLite, through Storage's DiskVFS) runs on SimFileSystem under power
-// cuts; whole members in the simulator still write real files (a crash keeps what they wrote, as kill -9 does), and
-// their power loss is exercised by real processes (chaos).
+// time, on a simulated network, crashed and restarted, with linearizability, lease and watch checks. Members write
+// real files (a crash keeps what they wrote, as kill -9 does) or, with `--simulated-disks`, their log and SQLite
+// (through Storage's VFS) run on SimFileSystem: crashes are power cuts, writes and fsyncs fail or stall. Power cuts
+// of real processes are exercised by the chaos harness (lossyfs).
 import PackageDescription
 
 let package = Package(

@@ -64,7 +64,8 @@ swift test --skip-build --filter '^ChaosTests\.' "$@" || status=1
 # Real members under the deterministic simulator (quorum-sim members): 1,000 fresh seeds from a random start,
 # printed (a failure names its seed; `quorum-sim members --seed S` replays it), as two processes for the two cores:
 # half on real files (crashes are kill -9), half on simulated disks (crashes are power cuts, some of the whole
-# cluster; now and then a write or fsync fails and the member restarts, or an fsync stalls its loop).
+# cluster; now and then a write or fsync fails and the member restarts, or an fsync stalls its loop) while members
+# are added, promoted and removed.
 members_start=${QUORUM_MEMBER_SIM_START:-$(( (RANDOM << 15 | RANDOM) + 1 ))}
 members_seeds=${QUORUM_MEMBER_SIM_SEEDS:-1000}
 half=$(( members_seeds / 2 ))
@@ -72,7 +73,7 @@ echo "member simulation: seeds $members_start..<$(( members_start + members_seed
 bin=$(swift build --show-bin-path)
 "$bin/quorum-sim" members --start-seed "$members_start" --seeds "$half" &
 first=$!
-"$bin/quorum-sim" members --simulated-disks --disk-fault-rate 0.0003 --slow-sync-rate 0.005 \
+"$bin/quorum-sim" members --simulated-disks --disk-fault-rate 0.0003 --slow-sync-rate 0.005 --membership-changes \
     --start-seed $(( members_start + half )) --seeds $(( members_seeds - half )) || status=1
 wait $first || status=1
 # Last, a brief run of every libFuzzer target (docs/FUZZING.md) from a sanitizer build of its own (.build-fuzz): the

@@ -49,13 +49,18 @@ public final class BoltWriter {
     /// The most separators that were held at once so far.
     public private(set) var peakRetainedSeparatorCount = 0
 
-    /// Creates (or truncates) the file at `path`.
-    public init(path: String, pageSize: Int = BoltFormat.defaultPageSize) throws(BoltError) {
+    /// Whether `finish` fsyncs the file.
+    public let durable: Bool
+
+    /// Creates (or truncates) the file at `path`. `durable: false` skips the fsync at `finish`: for a scratch copy
+    /// that is read back at once and removed (see `EtcdSnapshotExport`), where the fsync only waits for the disk.
+    public init(path: String, pageSize: Int = BoltFormat.defaultPageSize, durable: Bool = true) throws(BoltError) {
         guard pageSize >= 1024, pageSize <= 65536, pageSize & (pageSize - 1) == 0 else {
             throw BoltError(.invalidArgument, path: path, "page size \(pageSize) is not a power of two in 1024...65536")
         }
         self.path = path
         self.pageSize = pageSize
+        self.durable = durable
         file = try FileDescriptor.create(path)
         sink = PageSink(file: file, pageSize: pageSize)
     }
@@ -156,7 +161,7 @@ public final class BoltWriter {
         try file.write(meta.encodedPage(id: 0), at: 0)
         meta.transactionID = transactionID - 1
         try file.write(meta.encodedPage(id: 1), at: Int64(pageSize))
-        try file.sync()
+        if durable { try file.sync() }
         return Summary(
             fileSize: Int64(highWaterMark) * Int64(pageSize), highWaterMark: highWaterMark, pageSize: pageSize,
             bucketCount: rootEntries.count, keyCount: keyCount, peakRetainedSeparators: peakRetainedSeparatorCount)

@@ -36,10 +36,14 @@ public final class EtcdSnapshotWriter {
     public var retainedSeparatorCount: Int { writer.retainedSeparatorCount }
     public var peakRetainedSeparatorCount: Int { writer.peakRetainedSeparatorCount }
 
+    /// Whether `finish` fsyncs the file (see `BoltWriter.durable`).
+    public let durable: Bool
+
     /// Creates (or truncates) the file and opens the key bucket.
-    public init(path: String) throws(EtcdSnapshotError) {
+    public init(path: String, durable: Bool = true) throws(EtcdSnapshotError) {
         self.path = path
-        writer = try bolt { () throws(BoltError) in try BoltWriter(path: path) }
+        self.durable = durable
+        writer = try bolt { () throws(BoltError) in try BoltWriter(path: path, durable: durable) }
         try bolt(bucket: EtcdSchema.keyBucket) { () throws(BoltError) in try writer.beginBucket(EtcdSchema.keyBucket) }
     }
 
@@ -89,7 +93,7 @@ public final class EtcdSnapshotWriter {
             }
         }
         let bolted = try bolt { () throws(BoltError) in try writer.finish() }
-        let digest = try SnapshotTrailer.append(to: path)
+        let digest = try SnapshotTrailer.append(to: path, durable: durable)
         return Summary(
             fileSize: bolted.fileSize + Int64(SnapshotTrailer.size), databaseSize: bolted.fileSize, sha256: digest,
             revisionCount: revisionCount, lastRevision: lastRevision,

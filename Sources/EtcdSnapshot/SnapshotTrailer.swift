@@ -54,7 +54,7 @@ public enum SnapshotTrailer {
     }
 
     /// Hashes the whole file and appends the hash; returns it.
-    static func append(to path: String) throws(EtcdSnapshotError) -> [UInt8] {
+    static func append(to path: String, durable: Bool = true) throws(EtcdSnapshotError) -> [UInt8] {
         let length: Int64
         do {
             length = (try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0
@@ -67,7 +67,7 @@ public enum SnapshotTrailer {
             defer { try? handle.close() }
             try handle.seek(toOffset: UInt64(length))
             try handle.write(contentsOf: digest)
-            try handle.synchronize()
+            if durable { try handle.synchronize() }
         } catch {
             throw EtcdSnapshotError(.io, path: path, "cannot append the sha256 trailer: \(error)", offset: length)
         }

@@ -111,6 +111,8 @@ extension RaftNode {
             // make the pre-vote fail) and telling voters to ignore their lease.
             hup(transfer: true)
         case .readIndexResponse:
+            // Only the leader of this term confirms a read index; any other sender is wrong or hostile.
+            guard m.from == lead else { break }
             readStates.append(ReadState(index: m.index, context: m.context))
         default:
             break

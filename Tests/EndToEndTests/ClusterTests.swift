@@ -181,6 +181,58 @@ import Testing
         #expect(try etcdctl(survivors, ["member", "list"]).stdout.split(separator: "\n").count == 2)
     }
 
+    /// A member that was down while a new member joined and took the lead comes back with a member table that does
+    /// not list its leader. It can answer that leader only at the peer URLs the leader's own messages carry
+    /// (`RaftBatch.from_peer_urls`, `PeerTransport.addRemote`): it lags, so it must first refuse the leader's append
+    /// and be probed back, and without an answer it stayed behind for good (member simulation seeds 973, 8001257).
+    @Test func aMemberWhoseTableLacksTheNewLeaderAnswersItAndCatchesUp() throws {
+        let cluster = QuorumCluster(size: 3)
+        try cluster.start()
+        let absent = cluster.members[2]
+        absent.stop()
+        let present = cluster.members.filter { $0 !== absent }
+        let endpoints = present.map(\.endpoint).joined(separator: ",")
+        for i in 0..<20 { #expect(try etcdctl(endpoints, ["put", "while-down/\(i)", "v\(i)"]).ok) }
+
+        // A fourth member joins as a learner, is promoted, and is handed the lead.
+        let newcomer = QuorumProcess(in: cluster.scratch, name: "m4")
+        #expect(try etcdctl(endpoints, ["member", "add", "m4", "--peer-urls=\(newcomer.peerURL)", "--learner"]).ok)
+        newcomer.initialCluster = cluster.initialCluster + ",m4=\(newcomer.peerURL)"
+        newcomer.clusterState = "existing"
+        try newcomer.start()
+        defer { newcomer.stop() }
+        let newcomerID = try memberID(cluster, peerURL: newcomer.peerURL)
+        try eventually("promotion") {
+            try etcdctl(endpoints, ["member", "promote", newcomerID]).stdout.contains("promoted")
+        }
+        var lastAttempt = ""
+        do {
+            try eventually("leadership moved to the newcomer") {
+                let moved = try etcdctl(newcomer.endpoint + "," + endpoints, ["move-leader", newcomerID])
+                lastAttempt = moved.stdout + moved.stderr
+                return moved.stdout.contains("Leadership transferred")
+            }
+        } catch {
+            Issue.record("\(error): \(lastAttempt)")
+            return
+        }
+        #expect(try etcdctl(newcomer.endpoint, ["put", "after-move", "ok"]).ok)
+
+        // The absent member's table lists m1 to m3 only; its leader is m4.
+        try absent.start(waitReady: false)
+        do {
+            try eventually("the returning member catches up from a leader its table does not list") {
+                try etcdctl(absent.endpoint, ["get", "after-move", "--consistency=s", "--print-value-only"]).stdout
+                    == "ok\n"
+            }
+        } catch {
+            Issue.record("\(error)\n\(absent.logTail(40))")
+            return
+        }
+        #expect(absent.log.contains("added remote peer"))
+        #expect(try etcdctl(absent.endpoint, ["member", "list"]).stdout.contains(newcomer.peerURL))
+    }
+
     @Test func gracefulStopOfTheLeaderTransfersLeadership() throws {
         let cluster = QuorumCluster(size: 3)
         try cluster.start()

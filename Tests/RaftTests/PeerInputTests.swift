@@ -55,6 +55,19 @@ struct PeerInputTests {
                 """)
     }
 
+    /// Only the leader of the term answers a follower's ReadIndex: an answer from anyone else (member 3, a follower
+    /// like it) would let the follower serve a linearizable read at an index no leader confirmed.
+    @Test func aReadIndexAnswerFromAMemberOtherThanTheLeaderIsIgnored() {
+        ScriptHarness.run(
+            Self.cluster + """
+
+                inject 3->2 readIndexResponse term=2 index=1 context=forged
+                read 2 r1
+                stabilize
+                expect 2 reads=r1@4
+                """)
+    }
+
     /// An acknowledgement of entries the leader does not have answers nothing it sent: counted, it made the
     /// follower's match run past the log, and the leader had nothing left to send it.
     @Test func anAppendResponseBeyondTheLeadersLogIsIgnored() {

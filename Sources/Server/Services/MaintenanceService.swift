@@ -81,7 +81,10 @@ struct MaintenanceService: Etcdserverpb_Maintenance.SimpleServiceProtocol {
         defer { metrics?.snapshotSent(seconds: Self.seconds(since: started)) }
         do {
             summary = try await BlockingWork.run("quorum-snapshot") {
-                try EtcdSnapshotExport.write(backend: node.backend, to: path, term: node.status.term)
+                // A scratch file, read back below and removed: the client's copy is the one to make durable
+                // (etcdctl fsyncs it), as etcd streams from its database without writing a file at all.
+                try EtcdSnapshotExport.write(
+                    backend: node.backend, to: path, term: node.status.term, durable: false)
             }
         } catch {
             throw RPCError(code: .internalError, message: "snapshot: \(error)")
