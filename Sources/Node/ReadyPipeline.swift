@@ -78,7 +78,10 @@ package struct ReadyPipeline {
         return [.recordSnapshot(rd.snapshot!.metadata)] + Self.afterRestore(rd)
     }
 
-    /// The shell carried out every step: Raft counts the Ready done, and the next one may be asked for.
+    /// Every step is in the shell's hands: Raft counts the Ready done, and the next one may be asked for. The member's
+    /// `RaftDriver` calls it once it has listed the steps as actions, before the shell runs them: the shell runs the
+    /// list in order (so nothing of a later Ready overtakes a write of this one) and a write that fails stops the
+    /// member, so Raft never acts on a Ready the log did not take.
     package mutating func finished(_ raft: inout RaftNode) {
         guard stage == .handling, let rd = ready else {
             preconditionFailure("finished() without a Ready being handled (stage \(stage))")
