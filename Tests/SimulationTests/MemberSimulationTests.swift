@@ -9,7 +9,11 @@ import Testing
 /// Three real members (the production Raft loop, log, SQLite key space and apply loop) on the simulated network,
 /// one seed at a time: clients put, read and compare-and-swap through any member while members are isolated and
 /// healed; the history must be linearizable and the members must end with the same data.
-@Suite struct MemberSimulationTests {
+///
+/// Each test runs whole simulations (seconds to minutes of CPU) or waits for a `quorum-sim` process: on threads of
+/// their own (`.ownThread`), not the cooperative pool, which they held for minutes on 2 cores, starving the async
+/// tests beside them (an S3 client's 1 s idle timeout measured 203 s).
+@Suite(.ownThread) struct MemberSimulationTests {
     /// The seeds of one run: a fresh random start each time (printed), or `QUORUM_TEST_SEED` to replay;
     /// `QUORUM_MEMBER_SIM_SEEDS` for more.
     static func seeds(_ count: Int) -> [UInt64] {
