@@ -31,7 +31,8 @@ extension MemberNode {
         assertOnApplyLoop()
         do {
             try commitBackend()
-            if run.steps == 0, try !backend.vacuumsIncrementally() {
+            // Checked at every step: a snapshot installed meanwhile may have replaced the file with an older-format one.
+            if try !backend.vacuumsIncrementally() {
                 logger.warning(
                     """
                     defragment: the database predates incremental vacuum; rebuilding it once with a full VACUUM \
