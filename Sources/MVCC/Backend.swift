@@ -48,6 +48,13 @@ public final class Backend: @unchecked Sendable {
 
     private static func openWriter(path: String, vfs: DiskVFS?) throws -> SQLiteConnection {
         let writer = try SQLiteConnection(path: path, vfs: vfs)
+        // Free pages go back to the file system in short steps (`vacuumStep`), which needs SQLite's pointer-map pages:
+        // a file takes the mode only before its first table (and before WAL mode writes its header), so a new member's
+        // or a restored database has it, and an older one keeps NONE until its first defragment rebuilds it. The
+        // setting also makes every `VACUUM` and `VACUUM INTO` (images for followers) write an incremental file.
+        if try writer.scalar("PRAGMA auto_vacuum") != Backend.incrementalAutoVacuum {
+            try writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        }
         try writer.execute(
             """
             PRAGMA journal_mode=WAL;
@@ -316,12 +323,66 @@ public final class Backend: @unchecked Sendable {
         }
     }
 
-    /// Rewrites the file without free pages (etcd's defragment). Blocks writers while it runs.
-    public func defragment() throws {
+    /// `PRAGMA auto_vacuum`'s value for INCREMENTAL.
+    static let incrementalAutoVacuum: Int64 = 2
+
+    /// Whether free pages can be returned in steps (`vacuumStep`): false for a database created before Quorum set
+    /// `auto_vacuum=INCREMENTAL`, until `convertToIncrementalVacuum()`.
+    public func vacuumsIncrementally() throws -> Bool {
+        try writer.scalar("PRAGMA auto_vacuum") == Backend.incrementalAutoVacuum
+    }
+
+    /// Pages on the free list (the committed batch's view on the writer).
+    public func freePages() throws -> Int64 {
+        try writer.scalar("PRAGMA freelist_count") ?? 0
+    }
+
+    /// One step of a defragmentation, in a transaction of its own: returns up to `pages` free pages to the file
+    /// system (SQLite moves pages from the end of the file into free slots and truncates it; the file shrinks on
+    /// disk at the next checkpoint). Returns the free pages left. Apply loop only, between batches; an incremental
+    /// database only (`vacuumsIncrementally()`), where it is SQLite's `PRAGMA incremental_vacuum(N)`.
+    public func vacuumStep(pages: Int) throws -> Int64 {
+        try commitBatch()
+        try beginBatch()
+        do {
+            try writer.execute("PRAGMA incremental_vacuum(\(max(1, pages)))")
+        } catch {
+            rollbackBatch()
+            throw error
+        }
+        let left = try freePages()
+        try commitBatch()
+        return left
+    }
+
+    /// Rebuilds a database created with `auto_vacuum=NONE` as an incremental one (a full `VACUUM`, the old blocking
+    /// defragment), once: later defragments go in steps. Apply loop only; writes wait for it.
+    public func convertToIncrementalVacuum() throws {
         try commitBatch()
         closeReaders()
+        try writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
         try writer.execute("VACUUM")
         try writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    }
+
+    /// Ends a defragmentation: copies the journal into the (now shorter) file and empties it, so that the files
+    /// take no more than the pages in use. Readers on older snapshots are waited for at most `milliseconds`; when
+    /// they keep the journal, it stays (it is reused, and emptied by a later checkpoint). Apply loop only.
+    @discardableResult
+    public func truncateJournal(waitingAtMost milliseconds: Int32) throws -> Bool {
+        try commitBatch()
+        return try writer.checkpointTruncate(busyMilliseconds: milliseconds)
+    }
+
+    /// Rewrites the file without free pages at once (etcd's defragment), blocking writers while it runs: what a
+    /// defragment did before it went in steps, kept for the tools and tests that want it in one call.
+    public func defragment() throws {
+        if try vacuumsIncrementally() {
+            while try vacuumStep(pages: 1 << 20) > 0 {}
+            try writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        } else {
+            try convertToIncrementalVacuum()
+        }
     }
 
     /// Writes a consistent copy of the committed state to `destination` (for Snapshot and for peers).

@@ -496,23 +496,6 @@ public final class MemberNode: @unchecked Sendable {
         if let error { throw error }
     }
 
-    /// Rewrites the database without free pages, on the apply loop (writes wait meanwhile, as with etcd).
-    public func defragment() async throws(EtcdError) {
-        let error: EtcdError? = await withCheckedContinuation { continuation in
-            applyQueue.push(
-                .perform { node in
-                    do {
-                        try node.backend.defragment()
-                        node.refreshSize()
-                        continuation.resume(returning: nil)
-                    } catch {
-                        continuation.resume(returning: .internal("defragment: \(error)"))
-                    }
-                })
-        }
-        if let error { throw error }
-    }
-
     /// Hands leadership to `target` and waits until it has taken over (etcd's MoveLeader).
     public func moveLeader(to target: UInt64) async throws(EtcdError) {
         guard let member = members.member(target), !member.isLearner else { throw .badLeaderTransferee }

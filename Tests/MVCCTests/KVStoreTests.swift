@@ -7,12 +7,13 @@ import Testing
 
 /// A key space on a fresh database, with helpers that apply one write per revision as the apply loop does.
 final class StoreFixture {
-    let dir = TemporaryDirectory()
+    let dir: TemporaryDirectory
     let backend: Backend
     let store: KVStore
 
-    init() throws {
-        backend = try Backend(path: dir.path + "/db")
+    init(path: String? = nil, dir: TemporaryDirectory = TemporaryDirectory()) throws {
+        self.dir = dir
+        backend = try Backend(path: path ?? dir.path + "/db")
         store = try KVStore(backend: backend)
     }
 

@@ -25,6 +25,9 @@ public final class SQLiteConnection: @unchecked Sendable {
     /// The VFS the connection runs on, held so that it outlives the connection; nil for SQLite's own (POSIX).
     public let vfs: DiskVFS?
 
+    /// How long a statement waits for another connection's lock before SQLITE_BUSY.
+    static let busyTimeoutMilliseconds: Int32 = 10_000
+
     /// Opens `path` with SQLite's default VFS, or on `vfs` (a `Disk` such as the simulator's).
     public init(path: String, readOnly: Bool = false, vfs: DiskVFS? = nil) throws(SQLiteError) {
         var db: OpaquePointer?
@@ -39,7 +42,7 @@ public final class SQLiteConnection: @unchecked Sendable {
         self.path = path
         self.handle = db
         self.vfs = vfs
-        sqlite3_busy_timeout(db, 10_000)
+        sqlite3_busy_timeout(db, Self.busyTimeoutMilliseconds)
         sqlite3_extended_result_codes(db, 1)
     }
 
@@ -117,6 +120,18 @@ public final class SQLiteConnection: @unchecked Sendable {
         let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_FULL, nil, nil)
         if rc == SQLITE_BUSY { return false }
         guard rc == SQLITE_OK else { throw error(rc, "wal_checkpoint(FULL)") }
+        return true
+    }
+
+    /// A TRUNCATE checkpoint: copies the WAL into the database (which shrinks to its page count), syncs, and empties
+    /// the WAL file, waiting at most `busyMilliseconds` (instead of the connection's busy timeout) for readers on
+    /// older snapshots. Returns false when they kept it from finishing (SQLITE_BUSY): the WAL then stays as it is.
+    public func checkpointTruncate(busyMilliseconds: Int32) throws(SQLiteError) -> Bool {
+        sqlite3_busy_timeout(handle, busyMilliseconds)
+        defer { sqlite3_busy_timeout(handle, Self.busyTimeoutMilliseconds) }
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil)
+        if rc == SQLITE_BUSY { return false }
+        guard rc == SQLITE_OK else { throw error(rc, "wal_checkpoint(TRUNCATE)") }
         return true
     }
 

