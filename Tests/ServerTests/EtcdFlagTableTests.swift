@@ -229,6 +229,18 @@ import Testing
         #expect(config.keepalive.minTime == .seconds(3))
     }
 
+    /// A mapping key that is a mapping or a list (`? ` complex keys) is refused with the line it is on; Yams trapped
+    /// on it (config fuzz target, Tests/FuzzTests/Regressions/config/complex-mapping-key).
+    @Test(arguments: ["socket-options:\n? reync: false\n", "name: m\n? [a, b]\n: c\n", "? {a: 1}\n: 2\n"])
+    func aMappingKeyThatIsNotAPlainValueIsRefused(yaml: String) throws {
+        let file = NSTemporaryDirectory() + "quorum-yaml-key-\(getpid()).yaml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        let error = #expect(throws: ConfigError.self) { try EtcdFlags.load(configFile: file) }
+        let text = error.map { "\($0)" } ?? ""
+        #expect(text.contains("a mapping key must be a plain value"), "\(text)")
+    }
+
     @Test func implementedFlagsReachTheConfiguration() throws {
         let config = try EtcdFlags(values: [
             "wal-dir": "/w", "max-wals": "2", "unsafe-no-fsync": "true", "experimental-compaction-batch-limit": "10",

@@ -172,6 +172,26 @@ public struct EtcdFlags: Sendable {
         "skip-client-san-verification": "skip-client-san-verification",
     ]
 
+    /// A mapping key that is itself a mapping or a list (YAML's `? ` complex keys), anywhere in the document. Yams
+    /// traps on one when it builds dictionaries (its keys must be strings): found by the config fuzz target, a
+    /// config file of `socket-options:` followed by `? reync: false` stopped the member at start-up.
+    static func firstKeyThatIsNotAScalar(in node: Yams.Node) -> Yams.Node? {
+        switch node {
+        case .mapping(let mapping):
+            for (key, value) in mapping {
+                guard case .scalar = key else { return key }
+                if let found = firstKeyThatIsNotAScalar(in: value) { return found }
+            }
+        case .sequence(let sequence):
+            for element in sequence {
+                if let found = firstKeyThatIsNotAScalar(in: element) { return found }
+            }
+        case .scalar, .alias:
+            break
+        }
+        return nil
+    }
+
     /// Loads etcd's YAML configuration file: the flags' names as keys, `client-transport-security` and
     /// `peer-transport-security` sections, lists for list values (`log-outputs`, `cipher-suites`), durations as Go
     /// strings or (as etcd's file holds them) integer nanoseconds. The file replaces flags and environment entirely.
@@ -180,13 +200,19 @@ public struct EtcdFlags: Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
             throw ConfigError("cannot read config file \(path)")
         }
-        let parsed: Any?
+        let root: Yams.Node?
         do {
-            parsed = try Yams.load(yaml: text)
+            root = try Yams.compose(yaml: text)
         } catch {
             throw ConfigError("config file \(path): \(error)")
         }
-        if parsed == nil { return EtcdFlags() }
+        guard let root else { return EtcdFlags() }
+        if let key = Self.firstKeyThatIsNotAScalar(in: root) {
+            throw ConfigError(
+                "config file \(path): line \(key.mark?.line ?? 0): a mapping key must be a plain value, not a "
+                    + "mapping or a list")
+        }
+        let parsed: Any? = root.any
         guard let document = parsed as? [String: Any] else {
             throw ConfigError("config file \(path) is not a YAML mapping")
         }
