@@ -384,7 +384,10 @@ public final class MemberNode: @unchecked Sendable {
         let waiter = ReadWaiter(
             completion: { [self] error in
                 pendingReadCount.wrappingSubtract(1, ordering: .relaxed)
-                completion(error)
+                // A read confirmed while the member applied its own removal is not answered: its answer would come
+                // from a member that no longer belongs to the cluster (member simulation seed 9308475, a read served
+                // by the Raft loop right after the apply loop applied the removal).
+                completion(error == nil && answersNothing ? .stopped : error)
             }, deadline: ownDeadline ? deadline! : timeout, expiry: ownDeadline ? .deadlineExceeded : nil)
         post { $0.reads.append(waiter) }
     }
