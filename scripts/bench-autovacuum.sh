@@ -15,18 +15,9 @@ REPS="${REPS:-3}"
 CLIENTS="${CLIENTS:-64}"
 VAL="${VAL:-256}"
 DURATION="${DURATION:-15s}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-autovacuum.XXXXXX")"
+. scripts/bench-common.sh
+bench_work bench-autovacuum
 LOAD="$(BENCH_BIN="$WORK/bin" ../shared/bench/build.sh 2>/dev/null | tail -1)"
-PID=""
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill "$PID"
-        wait "$PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 port=$((25000 + RANDOM % 2000))
 start() {

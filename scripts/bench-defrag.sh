@@ -23,37 +23,18 @@ DURATION="${DURATION:-30}"
 DEFRAG_AT="${DEFRAG_AT:-$((DURATION / 3))}"
 SERVERS="${SERVERS:-quorum etcd34 etcd35}"
 QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-defrag.XXXXXX")"
-PID=""
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill "$PID"
-        wait "$PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/bench-common.sh
+bench_work bench-defrag
 
 BIN="$WORK/defragbench"
-mkdir -p "$WORK/gopath/src"
-(cd scripts/bench-defrag && GO111MODULE=off GOFLAGS= GOPATH="$WORK/gopath:/usr/share/gocode" CGO_ENABLED=0 \
-    go build -trimpath -o "$BIN" .)
+bench_go_build scripts/bench-defrag "$BIN"
 
-binary() {
-    case "$1" in
-    quorum) echo "$QUORUM" ;;
-    etcd34) echo /usr/bin/etcd ;;
-    etcd35) echo "$(scripts/etcd35.sh)/etcd" ;;
-    *) echo "unknown server $1" >&2; exit 2 ;;
-    esac
-}
 
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) keys=$KEYS rounds=$ROUNDS val=$VAL" \
     "clients=$CLIENTS duration=${DURATION}s defrag-at=${DEFRAG_AT}s; $(nproc) cores," \
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for server in $SERVERS; do
-    exe="$(binary "$server")"
+    exe="$(bench_binary "$server")"
     data="$WORK/$server.data"
     port=$((23000 + RANDOM % 2000))
     peer=$((port + 2000))

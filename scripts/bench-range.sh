@@ -20,31 +20,12 @@ VAL="${VAL:-100}"
 REPS="${REPS:-3}"
 SERVERS="${SERVERS:-quorum etcd34 etcd35}"
 QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/bench-range.XXXXXX")"
-PID=""
-cleanup() {
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill "$PID"
-        wait "$PID" 2>/dev/null || true
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. scripts/bench-common.sh
+bench_work bench-range
 
 BIN="$WORK/rangebench"
-mkdir -p "$WORK/gopath/src"
-(cd scripts/bench-range && GO111MODULE=off GOFLAGS= GOPATH="$WORK/gopath:/usr/share/gocode" CGO_ENABLED=0 \
-    go build -trimpath -o "$BIN" .)
+bench_go_build scripts/bench-range "$BIN"
 
-binary() {
-    case "$1" in
-    quorum) echo "$QUORUM" ;;  # its build time is printed with the results (QUORUM may be another checkout's)
-    etcd34) echo /usr/bin/etcd ;;
-    etcd35) echo "$(scripts/etcd35.sh)/etcd" ;;
-    *) echo "unknown server $1" >&2; exit 2 ;;
-    esac
-}
 
 kib() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
 
@@ -52,7 +33,7 @@ echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) keys=$KEYS val=$
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %-11s %3s %10s %12s %12s %10s %9s\n' server request rep ms rss_before_mb peak_incr_mb messages kvs
 for server in $SERVERS; do
-    exe="$(binary "$server")"
+    exe="$(bench_binary "$server")"
     data="$WORK/$server.data"
     port=$((23000 + RANDOM % 2000))
     peer=$((port + 2000))

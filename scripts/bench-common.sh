@@ -1,0 +1,38 @@
+# Sourced by the benchmark scripts (bench-range.sh, bench-defrag.sh, bench-autovacuum.sh): a work folder removed at
+# exit with the one server the script started (by its pid, in $PID), the Go load programs beside them built against
+# Debian's etcd client sources, and where each server's binary is.
+#
+#   . scripts/bench-common.sh
+#   bench_work NAME            # WORK=$TMPDIR/NAME.XXXXXX, PID="", cleanup at exit
+#   bench_go_build DIR OUT     # builds the Go program in DIR (GOPATH mode, /usr/share/gocode) into OUT
+#   bench_binary SERVER        # quorum ($QUORUM), etcd34 (Debian's), etcd35 (scripts/etcd35.sh)
+
+bench_work() {
+    WORK="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
+    PID=""
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill "$PID"
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+
+bench_go_build() {
+    mkdir -p "$WORK/gopath/src"
+    (cd "$1" && GO111MODULE=off GOFLAGS= GOPATH="$WORK/gopath:/usr/share/gocode" CGO_ENABLED=0 \
+        go build -trimpath -o "$2" .)
+}
+
+bench_binary() {
+    case "$1" in
+    quorum) echo "$QUORUM" ;;  # its build time is printed with the results (QUORUM may be another checkout's)
+    etcd34) echo /usr/bin/etcd ;;
+    etcd35) echo "$(scripts/etcd35.sh)/etcd" ;;
+    *) echo "unknown server $1" >&2; exit 2 ;;
+    esac
+}
