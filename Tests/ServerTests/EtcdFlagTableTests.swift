@@ -241,6 +241,24 @@ import Testing
         #expect(text.contains("a mapping key must be a plain value"), "\(text)")
     }
 
+    /// A YAML 1.1 base-60 integer that overflows made Yams trap multiplying it (config fuzz target,
+    /// Tests/FuzzTests/Regressions/config/sexagesimal-overflow); values are now read as decimal numbers or strings,
+    /// and the flag's own check judges them.
+    @Test func aNumberYAMLWouldReadInBase60IsAStringTheFlagRefuses() throws {
+        let file = NSTemporaryDirectory() + "quorum-yaml-60-\(getpid()).yaml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "1:1:1:11:1:1:1:1:1:1:1:0\n".write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(throws: ConfigError.self) { try EtcdFlags.load(configFile: file) }
+        try "snapshot-count: 1:1:1:11:1:1:1:1:1:1:1:0\nmax-wals: 3\nenable-v2: no\n".write(
+            toFile: file, atomically: true, encoding: .utf8)
+        let error = #expect(throws: ConfigError.self) { try EtcdFlags.load(configFile: file) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("snapshot-count"))
+        try "max-wals: 3\nenable-v2: no\nsnapshot-count: 10000\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let flags = try EtcdFlags.load(configFile: file)
+        #expect(flags.values["max-wals"] == "3" && flags.values["snapshot-count"] == "10000")
+        #expect(flags.values["enable-v2"] == "false")
+    }
+
     @Test func implementedFlagsReachTheConfiguration() throws {
         let config = try EtcdFlags(values: [
             "wal-dir": "/w", "max-wals": "2", "unsafe-no-fsync": "true", "experimental-compaction-batch-limit": "10",

@@ -192,6 +192,35 @@ public struct EtcdFlags: Sendable {
         return nil
     }
 
+    /// The document as dictionaries, arrays, strings, numbers, booleans and nulls, converted here rather than by
+    /// Yams' constructors: those trap on input a config file can hold. A YAML 1.1 base-60 integer that overflows
+    /// (`1:1:1:11:1:1:1:1:1:1:1:0`, the config fuzz target) trapped in Yams' multiplication. Integers and floats are
+    /// read as decimal numbers only; anything else stays a string, which the flag's own check then judges.
+    static func plainValue(_ node: Yams.Node) -> Any {
+        switch node {
+        case .scalar(let scalar):
+            let text = scalar.string
+            switch Yams.Resolver.default.resolveTag(of: node) {
+            case .null: return NSNull()
+            case .bool: return ["true", "yes", "on", "y"].contains(text.lowercased())
+            case .int: return Int(text) ?? text
+            case .float: return Double(text) ?? text
+            default: return text
+            }
+        case .mapping(let mapping):
+            var dictionary: [String: Any] = [:]
+            for (key, value) in mapping {
+                // Keys are scalars (`firstKeyThatIsNotAScalar`); a repeated key keeps its last value, as Yams did.
+                if case .scalar(let name) = key { dictionary[name.string] = plainValue(value) }
+            }
+            return dictionary
+        case .sequence(let sequence):
+            return sequence.map(plainValue)
+        case .alias:
+            return NSNull()
+        }
+    }
+
     /// Loads etcd's YAML configuration file: the flags' names as keys, `client-transport-security` and
     /// `peer-transport-security` sections, lists for list values (`log-outputs`, `cipher-suites`), durations as Go
     /// strings or (as etcd's file holds them) integer nanoseconds. The file replaces flags and environment entirely.
@@ -212,7 +241,7 @@ public struct EtcdFlags: Sendable {
                 "config file \(path): line \(key.mark?.line ?? 0): a mapping key must be a plain value, not a "
                     + "mapping or a list")
         }
-        let parsed: Any? = root.any
+        let parsed: Any? = Self.plainValue(root)
         guard let document = parsed as? [String: Any] else {
             throw ConfigError("config file \(path) is not a YAML mapping")
         }
