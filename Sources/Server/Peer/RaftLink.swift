@@ -378,11 +378,6 @@ struct RPCRefusal: Sendable, Equatable {
         message = encoded.removingPercentEncoding ?? encoded
     }
 
-    init(code: Int, message: String) {
-        self.code = code
-        self.message = message
-    }
-
     /// The answer a member gives one the cluster removed (`PeerCheck`): permission denied, "the member has been
     /// permanently removed from the cluster", as etcd's peers answer such a member with 410 Gone.
     var saysRemoved: Bool { code == 7 && message.contains("permanently removed from the cluster") }
