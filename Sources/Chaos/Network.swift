@@ -1,21 +1,54 @@
 import Foundation
+import Synchronization
 
 /// A private network of hosts, each a network namespace with one veth link into a bridge, so members run as
 /// if on machines of their own and faults can be injected per link with `tc netem`.
 ///
-/// Addresses are 10.`subnet`.`host` with the bridge (where the test's clients live) at .254. Everything is named
-/// with a run-unique prefix and removed by `tearDown`, so parallel runs and crashed runs cannot collide.
+/// Addresses are 10.`subnet`.0.`host + 1` with the bridge (where the test's clients live) at .254. Everything is named
+/// with a run-unique prefix and removed by `tearDown`, and each network takes a subnet no other one holds (see
+/// `allocateSubnet`), so parallel runs and crashed runs cannot collide.
 public final class ChaosNetwork: @unchecked Sendable {
     public let prefix: String
     public let subnet: Int
     public let hosts: Int
     private var created = false
 
+    private var holdsSubnet = true
+
     public init(hosts: Int) {
         let id = UInt32.random(in: 0..<0xffff)
         prefix = "qc" + String(id, radix: 16)
-        subnet = Int(id % 200) + 20
+        subnet = Self.allocateSubnet()
         self.hosts = hosts
+    }
+
+    /// Subnets held by this process's networks.
+    private static let subnetsHeld = Mutex<Set<Int>>([])
+
+    /// A subnet (10.N.0.0/24, N in 20..<220) that neither another network of this process nor an interface of the
+    /// machine (another process's run, a crashed run's leftovers) has. Two bridges on one subnet make the host's route
+    /// to it ambiguous: a test's clients then reach the other run's members, or none (a CI run with three suites'
+    /// networks up at once waited 30 s for a leader it could not see, when subnets were drawn at random).
+    static func allocateSubnet() -> Int {
+        let addresses = (try? Shell.run(["ip", "-4", "-o", "addr", "show"], allowFailure: true)) ?? ""
+        let onInterfaces = Set(
+            addresses.split(separator: " ").compactMap { word -> Int? in
+                let parts = word.split(separator: ".")
+                guard parts.count == 4, parts[0] == "10" else { return nil }
+                return Int(parts[1])
+            })
+        return subnetsHeld.withLock { held in
+            let free = (20..<220).filter { !held.contains($0) && !onInterfaces.contains($0) }
+            let subnet = free.randomElement() ?? Int.random(in: 20..<220)
+            held.insert(subnet)
+            return subnet
+        }
+    }
+
+    private func releaseSubnet() {
+        guard holdsSubnet else { return }
+        holdsSubnet = false
+        _ = Self.subnetsHeld.withLock { $0.remove(subnet) }
     }
 
     var bridge: String { "\(prefix)br" }
@@ -60,7 +93,10 @@ public final class ChaosNetwork: @unchecked Sendable {
         created = false
     }
 
-    deinit { tearDown() }
+    deinit {
+        tearDown()
+        releaseSubnet()
+    }
 
     /// The command prefix that runs a program inside a host.
     public func exec(host: Int) -> [String] { Shell.privileged + ["ip", "netns", "exec", namespace(host)] }

@@ -89,6 +89,9 @@ public struct PowerLossReport: Sendable, CustomStringConvertible {
     public var hashes: [String] = []
     public var seconds: Double = 0
     public var error: String?
+    /// The last lines each member and each disk logged, kept only when the run failed: a failure on CI, where the
+    /// work directory is gone afterwards, carries its own evidence.
+    public var logTails: [String] = []
 
     public var passed: Bool {
         error == nil && lostWrites.isEmpty && wrongRevisions.isEmpty && revisionGaps.isEmpty && regressions.isEmpty
@@ -111,6 +114,7 @@ public struct PowerLossReport: Sendable, CustomStringConvertible {
         if !regressions.isEmpty { text += "\n  regressions: \(regressions.prefix(10))" }
         if let error { text += "\n  error: \(error)" }
         if !passed { text += "\n  events: \(events.suffix(20).joined(separator: "; "))" }
+        for tail in logTails { text += "\n  " + tail.replacingOccurrences(of: "\n", with: "\n    ") }
         return text
     }
 }
@@ -192,6 +196,13 @@ public enum PowerLossRun {
             report.error = "\(error)"
         }
         report.seconds = (ContinuousClock.now - started).inSeconds
+        if !report.passed {
+            for h in 0..<options.members {
+                report.logTails.append("m\(h) log, last lines:\n" + members.log(h).lastLines(12))
+                let disk = (try? String(contentsOfFile: "\(work)/lossyfs\(h).log", encoding: .utf8)) ?? ""
+                report.logTails.append("lossyfs\(h) log, last lines:\n" + disk.lastLines(6))
+            }
+        }
         return report
     }
 

@@ -373,4 +373,9 @@ extension String {
     func occurrences(of needle: String) -> Int {
         components(separatedBy: needle).count - 1
     }
+
+    /// The last `count` non-empty lines, each cut to 400 characters (a member's JSON log lines can be long).
+    func lastLines(_ count: Int) -> String {
+        split(separator: "\n").suffix(count).map { String($0.prefix(400)) }.joined(separator: "\n")
+    }
 }
