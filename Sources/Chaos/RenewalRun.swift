@@ -359,7 +359,7 @@ final class Writers: Sendable {
                         }
                     }
                 }
-            } catch where serving(host) {
+            } catch  where serving(host) {
                 // Only the connection itself can fail here (puts are judged above).
                 let at = Date().formatted(.iso8601.time(includingFractionalSeconds: true))
                 failed.withLock { $0.append("connection to m\(host) at \(at): \(error)") }

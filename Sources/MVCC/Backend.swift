@@ -337,22 +337,35 @@ public final class Backend: @unchecked Sendable {
         try writer.scalar("PRAGMA freelist_count") ?? 0
     }
 
-    /// One step of a defragmentation, in a transaction of its own: returns up to `pages` free pages to the file
-    /// system (SQLite moves pages from the end of the file into free slots and truncates it; the file shrinks on
-    /// disk at the next checkpoint). Returns the free pages left. Apply loop only, between batches; an incremental
-    /// database only (`vacuumsIncrementally()`), where it is SQLite's `PRAGMA incremental_vacuum(N)`.
-    public func vacuumStep(pages: Int) throws -> Int64 {
+    /// One step of a defragmentation, in a transaction of its own: returns free pages to the file system one at a
+    /// time (SQLite moves pages from the end of the file into free slots and truncates it; the file shrinks on disk at
+    /// the next checkpoint) until none is left, `pages` have gone, or `nanoseconds` have passed by `clock`. A step is
+    /// bounded by time because a page's cost varies a hundredfold: about 20 µs for a free page at the end, up to a
+    /// millisecond for a live one SQLite must find a slot for in a long free list. Returns the pages returned and the
+    /// free pages left. Apply loop only, between batches; an incremental database only (`vacuumsIncrementally()`).
+    public func vacuumStep(
+        pages: Int = .max, nanoseconds: UInt64 = .max, clock: () -> UInt64 = monotonicNanoseconds
+    ) throws -> (returned: Int, left: Int64) {
         try commitBatch()
         try beginBatch()
+        var returned = 0
         do {
-            try writer.execute("PRAGMA incremental_vacuum(\(max(1, pages)))")
+            // `PRAGMA incremental_vacuum(N)` yields a row after each page it returns: stepping it page by page and
+            // resetting it early is how a step stops on time. Its N is only a ceiling here.
+            let vacuum = try writer.statement("PRAGMA incremental_vacuum(2147483647)")
+            defer { vacuum.reset() }
+            let start = clock()
+            while returned < pages, try vacuum.step() {
+                returned += 1
+                if clock() &- start >= nanoseconds { break }
+            }
         } catch {
             rollbackBatch()
             throw error
         }
         let left = try freePages()
         try commitBatch()
-        return left
+        return (returned, left)
     }
 
     /// Rebuilds a database created with `auto_vacuum=NONE` as an incremental one (a full `VACUUM`, the old blocking
@@ -378,7 +391,7 @@ public final class Backend: @unchecked Sendable {
     /// defragment did before it went in steps, kept for the tools and tests that want it in one call.
     public func defragment() throws {
         if try vacuumsIncrementally() {
-            while try vacuumStep(pages: 1 << 20) > 0 {}
+            while try vacuumStep().left > 0 {}
             try writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         } else {
             try convertToIncrementalVacuum()

@@ -27,6 +27,7 @@ extension MemberNode {
         defer { applyQueue.done() }
         if stopped {
             try? commitBackend()
+            finishDefragment(.stopped, how: "stopped")
             for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
             heldReads = []
             applyRunning.store(false, ordering: .sequentiallyConsistent)
@@ -37,6 +38,7 @@ extension MemberNode {
             try housekeeping()
         } catch {
             fail("apply loop stopped: \(error)")
+            finishDefragment(.stopped, how: "stopped")
             for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
             heldReads = []
             applyRunning.store(false, ordering: .sequentiallyConsistent)
@@ -87,6 +89,7 @@ extension MemberNode {
             lastCompactionStep = t
             try compactStep()
         }
+        defragmentStepIfDue()
         if t - lastSizeCheck >= 100_000_000 {
             lastSizeCheck = t
             refreshSize()

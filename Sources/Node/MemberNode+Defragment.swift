@@ -1,38 +1,48 @@
 import Foundation
+import Logging
 import MVCC
 import Storage
 
-/// etcd's Defragment without etcd's stall: free pages go back to the file system in short steps, each a transaction
-/// of its own queued on the apply loop behind the batches already waiting, so writes and reads go on between them
-/// (etcd's defragment, like Quorum's full `VACUUM` before, holds every write for the whole rewrite: etcd issue 9222).
-/// The RPC answers once no free page is left and the journal is emptied: the files then take the space in use.
+/// etcd's Defragment without etcd's stall: free pages go back to the file system in short steps on the apply loop,
+/// paced by `DefragmentPacer` so that writes and reads go on between them (etcd's defragment, like Quorum's full
+/// `VACUUM` before, holds every write for the whole rewrite: etcd issue 9222). The RPC answers once no free page is
+/// left and the journal is emptied: the files then take the space in use.
 extension MemberNode {
-    /// Free pages the first step returns (1 MiB of 4 KiB pages); later steps are sized from the ones before, up to
-    /// `defragmentMaxStepPages` (64 MiB).
-    static let defragmentFirstStepPages = 256
-    static let defragmentMaxStepPages = 16_384
-    /// What one step should hold the apply loop for: well under the 100 ms a write may wait because of it.
-    static let defragmentStepTargetNanoseconds: UInt64 = 20_000_000
+    /// What one step may hold the apply loop for: what a request may wait because of the defragment.
+    static let defragmentStepNanoseconds: UInt64 = 4_000_000
+    /// The share of the apply loop's time the steps take while requests are waiting.
+    static let defragmentShare = 0.3
     /// How long the last step waits for readers on older snapshots before it leaves the journal as it is.
     static let defragmentTruncateWaitMilliseconds: Int32 = 50
 
-    /// Returns the database's free pages to the file system while writes go on (see above). A database created before
-    /// Quorum reclaimed in steps is first rebuilt by one full `VACUUM` (writes wait for it, that once).
+    /// Returns the database's free pages to the file system while writes go on (see above); a call made while a
+    /// defragment runs joins it. A database created before Quorum reclaimed in steps is first rebuilt by one full
+    /// `VACUUM` (writes wait for it, that once).
     public func defragment() async throws(EtcdError) {
         let error: EtcdError? = await withCheckedContinuation { continuation in
-            let run = DefragmentRun(started: monotonicNanoseconds()) { continuation.resume(returning: $0) }
-            applyQueue.push(.perform { node in node.defragmentStep(run) })
+            applyQueue.push(.perform { node in node.joinDefragment { continuation.resume(returning: $0) } })
         }
         if let error { throw error }
     }
 
-    /// One step; queues the next behind whatever arrived meanwhile, or finishes.
-    func defragmentStep(_ run: DefragmentRun) {
+    private func joinDefragment(_ completion: @escaping @Sendable (EtcdError?) -> Void) {
         assertOnApplyLoop()
+        defragmentCallers.append(completion)
+        if defragmentPacer.onRequest(now: monotonicNanoseconds()) { defragmentStep() }
+    }
+
+    /// From the apply loop's housekeeping: the next step, if one is due.
+    func defragmentStepIfDue() {
+        assertOnApplyLoop()
+        if defragmentPacer.isDue(now: monotonicNanoseconds()) { defragmentStep() }
+    }
+
+    /// One step; then the next right away (nothing else waited), later (housekeeping runs it when due), or the end.
+    private func defragmentStep() {
+        assertOnApplyLoop()
+        guard defragmentPacer.isRunning else { return }
         do {
-            let committing = monotonicNanoseconds()
             try commitBackend()
-            run.committed(monotonicNanoseconds() - committing)
             // Checked at every step: a snapshot installed meanwhile may have replaced the file with an older-format one.
             if try !backend.vacuumsIncrementally() {
                 logger.warning(
@@ -42,69 +52,41 @@ extension MemberNode {
                     """,
                     metadata: ["path": "\(backend.path)"])
                 try backend.convertToIncrementalVacuum()
-                finishDefragment(run, steps: "full-vacuum")
+                finishDefragment(nil, how: "full-vacuum")
                 return
             }
             let start = monotonicNanoseconds()
-            let left = try backend.vacuumStep(pages: run.pages)
-            run.took(monotonicNanoseconds() - start, target: Self.defragmentStepTargetNanoseconds)
-            if left > 0 {
-                applyQueue.push(.perform { node in node.defragmentStep(run) })
-                return
+            let step = try backend.vacuumStep(nanoseconds: Self.defragmentStepNanoseconds)
+            let end = monotonicNanoseconds()
+            let action = defragmentPacer.onStep(
+                took: end - start, freePagesLeft: step.left, othersWaiting: !applyQueue.isEmpty, now: end)
+            switch action {
+            case .stepNow: applyQueue.push(.perform { node in node.defragmentStep() })
+            case .stepLater: break
+            case .finish:
+                try backend.truncateJournal(waitingAtMost: Self.defragmentTruncateWaitMilliseconds)
+                finishDefragment(nil, how: "steps")
             }
-            try backend.truncateJournal(waitingAtMost: Self.defragmentTruncateWaitMilliseconds)
-            finishDefragment(run, steps: "\(run.steps)")
         } catch {
-            run.finish(.internal("defragment: \(error)"))
+            finishDefragment(.internal("defragment: \(error)"), how: "failed")
         }
     }
 
-    private func finishDefragment(_ run: DefragmentRun, steps: String) {
-        refreshSize()
-        logger.info(
-            "finished defragmenting",
-            metadata: [
-                "steps": "\(steps)", "longest-step-ms": "\(run.longest / 1_000_000)",
-                "steps-ms": "\(run.stepTotal / 1_000_000)", "commits-before-steps-ms": "\(run.commitTotal / 1_000_000)",
-                "took-ms": "\((monotonicNanoseconds() - run.started) / 1_000_000)",
-                "db-size": "\(dbSize.load(ordering: .relaxed))",
-                "db-size-in-use": "\(dbSizeInUse.load(ordering: .relaxed))",
-            ])
-        run.finish(nil)
+    /// Ends the run and answers every caller; also what a stopping member does with a run under way.
+    func finishDefragment(_ error: EtcdError?, how: String) {
+        let pacer = defragmentPacer
+        guard let started = defragmentPacer.onFinished() else { return }
+        if error == nil { refreshSize() }
+        let callers = defragmentCallers
+        defragmentCallers = []
+        var metadata: Logger.Metadata = [
+            "how": "\(how)", "steps": "\(pacer.steps)", "longest-step-ms": "\(pacer.longestStep / 1_000_000)",
+            "steps-ms": "\(pacer.stepTime / 1_000_000)", "took-ms": "\((monotonicNanoseconds() - started) / 1_000_000)",
+            "db-size": "\(dbSize.load(ordering: .relaxed))",
+            "db-size-in-use": "\(dbSizeInUse.load(ordering: .relaxed))",
+        ]
+        if let error { metadata["error"] = "\(error)" }
+        logger.info("finished defragmenting", metadata: metadata)
+        for caller in callers { caller(error) }
     }
-}
-
-/// A defragmentation under way: its step size and its caller. Touched only on the apply loop, one step at a time.
-final class DefragmentRun: @unchecked Sendable {
-    let started: UInt64
-    private let completion: @Sendable (EtcdError?) -> Void
-    private(set) var pages = MemberNode.defragmentFirstStepPages
-    private(set) var steps = 0
-    /// The longest step so far, in nanoseconds.
-    private(set) var longest: UInt64 = 0
-    /// The time spent in steps, and in committing the apply batch before each (which may checkpoint the journal): with
-    /// the run's wall time, they say how much of the apply loop the defragment took.
-    private(set) var stepTotal: UInt64 = 0
-    private(set) var commitTotal: UInt64 = 0
-
-    init(started: UInt64, completion: @escaping @Sendable (EtcdError?) -> Void) {
-        self.started = started
-        self.completion = completion
-    }
-
-    /// Records a step's duration and sizes the next: twice the pages after a short step, half after a long one.
-    func took(_ nanoseconds: UInt64, target: UInt64) {
-        steps += 1
-        stepTotal += nanoseconds
-        longest = max(longest, nanoseconds)
-        if nanoseconds < target / 2 {
-            pages = min(pages * 2, MemberNode.defragmentMaxStepPages)
-        } else if nanoseconds > target * 2 {
-            pages = max(pages / 2, 64)
-        }
-    }
-
-    func committed(_ nanoseconds: UInt64) { commitTotal += nanoseconds }
-
-    func finish(_ error: EtcdError?) { completion(error) }
 }

@@ -70,6 +70,10 @@ public final class MemberNode: @unchecked Sendable {
     var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
     var appliedSinceSnapshot: UInt64 = 0
     var lastCompactionStep: Int64 = 0
+    /// A Defragment under way (`MemberNode+Defragment.swift`): its pacing, and the callers waiting for its end.
+    var defragmentPacer = DefragmentPacer(
+        stepBudget: MemberNode.defragmentStepNanoseconds, share: MemberNode.defragmentShare)
+    var defragmentCallers: [@Sendable (EtcdError?) -> Void] = []
     /// When the compaction that physical compaction is working through was applied (monotonic nanoseconds).
     var compactionStartedAt: UInt64?
     var lastBackendCommit: Int64 = 0

@@ -33,7 +33,7 @@ import Testing
         #expect(before.total - before.inUse > 2_000_000, "\(before)")
         let hash = try f.store.hashKV(revision: 0).hash
         var steps = 0
-        while try f.backend.vacuumStep(pages: 64) > 0 { steps += 1 }
+        while try f.backend.vacuumStep(pages: 64).left > 0 { steps += 1 }
         #expect(steps > 4)
         try f.backend.truncateJournal(waitingAtMost: 1000)
         let after = try f.backend.size()
@@ -42,6 +42,23 @@ import Testing
         let reopened = try Self.reopened(f)
         #expect(reopened.hash == hash && reopened.keys.count == 200)
         #expect(reopened.keys["key/399"] == Data((String(repeating: "v", count: 16_384) + "399").utf8))
+    }
+
+    /// A step stops when its time is up, whatever a page costs: the clock here advances 1 µs per reading, so a step
+    /// of 10 µs returns 10 pages (the first reading is its start) and leaves the rest for later steps.
+    @Test func aStepStopsWhenItsTimeIsUp() throws {
+        let f = try StoreFixture()
+        try Self.fillAndFree(f)
+        let free = try f.backend.freePages()
+        var now: UInt64 = 0
+        let step = try f.backend.vacuumStep(nanoseconds: 10_000) {
+            now += 1_000
+            return now
+        }
+        #expect(step.returned == 10 && step.left == free - 10, "\(step), \(free) free before")
+        #expect(try f.backend.freePages() == free - 10)
+        let rest = try f.backend.vacuumStep()
+        #expect(rest.returned == free - 10 && rest.left == 0)
     }
 
     @Test func aDatabaseCreatedWithoutAutoVacuumIsConvertedOnItsFirstDefragment() throws {
@@ -72,7 +89,7 @@ import Testing
         try f.store.scheduleCompaction(f.store.revisions.current)
         while try !f.store.compactStep(budget: 100) {}
         #expect(try f.backend.freePages() > 0)
-        while try f.backend.vacuumStep(pages: 16) > 0 {}
+        while try f.backend.vacuumStep(pages: 16).left > 0 {}
         #expect(try f.backend.freePages() == 0)
         #expect(try Self.reopened(f).keys.count == 150)
     }

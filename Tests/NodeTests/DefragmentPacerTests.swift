@@ -1,0 +1,69 @@
+import Testing
+
+@testable import Node
+
+/// The pacing of a defragment's steps on the apply loop, without a database: what runs when.
+@Suite struct DefragmentPacerTests {
+    static let ms: UInt64 = 1_000_000
+
+    @Test func aRequestStartsARunAndASecondJoinsIt() {
+        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.3)
+        #expect(!pacer.isRunning)
+        let started = pacer.onRequest(now: 100)
+        #expect(started && pacer.isRunning)
+        // The caller runs the first step itself: housekeeping must not run another beside it.
+        #expect(!pacer.isDue(now: 100))
+        let second = pacer.onRequest(now: 200)
+        #expect(!second, "a second Defragment joins the run under way")
+        let finished = pacer.onFinished()
+        #expect(finished == 100 && !pacer.isRunning)
+        let again = pacer.onFinished()
+        #expect(again == nil)
+        let next = pacer.onRequest(now: 300)
+        #expect(next, "after the end, a Defragment starts a new run")
+    }
+
+    @Test func withNothingElseToDoTheNextStepFollowsAtOnce() {
+        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.3)
+        _ = pacer.onRequest(now: 0)
+        let first = pacer.onStep(took: 4 * Self.ms, freePagesLeft: 10, othersWaiting: false, now: 4 * Self.ms)
+        #expect(first == .stepNow)
+        // Queued behind the step: housekeeping leaves it alone.
+        #expect(!pacer.isDue(now: 5 * Self.ms))
+        let last = pacer.onStep(took: 4 * Self.ms, freePagesLeft: 0, othersWaiting: false, now: 8 * Self.ms)
+        #expect(last == .finish)
+        #expect(pacer.steps == 2 && pacer.stepTime == 8 * Self.ms && pacer.longestStep == 4 * Self.ms)
+    }
+
+    @Test func withRequestsWaitingTheNextStepWaitsItsTurn() {
+        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.25)
+        _ = pacer.onRequest(now: 0)
+        let action = pacer.onStep(took: 4 * Self.ms, freePagesLeft: 10, othersWaiting: true, now: 4 * Self.ms)
+        #expect(action == .stepLater)
+        // A quarter of the time: a 4 ms step, then 12 ms for everything else.
+        #expect(!pacer.isDue(now: 15 * Self.ms))
+        #expect(pacer.isDue(now: 16 * Self.ms))
+    }
+
+    /// Under constant load (work always waiting), housekeeping running whenever a step is due: the steps take the
+    /// share of the time they were given, whatever each step took.
+    @Test func underLoadTheStepsKeepToTheirShare() {
+        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.3)
+        var now: UInt64 = 0
+        _ = pacer.onRequest(now: now)
+        var inSteps: UInt64 = 0
+        var seed: UInt64 = 7
+        for _ in 0..<1_000 {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let took = 1 * Self.ms + (seed >> 33) % (4 * Self.ms)  // 1 to 5 ms: a step may overrun its budget
+            now += took
+            inSteps += took
+            let action = pacer.onStep(took: took, freePagesLeft: 1, othersWaiting: true, now: now)
+            #expect(action == .stepLater)
+            // The apply loop does other work in passes of 0.5 ms until the next step is due.
+            while !pacer.isDue(now: now) { now += Self.ms / 2 }
+        }
+        let share = Double(inSteps) / Double(now)
+        #expect(share > 0.27 && share <= 0.3, "steps took \(share) of the time")
+    }
+}
