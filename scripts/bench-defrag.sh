@@ -54,10 +54,14 @@ for server in $SERVERS; do
         --clients 16)"
     echo "$server run (load $(cut -d' ' -f1-3 /proc/loadavg)) $("$BIN" run --endpoint "127.0.0.1:$port" \
         --clients "$CLIENTS" --duration "${DURATION}s" --defrag-at "${DEFRAG_AT}s")"
-    # The backend's commit latencies over the whole run (load, compaction, run): where the apply loop waited on disk.
-    echo "# $server backend commits (le seconds: count): $(curl -s "http://127.0.0.1:$port/metrics" |
-        awk -F'[{}" ]' '/^etcd_disk_backend_commit_duration_seconds_bucket/ { printf "%s:%s ", $4, $NF }')"
-    grep -h '"finished defragmenting"' "$WORK/$server.log" | sed 's/^/# /' || true
+    # The disk's latencies over the whole run (load, compaction, run): where the apply loop (backend commits) and the
+    # Raft loop (WAL fsyncs) waited on the disk.
+    metrics="$(curl -s "http://127.0.0.1:$port/metrics")"
+    for m in backend_commit wal_fsync; do
+        echo "# $server $m (le seconds: count): $(echo "$metrics" |
+            awk -F'[{}" ]' "/^etcd_disk_${m}_duration_seconds_bucket/ { printf \"%s:%s \", \$3, \$NF }")"
+    done
+    grep -h '"finished defragmenting"\|took too long' "$WORK/$server.log" | tail -20 | sed 's/^/# /' || true
     echo "# $server data dir: $(du -sh "$data" | cut -f1); disk: $(df -h --output=avail / | tail -1) free"
     kill "$PID"
     wait "$PID" 2>/dev/null || true

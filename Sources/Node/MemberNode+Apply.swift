@@ -83,16 +83,16 @@ extension MemberNode {
         assertOnApplyLoop()
         let t = now()
         if backend.writer.isInTransaction && t - lastBackendCommit >= Self.backendCommitInterval {
-            try commitBackend()
+            try timedDuty("commit") { try commitBackend() }
         }
         if store.compactionPending && (!physicalCompactions.isEmpty || t - lastCompactionStep >= 100_000_000) {
             lastCompactionStep = t
-            try compactStep()
+            try timedDuty("compaction step") { try compactStep() }
         }
-        defragmentStepIfDue()
+        timedDuty("defragment step") { defragmentStepIfDue() }
         if t - lastSizeCheck >= 100_000_000 {
             lastSizeCheck = t
-            refreshSize()
+            timedDuty("size check") { refreshSize() }
             heldReads = heldReads.map { ($0.index, ReadWaiter.expire($0.waiters, now: t, with: .timeout)) }
             heldReads.removeAll { $0.waiters.isEmpty }
         }
@@ -100,6 +100,24 @@ extension MemberNode {
 
     /// How long applied batches may wait in SQLite's open transaction.
     static let backendCommitInterval: Int64 = 25_000_000
+
+    /// Runs one of the apply loop's own duties (not a request's apply), and warns when it held the loop longer than
+    /// `--warning-apply-duration`: every request waiting to be applied waited that long too, and the warning names
+    /// which duty it was (a commit that checkpointed, a compaction or defragment step, a snapshot).
+    func timedDuty<T>(_ duty: String, _ body: () throws -> T) rethrows -> T {
+        let start = monotonicNanoseconds()
+        let result = try body()
+        let took = Int64(monotonicNanoseconds() - start)
+        if took > config.warningApplyNanoseconds {
+            logger.warning(
+                "apply loop duty took too long",
+                metadata: [
+                    "duty": "\(duty)", "took": "\(Double(took) / 1e6)ms",
+                    "expected-duration": "\(Double(config.warningApplyNanoseconds) / 1e6)ms",
+                ])
+        }
+        return result
+    }
 
     func commitBackend() throws {
         assertOnApplyLoop()
@@ -197,7 +215,7 @@ extension MemberNode {
         published.withLock { $0.appliedIndex = last }
         waiters.resume(results)
         if !physicalCompactions.isEmpty { try compactStep() }
-        if appliedSinceSnapshot >= config.snapshotCount { try takeSnapshot() }
+        if appliedSinceSnapshot >= config.snapshotCount { try timedDuty("snapshot") { try takeSnapshot() } }
         if removed { noticeRemoval() }
     }
 

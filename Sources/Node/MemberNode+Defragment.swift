@@ -61,7 +61,8 @@ extension MemberNode {
             let action = defragmentPacer.onStep(
                 took: end - start, freePagesLeft: step.left, othersWaiting: !applyQueue.isEmpty, now: end)
             switch action {
-            case .stepNow: applyQueue.push(.perform { node in node.defragmentStep() })
+            case .stepNow:
+                applyQueue.push(.perform { node in node.timedDuty("defragment step") { node.defragmentStep() } })
             case .stepLater: break
             case .finish:
                 try backend.truncateJournal(waitingAtMost: Self.defragmentTruncateWaitMilliseconds)

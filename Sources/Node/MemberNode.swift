@@ -729,8 +729,20 @@ public final class MemberNode: @unchecked Sendable {
             let stats = wal.stats
             walStats.withLock { $0 = stats }
             observer.walSynced(nanoseconds: stats.lastSyncNanoseconds, entries: entries.count)
+            if stats.lastSyncNanoseconds > Self.slowSyncNanoseconds {
+                // etcd's warning, at etcd's threshold: the Raft loop (heartbeats included) waited for the disk.
+                logger.warning(
+                    "slow fdatasync",
+                    metadata: [
+                        "took": "\(Double(stats.lastSyncNanoseconds) / 1e6)ms",
+                        "expected-duration": "\(Double(Self.slowSyncNanoseconds) / 1e6)ms",
+                    ])
+            }
         }
     }
+
+    /// A log sync longer than this is logged (etcd's `warnSyncDuration`, 1 s).
+    static let slowSyncNanoseconds: UInt64 = 1_000_000_000
 
     /// Hands committed entries to the apply loop.
     private func handOver(_ entries: [Entry], configurations: [UInt64: ConfState]) throws {
