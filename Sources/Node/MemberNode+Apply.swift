@@ -85,10 +85,7 @@ extension MemberNode {
         if backend.writer.isInTransaction && t - lastBackendCommit >= Self.backendCommitInterval {
             try timedDuty("commit") { try commitBackend() }
         }
-        if store.compactionPending && (!physicalCompactions.isEmpty || t - lastCompactionStep >= 100_000_000) {
-            lastCompactionStep = t
-            try timedDuty("compaction step") { try compactStep() }
-        }
+        try compactionStepIfDue()
         timedDuty("defragment step") { defragmentStepIfDue() }
         if t - lastSizeCheck >= 100_000_000 {
             lastSizeCheck = t
@@ -214,7 +211,6 @@ extension MemberNode {
         appliedIndex.store(last, ordering: .releasing)
         published.withLock { $0.appliedIndex = last }
         waiters.resume(results)
-        if !physicalCompactions.isEmpty { try compactStep() }
         if appliedSinceSnapshot >= config.snapshotCount { try timedDuty("snapshot") { try takeSnapshot() } }
         if removed { noticeRemoval() }
     }
@@ -296,19 +292,39 @@ extension MemberNode {
         return removedSelf
     }
 
+    /// Physical compaction's next step, if one is due: it starts with the first pass that sees a compaction applied,
+    /// and goes on paced like a defragment (`MaintenancePacer`), in steps of at most `compactionBatchLimit` rows and
+    /// about `maintenanceStepNanoseconds`.
+    private func compactionStepIfDue() throws {
+        guard store.compactionPending || compactionPacer.isRunning else { return }
+        let t = maintenanceClock()
+        if compactionPacer.onRequest(now: t) || compactionPacer.isDue(now: t) {
+            try timedDuty("compaction step") { try compactStep() }
+        }
+    }
+
+    /// The clock maintenance is paced and its steps are timed by: the member's (`now`, the simulator's virtual time,
+    /// where a step then takes no time and so runs to its row or page limit, the same on every replay).
+    func maintenanceClock() -> UInt64 { UInt64(max(0, now())) }
+
     private func compactStep() throws {
         assertOnApplyLoop()
+        guard compactionPacer.isRunning else { return }
         let pending = store.compactionPending
-        let start = monotonicNanoseconds()
+        let start = maintenanceClock()
+        let wallStart = monotonicNanoseconds()
         try backend.beginBatch()
-        try store.compactStep(budget: max(1, config.compactionBatchLimit))
+        try store.compactStep(
+            budget: max(1, config.compactionBatchLimit), nanoseconds: Self.maintenanceStepNanoseconds,
+            clock: maintenanceClock)
         try backend.commitBatch()
+        let end = maintenanceClock()
         if pending {
             // The step held the apply loop, so writes waited for it: etcd's compaction pause.
-            let end = monotonicNanoseconds()
-            observer.compactionStepped(nanoseconds: end - start)
+            let wallEnd = monotonicNanoseconds()
+            observer.compactionStepped(nanoseconds: wallEnd - wallStart)
             if !store.compactionPending {
-                observer.compactionFinished(nanoseconds: end - (compactionStartedAt ?? start))
+                observer.compactionFinished(nanoseconds: wallEnd - min(wallEnd, compactionStartedAt ?? wallStart))
                 compactionStartedAt = nil
             }
         }
@@ -317,6 +333,21 @@ extension MemberNode {
             guard pending.revision <= finished || !store.compactionPending else { return false }
             waiters.resume(pending.id, with: pending.result)
             return true
+        }
+        let action = compactionPacer.onStep(
+            took: end - start, workLeft: store.compactionPending, othersWaiting: !applyQueue.isEmpty, now: end)
+        switch action {
+        case .stepNow:
+            applyQueue.push(
+                .perform { node in
+                    do {
+                        try node.timedDuty("compaction step") { try node.compactStep() }
+                    } catch {
+                        node.fail("apply loop stopped: \(error)")
+                    }
+                })
+        case .stepLater: break
+        case .finish: _ = compactionPacer.onFinished()
         }
     }
 

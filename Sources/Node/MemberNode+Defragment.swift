@@ -4,14 +4,18 @@ import MVCC
 import Storage
 
 /// etcd's Defragment without etcd's stall: free pages go back to the file system in short steps on the apply loop,
-/// paced by `DefragmentPacer` so that writes and reads go on between them (etcd's defragment, like Quorum's full
+/// paced by `MaintenancePacer` so that writes and reads go on between them (etcd's defragment, like Quorum's full
 /// `VACUUM` before, holds every write for the whole rewrite: etcd issue 9222). The RPC answers once no free page is
 /// left and the journal is emptied: the files then take the space in use.
 extension MemberNode {
-    /// What one step may hold the apply loop for: what a request may wait because of the defragment.
-    static let defragmentStepNanoseconds: UInt64 = 4_000_000
-    /// The share of the apply loop's time the steps take while requests are waiting.
-    static let defragmentShare = 0.3
+    /// What one maintenance step (defragment, physical compaction) may hold the apply loop for: what a request may
+    /// wait because of it.
+    static let maintenanceStepNanoseconds: UInt64 = 4_000_000
+    /// The share of the apply loop's time maintenance steps take while requests are waiting (`MaintenancePacer`).
+    static let maintenanceShare = 0.3
+    /// The most pages one defragment step returns, whatever the clock says: a bound where time does not pass
+    /// (the simulator's clock, a test's manual one), as `compactionBatchLimit` bounds a compaction step's rows.
+    static let defragmentMaxStepPages = 1024
     /// How long the last step waits for readers on older snapshots before it leaves the journal as it is.
     static let defragmentTruncateWaitMilliseconds: Int32 = 50
 
@@ -28,13 +32,13 @@ extension MemberNode {
     private func joinDefragment(_ completion: @escaping @Sendable (EtcdError?) -> Void) {
         assertOnApplyLoop()
         defragmentCallers.append(completion)
-        if defragmentPacer.onRequest(now: monotonicNanoseconds()) { defragmentStep() }
+        if defragmentPacer.onRequest(now: maintenanceClock()) { defragmentStep() }
     }
 
     /// From the apply loop's housekeeping: the next step, if one is due.
     func defragmentStepIfDue() {
         assertOnApplyLoop()
-        if defragmentPacer.isDue(now: monotonicNanoseconds()) { defragmentStep() }
+        if defragmentPacer.isDue(now: maintenanceClock()) { defragmentStep() }
     }
 
     /// One step; then the next right away (nothing else waited), later (housekeeping runs it when due), or the end.
@@ -55,11 +59,13 @@ extension MemberNode {
                 finishDefragment(nil, how: "full-vacuum")
                 return
             }
-            let start = monotonicNanoseconds()
-            let step = try backend.vacuumStep(nanoseconds: Self.defragmentStepNanoseconds)
-            let end = monotonicNanoseconds()
+            let start = maintenanceClock()
+            let step = try backend.vacuumStep(
+                pages: Self.defragmentMaxStepPages, nanoseconds: Self.maintenanceStepNanoseconds,
+                clock: maintenanceClock)
+            let end = maintenanceClock()
             let action = defragmentPacer.onStep(
-                took: end - start, freePagesLeft: step.left, othersWaiting: !applyQueue.isEmpty, now: end)
+                took: end - start, workLeft: step.left > 0, othersWaiting: !applyQueue.isEmpty, now: end)
             switch action {
             case .stepNow:
                 applyQueue.push(.perform { node in node.timedDuty("defragment step") { node.defragmentStep() } })
@@ -82,7 +88,7 @@ extension MemberNode {
         defragmentCallers = []
         var metadata: Logger.Metadata = [
             "how": "\(how)", "steps": "\(pacer.steps)", "longest-step-ms": "\(pacer.longestStep / 1_000_000)",
-            "steps-ms": "\(pacer.stepTime / 1_000_000)", "took-ms": "\((monotonicNanoseconds() - started) / 1_000_000)",
+            "steps-ms": "\(pacer.stepTime / 1_000_000)", "took-ms": "\((maintenanceClock() - started) / 1_000_000)",
             "db-size": "\(dbSize.load(ordering: .relaxed))",
             "db-size-in-use": "\(dbSizeInUse.load(ordering: .relaxed))",
         ]

@@ -69,10 +69,12 @@ public final class MemberNode: @unchecked Sendable {
     var heldReads: [(index: UInt64, waiters: [ReadWaiter])] = []
     var physicalCompactions: [(revision: Int64, id: UInt64, result: ApplyResult)] = []
     var appliedSinceSnapshot: UInt64 = 0
-    var lastCompactionStep: Int64 = 0
+    /// Physical compaction under way: the pacing of its steps.
+    var compactionPacer = MaintenancePacer(
+        stepBudget: MemberNode.maintenanceStepNanoseconds, share: MemberNode.maintenanceShare)
     /// A Defragment under way (`MemberNode+Defragment.swift`): its pacing, and the callers waiting for its end.
-    var defragmentPacer = DefragmentPacer(
-        stepBudget: MemberNode.defragmentStepNanoseconds, share: MemberNode.defragmentShare)
+    var defragmentPacer = MaintenancePacer(
+        stepBudget: MemberNode.maintenanceStepNanoseconds, share: MemberNode.maintenanceShare)
     var defragmentCallers: [@Sendable (EtcdError?) -> Void] = []
     /// When the compaction that physical compaction is working through was applied (monotonic nanoseconds).
     var compactionStartedAt: UInt64?

@@ -1,13 +1,16 @@
-/// When the steps of a running defragmentation may hold the apply loop: the decisions only, as a value the apply
-/// loop drives with the clock and what each step did (`MemberNode+Defragment.swift` carries them out).
+/// When the steps of a maintenance run (a defragment, a physical compaction) may hold the apply loop: the decisions
+/// only, as a value the apply loop drives with the clock and what each step did (`MemberNode+Defragment.swift`,
+/// `MemberNode+Apply.swift` carry them out).
 ///
-/// Why pacing: returning free pages costs SQLite about 20 µs a page, and up to a millisecond for a live page moved
-/// from the end of the file (it searches the free list for a slot). A gigabyte of free space is 15-20 s of apply-loop
-/// time however it is cut up. Run back to back, steps took 96 % of the apply loop and requests ran at a tenth of
-/// their rate; etcd instead holds every request for its whole defragment (etcd issue 9222). Here a step holds the
-/// apply loop for at most `stepBudget`, so a request waits at most that long for it, and while other work is queued
-/// the steps take at most `share` of the apply loop's time; with nothing else to do, the next step runs at once.
-struct DefragmentPacer: Equatable {
+/// Why pacing: maintenance is apply-loop time that cannot be avoided, only spread. Returning free pages costs SQLite
+/// about 20 µs a page, and up to a millisecond for a live page moved from the end of the file (it searches the free
+/// list for a slot): a gigabyte of free space is 15-20 s of apply-loop time however it is cut up. Run back to back,
+/// defragment steps took 96 % of the apply loop and requests ran at a tenth of their rate; compaction steps of a
+/// thousand 64 KiB rows held it 350-540 ms each. etcd holds every request for its whole defragment (etcd issue 9222)
+/// and for each compaction batch. Here a step holds the apply loop for about `stepBudget` (its caller stops it on
+/// time), so a request waits about that long for it, and while other work is queued the steps take at most `share`
+/// of the apply loop's time; with nothing else to do, the next step runs at once.
+struct MaintenancePacer: Equatable {
     enum State: Equatable {
         case idle
         /// A run is under way, started at `started` (monotonic nanoseconds); its next step is `next`.
@@ -27,7 +30,7 @@ struct DefragmentPacer: Equatable {
         case stepNow
         /// Leave the next step to the apply loop's housekeeping, which runs it once `isDue` (other work first).
         case stepLater
-        /// No free page is left: empty the journal and answer every caller.
+        /// No work is left: finish (a defragment empties the journal) and answer every caller.
         case finish
     }
 
@@ -49,8 +52,9 @@ struct DefragmentPacer: Equatable {
 
     var isRunning: Bool { state != .idle }
 
-    /// A Defragment arrived. Returns true when it starts a run, whose first step the caller then runs; false when it
-    /// joins the one under way, which ends only once no free page is left, so it covers what the new caller asked for.
+    /// Work arrived (a Defragment, a compaction applied). Returns true when it starts a run, whose first step the caller
+    /// then runs; false when it joins the one under way. A run ends only once no work is left (no free page, no
+    /// compacted row), so it covers what the new caller asked for too.
     mutating func onRequest(now: UInt64) -> Bool {
         guard case .idle = state else { return false }
         state = .running(started: now, next: .queued)
@@ -66,14 +70,14 @@ struct DefragmentPacer: Equatable {
         return now >= next
     }
 
-    /// A step ended at `now` after `took` nanoseconds, leaving `freePagesLeft`; `othersWaiting` is whether work
-    /// arrived on the apply queue meanwhile. The next step waits long enough for the steps to stay within `share`.
-    mutating func onStep(took: UInt64, freePagesLeft: Int64, othersWaiting: Bool, now: UInt64) -> Action {
+    /// A step ended at `now` after `took` nanoseconds, with work left or not; `othersWaiting` is whether work arrived
+    /// on the apply queue meanwhile. The next step waits long enough for the steps to stay within `share`.
+    mutating func onStep(took: UInt64, workLeft: Bool, othersWaiting: Bool, now: UInt64) -> Action {
         guard case .running(let started, _) = state else { return .finish }
         steps += 1
         stepTime += took
         longestStep = max(longestStep, took)
-        if freePagesLeft <= 0 { return .finish }
+        if !workLeft { return .finish }
         if !othersWaiting {
             state = .running(started: started, next: .queued)
             return .stepNow

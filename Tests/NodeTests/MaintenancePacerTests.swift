@@ -3,11 +3,11 @@ import Testing
 @testable import Node
 
 /// The pacing of a defragment's steps on the apply loop, without a database: what runs when.
-@Suite struct DefragmentPacerTests {
+@Suite struct MaintenancePacerTests {
     static let ms: UInt64 = 1_000_000
 
     @Test func aRequestStartsARunAndASecondJoinsIt() {
-        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.3)
+        var pacer = MaintenancePacer(stepBudget: 4 * Self.ms, share: 0.3)
         #expect(!pacer.isRunning)
         let started = pacer.onRequest(now: 100)
         #expect(started && pacer.isRunning)
@@ -24,21 +24,21 @@ import Testing
     }
 
     @Test func withNothingElseToDoTheNextStepFollowsAtOnce() {
-        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.3)
+        var pacer = MaintenancePacer(stepBudget: 4 * Self.ms, share: 0.3)
         _ = pacer.onRequest(now: 0)
-        let first = pacer.onStep(took: 4 * Self.ms, freePagesLeft: 10, othersWaiting: false, now: 4 * Self.ms)
+        let first = pacer.onStep(took: 4 * Self.ms, workLeft: true, othersWaiting: false, now: 4 * Self.ms)
         #expect(first == .stepNow)
         // Queued behind the step: housekeeping leaves it alone.
         #expect(!pacer.isDue(now: 5 * Self.ms))
-        let last = pacer.onStep(took: 4 * Self.ms, freePagesLeft: 0, othersWaiting: false, now: 8 * Self.ms)
+        let last = pacer.onStep(took: 4 * Self.ms, workLeft: false, othersWaiting: false, now: 8 * Self.ms)
         #expect(last == .finish)
         #expect(pacer.steps == 2 && pacer.stepTime == 8 * Self.ms && pacer.longestStep == 4 * Self.ms)
     }
 
     @Test func withRequestsWaitingTheNextStepWaitsItsTurn() {
-        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.25)
+        var pacer = MaintenancePacer(stepBudget: 4 * Self.ms, share: 0.25)
         _ = pacer.onRequest(now: 0)
-        let action = pacer.onStep(took: 4 * Self.ms, freePagesLeft: 10, othersWaiting: true, now: 4 * Self.ms)
+        let action = pacer.onStep(took: 4 * Self.ms, workLeft: true, othersWaiting: true, now: 4 * Self.ms)
         #expect(action == .stepLater)
         // A quarter of the time: a 4 ms step, then 12 ms for everything else.
         #expect(!pacer.isDue(now: 15 * Self.ms))
@@ -48,7 +48,7 @@ import Testing
     /// Under constant load (work always waiting), housekeeping running whenever a step is due: the steps take the
     /// share of the time they were given, whatever each step took.
     @Test func underLoadTheStepsKeepToTheirShare() {
-        var pacer = DefragmentPacer(stepBudget: 4 * Self.ms, share: 0.3)
+        var pacer = MaintenancePacer(stepBudget: 4 * Self.ms, share: 0.3)
         var now: UInt64 = 0
         _ = pacer.onRequest(now: now)
         var inSteps: UInt64 = 0
@@ -58,7 +58,7 @@ import Testing
             let took = 1 * Self.ms + (seed >> 33) % (4 * Self.ms)  // 1 to 5 ms: a step may overrun its budget
             now += took
             inSteps += took
-            let action = pacer.onStep(took: took, freePagesLeft: 1, othersWaiting: true, now: now)
+            let action = pacer.onStep(took: took, workLeft: true, othersWaiting: true, now: now)
             #expect(action == .stepLater)
             // The apply loop does other work in passes of 0.5 ms until the next step is due.
             while !pacer.isDue(now: now) { now += Self.ms / 2 }
