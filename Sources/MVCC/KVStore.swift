@@ -408,54 +408,68 @@ public final class KVStore: Sendable {
     public var compactionPending: Bool { state.withLock { $0.revisions.compactionFinished < $0.revisions.compacted } }
 
     /// Removes superseded rows at or below the compaction revision, oldest first (the index already forgot them, so
-    /// no reader asks for them): the rows of up to `budget` history rows' revisions, and fewer when `nanoseconds` have
-    /// passed by `clock` (a row with a large value frees many pages: a thousand 64 KiB values took 400 ms). A step
-    /// always ends on a whole revision. Returns true when done.
+    /// no reader asks for them): up to about `budget` history rows, and fewer when `nanoseconds` have passed by
+    /// `clock` (a row with a large value frees many pages: a thousand 64 KiB values took 400 ms). Rows are read and
+    /// removed in small chunks, so that a step cut short by time has not read rows it leaves (reading a thousand rows'
+    /// leaf pages alone took 20 ms). A step always ends on a whole revision. Returns true when done.
     @discardableResult
     public func compactStep(
         budget: Int = 10_000, nanoseconds: UInt64 = .max, clock: () -> UInt64 = monotonicNanoseconds
     ) throws -> Bool {
-        let (from, target) = state.withLock { ($0.revisions.compactionFinished, $0.revisions.compacted) }
+        var (from, target) = state.withLock { ($0.revisions.compactionFinished, $0.revisions.compacted) }
         guard from < target else { return true }
         let start = clock()
+        var scanned = 0
+        var done = false
+        while true {
+            let limit = max(1, min(Self.compactionChunk, budget - scanned))
+            let rows = try compactionRows(after: from, through: target, limit: limit)
+            let superseded = state.withLock { s in
+                rows.filter { row in !(s.keys[row.key]?.retains(main: row.rev, sub: row.sub) ?? false) }
+            }
+            let delete = try backend.writer.statement("DELETE FROM revs WHERE rev = ?1 AND sub = ?2")
+            for row in superseded {
+                delete.bind(1, row.rev).bind(2, row.sub)
+                try delete.run()
+            }
+            compactedRows.add(superseded.count, ordering: .relaxed)
+            scanned += rows.count
+            guard rows.count >= limit, let last = rows.last else {
+                done = true
+                from = target
+                break
+            }
+            from = last.rev
+            if scanned >= budget || clock() &- start >= nanoseconds { break }
+        }
+        try backend.setMetaInt("compact_finished_rev", from)
+        state.withLock { $0.revisions.compactionFinished = from }
+        return done
+    }
+
+    /// History rows a compaction step reads at a time.
+    static let compactionChunk = 16
+
+    /// Up to `limit` history rows after revision `after` and at most `through`, oldest first, and then the rest of the
+    /// last one's revision: resuming inside a revision would scan the same rows again, and when they are all kept (a
+    /// transaction's many puts, a limit smaller than its rows) compaction would never get past them.
+    private func compactionRows(after: Int64, through: Int64, limit: Int) throws -> [(
+        rev: Int64, sub: Int64, key: Data
+    )] {
         let scan = try backend.writer.statement(
             "SELECT rev, sub, key FROM revs WHERE rev > ?1 AND rev <= ?2 ORDER BY rev, sub LIMIT ?3")
-        scan.bind(1, from).bind(2, target).bind(3, Int64(budget))
-        var rows: [(Int64, Int64, Data)] = []
+        scan.bind(1, after).bind(2, through).bind(3, Int64(limit))
+        var rows: [(rev: Int64, sub: Int64, key: Data)] = []
         while try scan.step() { rows.append((scan.int64(0), scan.int64(1), scan.data(2))) }
         scan.reset()
-        // A step ends on a whole revision: resuming inside one would scan the same rows again, and when they are all
-        // kept (a transaction's many puts, a budget smaller than its rows) compaction would never get past them.
-        if rows.count >= budget, let (lastRev, lastSub, _) = rows.last {
+        if rows.count >= limit, let last = rows.last {
             let rest = try backend.writer.statement(
                 "SELECT rev, sub, key FROM revs WHERE rev = ?1 AND sub > ?2 ORDER BY sub")
-            rest.bind(1, lastRev).bind(2, lastSub)
+            rest.bind(1, last.rev).bind(2, last.sub)
             while try rest.step() { rows.append((rest.int64(0), rest.int64(1), rest.data(2))) }
             rest.reset()
         }
-        let superseded = state.withLock { s in
-            rows.map { row in !(s.keys[row.2]?.retains(main: row.0, sub: row.1) ?? false) }
-        }
-        let delete = try backend.writer.statement("DELETE FROM revs WHERE rev = ?1 AND sub = ?2")
-        var processed = 0
-        var deleted = 0
-        while processed < rows.count {
-            let (rev, sub, _) = rows[processed]
-            if superseded[processed] {
-                delete.bind(1, rev).bind(2, sub)
-                try delete.run()
-                deleted += 1
-            }
-            processed += 1
-            // Out of time at a revision's end: the rest waits for the next step.
-            if processed < rows.count && rows[processed].0 != rev && clock() &- start >= nanoseconds { break }
-        }
-        compactedRows.add(deleted, ordering: .relaxed)
-        let done = processed == rows.count && rows.count < budget
-        let finished = done ? target : (processed > 0 ? rows[processed - 1].0 : from)
-        try backend.setMetaInt("compact_finished_rev", finished)
-        state.withLock { $0.revisions.compactionFinished = finished }
-        return done
+        return rows
     }
 
     // MARK: History (any thread)

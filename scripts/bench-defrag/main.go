@@ -118,7 +118,9 @@ func main() {
 	clients := fs.Int("clients", 64, "concurrent clients")
 	conns := fs.Int("conns", 8, "run: gRPC connections the clients share")
 	duration := fs.Duration("duration", 30*time.Second, "run: how long the clients run (at least)")
-	defragAt := fs.Duration("defrag-at", 10*time.Second, "run: when the Defragment is sent")
+	defragAt := fs.Duration("defrag-at", 10*time.Second, "run: when the Defragment (or Compact) is sent")
+	compactLoad := fs.Bool("compact", true, "load: compact the loaded history physically (and wait for it)")
+	op := fs.String("op", "defrag", "run: the operation under measure: defrag, or compact (a physical Compact at the current revision)")
 	_ = fs.Parse(os.Args[2:])
 
 	switch os.Args[1] {
@@ -159,6 +161,14 @@ func main() {
 		wg.Wait()
 		loaded := time.Since(started)
 		size, _ := status(cli, *endpoint)
+		if !*compactLoad {
+			out, _ := json.Marshal(map[string]interface{}{
+				"puts": total, "load_s": loaded.Seconds(), "mb_per_s": float64(total) * float64(*valSize) / 1e6 / loaded.Seconds(),
+				"db_size_loaded": size, "last_revision": lastRev,
+			})
+			fmt.Println(string(out))
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		_, err := cli.Compact(ctx, lastRev)
 		cancel()
@@ -222,11 +232,24 @@ func main() {
 		time.Sleep(*defragAt)
 		defragStart := time.Since(began)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-		_, derr := admin.Defragment(ctx, *endpoint)
+		var derr error
+		switch *op {
+		case "defrag":
+			_, derr = admin.Defragment(ctx, *endpoint)
+		case "compact":
+			// Everything written so far: the load's history and the run's so far. A physical Compact answers once
+			// the rows are removed.
+			var r *clientv3.GetResponse
+			if r, derr = admin.Get(ctx, "/bench/defrag/none"); derr == nil {
+				_, derr = admin.Compact(ctx, r.Header.Revision, clientv3.WithCompactPhysical())
+			}
+		default:
+			fail("unknown op %q", *op)
+		}
 		cancel()
 		defragEnd := time.Since(began)
 		if derr != nil {
-			fail("defragment: %v", derr)
+			fail("%s: %v", *op, derr)
 		}
 		if rest := *duration - time.Since(began); rest > 0 {
 			time.Sleep(rest)
