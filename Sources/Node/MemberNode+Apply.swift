@@ -191,6 +191,7 @@ extension MemberNode {
                         request.proposer == memberID
                     {
                         physicalCompactions.append((request.compaction.revision, request.id, result))
+                        waiters.liftDeadline(request.id)
                     } else if request.proposer == memberID && request.id != 0 {
                         // An entry after this member's removal is applied (the state stays whole) but not vouched
                         // for: the member is stopping, as etcd's does, and the client learns nothing.

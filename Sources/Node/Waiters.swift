@@ -57,6 +57,13 @@ final class Waiters: Sendable {
         for (completion, result) in zip(completions, results) { completion?(result.1) }
     }
 
+    /// Lifts a waiter's deadline: its entry is applied, and its answer waits for work the request timeout does not
+    /// bound (a physical compaction answers once the rows are gone, as etcd's waits for its compaction to finish;
+    /// only the caller's own deadline or cancellation ends the wait sooner).
+    func liftDeadline(_ id: UInt64) {
+        state.withLock { s in s.waiting[id]?.deadline = .max }
+    }
+
     /// Fails waiters whose deadline passed (with their own expiry error, if they have one).
     func expire(now: Int64, with error: EtcdError) {
         let expired = state.withLock { s -> [Waiter] in
