@@ -65,7 +65,7 @@ for server in $SERVERS; do
         echo "# $server $m (le seconds: count): $(echo "$metrics" |
             awk -F'[{}" ]' "/^etcd_disk_${m}_duration_seconds_bucket/ { printf \"%s:%s \", \$3, \$NF }")"
     done
-    grep -h '"finished defragmenting"\|took too long' "$WORK/$server.log" | tail -20 | sed 's/^/# /' || true
+    grep -h '"finished defragmenting"\|took too long\|slow fdatasync' "$WORK/$server.log" | tail -20 | sed 's/^/# /' || true
     echo "# $server data dir: $(du -sh "$data" | cut -f1); disk: $(df -h --output=avail / | tail -1) free"
     kill "$PID"
     wait "$PID" 2>/dev/null || true

@@ -57,7 +57,10 @@ import Testing
     }
 
     @Test func writesCompleteWhileADefragmentRunsAndNothingIsLost() async throws {
-        let f = try NodeFixture()
+        // Steps are paced and timed by the member's clock: here it follows real time, as a member's does. (On a
+        // frozen clock every step runs to its page limit, and a loaded machine may finish the few steps before the
+        // first put is through Raft.)
+        let f = try NodeFixture(clock: ManualClock(followingRealTime: true))
         try await f.waitUntil { f.node.status.isLeader }
         #expect(try Self.pragma(f, "auto_vacuum") == 2)
         // 24 MiB to free first in the file, 12 MiB kept after it: the kept pages have to move down.
@@ -140,5 +143,41 @@ import Testing
         #expect(try Self.pragma(f, "freelist_count") > 0)
         try await f.node.defragment()
         #expect(try Self.pragma(f, "freelist_count") == 0 && f.node.backendSize == f.node.backendSizeInUse)
+    }
+
+    /// Defragments sent while one runs join it (one run, every caller answered once no free page is left), and a
+    /// physical compaction can run beside it: both are paced steps on the apply loop.
+    @Test func concurrentDefragmentsJoinOneRunAndACompactionGoesOnBesideThem() async throws {
+        let f = try NodeFixture()
+        try await f.waitUntil { f.node.status.isLeader }
+        try await Self.fill(f, prefix: "free/", count: 256)
+        try await Self.fill(f, prefix: "keep/", count: 64)
+        try await Self.deleteAndCompact(f, prefix: "free/")
+        #expect(try Self.pragma(f, "freelist_count") > 1_000)
+        let node: MemberNode = f.node
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 { group.addTask { try await node.defragment() } }
+            group.addTask {
+                // More history to remove while the defragment runs: the keys rewritten, then compacted physically.
+                for i in 0..<32 {
+                    var put = Quorumpb_RaftRequest()
+                    put.put.key = Data("keep/\(i)".utf8)
+                    put.put.value = Data("again".utf8)
+                    _ = try await node.propose(put).get()
+                }
+                var compact = Quorumpb_RaftRequest()
+                compact.compaction.revision = node.store.revisions.current
+                compact.compaction.physical = true
+                _ = try await node.propose(compact).get()
+            }
+            try await group.waitForAll()
+        }
+        #expect(!node.store.compactionPending)
+        // The last answered run ended with no free page; the compaction may have freed more after it: one more
+        // defragment (alone) leaves none.
+        try await node.defragment()
+        #expect(try Self.pragma(f, "freelist_count") == 0 && node.backendSize == node.backendSizeInUse)
+        let keep = KeyRange.interval(from: Data("keep/".utf8), to: KeyRange.prefixEnd(Data("keep/".utf8)))
+        #expect(try node.store.range(keep, options: RangeOptions()).kvs.count == 64)
     }
 }

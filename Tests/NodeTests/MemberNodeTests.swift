@@ -12,7 +12,16 @@ import Testing
 /// A clock the test moves by hand (monotonic nanoseconds).
 final class ManualClock: Sendable {
     private let value = Atomic<Int64>(1_000_000_000)
-    var now: Int64 { value.load(ordering: .relaxed) }
+    /// Whether the clock also follows real time (`advance` still jumps it ahead): for scenarios about what happens
+    /// while time passes, such as maintenance paced by the clock while requests go on.
+    private let real: Bool
+    private let start = Int64(monotonicNanoseconds())
+
+    init(followingRealTime real: Bool = false) { self.real = real }
+
+    var now: Int64 {
+        value.load(ordering: .relaxed) + (real ? Int64(monotonicNanoseconds()) - start : 0)
+    }
     func advance(seconds: Double) { value.add(Int64(seconds * 1e9), ordering: .relaxed) }
 }
 
