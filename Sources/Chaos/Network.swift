@@ -13,8 +13,6 @@ public final class ChaosNetwork: @unchecked Sendable {
     public let hosts: Int
     private var created = false
 
-    private var holdsSubnet = true
-
     public init(hosts: Int) {
         let id = UInt32.random(in: 0..<0xffff)
         prefix = "qc" + String(id, radix: 16)
@@ -43,12 +41,6 @@ public final class ChaosNetwork: @unchecked Sendable {
             held.insert(subnet)
             return subnet
         }
-    }
-
-    private func releaseSubnet() {
-        guard holdsSubnet else { return }
-        holdsSubnet = false
-        _ = Self.subnetsHeld.withLock { $0.remove(subnet) }
     }
 
     var bridge: String { "\(prefix)br" }
@@ -95,7 +87,7 @@ public final class ChaosNetwork: @unchecked Sendable {
 
     deinit {
         tearDown()
-        releaseSubnet()
+        _ = Self.subnetsHeld.withLock { $0.remove(subnet) }
     }
 
     /// The command prefix that runs a program inside a host.

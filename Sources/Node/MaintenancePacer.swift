@@ -34,7 +34,8 @@ struct MaintenancePacer: Equatable {
         case finish
     }
 
-    /// How long one step may hold the apply loop (nanoseconds): what a request may wait because of a step.
+    /// How long one step may hold the apply loop (nanoseconds): what a request may wait because of a step. The pacer
+    /// does not time steps; the apply loop passes this to each step, which stops itself on time.
     let stepBudget: UInt64
     /// The share of the apply loop's time steps may take while other work is queued (0 < share ≤ 1).
     let share: Double

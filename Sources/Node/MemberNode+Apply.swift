@@ -295,7 +295,7 @@ extension MemberNode {
 
     /// Physical compaction's next step, if one is due: it starts with the first pass that sees a compaction applied,
     /// and goes on paced like a defragment (`MaintenancePacer`), in steps of at most `compactionBatchLimit` rows and
-    /// about `maintenanceStepNanoseconds`.
+    /// about its pacer's `stepBudget`.
     private func compactionStepIfDue() throws {
         guard store.compactionPending || compactionPacer.isRunning else { return }
         let t = maintenanceClock()
@@ -303,6 +303,12 @@ extension MemberNode {
             try timedDuty("compaction step") { try compactStep() }
         }
     }
+
+    /// What one maintenance step (defragment, physical compaction) may hold the apply loop for: what a request may
+    /// wait because of it.
+    static let maintenanceStepNanoseconds: UInt64 = 4_000_000
+    /// The share of the apply loop's time maintenance steps take while requests are waiting (`MaintenancePacer`).
+    static let maintenanceShare = 0.3
 
     /// The clock maintenance is paced and its steps are timed by: the member's (`now`, the simulator's virtual time,
     /// where a step then takes no time and so runs to its row or page limit, the same on every replay).
@@ -316,7 +322,7 @@ extension MemberNode {
         let wallStart = monotonicNanoseconds()
         try backend.beginBatch()
         try store.compactStep(
-            budget: max(1, config.compactionBatchLimit), nanoseconds: Self.maintenanceStepNanoseconds,
+            budget: max(1, config.compactionBatchLimit), nanoseconds: compactionPacer.stepBudget,
             clock: maintenanceClock)
         try backend.commitBatch()
         let end = maintenanceClock()

@@ -8,11 +8,6 @@ import Storage
 /// `VACUUM` before, holds every write for the whole rewrite: etcd issue 9222). The RPC answers once no free page is
 /// left and the journal is emptied: the files then take the space in use.
 extension MemberNode {
-    /// What one maintenance step (defragment, physical compaction) may hold the apply loop for: what a request may
-    /// wait because of it.
-    static let maintenanceStepNanoseconds: UInt64 = 4_000_000
-    /// The share of the apply loop's time maintenance steps take while requests are waiting (`MaintenancePacer`).
-    static let maintenanceShare = 0.3
     /// The most pages one defragment step returns, whatever the clock says: a bound where time does not pass
     /// (the simulator's clock, a test's manual one), as `compactionBatchLimit` bounds a compaction step's rows.
     static let defragmentMaxStepPages = 1024
@@ -61,7 +56,7 @@ extension MemberNode {
             }
             let start = maintenanceClock()
             let step = try backend.vacuumStep(
-                pages: Self.defragmentMaxStepPages, nanoseconds: Self.maintenanceStepNanoseconds,
+                pages: Self.defragmentMaxStepPages, nanoseconds: defragmentPacer.stepBudget,
                 clock: maintenanceClock)
             let end = maintenanceClock()
             let action = defragmentPacer.onStep(
