@@ -314,7 +314,7 @@ let package = Package(
             name: "FuzzHarness",
             dependencies: [
                 "Server", "RPCTransport", "Node", "EtcdProto", "Storage", "Raft", "Bolt", "EtcdSnapshot", "PKI", "Auth",
-                .product(name: "NIOCore", package: "swift-nio"),
+                "Backup", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),

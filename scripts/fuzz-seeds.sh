@@ -10,10 +10,14 @@
 #   raft        the messages a member of the raft target's scenarios exchanges with its peers (appends, heartbeats,
 #               votes, a snapshot, a transfer, reads) and odd ones (unknown members, stale and future terms), made by
 #               `quorum-fuzz seeds-raft`
+#   s3          what moto's S3 server (pip moto[server]) answers a Quorum member's scheduled backups and restore
+#               listing, and curl's requests for truncated listings, multipart uploads and errors; the member's own
+#               manifest.json
 #   config      etcd's etcd.conf.yml.sample ($ETCD_CONF_SAMPLE, or from golang-etcd-server-dev when it has it) and
 #               configurations written here
-# Needs etcd, etcdctl, openssl, curl, python3 and a debug build (`swift build --build-tests`). Files are named by
-# content hash, so rerunning adds new inputs beside the old ones; delete a folder first to start over.
+# Needs etcd, etcdctl, openssl, curl, python3 with moto, and a debug build (`swift build --build-tests`). Files are
+# named by content hash, so rerunning adds new inputs beside the old ones; delete a folder first to start over.
+# `scripts/fuzz-seeds.sh s3` makes only the s3 seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 corpus=Tests/FuzzTests/Corpus
@@ -34,6 +38,52 @@ add() {
 }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# --- S3: a member's scheduled backups to moto, then what a restore and the client's other requests read ---
+s3_seeds() {
+    local s3 qc qp i
+    s3=$(port); qc=$(port); qp=$(port)
+    python3 -m moto.server -H 127.0.0.1 -p "$s3" >"$work/moto.log" 2>&1 &
+    pids+=($!)
+    wait_port "$s3"
+    local url="http://127.0.0.1:$s3"
+    curl -sf -X PUT "$url/seeds" >/dev/null
+    AWS_ACCESS_KEY_ID=seeds AWS_SECRET_ACCESS_KEY=seeds AWS_REGION=us-east-1 \
+        "$bin/quorum" --name b --data-dir "$work/b" --listen-client-urls "http://127.0.0.1:$qc" \
+        --advertise-client-urls "http://127.0.0.1:$qc" --listen-peer-urls "http://127.0.0.1:$qp" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$qp" --initial-cluster "b=http://127.0.0.1:$qp" \
+        --backup-dir s3://seeds/cluster --backup-s3-endpoint "$url" --backup-interval 1s >"$work/backup.log" 2>&1 &
+    local bpid=$!
+    pids+=($bpid)
+    wait_port "$qc"
+    for i in 1 2 3; do
+        etcdctl --endpoints "127.0.0.1:$qc" put "backup$i" "v$i" >/dev/null
+        # Each backup has a snapshot and a manifest: wait (at most 20 s) for one more listing entry per round.
+        for _ in $(seq 200); do
+            [ "$(curl -sf "$url/seeds?list-type=2&prefix=cluster/" | grep -o manifest.json | wc -l)" -ge "$i" ] && break
+            sleep 0.1
+        done
+    done
+    kill "$bpid"
+    wait "$bpid" 2>/dev/null || true
+    mkdir -p "$work/s3"
+    curl -sf "$url/seeds?list-type=2&prefix=cluster/" >"$work/s3/list"
+    curl -sf "$url/seeds?list-type=2&prefix=cluster/&max-keys=1" >"$work/s3/list-truncated"
+    local manifest
+    manifest=$(grep -o 'cluster/[^<]*/manifest.json' "$work/s3/list" | head -1)
+    [ -n "$manifest" ] || { echo "fuzz-seeds.sh: the member wrote no backup to moto" >&2; cat "$work/backup.log" >&2; exit 1; }
+    curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user seeds:seeds "$url/seeds/$manifest" >"$work/s3/manifest.json"
+    curl -sf -X POST "$url/seeds/big?uploads" >"$work/s3/create-multipart"
+    curl -s "$url/seeds/missing" >"$work/s3/no-such-key"
+    curl -s "$url/nobucket?list-type=2" >"$work/s3/no-such-bucket"
+    curl -s -X POST -d '<CompleteMultipartUpload/>' "$url/seeds/big?uploadId=nope" >"$work/s3/server-error-html"
+    for i in "$work"/s3/*; do add s3 "$i"; done
+}
+if [ "${1:-}" = s3 ]; then
+    s3_seeds
+    echo "s3 seeds in $corpus/s3: $(ls "$corpus/s3" | wc -l) files"
+    exit 0
+fi
 
 # --- Real etcd 3.4 behind the recording proxy: gRPC and HTTP/1.1 traffic, a snapshot ---
 client=$(port); peer=$(port); proxy=$(port)
@@ -187,6 +237,8 @@ openssl ca -config ca.cnf -keyfile ec.key -cert ec.crt -gencrl -out crl.pem >/de
 openssl crl -in crl.pem -outform DER -out crl.der
 cd - >/dev/null
 for f in rsa.crt rsa.key ec.crt ec.key ec-sec1.key chain.crt crl.pem crl.der; do add pki "$work/$f"; done
+
+s3_seeds
 
 # --- Configuration files ---
 sample=${ETCD_CONF_SAMPLE:-$(find /usr/share/gocode/src/go.etcd.io/etcd -maxdepth 1 -name etcd.conf.yml.sample 2>/dev/null | head -1 || true)}

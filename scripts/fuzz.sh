@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Quorum's libFuzzer targets (docs/FUZZING.md).
 #
-#   scripts/fuzz.sh [--seconds N] [target...]      targets: grpc http peer wal snapshot pki config auth raft
+#   scripts/fuzz.sh [--seconds N] [target...]      targets: grpc http peer wal snapshot pki config auth raft s3
 #                                                  (default: all)
 #   scripts/fuzz.sh --runs N [--seed S] [target...]  exactly N executions per target from seed S (default 1): nearly
 #                                                    the same inputs on every run (what scripts/test.sh runs)
@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all=(grpc http peer wal snapshot pki config auth raft)
+all=(grpc http peer wal snapshot pki config auth raft s3)
 seconds=60
 runs=""
 seed=""

@@ -23,6 +23,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case auth
     /// Peer messages stepped into a real Raft member, its Readies worked through as the member does.
     case raft
+    /// Answers from an S3 endpoint to a member's backups, and backup manifests read from a bucket.
+    case s3
 
     public func run(_ bytes: [UInt8]) {
         switch self {
@@ -35,6 +37,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .config: ConfigTarget.run(bytes)
         case .auth: AuthTarget.run(bytes)
         case .raft: RaftTarget.run(bytes)
+        case .s3: S3Target.run(bytes)
         }
     }
 }

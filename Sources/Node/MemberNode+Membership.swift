@@ -31,6 +31,8 @@ extension MemberNode {
         perform { node in
             do {
                 try node.driver.raft.proposeConfChange(change)
+            } catch RaftError.tooManyLearners {
+                node.waiters.resume(id, with: .failure(.tooManyLearners))
             } catch {
                 // etcd lets such a change time out; saying why is kinder.
                 let reason: EtcdError =
@@ -44,8 +46,11 @@ extension MemberNode {
     public static let maxLearners = 1
 
     /// etcd's MemberAdd: a new id from the peer URLs, the token and the time; refused if it would break quorum or
-    /// exceed `maxLearners` (etcd checks the learners when it applies the change; checking before proposing can
-    /// let two concurrent adds through, which Raft's one-pending-change rule makes rare).
+    /// exceed `maxLearners`. The learners are counted twice: here, in the member table, which answers most callers
+    /// at once, and by the Raft leader when it appends the change, against its whole log (`RaftConfig.maxLearners`),
+    /// which nothing can pass, not two adds at once nor a table that has not applied the last change yet. The
+    /// leader answers its own proposals with "too many learner members"; one forwarded by a follower that the
+    /// leader refuses times out (etcd refuses it when applying the change, and answers it).
     public func addMember(peerURLs: [String], isLearner: Bool) async -> Result<(MemberInfo, [MemberInfo]), EtcdError> {
         await withCheckedContinuation { continuation in
             addMember(peerURLs: peerURLs, isLearner: isLearner) { continuation.resume(returning: $0) }

@@ -57,6 +57,11 @@ public struct RaftConfig: Sendable {
     /// Bytes of proposed but uncommitted entries the leader accepts before dropping proposals; 0 = unlimited.
     public var maxUncommittedEntriesSize: Int = 0
     public var readOnlyOption: ReadOnlyOption = .safe
+    /// Learners the configuration may hold; 0 means unlimited. The leader refuses a change that would add one more
+    /// (`RaftError.tooManyLearners`) when it is proposed, against its whole log: one change is in flight at a time,
+    /// so no change can be appended between that check and this one's commit (etcd's `--max-learners`, checked
+    /// there when the change is applied).
+    public var maxLearners: Int = 0
     /// Seed of the node's private generator (SplitMix64), used only for election-timeout jitter.
     public var randomSeed: UInt64
     /// Entries kept in memory below a compaction point, so a follower that lags slightly catches up from the

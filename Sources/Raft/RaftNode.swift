@@ -400,6 +400,9 @@ public struct RaftNode: Sendable {
         }
         let next = Self.applying(change, to: currentConf)
         if next.voters.isEmpty { throw .proposalDropped(reason: "the change would leave no voter") }
+        if config.maxLearners > 0 && next.learners.count > max(config.maxLearners, currentConf.learners.count) {
+            throw .tooManyLearners(limit: config.maxLearners)
+        }
     }
 
     mutating func propose(_ entry: Entry) throws(RaftError) {

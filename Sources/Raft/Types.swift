@@ -173,6 +173,8 @@ public enum RaftError: Error, Sendable, Equatable {
     /// A peer's message that no correct member sends (entries out of order, terms from the future, indexes at the
     /// top of the range; see `Message.maxTermOrIndex`): refused whole by `step`, which changed nothing.
     case invalidMessage(String)
+    /// A membership change that would give the configuration more learners than `RaftConfig.maxLearners`.
+    case tooManyLearners(limit: Int)
 }
 
 /// Where a follower's replication stands, from the leader's point of view.

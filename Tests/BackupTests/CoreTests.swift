@@ -237,3 +237,59 @@ import Testing
         #expect(XML.escape("\"a\"<&>'") == "&quot;a&quot;&lt;&amp;&gt;&apos;")
     }
 }
+
+/// What the client makes of S3's answers, without a server (the same functions the `s3` fuzz target drives).
+@Suite struct S3ResponsesTests {
+    static func listing(truncated: Bool, token: String?, keys: [String]) -> [UInt8] {
+        var xml = "<ListBucketResult><IsTruncated>\(truncated)</IsTruncated>"
+        if let token { xml += "<NextContinuationToken>\(token)</NextContinuationToken>" }
+        for key in keys {
+            xml += "<Contents><Key>\(key)</Key><LastModified>2026-12-06T03:15:00.000Z</LastModified>"
+            xml += "<ETag>&quot;e&quot;</ETag><Size>12</Size></Contents>"
+        }
+        return Array((xml + "</ListBucketResult>").utf8)
+    }
+
+    @Test func aPageGivesItsObjectsAndTheNextToken() throws {
+        let page = try S3Responses.listingPage(Self.listing(truncated: true, token: "t2", keys: ["p/a", "p/b"]))
+        #expect(page.objects.map(\.key) == ["p/a", "p/b"])
+        #expect(page.objects[0].size == 12)
+        #expect(page.objects[0].etag == "\"e\"")
+        #expect(page.objects[0].lastModified == RFC3339.parse("2026-12-06T03:15:00Z"))
+        #expect(page.nextContinuationToken == "t2")
+        let last = try S3Responses.listingPage(Self.listing(truncated: false, token: "ignored", keys: []))
+        #expect(last == S3ListingPage(objects: [], nextContinuationToken: nil))
+    }
+
+    @Test func oddEntriesAreReadAsFarAsTheyGo() throws {
+        let xml = "<r><Contents><Size>1</Size></Contents><Contents><Key>k</Key><Size>big</Size></Contents></r>"
+        let page = try S3Responses.listingPage(Array(xml.utf8))
+        #expect(page.objects == [S3Object(key: "k", size: -1, lastModified: nil, etag: "")])
+    }
+
+    @Test func aTruncatedPageWithoutATokenOrAnUnreadablePageIsRefused() {
+        #expect(throws: S3ResponseError(description: "truncated listing without a continuation token")) {
+            try S3Responses.listingPage(Self.listing(truncated: true, token: nil, keys: ["p/a"]))
+        }
+        #expect(throws: S3ResponseError(description: "truncated listing without a continuation token")) {
+            try S3Responses.listingPage(Self.listing(truncated: true, token: "", keys: []))
+        }
+        #expect(throws: S3ResponseError.self) { try S3Responses.listingPage(Array("<html>".utf8)) }
+    }
+
+    @Test func anUploadIDMustBeThere() throws {
+        let xml =
+            "<InitiateMultipartUploadResult><Bucket>b</Bucket><UploadId>u-1</UploadId></InitiateMultipartUploadResult>"
+        #expect(try S3Responses.uploadID(Array(xml.utf8)) == "u-1")
+        #expect(throws: S3ResponseError(description: "no UploadId in the response")) {
+            try S3Responses.uploadID(
+                Array("<InitiateMultipartUploadResult><UploadId/></InitiateMultipartUploadResult>".utf8))
+        }
+    }
+
+    @Test func anErrorDocumentIsRecognisedWhateverItsStatus() {
+        #expect(S3Responses.isErrorDocument(Array("<Error><Code>InternalError</Code></Error>".utf8)))
+        #expect(!S3Responses.isErrorDocument(Array("<CompleteMultipartUploadResult/>".utf8)))
+        #expect(!S3Responses.isErrorDocument(Array("not xml".utf8)))
+    }
+}

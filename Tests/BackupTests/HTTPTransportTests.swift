@@ -132,4 +132,24 @@ import Testing
             #expect(!error.isRetryable)
         }
     }
+
+    /// A server that hands out the same continuation token again would have the listing loop forever.
+    @Test func aListingThatRepeatsItsTokenIsRefused() async throws {
+        let listener = try Listener()
+        let page =
+            "<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>same</NextContinuationToken>"
+            + "<Contents><Key>p/a</Key><Size>1</Size></Contents></ListBucketResult>"
+        let response = Array("HTTP/1.1 200 OK\r\nContent-Length: \(page.utf8.count)\r\n\r\n\(page)".utf8)
+        listener.serveOnce(response)
+        listener.serveOnce(response)
+        let store = try Self.store(port: listener.port)
+        do {
+            _ = try await store.client.listObjects(prefix: "p/")
+            Issue.record("a listing that repeats its token ended")
+        } catch let error as S3Error {
+            #expect(
+                error.description
+                    == "S3 LIST s3://bucket/p/ failed: HTTP 200 the listing repeats its continuation token")
+        }
+    }
 }

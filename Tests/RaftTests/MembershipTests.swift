@@ -27,6 +27,35 @@ struct MembershipTests {
             """)
     }
 
+    /// etcd admits one learner. The leader counts the learners of its whole log when a change is proposed, so a
+    /// second one is refused even where the application's member table has not applied the first yet; a second
+    /// learner forwarded by a follower is dropped whole; promoting the learner frees its place.
+    @Test func theLeaderAdmitsNoMoreLearnersThanItsLimit() {
+        ScriptHarness.run(
+            """
+            bootstrap 1 2 3 learners=1
+            campaign 1
+            stabilize
+            add-blank 4
+            propose-conf 1 add-learner 4
+            stabilize
+            expect * voters=1,2,3 learners=4
+            expect-error propose-conf 1 add-learner 5
+            propose-conf 2 add-learner 5        # forwarded to the leader, which drops it
+            stabilize
+            expect * voters=1,2,3 learners=4
+            propose-conf 1 add-learner 4        # already a learner: nothing more
+            stabilize
+            propose-conf 1 promote 4
+            stabilize
+            expect * voters=1,2,3,4 learners=
+            add-blank 5
+            propose-conf 1 add-learner 5
+            stabilize
+            expect * voters=1,2,3,4 learners=5
+            """)
+    }
+
     /// etcd's restore procedure and recovery from a lost quorum both start with `member add` on a one-member
     /// cluster: the entry that adds the second voter is committed by the single member, before the new member
     /// exists, and the leader then waits for the newcomer like any leader without a quorum.

@@ -133,6 +133,7 @@ struct ScriptHarness {
         if let s = options["inflight"], let v = Int(s) { c.maxInflightMessages = v }
         if let s = options["catchup"], let v = UInt64(s) { c.snapshotCatchUpEntries = v }
         if let s = options["retention"], let v = UInt64(s) { c.catchUpRetention = v }
+        if let s = options["learners"], let v = Int(s) { c.maxLearners = v }
         if let s = options["mutation"] { c.testingMutation = SafetyMutation(rawValue: s) }
         return c
     }

@@ -4,14 +4,6 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// One object in a listing.
-struct S3Object: Sendable, Equatable {
-    var key: String
-    var size: Int64
-    var lastModified: Date?
-    var etag: String
-}
-
 /// The handful of S3 operations backups need, signed with SigV4: put (single or multipart, streaming a file), get
 /// (to memory with a size cap, or streamed to a file), ListObjectsV2 with pagination, delete, and create bucket.
 ///
@@ -115,29 +107,20 @@ struct S3Client: Sendable {
             let body = try await send(
                 "LIST", .GET, key: nil, query: query, body: .empty, payloadHash: SigV4.emptyPayloadHash
             ) { _, response in try await response.collect(limit: 16 << 20) }
-            let root: XMLElement
+            let page: S3ListingPage
             do {
-                root = try XML.parse(body)
+                page = try S3Responses.listingPage(body)
             } catch {
                 throw S3Error(
-                    operation: "LIST", resource: resource(prefix), status: 200, code: nil,
-                    message: "unreadable listing: \(error)")
+                    operation: "LIST", resource: resource(prefix), status: 200, code: nil, message: error.description)
             }
-            for entry in root.children("Contents") {
-                guard let key = entry.value("Key") else { continue }
-                objects.append(
-                    S3Object(
-                        key: key, size: Int64(entry.value("Size") ?? "") ?? -1,
-                        lastModified: entry.value("LastModified").flatMap(RFC3339.parse),
-                        etag: entry.value("ETag") ?? ""))
-            }
-            let truncated = root.value("IsTruncated") == "true"
-            token = truncated ? root.value("NextContinuationToken") : nil
-            if truncated && (token ?? "").isEmpty {
+            objects += page.objects
+            if let next = page.nextContinuationToken, next == token {
                 throw S3Error(
                     operation: "LIST", resource: resource(prefix), status: 200, code: nil,
-                    message: "truncated listing without a continuation token")
+                    message: "the listing repeats its continuation token")
             }
+            token = page.nextContinuationToken
         } while token != nil
         return objects
     }
@@ -159,12 +142,13 @@ struct S3Client: Sendable {
             headers: [("content-type", "application/octet-stream")], body: .empty,
             payloadHash: SigV4.emptyPayloadHash
         ) { _, response in try await response.collect(limit: 1 << 16) }
-        guard let id = (try? XML.parse(body))?.value("UploadId"), !id.isEmpty else {
+        do {
+            return try S3Responses.uploadID(body)
+        } catch {
             throw S3Error(
                 operation: "CreateMultipartUpload", resource: resource(key), status: 200, code: nil,
-                message: "no UploadId in the response")
+                message: error.description)
         }
-        return id
     }
 
     /// Uploads one part; returns its ETag.
@@ -196,7 +180,7 @@ struct S3Client: Sendable {
             headers: [("content-type", "application/xml")], body: .bytes(body), payloadHash: Self.sha256(body)
         ) { head, response in (head, try await response.collect(limit: 1 << 20)) }
         // S3 may answer 200 and report the failure in the body.
-        if let root = try? XML.parse(response.1), root.localName == "Error" {
+        if S3Responses.isErrorDocument(response.1) {
             throw S3Error.from(
                 operation: "CompleteMultipartUpload", resource: resource(key), status: Int(response.0.status.code),
                 body: response.1, requestID: nil)

@@ -46,7 +46,7 @@ public struct S3Error: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Builds the error from a non-2xx response (or a 200 whose body is an `<Error>`, as CompleteMultipartUpload can
     /// return).
-    static func from(
+    public static func from(
         operation: String, resource: String, status: Int, body: [UInt8], requestID: String?
     ) -> S3Error {
         if let root = try? XML.parse(body), root.localName == "Error" {
