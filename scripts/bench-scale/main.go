@@ -1,0 +1,198 @@
+// scalebench: loads an etcd v3 API server with a database of a given size and measures requests on it, for
+// scripts/bench-scale.sh. Built on Debian's etcd 3.4 clientv3 (GOPATH mode).
+//
+//	scalebench load  --endpoint 127.0.0.1:2379 --keys 2000000 --val-size 4096 --clients 64
+//	scalebench run   --endpoint 127.0.0.1:2379 --keys 2000000 --op put|get --clients 64 --duration 10s
+//	scalebench ready --endpoint 127.0.0.1:2379 --timeout 30m
+//
+// Keys are /scale/%010d, 0 <= i < keys. `load` writes each key once (puts of val-size random bytes, `clients`
+// goroutines over `conns` connections) and prints the rate. `run` has `clients` goroutines do puts of val-size bytes
+// to random existing keys, or linearizable gets of one random key, for `duration`; it prints qps and p50/p99/max.
+// `ready` waits until a linearizable get succeeds (a member that has recovered and has a leader) and prints how long
+// that took. Output: one JSON line each.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/clientv3"
+	"go.uber.org/zap"
+)
+
+func fail(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "scalebench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func client(endpoint string) *clientv3.Client {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, MaxCallSendMsgSize: 4 << 20,
+		LogConfig: &zap.Config{Level: zap.NewAtomicLevelAt(zap.ErrorLevel), Encoding: "json",
+			OutputPaths: []string{"stderr"}, ErrorOutputPaths: []string{"stderr"}},
+	})
+	if err != nil {
+		fail("connect: %v", err)
+	}
+	return cli
+}
+
+func key(i int64) string { return fmt.Sprintf("/scale/%010d", i) }
+
+func clients(endpoint string, n int) []*clientv3.Client {
+	var all []*clientv3.Client
+	for i := 0; i < n; i++ {
+		all = append(all, client(endpoint))
+	}
+	return all
+}
+
+func emit(v map[string]interface{}) {
+	out, _ := json.Marshal(v)
+	fmt.Println(string(out))
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fail("usage: scalebench load|run|ready [flags]")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	endpoint := fs.String("endpoint", "127.0.0.1:2379", "server (host:port)")
+	keys := fs.Int64("keys", 1000, "keys loaded (load) or in the database (run)")
+	valSize := fs.Int("val-size", 4096, "value bytes")
+	nClients := fs.Int("clients", 64, "concurrent clients")
+	conns := fs.Int("conns", 8, "gRPC connections the clients share")
+	duration := fs.Duration("duration", 10*time.Second, "run: how long")
+	op := fs.String("op", "put", "run: put or get")
+	timeout := fs.Duration("timeout", 30*time.Minute, "ready: give up after this long")
+	_ = fs.Parse(os.Args[2:])
+
+	value := make([]byte, *valSize)
+	rand.Read(value)
+	switch os.Args[1] {
+	case "load":
+		clis := clients(*endpoint, *conns)
+		var next int64 = -1
+		started := time.Now()
+		var wg sync.WaitGroup
+		for c := 0; c < *nClients; c++ {
+			wg.Add(1)
+			cli := clis[c%len(clis)]
+			go func() {
+				defer wg.Done()
+				for {
+					i := atomic.AddInt64(&next, 1)
+					if i >= *keys {
+						return
+					}
+					var err error
+					for attempt := 0; attempt < 5; attempt++ {
+						ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+						_, err = cli.Put(ctx, key(i), string(value))
+						cancel()
+						if err == nil {
+							break
+						}
+						time.Sleep(time.Second)
+					}
+					if err != nil {
+						fail("put %s: %v", key(i), err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		took := time.Since(started).Seconds()
+		emit(map[string]interface{}{"keys": *keys, "load_s": took, "puts_per_s": float64(*keys) / took,
+			"mb_per_s": float64(*keys) * float64(*valSize) / 1e6 / took})
+
+	case "run":
+		clis := clients(*endpoint, *conns)
+		var mu sync.Mutex
+		var latencies []float64
+		errors := 0
+		deadline := time.Now().Add(*duration)
+		started := time.Now()
+		var wg sync.WaitGroup
+		for c := 0; c < *nClients; c++ {
+			wg.Add(1)
+			cli := clis[c%len(clis)]
+			rng := rand.New(rand.NewSource(int64(c) + 1))
+			go func() {
+				defer wg.Done()
+				var mine []float64
+				failed := 0
+				for time.Now().Before(deadline) {
+					k := key(rng.Int63n(*keys))
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					t := time.Now()
+					var err error
+					if *op == "put" {
+						_, err = cli.Put(ctx, k, string(value))
+					} else {
+						_, err = cli.Get(ctx, k)
+					}
+					mine = append(mine, float64(time.Since(t))/1e6)
+					cancel()
+					if err != nil {
+						failed++
+					}
+				}
+				mu.Lock()
+				latencies = append(latencies, mine...)
+				errors += failed
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		took := time.Since(started).Seconds()
+		sort.Float64s(latencies)
+		q := func(p float64) float64 {
+			if len(latencies) == 0 {
+				return 0
+			}
+			return latencies[int(p*float64(len(latencies)-1))]
+		}
+		emit(map[string]interface{}{"op": *op, "requests": len(latencies), "errors": errors,
+			"qps": float64(len(latencies)) / took, "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1)})
+
+	case "ready":
+		// The member may not listen yet (it recovers first): dial until it does.
+		started := time.Now()
+		var cli *clientv3.Client
+		for {
+			var err error
+			if cli == nil {
+				cli, err = clientv3.New(clientv3.Config{Endpoints: []string{*endpoint}, DialTimeout: 2 * time.Second,
+					LogConfig: &zap.Config{Level: zap.NewAtomicLevelAt(zap.FatalLevel), Encoding: "json",
+						OutputPaths: []string{"stderr"}, ErrorOutputPaths: []string{"stderr"}}})
+				if err != nil {
+					cli = nil
+				}
+			}
+			if cli != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, err = cli.Get(ctx, key(0))
+				cancel()
+				if err == nil {
+					break
+				}
+			}
+			if time.Since(started) > *timeout {
+				fail("not ready after %v: %v", *timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		emit(map[string]interface{}{"ready_s": time.Since(started).Seconds()})
+	default:
+		fail("unknown command %s", os.Args[1])
+	}
+}
