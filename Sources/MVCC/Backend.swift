@@ -39,14 +39,29 @@ public final class Backend: @unchecked Sendable {
     /// it does with the error. Set once, before the backend is shared.
     public var onFailure: (@Sendable (BackendFailed) -> Void)?
 
-    public init(path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil) throws {
+    /// Copies the journal into the database off the apply loop; nil on a VFS (the simulator's disk) or when not
+    /// wanted (a deterministic simulation on real files): every checkpoint then stays in the writer's COMMIT.
+    let checkpointer: BackgroundCheckpointer?
+    /// When commits ask for a background checkpoint, and when the writer checkpoints itself (the journal's bound,
+    /// SQLite's default `wal_autocheckpoint` of the past).
+    static let checkpointPolicy = WriterCheckpointPolicy(background: 1024, inline: 4096)
+
+    public init(
+        path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil, backgroundCheckpoints: Bool = true
+    ) throws {
         self.path = path
         self.maxIdleReaders = maxIdleReaders
         self.vfs = vfs
-        writer = try Backend.openWriter(path: path, vfs: vfs)
+        checkpointer = vfs == nil && backgroundCheckpoints ? BackgroundCheckpointer(path: path) : nil
+        writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: checkpointer)
+        checkpointer?.start()
     }
 
-    private static func openWriter(path: String, vfs: DiskVFS?) throws -> SQLiteConnection {
+    deinit { checkpointer?.stop() }
+
+    private static func openWriter(
+        path: String, vfs: DiskVFS?, checkpointer: BackgroundCheckpointer?
+    ) throws -> SQLiteConnection {
         let writer = try SQLiteConnection(path: path, vfs: vfs)
         // Free pages go back to the file system in short steps (`vacuumStep`), which needs SQLite's pointer-map pages:
         // a file takes the mode only before its first table (and before WAL mode writes its header), so a new member's
@@ -62,8 +77,27 @@ public final class Backend: @unchecked Sendable {
             PRAGMA cache_size=-512;
             PRAGMA temp_store=MEMORY;
             """)
-        // wal_autocheckpoint=4096, except that a failed checkpoint fails the COMMIT instead of going unnoticed.
-        writer.checkpointAutomatically(everyFrames: 4096)
+        if let checkpointer {
+            // The journal is copied in the background from 1,024 frames on; at 4,096 the writer copies the rest itself
+            // (which lets SQLite start the journal over). A failed checkpoint, wherever it ran, fails the next COMMIT.
+            let policy = checkpointPolicy
+            writer.checkpoint(afterCommit: { frames in
+                if let failure = checkpointer.takeFailure() { return .fail(failure) }
+                switch policy.decide(frames: frames) {
+                case .nothing:
+                    return .none
+                case .askBackground:
+                    checkpointer.request()
+                    return .none
+                case .checkpointInline:
+                    checkpointer.holdOff()
+                    return .now
+                }
+            })
+        } else {
+            // wal_autocheckpoint=4096, except that a failed checkpoint fails the COMMIT instead of going unnoticed.
+            writer.checkpointAutomatically(everyFrames: checkpointPolicy.inline)
+        }
         try writer.execute(Backend.schema)
         try migrate(writer)
         return writer
@@ -113,18 +147,21 @@ public final class Backend: @unchecked Sendable {
             try? vfs.removeFile(path + "-wal")
             try vfs.renameFile(image, to: path)
             try vfs.syncDirectory(directory.isEmpty ? "/" : directory)
-            writer = try Backend.openWriter(path: path, vfs: vfs)
+            writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: nil)
             return
         }
         let file = try File(path: image, writable: true)
         try file.sync(dataOnly: false)
-        // Closing the writer checkpoints and deletes its journal; then the image takes the database's place.
+        // The checkpointer's connection goes first, then the writer's: closing the last connection checkpoints and
+        // deletes the journal; then the image takes the database's place.
+        checkpointer?.stop()
         writer = try SQLiteConnection(path: ":memory:")
         try? FileSystem.remove(path + "-wal")
         try? FileSystem.remove(path + "-shm")
         try FileSystem.rename(image, to: path)
         try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
-        writer = try Backend.openWriter(path: path, vfs: vfs)
+        writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: checkpointer)
+        checkpointer?.start()
     }
 
     /// Writes a compact, consistent image of the committed database to `destination` (what a leader sends a

@@ -124,7 +124,8 @@ public final class MemberNode: @unchecked Sendable {
         walOptions.segmentSize = config.walSegmentBytes
         walOptions.maxFiles = config.maxWALFiles
 
-        let backend = try Backend(path: config.backendPath, vfs: vfs)
+        let backend = try Backend(
+            path: config.backendPath, vfs: vfs, backgroundCheckpoints: config.backgroundCheckpoints)
         self.backend = backend
         let opened = try Self.openLog(
             config: config, disk: disk, backend: backend, walOptions: walOptions, logger: logger)

@@ -76,6 +76,9 @@ public struct NodeConfig: Sendable {
     public var maxPendingProposalBytes = 256 << 20
     /// Linearizable reads waiting for their ReadIndex, at most; past it a read gets "too many requests".
     public var maxPendingReads = 20_000
+    /// The database's journal is copied into it by a thread of its own (`BackgroundCheckpointer`); false keeps every
+    /// checkpoint in the apply loop's commits, as a deterministic simulation needs (a thread outside its scheduler).
+    public var backgroundCheckpoints = true
 
     /// TEST-ONLY: a Raft safety rule switched off, so that the member simulation can show it catches the bug
     /// (`SafetyMutation`). Never set outside tests.

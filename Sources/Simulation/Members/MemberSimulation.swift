@@ -295,6 +295,7 @@ public final class MemberSimulation: @unchecked Sendable {
         config.advertisePeerURLs = [Self.peerURL(members[i].name)]
         config.advertiseClientURLs = ["http://\(members[i].name):2379"]
         config.fsync = false
+        config.backgroundCheckpoints = false
         config.testingRaftMutation = options.mutation
         config.testingNodeMutation = options.nodeMutation
         config.testingWatchMutation = options.watchMutation

@@ -7,6 +7,12 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var context: String
 
+    public init(code: Int32, message: String, context: String) {
+        self.code = code
+        self.message = message
+        self.context = context
+    }
+
     public var description: String { "sqlite: \(message) (code \(code)) in \(context)" }
 }
 
@@ -22,6 +28,8 @@ public final class SQLiteConnection: @unchecked Sendable {
     public let path: String
     let handle: OpaquePointer
     private var statements: [String: SQLiteStatement] = [:]
+    /// The target of `checkpoint(afterCommit:)`'s hook, kept alive as long as the connection.
+    private var walHookTarget: WALHookTarget?
     /// The VFS the connection runs on, held so that it outlives the connection; nil for SQLite's own (POSIX).
     public let vfs: DiskVFS?
 
@@ -111,6 +119,52 @@ public final class SQLiteConnection: @unchecked Sendable {
                 // Busy: another connection is checkpointing; nothing failed.
                 return rc == SQLITE_BUSY ? SQLITE_OK : rc
             }, UnsafeMutableRawPointer(bitPattern: max(1, frames)))
+    }
+
+    /// What the WAL hook does after a COMMIT (`checkpoint(afterCommit:)`).
+    public enum CommitCheckpoint: Sendable {
+        /// Nothing now.
+        case none
+        /// A PASSIVE checkpoint now, in this COMMIT, its error (an fsync that failed) reported by the COMMIT.
+        case now
+        /// The COMMIT reports this error (a checkpoint that failed elsewhere); the transaction is committed.
+        case fail(SQLiteError)
+    }
+
+    private final class WALHookTarget {
+        let decide: (Int) -> CommitCheckpoint
+        init(_ decide: @escaping (Int) -> CommitCheckpoint) { self.decide = decide }
+    }
+
+    /// After every COMMIT, `decide` gets the frames in the WAL and says whether this connection checkpoints now
+    /// (as `checkpointAutomatically` does at its threshold), or reports an error. It runs inside the COMMIT, on the
+    /// connection's thread, so it must be quick.
+    public func checkpoint(afterCommit decide: @escaping (Int) -> CommitCheckpoint) {
+        let target = WALHookTarget(decide)
+        walHookTarget = target
+        sqlite3_wal_hook(
+            handle,
+            { context, db, name, frames in
+                guard let context else { return SQLITE_OK }
+                switch Unmanaged<WALHookTarget>.fromOpaque(context).takeUnretainedValue().decide(Int(frames)) {
+                case .none:
+                    return SQLITE_OK
+                case .now:
+                    let rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+                    return rc == SQLITE_BUSY ? SQLITE_OK : rc
+                case .fail(let error):
+                    return error.code
+                }
+            }, Unmanaged.passUnretained(target).toOpaque())
+    }
+
+    /// A PASSIVE checkpoint: copies what the WAL holds that no reader still needs, and syncs, without waiting for
+    /// anyone. Returns false when another connection was checkpointing (SQLITE_BUSY).
+    public func checkpointPassive() throws(SQLiteError) -> Bool {
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        if rc == SQLITE_BUSY { return false }
+        guard rc == SQLITE_OK else { throw error(rc, "wal_checkpoint(PASSIVE)") }
+        return true
     }
 
     /// A FULL checkpoint: copies the WAL into the database and syncs both, waiting (the busy timeout) for readers on
