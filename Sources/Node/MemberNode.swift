@@ -243,6 +243,12 @@ public final class MemberNode: @unchecked Sendable {
         lastProgressNotify = now()
         // Watchers that fell behind are caught up when the hub says so, and at least every 100 ms (progress).
         watchLoop.schedule(every: .milliseconds(100)) { [self] in catchUpPass() }
+        // A member that applied its own removal and stopped before it told its owner (a disk that failed in between,
+        // found by the member simulation, seed 9504812) tells it now: out of the configuration, it sends nothing, so
+        // no peer would ever refuse it and say so.
+        applyLoop.execute { [self] in
+            if members.isRemoved(memberID) { noticeRemoval() }
+        }
     }
 
     /// Stops the loops; pending requests fail with etcd's "server stopped".

@@ -180,6 +180,23 @@ func compare(_ key: String, value: String, _ result: Etcdserverpb_Compare.Compar
         #expect(try f.get("a")?.value == Data("1".utf8))
     }
 
+    /// A member whose database records its own removal (it applied it, and stopped before telling its owner) tells
+    /// its owner as it starts: it is in no configuration, so no peer ever hears from it to refuse it.
+    @Test func aMemberThatRestartsRemovedTellsItsOwnerAtOnce() async throws {
+        let notices = Atomic<Int>(0)
+        let f = try NodeFixture()
+        f.onRemoved = { notices.add(1, ordering: .relaxed) }
+        try await f.waitUntil { f.node.status.isLeader }
+        _ = try await f.put("a", "1")
+        #expect(notices.load(ordering: .relaxed) == 0)
+        try f.node.backend.beginBatch()
+        try f.node.members.remove(f.node.memberID, backend: f.node.backend)
+        try f.node.backend.commitBatch()
+        try f.restart()
+        try await f.waitUntil { notices.load(ordering: .relaxed) == 1 }
+        #expect(f.node.isRemoved)
+    }
+
     @Test func snapshotsTruncateTheLogAndRestartStillRecovers() async throws {
         let f = try NodeFixture { $0.snapshotCount = 10 }
         try await f.waitUntil { f.node.status.isLeader }
