@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Database size: one member of each server on loopback, one at a time, loaded with SIZE GiB of VAL-byte values under
-# unique keys; then, on that database: puts (VAL bytes, random existing keys) and linearizable gets of one random key,
-# CLIENTS clients for DURATION each (qps, p50, p99, max); the server's peak RSS; a clean stop and the start-up after
-# it (until a linearizable get succeeds); a kill -9 and the recovery after it; the RSS after the clean restart, less
-# that of the same server started empty, per key loaded.
+# unique keys; then `sync` (the load's dirty pages written back, so that the measurements do not wait on them); then,
+# on that database: puts (VAL bytes, random existing keys) and linearizable gets of one random key, CLIENTS clients for
+# DURATION each (qps, p50, p99, max); the server's peak RSS; a clean stop and the start-up after it (until a
+# linearizable get succeeds), the RSS then, less that of the same server started empty, per key loaded, and the puts
+# and gets again on the restarted server (a long-running member's figures without the load's history in its heap);
+# a kill -9 and the recovery after it.
 #
 #   scripts/bench-scale.sh                                      # SIZES="0 8" GiB, VAL=4096, quorum and etcd 3.5.1
 #   SIZES="0 1" SERVERS=quorum DURATION=5s scripts/bench-scale.sh
@@ -49,13 +51,19 @@ start() {
 # ready PORT: seconds until a linearizable get succeeds.
 ready() { field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }
 
+# requests OP PORT KEYS: one run of puts or gets (`scalebench run`), its JSON line.
+requests() {
+    "$BIN" run --endpoint "127.0.0.1:$2" --keys "$3" --val-size "$VAL" --op "$1" --clients "$CLIENTS" \
+        --duration "$DURATION"
+}
+
 stop() {
     kill "$1" "$PID"
     wait "$PID" 2>/dev/null || true
     PID=""
 }
 
-[ -f "$OUT" ] || printf '%s\n' "date	commit	server	size_gib	val	keys	load_puts_per_s	put_qps	put_p50_ms	put_p99_ms	put_max_ms	get_qps	get_p50_ms	get_p99_ms	get_max_ms	peak_rss_mb	db_mb	start_s	recovery_s	rss_restart_mb	rss_empty_mb	bytes_per_key" >"$OUT"
+[ -f "$OUT" ] || printf '%s\n' "date	commit	server	size_gib	val	keys	load_puts_per_s	put_qps	put_p50_ms	put_p99_ms	put_max_ms	get_qps	get_p50_ms	get_p99_ms	get_max_ms	peak_rss_mb	db_mb	start_s	recovery_s	rss_restart_mb	rss_empty_mb	bytes_per_key	restarted_put_qps	restarted_put_p99_ms	restarted_get_qps	restarted_get_p99_ms	restarted_peak_rss_mb" >"$OUT"
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) sizes=$SIZES val=$VAL clients=$CLIENTS" \
     "duration=$DURATION $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
     "load $(cut -d' ' -f1-3 /proc/loadavg), $(df -h "$WORK" | awk 'NR == 2 { print $4 }') free"
@@ -72,10 +80,9 @@ for size in $SIZES; do
         rss_empty=$(kib "$PID" VmRSS)
         load=$("$BIN" load --endpoint "127.0.0.1:$port" --keys "$keys" --val-size "$VAL" --clients "$CLIENTS")
         echo "#   load: $load"
-        put=$("$BIN" run --endpoint "127.0.0.1:$port" --keys "$keys" --val-size "$VAL" --op put \
-            --clients "$CLIENTS" --duration "$DURATION")
-        get=$("$BIN" run --endpoint "127.0.0.1:$port" --keys "$keys" --op get --clients "$CLIENTS" \
-            --duration "$DURATION")
+        sync
+        put=$(requests put "$port" "$keys")
+        get=$(requests get "$port" "$keys")
         echo "#   put: $put"
         echo "#   get: $get"
         peak=$(kib "$PID" VmHWM)
@@ -84,14 +91,19 @@ for size in $SIZES; do
         start "$server" "$exe" "$data" "$port" "$quota"
         started=$(ready "$port")
         rss_restart=$(kib "$PID" VmRSS)
+        put2=$(requests put "$port" "$keys")
+        get2=$(requests get "$port" "$keys")
+        echo "#   after the restart: put: $put2"
+        echo "#   after the restart: get: $get2"
+        peak2=$(kib "$PID" VmHWM)
         stop -KILL
         start "$server" "$exe" "$data" "$port" "$quota"
         recovered=$(ready "$port")
         stop -TERM
         rm -rf "$data"
-        line=$(python3 - "$load" "$put" "$get" <<PY
+        line=$(python3 - "$load" "$put" "$get" "$put2" "$get2" <<PY
 import json, sys
-load, put, get = (json.loads(a) for a in sys.argv[1:4])
+load, put, get, put2, get2 = (json.loads(a) for a in sys.argv[1:6])
 keys = $keys
 fields = ["$(date -u +%FT%TZ)", "$(git rev-parse --short HEAD)", "$server", "$size", "$VAL", keys,
           "%.0f" % load["puts_per_s"],
@@ -99,7 +111,9 @@ fields = ["$(date -u +%FT%TZ)", "$(git rev-parse --short HEAD)", "$server", "$si
           "%.0f" % get["qps"], "%.2f" % get["p50_ms"], "%.2f" % get["p99_ms"], "%.1f" % get["max_ms"],
           "%.0f" % ($peak / 1024), $db, "%.2f" % $started, "%.2f" % $recovered,
           "%.0f" % ($rss_restart / 1024), "%.0f" % ($rss_empty / 1024),
-          "%.0f" % (($rss_restart - $rss_empty) * 1024 / keys)]
+          "%.0f" % (($rss_restart - $rss_empty) * 1024 / keys),
+          "%.0f" % put2["qps"], "%.2f" % put2["p99_ms"], "%.0f" % get2["qps"], "%.2f" % get2["p99_ms"],
+          "%.0f" % ($peak2 / 1024)]
 print("\t".join(str(f) for f in fields))
 PY
 )
