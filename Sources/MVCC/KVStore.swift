@@ -351,20 +351,42 @@ public final class KVStore: Sendable {
     /// The entry of `key` and its newest version, as of the last ended write. Apply loop only: a value memory does
     /// not hold is read through the writer's connection, which sees every row written so far.
     func entry(_ key: Data) throws -> (KeyEntry?, Mvccpb_KeyValue?) {
-        let (entry, found, ref) = state.withLock { s -> (KeyEntry?, Mvccpb_KeyValue?, RevisionRef?) in
+        let (entry, found, ref) = entryWithoutReading(key)
+        guard var kv = found, let ref else { return (entry, found) }
+        kv.value = try headValue(at: ref)
+        return (entry, kv)
+    }
+
+    /// The key's index entry and newest version, its value included when it is in memory (cached, or not yet
+    /// committed); otherwise the value is left empty and the row it is in returned, for `headValue(at:)` to read.
+    func entryWithoutReading(_ key: Data) -> (KeyEntry?, Mvccpb_KeyValue?, RevisionRef?) {
+        state.withLock { s -> (KeyEntry?, Mvccpb_KeyValue?, RevisionRef?) in
             guard let entry = s.keys[key] else { return (nil, nil, nil) }
             guard let ref = entry.headRef, let head = entry.head else { return (entry, nil, nil) }
             if head.valueLength == 0 { return (entry, entry.headKV(key: key, value: Data()), nil) }
             if let value = s.headValue(entry, ref) { return (entry, entry.headKV(key: key, value: value), nil) }
             return (entry, entry.headKV(key: key, value: Data()), ref)
         }
-        guard var kv = found, let ref else { return (entry, found) }
+    }
+
+    /// The value of a history row, read through the writer's connection (apply loop only: it sees the batch that is
+    /// not committed yet).
+    func headValue(at ref: RevisionRef) throws -> Data {
         let s = try backend.writer.statement("SELECT value FROM revs WHERE rev = ?1 AND sub = ?2")
         s.bind(1, ref.main).bind(2, ref.sub)
         defer { s.reset() }
         guard try s.step() else { throw MVCCError.compacted }
-        kv.value = s.data(0)
-        return (entry, kv)
+        return s.data(0)
+    }
+
+    /// Reads the values a write transaction left out of its events' previous versions (`PendingPrevValues`):
+    /// called when a watcher that wants them is there to receive the events. Apply loop only. A row that is gone
+    /// (a compaction in the same batch removed it) leaves its value empty, as etcd sends an event whose previous
+    /// version it can no longer read.
+    public func fill(_ pending: PendingPrevValues, into events: inout [Mvccpb_Event]) {
+        for (index, ref) in pending.rows where events.indices.contains(index) {
+            if let value = try? headValue(at: ref) { events[index].prevKv.value = value }
+        }
     }
 
     /// Records a compaction at `revision` (validated against etcd's rules); the index forgets the superseded

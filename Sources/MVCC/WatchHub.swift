@@ -79,6 +79,8 @@ public final class WatchHub: Sendable {
         var nextKey: UInt64 = 1
         var currentRevision: Int64
         var streams: [ObjectIdentifier: Set<UInt64>] = [:]
+        /// Watchers that asked for `prev_kv`: only with one of them is a put's previous value worth reading.
+        var prevKVWatchers = 0
     }
 
     let state: Mutex<State>
@@ -129,6 +131,7 @@ public final class WatchHub: Sendable {
                 key: key, watchID: id, stream: stream, spec: spec, next: start == 0 ? current + 1 : start,
                 synced: synced)
             s.watchers[key] = watcher
+            if spec.prevKV { s.prevKVWatchers += 1 }
             if case .single(let k) = spec.range {
                 s.byKey[k, default: []].insert(key)
             } else {
@@ -176,6 +179,7 @@ public final class WatchHub: Sendable {
 
     private func remove(_ key: UInt64, from s: inout State) {
         guard let watcher = s.watchers.removeValue(forKey: key) else { return }
+        if watcher.spec.prevKV { s.prevKVWatchers -= 1 }
         if case .single(let k) = watcher.spec.range {
             s.byKey[k]?.remove(key)
             if s.byKey[k]?.isEmpty == true { s.byKey[k] = nil }
@@ -203,11 +207,18 @@ public final class WatchHub: Sendable {
     }
 
     /// Delivers the events of a committed batch (all revisions up to `revision`) to synced watchers.
-    /// Never blocks: a full stream turns its watcher unsynced.
-    public func publish(_ events: [Mvccpb_Event], revision: Int64) {
+    /// Never blocks: a full stream turns its watcher unsynced. `completingPreviousValues` reads the values the
+    /// events' previous versions were recorded without (`PendingPrevValues`); it runs under the hub's lock, and only
+    /// while a watcher that wants them exists, so that none registering meanwhile can receive an event without them.
+    public func publish(
+        _ events: [Mvccpb_Event], revision: Int64,
+        completingPreviousValues: ((inout [Mvccpb_Event]) -> Void)? = nil
+    ) {
         let fellBehind = state.withLock { s -> Bool in
             s.currentRevision = max(s.currentRevision, revision)
             guard !events.isEmpty, !s.watchers.isEmpty else { return false }
+            var events = events
+            if let complete = completingPreviousValues, s.prevKVWatchers > 0 { complete(&events) }
             // Fan-out is the hot part of a watched write: one header for every response of the batch (building
             // one takes the member's status lock), and each event serialized once for all the watchers that
             // receive it (`WatchResponseParts`).

@@ -18,6 +18,8 @@ final class Applier {
     let observer: any NodeObserver
     /// Events of the current batch, in revision order, for the watch hub.
     private(set) var events: [Mvccpb_Event] = []
+    /// Values of the events' previous versions not read yet (`KVWriteTxn.put(previousValue:)`).
+    private(set) var pendingPrevValues = PendingPrevValues()
 
     init(
         store: KVStore, leases: Leases, alarms: AlarmSet, members: ClusterMembers, auth: AuthState,
@@ -34,9 +36,13 @@ final class Applier {
 
     var backend: Backend { store.backend }
 
-    func takeEvents() -> [Mvccpb_Event] {
-        defer { events.removeAll(keepingCapacity: true) }
-        return events
+    /// The batch's events for the watch hub, with the previous values they were recorded without.
+    func takeEvents() -> (events: [Mvccpb_Event], pending: PendingPrevValues) {
+        defer {
+            events.removeAll(keepingCapacity: true)
+            pendingPrevValues = PendingPrevValues()
+        }
+        return (events, pendingPrevValues)
     }
 
     /// Applies one entry; `index` is its Raft index (it numbers simple tokens).
@@ -168,6 +174,7 @@ final class Applier {
         do {
             let response = try body(txn)
             try store.end(txn)
+            pendingPrevValues.append(txn.pendingPrevValues, offset: events.count)
             events.append(contentsOf: txn.events)
             return .success(response)
         } catch let error as EtcdError {
@@ -186,7 +193,7 @@ final class Applier {
             if r.ignoreValue { value = existing.value }
             if r.ignoreLease { lease = existing.lease }
         }
-        prev = try txn.put(key: r.key, value: value, lease: lease)
+        prev = try txn.put(key: r.key, value: value, lease: lease, previousValue: r.prevKv)
         if let old = prev?.lease, old != 0, old != lease {
             leases.lessor.withLock { $0.detach(r.key, from: old) }
         }

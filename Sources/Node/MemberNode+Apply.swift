@@ -208,7 +208,10 @@ extension MemberNode {
         }
         let last = entries[entries.count - 1].index
         appliedSinceSnapshot += UInt64(entries.count)
-        hub.publish(applier.takeEvents(), revision: store.revisions.current)
+        let (events, pending) = applier.takeEvents()
+        hub.publish(
+            events, revision: store.revisions.current,
+            completingPreviousValues: pending.isEmpty ? nil : { [store] in store.fill(pending, into: &$0) })
         appliedIndex.store(last, ordering: .releasing)
         published.withLock { $0.appliedIndex = last }
         waiters.resume(results)

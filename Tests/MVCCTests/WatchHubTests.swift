@@ -1,5 +1,6 @@
 import EtcdProto
 import Foundation
+import TestSupport
 import Testing
 
 @testable import MVCC
@@ -327,5 +328,90 @@ func events(_ responses: [Etcdserverpb_WatchResponse], id: Int64) -> [Mvccpb_Eve
         #expect(counters.openStreams.load(ordering: .relaxed) == 1)
         stream = nil
         #expect(counters.openStreams.load(ordering: .relaxed) == 0)
+    }
+}
+
+/// A put reads its key's previous value only when someone wants it (etcd reads only its index on a put): the request
+/// (`prev_kv`), or a watcher that asked for previous versions when the events are published.
+@Suite struct PreviousValueOnDemandTests {
+    final class Fixture {
+        let dir = TemporaryDirectory()
+        let backend: Backend
+        let store: KVStore
+        let hub: WatchHub
+        var completions = 0
+
+        init() throws {
+            backend = try Backend(path: dir.path + "/db")
+            // No value cache: every previous value not in the batch being written must come from the database.
+            store = try KVStore(backend: backend, valueCacheBytes: 0)
+            hub = WatchHub(store: store, currentRevision: store.revisions.current) { revision in
+                var header = Etcdserverpb_ResponseHeader()
+                header.revision = revision
+                return header
+            }
+        }
+
+        /// Puts as the applier does for a request without `prev_kv`, then publishes as the member does.
+        @discardableResult
+        func put(_ key: String, _ value: String) throws -> KVWriteTxn {
+            try backend.beginBatch()
+            let txn = store.beginWrite()
+            try txn.put(key: k(key), value: k(value), lease: 0, previousValue: false)
+            try store.end(txn)
+            try backend.commitBatch()
+            let pending = txn.pendingPrevValues
+            hub.publish(txn.events, revision: txn.revision) { [self] events in
+                completions += 1
+                store.fill(pending, into: &events)
+            }
+            return txn
+        }
+    }
+
+    @Test func aWatcherThatAsksForPreviousVersionsGetsTheirValuesAndNobodyElseCausesAReadOfThem() throws {
+        let f = try Fixture()
+        try f.put("k", "v1")
+        // Nobody watches: the previous value is left unread.
+        let unread = try f.put("k", "v2")
+        #expect(!unread.pendingPrevValues.isEmpty)
+        #expect(unread.events[0].prevKv.version == 1 && unread.events[0].prevKv.value.isEmpty)
+        #expect(f.completions == 0)
+
+        // A watcher without prev_kv: still nothing read.
+        let plain = WatchStream()
+        let plainID = try #require(f.hub.watch(WatchRequestSpec(range: .single(k("k"))), on: plain))
+        try f.put("k", "v3")
+        #expect(f.completions == 0)
+        #expect(events(drain(plain), id: plainID).map { $0.hasPrevKv } == [false])
+
+        // A watcher with prev_kv: the values are read before the events go out, to both watchers as they asked.
+        let withPrev = WatchStream()
+        let prevID = try #require(f.hub.watch(WatchRequestSpec(range: .single(k("k")), prevKV: true), on: withPrev))
+        try f.put("k", "v4")
+        try f.put("k", "v5")
+        #expect(f.completions == 2)
+        let seen = events(drain(withPrev), id: prevID)
+        #expect(seen.map(\.prevKv.value) == [k("v3"), k("v4")])
+        #expect(seen.map(\.prevKv.version) == [3, 4])
+        #expect(events(drain(plain), id: plainID).allSatisfy { !$0.hasPrevKv })
+
+        // Once it is gone, puts stop reading previous values again.
+        #expect(f.hub.cancel(watchID: prevID, on: withPrev))
+        try f.put("k", "v6")
+        #expect(f.completions == 2)
+    }
+
+    @Test func aRequestThatAsksForThePreviousValueGetsItWhateverTheWatchers() throws {
+        let f = try Fixture()
+        try f.put("k", "v1")
+        try f.backend.beginBatch()
+        let txn = f.store.beginWrite()
+        let prev = try txn.put(key: k("k"), value: k("v2"), lease: 0, previousValue: true)
+        try f.store.end(txn)
+        try f.backend.commitBatch()
+        #expect(prev?.value == k("v1"))
+        #expect(txn.pendingPrevValues.isEmpty)
+        #expect(txn.events[0].prevKv.value == k("v1"))
     }
 }
