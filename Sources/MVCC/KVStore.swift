@@ -348,17 +348,9 @@ public final class KVStore: Sendable {
         }
     }
 
-    /// The entry of `key` and its newest version, as of the last ended write. Apply loop only: a value memory does
-    /// not hold is read through the writer's connection, which sees every row written so far.
-    func entry(_ key: Data) throws -> (KeyEntry?, Mvccpb_KeyValue?) {
-        let (entry, found, ref) = entryWithoutReading(key)
-        guard var kv = found, let ref else { return (entry, found) }
-        kv.value = try headValue(at: ref)
-        return (entry, kv)
-    }
-
-    /// The key's index entry and newest version, its value included when it is in memory (cached, or not yet
-    /// committed); otherwise the value is left empty and the row it is in returned, for `headValue(at:)` to read.
+    /// The entry of `key` and its newest version, as of the last ended write, its value included when it is in memory
+    /// (cached, or not yet committed); otherwise the value is left empty and the row it is in returned, for
+    /// `headValue(at:)` to read through the writer's connection (apply loop only), which sees every row written.
     func entryWithoutReading(_ key: Data) -> (KeyEntry?, Mvccpb_KeyValue?, RevisionRef?) {
         state.withLock { s -> (KeyEntry?, Mvccpb_KeyValue?, RevisionRef?) in
             guard let entry = s.keys[key] else { return (nil, nil, nil) }

@@ -21,13 +21,21 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
     private var running = false
     private var stopping = false
     private var finished = true
+    /// A checkpoint is running (on the thread, without the lock).
+    private var busy = false
     private var failure: SQLiteError?
-    /// Checkpoints run, for tests and logs.
-    public private(set) var checkpoints = 0
+    private var completed = 0
 
+    /// The thread holds the checkpointer until `stop()` ends it, so an owner must stop it (`Backend` does, in its
+    /// `deinit` and around a file swap).
     public init(path: String) { self.path = path }
 
-    deinit { stop() }
+    /// Checkpoints run so far, for tests and logs.
+    public var checkpoints: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return completed
+    }
 
     /// Starts the thread (opening its connection there); a second call while it runs does nothing.
     public func start() {
@@ -87,8 +95,6 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
         while requested || busy { condition.wait() }
     }
 
-    private var busy = false
-
     private func run() {
         var connection: SQLiteConnection?
         defer {
@@ -119,7 +125,7 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
             }
 
             condition.lock()
-            checkpoints += 1
+            completed += 1
             busy = false
             if let failed, failure == nil { failure = failed }
             condition.broadcast()

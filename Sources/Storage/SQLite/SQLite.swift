@@ -111,14 +111,7 @@ public final class SQLiteConnection: @unchecked Sendable {
     /// after a failed fsync Linux forgets the dirty pages, so a later checkpoint that "succeeds" may copy a WAL that is
     /// not on disk into the database: a power cut in that copy corrupts it.
     public func checkpointAutomatically(everyFrames frames: Int) {
-        sqlite3_wal_hook(
-            handle,
-            { threshold, db, name, frames in
-                guard frames >= Int32(Int(bitPattern: threshold)) else { return SQLITE_OK }
-                let rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-                // Busy: another connection is checkpointing; nothing failed.
-                return rc == SQLITE_BUSY ? SQLITE_OK : rc
-            }, UnsafeMutableRawPointer(bitPattern: max(1, frames)))
+        checkpoint(afterCommit: { $0 >= frames ? .now : .none })
     }
 
     /// What the WAL hook does after a COMMIT (`checkpoint(afterCommit:)`).
