@@ -40,8 +40,10 @@ struct MaintenancePacer: Equatable {
     /// The share of the apply loop's time steps may take while other work is queued (0 < share ≤ 1).
     let share: Double
     private(set) var state: State = .idle
-    /// The run's statistics, for its log line: steps, their total time, the longest.
+    /// The run's statistics, for its log line: steps, their total time, the longest, and how many times a step gave
+    /// way to work that was waiting (requests served during the run, not after it).
     private(set) var steps = 0
+    private(set) var yields = 0
     private(set) var stepTime: UInt64 = 0
     private(set) var longestStep: UInt64 = 0
 
@@ -62,6 +64,7 @@ struct MaintenancePacer: Equatable {
         steps = 0
         stepTime = 0
         longestStep = 0
+        yields = 0
         return true
     }
 
@@ -83,6 +86,7 @@ struct MaintenancePacer: Equatable {
             state = .running(started: started, next: .queued)
             return .stepNow
         }
+        yields += 1
         let rest = UInt64(Double(took) * (1 - share) / share)
         state = .running(started: started, next: .at(now + rest))
         return .stepLater

@@ -82,7 +82,8 @@ extension MemberNode {
         let callers = defragmentCallers
         defragmentCallers = []
         var metadata: Logger.Metadata = [
-            "how": "\(how)", "steps": "\(pacer.steps)", "longest-step-ms": "\(pacer.longestStep / 1_000_000)",
+            "how": "\(how)", "steps": "\(pacer.steps)", "yields": "\(pacer.yields)",
+            "longest-step-ms": "\(pacer.longestStep / 1_000_000)",
             "steps-ms": "\(pacer.stepTime / 1_000_000)", "took-ms": "\((maintenanceClock() - started) / 1_000_000)",
             "db-size": "\(dbSize.load(ordering: .relaxed))",
             "db-size-in-use": "\(dbSizeInUse.load(ordering: .relaxed))",

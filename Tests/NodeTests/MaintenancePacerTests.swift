@@ -33,6 +33,7 @@ import Testing
         let last = pacer.onStep(took: 4 * Self.ms, workLeft: false, othersWaiting: false, now: 8 * Self.ms)
         #expect(last == .finish)
         #expect(pacer.steps == 2 && pacer.stepTime == 8 * Self.ms && pacer.longestStep == 4 * Self.ms)
+        #expect(pacer.yields == 0, "nothing waited, so no step gave way")
     }
 
     @Test func withRequestsWaitingTheNextStepWaitsItsTurn() {
@@ -43,6 +44,10 @@ import Testing
         // A quarter of the time: a 4 ms step, then 12 ms for everything else.
         #expect(!pacer.isDue(now: 15 * Self.ms))
         #expect(pacer.isDue(now: 16 * Self.ms))
+        #expect(pacer.yields == 1)
+        _ = pacer.onFinished()
+        _ = pacer.onRequest(now: 20 * Self.ms)
+        #expect(pacer.yields == 0, "a new run counts its own")
     }
 
     /// Under constant load (work always waiting), housekeeping running whenever a step is due: the steps take the
