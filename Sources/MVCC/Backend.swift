@@ -40,27 +40,32 @@ public final class Backend: @unchecked Sendable {
     public var onFailure: (@Sendable (BackendFailed) -> Void)?
 
     /// Copies the journal into the database off the apply loop; nil on a VFS (the simulator's disk) or when not
-    /// wanted (a deterministic simulation on real files): every checkpoint then stays in the writer's COMMIT.
+    /// wanted (a deterministic simulation on real files): every checkpoint then stays in the writer's COMMIT. The
+    /// writer's own checkpoints (durability, a defragment's end) hold it off first: a checkpoint finding another
+    /// running gives up at once (SQLITE_BUSY), whatever the busy timeout.
     let checkpointer: BackgroundCheckpointer?
     /// When commits ask for a background checkpoint, and when the writer checkpoints itself (the journal's bound,
     /// SQLite's default `wal_autocheckpoint` of the past).
-    static let checkpointPolicy = WriterCheckpointPolicy(background: 1024, inline: 4096)
+    public static let defaultCheckpointPolicy = WriterCheckpointPolicy(background: 1024, inline: 4096)
+    let checkpointPolicy: WriterCheckpointPolicy
 
     public init(
-        path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil, backgroundCheckpoints: Bool = true
+        path: String, maxIdleReaders: Int = 8, vfs: DiskVFS? = nil, backgroundCheckpoints: Bool = true,
+        checkpointPolicy: WriterCheckpointPolicy = Backend.defaultCheckpointPolicy
     ) throws {
         self.path = path
         self.maxIdleReaders = maxIdleReaders
         self.vfs = vfs
+        self.checkpointPolicy = checkpointPolicy
         checkpointer = vfs == nil && backgroundCheckpoints ? BackgroundCheckpointer(path: path) : nil
-        writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: checkpointer)
+        writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: checkpointer, policy: checkpointPolicy)
         checkpointer?.start()
     }
 
     deinit { checkpointer?.stop() }
 
     private static func openWriter(
-        path: String, vfs: DiskVFS?, checkpointer: BackgroundCheckpointer?
+        path: String, vfs: DiskVFS?, checkpointer: BackgroundCheckpointer?, policy: WriterCheckpointPolicy
     ) throws -> SQLiteConnection {
         let writer = try SQLiteConnection(path: path, vfs: vfs)
         // Free pages go back to the file system in short steps (`vacuumStep`), which needs SQLite's pointer-map pages:
@@ -80,7 +85,6 @@ public final class Backend: @unchecked Sendable {
         if let checkpointer {
             // The journal is copied in the background from 1,024 frames on; at 4,096 the writer copies the rest itself
             // (which lets SQLite start the journal over). A failed checkpoint, wherever it ran, fails the next COMMIT.
-            let policy = checkpointPolicy
             writer.checkpoint(afterCommit: { frames in
                 if let failure = checkpointer.takeFailure() { return .fail(failure) }
                 switch policy.decide(frames: frames) {
@@ -96,7 +100,7 @@ public final class Backend: @unchecked Sendable {
             })
         } else {
             // wal_autocheckpoint=4096, except that a failed checkpoint fails the COMMIT instead of going unnoticed.
-            writer.checkpointAutomatically(everyFrames: checkpointPolicy.inline)
+            writer.checkpointAutomatically(everyFrames: policy.inline)
         }
         try writer.execute(Backend.schema)
         try migrate(writer)
@@ -147,7 +151,7 @@ public final class Backend: @unchecked Sendable {
             try? vfs.removeFile(path + "-wal")
             try vfs.renameFile(image, to: path)
             try vfs.syncDirectory(directory.isEmpty ? "/" : directory)
-            writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: nil)
+            writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: nil, policy: checkpointPolicy)
             return
         }
         let file = try File(path: image, writable: true)
@@ -160,7 +164,7 @@ public final class Backend: @unchecked Sendable {
         try? FileSystem.remove(path + "-shm")
         try FileSystem.rename(image, to: path)
         try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
-        writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: checkpointer)
+        writer = try Backend.openWriter(path: path, vfs: vfs, checkpointer: checkpointer, policy: checkpointPolicy)
         checkpointer?.start()
     }
 
@@ -234,6 +238,7 @@ public final class Backend: @unchecked Sendable {
     /// which makes every commit durable all the same (recovery replays it).
     public func makeDurable() throws {
         try commitBatch()
+        checkpointer?.holdOff()
         if try !writer.checkpointFull() { try writer.syncJournal() }
     }
 
@@ -412,6 +417,7 @@ public final class Backend: @unchecked Sendable {
         closeReaders()
         try writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
         try writer.execute("VACUUM")
+        checkpointer?.holdOff()
         try writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     }
 
@@ -421,6 +427,7 @@ public final class Backend: @unchecked Sendable {
     @discardableResult
     public func truncateJournal(waitingAtMost milliseconds: Int32) throws -> Bool {
         try commitBatch()
+        checkpointer?.holdOff()
         return try writer.checkpointTruncate(busyMilliseconds: milliseconds)
     }
 
@@ -429,6 +436,7 @@ public final class Backend: @unchecked Sendable {
     public func defragment() throws {
         if try vacuumsIncrementally() {
             while try vacuumStep().left > 0 {}
+            checkpointer?.holdOff()
             try writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         } else {
             try convertToIncrementalVacuum()

@@ -37,12 +37,45 @@ import Testing
         }
         checkpointer.waitUntilIdle()
         #expect(checkpointer.checkpoints > 0)
-        let bound = Int64(Backend.checkpointPolicy.inline + 64) * 4096 + 32
+        let bound = Int64(Backend.defaultCheckpointPolicy.inline + 64) * 4096 + 32
         #expect(largest <= bound, "journal reached \(largest) bytes")
         let store = try KVStore(backend: try Backend(path: f.backend.path))
         let kvs = try store.range(.from(Data()), options: RangeOptions()).kvs
         #expect(kvs.count == 250)
         #expect(kvs.allSatisfy { $0.value.count > 60_000 })
+    }
+
+    /// The writer's bound out of reach, so that it never copies: the background thread alone moves the journal into
+    /// the database, whose file then holds the values. (For a while it copied nothing, its connection never having
+    /// opened the WAL, and a count of its runs did not show it: the writer's checkpoints did all the work.)
+    @Test func theBackgroundThreadAloneCopiesTheJournalIntoTheDatabase() throws {
+        let directory = TemporaryDirectory()
+        let backend = try Backend(
+            path: directory.path + "/db", checkpointPolicy: WriterCheckpointPolicy(background: 64, inline: Int.max))
+        let checkpointer = try #require(backend.checkpointer)
+        for i in 0..<200 {
+            try backend.beginBatch()
+            try backend.setMetaData("value/\(i)", Data(repeating: UInt8(i % 256), count: 50_000))
+            try backend.commitBatch()
+        }
+        checkpointer.waitUntilIdle()
+        let progress = try #require(checkpointer.lastProgress)
+        #expect(progress.copiedFrames > 0, "\(progress)")
+        let size = FileSystem.fileSize(backend.path) ?? 0
+        #expect(size > 8_000_000, "the database file has \(size) bytes of the 10 MB written")
+    }
+
+    /// SQLite's checkpoint on a connection that has not read its database does nothing and reports success; here
+    /// it is an error, and after a read the same call copies the journal.
+    @Test func aConnectionThatHasNotReadItsDatabaseCannotCheckpointAndSaysSo() throws {
+        let directory = TemporaryDirectory()
+        let writer = try SQLiteConnection(path: directory.path + "/db")
+        try writer.execute("PRAGMA journal_mode=WAL; CREATE TABLE t(v BLOB); INSERT INTO t VALUES(zeroblob(100000))")
+        let fresh = try SQLiteConnection(path: directory.path + "/db")
+        #expect(throws: SQLiteError.self) { _ = try fresh.checkpointPassive() }
+        _ = try fresh.scalar("SELECT COUNT(*) FROM sqlite_master")
+        let progress = try #require(try fresh.checkpointPassive())
+        #expect(progress.journalFrames > 0 && progress.copiedFrames == progress.journalFrames, "\(progress)")
     }
 
     /// A checkpoint that failed elsewhere fails the next COMMIT, which committed all the same (as SQLite reports a

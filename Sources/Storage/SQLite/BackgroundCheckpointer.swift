@@ -25,6 +25,7 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
     private var busy = false
     private var failure: SQLiteError?
     private var completed = 0
+    private var progress: SQLiteConnection.CheckpointProgress?
 
     /// The thread holds the checkpointer until `stop()` ends it, so an owner must stop it (`Backend` does, in its
     /// `deinit` and around a file swap).
@@ -35,6 +36,13 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return completed
+    }
+
+    /// What the newest checkpoint that ran saw (tests and logs): the journal's frames, and how many are copied.
+    public var lastProgress: SQLiteConnection.CheckpointProgress? {
+        condition.lock()
+        defer { condition.unlock() }
+        return progress
     }
 
     /// Starts the thread (opening its connection there); a second call while it runs does nothing.
@@ -95,6 +103,14 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
         while requested || busy { condition.wait() }
     }
 
+    /// The checkpointer's connection, with the database's WAL open: a connection that has not read its database
+    /// yet does not know it is in WAL mode, and its checkpoints copy nothing (`checkpointPassive`).
+    private static func open(_ path: String) throws(SQLiteError) -> SQLiteConnection {
+        let connection = try SQLiteConnection(path: path)
+        _ = try connection.scalar("SELECT COUNT(*) FROM sqlite_master")
+        return connection
+    }
+
     private func run() {
         var connection: SQLiteConnection?
         defer {
@@ -117,15 +133,17 @@ public final class BackgroundCheckpointer: @unchecked Sendable {
             condition.unlock()
 
             var failed: SQLiteError?
+            var ran: SQLiteConnection.CheckpointProgress?
             do {
-                if connection == nil { connection = try SQLiteConnection(path: path) }
-                _ = try connection?.checkpointPassive()
+                if connection == nil { connection = try Self.open(path) }
+                ran = try connection?.checkpointPassive()
             } catch {
                 failed = error
             }
 
             condition.lock()
             completed += 1
+            if let ran { progress = ran }
             busy = false
             if let failed, failure == nil { failure = failed }
             condition.broadcast()

@@ -151,13 +151,30 @@ public final class SQLiteConnection: @unchecked Sendable {
             }, Unmanaged.passUnretained(target).toOpaque())
     }
 
+    /// What a checkpoint saw: the frames in the WAL, and how many of them the database now holds.
+    public struct CheckpointProgress: Equatable, Sendable {
+        public var journalFrames: Int
+        public var copiedFrames: Int
+    }
+
     /// A PASSIVE checkpoint: copies what the WAL holds that no reader still needs, and syncs, without waiting for
-    /// anyone. Returns false when another connection was checkpointing (SQLITE_BUSY).
-    public func checkpointPassive() throws(SQLiteError) -> Bool {
-        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-        if rc == SQLITE_BUSY { return false }
+    /// anyone. Returns nil when another connection was checkpointing (SQLITE_BUSY).
+    ///
+    /// A connection learns that its database is in WAL mode only when it first reads it; until then SQLite's
+    /// checkpoint does nothing, succeeds, and reports -1 frames. That is an error here (open the WAL with a read
+    /// first): a background checkpointer that ran that way copied nothing for as long as it ran, unnoticed.
+    public func checkpointPassive() throws(SQLiteError) -> CheckpointProgress? {
+        var journal: Int32 = -1
+        var copied: Int32 = -1
+        let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &journal, &copied)
+        if rc == SQLITE_BUSY { return nil }
         guard rc == SQLITE_OK else { throw error(rc, "wal_checkpoint(PASSIVE)") }
-        return true
+        guard journal >= 0 else {
+            throw SQLiteError(
+                code: SQLITE_ERROR, message: "no WAL open on this connection (read the database first)",
+                context: "\(path) wal_checkpoint(PASSIVE)")
+        }
+        return CheckpointProgress(journalFrames: Int(journal), copiedFrames: Int(copied))
     }
 
     /// A FULL checkpoint: copies the WAL into the database and syncs both, waiting (the busy timeout) for readers on
