@@ -2,17 +2,19 @@
 // scripts/bench-scale.sh. Built on Debian's etcd 3.4 clientv3 (GOPATH mode).
 //
 //	scalebench load  --endpoint 127.0.0.1:2379 --keys 2000000 --val-size 4096 --clients 64
-//	scalebench run   --endpoint 127.0.0.1:2379 --keys 2000000 --op put|get --clients 64 --duration 10s
+//	scalebench run   --endpoint 127.0.0.1:2379 --keys 2000000 --op put|get --clients 64 --duration 10s [--timeline F]
 //	scalebench ready --endpoint 127.0.0.1:2379 --timeout 30m
 //
 // Keys are /scale/%010d, 0 <= i < keys. `load` writes each key once (puts of val-size random bytes, `clients`
 // goroutines over `conns` connections) and prints the rate. `run` has `clients` goroutines do puts of val-size bytes
-// to random existing keys, or linearizable gets of one random key, for `duration`; it prints qps and p50/p99/max.
+// to random existing keys, or linearizable gets of one random key, for `duration`; it prints qps and p50/p99/max,
+// and with --timeline writes every request's start and latency (ms), to find stalls that all clients share.
 // `ready` waits until a linearizable get succeeds (a member that has recovered and has a leader) and prints how long
 // that took. Output: one JSON line each.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -73,6 +75,7 @@ func main() {
 	duration := fs.Duration("duration", 10*time.Second, "run: how long")
 	op := fs.String("op", "put", "run: put or get")
 	timeout := fs.Duration("timeout", 30*time.Minute, "ready: give up after this long")
+	timeline := fs.String("timeline", "", "run: write each request's start (ms since the run began) and latency (ms) here")
 	_ = fs.Parse(os.Args[2:])
 
 	value := make([]byte, *valSize)
@@ -118,6 +121,7 @@ func main() {
 		clis := clients(*endpoint, *conns)
 		var mu sync.Mutex
 		var latencies []float64
+		var starts []float64
 		errors := 0
 		deadline := time.Now().Add(*duration)
 		started := time.Now()
@@ -128,7 +132,7 @@ func main() {
 			rng := rand.New(rand.NewSource(int64(c) + 1))
 			go func() {
 				defer wg.Done()
-				var mine []float64
+				var mine, myStarts []float64
 				failed := 0
 				for time.Now().Before(deadline) {
 					k := key(rng.Int63n(*keys))
@@ -141,6 +145,7 @@ func main() {
 						_, err = cli.Get(ctx, k)
 					}
 					mine = append(mine, float64(time.Since(t))/1e6)
+					myStarts = append(myStarts, float64(t.Sub(started))/1e6)
 					cancel()
 					if err != nil {
 						failed++
@@ -148,12 +153,27 @@ func main() {
 				}
 				mu.Lock()
 				latencies = append(latencies, mine...)
+				starts = append(starts, myStarts...)
 				errors += failed
 				mu.Unlock()
 			}()
 		}
 		wg.Wait()
 		took := time.Since(started).Seconds()
+		if *timeline != "" {
+			f, err := os.Create(*timeline)
+			if err != nil {
+				fail("timeline: %v", err)
+			}
+			w := bufio.NewWriter(f)
+			for i := range latencies {
+				fmt.Fprintf(w, "%.3f %.3f\n", starts[i], latencies[i])
+			}
+			if err := w.Flush(); err != nil {
+				fail("timeline: %v", err)
+			}
+			f.Close()
+		}
 		sort.Float64s(latencies)
 		q := func(p float64) float64 {
 			if len(latencies) == 0 {
