@@ -1,9 +1,9 @@
-# Sourced by the benchmark scripts (bench-range.sh, bench-defrag.sh, bench-autovacuum.sh): a work folder removed at
+# Sourced by the benchmark scripts (bench-range.sh, bench-defrag.sh, bench-scale.sh, bench-stalls.sh, ...): a work folder removed at
 # exit with the one server the script started (by its pid, in $PID), the Go load programs beside them built against
 # Debian's etcd client sources, and where each server's binary is.
 #
 #   . scripts/bench-common.sh
-#   bench_work NAME            # WORK=$TMPDIR/NAME.XXXXXX, PID="", cleanup at exit
+#   bench_work NAME            # WORK=$TMPDIR/NAME.XXXXXX, PID="", cleanup at exit (KEEP_WORK=1 keeps the folder)
 #   bench_go_build DIR OUT     # builds the Go program in DIR (GOPATH mode, /usr/share/gocode) into OUT
 #   bench_binary SERVER        # quorum ($QUORUM), etcd34 (Debian's), etcd35 (scripts/etcd35.sh)
 
@@ -19,7 +19,7 @@ bench_cleanup() {
         kill "$PID"
         wait "$PID" 2>/dev/null || true
     fi
-    rm -rf "$WORK"
+    if [ -n "${KEEP_WORK:-}" ]; then echo "# kept $WORK (KEEP_WORK)"; else rm -rf "$WORK"; fi
 }
 
 bench_go_build() {
