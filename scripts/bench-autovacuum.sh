@@ -21,17 +21,8 @@ LOAD="$(BENCH_BIN="$WORK/bin" ../shared/bench/build.sh 2>/dev/null | tail -1)"
 
 port=$((25000 + RANDOM % 2000))
 start() {
-    "$QUORUM" --name bench --data-dir "$WORK/data" \
-        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-        --listen-peer-urls "http://127.0.0.1:$((port + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))" \
-        --initial-cluster "bench=http://127.0.0.1:$((port + 1))" >>"$WORK/quorum.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 1 300); do
-        ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" endpoint health >/dev/null 2>&1 && return
-        sleep 0.2
-    done
-    echo "quorum did not start" >&2
-    exit 1
+    bench_start_member "$QUORUM" "$WORK/data" "$port" "$WORK/quorum.log"
+    bench_wait_member "$port" "$WORK/quorum.log"
 }
 stop() {
     kill "$PID"

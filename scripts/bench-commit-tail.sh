@@ -29,16 +29,8 @@ for rep in $(seq 1 "$REPS"); do
         exe="${!which}"
         rm -rf "$WORK/data"
         : >"$WORK/quorum.log"
-        "$exe" --name bench --data-dir "$WORK/data" --quota-backend-bytes $((8 << 30)) \
-            --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-            --listen-peer-urls "http://127.0.0.1:$((port + 1))" \
-            --initial-advertise-peer-urls "http://127.0.0.1:$((port + 1))" \
-            --initial-cluster "bench=http://127.0.0.1:$((port + 1))" >>"$WORK/quorum.log" 2>&1 &
-        PID=$!
-        for _ in $(seq 1 300); do
-            ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" endpoint health >/dev/null 2>&1 && break
-            sleep 0.2
-        done
+        bench_start_member "$exe" "$WORK/data" "$port" "$WORK/quorum.log" --quota-backend-bytes $((8 << 30))
+        bench_wait_member "$port" "$WORK/quorum.log"
         out=$("$LOAD" --endpoints "127.0.0.1:$port" --workload put --clients "$CLIENTS" --conns 8 \
             --val-size "$VAL" --key-space 100000 --total 10000000 --duration "$DURATION")
         slow=$(curl -s "http://127.0.0.1:$port/metrics" | awk -F'[{}" ]' '

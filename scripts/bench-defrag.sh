@@ -46,17 +46,8 @@ for server in $SERVERS; do
     exe="$(bench_binary "$server")"
     data="$WORK/$server.data"
     port=$((23000 + RANDOM % 2000))
-    peer=$((port + 2000))
-    "$exe" --name bench --data-dir "$data" --quota-backend-bytes "$QUOTA" \
-        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-        --initial-cluster "bench=http://127.0.0.1:$peer" >"$WORK/$server.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 1 300); do
-        ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:$port" endpoint health >/dev/null 2>&1 && break
-        kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/$server.log" >&2; exit 1; }
-        sleep 0.2
-    done
+    bench_start_member "$exe" "$data" "$port" "$WORK/$server.log" --quota-backend-bytes "$QUOTA"
+    bench_wait_member "$port" "$WORK/$server.log"
     echo "# $server: $exe (built $(date -u -r "$exe" +%FT%TZ)), $("$exe" --version 2>/dev/null | head -1)"
     echo "$server load $("$BIN" load --endpoint "127.0.0.1:$port" --keys "$KEYS" --rounds "$ROUNDS" --val-size "$VAL" \
         --txn "$TXN" --clients 16 --compact="$([ "$OP" = defrag ] && echo true || echo false)")"

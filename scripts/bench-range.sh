@@ -36,17 +36,8 @@ for server in $SERVERS; do
     exe="$(bench_binary "$server")"
     data="$WORK/$server.data"
     port=$((23000 + RANDOM % 2000))
-    peer=$((port + 2000))
-    "$exe" --name bench --data-dir "$data" \
-        --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-        --initial-cluster "bench=http://127.0.0.1:$peer" >"$WORK/$server.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 1 300); do
-        "$BIN" get --endpoint "127.0.0.1:$port" --count-only --timeout 2s >/dev/null 2>&1 && break
-        kill -0 "$PID" 2>/dev/null || { tail -20 "$WORK/$server.log" >&2; exit 1; }
-        sleep 0.2
-    done
+    bench_start_member "$exe" "$data" "$port" "$WORK/$server.log"
+    bench_wait_member "$port" "$WORK/$server.log"
     echo "# $server: $exe (built $(date -u -r "$exe" +%FT%TZ)), $("$exe" --version 2>/dev/null | head -1), load: $("$BIN" load --endpoint "127.0.0.1:$port" \
         --keys "$KEYS" --val-size "$VAL")"
     requests="${REQUESTS:-full keys-only count-only}"

@@ -39,14 +39,7 @@ now() { date +%s.%N; }
 field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # start SERVER EXE DATA PORT QUOTA: starts one member in the background, sets PID.
-start() {
-    local peer=$(($4 + 1))
-    "$2" --name bench --data-dir "$3" --quota-backend-bytes "$5" \
-        --listen-client-urls "http://127.0.0.1:$4" --advertise-client-urls "http://127.0.0.1:$4" \
-        --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-        --initial-cluster "bench=http://127.0.0.1:$peer" >>"$WORK/$1.log" 2>&1 &
-    PID=$!
-}
+start() { bench_start_member "$2" "$3" "$4" "$WORK/$1.log" --quota-backend-bytes "$5"; }
 
 # ready PORT: seconds until a linearizable get succeeds.
 ready() { field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }

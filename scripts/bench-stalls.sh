@@ -22,13 +22,8 @@ BIN="$WORK/scalebench"
 bench_go_build scripts/bench-scale "$BIN"
 exe="$(bench_binary "$SERVER")"
 port=$((23000 + RANDOM % 2000))
-peer=$((port + 1))
-"$exe" --name bench --data-dir "$WORK/data" --quota-backend-bytes $((8 << 30)) \
-    --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
-    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
-    --initial-cluster "bench=http://127.0.0.1:$peer" >"$WORK/server.log" 2>&1 &
-PID=$!
-"$BIN" ready --endpoint "127.0.0.1:$port" --timeout 1m >/dev/null
+bench_start_member "$exe" "$WORK/data" "$port" "$WORK/server.log" --quota-backend-bytes $((8 << 30))
+bench_wait_member "$port" "$WORK/server.log"
 "$BIN" load --endpoint "127.0.0.1:$port" --keys 1000 --val-size "$VAL" --clients "$CLIENTS" >/dev/null
 curl -s "http://127.0.0.1:$port/metrics" >"$WORK/before"
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) $SERVER: $exe; val=$VAL clients=$CLIENTS" \
