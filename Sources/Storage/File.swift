@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An error from the operating system, with the operation and the path it concerned.
@@ -88,9 +88,9 @@ public final class File: @unchecked Sendable {
     /// Makes written data durable. `fdatasync` skips metadata that is not needed to read the data back.
     public func sync(dataOnly: Bool = true) throws {
         #if canImport(Glibc)
-        let rc = dataOnly ? fdatasync(fd) : fsync(fd)
+            let rc = dataOnly ? fdatasync(fd) : fsync(fd)
         #else
-        let rc = fsync(fd)
+            let rc = fsync(fd)
         #endif
         guard rc == 0 else { throw FileError(operation: "fsync", path: path, errno: errno) }
     }
@@ -104,7 +104,7 @@ public final class File: @unchecked Sendable {
     /// Reserves `length` bytes so appends do not extend the file; best effort where unsupported.
     public func preallocate(length: Int) {
         #if canImport(Glibc)
-        _ = posix_fallocate(fd, 0, off_t(length))
+            _ = posix_fallocate(fd, 0, off_t(length))
         #endif
     }
 }
@@ -170,7 +170,9 @@ public enum FileSystem {
     }
 
     public static func remove(_ path: String) throws {
-        guard unlink(path) == 0 || errno == ENOENT else { throw FileError(operation: "unlink", path: path, errno: errno) }
+        guard unlink(path) == 0 || errno == ENOENT else {
+            throw FileError(operation: "unlink", path: path, errno: errno)
+        }
     }
 
     /// Removes a directory tree (used for scratch data and failed snapshot installs).

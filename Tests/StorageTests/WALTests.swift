@@ -240,6 +240,36 @@ import Testing
         #expect(recovered.hardState.commit == 100)
     }
 
+    /// A released segment leaves the log at once (renamed, no longer `.wal`) and is unlinked off the caller's
+    /// thread; one that a crash left renamed is removed when the log next opens.
+    @Test func releasedSegmentsAreRemovedInTheBackgroundAndOnOpen() throws {
+        let dir = TemporaryDirectory()
+        var options = WriteAheadLog.Options()
+        options.segmentSize = 4096
+        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
+        let payload = [UInt8](repeating: 7, count: 300)
+        for i in UInt64(1)...100 {
+            try log.append(sync: false) { $0.appendEntry(index: i, term: 1, kind: 0, data: payload) }
+        }
+        try log.append(sync: true) { $0.appendHardState(WALHardState(term: 1, vote: 1, commit: 100)) }
+        let before = try segmentFiles(dir.path)
+        try log.saveSnapshot(WALSnapshot(index: 80, term: 1, confState: [1]))
+        try log.releaseSegments(through: 80)
+        let after = try segmentFiles(dir.path)
+        #expect(after.count < before.count)
+        BackgroundRemover.shared.waitUntilIdle()
+        #expect(try FileSystem.list(dir.path).filter { $0.hasSuffix(".released") }.isEmpty)
+        #expect(try segmentFiles(dir.path) == after)
+
+        // A crash after the rename, before the unlink.
+        let leftover = dir.path + "/" + before[0] + ".released"
+        try File(path: leftover, writable: true, create: true, truncate: true, mode: 0o600).write([1, 2, 3], at: 0)
+        let (_, recovered) = try WriteAheadLog.open(in: dir.path, options: options)
+        #expect(recovered.entries.map(\.index) == Array(81...100))
+        BackgroundRemover.shared.waitUntilIdle()
+        #expect(!FileSystem.exists(leftover))
+    }
+
     /// etcd's `--max-wals`: obsolete segments stay up to the limit (0: all of them), and a log with obsolete segments
     /// kept opens to the same state, replaying only from the segment the newest snapshot needs.
     @Test(arguments: [0, 1, 3])
