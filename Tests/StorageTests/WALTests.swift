@@ -35,6 +35,23 @@ import Testing
         }
     }
 
+    /// A log of entries 1...100 (300 bytes each, metadata [42]) in segments of 4 KiB, so many of them, and a hard
+    /// state committing all; `maxFiles` as given, or the default.
+    func hundredEntriesInSmallSegments(_ dir: String, maxFiles: Int? = nil) throws -> (
+        WriteAheadLog, WriteAheadLog.Options
+    ) {
+        var options = WriteAheadLog.Options()
+        options.segmentSize = 4096
+        if let maxFiles { options.maxFiles = maxFiles }
+        let log = try WriteAheadLog.create(in: dir, metadata: [42], options: options)
+        let payload = [UInt8](repeating: 7, count: 300)
+        for i in UInt64(1)...100 {
+            try log.append(sync: false) { $0.appendEntry(index: i, term: 1, kind: 0, data: payload) }
+        }
+        try log.append(sync: true) { $0.appendHardState(WALHardState(term: 1, vote: 1, commit: 100)) }
+        return (log, options)
+    }
+
     func segmentFiles(_ dir: String) throws -> [String] {
         try FileSystem.list(dir).filter { $0.hasSuffix(".wal") }
     }
@@ -219,14 +236,7 @@ import Testing
 
     @Test func segmentsAreCutAndReleasedBehindASnapshot() throws {
         let dir = TemporaryDirectory()
-        var options = WriteAheadLog.Options()
-        options.segmentSize = 4096
-        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
-        let payload = [UInt8](repeating: 7, count: 300)
-        for i in UInt64(1)...100 {
-            try log.append(sync: false) { $0.appendEntry(index: i, term: 1, kind: 0, data: payload) }
-        }
-        try log.append(sync: true) { $0.appendHardState(WALHardState(term: 1, vote: 1, commit: 100)) }
+        let (log, options) = try hundredEntriesInSmallSegments(dir.path)
         let before = try segmentFiles(dir.path).count
         #expect(before > 5)
         try log.saveSnapshot(WALSnapshot(index: 80, term: 1, confState: [1, 2]))
@@ -244,14 +254,7 @@ import Testing
     /// thread; one that a crash left renamed is removed when the log next opens.
     @Test func releasedSegmentsAreRemovedInTheBackgroundAndOnOpen() throws {
         let dir = TemporaryDirectory()
-        var options = WriteAheadLog.Options()
-        options.segmentSize = 4096
-        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
-        let payload = [UInt8](repeating: 7, count: 300)
-        for i in UInt64(1)...100 {
-            try log.append(sync: false) { $0.appendEntry(index: i, term: 1, kind: 0, data: payload) }
-        }
-        try log.append(sync: true) { $0.appendHardState(WALHardState(term: 1, vote: 1, commit: 100)) }
+        let (log, options) = try hundredEntriesInSmallSegments(dir.path)
         let before = try segmentFiles(dir.path)
         try log.saveSnapshot(WALSnapshot(index: 80, term: 1, confState: [1]))
         try log.releaseSegments(through: 80)
@@ -275,15 +278,7 @@ import Testing
     @Test(arguments: [0, 1, 3])
     func maxFilesKeepsObsoleteSegmentsUpToTheLimit(limit: Int) throws {
         let dir = TemporaryDirectory()
-        var options = WriteAheadLog.Options()
-        options.segmentSize = 4096
-        options.maxFiles = limit
-        let log = try WriteAheadLog.create(in: dir.path, metadata: [42], options: options)
-        let payload = [UInt8](repeating: 7, count: 300)
-        for i in UInt64(1)...100 {
-            try log.append(sync: false) { $0.appendEntry(index: i, term: 1, kind: 0, data: payload) }
-        }
-        try log.append(sync: true) { $0.appendHardState(WALHardState(term: 1, vote: 1, commit: 100)) }
+        let (log, options) = try hundredEntriesInSmallSegments(dir.path, maxFiles: limit)
         let before = try segmentFiles(dir.path).count
         try log.saveSnapshot(WALSnapshot(index: 100, term: 1, confState: [1]))
         try log.releaseSegments(through: 100)
