@@ -79,6 +79,10 @@ public final class KVStore: Sendable {
         backend.onCommit = { [weak self] in self?.committed() }
     }
 
+    /// What start-up reads: the history, without its values, in revision order (a scan of `Backend.historyIndex`).
+    static let indexSource =
+        "SELECT rev, sub, key, create_rev, version, lease, vlen FROM revs INDEXED BY revs_meta ORDER BY rev, sub"
+
     /// Rebuilds the index from the database (startup: the history since the last compaction).
     private static func load(_ backend: Backend, valueCacheBytes: Int) throws -> MemoryState {
         let c = backend.writer
@@ -88,22 +92,38 @@ public final class KVStore: Sendable {
                 compacted: try backend.metaInt("compact_rev", on: c) ?? 0,
                 compactionFinished: try backend.metaInt("compact_finished_rev", on: c) ?? 0),
             valueCacheBytes: valueCacheBytes)
-        // One pass in revision order: each row becomes its key's newest version until a later row replaces it.
-        // No value is read: SQLite answers `length()` of a BLOB from the record header without loading its bytes
-        // or overflow pages, so start-up reads the keys and metadata only, whatever the size of the values.
-        let rows = try c.statement(
-            "SELECT rev, sub, key, create_rev, version, lease, length(value) FROM revs ORDER BY rev, sub")
+        // One pass in revision order over the history's index (`Backend.historyIndex`), which holds everything but
+        // the values: each row becomes its key's newest version until a later row replaces it. Rows written before
+        // the index had value lengths have none there; the live ones among them are asked of the table after.
+        let rows = try c.statement(indexSource)
+        var lengthsUnknown: [Data] = []
         while try rows.step() {
             let ref = RevisionRef(main: rows.int64(0), sub: rows.int64(1), tombstone: rows.int64(4) == 0)
-            let head =
-                ref.tombstone
-                ? nil
-                : HeadMeta(
+            let key = rows.data(2)
+            var head: HeadMeta?
+            if !ref.tombstone {
+                let known = !rows.isNull(6)
+                head = HeadMeta(
                     createRevision: rows.int64(3), version: rows.int64(4), lease: rows.int64(5),
-                    valueLength: Int(rows.int64(6)))
-            state.record(rows.data(2), ref, head: head)
+                    valueLength: known ? Int(rows.int64(6)) : Int(HeadMeta.unknownLength))
+                if !known { lengthsUnknown.append(key) }
+            }
+            state.record(key, ref, head: head)
         }
         rows.reset()
+        if !lengthsUnknown.isEmpty {
+            let length = try c.statement("SELECT length(value) FROM revs WHERE rev = ?1 AND sub = ?2")
+            for key in lengthsUnknown {
+                guard let entry = state.keys[key], var head = entry.head, head.valueLength == HeadMeta.unknownLength,
+                    let ref = entry.headRef
+                else { continue }
+                length.bind(1, ref.main).bind(2, ref.sub)
+                guard try length.step() else { throw MVCCError.storage("no row for revision \(ref.main).\(ref.sub)") }
+                head.valueLength = UInt32(clamping: length.int64(0))
+                entry.head = head
+                length.reset()
+            }
+        }
         // Rows a compaction superseded may still be on disk (it removes them in steps, and may have been cut short
         // by a stop, or the database came from a snapshot taken mid-compaction): the index forgets them as the
         // compaction defined it, and `compactStep` then removes them.

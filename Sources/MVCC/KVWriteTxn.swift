@@ -126,10 +126,13 @@ public final class KVWriteTxn {
     private func record(_ row: Mvccpb_KeyValue, head: Mvccpb_KeyValue?) throws {
         let sub = Int64(changes.count)
         let insert = try store.backend.writer.statement(
-            "INSERT OR REPLACE INTO revs(rev, sub, key, create_rev, version, lease, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            """
+            INSERT OR REPLACE INTO revs(rev, sub, key, create_rev, version, lease, value, vlen)
+                VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            """
         )
         insert.bind(1, row.modRevision).bind(2, sub).bind(3, row.key).bind(4, row.createRevision).bind(5, row.version)
-            .bind(6, row.lease).bind(7, row.value)
+            .bind(6, row.lease).bind(7, row.value).bind(8, Int64(row.value.count))
         try insert.run()
         overlay[row.key] = changes.count
         changes.append(Change(row: row, sub: sub, head: head))

@@ -17,6 +17,9 @@ struct HeadMeta: Equatable, Sendable {
     /// The value's length: a keys-only or count-only read never needs the value, and an empty one is never fetched.
     var valueLength: UInt32
 
+    /// Only while `KVStore.load` runs: a row written before the history's index recorded value lengths.
+    static let unknownLength = UInt32.max
+
     init(createRevision: Int64, version: Int64, lease: Int64, valueLength: Int) {
         self.createRevision = createRevision
         self.version = version

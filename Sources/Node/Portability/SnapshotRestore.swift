@@ -116,16 +116,18 @@ public enum SnapshotRestore {
         try backend.writer.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536;")
         try backend.beginBatch()
         let insert = try backend.writer.statement(
-            "INSERT INTO revs(rev, sub, key, create_rev, version, lease, value) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            "INSERT INTO revs(rev, sub, key, create_rev, version, lease, value, vlen) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        )
         var count = 0
         var highest: Int64 = 0
         try reader.forEachRevision { revision in
             let kv = revision.keyValue
             insert.bind(1, revision.revision.main).bind(2, revision.revision.sub).bind(3, kv.key)
             if revision.isTombstone {
-                insert.bind(4, Int64(0)).bind(5, Int64(0)).bind(6, Int64(0)).bind(7, Data())
+                insert.bind(4, Int64(0)).bind(5, Int64(0)).bind(6, Int64(0)).bind(7, Data()).bind(8, Int64(0))
             } else {
                 insert.bind(4, kv.createRevision).bind(5, kv.version).bind(6, kv.lease).bind(7, kv.value)
+                    .bind(8, Int64(kv.value.count))
             }
             try insert.run()
             highest = max(highest, revision.revision.main)
