@@ -10,7 +10,8 @@
 #   SIZE=2 SERVERS=quorum QUORUM=/tmp/quorum-abc scripts/bench-startup.sh
 #
 # Dropping the page cache needs root (`echo 3 > /proc/sys/vm/drop_caches`, after `sync`). Each run's data is removed
-# before the next. Results: one line per server, appended to $OUT (default docs/bench/startup.tsv).
+# before the next. Results: one line per server, appended to $OUT (default docs/bench/startup.tsv), Quorum's with
+# QUORUM_COMMIT (default: this checkout's HEAD; set it when QUORUM is another build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE="${SIZE:-8}"
@@ -19,6 +20,7 @@ CLIENTS="${CLIENTS:-64}"
 SERVERS="${SERVERS:-quorum etcd35}"
 QUORUM="${QUORUM:-$PWD/.build-bench/release/quorum}"
 OUT="${OUT:-docs/bench/startup.tsv}"
+QUORUM_COMMIT="${QUORUM_COMMIT:-$(git rev-parse --short HEAD)}"
 . scripts/bench-common.sh
 bench_work bench-startup
 
@@ -76,7 +78,9 @@ for server in $SERVERS; do
     echo "#   cold recovery after kill -9: $rec_s s, read $rec_read MB from the disk, $rec_rchar MB through read calls"
     stop -TERM
     rm -rf "$data"
-    line="$(date -u +%FT%TZ)	$(git rev-parse --short HEAD)	$server	$SIZE	$VAL	$keys	$db	$warm_s	$warm_read"
+    commit=-
+    [ "$server" != quorum ] || commit="$QUORUM_COMMIT"
+    line="$(date -u +%FT%TZ)	$commit	$server	$SIZE	$VAL	$keys	$db	$warm_s	$warm_read"
     line+="	$warm_rchar	$cold_s	$cold_read	$cold_rchar	$rec_s	$rec_read	$rec_rchar	$rss"
     echo "$line" >>"$OUT"
     echo "$line"

@@ -129,7 +129,7 @@ public final class KVStore: Sendable {
         // compaction defined it, and `compactStep` then removes them.
         let compacted = state.revisions.compacted
         if compacted > 0 && state.revisions.compactionFinished < compacted {
-            state.keys.mutateAll { _, entry in
+            state.keys.mutateAll { entry in
                 guard let e = entry else { return }
                 e.compact(at: compacted)
                 if e.history.isEmpty && e.head == nil { entry = nil }
@@ -177,8 +177,8 @@ public final class KVStore: Sendable {
     public func leasedKeys() -> [(key: Data, lease: Int64)] {
         state.withLock { s in
             var out: [(Data, Int64)] = []
-            s.keys.forEach(from: Data()) { key, entry in
-                if let lease = entry.head?.lease, lease != 0 { out.append((key, lease)) }
+            s.keys.scan(from: Data()) { key, entry in
+                if let lease = entry.head?.lease, lease != 0 { out.append((Data(key), lease)) }
                 return true
             }
             return out
@@ -279,15 +279,16 @@ public final class KVStore: Sendable {
         let paged = options.pageBytes > 0
         var pageBytes = 0
         var resume: Data? = nil
-        /// Whether the walk goes on: false once a page is full (`resume` is then the key it stopped before).
-        func take(_ key: Data, _ entry: KeyEntry) -> Bool {
+        /// Whether the walk goes on: false once a page is full (`resume` is then the key it stopped before). The key
+        /// is the index's bytes, copied out only into an answer, or the request's own `Data` (`given`) for one key.
+        func take(_ key: UnsafeRawBufferPointer, given: Data?, _ entry: KeyEntry) -> Bool {
             let ref: RevisionRef
             let head: HeadMeta?
             if atHead {
                 // A count-only read at the head looks at nothing but whether the key exists.
                 guard let h = entry.head else { return true }
                 if paged && ((options.limit > 0 && kvs.count >= options.limit) || pageBytes >= options.pageBytes) {
-                    resume = key
+                    resume = given ?? Data(key)
                     return false
                 }
                 count += 1
@@ -297,7 +298,7 @@ public final class KVStore: Sendable {
             } else {
                 guard let r = entry.version(atOrBefore: revision), !r.tombstone else { return true }
                 if paged && ((options.limit > 0 && kvs.count >= options.limit) || pageBytes >= options.pageBytes) {
-                    resume = key
+                    resume = given ?? Data(key)
                     return false
                 }
                 count += 1
@@ -306,7 +307,7 @@ public final class KVStore: Sendable {
                 head = entry.history.last == r ? entry.head : nil
             }
             var kv = Mvccpb_KeyValue()
-            kv.key = key
+            kv.key = given ?? Data(key)
             kv.modRevision = ref.main
             if let head {
                 kv.createRevision = head.createRevision
@@ -330,14 +331,14 @@ public final class KVStore: Sendable {
             return true
         }
         if case .single(let key) = range {
-            if let entry = s.keys[key] { _ = take(key, entry) }
+            if let entry = s.keys[key] { _ = key.withUnsafeBytes { take($0, given: key, entry) } }
         } else {
             let (low, high) = range.bounds
             var start = low
             if let from = options.from, KeyRange.compare(from, low) > 0 { start = from }
-            s.keys.forEach(from: start) { key, entry in
-                if let high, KeyRange.compare(key, high) >= 0 { return false }
-                return take(key, entry)
+            s.keys.scan(from: start) { key, entry in
+                if let high, high.withUnsafeBytes({ KeyRange.compare(key, $0) }) >= 0 { return false }
+                return take(key, given: nil, entry)
             }
         }
         return RangeResult(kvs: kvs, revision: s.revisions.current, count: count, resume: resume)
@@ -418,7 +419,7 @@ public final class KVStore: Sendable {
         let start = monotonicNanoseconds()
         state.withLock { s in
             s.revisions.compacted = revision
-            s.keys.mutateAll { _, entry in
+            s.keys.mutateAll { entry in
                 guard let e = entry else { return }
                 let kept = e.history.first.flatMap { $0.main <= finished ? $0 : nil }
                 e.compact(at: revision)

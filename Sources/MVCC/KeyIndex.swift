@@ -32,6 +32,40 @@ struct HeadMeta: Equatable, Sendable {
     }
 }
 
+/// A key's versions since the last compaction, ascending by revision. Most keys have one (every key of a compacted
+/// store, every key written once), and that one is held inline: an array of one would be a 64-byte allocation per
+/// key, the largest part of the index after the keys themselves. A key with more keeps the older ones in an array.
+struct RevisionHistory: RandomAccessCollection, ExpressibleByArrayLiteral, Equatable {
+    /// The newest version; nil only when the history is empty.
+    private var newest: RevisionRef?
+    /// The versions before `newest`, ascending.
+    private var older: [RevisionRef] = []
+
+    init(_ refs: some Sequence<RevisionRef>) {
+        for ref in refs { append(ref) }
+    }
+
+    init(arrayLiteral refs: RevisionRef...) { self.init(refs) }
+
+    var startIndex: Int { 0 }
+    var endIndex: Int { newest == nil ? 0 : older.count + 1 }
+
+    subscript(position: Int) -> RevisionRef {
+        position < older.count ? older[position] : newest!
+    }
+
+    var last: RevisionRef? { newest }
+
+    mutating func append(_ ref: RevisionRef) {
+        if let newest { older.append(newest) }
+        newest = ref
+    }
+
+    mutating func removeLast() {
+        newest = older.popLast()
+    }
+}
+
 /// What memory holds for one key: its newest version's metadata while it exists (no value: values would make the
 /// index grow with the data, see `ValueCache`), and every version since the last compaction (as etcd's tree index
 /// does), so that keys-only and count-only reads at the head never touch the database, reads with values fetch
@@ -43,12 +77,12 @@ struct HeadMeta: Equatable, Sendable {
 final class KeyEntry {
     var head: HeadMeta?
     /// Ascending by revision; a deletion is a tombstone entry. While the key exists the last one is its head's row.
-    var history: [RevisionRef]
+    var history: RevisionHistory
     /// Where the value cache last put the head's value (checked against the row on use, so never stale): a hit
     /// without hashing.
     var valueSlot: Int32 = -1
 
-    init(head: HeadMeta? = nil, history: [RevisionRef] = []) {
+    init(head: HeadMeta? = nil, history: RevisionHistory = []) {
         self.head = head
         self.history = history
     }
@@ -102,7 +136,7 @@ final class KeyEntry {
         let newest = history[above - 1]
         let keepsNewest = Self.compactionKeeps(newest.main, tombstone: newest.tombstone, at: revision)
         if above == 1 && keepsNewest { return }
-        history = (keepsNewest ? [newest] : []) + history[above...]
+        history = RevisionHistory((keepsNewest ? [newest] : []) + history[above...])
     }
 
     /// Whether a compaction at `revision` keeps a key's newest version at or before it (see `compact(at:)`).

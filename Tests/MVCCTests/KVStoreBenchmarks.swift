@@ -121,14 +121,24 @@ struct KVStoreBenchmarks {
         let heap = Self.heapInUse() - before
         #expect(reopened?.keyCount() == n)
         reopened = nil
+        // The same after a compaction at the head: one version per key, what a long-running member holds.
+        try backend.beginBatch()
+        try store.scheduleCompaction(store.revisions.current)
+        while try !store.compactStep(budget: 1_000) {}
+        try backend.commitBatch()
+        let beforeCompacted = Self.heapInUse()
+        var compacted: KVStore? = try KVStore(backend: try Backend(path: dir.path + "/db"))
+        let heapCompacted = Self.heapInUse() - beforeCompacted
+        #expect(compacted?.keyCount() == n)
+        compacted = nil
         print(
             String(
                 format:
                     "mvcc-bench keys=%d put=%.1fus overwrite=%.1fus get=%.2fus range100=%.1fus range100-keys-only=%.1fus "
-                    + "count-all=%.1fms index-heap=%.0fB/key",
+                    + "count-all=%.1fms index-heap=%.0fB/key index-heap-compacted=%.0fB/key",
                 n, put / Double(n) * 1e6, overwrite / Double(n) * 1e6, get / Double(gets) * 1e6,
                 range / Double(ranges) * 1e6, keysOnly / Double(ranges) * 1e6, countAll / 20 * 1e3,
-                Double(heap) / Double(n)))
+                Double(heap) / Double(n), Double(heapCompacted) / Double(n)))
     }
 
     /// Start-up (rebuilding the index) over the same number of keys with small and large values.

@@ -78,7 +78,26 @@ import Testing
             previous = key
             return true
         }
-        #expect(map.leaves.allSatisfy { $0.keys.count <= SortedKeyMap<Int>.leafCapacity })
+        #expect(map.leaves.allSatisfy { $0.count <= SortedKeyMap<Int>.leafCapacity })
+    }
+
+    /// A leaf packs its keys into one buffer; removed keys' bytes are reclaimed once they are half of it.
+    @Test func removedKeysBytesAreReclaimedAndTheRestStayFindable() {
+        var map = SortedKeyMap<Int>()
+        func key(_ i: Int) -> Data { Data((String(format: "%03d", i) + String(repeating: "x", count: 97)).utf8) }
+        for i in 0..<200 { map.set(key(i), i) }
+        #expect(map.leaves.count == 1 && map.leaves[0].bytes.count == 200 * 100)
+        let removed = Set((0..<150).map { $0 * 4 / 3 })
+        for i in removed { map.remove(key(i)) }
+        #expect(map.count == 50 && map.leaves[0].bytes.count < 100 * 100)
+        for i in 0..<200 { #expect(map[key(i)] == (removed.contains(i) ? nil : i)) }
+        var keys: [Data] = []
+        map.forEach(from: Data()) { k, v in
+            #expect(k == key(v))
+            keys.append(k)
+            return true
+        }
+        #expect(keys.count == 50 && keys == keys.sorted { KeyRange.less($0, $1) })
     }
 
     @Test func manyKeysSplitLeavesAndStayInOrder() {
@@ -93,7 +112,7 @@ import Testing
             return true
         }
         #expect(expected == 10_000)
-        map.mutateAll { _, value in
+        map.mutateAll { value in
             if let v = value, v % 3 != 0 { value = nil }
         }
         #expect(map.count == 3_334)
