@@ -99,16 +99,15 @@ public final class KVStore: Sendable {
         var lengthsUnknown: [Data] = []
         while try rows.step() {
             let ref = RevisionRef(main: rows.int64(0), sub: rows.int64(1), tombstone: rows.int64(4) == 0)
-            let key = rows.data(2)
             var head: HeadMeta?
             if !ref.tombstone {
                 let known = !rows.isNull(6)
                 head = HeadMeta(
                     createRevision: rows.int64(3), version: rows.int64(4), lease: rows.int64(5),
                     valueLength: known ? Int(rows.int64(6)) : Int(HeadMeta.unknownLength))
-                if !known { lengthsUnknown.append(key) }
+                if !known { lengthsUnknown.append(rows.data(2)) }
             }
-            state.record(key, ref, head: head)
+            rows.withBlob(2) { state.record(keyBytes: $0, ref, head: head) }
         }
         rows.reset()
         if !lengthsUnknown.isEmpty {
@@ -279,8 +278,12 @@ public final class KVStore: Sendable {
         let paged = options.pageBytes > 0
         var pageBytes = 0
         var resume: Data? = nil
+        // The answer's keys, copied out of the index back to back, and which answer each belongs to: after the walk
+        // they become one `Data` that every answer's key is a slice of (a `Data` per key would be two allocations).
+        var keyBytes: [UInt8] = []
+        var keySpans: [(index: Int, bytes: Range<Int>)] = []
         /// Whether the walk goes on: false once a page is full (`resume` is then the key it stopped before). The key
-        /// is the index's bytes, copied out only into an answer, or the request's own `Data` (`given`) for one key.
+        /// is the index's bytes, or the request's own `Data` (`given`) for one key.
         func take(_ key: UnsafeRawBufferPointer, given: Data?, _ entry: KeyEntry) -> Bool {
             let ref: RevisionRef
             let head: HeadMeta?
@@ -307,7 +310,12 @@ public final class KVStore: Sendable {
                 head = entry.history.last == r ? entry.head : nil
             }
             var kv = Mvccpb_KeyValue()
-            kv.key = given ?? Data(key)
+            if let given {
+                kv.key = given
+            } else {
+                keySpans.append((kvs.count, keyBytes.count..<keyBytes.count + key.count))
+                keyBytes.append(contentsOf: key)
+            }
             kv.modRevision = ref.main
             if let head {
                 kv.createRevision = head.createRevision
@@ -340,6 +348,10 @@ public final class KVStore: Sendable {
                 if let high, high.withUnsafeBytes({ KeyRange.compare(key, $0) }) >= 0 { return false }
                 return take(key, given: nil, entry)
             }
+        }
+        if !keySpans.isEmpty {
+            let keys = Data(keyBytes)
+            for (index, bytes) in keySpans where kvs[index].key.isEmpty { kvs[index].key = keys[bytes] }
         }
         return RangeResult(kvs: kvs, revision: s.revisions.current, count: count, resume: resume)
     }

@@ -173,7 +173,16 @@ struct MemoryState {
     mutating func record(
         _ key: Data, _ ref: RevisionRef, head: HeadMeta?, value: Data? = nil, entry known: KeyEntry? = nil
     ) {
-        let e = known ?? keys.value(for: key, orInsert: { KeyEntry() })
+        record(into: known ?? keys.value(for: key, orInsert: { KeyEntry() }), ref, head: head, value: value)
+    }
+
+    /// `record(_:_:head:)` for a key given as bytes (start-up, straight from SQLite's row): a key already in the index
+    /// costs no copy.
+    mutating func record(keyBytes: UnsafeRawBufferPointer, _ ref: RevisionRef, head: HeadMeta?) {
+        record(into: keys.value(forKey: keyBytes, orInsert: { KeyEntry() }), ref, head: head, value: nil)
+    }
+
+    private mutating func record(into e: KeyEntry, _ ref: RevisionRef, head: HeadMeta?, value: Data?) {
         if let old = e.headRef {
             liveKeys -= 1
             values.remove(main: old.main, sub: old.sub)

@@ -183,39 +183,41 @@ struct SortedKeyMap<Value>: @unchecked Sendable {
     /// Inserts or replaces; `update` receives the current value (nil when absent) and returns the new one, or
     /// nil to remove the key.
     mutating func update(_ key: Data, _ update: (inout Value?) -> Void) {
-        key.withUnsafeBytes { probe in
-            if leaves.isEmpty {
-                var value: Value? = nil
-                update(&value)
-                guard let value else { return }
-                let leaf = Leaf()
-                leaf.insert(probe, value, at: 0)
-                leaves = [leaf]
-                lowKeys = [key]
-                count = 1
-                return
-            }
-            var p = lowerBound(probe)
-            if p.leaf == leaves.count { p = Position(leaf: leaves.count - 1, slot: leaves[leaves.count - 1].count) }
-            let leaf = leaves[p.leaf]
-            if p.slot < leaf.count && leaf.withKey(p.slot, { KeyRange.compare($0, probe) }) == 0 {
-                var value: Value? = leaf.values[p.slot]
-                update(&value)
-                if let value {
-                    leaf.values[p.slot] = value
-                } else {
-                    remove(at: p)
-                }
-                return
-            }
+        key.withUnsafeBytes { self.update(probe: $0, update) }
+    }
+
+    private mutating func update(probe: UnsafeRawBufferPointer, _ update: (inout Value?) -> Void) {
+        if leaves.isEmpty {
             var value: Value? = nil
             update(&value)
             guard let value else { return }
-            leaf.insert(probe, value, at: p.slot)
-            count += 1
-            if p.slot == 0 { lowKeys[p.leaf] = key }
-            splitIfFull(p.leaf)
+            let leaf = Leaf()
+            leaf.insert(probe, value, at: 0)
+            leaves = [leaf]
+            lowKeys = [Data(probe)]
+            count = 1
+            return
         }
+        var p = lowerBound(probe)
+        if p.leaf == leaves.count { p = Position(leaf: leaves.count - 1, slot: leaves[leaves.count - 1].count) }
+        let leaf = leaves[p.leaf]
+        if p.slot < leaf.count && leaf.withKey(p.slot, { KeyRange.compare($0, probe) }) == 0 {
+            var value: Value? = leaf.values[p.slot]
+            update(&value)
+            if let value {
+                leaf.values[p.slot] = value
+            } else {
+                remove(at: p)
+            }
+            return
+        }
+        var value: Value? = nil
+        update(&value)
+        guard let value else { return }
+        leaf.insert(probe, value, at: p.slot)
+        count += 1
+        if p.slot == 0 { lowKeys[p.leaf] = Data(probe) }
+        splitIfFull(p.leaf)
     }
 
     mutating func set(_ key: Data, _ value: Value) {
@@ -225,20 +227,20 @@ struct SortedKeyMap<Value>: @unchecked Sendable {
     /// The value of `key`, inserting `make()` first when absent: one search, and none at all for a key above every
     /// other (a store rebuilt in key order, sequential keys), which goes straight to the end.
     mutating func value(for key: Data, orInsert make: () -> Value) -> Value {
-        if let last = leaves.last, last.count > 0 {
-            let above = key.withUnsafeBytes { probe in
-                last.withKey(last.count - 1) { KeyRange.compare($0, probe) } < 0
-            }
-            if above {
-                let value = make()
-                key.withUnsafeBytes { last.insert($0, value, at: last.count) }
-                count += 1
-                splitIfFull(leaves.count - 1)
-                return value
-            }
+        key.withUnsafeBytes { value(forKey: $0, orInsert: make) }
+    }
+
+    /// `value(for:orInsert:)` for a key given as bytes, valid during the call.
+    mutating func value(forKey probe: UnsafeRawBufferPointer, orInsert make: () -> Value) -> Value {
+        if let last = leaves.last, last.count > 0, last.withKey(last.count - 1, { KeyRange.compare($0, probe) }) < 0 {
+            let value = make()
+            last.insert(probe, value, at: last.count)
+            count += 1
+            splitIfFull(leaves.count - 1)
+            return value
         }
         var found: Value? = nil
-        update(key) { existing in
+        update(probe: probe) { existing in
             if existing == nil { existing = make() }
             found = existing
         }
