@@ -190,6 +190,8 @@ struct Members: ParsableCommand {
     var slowSyncRate = 0.0
     @Flag(help: "Add, promote and remove members now and then (three to five voters).")
     var membershipChanges = false
+    @Flag(help: "Stop at the first seed that fails (a mutation needs to be caught once).")
+    var stopAtFirstFailure = false
 
     func run() throws {
         ensureDeterministicHashing()
@@ -197,8 +199,10 @@ struct Members: ParsableCommand {
         let list = seed.map { [$0] } ?? Array(startSeed..<startSeed + seeds)
         let started = monotonicSeconds()
         var failed = 0
+        var ran = 0
         for s in list {
             currentSeed = s
+            ran += 1
             var options = MemberSimulation.Options()
             options.operations = operations
             options.members = members
@@ -212,14 +216,16 @@ struct Members: ParsableCommand {
             if !report.ok {
                 failed += 1
                 print("FAILED \(report)")
+                if stopAtFirstFailure { break }
             } else if verbose || seed != nil {
                 print(report)
             }
         }
         let seconds = monotonicSeconds() - started
         print(
-            "\(list.count) seeds, \(failed) failed, \(Int(seconds)) s"
-                + (list.count > 1 ? " (seeds \(list.first!)..<\(list.last! + 1))" : ""))
+            "\(ran) seeds, \(failed) failed, \(Int(seconds)) s"
+                + (ran > 1 ? " (seeds \(list.first!)..<\(list.first! + UInt64(ran)))" : "")
+                + (stopAtFirstFailure && failed > 0 ? ", stopped at the first failure" : ""))
         if failed > 0 { throw ExitCode(1) }
     }
 }
