@@ -8,6 +8,8 @@
 #   bench_binary SERVER        # quorum ($QUORUM), etcd34 (Debian's), etcd35 (scripts/etcd35.sh)
 #   bench_start_member EXE DATA PORT LOG [FLAG...]   # one member "bench" in the background (PID), peers on PORT+1
 #   bench_wait_member PORT LOG # until it answers `etcdctl endpoint health` (exits with LOG's tail if it died)
+#   bench_stop SIGNAL          # sends SIGNAL (-TERM, -KILL) to the member ($PID) and waits for it to exit
+#   bench_field JSON NAME      # one field of a JSON object (the load programs print one per run)
 
 bench_work() {
     WORK="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
@@ -60,3 +62,11 @@ bench_wait_member() {
     tail -20 "$2" >&2
     exit 1
 }
+
+bench_stop() {
+    kill "$1" "$PID"
+    wait "$PID" 2>/dev/null || true
+    PID=""
+}
+
+bench_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }

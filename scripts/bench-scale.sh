@@ -36,13 +36,12 @@ bench_go_build scripts/bench-scale "$BIN"
 
 kib() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
 now() { date +%s.%N; }
-field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 # start SERVER EXE DATA PORT QUOTA: starts one member in the background, sets PID.
 start() { bench_start_member "$2" "$3" "$4" "$WORK/$1.log" --quota-backend-bytes "$5"; }
 
 # ready PORT: seconds until a linearizable get succeeds.
-ready() { field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }
+ready() { bench_field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }
 
 # requests OP PORT KEYS: one run of puts or gets (`scalebench run`), its JSON line.
 requests() {
@@ -50,11 +49,6 @@ requests() {
         --duration "$DURATION"
 }
 
-stop() {
-    kill "$1" "$PID"
-    wait "$PID" 2>/dev/null || true
-    PID=""
-}
 
 [ -f "$OUT" ] || printf '%s\n' "date	commit	server	size_gib	val	keys	load_puts_per_s	put_qps	put_p50_ms	put_p99_ms	put_max_ms	get_qps	get_p50_ms	get_p99_ms	get_max_ms	peak_rss_mb	db_mb	start_s	recovery_s	rss_restart_mb	rss_empty_mb	bytes_per_key	restarted_put_qps	restarted_put_p99_ms	restarted_get_qps	restarted_get_p99_ms	restarted_peak_rss_mb" >"$OUT"
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) sizes=$SIZES val=$VAL clients=$CLIENTS" \
@@ -79,7 +73,7 @@ for size in $SIZES; do
         echo "#   put: $put"
         echo "#   get: $get"
         peak=$(kib "$PID" VmHWM)
-        stop -TERM
+        bench_stop -TERM
         db=$(du -sm "$data" | cut -f1)
         start "$server" "$exe" "$data" "$port" "$quota"
         started=$(ready "$port")
@@ -89,10 +83,10 @@ for size in $SIZES; do
         echo "#   after the restart: put: $put2"
         echo "#   after the restart: get: $get2"
         peak2=$(kib "$PID" VmHWM)
-        stop -KILL
+        bench_stop -KILL
         start "$server" "$exe" "$data" "$port" "$quota"
         recovered=$(ready "$port")
-        stop -TERM
+        bench_stop -TERM
         rm -rf "$data"
         line=$(python3 - "$load" "$put" "$get" "$put2" "$get2" <<PY
 import json, sys

@@ -28,15 +28,9 @@ BIN="$WORK/scalebench"
 bench_go_build scripts/bench-scale "$BIN"
 [ -w /proc/sys/vm/drop_caches ] || { echo "dropping the page cache needs root" >&2; exit 2; }
 
-field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 io() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/io"; }
 start() { bench_start_member "$2" "$3" "$4" "$WORK/$1.log" --quota-backend-bytes "$5"; }
-ready() { field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }
-stop() {
-    kill "$1" "$PID"
-    wait "$PID" 2>/dev/null || true
-    PID=""
-}
+ready() { bench_field "$("$BIN" ready --endpoint "127.0.0.1:$1" --timeout 60m)" ready_s; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # measure SERVER EXE DATA PORT QUOTA: starts the member (PID); once it is ready, sets M to "seconds read_mb rchar_mb".
@@ -60,23 +54,23 @@ for server in $SERVERS; do
     start "$server" "$exe" "$data" "$port" "$quota"
     ready "$port" >/dev/null
     echo "#   load: $("$BIN" load --endpoint "127.0.0.1:$port" --keys "$keys" --val-size "$VAL" --clients "$CLIENTS")"
-    stop -TERM
+    bench_stop -TERM
     db=$(du -sm "$data" | cut -f1)
     measure "$server" "$exe" "$data" "$port" "$quota"
     read -r warm_s warm_read warm_rchar <<<"$M"
     echo "#   warm start-up: $warm_s s, read $warm_read MB from the disk, $warm_rchar MB through read calls"
-    stop -TERM
+    bench_stop -TERM
     drop_caches
     measure "$server" "$exe" "$data" "$port" "$quota"
     read -r cold_s cold_read cold_rchar <<<"$M"
     echo "#   cold start-up: $cold_s s, read $cold_read MB from the disk, $cold_rchar MB through read calls"
     rss=$(($(awk '$1 == "VmRSS:" { print $2 }' "/proc/$PID/status") >> 10))
-    stop -KILL
+    bench_stop -KILL
     drop_caches
     measure "$server" "$exe" "$data" "$port" "$quota"
     read -r rec_s rec_read rec_rchar <<<"$M"
     echo "#   cold recovery after kill -9: $rec_s s, read $rec_read MB from the disk, $rec_rchar MB through read calls"
-    stop -TERM
+    bench_stop -TERM
     rm -rf "$data"
     commit=-
     [ "$server" != quorum ] || commit="$QUORUM_COMMIT"

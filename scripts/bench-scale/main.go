@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -191,6 +192,16 @@ func main() {
 		for {
 			var err error
 			if cli == nil {
+				// The port first: a client dialling a port nobody listens on yet waits out gRPC's backoff (1 s).
+				if conn, derr := net.DialTimeout("tcp", *endpoint, time.Second); derr != nil {
+					if time.Since(started) > *timeout {
+						fail("not ready after %v: %v", *timeout, derr)
+					}
+					time.Sleep(20 * time.Millisecond)
+					continue
+				} else {
+					conn.Close()
+				}
 				cli, err = clientv3.New(clientv3.Config{Endpoints: []string{*endpoint}, DialTimeout: 2 * time.Second,
 					LogConfig: &zap.Config{Level: zap.NewAtomicLevelAt(zap.FatalLevel), Encoding: "json",
 						OutputPaths: []string{"stderr"}, ErrorOutputPaths: []string{"stderr"}}})
@@ -205,6 +216,10 @@ func main() {
 				if err == nil {
 					break
 				}
+				// A fresh client for the next attempt: gRPC's reconnect backoff (1 s, then 1.6x each time) would
+				// otherwise decide when a member that became ready is noticed, not the member.
+				cli.Close()
+				cli = nil
 			}
 			if time.Since(started) > *timeout {
 				fail("not ready after %v: %v", *timeout, err)
