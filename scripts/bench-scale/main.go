@@ -216,8 +216,8 @@ func main() {
 				if err == nil {
 					break
 				}
-				// A fresh client for the next attempt: gRPC's reconnect backoff (1 s, then 1.6x each time) would
-				// otherwise decide when a member that became ready is noticed, not the member.
+				// A fresh client for the next attempt: gRPC's reconnect backoff (1 s and more) would otherwise decide
+				// when a member that became ready is noticed, not the member.
 				cli.Close()
 				cli = nil
 			}
