@@ -95,8 +95,10 @@ struct SortedKeyMap<Value>: @unchecked Sendable {
             right.values = Array(values[half...])
             right.spans.reserveCapacity(spans.count - half)
             for slot in half..<spans.count {
-                withKey(slot) { right.spans.append(Span(offset: UInt32(right.bytes.count), length: UInt32($0.count))) }
-                withKey(slot) { right.bytes.append(contentsOf: $0) }
+                withKey(slot) { key in
+                    right.spans.append(Span(offset: UInt32(right.bytes.count), length: UInt32(key.count)))
+                    right.bytes.append(contentsOf: key)
+                }
             }
             spans.removeSubrange(half...)
             values.removeSubrange(half...)
