@@ -60,6 +60,8 @@ let package = Package(
         .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
         // The system's zlib, for gRPC's gzip message encoding (RPCTransport).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // glibc's malloc.h, for malloc_trim (Node's FreedMemory).
+        .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(name: "Raft"),
         .target(name: "Batching"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
@@ -88,7 +90,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth", "Batching",
+                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth", "Batching", "CMalloc",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

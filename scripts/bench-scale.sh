@@ -35,6 +35,12 @@ BIN="$WORK/scalebench"
 bench_go_build scripts/bench-scale "$BIN"
 
 kib() { awk -v f="$2" '$1 == f":" { print $2 }' "/proc/$1/status"; }
+# rss PHASE: the member's resident memory now, split into heap (RssAnon) and mapped file pages (RssFile: pages of the
+# database the server maps, which the kernel may drop; a page mapped twice counts twice).
+rss() {
+    echo "#   RSS $1: $(($(kib "$PID" VmRSS) / 1024)) MB, anon $(($(kib "$PID" RssAnon) / 1024)) MB," \
+        "file $(($(kib "$PID" RssFile) / 1024)) MB"
+}
 now() { date +%s.%N; }
 
 # start SERVER EXE DATA PORT QUOTA: starts one member in the background, sets PID.
@@ -67,21 +73,25 @@ for size in $SIZES; do
         rss_empty=$(kib "$PID" VmRSS)
         load=$("$BIN" load --endpoint "127.0.0.1:$port" --keys "$keys" --val-size "$VAL" --clients "$CLIENTS")
         echo "#   load: $load"
+        rss "after the load"
         sync
         put=$(requests put "$port" "$keys")
         get=$(requests get "$port" "$keys")
         echo "#   put: $put"
         echo "#   get: $get"
+        rss "after puts and gets"
         peak=$(kib "$PID" VmHWM)
         bench_stop -TERM
         db=$(du -sm "$data" | cut -f1)
         start "$server" "$exe" "$data" "$port" "$quota"
         started=$(ready "$port")
         rss_restart=$(kib "$PID" VmRSS)
+        rss "after the restart"
         put2=$(requests put "$port" "$keys")
         get2=$(requests get "$port" "$keys")
         echo "#   after the restart: put: $put2"
         echo "#   after the restart: get: $get2"
+        rss "after the restart's puts and gets"
         peak2=$(kib "$PID" VmHWM)
         bench_stop -KILL
         start "$server" "$exe" "$data" "$port" "$quota"

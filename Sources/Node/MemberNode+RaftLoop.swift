@@ -129,6 +129,12 @@ extension MemberNode {
             publishStatus(raftStatus)
         case .removeFile(let path):
             removeFile(path)
+        case .releaseFreedMemory(let bytes):
+            // A simulated member shares its process with the others and the simulator: nothing to hand back.
+            if backend.vfs == nil {
+                logger.debug("releasing freed memory", metadata: ["dropped-log-bytes": "\(bytes)"])
+                FreedMemory.releaseInBackground()
+            }
         case .fail(let message):
             fail(message)
             return false

@@ -167,14 +167,20 @@ struct RaftLog: Sendable {
         pendingSnapshot = snapshot
     }
 
-    /// Forgets entries through `index` (already applied and folded into a snapshot).
-    mutating func compact(through index: UInt64) {
-        guard index > baseIndex else { return }
+    /// Forgets entries through `index` (already applied and folded into a snapshot). Returns the bytes of entry
+    /// data it dropped, so that the application can tell when a large amount of memory was freed at once.
+    @discardableResult
+    mutating func compact(through index: UInt64) -> Int {
+        guard index > baseIndex else { return 0 }
         precondition(index <= applied && index <= persisted, "only applied, durable entries may be compacted")
         let newBaseTerm = term(at: index)!
-        entries.removeSubrange(..<Int(index - baseIndex))
+        let dropped = ..<Int(index - baseIndex)
+        var bytes = 0
+        for entry in entries[dropped] { bytes += entry.data.count }
+        entries.removeSubrange(dropped)
         baseIndex = index
         baseTerm = newBaseTerm
+        return bytes
     }
 
     /// Entries not yet handed out for persistence; marks them handed out.

@@ -520,12 +520,14 @@ public struct RaftNode: Sendable {
     /// Records that the application took a state-machine snapshot at `index` (at most the applied index):
     /// Raft keeps it to send to lagging followers and forgets log entries up to `snapshotCatchUpEntries`
     /// below it. The application may likewise drop its stored entries through `firstIndex - 1` afterwards.
-    public mutating func compact(through index: UInt64, snapshotData: [UInt8]) {
+    /// Returns the bytes of entry data dropped from memory.
+    @discardableResult
+    public mutating func compact(through index: UInt64, snapshotData: [UInt8]) -> Int {
         precondition(index <= log.applied, "cannot snapshot beyond the applied index")
         // A snapshot received from the leader while the application was applying may already cover `index`:
         // then there is nothing left to compact (a benign race, not an error).
-        if let s = snapshot, s.metadata.index >= index { return }
-        if index < log.baseIndex { return }
+        if let s = snapshot, s.metadata.index >= index { return 0 }
+        if index < log.baseIndex { return 0 }
         guard let t = log.term(at: index) else { preconditionFailure("no term for index \(index)") }
         snapshot = Snapshot(
             metadata: SnapshotMetadata(index: index, term: t, confState: confState(at: index)), data: snapshotData)
@@ -539,11 +541,10 @@ public struct RaftNode: Sendable {
                 if needs < newBase && index - needs <= config.catchUpRetention { newBase = needs }
             }
         }
-        if newBase > log.baseIndex {
-            baseConf = confState(at: newBase)
-            confChanges.removeAll { $0.index <= newBase }
-            log.compact(through: newBase)
-        }
+        guard newBase > log.baseIndex else { return 0 }
+        baseConf = confState(at: newBase)
+        confChanges.removeAll { $0.index <= newBase }
+        return log.compact(through: newBase)
     }
 
     // MARK: - Observation

@@ -92,6 +92,7 @@ import Testing
         case .failProposal: "failProposal"
         case .publishStatus: "publishStatus"
         case .removeFile: "removeFile"
+        case .releaseFreedMemory: "releaseFreedMemory"
         case .fail: "fail"
         }
     }
@@ -238,6 +239,50 @@ import Testing
         #expect(meta.index == applied && meta.term == driver.raft.currentTerm && !replacingLog)
         #expect(meta.confState.voters == [1, 2, 3])
         #expect(driver.raft.latestSnapshot?.metadata.index == applied, "Raft keeps the snapshot for lagging followers")
+    }
+
+    // MARK: Memory
+
+    /// Member 1 of three restarted with `count` applied entries of `size` bytes after its founding entries in its
+    /// log (what start-up replays from the write-ahead log since the last snapshot).
+    static func restarted(entries count: Int, size: Int) -> RaftDriver {
+        var state = RaftNode.bootstrapState(peers: [1, 2, 3])
+        let value = [UInt8](repeating: 7, count: size)
+        for i in 0..<count { state.entries.append(Entry(term: 1, index: UInt64(4 + i), data: value)) }
+        state.hardState.commit = UInt64(3 + count)
+        state.applied = state.hardState.commit
+        var config = RaftConfig(id: 1, randomSeed: 7)
+        config.snapshotCatchUpEntries = 1000
+        return RaftDriver(
+            raft: RaftNode(config: config, state: state), catchUpEntries: 1000, heartbeatNanoseconds: 100_000_000)
+    }
+
+    static func released(_ actions: [Action]) -> [Int] {
+        actions.compactMap { action in
+            if case .releaseFreedMemory(let bytes) = action { return bytes }
+            return nil
+        }
+    }
+
+    @Test func theLogReplayedAtStartUpIsDroppedAtTheFirstReadyAndItsMemoryReleased() {
+        // 4,000 entries of 32 KiB: the first Ready keeps the catch-up window (1,000 entries below the applied
+        // index) and drops the rest, the founding entries and 3,000 of 32 KiB (94 MiB).
+        var driver = Self.restarted(entries: 4000, size: 32 << 10)
+        let actions = Self.ready(&driver)
+        #expect(driver.raft.firstIndex == driver.raft.appliedIndex - 1000 + 1)
+        #expect(Self.released(actions) == [3000 * (32 << 10) + Self.foundingBytes])
+    }
+
+    @Test func trimsOfSmallEntriesReleaseNothingTheNextEntriesReuseTheirMemory() {
+        var driver = Self.restarted(entries: 3000, size: 100)
+        let actions = Self.ready(&driver)
+        #expect(driver.raft.firstIndex == driver.raft.appliedIndex - 1000 + 1, "the log was trimmed")
+        #expect(Self.released(actions).isEmpty)
+    }
+
+    /// The bytes of the three founding configuration entries.
+    static var foundingBytes: Int {
+        RaftNode.bootstrapState(peers: [1, 2, 3]).entries.reduce(0) { $0 + $1.data.count }
     }
 
     // MARK: Linearizable reads
