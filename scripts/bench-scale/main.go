@@ -1,12 +1,13 @@
 // scalebench: loads an etcd v3 API server with a database of a given size and measures requests on it, for
 // scripts/bench-scale.sh. Built on Debian's etcd 3.4 clientv3 (GOPATH mode).
 //
-//	scalebench load  --endpoint 127.0.0.1:2379 --keys 2000000 --val-size 4096 --clients 64
+//	scalebench load  --endpoint 127.0.0.1:2379 --keys 2000000 --val-size 4096 --clients 64 [--batch 128]
 //	scalebench run   --endpoint 127.0.0.1:2379 --keys 2000000 --op put|get --clients 64 --duration 10s [--timeline F]
 //	scalebench ready --endpoint 127.0.0.1:2379 --timeout 30m
 //
 // Keys are /scale/%010d, 0 <= i < keys. `load` writes each key once (puts of val-size random bytes, `clients`
-// goroutines over `conns` connections) and prints the rate. `run` has `clients` goroutines do puts of val-size bytes
+// goroutines over `conns` connections; with --batch N, transactions of N puts of consecutive keys, which loads tens
+// of millions of small values in minutes) and prints the rate in keys per second. `run` has `clients` goroutines do puts of val-size bytes
 // to random existing keys, or linearizable gets of one random key, for `duration`; it prints qps and p50/p99/max,
 // and with --timeline writes every request's start and latency (ms), to find stalls that all clients share.
 // `ready` waits until a linearizable get succeeds (a member that has recovered and has a leader) and prints how long
@@ -76,6 +77,7 @@ func main() {
 	duration := fs.Duration("duration", 10*time.Second, "run: how long")
 	op := fs.String("op", "put", "run: put or get")
 	timeout := fs.Duration("timeout", 30*time.Minute, "ready: give up after this long")
+	batch := fs.Int64("batch", 1, "load: puts per request (a transaction of that many puts when above 1)")
 	timeline := fs.String("timeline", "", "run: write each request's start (ms since the run began) and latency (ms) here")
 	_ = fs.Parse(os.Args[2:])
 
@@ -93,14 +95,22 @@ func main() {
 			go func() {
 				defer wg.Done()
 				for {
-					i := atomic.AddInt64(&next, 1)
+					i := atomic.AddInt64(&next, 1) * *batch
 					if i >= *keys {
 						return
+					}
+					var ops []clientv3.Op
+					for j := i; j < i+*batch && j < *keys; j++ {
+						ops = append(ops, clientv3.OpPut(key(j), string(value)))
 					}
 					var err error
 					for attempt := 0; attempt < 5; attempt++ {
 						ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-						_, err = cli.Put(ctx, key(i), string(value))
+						if len(ops) == 1 {
+							_, err = cli.Put(ctx, key(i), string(value))
+						} else {
+							_, err = cli.Txn(ctx).Then(ops...).Commit()
+						}
 						cancel()
 						if err == nil {
 							break
