@@ -60,7 +60,7 @@ let package = Package(
         .systemLibrary(name: "CXCrypt", path: "Sources/CXCrypt", providers: [.apt(["libcrypt-dev"])]),
         // The system's zlib, for gRPC's gzip message encoding (RPCTransport).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
-        // glibc's malloc.h, for malloc_trim (Node's FreedMemory).
+        // glibc's malloc.h, for malloc_trim and mallopt (Node's Allocator).
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(name: "Raft"),
         .target(name: "Batching"),

@@ -305,9 +305,10 @@ public final class Backend: @unchecked Sendable {
         return try body(connection)
     }
 
-    /// Runs `body` in a read transaction on a connection of its own that reads through a small page cache instead of
-    /// mapping the file: for scans of the whole database (etcd-format snapshots, backups), which through a mapping
-    /// would leave every page of the file resident in the member's memory for as long as the mapping lives.
+    /// Runs `body` in a read transaction on a connection of its own, closed afterwards, with a small page cache and no
+    /// mapping of the file: for scans of the whole database (etcd-format snapshots, backups), which last minutes and
+    /// should neither hold a pooled reader that long nor, through a mapping, leave every page of the file resident in
+    /// the member's memory.
     public func readUnmapped<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         enterReader()
         defer { leaveReader() }

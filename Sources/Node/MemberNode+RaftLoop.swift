@@ -133,7 +133,7 @@ extension MemberNode {
             // A simulated member shares its process with the others and the simulator: nothing to hand back.
             if backend.vfs == nil {
                 logger.debug("releasing freed memory", metadata: ["dropped-log-bytes": "\(bytes)"])
-                FreedMemory.releaseInBackground()
+                Allocator.releaseFreedPagesInBackground()
             }
         case .fail(let message):
             fail(message)

@@ -56,7 +56,7 @@ struct RaftDriver {
         /// A database image nobody needs any more.
         case removeFile(String)
         /// The log just dropped this many bytes of entries from memory at once (the entries replayed at start-up,
-        /// or a window kept for a follower): hand the freed pages back to the kernel (`FreedMemory`).
+        /// or a window kept for a follower): hand the freed pages back to the kernel (`Allocator`).
         case releaseFreedMemory(bytes: Int)
         /// The member cannot go on.
         case fail(String)

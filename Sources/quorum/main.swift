@@ -74,6 +74,7 @@ func versionText() -> String {
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 let environment = ProcessInfo.processInfo.environment
+Allocator.limitArenas(environment: environment)
 
 /// `quorum gateway start`: etcd's L4 gateway (a TCP proxy to the cluster's client endpoints). Errors are reported as
 /// etcd's cobra commands report them ("Error: ...", status 1).
