@@ -74,6 +74,9 @@ import Testing
     @Test func rapidResetGetsGoAwayEnhanceYourCalm() async throws {
         var limits = RPCConnectionLimits()
         limits.maxPrematureResets = 5
+        // The count restarts every window; under a loaded full suite this test once took 30 s, which let the window
+        // roll between resets and no GOAWAY came. A window no run outlasts keeps the test about counting.
+        limits.abuseWindow = .hours(1)
         let h = try await T.Harness(limits: limits)
         // Answered streams reset afterwards (clientv3's KeepAliveOnce) are not counted.
         for n in 0..<10 {
@@ -105,6 +108,7 @@ import Testing
     @Test func aFloodOfTinyWindowUpdatesGetsGoAway() async throws {
         var limits = RPCConnectionLimits()
         limits.maxSmallWindowUpdates = 100
+        limits.abuseWindow = .hours(1)  // as above: the window must not roll during the test
         let h = try await T.Harness(limits: limits)
         // Credit given back in large steps is ordinary client behaviour, however often.
         for _ in 0..<300 {
