@@ -7,10 +7,11 @@ import Dispatch
 /// glibc's allocator, fitted to a member: what it keeps of memory the member freed.
 public enum Allocator {
     /// Arenas the allocator may create. glibc's default is eight per core, and a thread takes an arena of its own when
-    /// the one it used is busy; every arena keeps its freed chunks. Ten seconds of gets from 64 clients (each miss of
-    /// the value cache a 4 KiB value allocated on one thread and freed on another) left 366 MB more resident with the
-    /// default, 186 MB with four arenas and 13 MB with one; the CPU per put and per get with four was the default's
-    /// within the noise, with one up to 30 % more per put (docs/BENCHMARKS.md).
+    /// the one it used is busy; every arena keeps its freed chunks. Ten seconds of puts and ten of gets from 64 clients
+    /// (each miss of the value cache a 4 KiB value allocated on one thread and freed on another) grew the heap by
+    /// 374 MB with the default (sixteen on two cores), 195 MB with four arenas and 19 MB with one; the CPU per put and
+    /// per get with four was the default's within the noise, and one arena cost a third of the puts
+    /// (docs/BENCHMARKS.md).
     public static let arenas: Int32 = 4
 
     /// Limits the arenas to `arenas` unless the operator set `MALLOC_ARENA_MAX`; called first thing at start, before

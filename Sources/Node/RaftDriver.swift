@@ -196,9 +196,8 @@ struct RaftDriver {
         // after it does the work.
         guard pipeline.stage == .idle, let term = raft.term(at: applied) else { return }
         let meta = SnapshotMetadata(index: applied, term: term, confState: raft.confState(at: applied))
-        let dropped = raft.compact(through: applied, snapshotData: [])
         actions.append(.recordSnapshot(meta, replacingLog: false))
-        if dropped >= Self.releaseMemoryBytes { actions.append(.releaseFreedMemory(bytes: dropped)) }
+        compactLog(through: applied, into: &actions)
     }
 
     /// Every read, pending or in a round, taken out (the member stops).
@@ -312,6 +311,11 @@ struct RaftDriver {
     private mutating func trimLog(into actions: inout [Action]) {
         let applied = raft.appliedIndex
         guard applied >= raft.firstIndex + catchUpEntries + Self.logTrimSlack else { return }
+        compactLog(through: applied, into: &actions)
+    }
+
+    /// Raft drops its log through `applied` but for the catch-up window; a large drop asks for the memory back.
+    private mutating func compactLog(through applied: UInt64, into actions: inout [Action]) {
         let dropped = raft.compact(through: applied, snapshotData: [])
         if dropped >= Self.releaseMemoryBytes { actions.append(.releaseFreedMemory(bytes: dropped)) }
     }
