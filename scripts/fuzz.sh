@@ -85,4 +85,6 @@ for target in "${targets[@]}"; do
         done
     fi
 done
+# A passing run's corpus and logs in a directory of our own making are of no further use (a failing one's are).
+[ $status -eq 0 ] && [ -z "${QUORUM_FUZZ_OUT:-}" ] && rm -rf "$out"
 exit $status

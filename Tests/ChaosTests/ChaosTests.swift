@@ -12,6 +12,16 @@ import Testing
         return url.path
     }
 
+    /// Runs the scenario and removes its directory (five members' data: ~325 MB) when it passed; a failed run keeps
+    /// the members' logs and data for whoever replays the seed.
+    func run(members: Int, seconds: Int) async throws -> ChaosReport {
+        let options = try options(members: members, seconds: seconds)
+        let report = await Chaos.run(options)
+        print(report)
+        if report.passed { try? FileManager.default.removeItem(atPath: options.workDirectory) }
+        return report
+    }
+
     func options(members: Int, seconds: Int) throws -> ChaosOptions {
         let work = NSTemporaryDirectory() + "quorum-chaos-test-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -26,8 +36,7 @@ import Testing
 
     @Test func threeMembersStayLinearizableUnderFaults() async throws {
         try #require(Chaos.isSupported(), "network namespaces need root: run the suite as root (CI does)")
-        let report = await Chaos.run(try options(members: 3, seconds: 20))
-        print(report)
+        let report = try await run(members: 3, seconds: 20)
         #expect(report.passed, "\(report)")
         #expect(report.operations > 100, "too little traffic to mean anything: \(report)")
         #expect(!report.faults.isEmpty)
@@ -35,8 +44,7 @@ import Testing
 
     @Test func fiveMembersStayLinearizableUnderPartitions() async throws {
         try #require(Chaos.isSupported(), "network namespaces need root: run the suite as root (CI does)")
-        let report = await Chaos.run(try options(members: 5, seconds: 15))
-        print(report)
+        let report = try await run(members: 5, seconds: 15)
         #expect(report.passed, "\(report)")
         #expect(report.operations > 100, "too little traffic to mean anything: \(report)")
     }

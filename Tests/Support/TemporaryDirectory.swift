@@ -20,7 +20,18 @@ public final class TemporaryDirectory: Sendable {
         }
     }
 
-    deinit { try? FileManager.default.removeItem(at: url) }
+    /// Foundation's `removeItem` gives up at the first file it cannot unlink, and a test's background remover (the
+    /// log's released segments) may unlink one between the listing and the unlink: a few attempts leave nothing.
+    deinit {
+        for _ in 0..<5 {
+            do {
+                try FileManager.default.removeItem(at: url)
+                return
+            } catch {
+                if !FileManager.default.fileExists(atPath: url.path) { return }
+            }
+        }
+    }
 
     /// The path of `name` inside the directory.
     public func file(_ name: String) -> String { path + "/" + name }

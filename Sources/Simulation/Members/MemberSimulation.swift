@@ -167,6 +167,9 @@ public final class MemberSimulation: @unchecked Sendable {
         members = names.map { Member(name: $0, dataDir: root + "/" + $0) }
     }
 
+    /// A simulation made but never run (a test that stops early) still leaves no directory behind.
+    deinit { try? FileManager.default.removeItem(atPath: root) }
+
     /// Stops every member's loops and drops every pending event, so that the members are freed (their files
     /// closed), then removes the run's directory. A run holds real files: a sweep of thousands of seeds must not
     /// keep them.
