@@ -222,7 +222,7 @@ public final class Backend: @unchecked Sendable {
     /// Opens the transaction that the following writes join.
     public func beginBatch() throws {
         if let failure { throw failure }
-        if !writer.isInTransaction { try writer.execute("BEGIN IMMEDIATE") }
+        if !writer.isInTransaction { try writer.run("BEGIN IMMEDIATE") }
     }
 
     /// Drops the batch not yet committed, as a killed process loses it (a simulated crash): the connection then
@@ -236,7 +236,7 @@ public final class Backend: @unchecked Sendable {
         if let failure { throw failure }
         guard writer.isInTransaction else { return }
         do {
-            try writer.execute("COMMIT")
+            try writer.run("COMMIT")
         } catch {
             // A COMMIT that fails on an I/O error or a full disk leaves no transaction open: the batch is gone.
             let failed = BackendFailed(path: path, underlying: error)
@@ -300,8 +300,8 @@ public final class Backend: @unchecked Sendable {
     public func read<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         let connection = try takeReader()
         defer { returnReader(connection) }
-        try connection.execute("BEGIN")
-        defer { try? connection.execute("COMMIT") }
+        try connection.run("BEGIN")
+        defer { try? connection.run("COMMIT") }
         return try body(connection)
     }
 
@@ -309,7 +309,7 @@ public final class Backend: @unchecked Sendable {
     /// mapping of the file: for scans of the whole database (etcd-format snapshots, backups), which last minutes and
     /// should neither hold a pooled reader that long nor, through a mapping, leave every page of the file resident in
     /// the member's memory.
-    public func readUnmapped<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
+    public func readOnOwnConnection<T>(_ body: (SQLiteConnection) throws -> T) throws -> T {
         enterReader()
         defer { leaveReader() }
         let connection = try SQLiteConnection(path: path, vfs: vfs)

@@ -95,21 +95,25 @@ public final class KVStore: Sendable {
         // One pass in revision order over the history's index (`Backend.historyIndex`), which holds everything but
         // the values: each row becomes its key's newest version until a later row replaces it. Rows written before
         // the index had value lengths have none there; the live ones among them are asked of the table after.
-        let rows = try c.statement(indexSource)
+        // The rows are read on a thread of their own while this one inserts them (`HistoryIndexScan`).
         var lengthsUnknown: [Data] = []
-        while try rows.step() {
-            let ref = RevisionRef(main: rows.int64(0), sub: rows.int64(1), tombstone: rows.int64(4) == 0)
-            var head: HeadMeta?
-            if !ref.tombstone {
-                let known = !rows.isNull(6)
-                head = HeadMeta(
-                    createRevision: rows.int64(3), version: rows.int64(4), lease: rows.int64(5),
-                    valueLength: known ? Int(rows.int64(6)) : Int(HeadMeta.unknownLength))
-                if !known { lengthsUnknown.append(rows.data(2)) }
+        let scan = try HistoryIndexScan(connection: c, sql: indexSource, readAhead: backend.vfs == nil)
+        defer { scan.close() }
+        while let batch = try scan.next() {
+            batch.forEach { row, key in
+                let ref = RevisionRef(main: row.main, sub: row.sub, tombstone: row.version == 0)
+                var head: HeadMeta?
+                if !ref.tombstone {
+                    let known = row.valueLength >= 0
+                    head = HeadMeta(
+                        createRevision: row.createRevision, version: row.version, lease: row.lease,
+                        valueLength: known ? Int(row.valueLength) : Int(HeadMeta.unknownLength))
+                    if !known { lengthsUnknown.append(Data(key)) }
+                }
+                state.record(keyBytes: key, ref, head: head)
             }
-            rows.withBlob(2) { state.record(keyBytes: $0, ref, head: head) }
         }
-        rows.reset()
+        scan.close()
         if !lengthsUnknown.isEmpty {
             let length = try c.statement("SELECT length(value) FROM revs WHERE rev = ?1 AND sub = ?2")
             for key in lengthsUnknown {

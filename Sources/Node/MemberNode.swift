@@ -138,7 +138,16 @@ public final class MemberNode: @unchecked Sendable {
             try? disk.remove(config.dataDir + "/member/snap/" + name)
         }
         ids = RequestIDGenerator(memberID: memberID, now: wallClock())
+        let loadStarted = now()
         store = try KVStore(backend: backend, valueCacheBytes: config.valueCacheBytes)
+        // Most of a large member's start-up: an operator waiting for it should see what it took.
+        logger.info(
+            "restored the key index from the database",
+            metadata: [
+                "keys": "\(store.keyCount())", "current-revision": "\(store.revisions.current)",
+                "compact-revision": "\(store.revisions.compacted)",
+                "took": "\(Self.seconds(since: loadStarted, now: now()))",
+            ])
         alarms = try AlarmSet(backend: backend)
         versions = try ClusterVersionState(backend: backend)
         members = try ClusterMembers(backend: backend)
@@ -199,6 +208,8 @@ public final class MemberNode: @unchecked Sendable {
     /// Starts the Raft loop, the apply loop and the watch catch-up loop, and returns once the entries the log
     /// holds as committed are applied (see `begin`).
     public func start() {
+        let started = now()
+        let from = appliedIndex.load(ordering: .acquiring)
         begin()
         // Entries the log holds as committed but the database had not recorded (it commits lazily) are applied
         // again before the member serves: a read right after a restart sees every acknowledged write.
@@ -207,6 +218,20 @@ public final class MemberNode: @unchecked Sendable {
         {
             usleep(500)
         }
+        if recoveredCommit > from {
+            logger.info(
+                "applied the committed entries the database had not recorded",
+                metadata: [
+                    "entries": "\(recoveredCommit - from)", "applied-index": "\(recoveredCommit)",
+                    "took": "\(Self.seconds(since: started, now: now()))",
+                ])
+        }
+    }
+
+    /// A duration for the log, as etcd writes one ("1.234s"), from two readings of the member's clock.
+    static func seconds(since start: Int64, now: Int64) -> String {
+        let milliseconds = max(0, now - start) / 1_000_000
+        return "\(milliseconds / 1000).\(String(milliseconds % 1000 + 1000).dropFirst())s"
     }
 
     /// Whether the entries the log held as committed at start-up are applied: until then a read could miss an

@@ -32,7 +32,7 @@ public enum EtcdSnapshotExport {
     public static func write(backend: Backend, to path: String, term: UInt64, durable: Bool = true) throws -> Summary {
         try? FileSystem.remove(path)
         // Unmapped: a snapshot reads the whole database once, and memory must not grow with its size.
-        return try backend.readUnmapped { c in
+        return try backend.readOnOwnConnection { c in
             let writer = try EtcdSnapshotWriter(path: path, durable: durable)
             let rows = try c.statement(
                 "SELECT rev, sub, key, create_rev, version, lease, value FROM revs ORDER BY rev, sub")

@@ -70,6 +70,10 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs one statement without results, prepared once per connection: for the transaction statements every read
+    /// and every batch runs (`BEGIN`, `COMMIT`), which `execute` would parse and plan again each time.
+    public func run(_ sql: String) throws(SQLiteError) { try statement(sql).run() }
+
     /// A prepared statement, cached per connection: the hot paths never re-parse SQL.
     public func statement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
         if let cached = statements[sql] {
@@ -86,13 +90,13 @@ public final class SQLiteConnection: @unchecked Sendable {
 
     /// Runs `body` in a transaction; rolls back if it throws.
     public func transaction<T>(immediate: Bool = true, _ body: () throws -> T) throws -> T {
-        try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN")
+        try run(immediate ? "BEGIN IMMEDIATE" : "BEGIN")
         do {
             let result = try body()
-            try execute("COMMIT")
+            try run("COMMIT")
             return result
         } catch {
-            try? execute("ROLLBACK")
+            try? run("ROLLBACK")
             throw error
         }
     }
