@@ -409,10 +409,11 @@ public final class Backend: @unchecked Sendable {
     /// the next checkpoint) until none is left, `pages` have gone, or `nanoseconds` have passed by `clock`. A step is
     /// bounded by time because a page's cost varies a hundredfold: about 20 µs for a free page at the end, up to a
     /// millisecond for a live one SQLite must find a slot for in a long free list. Returns the pages returned and the
-    /// free pages left. Apply loop only, between batches; an incremental database only (`vacuumsIncrementally()`).
+    /// free pages left, and how long the step's commit took (it copies the journal into the file when it finds it at
+    /// the writer's bound). Apply loop only, between batches; an incremental database only (`vacuumsIncrementally()`).
     public func vacuumStep(
         pages: Int = .max, nanoseconds: UInt64 = .max, clock: () -> UInt64 = monotonicNanoseconds
-    ) throws -> (returned: Int, left: Int64) {
+    ) throws -> (returned: Int, left: Int64, commitNanoseconds: UInt64) {
         try commitBatch()
         try beginBatch()
         var returned = 0
@@ -431,8 +432,9 @@ public final class Backend: @unchecked Sendable {
             throw error
         }
         let left = try freePages()
+        let committing = clock()
         try commitBatch()
-        return (returned, left)
+        return (returned, left, clock() &- committing)
     }
 
     /// Rebuilds a database created with `auto_vacuum=NONE` as an incremental one (a full `VACUUM`, the old blocking

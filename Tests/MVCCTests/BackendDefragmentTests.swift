@@ -56,6 +56,8 @@ import Testing
             return now
         }
         #expect(step.returned == 10 && step.left == free - 10, "\(step), \(free) free before")
+        // The step's commit is timed by the same clock: one reading before it, one after.
+        #expect(step.commitNanoseconds == 1_000)
         #expect(try f.backend.freePages() == free - 10)
         let rest = try f.backend.vacuumStep()
         #expect(rest.returned == free - 10 && rest.left == 0)
