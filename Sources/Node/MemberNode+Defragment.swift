@@ -24,7 +24,22 @@ extension MemberNode {
         if let error { throw error }
     }
 
-    private func joinDefragment(_ completion: @escaping @Sendable (EtcdError?) -> Void) {
+    /// As the member begins to stop: a defragment under way ends between two steps (what it freed stays freed) and
+    /// its callers, with those of a physical Compact, hear etcd's "server stopped". The server's stop waits for the
+    /// calls in flight, and a defragment of gigabytes under load takes minutes: measured, a SIGTERM in the middle of
+    /// one waited for its end. A physical compaction goes on in steps after the restart.
+    public func releaseMaintenanceCallers() {
+        applyQueue.push(.perform { node in node.endMaintenanceForStop() })
+    }
+
+    func endMaintenanceForStop() {
+        assertOnApplyLoop()
+        finishDefragment(.stopped, how: "stopped")
+        for pending in physicalCompactions { waiters.resume(pending.id, with: .failure(.stopped)) }
+        physicalCompactions = []
+    }
+
+    func joinDefragment(_ completion: @escaping @Sendable (EtcdError?) -> Void) {
         assertOnApplyLoop()
         defragmentCallers.append(completion)
         if defragmentPacer.onRequest(now: maintenanceClock()) { defragmentStep() }

@@ -290,6 +290,8 @@ public final class QuorumServer: Service, @unchecked Sendable {
                         race.cancelAll()
                     }
                 }
+                // Calls that wait for maintenance (a Defragment, a physical Compact) are answered now, not when it ends.
+                node.releaseMaintenanceCallers()
                 await node.transferLeadershipBeforeStopping()
                 stopping.set()
                 peers.stop()

@@ -62,6 +62,36 @@ import Testing
         )
     }
 
+    /// A member that begins to stop answers a defragment under way with "server stopped" at once, instead of holding
+    /// the stop until the defragment ends; what it freed stays freed, and the next one finishes the work.
+    @Test func aStoppingMemberEndsADefragmentUnderWayAndItsCallerHearsSo() async throws {
+        let f = try NodeFixture(clock: ManualClock(followingRealTime: true))
+        try await f.waitUntil { f.node.status.isLeader }
+        try await Self.fill(f, prefix: "free/", count: 384)
+        try await Self.fill(f, prefix: "keep/", count: 192)
+        try await Self.deleteAndCompact(f, prefix: "free/")
+        let freeBefore = try Self.pragma(f, "freelist_count")
+        #expect(freeBefore > 4 * Int64(MemberNode.defragmentMaxStepPages), "more than one step's pages")
+        // On the apply loop, in one go: the defragment starts (its first step runs at once, the next is queued), then
+        // the member begins to stop before the next step.
+        let outcome: EtcdError? = await withCheckedContinuation { continuation in
+            f.node.applyQueue.push(
+                .perform { node in
+                    node.joinDefragment { continuation.resume(returning: $0) }
+                    node.endMaintenanceForStop()
+                })
+        }
+        #expect(outcome == .stopped)
+        let running = await withCheckedContinuation { continuation in
+            f.node.applyQueue.push(.perform { continuation.resume(returning: $0.defragmentPacer.isRunning) })
+        }
+        #expect(!running, "the queued step found the run over")
+        let freeAfter = try Self.pragma(f, "freelist_count")
+        #expect(freeAfter > 0 && freeAfter < freeBefore, "\(freeBefore) -> \(freeAfter)")
+        try await f.node.defragment()
+        #expect(try Self.pragma(f, "freelist_count") == 0)
+    }
+
     @Test func writesCompleteWhileADefragmentRunsAndNothingIsLost() async throws {
         // Steps are paced and timed by the member's clock: here it follows real time, as a member's does. (On a
         // frozen clock every step runs to its page limit, and a loaded machine may finish the few steps before the
