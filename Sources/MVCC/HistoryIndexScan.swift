@@ -51,8 +51,10 @@ final class HistoryIndexScan {
     init(connection: SQLiteConnection, sql: String, readAhead: Bool) throws {
         statement = try connection.statement(sql)
         if readAhead {
-            let reader = Reader(scan: self)
-            self.readAhead = ReadAhead(capacity: Self.batchesAhead, name: "quorum-index-load") { try reader.read() }
+            // Unowned: the scan owns the reader, and `close()` ends the reading thread before the scan can go.
+            self.readAhead = ReadAhead(capacity: Self.batchesAhead, name: "quorum-index-load") { [unowned self] in
+                try readBatch()
+            }
         }
     }
 
@@ -87,13 +89,5 @@ final class HistoryIndexScan {
                     lease: s.int64(5), valueLength: s.isNull(6) ? -1 : s.int64(6), keyEnd: batch.keys.count))
         }
         return batch.rows.isEmpty ? nil : batch
-    }
-
-    /// What the reading thread holds: the scan, which only that thread touches until `close()` (`ReadAhead`'s
-    /// contract).
-    private final class Reader: @unchecked Sendable {
-        unowned let scan: HistoryIndexScan
-        init(scan: HistoryIndexScan) { self.scan = scan }
-        func read() throws -> Batch? { try scan.readBatch() }
     }
 }

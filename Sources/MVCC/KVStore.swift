@@ -113,7 +113,7 @@ public final class KVStore: Sendable {
                 state.record(keyBytes: key, ref, head: head)
             }
         }
-        scan.close()
+        scan.close()  // the connection is this thread's again, for the lengths below
         if !lengthsUnknown.isEmpty {
             let length = try c.statement("SELECT length(value) FROM revs WHERE rev = ?1 AND sub = ?2")
             for key in lengthsUnknown {

@@ -27,10 +27,7 @@ extension MemberNode {
         defer { applyQueue.done() }
         if stopped {
             try? commitBackend()
-            finishDefragment(.stopped, how: "stopped")
-            for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
-            heldReads = []
-            applyRunning.store(false, ordering: .sequentiallyConsistent)
+            endApplyLoop()
             return
         }
         do {
@@ -38,11 +35,16 @@ extension MemberNode {
             try housekeeping()
         } catch {
             fail("apply loop stopped: \(error)")
-            finishDefragment(.stopped, how: "stopped")
-            for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
-            heldReads = []
-            applyRunning.store(false, ordering: .sequentiallyConsistent)
+            endApplyLoop()
         }
+    }
+
+    /// The apply loop's last pass: whoever waits for maintenance or for a read hears that the member stopped.
+    private func endApplyLoop() {
+        endMaintenanceForStop()
+        for (_, waiters) in heldReads { for waiter in waiters { waiter.completion(.stopped) } }
+        heldReads = []
+        applyRunning.store(false, ordering: .sequentiallyConsistent)
     }
 
     /// Applies everything taken at once: consecutive entry batches share one SQLite transaction. Runs on the apply

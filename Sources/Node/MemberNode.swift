@@ -146,7 +146,7 @@ public final class MemberNode: @unchecked Sendable {
             metadata: [
                 "keys": "\(store.keyCount())", "current-revision": "\(store.revisions.current)",
                 "compact-revision": "\(store.revisions.compacted)",
-                "took": "\(Self.seconds(since: loadStarted, now: now()))",
+                "took": "\(GoDuration.format(.nanoseconds(now() - loadStarted)))",
             ])
         alarms = try AlarmSet(backend: backend)
         versions = try ClusterVersionState(backend: backend)
@@ -223,15 +223,9 @@ public final class MemberNode: @unchecked Sendable {
                 "applied the committed entries the database had not recorded",
                 metadata: [
                     "entries": "\(recoveredCommit - from)", "applied-index": "\(recoveredCommit)",
-                    "took": "\(Self.seconds(since: started, now: now()))",
+                    "took": "\(GoDuration.format(.nanoseconds(now() - started)))",
                 ])
         }
-    }
-
-    /// A duration for the log, as etcd writes one ("1.234s"), from two readings of the member's clock.
-    static func seconds(since start: Int64, now: Int64) -> String {
-        let milliseconds = max(0, now - start) / 1_000_000
-        return "\(milliseconds / 1000).\(String(milliseconds % 1000 + 1000).dropFirst())s"
     }
 
     /// Whether the entries the log held as committed at start-up are applied: until then a read could miss an

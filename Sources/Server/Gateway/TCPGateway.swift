@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import Node
 import Synchronization
 
 /// etcd's L4 gateway (`etcd gateway start`): a TCP proxy in front of a cluster's client endpoints. Each accepted

@@ -1,4 +1,6 @@
-/// Go's `time.ParseDuration` syntax ("1h30m", "90s", "500ms", "1.5h"), which etcd's flags use.
+/// Go's `time.ParseDuration` syntax ("1h30m", "90s", "500ms", "1.5h"), which etcd's flags use, and Go's way of
+/// writing a duration, which etcd's logs use. In Node, the lowest target that logs, so that the member and the server
+/// write durations alike.
 import Foundation
 
 public enum GoDuration {
