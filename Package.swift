@@ -64,6 +64,7 @@ let package = Package(
         .systemLibrary(name: "CMalloc", path: "Sources/CMalloc"),
         .target(name: "Raft"),
         .target(name: "Batching"),
+        .target(name: "GoSyntax"),
         .target(name: "Storage", dependencies: ["CSQLite"]),
         .target(name: "EtcdProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Bolt"),
@@ -81,7 +82,7 @@ let package = Package(
         .target(
             name: "Auth",
             dependencies: [
-                "EtcdProto", "CXCrypt", .product(name: "Crypto", package: "swift-crypto"),
+                "EtcdProto", "CXCrypt", "GoSyntax", .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -90,7 +91,7 @@ let package = Package(
         .target(
             name: "Node",
             dependencies: [
-                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth", "Batching", "CMalloc",
+                "Raft", "Storage", "MVCC", "EtcdProto", "EtcdSnapshot", "Auth", "Batching", "CMalloc", "GoSyntax",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -132,7 +133,7 @@ let package = Package(
             name: "Server",
             dependencies: [
                 "Node", "PKI", "EtcdAPI", "EtcdProto", "MVCC", "Storage", "Raft", "Auth", "Backup", "RPCTransport",
-                "ReloadingTLS",
+                "ReloadingTLS", "GoSyntax",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -246,6 +247,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/Support"),
         .testTarget(name: "ChaosTests", dependencies: ["Chaos", "Simulation"]),
         .testTarget(name: "RaftTests", dependencies: ["Raft"]),
+        .testTarget(name: "GoSyntaxTests", dependencies: ["GoSyntax"]),
         .testTarget(
             name: "BackupTests",
             dependencies: [

@@ -1,4 +1,5 @@
 import Crypto
+import GoSyntax
 import _CryptoExtras
 
 #if canImport(FoundationEssentials)
@@ -35,7 +36,7 @@ public struct JWTTokenProvider: TokenProvider {
     ) throws(AuthConfigurationError) {
         var ttl = Self.defaultTTL
         if let text = parameters["ttl"], !text.isEmpty {
-            guard let parsed = parseGoDuration(text) else { throw .invalidAuthOptions }
+            guard let parsed = GoDuration.parse(text) else { throw .invalidAuthOptions }
             ttl = parsed
         }
         var publicKey: [UInt8] = []

@@ -16,8 +16,8 @@ final class HistoryIndexScan {
         var createRevision: Int64
         var version: Int64
         var lease: Int64
-        /// The value's length, or -1 for a row written before the index had lengths.
-        var valueLength: Int64
+        /// The value's length; nil for a row written before the index had lengths.
+        var valueLength: Int64?
         /// Where the row's key ends in its batch's `keys`; it starts where the previous row's ends.
         var keyEnd: Int
     }
@@ -86,7 +86,7 @@ final class HistoryIndexScan {
             batch.rows.append(
                 Row(
                     main: s.int64(0), sub: s.int64(1), createRevision: s.int64(3), version: s.int64(4),
-                    lease: s.int64(5), valueLength: s.isNull(6) ? -1 : s.int64(6), keyEnd: batch.keys.count))
+                    lease: s.int64(5), valueLength: s.isNull(6) ? nil : s.int64(6), keyEnd: batch.keys.count))
         }
         return batch.rows.isEmpty ? nil : batch
     }

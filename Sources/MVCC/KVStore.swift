@@ -104,11 +104,10 @@ public final class KVStore: Sendable {
                 let ref = RevisionRef(main: row.main, sub: row.sub, tombstone: row.version == 0)
                 var head: HeadMeta?
                 if !ref.tombstone {
-                    let known = row.valueLength >= 0
                     head = HeadMeta(
                         createRevision: row.createRevision, version: row.version, lease: row.lease,
-                        valueLength: known ? Int(row.valueLength) : Int(HeadMeta.unknownLength))
-                    if !known { lengthsUnknown.append(Data(key)) }
+                        valueLength: row.valueLength.map { Int($0) } ?? Int(HeadMeta.unknownLength))
+                    if row.valueLength == nil { lengthsUnknown.append(Data(key)) }
                 }
                 state.record(keyBytes: key, ref, head: head)
             }

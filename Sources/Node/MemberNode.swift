@@ -2,6 +2,7 @@ import Auth
 import Batching
 import EtcdProto
 import Foundation
+import GoSyntax
 import Logging
 import MVCC
 import Raft

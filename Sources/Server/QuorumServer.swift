@@ -2,6 +2,7 @@ import EtcdAPI
 import EtcdProto
 import Foundation
 import GRPCCore
+import GoSyntax
 import Logging
 import NIOCore
 import NIOPosix

@@ -344,18 +344,4 @@ enum JWTTokenProviderFixtures {
     func refusesWhatEtcdRefuses(option: String, error: AuthConfigurationError) {
         #expect(throws: error) { try makeTokenProvider(authToken: option, readFile: files(["/secret": [1]])) }
     }
-
-    @Test(arguments: [
-        ("0", Duration.zero), ("5m", .seconds(300)), ("1h30m", .seconds(5400)), ("1.5s", .milliseconds(1500)),
-        ("-2m", .seconds(-120)), ("+3s", .seconds(3)), ("300ms", .milliseconds(300)), ("2us", .microseconds(2)),
-        ("2µs", .microseconds(2)), ("7ns", .nanoseconds(7)), (".5s", .milliseconds(500)), ("1.h", .seconds(3600)),
-    ])
-    func parsesGoDurations(text: String, expected: Duration) {
-        #expect(parseGoDuration(text) == expected)
-    }
-
-    @Test(arguments: ["", "5", "m", "1x", "1.s.", ".s", "-", "5m5", "9999999999999h", "1 m"])
-    func refusesWhatGoRefuses(text: String) {
-        #expect(parseGoDuration(text) == nil)
-    }
 }

@@ -1,5 +1,6 @@
 import Auth
 import Foundation
+import GoSyntax
 import Logging
 import Node
 import PKI

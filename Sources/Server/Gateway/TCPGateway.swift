@@ -1,4 +1,5 @@
 import Foundation
+import GoSyntax
 import Logging
 import NIOCore
 import NIOPosix
