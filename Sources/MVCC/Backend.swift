@@ -79,7 +79,7 @@ public final class Backend: @unchecked Sendable {
             """
             PRAGMA journal_mode=WAL;
             PRAGMA synchronous=NORMAL;
-            PRAGMA cache_size=-512;
+            PRAGMA cache_size=-\(Backend.writerCacheKiB);
             PRAGMA temp_store=MEMORY;
             """)
         if let checkpointer {
@@ -435,6 +435,34 @@ public final class Backend: @unchecked Sendable {
         let committing = clock()
         try commitBatch()
         return (returned, left, clock() &- committing)
+    }
+
+    /// The writer's page cache in KiB outside a defragment: batches of appended rows need little.
+    static let writerCacheKiB = 512
+    /// The most a defragment's writer cache may take (64 MiB: the trunks of 64 GB of free pages).
+    static let vacuumCacheLimitKiB = 65_536
+
+    /// The pages a defragment's writer keeps cached: every free-list trunk (one lists about a thousand free pages)
+    /// and pointer-map page (one maps about 800 pages), which SQLite walks for each page it returns, and room for
+    /// the pages it moves; within `vacuumCacheLimitKiB`. With the default 512 KiB every walk of a long free list
+    /// read its trunks again (`FreeListPrefetch` has the measurements).
+    public func vacuumCachePages() throws -> Int {
+        let pageSize = Int(try writer.scalar("PRAGMA page_size") ?? 4096)
+        let pages = Int(try writer.scalar("PRAGMA page_count") ?? 0)
+        let trunks = Int(try freePages()) / (pageSize / 4 - 2) + 1
+        let pointerMaps = pages / (pageSize / 5 + 1) + 1
+        let wanted = trunks + pointerMaps + 1024
+        return min(max(wanted, Self.writerCacheKiB * 1024 / pageSize), Self.vacuumCacheLimitKiB * 1024 / pageSize)
+    }
+
+    /// Sizes the writer's page cache for a defragment (`pages`, from `vacuumCachePages`), or back to its everyday
+    /// size (nil), releasing what the larger one held. Apply loop only.
+    public func setVacuumCache(pages: Int?) throws {
+        if let pages {
+            try writer.execute("PRAGMA cache_size=\(pages)")
+        } else {
+            try writer.execute("PRAGMA cache_size=-\(Self.writerCacheKiB); PRAGMA shrink_memory;")
+        }
     }
 
     /// Rebuilds a database created with `auto_vacuum=NONE` as an incremental one (a full `VACUUM`, the old blocking

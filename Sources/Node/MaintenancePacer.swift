@@ -18,7 +18,8 @@ struct MaintenancePacer: Equatable {
     }
 
     enum NextStep: Equatable {
-        /// Already queued on the apply loop (the first step, or one that follows at once): housekeeping leaves it.
+        /// Already queued on the apply loop (the first step, or one that follows at once), or to be queued by other work
+        /// (a defragment's first step, once its pages are read ahead): housekeeping leaves it.
         case queued
         /// For housekeeping to run once the clock reads at least this.
         case at(UInt64)

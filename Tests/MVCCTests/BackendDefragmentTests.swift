@@ -63,6 +63,36 @@ import Testing
         #expect(rest.returned == free - 10 && rest.left == 0)
     }
 
+    /// Before a defragment the pages its steps walk are read from the file: every trunk of the free list (with the
+    /// pages they list, every free page SQLite counts) and every pointer-map page; and the writer's cache is sized to
+    /// keep them, then sized back.
+    @Test func theFreeListAndPointerMapsAreReadAheadAndCached() throws {
+        let f = try StoreFixture()
+        try Self.fillAndFree(f, count: 1200)
+        try f.backend.truncateJournal(waitingAtMost: 1000)  // the file itself now holds the newest free list
+        let free = try f.backend.freePages()
+        let pages = Int(try f.backend.writer.scalar("PRAGMA page_count") ?? 0)
+        let read = FreeListPrefetch.run(path: f.backend.path)
+        #expect(read.trunks >= 2 && Int64(read.trunks + read.leaves) == free, "\(read), \(free) free")
+        #expect(read.pointerMaps == (pages - 2) / 820 + 1, "\(read), \(pages) pages")
+
+        let cached = try f.backend.vacuumCachePages()
+        #expect(cached >= read.trunks + read.pointerMaps + 1024)
+        try f.backend.setVacuumCache(pages: cached)
+        #expect(try f.backend.writer.scalar("PRAGMA cache_size") == Int64(cached))
+        while try f.backend.vacuumStep().left > 0 {}
+        try f.backend.setVacuumCache(pages: nil)
+        #expect(try f.backend.writer.scalar("PRAGMA cache_size") == -512)
+    }
+
+    /// A file that is not a database, or is gone, is read as nothing: the read-ahead is only a hint.
+    @Test func readingAheadWhatIsNotADatabaseReadsNothing() throws {
+        let dir = TemporaryDirectory()
+        try Data(repeating: 7, count: 65_536).write(to: URL(fileURLWithPath: dir.path + "/garbage"))
+        #expect(FreeListPrefetch.run(path: dir.path + "/garbage") == FreeListPrefetch.Summary())
+        #expect(FreeListPrefetch.run(path: dir.path + "/missing") == FreeListPrefetch.Summary())
+    }
+
     @Test func aDatabaseCreatedWithoutAutoVacuumIsConvertedOnItsFirstDefragment() throws {
         let dir = TemporaryDirectory()
         let path = dir.path + "/db"
