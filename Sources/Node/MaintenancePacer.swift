@@ -56,6 +56,12 @@ struct MaintenancePacer: Equatable {
 
     var isRunning: Bool { state != .idle }
 
+    /// When the run under way started; nil when none is.
+    var started: UInt64? {
+        guard case .running(let started, _) = state else { return nil }
+        return started
+    }
+
     /// Work arrived (a Defragment, a compaction applied). Returns true when it starts a run, whose first step the caller
     /// then runs; false when it joins the one under way. A run ends only once no work is left (no free page, no
     /// compacted row), so it covers what the new caller asked for too.

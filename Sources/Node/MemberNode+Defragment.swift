@@ -59,18 +59,22 @@ extension MemberNode {
         guard backend.vfs == nil else { return defragmentStep() }
         let path = backend.path
         let queue = applyQueue
+        let run = defragmentPacer.started
         let thread = Thread {
             let started = monotonicNanoseconds()
             let read = FreeListPrefetch.run(path: path)
             let took = monotonicNanoseconds() - started
-            queue.push(.perform { node in node.defragmentPrefetched(read, took: took) })
+            queue.push(.perform { node in node.defragmentPrefetched(read, took: took, run: run) })
         }
         thread.name = "defragment-prefetch"
         thread.start()
     }
 
-    private func defragmentPrefetched(_ read: FreeListPrefetch.Summary, took: UInt64) {
+    /// The read-ahead for `run` is done: its first step. A run that ended meanwhile (the member is stopping) is not
+    /// stepped, nor is a later one: that one's own read-ahead queues its first step.
+    private func defragmentPrefetched(_ read: FreeListPrefetch.Summary, took: UInt64, run: UInt64?) {
         assertOnApplyLoop()
+        guard defragmentPacer.started == run else { return }
         logger.info(
             "read the free list ahead of the defragment",
             metadata: [

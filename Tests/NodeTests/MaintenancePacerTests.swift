@@ -15,12 +15,13 @@ import Testing
         #expect(!pacer.isDue(now: 100))
         let second = pacer.onRequest(now: 200)
         #expect(!second, "a second Defragment joins the run under way")
+        #expect(pacer.started == 100, "the run is the first one's")
         let finished = pacer.onFinished()
-        #expect(finished == 100 && !pacer.isRunning)
+        #expect(finished == 100 && !pacer.isRunning && pacer.started == nil)
         let again = pacer.onFinished()
         #expect(again == nil)
         let next = pacer.onRequest(now: 300)
-        #expect(next, "after the end, a Defragment starts a new run")
+        #expect(next && pacer.started == 300, "after the end, a Defragment starts a new run")
     }
 
     @Test func withNothingElseToDoTheNextStepFollowsAtOnce() {
