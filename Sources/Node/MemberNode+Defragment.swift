@@ -114,7 +114,7 @@ extension MemberNode {
                 clock: maintenanceClock)
             let end = maintenanceClock()
             // A backend commit like any other (`etcd_disk_backend_commit_duration_seconds`): a step's own commit may
-            // copy the journal, the first suspect for the long steps of large defragments (docs/BENCHMARKS.md).
+            // copy the journal when it finds it at the writer's bound.
             observer.backendCommitted(nanoseconds: step.commitNanoseconds)
             let action = defragmentPacer.onStep(
                 took: end - start, workLeft: step.left > 0, othersWaiting: !applyQueue.isEmpty, now: end)
