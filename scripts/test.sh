@@ -57,10 +57,24 @@ export MALLOC_ARENA_MAX=1
 # machine, the former starve for tens of seconds and fail for reasons that are not theirs. So: everything else in
 # parallel first, then each of those two suites on its own.
 # Every phase runs even when an earlier one fails, so one run reports every failure.
+# Each phase's output is also kept in .build/test-logs, and the run ends by repeating every failure line from them:
+# CI shows only the tail of a run, where the fuzz targets' output would otherwise hide which test failed.
+logs=.build/test-logs
+rm -rf "$logs"
+mkdir -p "$logs"
+failed=()
+phase() {
+    local name=$1
+    shift
+    if ! "$@" 2>&1 | tee "$logs/$name.log"; then
+        failed+=("$name")
+        status=1
+    fi
+}
 status=0
-swift test --skip-build --skip '^(TLSTests|ChaosTests)\.' "$@" || status=1
-swift test --skip-build --filter '^TLSTests\.' "$@" || status=1
-swift test --skip-build --filter '^ChaosTests\.' "$@" || status=1
+phase tests swift test --skip-build --skip '^(TLSTests|ChaosTests)\.' "$@"
+phase tls swift test --skip-build --filter '^TLSTests\.' "$@"
+phase chaos swift test --skip-build --filter '^ChaosTests\.' "$@"
 # Real members under the deterministic simulator (quorum-sim members): 1,000 fresh seeds from a random start,
 # printed (a failure names its seed; `quorum-sim members --seed S` replays it), as two processes for the two cores:
 # half on real files (crashes are kill -9), half on simulated disks (crashes are power cuts, some of the whole
@@ -71,16 +85,28 @@ members_seeds=${QUORUM_MEMBER_SIM_SEEDS:-1000}
 half=$(( members_seeds / 2 ))
 echo "member simulation: seeds $members_start..<$(( members_start + members_seeds ))"
 bin=$(swift build --show-bin-path)
-"$bin/quorum-sim" members --start-seed "$members_start" --seeds "$half" &
+"$bin/quorum-sim" members --start-seed "$members_start" --seeds "$half" > >(tee "$logs/members-files.log") 2>&1 &
 first=$!
-"$bin/quorum-sim" members --simulated-disks --disk-fault-rate 0.0003 --slow-sync-rate 0.005 --membership-changes \
-    --start-seed $(( members_start + half )) --seeds $(( members_seeds - half )) || status=1
-wait $first || status=1
+phase members-disks "$bin/quorum-sim" members --simulated-disks --disk-fault-rate 0.0003 --slow-sync-rate 0.005 \
+    --membership-changes --start-seed $(( members_start + half )) --seeds $(( members_seeds - half ))
+if ! wait $first; then
+    failed+=(members-files)
+    status=1
+fi
 # Last, a brief run of every libFuzzer target (docs/FUZZING.md) from a sanitizer build of its own (.build-fuzz): the
 # committed corpora are already replayed in FuzzTests above; this looks a little beyond them. A fixed number of
 # executions from a fixed seed, so runs try nearly the same inputs and a red run comes with its reproducer (the
 # open-ended search is the soak's job). QUORUM_FUZZ_RUNS=0 skips it.
 if [ "${QUORUM_FUZZ_RUNS:-5000}" != 0 ]; then
-    scripts/fuzz.sh --runs "${QUORUM_FUZZ_RUNS:-5000}" --seed "${QUORUM_FUZZ_SEED:-1}" || status=1
+    phase fuzz scripts/fuzz.sh --runs "${QUORUM_FUZZ_RUNS:-5000}" --seed "${QUORUM_FUZZ_SEED:-1}"
+fi
+if [ $status != 0 ]; then
+    echo
+    echo "test.sh: FAILED phases: ${failed[*]}"
+    for name in "${failed[@]}"; do
+        echo "--- $name: failure lines from $logs/$name.log"
+        grep -E -a '✘|error:|Fatal error|FAILED|failed \(|exited with|signal [0-9]+|Test Case .* failed' \
+            "$logs/$name.log" | grep -v -E '^\[[0-9]+/[0-9]+\]' | head -60 || true
+    done
 fi
 exit $status
