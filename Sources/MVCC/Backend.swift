@@ -404,6 +404,11 @@ public final class Backend: @unchecked Sendable {
         try writer.scalar("PRAGMA freelist_count") ?? 0
     }
 
+    /// The database's size in pages, as the writer sees it (a vacuum step's truncation included).
+    public func pageCount() throws -> Int64 {
+        try writer.scalar("PRAGMA page_count") ?? 0
+    }
+
     /// One step of a defragmentation, in a transaction of its own: returns free pages to the file system one at a
     /// time (SQLite moves pages from the end of the file into free slots and truncates it; the file shrinks on disk at
     /// the next checkpoint) until none is left, `pages` have gone, or `nanoseconds` have passed by `clock`. A step is

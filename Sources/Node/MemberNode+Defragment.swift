@@ -48,10 +48,17 @@ extension MemberNode {
 
     /// A run's start: the writer's page cache grows to hold the pages every step walks, and those pages are read on
     /// a thread of their own (`FreeListPrefetch`) before the first step, which that thread queues: a step that read
-    /// them itself held the apply loop for up to 229 ms. A simulated disk has no page cache to fill, and no threads.
+    /// them itself held the apply loop for up to 229 ms. Another thread reads, a little ahead of the steps, the pages
+    /// they move and their parents (`TailPrefetch`): reading those held steps 20-720 ms. A simulated disk has no page
+    /// cache to fill, and no threads.
     private func startDefragment() {
         do {
             try backend.setVacuumCache(pages: backend.vacuumCachePages())
+            if backend.vfs == nil {
+                defragmentReadAhead = TailPrefetch(
+                    path: backend.path, end: Int(try backend.pageCount()), freePages: Int(try backend.freePages()))
+                defragmentReadAhead?.start()
+            }
         } catch {
             finishDefragment(.internal("defragment: \(error)"), how: "failed")
             return
@@ -116,6 +123,9 @@ extension MemberNode {
             // A backend commit like any other (`etcd_disk_backend_commit_duration_seconds`): a step's own commit may
             // copy the journal when it finds it at the writer's bound.
             observer.backendCommitted(nanoseconds: step.commitNanoseconds)
+            if let readAhead = defragmentReadAhead {
+                readAhead.onVacuumProgress(end: Int(try backend.pageCount()), freePages: Int(step.left))
+            }
             let action = defragmentPacer.onStep(
                 took: end - start, workLeft: step.left > 0, othersWaiting: !applyQueue.isEmpty, now: end)
             switch action {
@@ -140,6 +150,8 @@ extension MemberNode {
         } catch {
             logger.warning("defragment: could not size the page cache back", metadata: ["error": "\(error)"])
         }
+        let readAheadPages = defragmentReadAhead?.stop()
+        defragmentReadAhead = nil
         if error == nil { refreshSize() }
         let callers = defragmentCallers
         defragmentCallers = []
@@ -150,6 +162,7 @@ extension MemberNode {
             "db-size": "\(dbSize.load(ordering: .relaxed))",
             "db-size-in-use": "\(dbSizeInUse.load(ordering: .relaxed))",
         ]
+        if let readAheadPages { metadata["read-ahead-pages"] = "\(readAheadPages)" }
         if let error { metadata["error"] = "\(error)" }
         logger.info("finished defragmenting", metadata: metadata)
         for caller in callers { caller(error) }

@@ -77,6 +77,8 @@ public final class MemberNode: @unchecked Sendable {
     var defragmentPacer = MaintenancePacer(
         stepBudget: MemberNode.maintenanceStepNanoseconds, share: MemberNode.maintenanceShare)
     var defragmentCallers: [@Sendable (EtcdError?) -> Void] = []
+    /// The defragment's read-ahead of the pages its next steps move (real files only).
+    var defragmentReadAhead: TailPrefetch?
     /// When the compaction that physical compaction is working through was applied (monotonic nanoseconds).
     var compactionStartedAt: UInt64?
     var lastBackendCommit: Int64 = 0

@@ -40,15 +40,8 @@ public enum FreeListPrefetch {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return summary }
         defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: 100)
-        guard pread(fd, &header, 100, 0) == 100, header.starts(with: Array("SQLite format 3\0".utf8)) else {
-            return summary
-        }
-        // The header's page size: 1 stands for 65,536. Offsets 32 and 52: the first trunk, and (non-zero when the file
-        // has pointer maps) the largest root page.
-        let rawPageSize = Int(header[16]) << 8 | Int(header[17])
-        let pageSize = rawPageSize == 1 ? 65_536 : rawPageSize
-        guard pageSize >= 512, pageSize.nonzeroBitCount == 1 else { return summary }
+        guard let header = SQLiteFileHeader(fd: fd) else { return summary }
+        let pageSize = header.pageSize
         var stats = stat()
         guard fstat(fd, &stats) == 0 else { return summary }
         let pageCount = Int(stats.st_size) / pageSize
@@ -57,25 +50,18 @@ public enum FreeListPrefetch {
             pread(fd, &page, pageSize, off_t(number - 1) * off_t(pageSize)) == pageSize
         }
 
-        var trunk = bigEndian32(header, at: 32)
+        var trunk = header.firstTrunk
         while trunk > 1, trunk <= pageCount, summary.trunks < pageCount, read(trunk) {
             summary.trunks += 1
-            summary.leaves += bigEndian32(page, at: 4)
-            trunk = bigEndian32(page, at: 0)
+            summary.leaves += SQLiteFileHeader.bigEndian32(page, at: 4)
+            trunk = SQLiteFileHeader.bigEndian32(page, at: 0)
         }
-        guard bigEndian32(header, at: 52) != 0 else { return summary }
-        // Pointer-map pages: page 2, then one every (usable bytes / 5 + 1) pages (a 5-byte entry per page it maps).
-        let usable = pageSize - Int(header[20])
-        let period = usable / 5 + 1
+        guard let layout = header.pointerMaps else { return summary }
         var map = 2
-        while map <= pageCount, read(map) {
+        while map <= pageCount, read(layout.mapPage(for: map)) {
             summary.pointerMaps += 1
-            map += period
+            map += layout.period
         }
         return summary
-    }
-
-    private static func bigEndian32(_ bytes: [UInt8], at offset: Int) -> Int {
-        Int(bytes[offset]) << 24 | Int(bytes[offset + 1]) << 16 | Int(bytes[offset + 2]) << 8 | Int(bytes[offset + 3])
     }
 }
