@@ -3,8 +3,9 @@
 # keys written ROUNDS times with VAL-byte values, then a physical compaction at the last revision: all but the newest
 # value of each key is free); then CLIENTS clients alternate a put and a linearizable get of random keys (256-byte
 # values) for DURATION seconds, and at DEFRAG_AT seconds (the start of the middle third) a Defragment is sent. Reported
-# per server: request latency before vs during the Defragment (p50/p99/max, requests over 100 ms), how long it took,
-# and the size (dbSize, dbSizeInUse) before the run and after it.
+# per server: request latency before vs during the Defragment (p50/p99/max, requests over 100 ms, and each tenth of a
+# second in which requests over 100 ms completed: `during_slow_bursts`, UTC, to set beside the member's log), how long
+# it took, and the size (dbSize, dbSizeInUse) before the run and after it.
 #
 #   scripts/bench-defrag.sh                                  # Quorum (release build at .build-bench), etcd 3.4, 3.5
 #   QUORUM=path/to/quorum SERVERS="quorum etcd35" ROUNDS=4 scripts/bench-defrag.sh

@@ -95,6 +95,44 @@ func summarize(samples []sample, seconds float64) summary {
 	return s
 }
 
+// slowBurst is a tenth of a second in which requests over 100 ms completed: 64 of them at once is a stall every
+// client waited for (a step, an fsync), one or two are requests that queued behind something shorter.
+type slowBurst struct {
+	At    string  `json:"at"` // UTC wall clock of the window's start, for the member's log and /proc/diskstats
+	Count int     `json:"n"`
+	Max   float64 `json:"max_ms"`
+}
+
+func slowBursts(samples []sample, began time.Time) []slowBurst {
+	byWindow := map[int64]*slowBurst{}
+	for _, x := range samples {
+		if x.latency <= 100*time.Millisecond {
+			continue
+		}
+		window := int64((x.start + x.latency) / (100 * time.Millisecond))
+		b := byWindow[window]
+		if b == nil {
+			at := began.Add(time.Duration(window) * 100 * time.Millisecond).UTC()
+			b = &slowBurst{At: at.Format("15:04:05.0")}
+			byWindow[window] = b
+		}
+		b.Count++
+		if ms := float64(x.latency) / 1e6; ms > b.Max {
+			b.Max = ms
+		}
+	}
+	windows := make([]int64, 0, len(byWindow))
+	for w := range byWindow {
+		windows = append(windows, w)
+	}
+	sort.Slice(windows, func(i, j int) bool { return windows[i] < windows[j] })
+	out := make([]slowBurst, 0, len(windows))
+	for _, w := range windows {
+		out = append(out, *byWindow[w])
+	}
+	return out
+}
+
 func status(cli *clientv3.Client, endpoint string) (int64, int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -297,6 +335,7 @@ func main() {
 			"after":          summarize(after, (runEnd - defragEnd).Seconds()),
 			"db_size_before": sizeBefore, "db_size_in_use_before": inUseBefore,
 			"db_size_after": sizeAfter, "db_size_in_use_after": inUseAfter,
+			"during_slow_bursts": slowBursts(during, began),
 		})
 		fmt.Println(string(out))
 	default:
