@@ -187,4 +187,19 @@ import Testing
         prefetch.stop()
         #expect(TailPrefetch(path: f.dir.path + "/missing", end: 10, freePages: 5) == nil)
     }
+
+    /// A checkpoint may truncate the file below pages the read-ahead was about to read (the vacuum passed them): it
+    /// skips the pages gone and goes on with the rest.
+    @Test func pagesPastTheFilesEndAreSkippedNotTheEndOfTheReadAhead() throws {
+        let f = try Fragmented()
+        let live = try Self.entriesFromTheTree(f.db).filter { $0.value.kind != .root }
+        let below = live.keys.count { (f.pages - 99...f.pages).contains($0) }
+        // Told the file is 1,000 pages longer than it is: the first chunks are past its end.
+        let prefetch = try #require(
+            TailPrefetch(path: f.path, end: f.pages + 1000, freePages: f.free + 1000, window: 1100, chunk: 16))
+        prefetch.start()
+        prefetch.waitUntilIdle()
+        #expect(prefetch.pagesRead > below, "seed \(f.seed)")
+        prefetch.stop()
+    }
 }

@@ -123,7 +123,11 @@ public final class TailPrefetch: @unchecked Sendable {
             for number in chunk.reversed() where layout.hasEntry(number) {
                 let mapNumber = layout.mapPage(for: number)
                 if mapNumber != mapPage {
-                    guard readPage(mapNumber, into: &map) else { return }
+                    // A short read: a checkpoint truncated the file below this page meanwhile (the vacuum passed it).
+                    guard readPage(mapNumber, into: &map) else {
+                        mapPage = 0
+                        continue
+                    }
                     mapPage = mapNumber
                     chunkRead += 1
                 }
