@@ -455,7 +455,7 @@ public final class Backend: @unchecked Sendable {
         let pageSize = Int(try writer.scalar("PRAGMA page_size") ?? 4096)
         let pages = Int(try writer.scalar("PRAGMA page_count") ?? 0)
         let trunks = Int(try freePages()) / (pageSize / 4 - 2) + 1
-        let pointerMaps = pages / (pageSize / 5 + 1) + 1
+        let pointerMaps = pages / PointerMapLayout(pageSize: pageSize, reservedBytes: 0).period + 1
         let wanted = trunks + pointerMaps + 1024
         return min(max(wanted, Self.writerCacheKiB * 1024 / pageSize), Self.vacuumCacheLimitKiB * 1024 / pageSize)
     }
